@@ -1,0 +1,1111 @@
+//! The endpoint: every peer of one node, their handshakes, sessions and
+//! timers, as one sans-IO state machine.
+//!
+//! Call order (a driver loop):
+//! 1. [`Endpoint::handle_datagram`] for each UDP datagram received;
+//!    [`Endpoint::send`] for each IP packet to a peer;
+//! 2. [`Endpoint::handle_timeout`] whenever [`Endpoint::poll_timeout`]'s
+//!    deadline passes (early calls are harmless);
+//! 3. after any of these, drain [`Endpoint::poll_transmit`] (handshake and
+//!    control datagrams to send) and [`Endpoint::poll_event`].
+//!
+//! Data packets never go through the transmit queue: `send` seals in place and
+//! tells the caller where to send the buffer, and `handle_datagram` opens in
+//! place and tells the caller where the plaintext is. Time (`now` for timers,
+//! `unix_nanos` for certificates and timestamps) and randomness are arguments.
+//!
+//! Flow of a packet out: `send` → current session? seal → caller sends.
+//! Otherwise queue (bounded) and start a handshake; the queue is sealed into
+//! transmits when the handshake completes.
+//! Flow in: classify (type, length) → initiation fragment: mac1 (+ mac2 under
+//! load, else cookie reply) → reassembly → `handshake::respond`; response
+//! fragment: index lookup → mac1 → reassembly → `read_response`; transport:
+//! index lookup → replay check → open → inner source must be in the peer's
+//! certificate.
+
+use core::fmt;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::CryptoRngCore;
+
+use crate::cert::{Certificate, TrustedCa};
+use crate::cookie::{self, constant_time_eq, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
+use crate::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits};
+use crate::handshake::{self, HandshakeError, Identity, InitiatorHandshake, ReplayGuard};
+use crate::provider::{Crypto, MAC_LEN};
+use crate::session::{Session, SessionError};
+use crate::timers::*;
+use crate::wire::{
+    classify, MessageKind, TransportHeader, WireError, COOKIE_REPLY_LEN, TRANSPORT_HEADER_LEN,
+    TRANSPORT_OVERHEAD,
+};
+
+/// Identifies a peer within one [`Endpoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u32);
+
+/// Endpoint settings.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Accept handshakes from nodes not added with [`Endpoint::add_peer`]
+    /// (any node with a valid certificate from the mesh CA).
+    pub accept_unknown_peers: bool,
+    /// Initiation fragments per second above which mac2 (a cookie) is required.
+    pub handshake_load_threshold: u32,
+    /// Packets queued per peer while its handshake is in progress.
+    pub queue_limit: usize,
+    /// Reassembly bounds.
+    pub reassembly: ReassemblyLimits,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            accept_unknown_peers: true,
+            handshake_load_threshold: 1000,
+            queue_limit: 64,
+            reassembly: ReassemblyLimits::default(),
+        }
+    }
+}
+
+/// Why a datagram or packet was dropped. Each has a counter in [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Failed the (type, length) or header check.
+    Malformed,
+    /// mac1 did not verify.
+    BadMac1,
+    /// Under load without a valid mac2; a cookie reply was sent.
+    CookieRequired,
+    /// A fragment that disagrees with its message.
+    FragmentInconsistent,
+    /// A duplicate fragment.
+    FragmentDuplicate,
+    /// No session or pending handshake has this index.
+    UnknownIndex,
+    /// Counter replayed or behind the window.
+    Replay,
+    /// Authentication tag did not verify.
+    Decrypt,
+    /// The session is past its reject time.
+    SessionExpired,
+    /// Inner source address is not in the sender's certificate.
+    SpoofedSource,
+    /// The handshake failed (see the handshake failure counters).
+    HandshakeFailed,
+    /// A handshake from a node that is not a configured peer.
+    UnknownPeer,
+    /// Queue full while a handshake is in progress.
+    QueueFull,
+    /// The peer has no known underlay address.
+    NoEndpoint,
+    /// A cookie reply that does not open.
+    BadCookieReply,
+    /// Inner packet is not IPv4 or IPv6.
+    NotIp,
+    /// The send buffer lacked header or tag room (driver bug).
+    BufferTooSmall,
+    /// Handshake gave up after REKEY_ATTEMPT_TIME; queued packets dropped.
+    HandshakeTimeout,
+}
+
+impl DropReason {
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; 18] = [
+        Self::Malformed,
+        Self::BadMac1,
+        Self::CookieRequired,
+        Self::FragmentInconsistent,
+        Self::FragmentDuplicate,
+        Self::UnknownIndex,
+        Self::Replay,
+        Self::Decrypt,
+        Self::SessionExpired,
+        Self::SpoofedSource,
+        Self::HandshakeFailed,
+        Self::UnknownPeer,
+        Self::QueueFull,
+        Self::NoEndpoint,
+        Self::BadCookieReply,
+        Self::NotIp,
+        Self::BufferTooSmall,
+        Self::HandshakeTimeout,
+    ];
+
+    /// Stable name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadMac1 => "bad_mac1",
+            Self::CookieRequired => "cookie_required",
+            Self::FragmentInconsistent => "fragment_inconsistent",
+            Self::FragmentDuplicate => "fragment_duplicate",
+            Self::UnknownIndex => "unknown_index",
+            Self::Replay => "replay",
+            Self::Decrypt => "decrypt",
+            Self::SessionExpired => "session_expired",
+            Self::SpoofedSource => "spoofed_source",
+            Self::HandshakeFailed => "handshake_failed",
+            Self::UnknownPeer => "unknown_peer",
+            Self::QueueFull => "queue_full",
+            Self::NoEndpoint => "no_endpoint",
+            Self::BadCookieReply => "bad_cookie_reply",
+            Self::NotIp => "not_ip",
+            Self::BufferTooSmall => "buffer_too_small",
+            Self::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+
+    fn slot(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Counters of one endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    drops: [u64; DropReason::ALL.len()],
+    /// Handshakes completed (either role).
+    pub handshakes_completed: u64,
+    /// Handshake failures by [`HandshakeError::reason`].
+    pub handshake_failures: HashMap<&'static str, u64>,
+    /// Cookie replies sent.
+    pub cookie_replies_sent: u64,
+    /// Handshake initiations sent (including retransmissions).
+    pub initiations_sent: u64,
+}
+
+impl Stats {
+    /// Drops counted for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.slot()]
+    }
+
+    /// Total drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    fn drop(&mut self, reason: DropReason) {
+        self.drops[reason.slot()] += 1;
+    }
+
+    fn handshake_failed(&mut self, e: &HandshakeError) {
+        *self.handshake_failures.entry(e.reason()).or_insert(0) += 1;
+    }
+}
+
+/// A datagram the driver must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination underlay address.
+    pub dst: SocketAddr,
+    /// UDP payload.
+    pub payload: Vec<u8>,
+}
+
+/// Something the driver may want to log or act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A handshake completed; for the responder the session is confirmed
+    /// when the first packet arrives.
+    HandshakeCompleted {
+        /// The peer.
+        peer: PeerId,
+        /// The peer's certificate name.
+        name: String,
+        /// Whether we initiated.
+        initiator: bool,
+    },
+    /// A handshake message from `src` was rejected.
+    HandshakeFailed {
+        /// The peer, if known.
+        peer: Option<PeerId>,
+        /// Where it came from.
+        src: SocketAddr,
+        /// Why.
+        error: HandshakeError,
+    },
+    /// A handshake was retried for REKEY_ATTEMPT_TIME without success.
+    HandshakeTimedOut {
+        /// The peer.
+        peer: PeerId,
+        /// Queued packets dropped.
+        dropped: usize,
+    },
+    /// A cookie reply arrived; the handshake was resent with mac2.
+    CookieReceived {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+/// Outcome of [`Endpoint::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Sealed: send `buf[..len]` to `dst`.
+    Send {
+        /// Destination.
+        dst: SocketAddr,
+        /// Datagram length.
+        len: usize,
+    },
+    /// Queued until the handshake completes.
+    Queued,
+    /// Dropped.
+    Dropped(DropReason),
+}
+
+/// Outcome of [`Endpoint::handle_datagram`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// An IP packet from `peer` at `buf[TRANSPORT_HEADER_LEN..][..len]`.
+    Data {
+        /// The sender.
+        peer: PeerId,
+        /// Plaintext length.
+        len: usize,
+    },
+    /// A keepalive from `peer`.
+    Keepalive {
+        /// The sender.
+        peer: PeerId,
+    },
+    /// A handshake or cookie message, consumed (see transmits and events).
+    Handshake,
+    /// Dropped.
+    Dropped(DropReason),
+}
+
+struct Pending {
+    hs: InitiatorHandshake,
+    sent_mac1: [u8; MAC_LEN],
+    cookie_resent: bool,
+}
+
+/// Per-peer traffic counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Payload bytes sent.
+    pub tx_bytes: u64,
+    /// Payload bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent (including keepalives).
+    pub tx_packets: u64,
+    /// Packets received (including keepalives).
+    pub rx_packets: u64,
+}
+
+struct Peer {
+    static_public: [u8; 32],
+    mac1_key: [u8; 32],
+    cookie_key: [u8; 32],
+    endpoint: Option<SocketAddr>,
+    cert: Option<Certificate>,
+    current: Option<Session>,
+    previous: Option<Session>,
+    next: Option<Session>,
+    pending: Option<Pending>,
+    cookie: Option<([u8; MAC_LEN], Instant)>,
+    queue: VecDeque<Vec<u8>>,
+    persistent_keepalive: Option<Duration>,
+    attempt_started: Option<Instant>,
+    retransmit_at: Option<Instant>,
+    keepalive_at: Option<Instant>,
+    new_handshake_at: Option<Instant>,
+    persistent_at: Option<Instant>,
+    last_handshake: Option<Instant>,
+    stats: PeerStats,
+}
+
+/// A read-only view of a peer, for status output.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// Id.
+    pub id: PeerId,
+    /// X25519 static key.
+    pub static_public: [u8; 32],
+    /// Underlay address, if known.
+    pub endpoint: Option<SocketAddr>,
+    /// Verified certificate, once a handshake completed.
+    pub cert: Option<Certificate>,
+    /// When the last handshake completed.
+    pub last_handshake: Option<Instant>,
+    /// Whether a usable session exists.
+    pub has_session: bool,
+    /// Counters.
+    pub stats: PeerStats,
+}
+
+/// All peers of one node. See the module docs for the call order.
+pub struct Endpoint {
+    crypto: Arc<dyn Crypto>,
+    ca: TrustedCa,
+    identity: Identity,
+    config: EndpointConfig,
+    cookie_checker: CookieChecker,
+    reassembler: Reassembler,
+    replay_guard: ReplayGuard,
+    peers: Vec<Peer>,
+    by_static: HashMap<[u8; 32], PeerId>,
+    by_index: HashMap<u32, PeerId>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    load_window: Option<Instant>,
+    load_count: u32,
+    load_prev: u32,
+    force_under_load: Option<bool>,
+    stats: Stats,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.identity.certificate().name())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// An endpoint for `identity`, trusting `ca`.
+    pub fn new(crypto: Arc<dyn Crypto>, ca: TrustedCa, identity: Identity, config: EndpointConfig) -> Self {
+        let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
+        Self {
+            reassembler: Reassembler::new(config.reassembly),
+            crypto,
+            ca,
+            identity,
+            config,
+            cookie_checker,
+            replay_guard: ReplayGuard::default(),
+            peers: Vec::new(),
+            by_static: HashMap::new(),
+            by_index: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            load_window: None,
+            load_count: 0,
+            load_prev: 0,
+            force_under_load: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Adds (or updates) a peer known by its static key, optionally with an
+    /// underlay address and a persistent keepalive interval.
+    pub fn add_peer(
+        &mut self,
+        static_public: [u8; 32],
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+    ) -> PeerId {
+        if let Some(&id) = self.by_static.get(&static_public) {
+            let p = &mut self.peers[id.0 as usize];
+            if endpoint.is_some() {
+                p.endpoint = endpoint;
+            }
+            p.persistent_keepalive = persistent_keepalive;
+            return id;
+        }
+        let c = &*self.crypto;
+        let id = PeerId(self.peers.len() as u32);
+        self.peers.push(Peer {
+            static_public,
+            mac1_key: cookie::mac1_key(c, &static_public),
+            cookie_key: cookie::cookie_key(c, &static_public),
+            endpoint,
+            cert: None,
+            current: None,
+            previous: None,
+            next: None,
+            pending: None,
+            cookie: None,
+            queue: VecDeque::new(),
+            persistent_keepalive,
+            attempt_started: None,
+            retransmit_at: None,
+            keepalive_at: None,
+            new_handshake_at: None,
+            persistent_at: None,
+            last_handshake: None,
+            stats: PeerStats::default(),
+        });
+        self.by_static.insert(static_public, id);
+        id
+    }
+
+    /// The peer with this static key.
+    pub fn peer_by_static(&self, static_public: &[u8; 32]) -> Option<PeerId> {
+        self.by_static.get(static_public).copied()
+    }
+
+    /// Status of every peer.
+    pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
+        self.peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PeerInfo {
+                id: PeerId(i as u32),
+                static_public: p.static_public,
+                endpoint: p.endpoint,
+                cert: p.cert.clone(),
+                last_handshake: p.last_handshake,
+                has_session: p.current.as_ref().is_some_and(|s| usable(s, now)),
+                stats: p.stats,
+            })
+            .collect()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Forces (or, with `None`, stops forcing) the under-load state that makes
+    /// mac2 mandatory; by default it follows the initiation rate.
+    pub fn set_under_load(&mut self, forced: Option<bool>) {
+        self.force_under_load = forced;
+    }
+
+    /// Partial handshake messages held for reassembly.
+    pub fn reassembly_len(&self) -> usize {
+        self.reassembler.len()
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Seals an IP packet for `peer`. The packet is at
+    /// `buf[TRANSPORT_HEADER_LEN..][..len]`; `buf` needs `TRANSPORT_OVERHEAD`
+    /// bytes more than `len`. On `Send`, `buf[..len]` is the datagram.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        peer: PeerId,
+        buf: &mut [u8],
+        len: usize,
+    ) -> SendOutcome {
+        if buf.len() < len + TRANSPORT_OVERHEAD {
+            self.stats.drop(DropReason::BufferTooSmall);
+            return SendOutcome::Dropped(DropReason::BufferTooSmall);
+        }
+        let pi = peer.0 as usize;
+        let Some(dst) = self.peers[pi].endpoint else {
+            self.stats.drop(DropReason::NoEndpoint);
+            return SendOutcome::Dropped(DropReason::NoEndpoint);
+        };
+        let p = &mut self.peers[pi];
+        if let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) {
+            let Ok(n) = s.seal(buf, len) else {
+                self.stats.drop(DropReason::SessionExpired);
+                return SendOutcome::Dropped(DropReason::SessionExpired);
+            };
+            let rekey = s.is_initiator()
+                && (now.saturating_duration_since(s.established()) >= REKEY_AFTER_TIME
+                    || s.send_counter() >= REKEY_AFTER_MESSAGES);
+            p.stats.tx_bytes += len as u64;
+            p.stats.tx_packets += 1;
+            on_data_sent(p, now);
+            if rekey && p.pending.is_none() {
+                self.initiate(now, unix_nanos, rng, peer);
+            }
+            return SendOutcome::Send { dst, len: n };
+        }
+        // No usable session: queue and handshake.
+        let mut dropped = false;
+        if p.queue.len() >= self.config.queue_limit {
+            p.queue.pop_front();
+            dropped = true;
+        }
+        p.queue
+            .push_back(buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec());
+        if dropped {
+            self.stats.drop(DropReason::QueueFull);
+        }
+        if self.peers[pi].pending.is_none() {
+            self.initiate(now, unix_nanos, rng, peer);
+        }
+        SendOutcome::Queued
+    }
+
+    /// Starts (or restarts) a handshake with `peer` now.
+    pub fn initiate(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore, peer: PeerId) {
+        let pi = peer.0 as usize;
+        let Some(dst) = self.peers[pi].endpoint else {
+            self.stats.drop(DropReason::NoEndpoint);
+            return;
+        };
+        if let Some(old) = self.peers[pi].pending.take() {
+            self.by_index.remove(&old.hs.local_index());
+        }
+        let index = self.new_index(rng, peer);
+        let crypto = &*self.crypto;
+        let p = &mut self.peers[pi];
+        let (hs, msg) = match handshake::initiate(crypto, &self.identity, &p.static_public, index, unix_nanos, rng) {
+            Ok(v) => v,
+            Err(e) => {
+                // Only a low-order static key in our own peer table gets here.
+                self.by_index.remove(&index);
+                self.stats.handshake_failed(&e);
+                return;
+            }
+        };
+        let cookie = p
+            .cookie
+            .filter(|(_, at)| now.saturating_duration_since(*at) < COOKIE_VALIDITY)
+            .map(|(c, _)| c);
+        let frags = fragment(crypto, MessageKind::Initiation, index, 0, &msg, &p.mac1_key, cookie.as_ref());
+        let sent_mac1 = mac1_of(&frags[0]);
+        for f in frags {
+            self.transmits.push_back(Transmit { dst, payload: f });
+        }
+        self.stats.initiations_sent += 1;
+        p.pending = Some(Pending {
+            hs,
+            sent_mac1,
+            cookie_resent: false,
+        });
+        p.attempt_started.get_or_insert(now);
+        let jitter = Duration::from_millis(rng.next_u32() as u64 % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64);
+        p.retransmit_at = Some(now + REKEY_TIMEOUT + jitter);
+    }
+
+    fn new_index(&mut self, rng: &mut dyn CryptoRngCore, peer: PeerId) -> u32 {
+        loop {
+            let i = rng.next_u32();
+            if i != 0 && !self.by_index.contains_key(&i) {
+                self.by_index.insert(i, peer);
+                return i;
+            }
+        }
+    }
+
+    fn under_load(&mut self, now: Instant) -> bool {
+        let start = *self.load_window.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_secs(1) {
+            self.load_prev = if elapsed >= Duration::from_secs(2) { 0 } else { self.load_count };
+            self.load_count = 0;
+            self.load_window = Some(now);
+        }
+        self.load_count = self.load_count.saturating_add(1);
+        self.force_under_load.unwrap_or(
+            self.load_count > self.config.handshake_load_threshold
+                || self.load_prev > self.config.handshake_load_threshold,
+        )
+    }
+
+    fn drop_datagram(&mut self, reason: DropReason) -> Received {
+        self.stats.drop(reason);
+        Received::Dropped(reason)
+    }
+
+    /// Processes one received UDP datagram from `src`, in place.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Received {
+        match classify(buf) {
+            Err(_) => self.drop_datagram(DropReason::Malformed),
+            Ok(MessageKind::Transport) => self.handle_transport(now, unix_nanos, rng, src, buf),
+            Ok(MessageKind::Initiation) => self.handle_initiation_fragment(now, unix_nanos, rng, src, buf),
+            Ok(MessageKind::Response) => self.handle_response_fragment(now, unix_nanos, rng, src, buf),
+            Ok(MessageKind::CookieReply) => self.handle_cookie_reply(now, unix_nanos, rng, buf),
+        }
+    }
+
+    fn handle_initiation_fragment(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &[u8],
+    ) -> Received {
+        let Ok(view) = FragmentView::new_checked(buf) else {
+            return self.drop_datagram(DropReason::Malformed);
+        };
+        let under_load = self.under_load(now);
+        let verdict = self
+            .cookie_checker
+            .check(&*self.crypto, now, rng, &src, buf, under_load);
+        match verdict {
+            MacVerdict::InvalidMac1 => return self.drop_datagram(DropReason::BadMac1),
+            MacVerdict::CookieRequired => {
+                if view.index() == 0 {
+                    let reply = self
+                        .cookie_checker
+                        .cookie_reply(&*self.crypto, now, rng, &src, buf, view.sender_index());
+                    self.transmits.push_back(Transmit {
+                        dst: src,
+                        payload: reply.to_vec(),
+                    });
+                    self.stats.cookie_replies_sent += 1;
+                }
+                return self.drop_datagram(DropReason::CookieRequired);
+            }
+            MacVerdict::Valid => {}
+        }
+        let sender_index = view.sender_index();
+        let Some(frag) = view.into_verified(verdict) else {
+            return self.drop_datagram(DropReason::BadMac1);
+        };
+        let mut msg = match self.reassembler.insert(now, src, frag) {
+            Reassembly::Complete(m) => m,
+            Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
+            Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
+            Reassembly::Inconsistent => return self.drop_datagram(DropReason::FragmentInconsistent),
+        };
+        self.process_initiation(now, unix_nanos, rng, src, &mut msg, sender_index)
+    }
+
+    fn process_initiation(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        msg: &mut [u8],
+        sender_index: u32,
+    ) -> Received {
+        // Reserve an index first; released again on failure.
+        let mut index;
+        loop {
+            index = rng.next_u32();
+            if index != 0 && !self.by_index.contains_key(&index) {
+                break;
+            }
+        }
+        let crypto = &*self.crypto;
+        let result = handshake::respond(
+            crypto,
+            &self.ca,
+            &self.identity,
+            &mut self.replay_guard,
+            msg,
+            sender_index,
+            index,
+            unix_nanos,
+            rng,
+        );
+        let (reply, out) = match result {
+            Ok(v) => v,
+            Err(error) => {
+                self.stats.handshake_failed(&error);
+                self.events.push_back(Event::HandshakeFailed { peer: None, src, error });
+                return self.drop_datagram(DropReason::HandshakeFailed);
+            }
+        };
+        let peer_static = *out.peer_cert.public_key();
+        let peer = match self.by_static.get(&peer_static) {
+            Some(&id) => id,
+            None if self.config.accept_unknown_peers => self.add_peer(peer_static, Some(src), None),
+            None => return self.drop_datagram(DropReason::UnknownPeer),
+        };
+        self.by_index.insert(index, peer);
+        let crypto = &*self.crypto;
+        let p = &mut self.peers[peer.0 as usize];
+        p.endpoint = Some(src);
+        let name = out.peer_cert.name().to_string();
+        p.cert = Some(out.peer_cert);
+        let session = Session::new(crypto, index, out.peer_index, &out.send_key, &out.recv_key, now, false);
+        if let Some(old) = p.next.replace(session) {
+            self.by_index.remove(&old.local_index());
+        }
+        p.last_handshake = Some(now);
+        let frags = fragment(crypto, MessageKind::Response, index, sender_index, &reply, &p.mac1_key, None);
+        for f in frags {
+            self.transmits.push_back(Transmit { dst: src, payload: f });
+        }
+        self.stats.handshakes_completed += 1;
+        self.events.push_back(Event::HandshakeCompleted {
+            peer,
+            name,
+            initiator: false,
+        });
+        Received::Handshake
+    }
+
+    fn handle_response_fragment(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &[u8],
+    ) -> Received {
+        let Ok(view) = FragmentView::new_checked(buf) else {
+            return self.drop_datagram(DropReason::Malformed);
+        };
+        let Some(&peer) = self.by_index.get(&view.receiver_index()) else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        let pi = peer.0 as usize;
+        let pending_index = self.peers[pi].pending.as_ref().map(|p| p.hs.local_index());
+        if pending_index != Some(view.receiver_index()) {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        }
+        // mac1 on responses is keyed by our own static key.
+        let verdict = self
+            .cookie_checker
+            .check(&*self.crypto, now, rng, &src, buf, false);
+        let sender_index = view.sender_index();
+        let Some(frag) = view.into_verified(verdict) else {
+            return self.drop_datagram(DropReason::BadMac1);
+        };
+        let mut msg = match self.reassembler.insert(now, src, frag) {
+            Reassembly::Complete(m) => m,
+            Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
+            Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
+            Reassembly::Inconsistent => return self.drop_datagram(DropReason::FragmentInconsistent),
+        };
+        let Some(pending) = self.peers[pi].pending.take() else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        let local_index = pending.hs.local_index();
+        let crypto = &*self.crypto;
+        let result = pending.hs.read_response(
+            crypto,
+            &self.ca,
+            &self.identity,
+            &mut msg,
+            sender_index,
+            unix_nanos / 1_000_000_000,
+        );
+        let out = match result {
+            Ok(out) => out,
+            Err(error) => {
+                // The pending state is spent; the retransmit timer starts afresh.
+                self.by_index.remove(&local_index);
+                self.stats.handshake_failed(&error);
+                self.events.push_back(Event::HandshakeFailed {
+                    peer: Some(peer),
+                    src,
+                    error,
+                });
+                return self.drop_datagram(DropReason::HandshakeFailed);
+            }
+        };
+        let p = &mut self.peers[pi];
+        let name = out.peer_cert.name().to_string();
+        p.cert = Some(out.peer_cert);
+        p.endpoint = Some(src);
+        let session = Session::new(crypto, local_index, out.peer_index, &out.send_key, &out.recv_key, now, true);
+        if let Some(old) = p.previous.take() {
+            self.by_index.remove(&old.local_index());
+        }
+        if let Some(old) = p.next.take() {
+            self.by_index.remove(&old.local_index());
+        }
+        p.previous = p.current.replace(session);
+        p.last_handshake = Some(now);
+        p.attempt_started = None;
+        p.retransmit_at = None;
+        self.stats.handshakes_completed += 1;
+        self.events.push_back(Event::HandshakeCompleted {
+            peer,
+            name,
+            initiator: true,
+        });
+        self.flush_queue(now, peer);
+        Received::Handshake
+    }
+
+    /// Seals the packets queued during a handshake into transmits, or sends a
+    /// keepalive so the responder can confirm the session.
+    fn flush_queue(&mut self, now: Instant, peer: PeerId) {
+        let p = &mut self.peers[peer.0 as usize];
+        let Some(dst) = p.endpoint else { return };
+        let Some(s) = p.current.as_mut() else { return };
+        if p.queue.is_empty() {
+            let mut buf = [0u8; TRANSPORT_OVERHEAD];
+            if let Ok(n) = s.seal(&mut buf, 0) {
+                self.transmits.push_back(Transmit {
+                    dst,
+                    payload: buf[..n].to_vec(),
+                });
+                p.stats.tx_packets += 1;
+            }
+            return;
+        }
+        while let Some(pkt) = p.queue.pop_front() {
+            let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
+            buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
+            if let Ok(n) = s.seal(&mut buf, pkt.len()) {
+                buf.truncate(n);
+                self.transmits.push_back(Transmit { dst, payload: buf });
+                p.stats.tx_bytes += pkt.len() as u64;
+                p.stats.tx_packets += 1;
+            }
+        }
+        on_data_sent(p, now);
+    }
+
+    fn handle_cookie_reply(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        buf: &[u8],
+    ) -> Received {
+        let receiver = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let Some(&peer) = self.by_index.get(&receiver) else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        let p = &mut self.peers[peer.0 as usize];
+        let Some(pending) = p.pending.as_mut().filter(|x| x.hs.local_index() == receiver) else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        let mut reply = [0u8; COOKIE_REPLY_LEN];
+        reply.copy_from_slice(buf);
+        let Some(cookie) = cookie::open_cookie_reply(&*self.crypto, &p.cookie_key, &pending.sent_mac1, &reply) else {
+            return self.drop_datagram(DropReason::BadCookieReply);
+        };
+        p.cookie = Some((cookie, now));
+        let resend = !pending.cookie_resent;
+        self.events.push_back(Event::CookieReceived { peer });
+        if resend {
+            self.initiate(now, unix_nanos, rng, peer);
+            if let Some(pd) = self.peers[peer.0 as usize].pending.as_mut() {
+                pd.cookie_resent = true;
+            }
+        }
+        Received::Handshake
+    }
+
+    fn handle_transport(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Received {
+        let Ok(h) = TransportHeader::parse(buf) else {
+            return self.drop_datagram(DropReason::Malformed);
+        };
+        let Some(&peer) = self.by_index.get(&h.receiver_index) else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        let p = &mut self.peers[peer.0 as usize];
+        let slot = [&mut p.current, &mut p.next, &mut p.previous]
+            .into_iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.local_index() == h.receiver_index));
+        let session = match slot {
+            Some(0) => p.current.as_mut(),
+            Some(1) => p.next.as_mut(),
+            Some(_) => p.previous.as_mut(),
+            None => None,
+        };
+        let Some(session) = session else {
+            return self.drop_datagram(DropReason::UnknownIndex);
+        };
+        if !usable(session, now) {
+            return self.drop_datagram(DropReason::SessionExpired);
+        }
+        let len = match session.open(buf) {
+            Ok(n) => n,
+            Err(SessionError::Replay) => return self.drop_datagram(DropReason::Replay),
+            Err(SessionError::Wire(WireError::TooShort)) | Err(SessionError::Wire(_)) => {
+                return self.drop_datagram(DropReason::Malformed)
+            }
+            Err(_) => return self.drop_datagram(DropReason::Decrypt),
+        };
+        let session_is_initiator = session.is_initiator();
+        let session_age = now.saturating_duration_since(session.established());
+        if slot == Some(1) {
+            // First packet on the responder's new session confirms it.
+            if let Some(old) = p.previous.take() {
+                self.by_index.remove(&old.local_index());
+            }
+            p.previous = p.current.take();
+            p.current = p.next.take();
+            // Anything queued while we waited can go now.
+            if !p.queue.is_empty() {
+                self.flush_queue(now, peer);
+            }
+        }
+        let p = &mut self.peers[peer.0 as usize];
+        p.endpoint = Some(src);
+        p.stats.rx_packets += 1;
+        p.stats.rx_bytes += len as u64;
+        p.new_handshake_at = None;
+        if len > 0 && p.keepalive_at.is_none() {
+            p.keepalive_at = Some(now + KEEPALIVE_TIMEOUT);
+        }
+        let rekey = session_is_initiator
+            && slot == Some(0)
+            && session_age >= REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT
+            && p.pending.is_none();
+        if rekey {
+            self.initiate(now, unix_nanos, rng, peer);
+        }
+        if len == 0 {
+            return Received::Keepalive { peer };
+        }
+        let plain = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+        let Some(inner_src) = inner_source(plain) else {
+            return self.drop_datagram(DropReason::NotIp);
+        };
+        let allowed = self.peers[peer.0 as usize]
+            .cert
+            .as_ref()
+            .is_some_and(|c| c.has_address(inner_src));
+        if !allowed {
+            return self.drop_datagram(DropReason::SpoofedSource);
+        }
+        Received::Data { peer, len }
+    }
+
+    /// The earliest deadline at which [`Endpoint::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peer_deadlines = self.peers.iter().flat_map(|p| {
+            [
+                p.retransmit_at,
+                p.keepalive_at,
+                p.new_handshake_at,
+                p.persistent_at,
+                p.last_handshake
+                    .filter(|_| p.current.is_some() || p.previous.is_some() || p.next.is_some())
+                    .map(|t| t + ZERO_KEYS_AFTER),
+            ]
+        });
+        peer_deadlines
+            .chain([self.reassembler.next_expiry()])
+            .flatten()
+            .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
+        self.reassembler.expire(now);
+        for i in 0..self.peers.len() {
+            let peer = PeerId(i as u32);
+            let p = &mut self.peers[i];
+            if p.retransmit_at.is_some_and(|t| t <= now) {
+                let gave_up = p
+                    .attempt_started
+                    .is_some_and(|t| now.saturating_duration_since(t) >= REKEY_ATTEMPT_TIME);
+                if gave_up {
+                    let dropped = p.queue.len();
+                    p.queue.clear();
+                    p.retransmit_at = None;
+                    p.attempt_started = None;
+                    if let Some(old) = p.pending.take() {
+                        self.by_index.remove(&old.hs.local_index());
+                    }
+                    for _ in 0..dropped {
+                        self.stats.drop(DropReason::HandshakeTimeout);
+                    }
+                    self.events.push_back(Event::HandshakeTimedOut { peer, dropped });
+                } else {
+                    self.initiate(now, unix_nanos, rng, peer);
+                }
+            }
+            let p = &mut self.peers[i];
+            if p.new_handshake_at.is_some_and(|t| t <= now) {
+                p.new_handshake_at = None;
+                if p.pending.is_none() {
+                    self.initiate(now, unix_nanos, rng, peer);
+                }
+            }
+            let p = &mut self.peers[i];
+            let keepalive_due = p.keepalive_at.is_some_and(|t| t <= now);
+            let persistent_due = p.persistent_at.is_some_and(|t| t <= now);
+            if keepalive_due || persistent_due {
+                p.keepalive_at = None;
+                self.send_keepalive(now, peer);
+            }
+            let p = &mut self.peers[i];
+            if p.persistent_at.is_none() || persistent_due {
+                p.persistent_at = p.persistent_keepalive.map(|d| now + d);
+            }
+            let p = &mut self.peers[i];
+            if p.last_handshake.is_some_and(|t| now.saturating_duration_since(t) >= ZERO_KEYS_AFTER) {
+                for s in [p.current.take(), p.previous.take(), p.next.take()].into_iter().flatten() {
+                    self.by_index.remove(&s.local_index());
+                }
+                p.last_handshake = None;
+            }
+        }
+    }
+
+    fn send_keepalive(&mut self, now: Instant, peer: PeerId) {
+        let p = &mut self.peers[peer.0 as usize];
+        let Some(dst) = p.endpoint else { return };
+        let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) else { return };
+        let mut buf = [0u8; TRANSPORT_OVERHEAD];
+        if let Ok(n) = s.seal(&mut buf, 0) {
+            self.transmits.push_back(Transmit {
+                dst,
+                payload: buf[..n].to_vec(),
+            });
+            p.stats.tx_packets += 1;
+        }
+    }
+}
+
+fn usable(s: &Session, now: Instant) -> bool {
+    now.saturating_duration_since(s.established()) < REJECT_AFTER_TIME
+}
+
+fn on_data_sent(p: &mut Peer, now: Instant) {
+    p.keepalive_at = None;
+    if p.new_handshake_at.is_none() {
+        p.new_handshake_at = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT);
+    }
+    if let Some(d) = p.persistent_keepalive {
+        p.persistent_at = Some(now + d);
+    }
+}
+
+/// The source address of an IPv4 or IPv6 packet.
+pub fn inner_source(packet: &[u8]) -> Option<IpAddr> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 20 => {
+            let b: [u8; 4] = packet[12..16].try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        6 if packet.len() >= 40 => {
+            let b: [u8; 16] = packet[8..24].try_into().ok()?;
+            Some(IpAddr::from(b))
+        }
+        _ => None,
+    }
+}
+
+/// Constant-time comparison, re-exported for drivers.
+pub fn macs_equal(a: &[u8], b: &[u8]) -> bool {
+    constant_time_eq(a, b)
+}

@@ -1,0 +1,29 @@
+//! meshd's protocol core, sans IO.
+//!
+//! What it does: certificates ([`cert`]), the hybrid post-quantum handshake
+//! ([`handshake`], over Noise in [`noise`] and fragmented by [`fragment`]),
+//! cookies ([`cookie`]), transport sessions ([`session`], [`replay`]) and the
+//! per-node state machine that ties them together with WireGuard's timers
+//! ([`endpoint`]).
+//!
+//! What it does not do: touch sockets, clocks, threads, files or OS
+//! randomness. Time and randomness are arguments; cryptographic primitives
+//! come through the [`provider::Crypto`] trait (implemented in
+//! `meshd-crypto`). That makes everything here deterministic, fuzzable and
+//! simulable.
+#![warn(missing_docs)]
+
+pub mod armor;
+pub mod cert;
+pub mod cookie;
+pub mod endpoint;
+pub mod fragment;
+pub mod handshake;
+mod noise;
+pub mod provider;
+pub mod replay;
+pub mod session;
+pub mod timers;
+pub mod wire;
+
+pub use noise::PROTOCOL_NAME;

@@ -1,0 +1,184 @@
+//! Outer datagram formats and dispatch on (type, length) before any crypto.
+//!
+//! Every datagram starts with a type byte and three reserved zero bytes.
+//! [`classify`] checks exactly that and the length the type allows; once it
+//! returns `Ok`, the fixed-offset reads of the matching view cannot panic.
+//! Layouts are specified in `docs/protocol.md`.
+
+use core::fmt;
+
+use crate::provider::{MAC_LEN, TAG_LEN, XNONCE_LEN};
+
+/// Type byte of a handshake initiation (message 1) fragment.
+pub const TYPE_INITIATION: u8 = 1;
+/// Type byte of a handshake response (message 2) fragment.
+pub const TYPE_RESPONSE: u8 = 2;
+/// Type byte of a cookie reply.
+pub const TYPE_COOKIE_REPLY: u8 = 3;
+/// Type byte of a transport (data) packet.
+pub const TYPE_TRANSPORT: u8 = 4;
+
+/// Transport header: type, 3 reserved, receiver index, counter.
+pub const TRANSPORT_HEADER_LEN: usize = 16;
+/// Transport overhead: header plus tag.
+pub const TRANSPORT_OVERHEAD: usize = TRANSPORT_HEADER_LEN + TAG_LEN;
+/// Cookie reply: type, 3 reserved, receiver index, nonce, encrypted cookie, tag.
+pub const COOKIE_REPLY_LEN: usize = 8 + XNONCE_LEN + MAC_LEN + TAG_LEN;
+/// Largest UDP payload meshd sends in a handshake datagram: IPv6 minimum MTU
+/// (1280) minus IPv6 (40) and UDP (8) headers.
+pub const MAX_HANDSHAKE_DATAGRAM: usize = 1232;
+/// Handshake fragment header length.
+pub const FRAGMENT_HEADER_LEN: usize = 16;
+/// mac1 and mac2 after each fragment's payload.
+pub const FRAGMENT_TRAILER_LEN: usize = 2 * MAC_LEN;
+/// Largest payload in one fragment.
+pub const MAX_FRAGMENT_PAYLOAD: usize =
+    MAX_HANDSHAKE_DATAGRAM - FRAGMENT_HEADER_LEN - FRAGMENT_TRAILER_LEN;
+/// Most fragments in one handshake message.
+pub const MAX_FRAGMENTS: usize = 4;
+
+/// What a datagram claims to be, after the (type, length) check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// A fragment of message 1.
+    Initiation,
+    /// A fragment of message 2.
+    Response,
+    /// A cookie reply.
+    CookieReply,
+    /// A transport packet.
+    Transport,
+}
+
+/// Why a datagram was dropped before any cryptography.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Shorter than the 4-byte common header.
+    TooShort,
+    /// A type byte meshd does not know.
+    UnknownType(u8),
+    /// A reserved byte is not zero.
+    ReservedNonZero,
+    /// The length is impossible for the type.
+    BadLength {
+        /// The type byte.
+        kind: u8,
+        /// The datagram length.
+        len: usize,
+    },
+    /// A fragment header field is inconsistent (index, count, message length).
+    BadFragmentHeader,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort => f.write_str("datagram shorter than 4 bytes"),
+            Self::UnknownType(t) => write!(f, "unknown message type {t}"),
+            Self::ReservedNonZero => f.write_str("reserved header bytes are not zero"),
+            Self::BadLength { kind, len } => write!(f, "length {len} impossible for type {kind}"),
+            Self::BadFragmentHeader => f.write_str("inconsistent handshake fragment header"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Dispatch on (type, length). Cheap; no allocation, no crypto.
+pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
+    if datagram.len() < 4 {
+        return Err(WireError::TooShort);
+    }
+    if datagram[1..4] != [0, 0, 0] {
+        // Reserved bytes of fragment headers are at other offsets, but the
+        // first three after the type are reserved in all types except
+        // fragments, where they are index, count and zero.
+        if !matches!(datagram[0], TYPE_INITIATION | TYPE_RESPONSE) {
+            return Err(WireError::ReservedNonZero);
+        }
+    }
+    let len = datagram.len();
+    match datagram[0] {
+        t @ (TYPE_INITIATION | TYPE_RESPONSE) => {
+            if !(FRAGMENT_HEADER_LEN + FRAGMENT_TRAILER_LEN + 1..=MAX_HANDSHAKE_DATAGRAM).contains(&len) {
+                return Err(WireError::BadLength { kind: t, len });
+            }
+            Ok(if t == TYPE_INITIATION {
+                MessageKind::Initiation
+            } else {
+                MessageKind::Response
+            })
+        }
+        TYPE_COOKIE_REPLY if len == COOKIE_REPLY_LEN => Ok(MessageKind::CookieReply),
+        TYPE_TRANSPORT if len >= TRANSPORT_OVERHEAD => Ok(MessageKind::Transport),
+        t @ (TYPE_COOKIE_REPLY | TYPE_TRANSPORT) => Err(WireError::BadLength { kind: t, len }),
+        t => Err(WireError::UnknownType(t)),
+    }
+}
+
+/// The fields of a transport header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportHeader {
+    /// The receiver's session index.
+    pub receiver_index: u32,
+    /// The packet counter (the AEAD nonce).
+    pub counter: u64,
+}
+
+impl TransportHeader {
+    /// Parses a transport datagram's header (checks type, reserved bytes, length).
+    pub fn parse(datagram: &[u8]) -> Result<Self, WireError> {
+        if classify(datagram)? != MessageKind::Transport {
+            return Err(WireError::UnknownType(datagram[0]));
+        }
+        Ok(Self {
+            receiver_index: u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+            counter: u64::from_le_bytes([
+                datagram[8], datagram[9], datagram[10], datagram[11], datagram[12], datagram[13],
+                datagram[14], datagram[15],
+            ]),
+        })
+    }
+
+    /// Writes the header into `out[..16]`.
+    pub fn write(&self, out: &mut [u8]) {
+        out[0] = TYPE_TRANSPORT;
+        out[1..4].fill(0);
+        out[4..8].copy_from_slice(&self.receiver_index.to_le_bytes());
+        out[8..16].copy_from_slice(&self.counter.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_by_type_and_length() {
+        assert_eq!(classify(&[]), Err(WireError::TooShort));
+        assert_eq!(classify(&[9, 0, 0, 0]), Err(WireError::UnknownType(9)));
+        assert_eq!(classify(&[4, 0, 0, 0]), Err(WireError::BadLength { kind: 4, len: 4 }));
+        assert_eq!(classify(&[4; 40]), Err(WireError::ReservedNonZero));
+        let mut t = [0u8; 32];
+        t[0] = 4;
+        assert_eq!(classify(&t), Ok(MessageKind::Transport));
+        let mut c = [0u8; COOKIE_REPLY_LEN];
+        c[0] = 3;
+        assert_eq!(classify(&c), Ok(MessageKind::CookieReply));
+        assert!(classify(&c[..63]).is_err());
+        let f = [1u8; MAX_HANDSHAKE_DATAGRAM + 1];
+        assert!(matches!(classify(&f), Err(WireError::BadLength { .. })));
+    }
+
+    #[test]
+    fn transport_header_round_trip() {
+        let h = TransportHeader {
+            receiver_index: 0xdead_beef,
+            counter: 0x0102_0304_0506_0708,
+        };
+        let mut buf = [0u8; 32];
+        h.write(&mut buf);
+        assert_eq!(TransportHeader::parse(&buf), Ok(h));
+    }
+}
