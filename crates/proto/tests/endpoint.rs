@@ -1,0 +1,437 @@
+//! The endpoint state machine in virtual time: two nodes, an in-memory
+//! network, and WireGuard's timers. No test sleeps.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome, Transmit};
+use proto::timers::*;
+use proto::wire::{MAX_HANDSHAKE_DATAGRAM, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use rand_chacha::ChaCha20Rng;
+
+struct Node {
+    ep: Endpoint,
+    addr: SocketAddr,
+    ip: [u8; 4],
+    peer: PeerId,
+    inbox: Vec<Vec<u8>>,
+    events: Vec<Event>,
+}
+
+struct Net {
+    t0: Instant,
+    now: Instant,
+    rng: ChaCha20Rng,
+    a: Node,
+    b: Node,
+    /// Datagrams on the wire: (to_b, bytes).
+    wire: Vec<(bool, Vec<u8>)>,
+    handshake_datagrams: Vec<usize>,
+    /// When set, the network drops everything.
+    blackhole: bool,
+}
+
+impl Net {
+    fn new(config_b: EndpointConfig) -> Self {
+        let mesh = Mesh::new(1);
+        let alice = mesh.node("alice", 1);
+        let bob = mesh.node("bob", 2);
+        let (a_pub, b_pub) = (*alice.static_public(), *bob.static_public());
+        let mut a = Endpoint::new(crypto(), mesh.ca.clone(), alice, EndpointConfig::default());
+        let mut b = Endpoint::new(crypto(), mesh.ca.clone(), bob, config_b);
+        let pa = a.add_peer(b_pub, Some(addr(2)), None);
+        let pb = b.add_peer(a_pub, Some(addr(1)), None);
+        let t0 = Instant::now();
+        Self {
+            t0,
+            now: t0,
+            rng: rng(42),
+            a: Node { ep: a, addr: addr(1), ip: [100, 64, 0, 1], peer: pa, inbox: vec![], events: vec![] },
+            b: Node { ep: b, addr: addr(2), ip: [100, 64, 0, 2], peer: pb, inbox: vec![], events: vec![] },
+            wire: vec![],
+            handshake_datagrams: vec![],
+            blackhole: false,
+        }
+    }
+
+    fn unix(&self) -> u64 {
+        NOW_NANOS + (self.now - self.t0).as_nanos() as u64
+    }
+
+    fn node(&mut self, a: bool) -> &mut Node {
+        if a { &mut self.a } else { &mut self.b }
+    }
+
+    /// Sends an IP packet from one side to the other's overlay address.
+    fn send(&mut self, from_a: bool, payload: &[u8]) -> SendOutcome {
+        let (now, unix) = (self.now, self.unix());
+        let (src, dst) = if from_a { (self.a.ip, self.b.ip) } else { (self.b.ip, self.a.ip) };
+        let pkt = ipv4(src, dst, payload);
+        let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
+        let mut rng = self.rng.clone();
+        let n = self.node(from_a);
+        let out = n.ep.send(now, unix, &mut rng, n.peer, &mut buf, pkt.len());
+        self.rng = rng;
+        if let SendOutcome::Send { len, .. } = out {
+            self.wire.push((from_a, buf[..len].to_vec()));
+        }
+        self.collect();
+        out
+    }
+
+    fn collect(&mut self) {
+        for from_a in [true, false] {
+            let n = self.node(from_a);
+            let mut out: Vec<Transmit> = vec![];
+            while let Some(t) = n.ep.poll_transmit() {
+                out.push(t);
+            }
+            while let Some(e) = n.ep.poll_event() {
+                n.events.push(e);
+            }
+            for t in out {
+                if t.payload[0] != 4 {
+                    self.handshake_datagrams.push(t.payload.len());
+                }
+                self.wire.push((from_a, t.payload));
+            }
+        }
+    }
+
+    /// Delivers one datagram; returns what the receiver made of it.
+    fn deliver(&mut self, to_b: bool, mut d: Vec<u8>) -> Received {
+        let (now, unix) = (self.now, self.unix());
+        let mut rng = self.rng.clone();
+        let src = if to_b { self.a.addr } else { self.b.addr };
+        let n = self.node(!to_b);
+        let r = n.ep.handle_datagram(now, unix, &mut rng, src, &mut d);
+        if let Received::Data { len, .. } = r {
+            n.inbox.push(d[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec());
+        }
+        self.rng = rng;
+        self.collect();
+        r
+    }
+
+    /// Delivers everything in flight until quiet (bounded).
+    fn pump(&mut self) {
+        for _ in 0..100 {
+            if self.wire.is_empty() {
+                return;
+            }
+            let batch: Vec<_> = self.wire.drain(..).collect();
+            if self.blackhole {
+                return;
+            }
+            for (from_a, d) in batch {
+                self.deliver(from_a, d);
+            }
+        }
+        panic!("network did not go quiet");
+    }
+
+    /// Advances virtual time, running timers at every deadline on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        for _ in 0..10_000 {
+            let next = [self.a.ep.poll_timeout(), self.b.ep.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .filter(|t| *t <= end)
+                .min();
+            let Some(t) = next else { break };
+            self.now = t.max(self.now);
+            let unix = self.unix();
+            let mut rng = self.rng.clone();
+            self.a.ep.handle_timeout(self.now, unix, &mut rng);
+            self.b.ep.handle_timeout(self.now, unix, &mut rng);
+            self.rng = rng;
+            self.collect();
+            self.pump();
+        }
+        self.now = end;
+    }
+
+    fn completed(&self, a: bool) -> usize {
+        let n = if a { &self.a } else { &self.b };
+        n.events.iter().filter(|e| matches!(e, Event::HandshakeCompleted { .. })).count()
+    }
+}
+
+#[test]
+fn first_packet_triggers_handshake_and_is_delivered() {
+    let mut net = Net::new(EndpointConfig::default());
+    assert_eq!(net.send(true, b"hello"), SendOutcome::Queued);
+    net.pump();
+    assert_eq!(net.completed(true), 1);
+    assert_eq!(net.completed(false), 1);
+    assert_eq!(net.b.inbox.len(), 1);
+    assert!(net.b.inbox[0].ends_with(b"hello"));
+    // Responder can send once the first packet confirmed the session.
+    assert!(matches!(net.send(false, b"world"), SendOutcome::Send { .. }));
+    net.pump();
+    assert!(net.a.inbox[0].ends_with(b"world"));
+    let info = &net.a.ep.peers(net.now)[0];
+    assert!(info.has_session);
+    assert_eq!(info.cert.as_ref().unwrap().name(), "bob");
+}
+
+#[test]
+fn every_handshake_datagram_fits_a_1280_byte_path() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    net.pump();
+    assert!(net.handshake_datagrams.len() >= 4, "both messages are fragmented");
+    for len in &net.handshake_datagrams {
+        assert!(*len <= MAX_HANDSHAKE_DATAGRAM, "{len}");
+        assert!(len + 8 + 40 <= 1280);
+    }
+}
+
+#[test]
+fn fragments_out_of_order_and_duplicated_still_complete() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    let mut frags: Vec<_> = net.wire.drain(..).collect();
+    assert_eq!(frags.len(), 2);
+    frags.reverse();
+    let dup = frags[0].clone();
+    assert_eq!(net.deliver(dup.0, dup.1.clone()), Received::Handshake);
+    assert_eq!(net.deliver(dup.0, dup.1), Received::Dropped(DropReason::FragmentDuplicate));
+    assert_eq!(net.deliver(frags[1].0, frags[1].1.clone()), Received::Handshake);
+    // A whole duplicate message after completion is a replay, not a second session.
+    assert_eq!(net.deliver(frags[0].0, frags[0].1.clone()), Received::Handshake);
+    assert_eq!(net.deliver(frags[1].0, frags[1].1.clone()), Received::Dropped(DropReason::HandshakeFailed));
+    assert_eq!(net.b.ep.stats().handshake_failures.get("replayed_initiation"), Some(&1));
+    net.pump();
+    assert_eq!(net.completed(true), 1);
+}
+
+#[test]
+fn truncated_and_oversized_fragments_are_dropped_and_counted() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    let frags: Vec<_> = net.wire.drain(..).collect();
+    let mut cut = frags[0].1.clone();
+    cut.truncate(cut.len() - 1);
+    assert_eq!(net.deliver(true, cut), Received::Dropped(DropReason::Malformed));
+    let mut big = frags[0].1.clone();
+    big.extend_from_slice(&[0u8; 200]);
+    assert_eq!(net.deliver(true, big), Received::Dropped(DropReason::Malformed));
+    let mut bad_count = frags[0].1.clone();
+    bad_count[2] = 9;
+    assert_eq!(net.deliver(true, bad_count), Received::Dropped(DropReason::Malformed));
+    let mut bad_mac = frags[0].1.clone();
+    let n = bad_mac.len();
+    bad_mac[n - 20] ^= 1;
+    assert_eq!(net.deliver(true, bad_mac), Received::Dropped(DropReason::BadMac1));
+    assert_eq!(net.b.ep.reassembly_len(), 0, "nothing unauthenticated is stored");
+    assert_eq!(net.b.ep.stats().drops(DropReason::Malformed), 3);
+    assert_eq!(net.b.ep.stats().drops(DropReason::BadMac1), 1);
+}
+
+#[test]
+fn rekey_after_120s_without_losing_packets() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    let mut delivered = 1;
+    // Traffic both ways every second for 5 minutes: two rekeys.
+    for i in 1..300u32 {
+        net.advance(Duration::from_secs(1));
+        let out = net.send(true, &i.to_be_bytes());
+        assert!(matches!(out, SendOutcome::Send { .. }), "second {i}: {out:?}");
+        net.send(false, b"ack");
+        net.pump();
+        delivered += 1;
+    }
+    assert_eq!(net.b.inbox.len(), delivered, "no packet lost across rekeys");
+    assert!(net.completed(true) >= 3, "rekeyed at least twice: {}", net.completed(true));
+    assert_eq!(net.a.ep.stats().total_drops() + net.b.ep.stats().total_drops(), 0);
+}
+
+#[test]
+fn session_is_rejected_after_180s() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    // Seal a packet now, deliver it after REJECT_AFTER_TIME.
+    net.send(true, b"late");
+    let late = net.wire.pop().unwrap();
+    net.advance(REJECT_AFTER_TIME + Duration::from_secs(1));
+    net.wire.clear();
+    assert_eq!(net.deliver(late.0, late.1), Received::Dropped(DropReason::SessionExpired));
+    // And the sender does not use the old session either: it re-handshakes.
+    assert_eq!(net.send(true, b"new"), SendOutcome::Queued);
+    net.pump();
+    assert!(net.b.inbox.last().unwrap().ends_with(b"new"));
+}
+
+#[test]
+fn handshake_retransmits_every_5s_and_gives_up_after_90s() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.blackhole = true; // the network eats everything
+    net.send(true, b"lost");
+    net.advance(REKEY_ATTEMPT_TIME + Duration::from_secs(10));
+    let sent = net.a.ep.stats().initiations_sent;
+    // 90 s / (5 s + up to 333 ms jitter) attempts, plus the first.
+    assert!((17..=19).contains(&sent), "{sent} initiations");
+    assert!(net.a.events.iter().any(|e| matches!(e, Event::HandshakeTimedOut { dropped: 1, .. })));
+    assert_eq!(net.a.ep.stats().drops(DropReason::HandshakeTimeout), 1);
+    assert_eq!(net.a.ep.poll_timeout(), None, "nothing left to do");
+}
+
+#[test]
+fn keepalive_after_10s_of_receiving_without_sending() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    // B received data and sent nothing back: at 10 s it sends a keepalive.
+    net.advance(KEEPALIVE_TIMEOUT - Duration::from_millis(1));
+    let before = net.a.ep.peers(net.now)[0].stats.rx_packets;
+    net.advance(Duration::from_millis(2));
+    let after = net.a.ep.peers(net.now)[0].stats.rx_packets;
+    assert_eq!(after, before + 1, "one keepalive arrived");
+}
+
+#[test]
+fn one_way_silence_triggers_a_new_handshake_after_15s() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    let initiations = net.a.ep.stats().initiations_sent;
+    // A keeps sending, B's replies are lost: A re-handshakes after 10 + 5 s.
+    net.send(true, b"1");
+    net.wire.clear();
+    net.now += KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+    let unix = net.unix();
+    let mut rng = net.rng.clone();
+    net.a.ep.handle_timeout(net.now, unix, &mut rng);
+    assert_eq!(net.a.ep.stats().initiations_sent, initiations + 1);
+}
+
+#[test]
+fn cookie_reply_under_load_then_handshake_completes() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.b.ep.set_under_load(Some(true));
+    net.send(true, b"x");
+    net.pump();
+    assert_eq!(net.b.ep.stats().cookie_replies_sent, 1);
+    assert!(net.a.events.iter().any(|e| matches!(e, Event::CookieReceived { .. })));
+    assert_eq!(net.completed(true), 1, "retried with mac2 and completed");
+    assert!(net.b.inbox[0].ends_with(b"x"));
+}
+
+#[test]
+fn handshake_flood_switches_to_cookies_automatically() {
+    let mut cfg = EndpointConfig::default();
+    cfg.handshake_load_threshold = 5;
+    let mut net = Net::new(cfg);
+    // Replay message 1's first fragment many times within a second.
+    net.send(true, b"x");
+    let frags: Vec<_> = net.wire.drain(..).collect();
+    for _ in 0..10 {
+        net.deliver(true, frags[0].1.clone());
+    }
+    assert!(net.b.ep.stats().cookie_replies_sent >= 4, "{}", net.b.ep.stats().cookie_replies_sent);
+    assert!(net.b.ep.reassembly_len() <= 1);
+}
+
+#[test]
+fn spoofed_inner_source_is_dropped_and_counted() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    // A seals a packet claiming a source that is not in its certificate.
+    let pkt = ipv4([100, 64, 0, 99], [100, 64, 0, 2], b"spoof");
+    let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
+    buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
+    let (now, unix) = (net.now, net.unix());
+    let mut rng = net.rng.clone();
+    let SendOutcome::Send { len, .. } = net.a.ep.send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len()) else {
+        panic!()
+    };
+    assert_eq!(net.deliver(true, buf[..len].to_vec()), Received::Dropped(DropReason::SpoofedSource));
+    assert_eq!(net.b.ep.stats().drops(DropReason::SpoofedSource), 1);
+}
+
+#[test]
+fn replayed_transport_packet_is_dropped() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    net.send(true, b"1");
+    let pkt = net.wire.pop().unwrap();
+    assert!(matches!(net.deliver(true, pkt.1.clone()), Received::Data { .. }));
+    assert_eq!(net.deliver(true, pkt.1), Received::Dropped(DropReason::Replay));
+}
+
+#[test]
+fn malformed_datagram_flood_is_counted_and_session_survives() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    net.send(true, b"valid");
+    let good = net.wire.pop().unwrap().1;
+    let mut r = rng(5);
+    use rand_chacha::rand_core::RngCore;
+    let mut dropped = 0;
+    for i in 0..3000 {
+        let mut d = match i % 3 {
+            0 => {
+                let mut v = vec![0u8; (r.next_u32() % 1500) as usize];
+                r.fill_bytes(&mut v);
+                v
+            }
+            1 => good[..(r.next_u32() as usize % good.len())].to_vec(),
+            _ => {
+                let mut v = good.clone();
+                let k = 16 + r.next_u32() as usize % (v.len() - 16);
+                v[k] ^= 1 << (r.next_u32() % 8);
+                v
+            }
+        };
+        let (now, unix) = (net.now, net.unix());
+        if let Received::Dropped(_) = net.b.ep.handle_datagram(now, unix, &mut r, net.a.addr, &mut d) {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, 3000);
+    assert_eq!(net.b.ep.stats().total_drops(), 3000);
+    assert!(matches!(net.deliver(true, good), Received::Data { .. }));
+    assert!(matches!(net.send(false, b"still up"), SendOutcome::Send { .. }));
+}
+
+#[test]
+fn reassembly_state_stays_bounded_under_a_fragment_flood() {
+    let mut net = Net::new(EndpointConfig::default());
+    // Valid first fragments (mac1 is computable by anyone who knows B's
+    // public key) from many addresses and indices, never completed.
+    let mut firsts = vec![];
+    for _ in 0..40 {
+        // A new initiation each time (new sender index).
+        let (now, unix) = (net.now, net.unix());
+        let mut rng = net.rng.clone();
+        net.a.ep.initiate(now, unix, &mut rng, net.a.peer);
+        net.rng = rng;
+        firsts.push(net.a.ep.poll_transmit().unwrap().payload);
+        while net.a.ep.poll_transmit().is_some() {}
+    }
+    let (now, unix) = (net.now, net.unix());
+    let mut rng = net.rng.clone();
+    for (i, f) in firsts.iter().enumerate() {
+        for port in 0..20u16 {
+            let src = SocketAddr::from(([198, 18, 1, i as u8], 1000 + port));
+            let mut d = f.clone();
+            net.b.ep.handle_datagram(now, unix, &mut rng, src, &mut d);
+        }
+    }
+    assert!(net.b.ep.reassembly_len() <= EndpointConfig::default().reassembly.total);
+    // And it all expires.
+    net.advance(Duration::from_secs(6));
+    assert_eq!(net.b.ep.reassembly_len(), 0);
+}
