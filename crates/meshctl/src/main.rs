@@ -1,0 +1,408 @@
+//! `meshctl`: offline CA, certificate and key tooling for meshd.
+//!
+//! Every command that shows something has `--json`. Private keys are written
+//! with mode 0600 and never printed. Errors name the file and the fix.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use crypto::files;
+use crypto::RealCrypto;
+use proto::armor::{LABEL_CA_KEY, LABEL_NODE_KEY, LABEL_NODE_PUBLIC_KEY};
+use proto::cert::{self, hex, CertKind, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::provider::Crypto;
+use rand_core::RngCore;
+use types::{CertificateView, IssuedFiles};
+
+#[derive(Parser)]
+#[command(name = "meshctl", version, about = "Administer a meshd mesh: CA, certificates, keys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The mesh certificate authority.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Node certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Node static keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a new CA: writes the CA certificate and its private key (0600).
+    Init(CaInit),
+}
+
+#[derive(Args)]
+struct CaInit {
+    /// CA name.
+    #[arg(long)]
+    name: String,
+    /// Validity, e.g. 3650d, 12h.
+    #[arg(long, default_value = "3650d")]
+    ttl: String,
+    /// Where to write the CA certificate.
+    #[arg(long, default_value = "ca.crt")]
+    out_crt: PathBuf,
+    /// Where to write the CA private key (mode 0600).
+    #[arg(long, default_value = "ca.key")]
+    out_key: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Issue a node certificate signed by the CA.
+    Issue(CertIssue),
+    /// Show a certificate; with --ca, also verify it.
+    Show(CertShow),
+}
+
+#[derive(Args)]
+struct CertIssue {
+    /// Node name (letters, digits, . _ -).
+    #[arg(long)]
+    name: String,
+    /// Overlay address with prefix, e.g. 100.64.0.1/10 or fd00::1/64 (repeatable).
+    #[arg(long = "ip", required = true)]
+    ips: Vec<String>,
+    /// Segment the node belongs to (repeatable).
+    #[arg(long = "segment")]
+    segments: Vec<String>,
+    /// Validity, e.g. 365d, 12h.
+    #[arg(long, default_value = "365d")]
+    ttl: String,
+    /// CA certificate.
+    #[arg(long, default_value = "ca.crt")]
+    ca_crt: PathBuf,
+    /// CA private key.
+    #[arg(long, default_value = "ca.key")]
+    ca_key: PathBuf,
+    /// Certify this existing public key (from `meshctl key generate`) instead of generating a key pair.
+    #[arg(long)]
+    public_key: Option<PathBuf>,
+    /// Where to write the certificate [default: NAME.crt].
+    #[arg(long)]
+    out_crt: Option<PathBuf>,
+    /// Where to write the generated private key (mode 0600) [default: NAME.key].
+    #[arg(long)]
+    out_key: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CertShow {
+    /// Certificate file.
+    path: PathBuf,
+    /// Verify against this CA certificate.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Generate a node static key pair (private key 0600, public key 0644).
+    Generate {
+        /// Private key file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Public key file.
+        #[arg(long)]
+        public_out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meshctl: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Ca(CaCommand::Init(a)) => ca_init(a),
+        Command::Cert(CertCommand::Issue(a)) => cert_issue(a),
+        Command::Cert(CertCommand::Show(a)) => cert_show(a),
+        Command::Key(KeyCommand::Generate { out, public_out }) => key_generate(&out, &public_out),
+    }
+}
+
+/// Parses `90d`, `12h`, `30m`, `45s` into seconds.
+fn parse_ttl(s: &str) -> Result<u64> {
+    let (num, unit) = s.split_at(s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("--ttl '{s}': expected a number with a unit, e.g. 365d, 12h, 30m"))?;
+    let mult = match unit {
+        "d" => 86_400,
+        "h" => 3600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("--ttl '{s}': unknown unit '{unit}', use d, h, m or s").into()),
+    };
+    let secs = n.checked_mul(mult).ok_or_else(|| format!("--ttl '{s}' is too long"))?;
+    if secs == 0 {
+        return Err(format!("--ttl '{s}' must be positive").into());
+    }
+    Ok(secs)
+}
+
+fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    crypto::os_rng().fill_bytes(&mut k);
+    k
+}
+
+fn ca_init(a: CaInit) -> Result<()> {
+    let c = RealCrypto;
+    let ttl = parse_ttl(&a.ttl)?;
+    let t = now();
+    for p in [&a.out_crt, &a.out_key] {
+        if p.exists() {
+            return Err(format!("{}: already exists; remove it or choose another path", p.display()).into());
+        }
+    }
+    let seed = random_key();
+    let cert = cert::create_ca(&c, &a.name, &seed, t.saturating_sub(60), t + ttl)
+        .map_err(|e| format!("--name/--ttl: {e}"))?;
+    files::write_private_key(&a.out_key, LABEL_CA_KEY, &seed)?;
+    files::write_public(&a.out_crt, &cert.to_armor())?;
+    let view = view_of(&cert, None);
+    if a.json {
+        let out = IssuedFiles {
+            certificate: a.out_crt.display().to_string(),
+            private_key: Some(a.out_key.display().to_string()),
+            details: view,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("created CA '{}'", cert.name());
+        println!("  certificate  {}", a.out_crt.display());
+        println!("  private key  {} (mode 0600; keep it offline)", a.out_key.display());
+        println!("  fingerprint  {}", view.fingerprint);
+        println!("  valid until  {}", view.not_after_utc);
+    }
+    Ok(())
+}
+
+fn load_ca(crt: &Path) -> Result<TrustedCa> {
+    let cert = files::read_certificate(crt)?;
+    TrustedCa::new(&RealCrypto, cert, now()).map_err(|e| format!("{}: {e}", crt.display()).into())
+}
+
+fn cert_issue(a: CertIssue) -> Result<()> {
+    let c = RealCrypto;
+    let ttl = parse_ttl(&a.ttl)?;
+    let ca = load_ca(&a.ca_crt)?;
+    let ca_seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
+    if c.ed25519_public_key(&ca_seed) != *ca.certificate().public_key() {
+        return Err(format!(
+            "{}: this key does not belong to the CA certificate {}",
+            a.ca_key.display(),
+            a.ca_crt.display()
+        )
+        .into());
+    }
+    let addresses = a
+        .ips
+        .iter()
+        .map(|s| s.parse::<OverlayAddr>().map_err(|e| format!("--ip {e}")))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let out_crt = a.out_crt.clone().unwrap_or_else(|| PathBuf::from(format!("{}.crt", a.name)));
+    let out_key = a.out_key.clone().unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
+    let (public, secret) = match &a.public_key {
+        Some(p) => (files::read_key(p, LABEL_NODE_PUBLIC_KEY)?, None),
+        None => {
+            if out_key.exists() {
+                return Err(format!("{}: already exists; remove it or choose another path", out_key.display()).into());
+            }
+            let s = random_key();
+            (c.x25519_public_key(&s), Some(s))
+        }
+    };
+    if out_crt.exists() {
+        return Err(format!("{}: already exists; remove it or choose another path", out_crt.display()).into());
+    }
+    let t = now();
+    // Never outlive the CA: clamp to its validity, and say so.
+    let ca_end = ca.certificate().body().not_after;
+    let not_after = (t + ttl).min(ca_end);
+    let cert = ca
+        .issue(&c, &ca_seed, NodeCertParams {
+            name: a.name.clone(),
+            addresses,
+            segments: a.segments.clone(),
+            static_public_key: public,
+            not_before: t.saturating_sub(60).max(ca.certificate().body().not_before),
+            not_after,
+        })
+        .map_err(|e| format!("--name/--ip/--segment: {e}"))?;
+    if let Some(s) = secret {
+        files::write_private_key(&out_key, LABEL_NODE_KEY, &s)?;
+    }
+    files::write_public(&out_crt, &cert.to_armor())?;
+    let view = view_of(&cert, Some(&ca));
+    if a.json {
+        let out = IssuedFiles {
+            certificate: out_crt.display().to_string(),
+            private_key: secret.map(|_| out_key.display().to_string()),
+            details: view,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("issued certificate for '{}'", cert.name());
+        println!("  certificate  {}", out_crt.display());
+        if secret.is_some() {
+            println!("  private key  {} (mode 0600)", out_key.display());
+        }
+        println!("  addresses    {}", view.addresses.join(", "));
+        println!("  segments     {}", if view.segments.is_empty() { "-".into() } else { view.segments.join(", ") });
+        println!("  valid until  {}", view.not_after_utc);
+        if not_after < t + ttl {
+            println!("  note: validity shortened to the CA's end of validity");
+        }
+    }
+    Ok(())
+}
+
+fn cert_show(a: CertShow) -> Result<()> {
+    let cert = files::read_certificate(&a.path)?;
+    let ca = match &a.ca {
+        Some(p) => Some(load_ca(p)?),
+        None => None,
+    };
+    let view = view_of(&cert, ca.as_ref());
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    println!("{} certificate '{}'", view.kind, view.name);
+    if cert.kind() == CertKind::Node {
+        println!("  addresses    {}", view.addresses.join(", "));
+        println!("  segments     {}", if view.segments.is_empty() { "-".into() } else { view.segments.join(", ") });
+        println!("  static key   {} (X25519)", view.public_key);
+        println!("  issuer       {}", view.issuer);
+    } else {
+        println!("  signing key  {} (Ed25519)", view.public_key);
+    }
+    println!("  fingerprint  {}", view.fingerprint);
+    println!("  not before   {}", view.not_before_utc);
+    println!("  not after    {}", view.not_after_utc);
+    if let Some(v) = &view.verification {
+        println!("  verification {v}");
+    }
+    Ok(())
+}
+
+fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
+    let s = random_key();
+    let p = RealCrypto.x25519_public_key(&s);
+    files::write_private_key(out, LABEL_NODE_KEY, &s)?;
+    files::write_public(public_out, &proto::armor::encode(LABEL_NODE_PUBLIC_KEY, &p))?;
+    println!("wrote {} (mode 0600) and {}", out.display(), public_out.display());
+    Ok(())
+}
+
+fn view_of(cert: &Certificate, ca: Option<&TrustedCa>) -> CertificateView {
+    let b = cert.body();
+    let verification = ca.map(|ca| match cert.kind() {
+        CertKind::Node => match ca.verify_node(&RealCrypto, cert, now()) {
+            Ok(()) => "valid".to_string(),
+            Err(e) => e.to_string(),
+        },
+        CertKind::Ca if cert == ca.certificate() => "valid (this is the CA)".to_string(),
+        CertKind::Ca => "a different CA".to_string(),
+    });
+    CertificateView {
+        kind: match cert.kind() {
+            CertKind::Ca => "ca",
+            CertKind::Node => "node",
+        }
+        .into(),
+        name: b.name.clone(),
+        addresses: b.addresses.iter().map(|a| a.to_string()).collect(),
+        segments: b.segments.clone(),
+        public_key: hex(&b.public_key),
+        not_before: b.not_before,
+        not_after: b.not_after,
+        not_before_utc: rfc3339(b.not_before),
+        not_after_utc: rfc3339(b.not_after),
+        issuer: if cert.kind() == CertKind::Ca { String::new() } else { hex(&b.issuer) },
+        fingerprint: hex(&cert.fingerprint(&RealCrypto)),
+        verification,
+    }
+}
+
+/// RFC 3339 UTC from Unix seconds (Howard Hinnant's civil-from-days).
+fn rfc3339(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let rem = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("2d").unwrap(), 172_800);
+        assert_eq!(parse_ttl("90m").unwrap(), 5400);
+        assert_eq!(parse_ttl("15").unwrap(), 15);
+        assert!(parse_ttl("0d").is_err());
+        assert!(parse_ttl("5y").unwrap_err().to_string().contains("unknown unit"));
+        assert!(parse_ttl("abc").is_err());
+    }
+}
+

@@ -1,0 +1,76 @@
+//! Types shared by meshd's agent and `meshctl`: the JSON shapes of CLI and
+//! admin-API output. Plain data with serde; no protocol logic, no IO.
+#![warn(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+/// A certificate as `meshctl cert show --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CertificateView {
+    /// `"ca"` or `"node"`.
+    pub kind: String,
+    /// Certificate name.
+    pub name: String,
+    /// Overlay addresses with prefix length, e.g. `100.64.0.1/10`.
+    pub addresses: Vec<String>,
+    /// Segments.
+    pub segments: Vec<String>,
+    /// Subject public key, hex (X25519 for nodes, Ed25519 for a CA).
+    pub public_key: String,
+    /// Start of validity, Unix seconds.
+    pub not_before: u64,
+    /// End of validity, Unix seconds.
+    pub not_after: u64,
+    /// Start of validity, RFC 3339 UTC.
+    pub not_before_utc: String,
+    /// End of validity, RFC 3339 UTC.
+    pub not_after_utc: String,
+    /// Fingerprint of the issuing CA, hex (empty for a CA).
+    pub issuer: String,
+    /// This certificate's own fingerprint (what node certificates of a CA name), hex.
+    pub fingerprint: String,
+    /// Result of verification against a CA when one was given: `"valid"` or the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<String>,
+}
+
+/// What `meshctl ca init --json` and `meshctl cert issue --json` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IssuedFiles {
+    /// Certificate file written.
+    pub certificate: String,
+    /// Private key file written, if one was generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// The certificate.
+    pub details: CertificateView,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kebab_case_json() {
+        let v = CertificateView {
+            kind: "node".into(),
+            name: "a".into(),
+            addresses: vec!["100.64.0.1/10".into()],
+            segments: vec![],
+            public_key: "00".into(),
+            not_before: 1,
+            not_after: 2,
+            not_before_utc: "1970-01-01T00:00:01Z".into(),
+            not_after_utc: "1970-01-01T00:00:02Z".into(),
+            issuer: "ff".into(),
+            fingerprint: "ee".into(),
+            verification: None,
+        };
+        let j = serde_json::to_string(&v).unwrap();
+        assert!(j.contains("\"not-before-utc\""));
+        assert!(!j.contains("verification"));
+        assert_eq!(serde_json::from_str::<CertificateView>(&j).unwrap(), v);
+    }
+}
