@@ -302,9 +302,14 @@ fn cert_show(a: CertShow) -> Result<()> {
         None => None,
     };
     let view = view_of(&cert, ca.as_ref());
+    let failed = view
+        .verification
+        .as_ref()
+        .filter(|v| !v.starts_with("valid"))
+        .map(|v| format!("{}: {v}", a.path.display()));
     if a.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
-        return Ok(());
+        return failed.map_or(Ok(()), |f| Err(f.into()));
     }
     println!("{} certificate '{}'", view.kind, view.name);
     if cert.kind() == CertKind::Node {
@@ -321,7 +326,7 @@ fn cert_show(a: CertShow) -> Result<()> {
     if let Some(v) = &view.verification {
         println!("  verification {v}");
     }
-    Ok(())
+    failed.map_or(Ok(()), |f| Err(f.into()))
 }
 
 fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
