@@ -1,6 +1,7 @@
 //! Replays every committed fuzz corpus input through its target body on the
 //! stable toolchain, and runs a bounded deterministic mutation pass over the
 //! seeds, so CI exercises the fuzz targets without cargo-fuzz.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -10,7 +11,9 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! indices) comes from a ChaCha20 RNG with a fixed seed, so the transcript is
 //! reproducible. This test recomputes it and compares byte for byte; run with
 //! `MESHD_REGENERATE_VECTORS=1` to rewrite the file after an intended change.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::PathBuf;
 
@@ -36,30 +37,79 @@ fn compute() -> Value {
     let mut node = |name: &str, ip: [u8; 4]| {
         let s: [u8; 32] = bytes(&mut r);
         let cert = ca
-            .issue(C, &ca_seed, NodeCertParams {
-                name: name.into(),
-                addresses: vec![OverlayAddr::V4(ip, 10)],
-                segments: vec!["vectors".into()],
-                static_public_key: C.x25519_public_key(&s),
-                not_before: NOW - 3600,
-                not_after: NOW + 3600,
-            })
+            .issue(
+                C,
+                &ca_seed,
+                NodeCertParams {
+                    name: name.into(),
+                    addresses: vec![OverlayAddr::V4(ip, 10)],
+                    segments: vec!["vectors".into()],
+                    static_public_key: C.x25519_public_key(&s),
+                    not_before: NOW - 3600,
+                    not_after: NOW + 3600,
+                },
+            )
             .unwrap();
         (s, Identity::new(C, cert, s).unwrap())
     };
     let (i_secret, initiator) = node("initiator", [100, 64, 0, 1]);
     let (r_secret, responder) = node("responder", [100, 64, 0, 2]);
     let unix_nanos = NOW * 1_000_000_000 + 123_456_789;
-    let (hs, m1) = handshake::initiate(C, &initiator, responder.static_public(), 0x0102_0304, unix_nanos, &mut r).unwrap();
+    let (hs, m1) = handshake::initiate(
+        C,
+        &initiator,
+        responder.static_public(),
+        0x0102_0304,
+        unix_nanos,
+        &mut r,
+    )
+    .unwrap();
     let mut m1b = m1.clone();
-    let (m2, r_out) = handshake::respond(C, &ca, &responder, &mut ReplayGuard::default(), &mut m1b, 0x0102_0304, 0x0a0b_0c0d, unix_nanos, &mut r).unwrap();
+    let (m2, r_out) = handshake::respond(
+        C,
+        &ca,
+        &responder,
+        &mut ReplayGuard::default(),
+        &mut m1b,
+        0x0102_0304,
+        0x0a0b_0c0d,
+        unix_nanos,
+        &mut r,
+    )
+    .unwrap();
     let mut m2b = m2.clone();
-    let i_out = hs.read_response(C, &ca, &initiator, &mut m2b, 0x0a0b_0c0d, NOW).unwrap();
+    let i_out = hs
+        .read_response(C, &ca, &initiator, &mut m2b, 0x0a0b_0c0d, NOW)
+        .unwrap();
     let mac1_r = proto::cookie::mac1_key(C, responder.static_public());
     let mac1_i = proto::cookie::mac1_key(C, initiator.static_public());
-    let f1 = fragment(C, MessageKind::Initiation, 0x0102_0304, 0, &m1, &mac1_r, None);
-    let f2 = fragment(C, MessageKind::Response, 0x0a0b_0c0d, 0x0102_0304, &m2, &mac1_i, None);
-    let mut s = Session::new(C, 0x0102_0304, 0x0a0b_0c0d, &i_out.send_key, &i_out.recv_key, std::time::Instant::now(), true);
+    let f1 = fragment(
+        C,
+        MessageKind::Initiation,
+        0x0102_0304,
+        0,
+        &m1,
+        &mac1_r,
+        None,
+    );
+    let f2 = fragment(
+        C,
+        MessageKind::Response,
+        0x0a0b_0c0d,
+        0x0102_0304,
+        &m2,
+        &mac1_i,
+        None,
+    );
+    let mut s = Session::new(
+        C,
+        0x0102_0304,
+        0x0a0b_0c0d,
+        &i_out.send_key,
+        &i_out.recv_key,
+        std::time::Instant::now(),
+        true,
+    );
     let payload = b"meshd transport vector";
     let mut pkt = vec![0u8; 16 + payload.len() + 16];
     pkt[16..16 + payload.len()].copy_from_slice(payload);
@@ -96,14 +146,28 @@ fn handshake_vectors_reproduce() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("vectors/handshake.json");
     let computed = compute();
     if std::env::var_os("MESHD_REGENERATE_VECTORS").is_some() {
-        std::fs::write(&path, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; generate it with MESHD_REGENERATE_VECTORS=1", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; generate it with MESHD_REGENERATE_VECTORS=1",
+            path.display()
+        )
+    });
     let committed: Value = serde_json::from_str(&text).unwrap();
     for (k, v) in computed.as_object().unwrap() {
-        assert_eq!(&committed[k], v, "vector field '{k}' differs from tests/vectors/handshake.json");
+        assert_eq!(
+            &committed[k], v,
+            "vector field '{k}' differs from tests/vectors/handshake.json"
+        );
     }
     // The responder's send key is the initiator's receive key.
-    assert_eq!(committed["responder_send_key"], committed["initiator_recv_key"]);
+    assert_eq!(
+        committed["responder_send_key"],
+        committed["initiator_recv_key"]
+    );
 }

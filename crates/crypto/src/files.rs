@@ -47,15 +47,21 @@ impl fmt::Display for FileError {
         let p = self.path.display();
         match &self.kind {
             FileErrorKind::Io(e) => write!(f, "{p}: {e}"),
-            FileErrorKind::NotText => write!(f, "{p}: not a text file (expected an armoured meshd file)"),
+            FileErrorKind::NotText => {
+                write!(f, "{p}: not a text file (expected an armoured meshd file)")
+            }
             FileErrorKind::Armor(e) => write!(f, "{p}: {e}"),
-            FileErrorKind::KeyLength(n) => write!(f, "{p}: key is {n} bytes, expected 32 (file corrupted?)"),
+            FileErrorKind::KeyLength(n) => {
+                write!(f, "{p}: key is {n} bytes, expected 32 (file corrupted?)")
+            }
             FileErrorKind::Certificate(e) => write!(f, "{p}: {e}"),
             FileErrorKind::InsecurePermissions(m) => write!(
                 f,
                 "{p}: private key has mode {m:o}, readable by others; fix with: chmod 600 {p}"
             ),
-            FileErrorKind::Exists => write!(f, "{p}: already exists; remove it or choose another path"),
+            FileErrorKind::Exists => {
+                write!(f, "{p}: already exists; remove it or choose another path")
+            }
         }
     }
 }
@@ -123,6 +129,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
                 err(path, FileErrorKind::Io(e))
             }
         })?;
-    f.write_all(bytes).map_err(|e| err(path, FileErrorKind::Io(e)))?;
+    f.write_all(bytes)
+        .map_err(|e| err(path, FileErrorKind::Io(e)))?;
     f.sync_all().map_err(|e| err(path, FileErrorKind::Io(e)))
 }

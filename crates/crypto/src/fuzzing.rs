@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use proto::cert::{create_ca, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::cookie::MacVerdict;
 use proto::endpoint::{Endpoint, EndpointConfig, Received};
-use proto::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, MAX_MESSAGE_LEN};
+use proto::fragment::{
+    fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, MAX_MESSAGE_LEN,
+};
 use proto::handshake::{self, message2_len, Identity, ReplayGuard};
 use proto::session::Session;
 use proto::wire::{MessageKind, TransportHeader, TRANSPORT_HEADER_LEN};
@@ -66,7 +68,8 @@ impl PublicOf for InsecureCrypto {
 /// Builds the fixture (deterministic).
 pub fn fixture() -> Fixture {
     let c = InsecureCrypto;
-    let ca_cert = create_ca(&c, "fuzz-ca", &[1; 32], NOW_SECS - 100, NOW_SECS + 86_400).expect("fixture CA");
+    let ca_cert =
+        create_ca(&c, "fuzz-ca", &[1; 32], NOW_SECS - 100, NOW_SECS + 86_400).expect("fixture CA");
     let ca = TrustedCa::new(&c, ca_cert, NOW_SECS).expect("fixture CA trusted");
     let alice = node(&ca, "alice", [100, 64, 0, 1], [2; 32]);
     let bob = node(&ca, "bob", [100, 64, 0, 2], [3; 32]);
@@ -80,7 +83,11 @@ fn rng() -> ChaCha20Rng {
 /// Certificate decoder: never panics; whatever decodes re-encodes to the same bytes.
 pub fn certificate(data: &[u8]) {
     if let Ok(cert) = Certificate::from_bytes(data) {
-        assert_eq!(cert.as_bytes(), data, "decoded certificate must be canonical");
+        assert_eq!(
+            cert.as_bytes(),
+            data,
+            "decoded certificate must be canonical"
+        );
         let again = Certificate::from_armor(&cert.to_armor()).expect("armour round trip");
         assert_eq!(again, cert);
     }
@@ -118,12 +125,36 @@ pub fn initiation(data: &[u8]) {
         0
     };
     let mut guard = ReplayGuard::new(4);
-    if let Ok((reply, out)) = handshake::respond(&c, &f.ca, &f.bob, &mut guard, &mut msg, sender, 5, NOW_NANOS, &mut rng()) {
-        assert_eq!(reply.len(), message2_len(f.bob.certificate().as_bytes().len()));
+    if let Ok((reply, out)) = handshake::respond(
+        &c,
+        &f.ca,
+        &f.bob,
+        &mut guard,
+        &mut msg,
+        sender,
+        5,
+        NOW_NANOS,
+        &mut rng(),
+    ) {
+        assert_eq!(
+            reply.len(),
+            message2_len(f.bob.certificate().as_bytes().len())
+        );
         assert_eq!(out.peer_index, sender);
         // The same message again is a replay.
         let mut again = data.to_vec();
-        assert!(handshake::respond(&c, &f.ca, &f.bob, &mut guard, &mut again, sender, 6, NOW_NANOS + 1_000_000_000, &mut rng()).is_err());
+        assert!(handshake::respond(
+            &c,
+            &f.ca,
+            &f.bob,
+            &mut guard,
+            &mut again,
+            sender,
+            6,
+            NOW_NANOS + 1_000_000_000,
+            &mut rng()
+        )
+        .is_err());
     }
 }
 
@@ -131,8 +162,15 @@ pub fn initiation(data: &[u8]) {
 pub fn response(data: &[u8]) {
     let c = InsecureCrypto;
     let f = fixture();
-    let (hs, _) = handshake::initiate(&c, &f.alice, f.bob.static_public(), 11, NOW_NANOS, &mut rng())
-        .expect("fixture initiation");
+    let (hs, _) = handshake::initiate(
+        &c,
+        &f.alice,
+        f.bob.static_public(),
+        11,
+        NOW_NANOS,
+        &mut rng(),
+    )
+    .expect("fixture initiation");
     let mut msg = data.to_vec();
     let sender = if data.len() >= 1124 {
         u32::from_le_bytes([data[1120], data[1121], data[1122], data[1123]])
@@ -166,7 +204,9 @@ pub fn reassembly(data: &[u8]) {
             assert!(v.index() < v.count());
             assert!(v.payload().len() <= proto::wire::MAX_FRAGMENT_PAYLOAD);
             if let Some(vf) = v.into_verified(MacVerdict::Valid) {
-                if let Reassembly::Complete(m) = r.insert(base + Duration::from_millis(step * 100), src, vf) {
+                if let Reassembly::Complete(m) =
+                    r.insert(base + Duration::from_millis(step * 100), src, vf)
+                {
                     assert!(!m.is_empty() && m.len() <= MAX_MESSAGE_LEN);
                 }
             }
@@ -181,7 +221,12 @@ pub fn reassembly(data: &[u8]) {
 pub fn endpoint(data: &[u8]) {
     let f = fixture();
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(InsecureCrypto);
-    let mut ep = Endpoint::new(crypto, f.ca.clone(), f.bob.clone(), EndpointConfig::default());
+    let mut ep = Endpoint::new(
+        crypto,
+        f.ca.clone(),
+        f.bob.clone(),
+        EndpointConfig::default(),
+    );
     let src = SocketAddr::from(([198, 18, 0, 1], 51820));
     let base = Instant::now();
     let mut rng = rng();
@@ -216,17 +261,37 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("certificate", f.bob.certificate().to_armor().into_bytes()),
     ];
     // Message 1 and 2.
-    let (_, m1) = handshake::initiate(&c, &f.alice, f.bob.static_public(), 11, NOW_NANOS, &mut rng())
-        .expect("fixture initiation");
+    let (_, m1) = handshake::initiate(
+        &c,
+        &f.alice,
+        f.bob.static_public(),
+        11,
+        NOW_NANOS,
+        &mut rng(),
+    )
+    .expect("fixture initiation");
     out.push(("initiation", m1.clone()));
     let mut m1c = m1.clone();
     let mut guard = ReplayGuard::new(4);
-    let (m2, out2) = handshake::respond(&c, &f.ca, &f.bob, &mut guard, &mut m1c, 11, 5, NOW_NANOS, &mut rng())
-        .expect("fixture response");
+    let (m2, out2) = handshake::respond(
+        &c,
+        &f.ca,
+        &f.bob,
+        &mut guard,
+        &mut m1c,
+        11,
+        5,
+        NOW_NANOS,
+        &mut rng(),
+    )
+    .expect("fixture response");
     out.push(("response", m2.clone()));
     // Fragments of both, as reassembly records.
     let mut rec = Vec::new();
-    for (kind, s, r, m) in [(MessageKind::Initiation, 11, 0, &m1), (MessageKind::Response, 5, 11, &m2)] {
+    for (kind, s, r, m) in [
+        (MessageKind::Initiation, 11, 0, &m1),
+        (MessageKind::Response, 5, 11, &m2),
+    ] {
         for frag in fragment(&c, kind, s, r, m, &[0; 32], None) {
             rec.push(1u8);
             rec.extend_from_slice(&(frag.len() as u16).to_le_bytes());
@@ -267,4 +332,11 @@ pub fn run(name: &str, data: &[u8]) {
 }
 
 /// Every target name.
-pub const TARGETS: [&str; 6] = ["certificate", "transport", "initiation", "response", "reassembly", "endpoint"];
+pub const TARGETS: [&str; 6] = [
+    "certificate",
+    "transport",
+    "initiation",
+    "response",
+    "reassembly",
+    "endpoint",
+];

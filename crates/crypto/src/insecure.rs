@@ -23,7 +23,13 @@ impl Aead for NullAead {
     fn seal_in_place(&self, _: u64, _: &[u8], _: &mut [u8]) -> [u8; TAG_LEN] {
         [0; TAG_LEN]
     }
-    fn open_in_place(&self, _: u64, _: &[u8], _: &mut [u8], tag: &[u8; TAG_LEN]) -> Result<(), CryptoError> {
+    fn open_in_place(
+        &self,
+        _: u64,
+        _: &[u8],
+        _: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
         if tag == &[0; TAG_LEN] {
             Ok(())
         } else {
@@ -36,7 +42,11 @@ impl Crypto for InsecureCrypto {
     fn x25519_public_key(&self, secret: &[u8; X25519_LEN]) -> [u8; X25519_LEN] {
         *secret
     }
-    fn x25519(&self, secret: &[u8; X25519_LEN], public: &[u8; X25519_LEN]) -> Result<[u8; X25519_LEN], CryptoError> {
+    fn x25519(
+        &self,
+        secret: &[u8; X25519_LEN],
+        public: &[u8; X25519_LEN],
+    ) -> Result<[u8; X25519_LEN], CryptoError> {
         let mut out = [0u8; 32];
         for i in 0..32 {
             out[i] = secret[i] ^ public[i];
@@ -59,7 +69,13 @@ impl Crypto for InsecureCrypto {
     fn aead(&self, _: &[u8; 32]) -> Box<dyn Aead> {
         Box::new(NullAead)
     }
-    fn xaead_seal(&self, _: &[u8; 32], _: &[u8; XNONCE_LEN], _: &[u8], _: &mut [u8]) -> [u8; TAG_LEN] {
+    fn xaead_seal(
+        &self,
+        _: &[u8; 32],
+        _: &[u8; XNONCE_LEN],
+        _: &[u8],
+        _: &mut [u8],
+    ) -> [u8; TAG_LEN] {
         [0; TAG_LEN]
     }
     fn xaead_open(
@@ -102,7 +118,12 @@ impl Crypto for InsecureCrypto {
     fn ed25519_sign(&self, _: &[u8; 32], _: &[u8]) -> [u8; ED25519_SIGNATURE_LEN] {
         [0; ED25519_SIGNATURE_LEN]
     }
-    fn ed25519_verify(&self, _: &[u8; ED25519_PUBLIC_LEN], _: &[u8], _: &[u8; ED25519_SIGNATURE_LEN]) -> Result<(), CryptoError> {
+    fn ed25519_verify(
+        &self,
+        _: &[u8; ED25519_PUBLIC_LEN],
+        _: &[u8],
+        _: &[u8; ED25519_SIGNATURE_LEN],
+    ) -> Result<(), CryptoError> {
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Differential and known-answer tests of the real provider against
 //! independent implementations: RustCrypto's `ml-kem` for ML-KEM-768 (FIPS
 //! 203), snow for the Noise IKpsk2 transcript, RFC vectors for the rest.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use crypto::RealCrypto;
 use ml_kem::kem::Decapsulate;
@@ -27,11 +28,21 @@ fn ml_kem_768_matches_rustcrypto_ml_kem() {
         let d = ml_kem::B32::try_from(&seed[..32]).unwrap();
         let z = ml_kem::B32::try_from(&seed[32..]).unwrap();
         let (dk, ek) = MlKem768::generate_deterministic(&d, &z);
-        assert_eq!(&ours.encapsulation_key[..], ek.as_bytes().as_slice(), "encapsulation key");
-        assert_eq!(&ours.decapsulation_key[..], dk.as_bytes().as_slice(), "decapsulation key");
+        assert_eq!(
+            &ours.encapsulation_key[..],
+            ek.as_bytes().as_slice(),
+            "encapsulation key"
+        );
+        assert_eq!(
+            &ours.decapsulation_key[..],
+            dk.as_bytes().as_slice(),
+            "decapsulation key"
+        );
 
         let (ct, ss) = C.kem_encapsulate(&ours.encapsulation_key, &m).unwrap();
-        let (ct2, ss2) = ek.encapsulate_deterministic(&ml_kem::B32::try_from(&m[..]).unwrap()).unwrap();
+        let (ct2, ss2) = ek
+            .encapsulate_deterministic(&ml_kem::B32::try_from(&m[..]).unwrap())
+            .unwrap();
         assert_eq!(&ct[..], ct2.as_slice(), "ciphertext");
         assert_eq!(&ss[..], ss2.as_slice(), "shared secret");
         assert_eq!(C.kem_decapsulate(&ours.decapsulation_key, &ct), ss);
@@ -62,18 +73,30 @@ fn ml_kem_rejects_an_encapsulation_key_failing_the_modulus_check() {
 /// RFC 7748 §6.1 Diffie-Hellman vector.
 #[test]
 fn x25519_rfc7748_vector() {
-    let a = hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").unwrap();
-    let b_pub = hex::decode("de9edb7bc7b0ff98e2cd7e3b90f0d0c7b9d4d76b9c8a2af2eba6b4d2cd1f1b9b").unwrap();
+    let a =
+        hex::decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a").unwrap();
+    let b_pub =
+        hex::decode("de9edb7bc7b0ff98e2cd7e3b90f0d0c7b9d4d76b9c8a2af2eba6b4d2cd1f1b9b").unwrap();
     let a: [u8; 32] = a.try_into().unwrap();
     assert_eq!(
         hex::encode(C.x25519_public_key(&a)),
         "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
     );
     let _ = b_pub;
-    let b: [u8; 32] = hex::decode("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb").unwrap().try_into().unwrap();
+    let b: [u8; 32] =
+        hex::decode("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+            .unwrap()
+            .try_into()
+            .unwrap();
     let shared = C.x25519(&a, &C.x25519_public_key(&b)).unwrap();
-    assert_eq!(hex::encode(shared), "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
-    assert!(C.x25519(&a, &[0; 32]).is_err(), "low-order point must be rejected");
+    assert_eq!(
+        hex::encode(shared),
+        "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    );
+    assert!(
+        C.x25519(&a, &[0; 32]).is_err(),
+        "low-order point must be rejected"
+    );
 }
 
 /// RFC 7693 Appendix B: BLAKE2s-256("abc").
@@ -91,7 +114,11 @@ fn blake2s_rfc7693_vector() {
 fn chacha20_poly1305_matches_rustcrypto() {
     use chacha20poly1305::aead::AeadInPlace;
     use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
-    let key: [u8; 32] = hex::decode("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").unwrap().try_into().unwrap();
+    let key: [u8; 32] =
+        hex::decode("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f")
+            .unwrap()
+            .try_into()
+            .unwrap();
     let aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
     let counter = 0x4746_4544_4342_4140u64;
     let msg = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
@@ -111,22 +138,34 @@ fn chacha20_poly1305_matches_rustcrypto() {
     assert_eq!(&back[..], &msg[..]);
     let mut t = tag;
     t[0] ^= 1;
-    assert!(aead.open_in_place(counter, &aad, &mut ours.clone(), &t).is_err());
-    assert!(aead.open_in_place(counter + 1, &aad, &mut ours.clone(), &tag).is_err());
+    assert!(aead
+        .open_in_place(counter, &aad, &mut ours.clone(), &t)
+        .is_err());
+    assert!(aead
+        .open_in_place(counter + 1, &aad, &mut ours.clone(), &tag)
+        .is_err());
 }
 
 /// RFC 8032 §7.1 test 1 (empty message).
 #[test]
 fn ed25519_rfc8032_vector() {
-    let seed: [u8; 32] = hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60").unwrap().try_into().unwrap();
+    let seed: [u8; 32] =
+        hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+            .unwrap()
+            .try_into()
+            .unwrap();
     assert_eq!(
         hex::encode(C.ed25519_public_key(&seed)),
         "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     );
     let sig = C.ed25519_sign(&seed, b"");
     assert_eq!(hex::encode(sig), "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
-    assert!(C.ed25519_verify(&C.ed25519_public_key(&seed), b"", &sig).is_ok());
-    assert!(C.ed25519_verify(&C.ed25519_public_key(&seed), b"x", &sig).is_err());
+    assert!(C
+        .ed25519_verify(&C.ed25519_public_key(&seed), b"", &sig)
+        .is_ok());
+    assert!(C
+        .ed25519_verify(&C.ed25519_public_key(&seed), b"x", &sig)
+        .is_err());
 }
 
 /// An RNG that yields fixed bytes first, then zeros: lets us know which
@@ -166,14 +205,18 @@ fn noise_transcript_matches_snow() {
     let ca = TrustedCa::new(C, ca_cert, now).unwrap();
     let mk = |name: &str, s: [u8; 32]| {
         let cert = ca
-            .issue(C, &[1; 32], NodeCertParams {
-                name: name.into(),
-                addresses: vec![OverlayAddr::V4([100, 64, 0, s[0]], 10)],
-                segments: vec![],
-                static_public_key: C.x25519_public_key(&s),
-                not_before: now - 5,
-                not_after: now + 500,
-            })
+            .issue(
+                C,
+                &[1; 32],
+                NodeCertParams {
+                    name: name.into(),
+                    addresses: vec![OverlayAddr::V4([100, 64, 0, s[0]], 10)],
+                    segments: vec![],
+                    static_public_key: C.x25519_public_key(&s),
+                    not_before: now - 5,
+                    not_after: now + 500,
+                },
+            )
             .unwrap();
         Identity::new(C, cert, s).unwrap()
     };
@@ -186,22 +229,47 @@ fn noise_transcript_matches_snow() {
     let encaps = [0x66u8; 32];
 
     let mut irng = Script([&e_i[..], &kem_seed[..]].concat(), 0);
-    let (hs, m1) = handshake::initiate(C, &alice, bob.static_public(), 7, now * 1_000_000_000, &mut irng).unwrap();
+    let (hs, m1) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        7,
+        now * 1_000_000_000,
+        &mut irng,
+    )
+    .unwrap();
     let mut rrng = Script([&encaps[..], &e_r[..]].concat(), 0);
     let mut m1c = m1.clone();
-    let (m2, bob_out) = handshake::respond(C, &ca, &bob, &mut ReplayGuard::default(), &mut m1c, 7, 9, now * 1_000_000_000, &mut rrng).unwrap();
+    let (m2, bob_out) = handshake::respond(
+        C,
+        &ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1c,
+        7,
+        9,
+        now * 1_000_000_000,
+        &mut rrng,
+    )
+    .unwrap();
 
-    let params: snow::params::NoiseParams = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
+    let params: snow::params::NoiseParams =
+        "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
     let mut si = snow::Builder::new(params.clone())
-        .local_private_key(&is).unwrap()
-        .remote_public_key(bob.static_public()).unwrap()
-        .prologue(handshake::PROLOGUE).unwrap()
+        .local_private_key(&is)
+        .unwrap()
+        .remote_public_key(bob.static_public())
+        .unwrap()
+        .prologue(handshake::PROLOGUE)
+        .unwrap()
         .fixed_ephemeral_key_for_testing_only(&e_i)
         .build_initiator()
         .unwrap();
     let mut sr = snow::Builder::new(params)
-        .local_private_key(&rs).unwrap()
-        .prologue(handshake::PROLOGUE).unwrap()
+        .local_private_key(&rs)
+        .unwrap()
+        .prologue(handshake::PROLOGUE)
+        .unwrap()
         .fixed_ephemeral_key_for_testing_only(&e_r)
         .build_responder()
         .unwrap();
@@ -226,7 +294,11 @@ fn noise_transcript_matches_snow() {
     let alice_out = hs.read_response(C, &ca, &alice, &mut m2c, 9, now).unwrap();
     let payload2 = &m2c[KEM_CT_LEN + 32..m2c.len() - 16];
     let n = sr.write_message(payload2, &mut out).unwrap();
-    assert_eq!(&out[..n], &m2[KEM_CT_LEN..], "message 2 differs from snow's");
+    assert_eq!(
+        &out[..n],
+        &m2[KEM_CT_LEN..],
+        "message 2 differs from snow's"
+    );
     si.read_message(&m2[KEM_CT_LEN..], &mut p).unwrap();
     assert_eq!(si.get_handshake_hash(), &alice_out.handshake_hash[..]);
     assert_eq!(sr.get_handshake_hash(), &bob_out.handshake_hash[..]);
@@ -237,6 +309,8 @@ fn noise_transcript_matches_snow() {
     let n = st.write_message(b"hello", &mut ct_buf).unwrap();
     let mut body = ct_buf[..n - 16].to_vec();
     let tag: [u8; 16] = ct_buf[n - 16..n].try_into().unwrap();
-    C.aead(&bob_out.recv_key).open_in_place(0, &[], &mut body, &tag).unwrap();
+    C.aead(&bob_out.recv_key)
+        .open_in_place(0, &[], &mut body, &tag)
+        .unwrap();
     assert_eq!(body, b"hello");
 }

@@ -34,8 +34,12 @@ fn unix_nanos() -> u64 {
 
 fn kind_of(d: &[u8]) -> String {
     match d.first() {
-        Some(1) if d.len() > 2 && d[1] < d[2] && d[2] <= 4 => format!("handshake initiation fragment {}/{}", d[1] + 1, d[2]),
-        Some(2) if d.len() > 2 && d[1] < d[2] && d[2] <= 4 => format!("handshake response fragment {}/{}", d[1] + 1, d[2]),
+        Some(1) if d.len() > 2 && d[1] < d[2] && d[2] <= 4 => {
+            format!("handshake initiation fragment {}/{}", d[1] + 1, d[2])
+        }
+        Some(2) if d.len() > 2 && d[1] < d[2] && d[2] <= 4 => {
+            format!("handshake response fragment {}/{}", d[1] + 1, d[2])
+        }
         Some(1 | 2) => "datagram posing as a handshake fragment".into(),
         Some(3) => "cookie reply".into(),
         Some(4) if d.len() == TRANSPORT_OVERHEAD => "keepalive".into(),
@@ -81,8 +85,17 @@ fn flush(node: &mut Node, narrate: bool, n: &mut u32) -> Result<()> {
     }
     while let Some(t) = node.ep.poll_transmit() {
         if narrate {
-            step(n, format!("{} -> {}  {} ({} bytes, fits a 1280-byte path MTU: {})",
-                node.name, t.dst, kind_of(&t.payload), t.payload.len(), t.payload.len() + 48 <= 1280));
+            step(
+                n,
+                format!(
+                    "{} -> {}  {} ({} bytes, fits a 1280-byte path MTU: {})",
+                    node.name,
+                    t.dst,
+                    kind_of(&t.payload),
+                    t.payload.len(),
+                    t.payload.len() + 48 <= 1280
+                ),
+            );
         }
         node.sock.send_to(&t.payload, t.dst)?;
     }
@@ -90,18 +103,32 @@ fn flush(node: &mut Node, narrate: bool, n: &mut u32) -> Result<()> {
 }
 
 /// Receives whatever is waiting on the node's socket and feeds it in.
-fn receive(node: &mut Node, rng: &mut dyn rand_core::CryptoRngCore, narrate: bool, n: &mut u32) -> Result<usize> {
+fn receive(
+    node: &mut Node,
+    rng: &mut dyn rand_core::CryptoRngCore,
+    narrate: bool,
+    n: &mut u32,
+) -> Result<usize> {
     let mut buf = vec![0u8; 65_536];
     let mut count = 0;
     loop {
         let (len, src) = match node.sock.recv_from(&mut buf) {
             Ok(v) => v,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
             Err(e) => return Err(e.into()),
         };
         count += 1;
         let kind = kind_of(&buf[..len]);
-        let r = node.ep.handle_datagram(Instant::now(), unix_nanos(), rng, src, &mut buf[..len]);
+        let r = node
+            .ep
+            .handle_datagram(Instant::now(), unix_nanos(), rng, src, &mut buf[..len]);
         match r {
             Received::Data { len: l, .. } => {
                 node.received += 1;
@@ -120,7 +147,10 @@ fn receive(node: &mut Node, rng: &mut dyn rand_core::CryptoRngCore, narrate: boo
             Received::Dropped(reason) if narrate => {
                 step(n, format!("{}: dropped a {kind} ({reason})", node.name));
             }
-            Received::Keepalive { .. } if narrate => step(n, format!("{}: keepalive (confirms the new session)", node.name)),
+            Received::Keepalive { .. } if narrate => step(
+                n,
+                format!("{}: keepalive (confirms the new session)", node.name),
+            ),
             _ => {}
         }
         flush(node, narrate, n)?;
@@ -128,19 +158,29 @@ fn receive(node: &mut Node, rng: &mut dyn rand_core::CryptoRngCore, narrate: boo
     Ok(count)
 }
 
-fn node(ca: &TrustedCa, ca_seed: &[u8; 32], name: &'static str, ip: [u8; 4], segment: &str) -> Result<(Identity, UdpSocket)> {
+fn node(
+    ca: &TrustedCa,
+    ca_seed: &[u8; 32],
+    name: &'static str,
+    ip: [u8; 4],
+    segment: &str,
+) -> Result<(Identity, UdpSocket)> {
     let c = RealCrypto;
     let mut secret = [0u8; 32];
     crypto::os_rng().fill_bytes(&mut secret);
     let now = unix_nanos() / 1_000_000_000;
-    let cert = ca.issue(&c, ca_seed, NodeCertParams {
-        name: name.into(),
-        addresses: vec![OverlayAddr::V4(ip, 10)],
-        segments: vec![segment.into()],
-        static_public_key: c.x25519_public_key(&secret),
-        not_before: now - 60,
-        not_after: now + 86_400,
-    })?;
+    let cert = ca.issue(
+        &c,
+        ca_seed,
+        NodeCertParams {
+            name: name.into(),
+            addresses: vec![OverlayAddr::V4(ip, 10)],
+            segments: vec![segment.into()],
+            static_public_key: c.x25519_public_key(&secret),
+            not_before: now - 60,
+            not_after: now + 86_400,
+        },
+    )?;
     let id = Identity::new(&c, cert, secret)?;
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_read_timeout(Some(Duration::from_millis(2)))?;
@@ -159,34 +199,83 @@ pub fn run(packets: u32) -> Result<()> {
     let now = unix_nanos() / 1_000_000_000;
     let ca_cert = cert::create_ca(&c, "demo-ca", &ca_seed, now - 60, now + 30 * 86_400)?;
     let ca = TrustedCa::new(&c, ca_cert, now)?;
-    step(&mut n, format!("created mesh CA 'demo-ca' (Ed25519), fingerprint {}", &hex(ca.fingerprint())[..16]));
+    step(
+        &mut n,
+        format!(
+            "created mesh CA 'demo-ca' (Ed25519), fingerprint {}",
+            &hex(ca.fingerprint())[..16]
+        ),
+    );
 
     let (alpha_id, alpha_sock) = node(&ca, &ca_seed, "alpha", [100, 64, 0, 1], "web")?;
     let (beta_id, beta_sock) = node(&ca, &ca_seed, "beta", [100, 64, 0, 2], "db")?;
     for id in [&alpha_id, &beta_id] {
         let b = id.certificate().body();
-        step(&mut n, format!("issued certificate '{}': overlay {}, segment {}, {} bytes",
-            b.name, b.addresses[0], b.segments[0], id.certificate().as_bytes().len()));
+        step(
+            &mut n,
+            format!(
+                "issued certificate '{}': overlay {}, segment {}, {} bytes",
+                b.name,
+                b.addresses[0],
+                b.segments[0],
+                id.certificate().as_bytes().len()
+            ),
+        );
     }
-    let (alpha_addr, beta_addr): (SocketAddr, SocketAddr) = (alpha_sock.local_addr()?, beta_sock.local_addr()?);
-    step(&mut n, format!("alpha listens on udp {alpha_addr}, beta on udp {beta_addr}"));
+    let (alpha_addr, beta_addr): (SocketAddr, SocketAddr) =
+        (alpha_sock.local_addr()?, beta_sock.local_addr()?);
+    step(
+        &mut n,
+        format!("alpha listens on udp {alpha_addr}, beta on udp {beta_addr}"),
+    );
 
     let crypto: Arc<dyn Crypto> = Arc::new(RealCrypto);
     let (a_pub, b_pub) = (*alpha_id.static_public(), *beta_id.static_public());
-    let mut alpha_ep = Endpoint::new(crypto.clone(), ca.clone(), alpha_id, EndpointConfig::default());
+    let mut alpha_ep = Endpoint::new(
+        crypto.clone(),
+        ca.clone(),
+        alpha_id,
+        EndpointConfig::default(),
+    );
     let mut beta_ep = Endpoint::new(crypto, ca.clone(), beta_id, EndpointConfig::default());
     let pa = alpha_ep.add_peer(b_pub, Some(beta_addr), None);
     let pb = beta_ep.add_peer(a_pub, Some(alpha_addr), None);
-    let mut alpha = Node { name: "alpha", ip: [100, 64, 0, 1], ep: alpha_ep, sock: alpha_sock, peer: pa, received: 0, received_bytes: 0 };
-    let mut beta = Node { name: "beta", ip: [100, 64, 0, 2], ep: beta_ep, sock: beta_sock, peer: pb, received: 0, received_bytes: 0 };
+    let mut alpha = Node {
+        name: "alpha",
+        ip: [100, 64, 0, 1],
+        ep: alpha_ep,
+        sock: alpha_sock,
+        peer: pa,
+        received: 0,
+        received_bytes: 0,
+    };
+    let mut beta = Node {
+        name: "beta",
+        ip: [100, 64, 0, 2],
+        ep: beta_ep,
+        sock: beta_sock,
+        peer: pb,
+        received: 0,
+        received_bytes: 0,
+    };
 
     // First packet: no session yet, so it is queued and a handshake starts.
     let started = Instant::now();
     let pkt = ipv4(alpha.ip, beta.ip, 0, 84);
     let mut buf = vec![0u8; 2048];
     buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
-    let out = alpha.ep.send(Instant::now(), unix_nanos(), &mut rng, alpha.peer, &mut buf, pkt.len());
-    step(&mut n, format!("alpha: first packet for 100.64.0.2 -> {out:?}; starting the hybrid handshake"));
+    let out = alpha.ep.send(
+        Instant::now(),
+        unix_nanos(),
+        &mut rng,
+        alpha.peer,
+        &mut buf,
+        pkt.len(),
+    );
+    step(
+        &mut n,
+        format!("alpha: first packet for 100.64.0.2 -> {out:?}; starting the hybrid handshake"),
+    );
     flush(&mut alpha, true, &mut n)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while beta.received == 0 {
@@ -210,18 +299,31 @@ pub fn run(packets: u32) -> Result<()> {
             for (from, to) in [(&mut alpha, bip), (&mut beta, aip)] {
                 let p = ipv4(from.ip, to, sent + i + 1, 1400);
                 sendbuf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + p.len()].copy_from_slice(&p);
-                match from.ep.send(Instant::now(), unix_nanos(), &mut rng, from.peer, &mut sendbuf, p.len()) {
+                match from.ep.send(
+                    Instant::now(),
+                    unix_nanos(),
+                    &mut rng,
+                    from.peer,
+                    &mut sendbuf,
+                    p.len(),
+                ) {
                     SendOutcome::Send { dst, len } => {
                         from.sock.send_to(&sendbuf[..len], dst)?;
                     }
-                    other => return Err(format!("{}: unexpected send outcome {other:?}", from.name).into()),
+                    other => {
+                        return Err(
+                            format!("{}: unexpected send outcome {other:?}", from.name).into()
+                        )
+                    }
                 }
                 flush(from, false, &mut n)?;
             }
         }
         sent += burst;
         let until = Instant::now() + Duration::from_secs(2);
-        while (alpha.received < u64::from(sent) || beta.received < u64::from(sent) + 1) && Instant::now() < until {
+        while (alpha.received < u64::from(sent) || beta.received < u64::from(sent) + 1)
+            && Instant::now() < until
+        {
             receive(&mut beta, &mut rng, false, &mut n)?;
             receive(&mut alpha, &mut rng, false, &mut n)?;
         }
@@ -235,10 +337,20 @@ pub fn run(packets: u32) -> Result<()> {
     // Attacks on the live session.
     let p = ipv4(alpha.ip, beta.ip, 999_999, 200);
     sendbuf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + p.len()].copy_from_slice(&p);
-    if let SendOutcome::Send { dst, len } = alpha.ep.send(Instant::now(), unix_nanos(), &mut rng, alpha.peer, &mut sendbuf, p.len()) {
+    if let SendOutcome::Send { dst, len } = alpha.ep.send(
+        Instant::now(),
+        unix_nanos(),
+        &mut rng,
+        alpha.peer,
+        &mut sendbuf,
+        p.len(),
+    ) {
         let mut tampered = sendbuf[..len].to_vec();
         tampered[40] ^= 0x01;
-        step(&mut n, "attacker flips one bit of a packet in flight".into());
+        step(
+            &mut n,
+            "attacker flips one bit of a packet in flight".into(),
+        );
         alpha.sock.send_to(&tampered, dst)?;
         settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
         step(&mut n, "the genuine packet arrives".into());
@@ -256,10 +368,20 @@ pub fn run(packets: u32) -> Result<()> {
     settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
 
     println!("\nsummary");
-    println!("  {:<8} {:>10} {:>12} {:>10} {:>10}", "node", "rx pkts", "rx bytes", "handshakes", "drops");
+    println!(
+        "  {:<8} {:>10} {:>12} {:>10} {:>10}",
+        "node", "rx pkts", "rx bytes", "handshakes", "drops"
+    );
     for node in [&alpha, &beta] {
         let s = node.ep.stats();
-        println!("  {:<8} {:>10} {:>12} {:>10} {:>10}", node.name, node.received, node.received_bytes, s.handshakes_completed, s.total_drops());
+        println!(
+            "  {:<8} {:>10} {:>12} {:>10} {:>10}",
+            node.name,
+            node.received,
+            node.received_bytes,
+            s.handshakes_completed,
+            s.total_drops()
+        );
     }
     let s = beta.ep.stats();
     for r in DropReason::ALL {
@@ -267,18 +389,31 @@ pub fn run(packets: u32) -> Result<()> {
             println!("  beta dropped {} packet(s): {}", s.drops(r), r);
         }
     }
-    let expected = [DropReason::Decrypt, DropReason::Replay, DropReason::Malformed];
+    let expected = [
+        DropReason::Decrypt,
+        DropReason::Replay,
+        DropReason::Malformed,
+    ];
     if expected.iter().any(|r| s.drops(*r) == 0) {
         return Err("an attack packet was not dropped".into());
     }
     if alpha.received != u64::from(packets) || beta.received != u64::from(packets) + 2 {
-        return Err(format!("lost packets: alpha {} beta {}", alpha.received, beta.received).into());
+        return Err(format!(
+            "lost packets: alpha {} beta {}",
+            alpha.received, beta.received
+        )
+        .into());
     }
     println!("\ndemo passed: hybrid post-quantum session up, every packet delivered, every attack dropped and counted.");
     Ok(())
 }
 
-fn settle(a: &mut Node, b: &mut Node, rng: &mut dyn rand_core::CryptoRngCore, n: &mut u32) -> Result<()> {
+fn settle(
+    a: &mut Node,
+    b: &mut Node,
+    rng: &mut dyn rand_core::CryptoRngCore,
+    n: &mut u32,
+) -> Result<()> {
     let until = Instant::now() + Duration::from_millis(50);
     while Instant::now() < until {
         receive(a, rng, true, n)?;

@@ -17,7 +17,11 @@ use rand_core::RngCore;
 use types::{CertificateView, IssuedFiles};
 
 #[derive(Parser)]
-#[command(name = "meshctl", version, about = "Administer a meshd mesh: CA, certificates, keys")]
+#[command(
+    name = "meshctl",
+    version,
+    about = "Administer a meshd mesh: CA, certificates, keys"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -170,7 +174,9 @@ fn parse_ttl(s: &str) -> Result<u64> {
         "s" | "" => 1,
         _ => return Err(format!("--ttl '{s}': unknown unit '{unit}', use d, h, m or s").into()),
     };
-    let secs = n.checked_mul(mult).ok_or_else(|| format!("--ttl '{s}' is too long"))?;
+    let secs = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("--ttl '{s}' is too long"))?;
     if secs == 0 {
         return Err(format!("--ttl '{s}' must be positive").into());
     }
@@ -189,7 +195,11 @@ fn ca_init(a: CaInit) -> Result<()> {
     let t = now();
     for p in [&a.out_crt, &a.out_key] {
         if p.exists() {
-            return Err(format!("{}: already exists; remove it or choose another path", p.display()).into());
+            return Err(format!(
+                "{}: already exists; remove it or choose another path",
+                p.display()
+            )
+            .into());
         }
     }
     let seed = random_key();
@@ -208,7 +218,10 @@ fn ca_init(a: CaInit) -> Result<()> {
     } else {
         println!("created CA '{}'", cert.name());
         println!("  certificate  {}", a.out_crt.display());
-        println!("  private key  {} (mode 0600; keep it offline)", a.out_key.display());
+        println!(
+            "  private key  {} (mode 0600; keep it offline)",
+            a.out_key.display()
+        );
         println!("  fingerprint  {}", view.fingerprint);
         println!("  valid until  {}", view.not_after_utc);
     }
@@ -238,34 +251,52 @@ fn cert_issue(a: CertIssue) -> Result<()> {
         .iter()
         .map(|s| s.parse::<OverlayAddr>().map_err(|e| format!("--ip {e}")))
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let out_crt = a.out_crt.clone().unwrap_or_else(|| PathBuf::from(format!("{}.crt", a.name)));
-    let out_key = a.out_key.clone().unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
+    let out_crt = a
+        .out_crt
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.crt", a.name)));
+    let out_key = a
+        .out_key
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
     let (public, secret) = match &a.public_key {
         Some(p) => (files::read_key(p, LABEL_NODE_PUBLIC_KEY)?, None),
         None => {
             if out_key.exists() {
-                return Err(format!("{}: already exists; remove it or choose another path", out_key.display()).into());
+                return Err(format!(
+                    "{}: already exists; remove it or choose another path",
+                    out_key.display()
+                )
+                .into());
             }
             let s = random_key();
             (c.x25519_public_key(&s), Some(s))
         }
     };
     if out_crt.exists() {
-        return Err(format!("{}: already exists; remove it or choose another path", out_crt.display()).into());
+        return Err(format!(
+            "{}: already exists; remove it or choose another path",
+            out_crt.display()
+        )
+        .into());
     }
     let t = now();
     // Never outlive the CA: clamp to its validity, and say so.
     let ca_end = ca.certificate().body().not_after;
     let not_after = (t + ttl).min(ca_end);
     let cert = ca
-        .issue(&c, &ca_seed, NodeCertParams {
-            name: a.name.clone(),
-            addresses,
-            segments: a.segments.clone(),
-            static_public_key: public,
-            not_before: t.saturating_sub(60).max(ca.certificate().body().not_before),
-            not_after,
-        })
+        .issue(
+            &c,
+            &ca_seed,
+            NodeCertParams {
+                name: a.name.clone(),
+                addresses,
+                segments: a.segments.clone(),
+                static_public_key: public,
+                not_before: t.saturating_sub(60).max(ca.certificate().body().not_before),
+                not_after,
+            },
+        )
         .map_err(|e| format!("--name/--ip/--segment: {e}"))?;
     if let Some(s) = secret {
         files::write_private_key(&out_key, LABEL_NODE_KEY, &s)?;
@@ -286,7 +317,14 @@ fn cert_issue(a: CertIssue) -> Result<()> {
             println!("  private key  {} (mode 0600)", out_key.display());
         }
         println!("  addresses    {}", view.addresses.join(", "));
-        println!("  segments     {}", if view.segments.is_empty() { "-".into() } else { view.segments.join(", ") });
+        println!(
+            "  segments     {}",
+            if view.segments.is_empty() {
+                "-".into()
+            } else {
+                view.segments.join(", ")
+            }
+        );
         println!("  valid until  {}", view.not_after_utc);
         if not_after < t + ttl {
             println!("  note: validity shortened to the CA's end of validity");
@@ -314,7 +352,14 @@ fn cert_show(a: CertShow) -> Result<()> {
     println!("{} certificate '{}'", view.kind, view.name);
     if cert.kind() == CertKind::Node {
         println!("  addresses    {}", view.addresses.join(", "));
-        println!("  segments     {}", if view.segments.is_empty() { "-".into() } else { view.segments.join(", ") });
+        println!(
+            "  segments     {}",
+            if view.segments.is_empty() {
+                "-".into()
+            } else {
+                view.segments.join(", ")
+            }
+        );
         println!("  static key   {} (X25519)", view.public_key);
         println!("  issuer       {}", view.issuer);
     } else {
@@ -334,7 +379,11 @@ fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
     let p = RealCrypto.x25519_public_key(&s);
     files::write_private_key(out, LABEL_NODE_KEY, &s)?;
     files::write_public(public_out, &proto::armor::encode(LABEL_NODE_PUBLIC_KEY, &p))?;
-    println!("wrote {} (mode 0600) and {}", out.display(), public_out.display());
+    println!(
+        "wrote {} (mode 0600) and {}",
+        out.display(),
+        public_out.display()
+    );
     Ok(())
 }
 
@@ -362,7 +411,11 @@ fn view_of(cert: &Certificate, ca: Option<&TrustedCa>) -> CertificateView {
         not_after: b.not_after,
         not_before_utc: rfc3339(b.not_before),
         not_after_utc: rfc3339(b.not_after),
-        issuer: if cert.kind() == CertKind::Ca { String::new() } else { hex(&b.issuer) },
+        issuer: if cert.kind() == CertKind::Ca {
+            String::new()
+        } else {
+            hex(&b.issuer)
+        },
         fingerprint: hex(&cert.fingerprint(&RealCrypto)),
         verification,
     }
@@ -406,8 +459,10 @@ mod tests {
         assert_eq!(parse_ttl("90m").unwrap(), 5400);
         assert_eq!(parse_ttl("15").unwrap(), 15);
         assert!(parse_ttl("0d").is_err());
-        assert!(parse_ttl("5y").unwrap_err().to_string().contains("unknown unit"));
+        assert!(parse_ttl("5y")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
         assert!(parse_ttl("abc").is_err());
     }
 }
-

@@ -1,4 +1,5 @@
 //! meshctl end to end: the real binary in a temporary directory.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -19,7 +20,11 @@ fn meshctl(dir: &Path, args: &[&str]) -> Output {
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = meshctl(dir, args);
-    assert!(o.status.success(), "meshctl {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "meshctl {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -42,13 +47,19 @@ fn setup() -> tempfile::TempDir {
 #[test]
 fn ca_init_writes_certificate_and_private_key_0600() {
     let d = tempfile::tempdir().unwrap();
-    let out = ok(d.path(), &["ca", "init", "--name", "acme-mesh", "--ttl", "30d"]);
+    let out = ok(
+        d.path(),
+        &["ca", "init", "--name", "acme-mesh", "--ttl", "30d"],
+    );
     assert!(out.contains("created CA 'acme-mesh'"));
     assert_eq!(mode(&d.path().join("ca.key")), 0o600);
     assert_eq!(mode(&d.path().join("ca.crt")), 0o644);
     let key = fs::read_to_string(d.path().join("ca.key")).unwrap();
     let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
-    assert!(!out.contains(&key_body), "private key must never be printed");
+    assert!(
+        !out.contains(&key_body),
+        "private key must never be printed"
+    );
     // Refuses to overwrite.
     let e = fails(d.path(), &["ca", "init", "--name", "again"]);
     assert!(e.contains("ca.crt") && e.contains("already exists"), "{e}");
@@ -57,10 +68,25 @@ fn ca_init_writes_certificate_and_private_key_0600() {
 #[test]
 fn cert_issue_and_show_human_and_json() {
     let d = setup();
-    let out = ok(d.path(), &[
-        "cert", "issue", "--name", "web-1", "--ip", "100.64.0.10/10", "--ip", "fd00::10/64",
-        "--segment", "web", "--segment", "prod", "--ttl", "90d",
-    ]);
+    let out = ok(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "web-1",
+            "--ip",
+            "100.64.0.10/10",
+            "--ip",
+            "fd00::10/64",
+            "--segment",
+            "web",
+            "--segment",
+            "prod",
+            "--ttl",
+            "90d",
+        ],
+    );
     assert!(out.contains("issued certificate for 'web-1'"), "{out}");
     assert_eq!(mode(&d.path().join("web-1.key")), 0o600);
     let key = fs::read_to_string(d.path().join("web-1.key")).unwrap();
@@ -82,16 +108,40 @@ fn cert_issue_and_show_human_and_json() {
     assert_eq!(v.segments, vec!["web", "prod"]);
     assert_eq!(v.not_after - v.not_before, 90 * 86_400 + 60);
     assert!(v.verification.is_none());
-    let ca: CertificateView = serde_json::from_str(&ok(d.path(), &["cert", "show", "ca.crt", "--json"])).unwrap();
+    let ca: CertificateView =
+        serde_json::from_str(&ok(d.path(), &["cert", "show", "ca.crt", "--json"])).unwrap();
     assert_eq!(v.issuer, ca.fingerprint);
 }
 
 #[test]
 fn cert_issue_for_an_existing_public_key() {
     let d = setup();
-    ok(d.path(), &["key", "generate", "--out", "db.key", "--public-out", "db.pub"]);
+    ok(
+        d.path(),
+        &[
+            "key",
+            "generate",
+            "--out",
+            "db.key",
+            "--public-out",
+            "db.pub",
+        ],
+    );
     assert_eq!(mode(&d.path().join("db.key")), 0o600);
-    let out = ok(d.path(), &["cert", "issue", "--name", "db", "--ip", "100.64.0.20/10", "--public-key", "db.pub", "--json"]);
+    let out = ok(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "db",
+            "--ip",
+            "100.64.0.20/10",
+            "--public-key",
+            "db.pub",
+            "--json",
+        ],
+    );
     assert!(out.contains("\"certificate\": \"db.crt\""));
     assert!(!out.contains("private-key"));
     ok(d.path(), &["cert", "show", "db.crt", "--ca", "ca.crt"]);
@@ -100,13 +150,50 @@ fn cert_issue_for_an_existing_public_key() {
 #[test]
 fn bad_arguments_name_the_flag_and_fix() {
     let d = setup();
-    let e = fails(d.path(), &["cert", "issue", "--name", "x", "--ip", "100.64.0.1"]);
+    let e = fails(
+        d.path(),
+        &["cert", "issue", "--name", "x", "--ip", "100.64.0.1"],
+    );
     assert!(e.contains("--ip") && e.contains("ADDRESS/PREFIX"), "{e}");
-    let e = fails(d.path(), &["cert", "issue", "--name", "bad name", "--ip", "100.64.0.1/10"]);
+    let e = fails(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "bad name",
+            "--ip",
+            "100.64.0.1/10",
+        ],
+    );
     assert!(e.contains("name") && e.contains("A-Z"), "{e}");
-    let e = fails(d.path(), &["cert", "issue", "--name", "x", "--ip", "100.64.0.1/10", "--ttl", "3y"]);
+    let e = fails(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "x",
+            "--ip",
+            "100.64.0.1/10",
+            "--ttl",
+            "3y",
+        ],
+    );
     assert!(e.contains("--ttl") && e.contains("unknown unit"), "{e}");
-    let e = fails(d.path(), &["cert", "issue", "--name", "x", "--ip", "100.64.0.1/10", "--ca-crt", "missing.crt"]);
+    let e = fails(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "x",
+            "--ip",
+            "100.64.0.1/10",
+            "--ca-crt",
+            "missing.crt",
+        ],
+    );
     assert!(e.contains("missing.crt"), "{e}");
 }
 
@@ -114,12 +201,18 @@ fn bad_arguments_name_the_flag_and_fix() {
 fn world_readable_ca_key_is_refused_with_the_fix() {
     let d = setup();
     fs::set_permissions(d.path().join("ca.key"), fs::Permissions::from_mode(0o644)).unwrap();
-    let e = fails(d.path(), &["cert", "issue", "--name", "x", "--ip", "100.64.0.1/10"]);
+    let e = fails(
+        d.path(),
+        &["cert", "issue", "--name", "x", "--ip", "100.64.0.1/10"],
+    );
     assert!(e.contains("ca.key") && e.contains("chmod 600"), "{e}");
 }
 
 fn issue_web(d: &Path) {
-    ok(d, &["cert", "issue", "--name", "web", "--ip", "100.64.0.1/10"]);
+    ok(
+        d,
+        &["cert", "issue", "--name", "web", "--ip", "100.64.0.1/10"],
+    );
 }
 
 #[test]
@@ -147,7 +240,11 @@ fn rewrite(d: &Path, from: &str, to: &str, f: impl Fn(&mut Vec<u8>)) {
     let text = fs::read_to_string(d.join(from)).unwrap();
     let mut bytes = proto::armor::decode(proto::armor::LABEL_NODE_CERTIFICATE, &text).unwrap();
     f(&mut bytes);
-    fs::write(d.join(to), proto::armor::encode(proto::armor::LABEL_NODE_CERTIFICATE, &bytes)).unwrap();
+    fs::write(
+        d.join(to),
+        proto::armor::encode(proto::armor::LABEL_NODE_CERTIFICATE, &bytes),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -158,8 +255,14 @@ fn tampered_certificate_file() {
         let p = b.windows(4).position(|w| w == [100, 64, 0, 1]).unwrap();
         b[p + 3] = 2;
     });
-    let e = fails(d.path(), &["cert", "show", "tampered.crt", "--ca", "ca.crt"]);
-    assert!(e.contains("tampered.crt") && e.contains("signature does not verify"), "{e}");
+    let e = fails(
+        d.path(),
+        &["cert", "show", "tampered.crt", "--ca", "ca.crt"],
+    );
+    assert!(
+        e.contains("tampered.crt") && e.contains("signature does not verify"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -168,7 +271,10 @@ fn unknown_version_certificate_file() {
     issue_web(d.path());
     rewrite(d.path(), "web.crt", "v9.crt", |b| b[0] = 9);
     let e = fails(d.path(), &["cert", "show", "v9.crt"]);
-    assert!(e.contains("v9.crt") && e.contains("unknown certificate version 9"), "{e}");
+    assert!(
+        e.contains("v9.crt") && e.contains("unknown certificate version 9"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -176,12 +282,21 @@ fn file_that_is_not_a_certificate() {
     let d = setup();
     fs::write(d.path().join("notes.txt"), "hello\n").unwrap();
     let e = fails(d.path(), &["cert", "show", "notes.txt"]);
-    assert!(e.contains("notes.txt") && e.contains("not a meshd certificate"), "{e}");
+    assert!(
+        e.contains("notes.txt") && e.contains("not a meshd certificate"),
+        "{e}"
+    );
     let e = fails(d.path(), &["cert", "show", "ca.key"]);
-    assert!(e.contains("ca.key") && e.contains("MESHD CA PRIVATE KEY"), "{e}");
+    assert!(
+        e.contains("ca.key") && e.contains("MESHD CA PRIVATE KEY"),
+        "{e}"
+    );
     fs::write(d.path().join("bin.crt"), [0xffu8, 0xfe, 0x00]).unwrap();
     let e = fails(d.path(), &["cert", "show", "bin.crt"]);
-    assert!(e.contains("bin.crt") && e.contains("not a text file"), "{e}");
+    assert!(
+        e.contains("bin.crt") && e.contains("not a text file"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -189,10 +304,30 @@ fn certificate_from_another_ca() {
     let d = setup();
     let other = tempfile::tempdir().unwrap();
     ok(other.path(), &["ca", "init", "--name", "other"]);
-    ok(other.path(), &["cert", "issue", "--name", "stranger", "--ip", "100.64.0.9/10"]);
-    fs::copy(other.path().join("stranger.crt"), d.path().join("stranger.crt")).unwrap();
-    let e = fails(d.path(), &["cert", "show", "stranger.crt", "--ca", "ca.crt"]);
-    assert!(e.contains("stranger.crt") && e.contains("issued by CA"), "{e}");
+    ok(
+        other.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "stranger",
+            "--ip",
+            "100.64.0.9/10",
+        ],
+    );
+    fs::copy(
+        other.path().join("stranger.crt"),
+        d.path().join("stranger.crt"),
+    )
+    .unwrap();
+    let e = fails(
+        d.path(),
+        &["cert", "show", "stranger.crt", "--ca", "ca.crt"],
+    );
+    assert!(
+        e.contains("stranger.crt") && e.contains("issued by CA"),
+        "{e}"
+    );
 }
 
 /// Expired and not-yet-valid certificates cannot be made with the CLI (it
@@ -201,26 +336,42 @@ fn certificate_from_another_ca() {
 fn expired_and_not_yet_valid_certificate_files() {
     let d = tempfile::tempdir().unwrap();
     let c = RealCrypto;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let seed = [7u8; 32];
     let ca_cert = create_ca(&c, "ca", &seed, now - 10 * 86_400, now + 10 * 86_400).unwrap();
     fs::write(d.path().join("ca.crt"), ca_cert.to_armor()).unwrap();
     let ca = TrustedCa::new(&c, ca_cert, now).unwrap();
-    for (name, nb, na) in [("old", now - 5 * 86_400, now - 86_400), ("future", now + 86_400, now + 2 * 86_400)] {
+    for (name, nb, na) in [
+        ("old", now - 5 * 86_400, now - 86_400),
+        ("future", now + 86_400, now + 2 * 86_400),
+    ] {
         let cert = ca
-            .issue(&c, &seed, NodeCertParams {
-                name: name.into(),
-                addresses: vec![OverlayAddr::V4([100, 64, 0, 3], 10)],
-                segments: vec![],
-                static_public_key: [5; 32],
-                not_before: nb,
-                not_after: na,
-            })
+            .issue(
+                &c,
+                &seed,
+                NodeCertParams {
+                    name: name.into(),
+                    addresses: vec![OverlayAddr::V4([100, 64, 0, 3], 10)],
+                    segments: vec![],
+                    static_public_key: [5; 32],
+                    not_before: nb,
+                    not_after: na,
+                },
+            )
             .unwrap();
         fs::write(d.path().join(format!("{name}.crt")), cert.to_armor()).unwrap();
     }
     let e = fails(d.path(), &["cert", "show", "old.crt", "--ca", "ca.crt"]);
     assert!(e.contains("old.crt") && e.contains("expired"), "{e}");
-    let e = fails(d.path(), &["cert", "show", "future.crt", "--ca", "ca.crt", "--json"]);
-    assert!(e.contains("future.crt") && e.contains("not valid for another"), "{e}");
+    let e = fails(
+        d.path(),
+        &["cert", "show", "future.crt", "--ca", "ca.crt", "--json"],
+    );
+    assert!(
+        e.contains("future.crt") && e.contains("not valid for another"),
+        "{e}"
+    );
 }

@@ -44,8 +44,12 @@ pub enum ArmorError {
 impl fmt::Display for ArmorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoBeginLine => f.write_str("no '-----BEGIN MESHD ...-----' line (is this a meshd file?)"),
-            Self::NoEndLine => f.write_str("BEGIN line without a matching END line (file truncated?)"),
+            Self::NoBeginLine => {
+                f.write_str("no '-----BEGIN MESHD ...-----' line (is this a meshd file?)")
+            }
+            Self::NoEndLine => {
+                f.write_str("BEGIN line without a matching END line (file truncated?)")
+            }
             Self::WrongLabel { expected, found } => {
                 write!(f, "holds a '{found}', expected a '{expected}'")
             }
@@ -84,13 +88,18 @@ pub fn decode(label: &'static str, text: &str) -> Result<Vec<u8>, ArmorError> {
         }
     };
     if found != label {
-        return Err(ArmorError::WrongLabel { expected: label, found });
+        return Err(ArmorError::WrongLabel {
+            expected: label,
+            found,
+        });
     }
     let end = format!("-----END {label}-----");
     let mut body = String::new();
     for line in lines.by_ref() {
         if line == end {
-            return STANDARD.decode(body.as_bytes()).map_err(|_| ArmorError::BadBase64);
+            return STANDARD
+                .decode(body.as_bytes())
+                .map_err(|_| ArmorError::BadBase64);
         }
         body.push_str(line);
     }
@@ -116,10 +125,15 @@ mod tests {
             decode(LABEL_CA_KEY, &text),
             Err(ArmorError::WrongLabel { .. })
         ));
-        assert_eq!(decode(LABEL_NODE_KEY, "hello"), Err(ArmorError::NoBeginLine));
+        assert_eq!(
+            decode(LABEL_NODE_KEY, "hello"),
+            Err(ArmorError::NoBeginLine)
+        );
         let cut: String = text.lines().take(2).collect::<Vec<_>>().join("\n");
         assert_eq!(decode(LABEL_NODE_KEY, &cut), Err(ArmorError::NoEndLine));
-        let bad = text.replacen('A', "*", 1).replacen("Bw", "*!", 1);
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[1].replace_range(0..2, "*!");
+        let bad = lines.join("\n");
         assert_eq!(decode(LABEL_NODE_KEY, &bad), Err(ArmorError::BadBase64));
     }
 }

@@ -100,8 +100,12 @@ impl core::str::FromStr for OverlayAddr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| format!("'{s}': expected ADDRESS/PREFIX, e.g. 100.64.0.1/10"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("'{a}' is not an IP address"))?;
-        let p: u8 = p.parse().map_err(|_| format!("'{p}' is not a prefix length"))?;
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("'{a}' is not an IP address"))?;
+        let p: u8 = p
+            .parse()
+            .map_err(|_| format!("'{p}' is not a prefix length"))?;
         Self::new(addr, p).ok_or_else(|| format!("prefix length {p} out of range for {addr}"))
     }
 }
@@ -313,7 +317,11 @@ impl Certificate {
         };
         let bytes = armor::decode(label, text).map_err(CertError::NotACertificate)?;
         let cert = Self::from_bytes(&bytes)?;
-        let expected = if label == LABEL_CA_CERTIFICATE { CertKind::Ca } else { CertKind::Node };
+        let expected = if label == LABEL_CA_CERTIFICATE {
+            CertKind::Ca
+        } else {
+            CertKind::Node
+        };
         if cert.kind != expected {
             return Err(CertError::WrongKind { expected });
         }
@@ -426,11 +434,17 @@ fn validate_body(kind: CertKind, body: &CertBody) -> Result<(), CertError> {
     }
     for a in &body.addresses {
         if OverlayAddr::new(a.addr(), a.prefix_len()).is_none() {
-            return Err(CertError::InvalidField("addresses", format!("bad prefix in {a}")));
+            return Err(CertError::InvalidField(
+                "addresses",
+                format!("bad prefix in {a}"),
+            ));
         }
     }
     if body.segments.len() > MAX_SEGMENTS {
-        return Err(CertError::InvalidField("segments", format!("at most {MAX_SEGMENTS}")));
+        return Err(CertError::InvalidField(
+            "segments",
+            format!("at most {MAX_SEGMENTS}"),
+        ));
     }
     for s in &body.segments {
         validate_name("segments", s)?;
@@ -464,7 +478,8 @@ fn encode_and_sign(
 ) -> Result<Certificate, CertError> {
     validate_body(kind, &body)?;
     let body_bytes = postcard::to_allocvec(&body).map_err(|_| CertError::Malformed)?;
-    let body_len = u16::try_from(body_bytes.len()).map_err(|_| CertError::TooLong(body_bytes.len()))?;
+    let body_len =
+        u16::try_from(body_bytes.len()).map_err(|_| CertError::TooLong(body_bytes.len()))?;
     let mut bytes = Vec::with_capacity(HEADER_LEN + body_bytes.len() + ED25519_SIGNATURE_LEN);
     bytes.push(CERT_VERSION);
     bytes.push(kind.code());
@@ -532,7 +547,9 @@ impl TrustedCa {
     /// self-signature verifies and it is valid at `now`.
     pub fn new(crypto: &dyn Crypto, cert: Certificate, now: u64) -> Result<Self, CertError> {
         if cert.kind != CertKind::Ca {
-            return Err(CertError::WrongKind { expected: CertKind::Ca });
+            return Err(CertError::WrongKind {
+                expected: CertKind::Ca,
+            });
         }
         let msg = [CERT_SIGNING_CONTEXT, cert.signed_part()].concat();
         crypto.ed25519_verify(&cert.body.public_key, &msg, &cert.signature)?;
@@ -564,7 +581,9 @@ impl TrustedCa {
                 "the CA key does not belong to the CA certificate".into(),
             ));
         }
-        if params.not_before < self.cert.body.not_before || params.not_after > self.cert.body.not_after {
+        if params.not_before < self.cert.body.not_before
+            || params.not_after > self.cert.body.not_after
+        {
             return Err(CertError::OutsideCaValidity);
         }
         let body = CertBody {
@@ -581,9 +600,16 @@ impl TrustedCa {
 
     /// Verifies a node certificate: kind, issuer, signature, validity at `now`,
     /// and that its validity lies within the CA's.
-    pub fn verify_node(&self, crypto: &dyn Crypto, cert: &Certificate, now: u64) -> Result<(), CertError> {
+    pub fn verify_node(
+        &self,
+        crypto: &dyn Crypto,
+        cert: &Certificate,
+        now: u64,
+    ) -> Result<(), CertError> {
         if cert.kind != CertKind::Node {
-            return Err(CertError::WrongKind { expected: CertKind::Node });
+            return Err(CertError::WrongKind {
+                expected: CertKind::Node,
+            });
         }
         if cert.body.issuer != self.fingerprint {
             return Err(CertError::WrongCa {
@@ -593,7 +619,9 @@ impl TrustedCa {
         }
         let msg = [CERT_SIGNING_CONTEXT, cert.signed_part()].concat();
         crypto.ed25519_verify(&self.cert.body.public_key, &msg, &cert.signature)?;
-        if cert.body.not_before < self.cert.body.not_before || cert.body.not_after > self.cert.body.not_after {
+        if cert.body.not_before < self.cert.body.not_before
+            || cert.body.not_after > self.cert.body.not_after
+        {
             return Err(CertError::OutsideCaValidity);
         }
         self.cert.check_validity(now)?;

@@ -36,7 +36,12 @@ pub fn cookie_key(crypto: &dyn Crypto, static_public: &[u8; 32]) -> [u8; 32] {
 }
 
 /// Writes mac1 and mac2 into the last 32 bytes of `datagram`.
-pub fn write_macs(crypto: &dyn Crypto, datagram: &mut [u8], mac1_key: &[u8; 32], cookie: Option<&[u8; MAC_LEN]>) {
+pub fn write_macs(
+    crypto: &dyn Crypto,
+    datagram: &mut [u8],
+    mac1_key: &[u8; 32],
+    cookie: Option<&[u8; MAC_LEN]>,
+) {
     let n = datagram.len();
     let mac1 = crypto.mac(mac1_key, &[&datagram[..n - 2 * MAC_LEN]]);
     datagram[n - 2 * MAC_LEN..n - MAC_LEN].copy_from_slice(&mac1);
@@ -107,7 +112,13 @@ impl CookieChecker {
         }
     }
 
-    fn cookie_for(&mut self, crypto: &dyn Crypto, now: Instant, rng: &mut dyn CryptoRngCore, src: &SocketAddr) -> [u8; MAC_LEN] {
+    fn cookie_for(
+        &mut self,
+        crypto: &dyn Crypto,
+        now: Instant,
+        rng: &mut dyn CryptoRngCore,
+        src: &SocketAddr,
+    ) -> [u8; MAC_LEN] {
         let stale = self
             .secret_born
             .is_none_or(|born| now.saturating_duration_since(born) >= COOKIE_SECRET_LIFETIME);

@@ -381,7 +381,12 @@ impl fmt::Debug for Endpoint {
 
 impl Endpoint {
     /// An endpoint for `identity`, trusting `ca`.
-    pub fn new(crypto: Arc<dyn Crypto>, ca: TrustedCa, identity: Identity, config: EndpointConfig) -> Self {
+    pub fn new(
+        crypto: Arc<dyn Crypto>,
+        ca: TrustedCa,
+        identity: Identity,
+        config: EndpointConfig,
+    ) -> Self {
         let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
         Self {
             reassembler: Reassembler::new(config.reassembly),
@@ -556,7 +561,13 @@ impl Endpoint {
     }
 
     /// Starts (or restarts) a handshake with `peer` now.
-    pub fn initiate(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore, peer: PeerId) {
+    pub fn initiate(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        peer: PeerId,
+    ) {
         let pi = peer.0 as usize;
         let Some(dst) = self.peers[pi].endpoint else {
             self.stats.drop(DropReason::NoEndpoint);
@@ -568,7 +579,14 @@ impl Endpoint {
         let index = self.new_index(rng, peer);
         let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
-        let (hs, msg) = match handshake::initiate(crypto, &self.identity, &p.static_public, index, unix_nanos, rng) {
+        let (hs, msg) = match handshake::initiate(
+            crypto,
+            &self.identity,
+            &p.static_public,
+            index,
+            unix_nanos,
+            rng,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 // Only a low-order static key in our own peer table gets here.
@@ -581,7 +599,15 @@ impl Endpoint {
             .cookie
             .filter(|(_, at)| now.saturating_duration_since(*at) < COOKIE_VALIDITY)
             .map(|(c, _)| c);
-        let frags = fragment(crypto, MessageKind::Initiation, index, 0, &msg, &p.mac1_key, cookie.as_ref());
+        let frags = fragment(
+            crypto,
+            MessageKind::Initiation,
+            index,
+            0,
+            &msg,
+            &p.mac1_key,
+            cookie.as_ref(),
+        );
         let sent_mac1 = mac1_of(&frags[0]);
         for f in frags {
             self.transmits.push_back(Transmit { dst, payload: f });
@@ -593,7 +619,9 @@ impl Endpoint {
             cookie_resent: false,
         });
         p.attempt_started.get_or_insert(now);
-        let jitter = Duration::from_millis(rng.next_u32() as u64 % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64);
+        let jitter = Duration::from_millis(
+            rng.next_u32() as u64 % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64,
+        );
         p.retransmit_at = Some(now + REKEY_TIMEOUT + jitter);
     }
 
@@ -611,7 +639,11 @@ impl Endpoint {
         let start = *self.load_window.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Duration::from_secs(1) {
-            self.load_prev = if elapsed >= Duration::from_secs(2) { 0 } else { self.load_count };
+            self.load_prev = if elapsed >= Duration::from_secs(2) {
+                0
+            } else {
+                self.load_count
+            };
             self.load_count = 0;
             self.load_window = Some(now);
         }
@@ -639,8 +671,12 @@ impl Endpoint {
         match classify(buf) {
             Err(_) => self.drop_datagram(DropReason::Malformed),
             Ok(MessageKind::Transport) => self.handle_transport(now, unix_nanos, rng, src, buf),
-            Ok(MessageKind::Initiation) => self.handle_initiation_fragment(now, unix_nanos, rng, src, buf),
-            Ok(MessageKind::Response) => self.handle_response_fragment(now, unix_nanos, rng, src, buf),
+            Ok(MessageKind::Initiation) => {
+                self.handle_initiation_fragment(now, unix_nanos, rng, src, buf)
+            }
+            Ok(MessageKind::Response) => {
+                self.handle_response_fragment(now, unix_nanos, rng, src, buf)
+            }
             Ok(MessageKind::CookieReply) => self.handle_cookie_reply(now, unix_nanos, rng, buf),
         }
     }
@@ -664,9 +700,14 @@ impl Endpoint {
             MacVerdict::InvalidMac1 => return self.drop_datagram(DropReason::BadMac1),
             MacVerdict::CookieRequired => {
                 if view.index() == 0 {
-                    let reply = self
-                        .cookie_checker
-                        .cookie_reply(&*self.crypto, now, rng, &src, buf, view.sender_index());
+                    let reply = self.cookie_checker.cookie_reply(
+                        &*self.crypto,
+                        now,
+                        rng,
+                        &src,
+                        buf,
+                        view.sender_index(),
+                    );
                     self.transmits.push_back(Transmit {
                         dst: src,
                         payload: reply.to_vec(),
@@ -685,7 +726,9 @@ impl Endpoint {
             Reassembly::Complete(m) => m,
             Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
             Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
-            Reassembly::Inconsistent => return self.drop_datagram(DropReason::FragmentInconsistent),
+            Reassembly::Inconsistent => {
+                return self.drop_datagram(DropReason::FragmentInconsistent)
+            }
         };
         self.process_initiation(now, unix_nanos, rng, src, &mut msg, sender_index)
     }
@@ -723,7 +766,11 @@ impl Endpoint {
             Ok(v) => v,
             Err(error) => {
                 self.stats.handshake_failed(&error);
-                self.events.push_back(Event::HandshakeFailed { peer: None, src, error });
+                self.events.push_back(Event::HandshakeFailed {
+                    peer: None,
+                    src,
+                    error,
+                });
                 return self.drop_datagram(DropReason::HandshakeFailed);
             }
         };
@@ -739,14 +786,33 @@ impl Endpoint {
         p.endpoint = Some(src);
         let name = out.peer_cert.name().to_string();
         p.cert = Some(out.peer_cert);
-        let session = Session::new(crypto, index, out.peer_index, &out.send_key, &out.recv_key, now, false);
+        let session = Session::new(
+            crypto,
+            index,
+            out.peer_index,
+            &out.send_key,
+            &out.recv_key,
+            now,
+            false,
+        );
         if let Some(old) = p.next.replace(session) {
             self.by_index.remove(&old.local_index());
         }
         p.last_handshake = Some(now);
-        let frags = fragment(crypto, MessageKind::Response, index, sender_index, &reply, &p.mac1_key, None);
+        let frags = fragment(
+            crypto,
+            MessageKind::Response,
+            index,
+            sender_index,
+            &reply,
+            &p.mac1_key,
+            None,
+        );
         for f in frags {
-            self.transmits.push_back(Transmit { dst: src, payload: f });
+            self.transmits.push_back(Transmit {
+                dst: src,
+                payload: f,
+            });
         }
         self.stats.handshakes_completed += 1;
         self.events.push_back(Event::HandshakeCompleted {
@@ -788,7 +854,9 @@ impl Endpoint {
             Reassembly::Complete(m) => m,
             Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
             Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
-            Reassembly::Inconsistent => return self.drop_datagram(DropReason::FragmentInconsistent),
+            Reassembly::Inconsistent => {
+                return self.drop_datagram(DropReason::FragmentInconsistent)
+            }
         };
         let Some(pending) = self.peers[pi].pending.take() else {
             return self.drop_datagram(DropReason::UnknownIndex);
@@ -821,7 +889,15 @@ impl Endpoint {
         let name = out.peer_cert.name().to_string();
         p.cert = Some(out.peer_cert);
         p.endpoint = Some(src);
-        let session = Session::new(crypto, local_index, out.peer_index, &out.send_key, &out.recv_key, now, true);
+        let session = Session::new(
+            crypto,
+            local_index,
+            out.peer_index,
+            &out.send_key,
+            &out.recv_key,
+            now,
+            true,
+        );
         if let Some(old) = p.previous.take() {
             self.by_index.remove(&old.local_index());
         }
@@ -884,12 +960,18 @@ impl Endpoint {
             return self.drop_datagram(DropReason::UnknownIndex);
         };
         let p = &mut self.peers[peer.0 as usize];
-        let Some(pending) = p.pending.as_mut().filter(|x| x.hs.local_index() == receiver) else {
+        let Some(pending) = p
+            .pending
+            .as_mut()
+            .filter(|x| x.hs.local_index() == receiver)
+        else {
             return self.drop_datagram(DropReason::UnknownIndex);
         };
         let mut reply = [0u8; COOKIE_REPLY_LEN];
         reply.copy_from_slice(buf);
-        let Some(cookie) = cookie::open_cookie_reply(&*self.crypto, &p.cookie_key, &pending.sent_mac1, &reply) else {
+        let Some(cookie) =
+            cookie::open_cookie_reply(&*self.crypto, &p.cookie_key, &pending.sent_mac1, &reply)
+        else {
             return self.drop_datagram(DropReason::BadCookieReply);
         };
         p.cookie = Some((cookie, now));
@@ -921,7 +1003,10 @@ impl Endpoint {
         let p = &mut self.peers[peer.0 as usize];
         let slot = [&mut p.current, &mut p.next, &mut p.previous]
             .into_iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.local_index() == h.receiver_index));
+            .position(|s| {
+                s.as_ref()
+                    .is_some_and(|s| s.local_index() == h.receiver_index)
+            });
         let session = match slot {
             Some(0) => p.current.as_mut(),
             Some(1) => p.next.as_mut(),
@@ -1028,7 +1113,8 @@ impl Endpoint {
                     for _ in 0..dropped {
                         self.stats.drop(DropReason::HandshakeTimeout);
                     }
-                    self.events.push_back(Event::HandshakeTimedOut { peer, dropped });
+                    self.events
+                        .push_back(Event::HandshakeTimedOut { peer, dropped });
                 } else {
                     self.initiate(now, unix_nanos, rng, peer);
                 }
@@ -1052,8 +1138,13 @@ impl Endpoint {
                 p.persistent_at = p.persistent_keepalive.map(|d| now + d);
             }
             let p = &mut self.peers[i];
-            if p.last_handshake.is_some_and(|t| now.saturating_duration_since(t) >= ZERO_KEYS_AFTER) {
-                for s in [p.current.take(), p.previous.take(), p.next.take()].into_iter().flatten() {
+            if p.last_handshake
+                .is_some_and(|t| now.saturating_duration_since(t) >= ZERO_KEYS_AFTER)
+            {
+                for s in [p.current.take(), p.previous.take(), p.next.take()]
+                    .into_iter()
+                    .flatten()
+                {
                     self.by_index.remove(&s.local_index());
                 }
                 p.last_handshake = None;
@@ -1064,7 +1155,9 @@ impl Endpoint {
     fn send_keepalive(&mut self, now: Instant, peer: PeerId) {
         let p = &mut self.peers[peer.0 as usize];
         let Some(dst) = p.endpoint else { return };
-        let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) else { return };
+        let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) else {
+            return;
+        };
         let mut buf = [0u8; TRANSPORT_OVERHEAD];
         if let Ok(n) = s.seal(&mut buf, 0) {
             self.transmits.push_back(Transmit {

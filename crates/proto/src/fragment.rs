@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crate::cookie::{write_macs, MacVerdict};
 use crate::provider::{Crypto, MAC_LEN};
 use crate::wire::{
-    classify, MessageKind, WireError, FRAGMENT_HEADER_LEN, FRAGMENT_TRAILER_LEN,
-    MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD, TYPE_INITIATION, TYPE_RESPONSE,
+    classify, MessageKind, WireError, FRAGMENT_HEADER_LEN, FRAGMENT_TRAILER_LEN, MAX_FRAGMENTS,
+    MAX_FRAGMENT_PAYLOAD, TYPE_INITIATION, TYPE_RESPONSE,
 };
 
 /// Largest reassembled handshake message.
@@ -179,7 +179,12 @@ pub fn fragment(
 }
 
 /// Recomputes the MACs of already-built fragments (after a cookie arrived).
-pub fn rewrite_macs(crypto: &dyn Crypto, fragments: &mut [Vec<u8>], mac1_key: &[u8; 32], cookie: Option<&[u8; MAC_LEN]>) {
+pub fn rewrite_macs(
+    crypto: &dyn Crypto,
+    fragments: &mut [Vec<u8>],
+    mac1_key: &[u8; 32],
+    cookie: Option<&[u8; MAC_LEN]>,
+) {
     for f in fragments {
         write_macs(crypto, f, mac1_key, cookie);
     }
@@ -270,7 +275,12 @@ impl Reassembler {
     }
 
     /// Adds a fragment from `src`.
-    pub fn insert(&mut self, now: Instant, src: SocketAddr, frag: VerifiedFragment<'_>) -> Reassembly {
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        frag: VerifiedFragment<'_>,
+    ) -> Reassembly {
         let f = frag.0;
         if f.count == 1 {
             return Reassembly::Complete(f.payload().to_vec());
@@ -339,7 +349,10 @@ impl Reassembler {
 
     /// The earliest time a partial message expires.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.partials.values().map(|p| p.started + self.limits.timeout).min()
+        self.partials
+            .values()
+            .map(|p| p.started + self.limits.timeout)
+            .min()
     }
 
     fn remove(&mut self, key: &Key) -> Option<Partial> {

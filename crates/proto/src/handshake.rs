@@ -149,7 +149,9 @@ impl HandshakeError {
 }
 
 fn dh(crypto: &dyn Crypto, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], HandshakeError> {
-    crypto.x25519(s, p).map_err(|_| HandshakeError::LowOrderPoint)
+    crypto
+        .x25519(s, p)
+        .map_err(|_| HandshakeError::LowOrderPoint)
 }
 
 /// This node's identity: its certificate and X25519 static secret.
@@ -170,7 +172,11 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     /// Pairs a certificate with its secret key; fails if they do not match.
-    pub fn new(crypto: &dyn Crypto, cert: Certificate, static_secret: [u8; 32]) -> Result<Self, HandshakeError> {
+    pub fn new(
+        crypto: &dyn Crypto,
+        cert: Certificate,
+        static_secret: [u8; 32],
+    ) -> Result<Self, HandshakeError> {
         let static_public = crypto.x25519_public_key(&static_secret);
         if &static_public != cert.public_key() {
             return Err(HandshakeError::StaticKeyMismatch);
@@ -286,13 +292,16 @@ pub fn initiate(
     msg[..32].copy_from_slice(&e_pub);
     sym.mix_hash(crypto, &e_pub);
     sym.mix_key(crypto, &e_pub); // psk handshakes also MixKey(e)
-    // es
+                                 // es
     sym.mix_key(crypto, &dh(crypto, &ephemeral_secret, responder_static)?);
     // s
     msg[M1_STATIC..M1_STATIC + 32].copy_from_slice(&identity.static_public);
     sym.encrypt_and_hash(crypto, &mut msg[M1_STATIC..M1_PAYLOAD], 32);
     // ss
-    sym.mix_key(crypto, &dh(crypto, &identity.static_secret, responder_static)?);
+    sym.mix_key(
+        crypto,
+        &dh(crypto, &identity.static_secret, responder_static)?,
+    );
     // payload
     let p = &mut msg[M1_PAYLOAD..];
     p[..4].copy_from_slice(&local_index.to_le_bytes());
@@ -368,7 +377,8 @@ impl InitiatorHandshake {
         if P2_FIXED + cert_len != plen {
             return Err(HandshakeError::MalformedPayload);
         }
-        let peer_cert = Certificate::from_bytes(&p[P2_FIXED..]).map_err(HandshakeError::Certificate)?;
+        let peer_cert =
+            Certificate::from_bytes(&p[P2_FIXED..]).map_err(HandshakeError::Certificate)?;
         if peer_cert.public_key() != &self.responder_static {
             return Err(HandshakeError::StaticKeyMismatch);
         }
@@ -421,7 +431,12 @@ impl ReplayGuard {
         self.capacity
     }
 
-    fn check(&self, key: &[u8; 32], ts: &[u8; TIMESTAMP_LEN], now_nanos: u64) -> Result<(), HandshakeError> {
+    fn check(
+        &self,
+        key: &[u8; 32],
+        ts: &[u8; TIMESTAMP_LEN],
+        now_nanos: u64,
+    ) -> Result<(), HandshakeError> {
         if let Some((last_ts, last_at)) = self.last.get(key) {
             if ts <= last_ts {
                 return Err(HandshakeError::ReplayedInitiation);
@@ -435,7 +450,12 @@ impl ReplayGuard {
 
     fn record(&mut self, key: [u8; 32], ts: [u8; TIMESTAMP_LEN], now_nanos: u64) {
         if self.last.len() >= self.capacity && !self.last.contains_key(&key) {
-            if let Some(oldest) = self.last.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+            if let Some(oldest) = self
+                .last
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(k, _)| *k)
+            {
                 self.last.remove(&oldest);
             }
         }
@@ -541,7 +561,11 @@ pub mod dangerous {
 
     /// An identity whose static key need not match its certificate: what an
     /// attacker replaying someone else's certificate would hold.
-    pub fn identity_unchecked(crypto: &dyn Crypto, cert: Certificate, static_secret: [u8; 32]) -> Identity {
+    pub fn identity_unchecked(
+        crypto: &dyn Crypto,
+        cert: Certificate,
+        static_secret: [u8; 32],
+    ) -> Identity {
         Identity {
             static_public: crypto.x25519_public_key(&static_secret),
             cert,

@@ -53,7 +53,12 @@ impl SymmetricState {
 
     /// `EncryptAndHash`: `buf[..len]` is the plaintext, `buf` must have
     /// `TAG_LEN` spare bytes after it when a key is set. Returns the output length.
-    pub(crate) fn encrypt_and_hash(&mut self, crypto: &dyn Crypto, buf: &mut [u8], len: usize) -> usize {
+    pub(crate) fn encrypt_and_hash(
+        &mut self,
+        crypto: &dyn Crypto,
+        buf: &mut [u8],
+        len: usize,
+    ) -> usize {
         let out_len = match &self.k {
             Some(k) => {
                 let aead = crypto.aead(k);
@@ -69,7 +74,11 @@ impl SymmetricState {
     }
 
     /// `DecryptAndHash` in place; returns the plaintext length.
-    pub(crate) fn decrypt_and_hash(&mut self, crypto: &dyn Crypto, buf: &mut [u8]) -> Result<usize, CryptoError> {
+    pub(crate) fn decrypt_and_hash(
+        &mut self,
+        crypto: &dyn Crypto,
+        buf: &mut [u8],
+    ) -> Result<usize, CryptoError> {
         let Some(k) = self.k else {
             self.mix_hash(crypto, buf);
             return Ok(buf.len());

@@ -160,7 +160,10 @@ pub fn hmac(crypto: &dyn Crypto, key: &[u8; HASH_LEN], parts: &[&[u8]]) -> [u8; 
         opad[i] ^= k;
     }
     let mut inner_parts: [&[u8]; 5] = [&ipad, &[], &[], &[], &[]];
-    assert!(parts.len() <= 4, "hmac takes at most four parts (caller bug)");
+    assert!(
+        parts.len() <= 4,
+        "hmac takes at most four parts (caller bug)"
+    );
     inner_parts[1..=parts.len()].copy_from_slice(parts);
     let inner = crypto.hash(&inner_parts[..=parts.len()]);
     crypto.hash(&[&opad, &inner])

@@ -29,7 +29,9 @@ impl Default for ReplayWindow {
 
 impl core::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ReplayWindow").field("last", &self.last).finish()
+        f.debug_struct("ReplayWindow")
+            .field("last", &self.last)
+            .finish()
     }
 }
 

@@ -140,7 +140,9 @@ impl Session {
         }
         .write(buf);
         let end = TRANSPORT_HEADER_LEN + payload_len;
-        let tag = self.send.seal_in_place(counter, &[], &mut buf[TRANSPORT_HEADER_LEN..end]);
+        let tag = self
+            .send
+            .seal_in_place(counter, &[], &mut buf[TRANSPORT_HEADER_LEN..end]);
         buf[end..end + TAG_LEN].copy_from_slice(&tag);
         Ok(total)
     }
@@ -160,7 +162,12 @@ impl Session {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&datagram[end..]);
         self.recv
-            .open_in_place(h.counter, &[], &mut datagram[TRANSPORT_HEADER_LEN..end], &tag)
+            .open_in_place(
+                h.counter,
+                &[],
+                &mut datagram[TRANSPORT_HEADER_LEN..end],
+                &tag,
+            )
             .map_err(|_| SessionError::Decrypt)?;
         if !self.replay.update(h.counter) {
             return Err(SessionError::Replay);

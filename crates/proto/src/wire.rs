@@ -101,7 +101,9 @@ pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
     let len = datagram.len();
     match datagram[0] {
         t @ (TYPE_INITIATION | TYPE_RESPONSE) => {
-            if !(FRAGMENT_HEADER_LEN + FRAGMENT_TRAILER_LEN + 1..=MAX_HANDSHAKE_DATAGRAM).contains(&len) {
+            if !(FRAGMENT_HEADER_LEN + FRAGMENT_TRAILER_LEN + 1..=MAX_HANDSHAKE_DATAGRAM)
+                .contains(&len)
+            {
                 return Err(WireError::BadLength { kind: t, len });
             }
             Ok(if t == TYPE_INITIATION {
@@ -133,10 +135,21 @@ impl TransportHeader {
             return Err(WireError::UnknownType(datagram[0]));
         }
         Ok(Self {
-            receiver_index: u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+            receiver_index: u32::from_le_bytes([
+                datagram[4],
+                datagram[5],
+                datagram[6],
+                datagram[7],
+            ]),
             counter: u64::from_le_bytes([
-                datagram[8], datagram[9], datagram[10], datagram[11], datagram[12], datagram[13],
-                datagram[14], datagram[15],
+                datagram[8],
+                datagram[9],
+                datagram[10],
+                datagram[11],
+                datagram[12],
+                datagram[13],
+                datagram[14],
+                datagram[15],
             ]),
         })
     }
@@ -158,7 +171,10 @@ mod tests {
     fn classify_by_type_and_length() {
         assert_eq!(classify(&[]), Err(WireError::TooShort));
         assert_eq!(classify(&[9, 0, 0, 0]), Err(WireError::UnknownType(9)));
-        assert_eq!(classify(&[4, 0, 0, 0]), Err(WireError::BadLength { kind: 4, len: 4 }));
+        assert_eq!(
+            classify(&[4, 0, 0, 0]),
+            Err(WireError::BadLength { kind: 4, len: 4 })
+        );
         assert_eq!(classify(&[4; 40]), Err(WireError::ReservedNonZero));
         let mut t = [0u8; 32];
         t[0] = 4;

@@ -1,10 +1,13 @@
 //! Certificates: encoding, armour, and one test per way a certificate is bad.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
 
 use common::*;
 use crypto::RealCrypto;
-use proto::cert::{create_ca, CertError, CertKind, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::cert::{
+    create_ca, CertError, CertKind, Certificate, NodeCertParams, OverlayAddr, TrustedCa,
+};
 use proto::provider::Crypto;
 
 const C: &RealCrypto = &RealCrypto;
@@ -28,7 +31,11 @@ fn node_certificate_round_trips_and_verifies() {
     assert!(armored.starts_with("-----BEGIN MESHD NODE CERTIFICATE-----\n"));
     assert_eq!(Certificate::from_armor(&armored).unwrap(), cert);
     mesh.ca.verify_node(C, &cert, NOW).unwrap();
-    assert!(cert.as_bytes().len() < 300, "{} bytes", cert.as_bytes().len());
+    assert!(
+        cert.as_bytes().len() < 300,
+        "{} bytes",
+        cert.as_bytes().len()
+    );
 }
 
 #[test]
@@ -36,14 +43,21 @@ fn ipv6_overlay_addresses_are_carried() {
     let mesh = Mesh::new(1);
     let cert = mesh
         .ca
-        .issue(C, &mesh.ca_seed, NodeCertParams {
-            name: "v6".into(),
-            addresses: vec!["100.64.0.7/10".parse().unwrap(), "fd00::7/64".parse().unwrap()],
-            segments: vec!["a".into(), "b".into()],
-            static_public_key: [9; 32],
-            not_before: NOW - 1,
-            not_after: NOW + 1,
-        })
+        .issue(
+            C,
+            &mesh.ca_seed,
+            NodeCertParams {
+                name: "v6".into(),
+                addresses: vec![
+                    "100.64.0.7/10".parse().unwrap(),
+                    "fd00::7/64".parse().unwrap(),
+                ],
+                segments: vec!["a".into(), "b".into()],
+                static_public_key: [9; 32],
+                not_before: NOW - 1,
+                not_after: NOW + 1,
+            },
+        )
         .unwrap();
     let back = Certificate::from_bytes(cert.as_bytes()).unwrap();
     assert!(back.has_address("fd00::7".parse().unwrap()));
@@ -55,9 +69,15 @@ fn truncated_certificate() {
     let cert = sample(&Mesh::new(1));
     for n in [0, 1, 3, 4, 20, cert.as_bytes().len() - 1] {
         let e = Certificate::from_bytes(&cert.as_bytes()[..n]).unwrap_err();
-        assert!(matches!(e, CertError::Truncated | CertError::Malformed), "{n}: {e:?}");
+        assert!(
+            matches!(e, CertError::Truncated | CertError::Malformed),
+            "{n}: {e:?}"
+        );
     }
-    assert_eq!(Certificate::from_bytes(&cert.as_bytes()[..100]).unwrap_err(), CertError::Truncated);
+    assert_eq!(
+        Certificate::from_bytes(&cert.as_bytes()[..100]).unwrap_err(),
+        CertError::Truncated
+    );
 }
 
 #[test]
@@ -65,7 +85,10 @@ fn trailing_bytes_after_signature() {
     let cert = sample(&Mesh::new(1));
     let mut b = cert.as_bytes().to_vec();
     b.push(0);
-    assert_eq!(Certificate::from_bytes(&b).unwrap_err(), CertError::TrailingBytes);
+    assert_eq!(
+        Certificate::from_bytes(&b).unwrap_err(),
+        CertError::TrailingBytes
+    );
 }
 
 #[test]
@@ -78,13 +101,19 @@ fn tampered_certificate_fails_signature() {
     b[pos + 3] = 6;
     let forged = Certificate::from_bytes(&b).unwrap();
     assert!(forged.has_address("100.64.0.6".parse().unwrap()));
-    assert_eq!(mesh.ca.verify_node(C, &forged, NOW).unwrap_err(), CertError::BadSignature);
+    assert_eq!(
+        mesh.ca.verify_node(C, &forged, NOW).unwrap_err(),
+        CertError::BadSignature
+    );
     // A flipped signature bit too.
     let mut b = cert.as_bytes().to_vec();
     let n = b.len();
     b[n - 1] ^= 1;
     let forged = Certificate::from_bytes(&b).unwrap();
-    assert_eq!(mesh.ca.verify_node(C, &forged, NOW).unwrap_err(), CertError::BadSignature);
+    assert_eq!(
+        mesh.ca.verify_node(C, &forged, NOW).unwrap_err(),
+        CertError::BadSignature
+    );
 }
 
 #[test]
@@ -123,20 +152,30 @@ fn wrong_ca_with_forged_issuer_fingerprint() {
     let other_cert = create_ca(C, "test-ca", &seed, NOW - 86_400, NOW + 365 * 86_400).unwrap();
     let other = TrustedCa::new(C, other_cert, NOW).unwrap();
     let cert = other
-        .issue(C, &seed, NodeCertParams {
-            name: "evil".into(),
-            addresses: vec![OverlayAddr::V4([100, 64, 0, 66], 10)],
-            segments: vec![],
-            static_public_key: [1; 32],
-            not_before: NOW - 1,
-            not_after: NOW + 100,
-        })
+        .issue(
+            C,
+            &seed,
+            NodeCertParams {
+                name: "evil".into(),
+                addresses: vec![OverlayAddr::V4([100, 64, 0, 66], 10)],
+                segments: vec![],
+                static_public_key: [1; 32],
+                not_before: NOW - 1,
+                not_after: NOW + 100,
+            },
+        )
         .unwrap();
     let mut b = cert.as_bytes().to_vec();
-    let pos = b.windows(32).position(|w| w == other.fingerprint()).unwrap();
+    let pos = b
+        .windows(32)
+        .position(|w| w == other.fingerprint())
+        .unwrap();
     b[pos..pos + 32].copy_from_slice(mesh.ca.fingerprint());
     let forged = Certificate::from_bytes(&b).unwrap();
-    assert_eq!(mesh.ca.verify_node(C, &forged, NOW).unwrap_err(), CertError::BadSignature);
+    assert_eq!(
+        mesh.ca.verify_node(C, &forged, NOW).unwrap_err(),
+        CertError::BadSignature
+    );
 }
 
 #[test]
@@ -144,7 +183,10 @@ fn unknown_version() {
     let cert = sample(&Mesh::new(1));
     let mut b = cert.as_bytes().to_vec();
     b[0] = 2;
-    assert_eq!(Certificate::from_bytes(&b).unwrap_err(), CertError::UnknownVersion(2));
+    assert_eq!(
+        Certificate::from_bytes(&b).unwrap_err(),
+        CertError::UnknownVersion(2)
+    );
     assert!(CertError::UnknownVersion(2).to_string().contains("upgrade"));
 }
 
@@ -153,12 +195,18 @@ fn unknown_kind() {
     let cert = sample(&Mesh::new(1));
     let mut b = cert.as_bytes().to_vec();
     b[1] = 9;
-    assert_eq!(Certificate::from_bytes(&b).unwrap_err(), CertError::UnknownKind(9));
+    assert_eq!(
+        Certificate::from_bytes(&b).unwrap_err(),
+        CertError::UnknownKind(9)
+    );
 }
 
 #[test]
 fn not_a_certificate() {
-    assert!(matches!(Certificate::from_armor("hello world\n"), Err(CertError::NotACertificate(_))));
+    assert!(matches!(
+        Certificate::from_armor("hello world\n"),
+        Err(CertError::NotACertificate(_))
+    ));
     let key = proto::armor::encode(proto::armor::LABEL_NODE_KEY, &[1; 32]);
     let e = Certificate::from_armor(&key).unwrap_err();
     assert!(matches!(e, CertError::NotACertificate(_)));
@@ -168,10 +216,15 @@ fn not_a_certificate() {
 #[test]
 fn ca_certificate_where_node_expected_and_back() {
     let mesh = Mesh::new(1);
-    let ca_as_node = proto::armor::encode(proto::armor::LABEL_NODE_CERTIFICATE, mesh.ca.certificate().as_bytes());
+    let ca_as_node = proto::armor::encode(
+        proto::armor::LABEL_NODE_CERTIFICATE,
+        mesh.ca.certificate().as_bytes(),
+    );
     assert_eq!(
         Certificate::from_armor(&ca_as_node).unwrap_err(),
-        CertError::WrongKind { expected: CertKind::Node }
+        CertError::WrongKind {
+            expected: CertKind::Node
+        }
     );
     assert!(matches!(
         mesh.ca.verify_node(C, mesh.ca.certificate(), NOW),
@@ -179,7 +232,9 @@ fn ca_certificate_where_node_expected_and_back() {
     ));
     assert!(matches!(
         TrustedCa::new(C, sample(&mesh), NOW),
-        Err(CertError::WrongKind { expected: CertKind::Ca })
+        Err(CertError::WrongKind {
+            expected: CertKind::Ca
+        })
     ));
 }
 
@@ -215,7 +270,10 @@ fn non_canonical_encoding_is_rejected() {
     out.extend_from_slice(&new_body);
     out.extend_from_slice(&b[4 + body_len..]);
     let e = Certificate::from_bytes(&out).unwrap_err();
-    assert!(matches!(e, CertError::NonCanonical | CertError::Malformed), "{e:?}");
+    assert!(
+        matches!(e, CertError::NonCanonical | CertError::Malformed),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -229,12 +287,30 @@ fn invalid_fields_are_refused_at_issue() {
         not_before: NOW,
         not_after: NOW + 10,
     };
-    let bad_name = NodeCertParams { name: "no spaces".into(), ..base.clone() };
-    assert!(matches!(mesh.ca.issue(C, &mesh.ca_seed, bad_name), Err(CertError::InvalidField("name", _))));
-    let no_ip = NodeCertParams { addresses: vec![], ..base.clone() };
-    assert!(matches!(mesh.ca.issue(C, &mesh.ca_seed, no_ip), Err(CertError::InvalidField("addresses", _))));
-    let outside = NodeCertParams { not_after: NOW + 400 * 86_400, ..base.clone() };
-    assert_eq!(mesh.ca.issue(C, &mesh.ca_seed, outside).unwrap_err(), CertError::OutsideCaValidity);
+    let bad_name = NodeCertParams {
+        name: "no spaces".into(),
+        ..base.clone()
+    };
+    assert!(matches!(
+        mesh.ca.issue(C, &mesh.ca_seed, bad_name),
+        Err(CertError::InvalidField("name", _))
+    ));
+    let no_ip = NodeCertParams {
+        addresses: vec![],
+        ..base.clone()
+    };
+    assert!(matches!(
+        mesh.ca.issue(C, &mesh.ca_seed, no_ip),
+        Err(CertError::InvalidField("addresses", _))
+    ));
+    let outside = NodeCertParams {
+        not_after: NOW + 400 * 86_400,
+        ..base.clone()
+    };
+    assert_eq!(
+        mesh.ca.issue(C, &mesh.ca_seed, outside).unwrap_err(),
+        CertError::OutsideCaValidity
+    );
     let wrong_key = mesh.ca.issue(C, &[3; 32], base).unwrap_err();
     assert!(matches!(wrong_key, CertError::InvalidField("ca-key", _)));
 }

@@ -1,5 +1,6 @@
 //! The endpoint state machine in virtual time: two nodes, an in-memory
 //! network, and WireGuard's timers. No test sleeps.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
 
@@ -7,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome, Transmit};
+use proto::endpoint::{
+    DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome, Transmit,
+};
 use proto::timers::*;
 use proto::wire::{MAX_HANDSHAKE_DATAGRAM, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::ChaCha20Rng;
@@ -49,8 +52,22 @@ impl Net {
             t0,
             now: t0,
             rng: rng(42),
-            a: Node { ep: a, addr: addr(1), ip: [100, 64, 0, 1], peer: pa, inbox: vec![], events: vec![] },
-            b: Node { ep: b, addr: addr(2), ip: [100, 64, 0, 2], peer: pb, inbox: vec![], events: vec![] },
+            a: Node {
+                ep: a,
+                addr: addr(1),
+                ip: [100, 64, 0, 1],
+                peer: pa,
+                inbox: vec![],
+                events: vec![],
+            },
+            b: Node {
+                ep: b,
+                addr: addr(2),
+                ip: [100, 64, 0, 2],
+                peer: pb,
+                inbox: vec![],
+                events: vec![],
+            },
             wire: vec![],
             handshake_datagrams: vec![],
             blackhole: false,
@@ -62,13 +79,21 @@ impl Net {
     }
 
     fn node(&mut self, a: bool) -> &mut Node {
-        if a { &mut self.a } else { &mut self.b }
+        if a {
+            &mut self.a
+        } else {
+            &mut self.b
+        }
     }
 
     /// Sends an IP packet from one side to the other's overlay address.
     fn send(&mut self, from_a: bool, payload: &[u8]) -> SendOutcome {
         let (now, unix) = (self.now, self.unix());
-        let (src, dst) = if from_a { (self.a.ip, self.b.ip) } else { (self.b.ip, self.a.ip) };
+        let (src, dst) = if from_a {
+            (self.a.ip, self.b.ip)
+        } else {
+            (self.b.ip, self.a.ip)
+        };
         let pkt = ipv4(src, dst, payload);
         let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
@@ -110,7 +135,8 @@ impl Net {
         let n = self.node(!to_b);
         let r = n.ep.handle_datagram(now, unix, &mut rng, src, &mut d);
         if let Received::Data { len, .. } = r {
-            n.inbox.push(d[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec());
+            n.inbox
+                .push(d[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec());
         }
         self.rng = rng;
         self.collect();
@@ -158,7 +184,10 @@ impl Net {
 
     fn completed(&self, a: bool) -> usize {
         let n = if a { &self.a } else { &self.b };
-        n.events.iter().filter(|e| matches!(e, Event::HandshakeCompleted { .. })).count()
+        n.events
+            .iter()
+            .filter(|e| matches!(e, Event::HandshakeCompleted { .. }))
+            .count()
     }
 }
 
@@ -172,7 +201,10 @@ fn first_packet_triggers_handshake_and_is_delivered() {
     assert_eq!(net.b.inbox.len(), 1);
     assert!(net.b.inbox[0].ends_with(b"hello"));
     // Responder can send once the first packet confirmed the session.
-    assert!(matches!(net.send(false, b"world"), SendOutcome::Send { .. }));
+    assert!(matches!(
+        net.send(false, b"world"),
+        SendOutcome::Send { .. }
+    ));
     net.pump();
     assert!(net.a.inbox[0].ends_with(b"world"));
     let info = &net.a.ep.peers(net.now)[0];
@@ -185,7 +217,10 @@ fn every_handshake_datagram_fits_a_1280_byte_path() {
     let mut net = Net::new(EndpointConfig::default());
     net.send(true, b"x");
     net.pump();
-    assert!(net.handshake_datagrams.len() >= 4, "both messages are fragmented");
+    assert!(
+        net.handshake_datagrams.len() >= 4,
+        "both messages are fragmented"
+    );
     for len in &net.handshake_datagrams {
         assert!(*len <= MAX_HANDSHAKE_DATAGRAM, "{len}");
         assert!(len + 8 + 40 <= 1280);
@@ -201,12 +236,31 @@ fn fragments_out_of_order_and_duplicated_still_complete() {
     frags.reverse();
     let dup = frags[0].clone();
     assert_eq!(net.deliver(dup.0, dup.1.clone()), Received::Handshake);
-    assert_eq!(net.deliver(dup.0, dup.1), Received::Dropped(DropReason::FragmentDuplicate));
-    assert_eq!(net.deliver(frags[1].0, frags[1].1.clone()), Received::Handshake);
+    assert_eq!(
+        net.deliver(dup.0, dup.1),
+        Received::Dropped(DropReason::FragmentDuplicate)
+    );
+    assert_eq!(
+        net.deliver(frags[1].0, frags[1].1.clone()),
+        Received::Handshake
+    );
     // A whole duplicate message after completion is a replay, not a second session.
-    assert_eq!(net.deliver(frags[0].0, frags[0].1.clone()), Received::Handshake);
-    assert_eq!(net.deliver(frags[1].0, frags[1].1.clone()), Received::Dropped(DropReason::HandshakeFailed));
-    assert_eq!(net.b.ep.stats().handshake_failures.get("replayed_initiation"), Some(&1));
+    assert_eq!(
+        net.deliver(frags[0].0, frags[0].1.clone()),
+        Received::Handshake
+    );
+    assert_eq!(
+        net.deliver(frags[1].0, frags[1].1.clone()),
+        Received::Dropped(DropReason::HandshakeFailed)
+    );
+    assert_eq!(
+        net.b
+            .ep
+            .stats()
+            .handshake_failures
+            .get("replayed_initiation"),
+        Some(&1)
+    );
     net.pump();
     assert_eq!(net.completed(true), 1);
 }
@@ -218,18 +272,34 @@ fn truncated_and_oversized_fragments_are_dropped_and_counted() {
     let frags: Vec<_> = net.wire.drain(..).collect();
     let mut cut = frags[0].1.clone();
     cut.truncate(cut.len() - 1);
-    assert_eq!(net.deliver(true, cut), Received::Dropped(DropReason::Malformed));
+    assert_eq!(
+        net.deliver(true, cut),
+        Received::Dropped(DropReason::Malformed)
+    );
     let mut big = frags[0].1.clone();
     big.extend_from_slice(&[0u8; 200]);
-    assert_eq!(net.deliver(true, big), Received::Dropped(DropReason::Malformed));
+    assert_eq!(
+        net.deliver(true, big),
+        Received::Dropped(DropReason::Malformed)
+    );
     let mut bad_count = frags[0].1.clone();
     bad_count[2] = 9;
-    assert_eq!(net.deliver(true, bad_count), Received::Dropped(DropReason::Malformed));
+    assert_eq!(
+        net.deliver(true, bad_count),
+        Received::Dropped(DropReason::Malformed)
+    );
     let mut bad_mac = frags[0].1.clone();
     let n = bad_mac.len();
     bad_mac[n - 20] ^= 1;
-    assert_eq!(net.deliver(true, bad_mac), Received::Dropped(DropReason::BadMac1));
-    assert_eq!(net.b.ep.reassembly_len(), 0, "nothing unauthenticated is stored");
+    assert_eq!(
+        net.deliver(true, bad_mac),
+        Received::Dropped(DropReason::BadMac1)
+    );
+    assert_eq!(
+        net.b.ep.reassembly_len(),
+        0,
+        "nothing unauthenticated is stored"
+    );
     assert_eq!(net.b.ep.stats().drops(DropReason::Malformed), 3);
     assert_eq!(net.b.ep.stats().drops(DropReason::BadMac1), 1);
 }
@@ -244,14 +314,24 @@ fn rekey_after_120s_without_losing_packets() {
     for i in 1..300u32 {
         net.advance(Duration::from_secs(1));
         let out = net.send(true, &i.to_be_bytes());
-        assert!(matches!(out, SendOutcome::Send { .. }), "second {i}: {out:?}");
+        assert!(
+            matches!(out, SendOutcome::Send { .. }),
+            "second {i}: {out:?}"
+        );
         net.send(false, b"ack");
         net.pump();
         delivered += 1;
     }
     assert_eq!(net.b.inbox.len(), delivered, "no packet lost across rekeys");
-    assert!(net.completed(true) >= 3, "rekeyed at least twice: {}", net.completed(true));
-    assert_eq!(net.a.ep.stats().total_drops() + net.b.ep.stats().total_drops(), 0);
+    assert!(
+        net.completed(true) >= 3,
+        "rekeyed at least twice: {}",
+        net.completed(true)
+    );
+    assert_eq!(
+        net.a.ep.stats().total_drops() + net.b.ep.stats().total_drops(),
+        0
+    );
 }
 
 #[test]
@@ -264,7 +344,10 @@ fn session_is_rejected_after_180s() {
     let late = net.wire.pop().unwrap();
     net.advance(REJECT_AFTER_TIME + Duration::from_secs(1));
     net.wire.clear();
-    assert_eq!(net.deliver(late.0, late.1), Received::Dropped(DropReason::SessionExpired));
+    assert_eq!(
+        net.deliver(late.0, late.1),
+        Received::Dropped(DropReason::SessionExpired)
+    );
     // And the sender does not use the old session either: it re-handshakes.
     assert_eq!(net.send(true, b"new"), SendOutcome::Queued);
     net.pump();
@@ -280,7 +363,11 @@ fn handshake_retransmits_every_5s_and_gives_up_after_90s() {
     let sent = net.a.ep.stats().initiations_sent;
     // 90 s / (5 s + up to 333 ms jitter) attempts, plus the first.
     assert!((17..=19).contains(&sent), "{sent} initiations");
-    assert!(net.a.events.iter().any(|e| matches!(e, Event::HandshakeTimedOut { dropped: 1, .. })));
+    assert!(net
+        .a
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::HandshakeTimedOut { dropped: 1, .. })));
     assert_eq!(net.a.ep.stats().drops(DropReason::HandshakeTimeout), 1);
     assert_eq!(net.a.ep.poll_timeout(), None, "nothing left to do");
 }
@@ -321,23 +408,32 @@ fn cookie_reply_under_load_then_handshake_completes() {
     net.send(true, b"x");
     net.pump();
     assert_eq!(net.b.ep.stats().cookie_replies_sent, 1);
-    assert!(net.a.events.iter().any(|e| matches!(e, Event::CookieReceived { .. })));
+    assert!(net
+        .a
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CookieReceived { .. })));
     assert_eq!(net.completed(true), 1, "retried with mac2 and completed");
     assert!(net.b.inbox[0].ends_with(b"x"));
 }
 
 #[test]
 fn handshake_flood_switches_to_cookies_automatically() {
-    let mut cfg = EndpointConfig::default();
-    cfg.handshake_load_threshold = 5;
-    let mut net = Net::new(cfg);
+    let mut net = Net::new(EndpointConfig {
+        handshake_load_threshold: 5,
+        ..EndpointConfig::default()
+    });
     // Replay message 1's first fragment many times within a second.
     net.send(true, b"x");
     let frags: Vec<_> = net.wire.drain(..).collect();
     for _ in 0..10 {
         net.deliver(true, frags[0].1.clone());
     }
-    assert!(net.b.ep.stats().cookie_replies_sent >= 4, "{}", net.b.ep.stats().cookie_replies_sent);
+    assert!(
+        net.b.ep.stats().cookie_replies_sent >= 4,
+        "{}",
+        net.b.ep.stats().cookie_replies_sent
+    );
     assert!(net.b.ep.reassembly_len() <= 1);
 }
 
@@ -352,10 +448,17 @@ fn spoofed_inner_source_is_dropped_and_counted() {
     buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
     let (now, unix) = (net.now, net.unix());
     let mut rng = net.rng.clone();
-    let SendOutcome::Send { len, .. } = net.a.ep.send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len()) else {
+    let SendOutcome::Send { len, .. } =
+        net.a
+            .ep
+            .send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len())
+    else {
         panic!()
     };
-    assert_eq!(net.deliver(true, buf[..len].to_vec()), Received::Dropped(DropReason::SpoofedSource));
+    assert_eq!(
+        net.deliver(true, buf[..len].to_vec()),
+        Received::Dropped(DropReason::SpoofedSource)
+    );
     assert_eq!(net.b.ep.stats().drops(DropReason::SpoofedSource), 1);
 }
 
@@ -366,8 +469,14 @@ fn replayed_transport_packet_is_dropped() {
     net.pump();
     net.send(true, b"1");
     let pkt = net.wire.pop().unwrap();
-    assert!(matches!(net.deliver(true, pkt.1.clone()), Received::Data { .. }));
-    assert_eq!(net.deliver(true, pkt.1), Received::Dropped(DropReason::Replay));
+    assert!(matches!(
+        net.deliver(true, pkt.1.clone()),
+        Received::Data { .. }
+    ));
+    assert_eq!(
+        net.deliver(true, pkt.1),
+        Received::Dropped(DropReason::Replay)
+    );
 }
 
 #[test]
@@ -396,14 +505,21 @@ fn malformed_datagram_flood_is_counted_and_session_survives() {
             }
         };
         let (now, unix) = (net.now, net.unix());
-        if let Received::Dropped(_) = net.b.ep.handle_datagram(now, unix, &mut r, net.a.addr, &mut d) {
+        if let Received::Dropped(_) = net
+            .b
+            .ep
+            .handle_datagram(now, unix, &mut r, net.a.addr, &mut d)
+        {
             dropped += 1;
         }
     }
     assert_eq!(dropped, 3000);
     assert_eq!(net.b.ep.stats().total_drops(), 3000);
     assert!(matches!(net.deliver(true, good), Received::Data { .. }));
-    assert!(matches!(net.send(false, b"still up"), SendOutcome::Send { .. }));
+    assert!(matches!(
+        net.send(false, b"still up"),
+        SendOutcome::Send { .. }
+    ));
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The hybrid handshake: success, sizes, and one test per attack.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
 
@@ -6,21 +7,37 @@ use common::*;
 use crypto::RealCrypto;
 use proto::cert::{CertError, TrustedCa};
 use proto::handshake::{self, dangerous, HandshakeError, ReplayGuard};
-use proto::provider::{Crypto, CryptoError, KemKeyPair, KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_SS_LEN};
+use proto::provider::{
+    Crypto, CryptoError, KemKeyPair, KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_SS_LEN,
+};
 use proto::wire::MAX_HANDSHAKE_DATAGRAM;
 
 const C: &RealCrypto = &RealCrypto;
 
-fn run(mesh: &Mesh, seed: u64) -> (Vec<u8>, Vec<u8>, handshake::HandshakeOutput, handshake::HandshakeOutput) {
+fn run(
+    mesh: &Mesh,
+    seed: u64,
+) -> (
+    Vec<u8>,
+    Vec<u8>,
+    handshake::HandshakeOutput,
+    handshake::HandshakeOutput,
+) {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(seed);
-    let (hs, m1) = handshake::initiate(C, &alice, bob.static_public(), 100, NOW_NANOS, &mut r).unwrap();
+    let (hs, m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 100, NOW_NANOS, &mut r).unwrap();
     let mut m1b = m1.clone();
     let mut guard = ReplayGuard::default();
-    let (m2, bob_out) = handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut m1b, 100, 200, NOW_NANOS, &mut r).unwrap();
+    let (m2, bob_out) = handshake::respond(
+        C, &mesh.ca, &bob, &mut guard, &mut m1b, 100, 200, NOW_NANOS, &mut r,
+    )
+    .unwrap();
     let mut m2b = m2.clone();
-    let alice_out = hs.read_response(C, &mesh.ca, &alice, &mut m2b, 200, NOW).unwrap();
+    let alice_out = hs
+        .read_response(C, &mesh.ca, &alice, &mut m2b, 200, NOW)
+        .unwrap();
     (m1, m2, alice_out, bob_out)
 }
 
@@ -44,8 +61,16 @@ fn message_sizes_match_the_spec_and_need_fragmenting() {
     let (m1, m2, _, _) = run(&mesh, 2);
     let cert_len = mesh.node("alice", 1).certificate().as_bytes().len();
     assert_eq!(m1.len(), handshake::message1_len(cert_len));
-    assert!((1400..1700).contains(&m1.len()), "message 1 is {} bytes", m1.len());
-    assert!((1250..1600).contains(&m2.len()), "message 2 is {} bytes", m2.len());
+    assert!(
+        (1400..1700).contains(&m1.len()),
+        "message 1 is {} bytes",
+        m1.len()
+    );
+    assert!(
+        (1250..1600).contains(&m2.len()),
+        "message 2 is {} bytes",
+        m2.len()
+    );
     assert!(m1.len() > MAX_HANDSHAKE_DATAGRAM && m2.len() > MAX_HANDSHAKE_DATAGRAM);
 }
 
@@ -67,21 +92,56 @@ fn fresh_randomness_gives_fresh_keys() {
 struct ZeroKem;
 
 impl Crypto for ZeroKem {
-    fn x25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] { C.x25519_public_key(s) }
-    fn x25519(&self, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], CryptoError> { C.x25519(s, p) }
-    fn hash(&self, parts: &[&[u8]]) -> [u8; 32] { C.hash(parts) }
-    fn mac(&self, k: &[u8], parts: &[&[u8]]) -> [u8; 16] { C.mac(k, parts) }
-    fn aead(&self, k: &[u8; 32]) -> Box<dyn proto::provider::Aead> { C.aead(k) }
-    fn xaead_seal(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8]) -> [u8; 16] { C.xaead_seal(k, n, ad, b) }
-    fn xaead_open(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8], t: &[u8; 16]) -> Result<(), CryptoError> { C.xaead_open(k, n, ad, b, t) }
-    fn kem_keypair(&self, s: &[u8; 64]) -> KemKeyPair { C.kem_keypair(s) }
-    fn kem_encapsulate(&self, ek: &[u8; KEM_EK_LEN], s: &[u8; 32]) -> Result<(Box<[u8; KEM_CT_LEN]>, [u8; KEM_SS_LEN]), CryptoError> {
+    fn x25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
+        C.x25519_public_key(s)
+    }
+    fn x25519(&self, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
+        C.x25519(s, p)
+    }
+    fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
+        C.hash(parts)
+    }
+    fn mac(&self, k: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+        C.mac(k, parts)
+    }
+    fn aead(&self, k: &[u8; 32]) -> Box<dyn proto::provider::Aead> {
+        C.aead(k)
+    }
+    fn xaead_seal(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8]) -> [u8; 16] {
+        C.xaead_seal(k, n, ad, b)
+    }
+    fn xaead_open(
+        &self,
+        k: &[u8; 32],
+        n: &[u8; 24],
+        ad: &[u8],
+        b: &mut [u8],
+        t: &[u8; 16],
+    ) -> Result<(), CryptoError> {
+        C.xaead_open(k, n, ad, b, t)
+    }
+    fn kem_keypair(&self, s: &[u8; 64]) -> KemKeyPair {
+        C.kem_keypair(s)
+    }
+    fn kem_encapsulate(
+        &self,
+        ek: &[u8; KEM_EK_LEN],
+        s: &[u8; 32],
+    ) -> Result<(Box<[u8; KEM_CT_LEN]>, [u8; KEM_SS_LEN]), CryptoError> {
         C.kem_encapsulate(ek, s).map(|(ct, _)| (ct, [0; 32]))
     }
-    fn kem_decapsulate(&self, _: &[u8; KEM_DK_LEN], _: &[u8; KEM_CT_LEN]) -> [u8; KEM_SS_LEN] { [0; 32] }
-    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] { C.ed25519_public_key(s) }
-    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; 64] { C.ed25519_sign(s, m) }
-    fn ed25519_verify(&self, p: &[u8; 32], m: &[u8], sig: &[u8; 64]) -> Result<(), CryptoError> { C.ed25519_verify(p, m, sig) }
+    fn kem_decapsulate(&self, _: &[u8; KEM_DK_LEN], _: &[u8; KEM_CT_LEN]) -> [u8; KEM_SS_LEN] {
+        [0; 32]
+    }
+    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
+        C.ed25519_public_key(s)
+    }
+    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; 64] {
+        C.ed25519_sign(s, m)
+    }
+    fn ed25519_verify(&self, p: &[u8; 32], m: &[u8], sig: &[u8; 64]) -> Result<(), CryptoError> {
+        C.ed25519_verify(p, m, sig)
+    }
 }
 
 #[test]
@@ -91,10 +151,31 @@ fn session_keys_depend_on_the_kem_secret() {
     let bob = mesh.node("bob", 2);
     let (_, _, real, _) = run(&mesh, 9);
     let mut r = rng(9);
-    let (hs, m1) = handshake::initiate(&ZeroKem, &alice, bob.static_public(), 100, NOW_NANOS, &mut r).unwrap();
+    let (hs, m1) = handshake::initiate(
+        &ZeroKem,
+        &alice,
+        bob.static_public(),
+        100,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
     let mut m1b = m1.clone();
-    let (mut m2, _) = handshake::respond(&ZeroKem, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1b, 100, 200, NOW_NANOS, &mut r).unwrap();
-    let zero = hs.read_response(&ZeroKem, &mesh.ca, &alice, &mut m2, 200, NOW).unwrap();
+    let (mut m2, _) = handshake::respond(
+        &ZeroKem,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1b,
+        100,
+        200,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
+    let zero = hs
+        .read_response(&ZeroKem, &mesh.ca, &alice, &mut m2, 200, NOW)
+        .unwrap();
     // Same X25519 ephemerals and statics (same seed), different KEM secret:
     assert_ne!(real.send_key, zero.send_key);
     assert_ne!(real.recv_key, zero.recv_key);
@@ -106,10 +187,24 @@ fn tampered_kem_ciphertext_breaks_the_handshake() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(4);
-    let (hs, mut m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let (mut m2, _) = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap();
+    let (hs, mut m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (mut m2, _) = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
     m2[500] ^= 0x01; // inside the ML-KEM ciphertext (bytes 0..1088)
-    let e = hs.read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW).unwrap_err();
+    let e = hs
+        .read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
+        .unwrap_err();
     assert_eq!(e, HandshakeError::ResponseAuthFailed);
 }
 
@@ -119,10 +214,22 @@ fn tampered_encapsulation_key_breaks_the_handshake() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(5);
-    let (_, mut m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (_, mut m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
     // The encapsulation key sits at payload offset 16, i.e. message offset 96..1280.
     m1[700] ^= 0x80;
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
 
@@ -133,19 +240,65 @@ fn replayed_message1_is_rejected() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
-    let (_, m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (_, m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
     let mut first = m1.clone();
-    handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut first, 1, 2, NOW_NANOS, &mut r).unwrap();
+    handshake::respond(
+        C, &mesh.ca, &bob, &mut guard, &mut first, 1, 2, NOW_NANOS, &mut r,
+    )
+    .unwrap();
     // Replayed a minute later: well past the flood limit, still a replay.
     let mut again = m1.clone();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut again, 1, 3, NOW_NANOS + 60_000_000_000, &mut r).unwrap_err();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut guard,
+        &mut again,
+        1,
+        3,
+        NOW_NANOS + 60_000_000_000,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::ReplayedInitiation);
     // An older initiation is a replay too; a newer one is accepted.
-    let (_, mut older) = handshake::initiate(C, &alice, bob.static_public(), 4, NOW_NANOS - 1, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut older, 4, 5, NOW_NANOS + 61_000_000_000, &mut r).unwrap_err();
+    let (_, mut older) =
+        handshake::initiate(C, &alice, bob.static_public(), 4, NOW_NANOS - 1, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut guard,
+        &mut older,
+        4,
+        5,
+        NOW_NANOS + 61_000_000_000,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::ReplayedInitiation);
-    let (_, mut newer) = handshake::initiate(C, &alice, bob.static_public(), 6, NOW_NANOS + 62_000_000_000, &mut r).unwrap();
-    handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut newer, 6, 7, NOW_NANOS + 62_000_000_000, &mut r).unwrap();
+    let (_, mut newer) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        6,
+        NOW_NANOS + 62_000_000_000,
+        &mut r,
+    )
+    .unwrap();
+    handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut guard,
+        &mut newer,
+        6,
+        7,
+        NOW_NANOS + 62_000_000_000,
+        &mut r,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -155,10 +308,33 @@ fn initiation_flood_from_one_peer_is_limited() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
-    let (_, mut a) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut a, 1, 2, NOW_NANOS, &mut r).unwrap();
-    let (_, mut b) = handshake::initiate(C, &alice, bob.static_public(), 3, NOW_NANOS + 10_000_000, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut guard, &mut b, 3, 4, NOW_NANOS + 10_000_000, &mut r).unwrap_err();
+    let (_, mut a) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    handshake::respond(
+        C, &mesh.ca, &bob, &mut guard, &mut a, 1, 2, NOW_NANOS, &mut r,
+    )
+    .unwrap();
+    let (_, mut b) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        3,
+        NOW_NANOS + 10_000_000,
+        &mut r,
+    )
+    .unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut guard,
+        &mut b,
+        3,
+        4,
+        NOW_NANOS + 10_000_000,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::InitiationTooFrequent);
 }
 
@@ -169,43 +345,120 @@ fn certificate_from_another_ca_is_rejected() {
     let mallory = other.node("mallory", 7);
     let bob = mesh.node("bob", 2);
     let mut r = rng(7);
-    let (_, mut m1) = handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
-    assert!(matches!(e, HandshakeError::Certificate(CertError::WrongCa { .. })), "{e:?}");
+    let (_, mut m1) =
+        handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, HandshakeError::Certificate(CertError::WrongCa { .. })),
+        "{e:?}"
+    );
     // And the initiator rejects a responder from another CA.
     let alice = mesh.node("alice", 1);
     let carol = other.node("carol", 8);
-    let (hs, mut m1) = handshake::initiate(C, &alice, carol.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (hs, mut m1) =
+        handshake::initiate(C, &alice, carol.static_public(), 1, NOW_NANOS, &mut r).unwrap();
     // carol trusts alice's CA for this test, so only alice's check can fail.
-    let (mut m2, _) = handshake::respond(C, &mesh.ca, &carol, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap();
-    let e = hs.read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW).unwrap_err();
-    assert!(matches!(e, HandshakeError::Certificate(CertError::WrongCa { .. })), "{e:?}");
+    let (mut m2, _) = handshake::respond(
+        C,
+        &mesh.ca,
+        &carol,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
+    let e = hs
+        .read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
+        .unwrap_err();
+    assert!(
+        matches!(e, HandshakeError::Certificate(CertError::WrongCa { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn expired_certificate_is_rejected() {
     let mesh = Mesh::new(1);
     let secret = [9u8; 32];
-    let cert = mesh.cert("old", [100, 64, 0, 9], C.x25519_public_key(&secret), NOW - 7200, NOW - 3600);
+    let cert = mesh.cert(
+        "old",
+        [100, 64, 0, 9],
+        C.x25519_public_key(&secret),
+        NOW - 7200,
+        NOW - 3600,
+    );
     let old = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
-    let (_, mut m1) = handshake::initiate(C, &old, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
-    assert!(matches!(e, HandshakeError::Certificate(CertError::Expired { .. })), "{e:?}");
+    let (_, mut m1) =
+        handshake::initiate(C, &old, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, HandshakeError::Certificate(CertError::Expired { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn not_yet_valid_certificate_is_rejected() {
     let mesh = Mesh::new(1);
     let secret = [9u8; 32];
-    let cert = mesh.cert("future", [100, 64, 0, 9], C.x25519_public_key(&secret), NOW + 3600, NOW + 7200);
+    let cert = mesh.cert(
+        "future",
+        [100, 64, 0, 9],
+        C.x25519_public_key(&secret),
+        NOW + 3600,
+        NOW + 7200,
+    );
     let future = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
-    let (_, mut m1) = handshake::initiate(C, &future, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
-    assert!(matches!(e, HandshakeError::Certificate(CertError::NotYetValid { .. })), "{e:?}");
+    let (_, mut m1) =
+        handshake::initiate(C, &future, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HandshakeError::Certificate(CertError::NotYetValid { .. })
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -216,8 +469,20 @@ fn static_key_that_does_not_match_the_certificate_is_rejected() {
     // Mallory presents alice's (public) certificate with her own static key.
     let mallory = dangerous::identity_unchecked(C, alice.certificate().clone(), [7u8; 32]);
     let mut r = rng(10);
-    let (_, mut m1) = handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
+    let (_, mut m1) =
+        handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::StaticKeyMismatch);
     // Identity::new refuses the same pairing up front.
     assert_eq!(
@@ -233,8 +498,20 @@ fn message1_for_another_node_fails_to_authenticate() {
     let bob = mesh.node("bob", 2);
     let carol = mesh.node("carol", 3);
     let mut r = rng(11);
-    let (_, mut m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &carol, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap_err();
+    let (_, mut m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &carol,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
 
@@ -244,13 +521,29 @@ fn responder_without_the_expected_static_key_fails() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(12);
-    let (hs, mut m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let (mut m2, _) = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 1, 2, NOW_NANOS, &mut r).unwrap();
+    let (hs, mut m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (mut m2, _) = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
     // An impostor re-encrypting bob's response needs bob's key; flipping any
     // byte of the encrypted payload is caught.
     let n = m2.len();
     m2[n - 20] ^= 1;
-    assert_eq!(hs.read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW).unwrap_err(), HandshakeError::ResponseAuthFailed);
+    assert_eq!(
+        hs.read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
+            .unwrap_err(),
+        HandshakeError::ResponseAuthFailed
+    );
 }
 
 #[test]
@@ -259,20 +552,52 @@ fn truncated_and_oversized_messages_are_rejected_by_length() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(13);
-    let (_, m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let (_, m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
     let mut short = m1[..100].to_vec();
     assert!(matches!(
-        handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut short, 1, 2, NOW_NANOS, &mut r),
+        handshake::respond(
+            C,
+            &mesh.ca,
+            &bob,
+            &mut ReplayGuard::default(),
+            &mut short,
+            1,
+            2,
+            NOW_NANOS,
+            &mut r
+        ),
         Err(HandshakeError::BadLength(100))
     ));
     let mut long = vec![0u8; 5000];
     assert!(matches!(
-        handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut long, 1, 2, NOW_NANOS, &mut r),
+        handshake::respond(
+            C,
+            &mesh.ca,
+            &bob,
+            &mut ReplayGuard::default(),
+            &mut long,
+            1,
+            2,
+            NOW_NANOS,
+            &mut r
+        ),
         Err(HandshakeError::BadLength(5000))
     ));
     let mut cut = m1[..m1.len() - 1].to_vec();
     assert_eq!(
-        handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut cut, 1, 2, NOW_NANOS, &mut r).unwrap_err(),
+        handshake::respond(
+            C,
+            &mesh.ca,
+            &bob,
+            &mut ReplayGuard::default(),
+            &mut cut,
+            1,
+            2,
+            NOW_NANOS,
+            &mut r
+        )
+        .unwrap_err(),
         HandshakeError::InitiationAuthFailed
     );
 }
@@ -283,8 +608,20 @@ fn header_index_must_match_the_authenticated_index() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(14);
-    let (_, mut m1) = handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(C, &mesh.ca, &bob, &mut ReplayGuard::default(), &mut m1, 999, 2, NOW_NANOS, &mut r).unwrap_err();
+    let (_, mut m1) =
+        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut m1,
+        999,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
     assert_eq!(e, HandshakeError::IndexMismatch);
 }
 

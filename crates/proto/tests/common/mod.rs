@@ -34,12 +34,26 @@ impl Mesh {
         let mut r = rng(seed);
         let mut ca_seed = [0u8; 32];
         r.fill_bytes(&mut ca_seed);
-        let cert = create_ca(&RealCrypto, "test-ca", &ca_seed, NOW - 86_400, NOW + 365 * 86_400).unwrap();
+        let cert = create_ca(
+            &RealCrypto,
+            "test-ca",
+            &ca_seed,
+            NOW - 86_400,
+            NOW + 365 * 86_400,
+        )
+        .unwrap();
         let ca = TrustedCa::new(&RealCrypto, cert, NOW).unwrap();
         Self { ca, ca_seed }
     }
 
-    pub fn cert(&self, name: &str, ip: [u8; 4], public: [u8; 32], not_before: u64, not_after: u64) -> Certificate {
+    pub fn cert(
+        &self,
+        name: &str,
+        ip: [u8; 4],
+        public: [u8; 32],
+        not_before: u64,
+        not_after: u64,
+    ) -> Certificate {
         self.ca
             .issue(
                 &RealCrypto,
