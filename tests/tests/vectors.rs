@@ -59,6 +59,7 @@ fn compute() -> Value {
         C,
         &initiator,
         responder.static_public(),
+        None,
         0x0102_0304,
         unix_nanos,
         &mut r,

@@ -233,6 +233,7 @@ fn noise_transcript_matches_snow() {
         C,
         &alice,
         bob.static_public(),
+        None,
         7,
         now * 1_000_000_000,
         &mut irng,

@@ -55,15 +55,37 @@ fn handshakes(c: &mut Criterion) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut t = NOW * 1_000_000_000;
     // Both sides of one hybrid handshake, certificate checks included.
-    g.bench_function("hybrid_ikpsk2_mlkem768", |b| {
+    // First contact: no cached static-static DH on either side.
+    let one = |c: &dyn Crypto,
+               t: u64,
+               rng: &mut ChaCha20Rng,
+               ss: Option<&[u8; 32]>,
+               guard: &mut ReplayGuard| {
+        let (hs, mut m1) = handshake::initiate(c, &i, r.static_public(), ss, 1, t, rng).unwrap();
+        let (mut m2, _) = handshake::respond(c, &ca, &r, guard, &mut m1, 1, 2, t, rng).unwrap();
+        black_box(hs.read_response(c, &ca, &i, &mut m2, 2, NOW).unwrap());
+    };
+    g.bench_function("hybrid_first_contact", |b| {
         b.iter(|| {
             t += 1_000_000_000;
-            let (hs, mut m1) =
-                handshake::initiate(C, &i, r.static_public(), 1, t, &mut rng).unwrap();
-            let mut guard = ReplayGuard::new(1);
-            let (mut m2, _) =
-                handshake::respond(C, &ca, &r, &mut guard, &mut m1, 1, 2, t, &mut rng).unwrap();
-            black_box(hs.read_response(C, &ca, &i, &mut m2, 2, NOW).unwrap());
+            one(C, t, &mut rng, None, &mut ReplayGuard::new(1));
+        })
+    });
+    // The same code and bytes with ML-KEM made free: the classical-only
+    // cost of this implementation (first contact).
+    g.bench_function("same_code_kem_free_first_contact", |b| {
+        b.iter(|| {
+            t += 1_000_000_000;
+            one(&FreeKem, t, &mut rng, None, &mut ReplayGuard::new(1));
+        })
+    });
+    // Repeat handshake (rekey): static-static DH cached on both sides.
+    let ss = handshake::static_static(C, &i, r.static_public()).unwrap();
+    let mut guard = ReplayGuard::new(16);
+    g.bench_function("hybrid_rekey", |b| {
+        b.iter(|| {
+            t += 1_000_000_000;
+            one(C, t, &mut rng, Some(&ss), &mut guard);
         })
     });
     // Classical baseline: snow's Noise_IK with the same certificates as
@@ -145,6 +167,70 @@ fn transport(c: &mut Criterion) {
         )
     });
     g.finish();
+}
+
+/// The real provider with ML-KEM replaced by no-ops (the bytes still travel).
+struct FreeKem;
+
+impl Crypto for FreeKem {
+    fn x25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
+        C.x25519_public_key(s)
+    }
+    fn x25519(&self, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], proto::provider::CryptoError> {
+        C.x25519(s, p)
+    }
+    fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
+        C.hash(parts)
+    }
+    fn mac(&self, k: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+        C.mac(k, parts)
+    }
+    fn aead(&self, k: &[u8; 32]) -> Box<dyn proto::provider::Aead> {
+        C.aead(k)
+    }
+    fn xaead_seal(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8]) -> [u8; 16] {
+        C.xaead_seal(k, n, ad, b)
+    }
+    fn xaead_open(
+        &self,
+        k: &[u8; 32],
+        n: &[u8; 24],
+        ad: &[u8],
+        b: &mut [u8],
+        t: &[u8; 16],
+    ) -> Result<(), proto::provider::CryptoError> {
+        C.xaead_open(k, n, ad, b, t)
+    }
+    fn kem_keypair(&self, _: &[u8; 64]) -> proto::provider::KemKeyPair {
+        proto::provider::KemKeyPair {
+            encapsulation_key: Box::new([0; 1184]),
+            decapsulation_key: Box::new([0; 2400]),
+        }
+    }
+    fn kem_encapsulate(
+        &self,
+        _: &[u8; 1184],
+        _: &[u8; 32],
+    ) -> Result<(Box<[u8; 1088]>, [u8; 32]), proto::provider::CryptoError> {
+        Ok((Box::new([0; 1088]), [0; 32]))
+    }
+    fn kem_decapsulate(&self, _: &[u8; 2400], _: &[u8; 1088]) -> [u8; 32] {
+        [0; 32]
+    }
+    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
+        C.ed25519_public_key(s)
+    }
+    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; 64] {
+        C.ed25519_sign(s, m)
+    }
+    fn ed25519_verify(
+        &self,
+        p: &[u8; 32],
+        m: &[u8],
+        sig: &[u8; 64],
+    ) -> Result<(), proto::provider::CryptoError> {
+        C.ed25519_verify(p, m, sig)
+    }
 }
 
 criterion_group!(benches, handshakes, transport);

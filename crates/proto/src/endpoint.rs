@@ -310,6 +310,8 @@ pub struct PeerStats {
 
 struct Peer {
     static_public: [u8; 32],
+    /// DH(our static, their static), computed once (None: low-order key).
+    static_static: Option<[u8; 32]>,
     mac1_key: [u8; 32],
     cookie_key: [u8; 32],
     endpoint: Option<SocketAddr>,
@@ -427,8 +429,10 @@ impl Endpoint {
         }
         let c = &*self.crypto;
         let id = PeerId(self.peers.len() as u32);
+        let static_static = handshake::static_static(c, &self.identity, &static_public).ok();
         self.peers.push(Peer {
             static_public,
+            static_static,
             mac1_key: cookie::mac1_key(c, &static_public),
             cookie_key: cookie::cookie_key(c, &static_public),
             endpoint,
@@ -583,6 +587,7 @@ impl Endpoint {
             crypto,
             &self.identity,
             &p.static_public,
+            p.static_static.as_ref(),
             index,
             unix_nanos,
             rng,

@@ -148,6 +148,16 @@ impl HandshakeError {
     }
 }
 
+/// The static-static X25519 result of `identity` and a peer: constant per
+/// pair, so callers compute it once per peer.
+pub fn static_static(
+    crypto: &dyn Crypto,
+    identity: &Identity,
+    peer_static: &[u8; 32],
+) -> Result<[u8; 32], HandshakeError> {
+    dh(crypto, &identity.static_secret, peer_static)
+}
+
 fn dh(crypto: &dyn Crypto, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], HandshakeError> {
     crypto
         .x25519(s, p)
@@ -270,12 +280,14 @@ impl fmt::Debug for InitiatorHandshake {
 }
 
 /// Builds message 1 to the responder whose static key is `responder_static`.
-/// `local_index` is this side's index for the session; `unix_nanos` the wall
-/// clock (for the replay timestamp).
+/// `precomputed_ss` may carry [`static_static`] for this pair (as WireGuard
+/// precomputes it per peer); `local_index` is this side's index for the
+/// session; `unix_nanos` the wall clock (for the replay timestamp).
 pub fn initiate(
     crypto: &dyn Crypto,
     identity: &Identity,
     responder_static: &[u8; 32],
+    precomputed_ss: Option<&[u8; 32]>,
     local_index: u32,
     unix_nanos: u64,
     rng: &mut dyn CryptoRngCore,
@@ -298,10 +310,11 @@ pub fn initiate(
     msg[M1_STATIC..M1_STATIC + 32].copy_from_slice(&identity.static_public);
     sym.encrypt_and_hash(crypto, &mut msg[M1_STATIC..M1_PAYLOAD], 32);
     // ss
-    sym.mix_key(
-        crypto,
-        &dh(crypto, &identity.static_secret, responder_static)?,
-    );
+    let ss = match precomputed_ss {
+        Some(ss) => *ss,
+        None => dh(crypto, &identity.static_secret, responder_static)?,
+    };
+    sym.mix_key(crypto, &ss);
     // payload
     let p = &mut msg[M1_PAYLOAD..];
     p[..4].copy_from_slice(&local_index.to_le_bytes());
@@ -402,7 +415,9 @@ impl InitiatorHandshake {
 /// certificates; past [`ReplayGuard::capacity`] the oldest entry is evicted.
 #[derive(Debug)]
 pub struct ReplayGuard {
-    last: HashMap<[u8; 32], ([u8; TIMESTAMP_LEN], u64)>,
+    /// Per initiator static key: newest timestamp, when it was accepted, and
+    /// the static-static DH result (so repeat handshakes skip one X25519).
+    last: HashMap<[u8; 32], ([u8; TIMESTAMP_LEN], u64, [u8; 32])>,
     capacity: usize,
     min_interval_nanos: u64,
 }
@@ -437,7 +452,7 @@ impl ReplayGuard {
         ts: &[u8; TIMESTAMP_LEN],
         now_nanos: u64,
     ) -> Result<(), HandshakeError> {
-        if let Some((last_ts, last_at)) = self.last.get(key) {
+        if let Some((last_ts, last_at, _)) = self.last.get(key) {
             if ts <= last_ts {
                 return Err(HandshakeError::ReplayedInitiation);
             }
@@ -448,18 +463,22 @@ impl ReplayGuard {
         Ok(())
     }
 
-    fn record(&mut self, key: [u8; 32], ts: [u8; TIMESTAMP_LEN], now_nanos: u64) {
+    fn cached_ss(&self, key: &[u8; 32]) -> Option<[u8; 32]> {
+        self.last.get(key).map(|e| e.2)
+    }
+
+    fn record(&mut self, key: [u8; 32], ts: [u8; TIMESTAMP_LEN], now_nanos: u64, ss: [u8; 32]) {
         if self.last.len() >= self.capacity && !self.last.contains_key(&key) {
             if let Some(oldest) = self
                 .last
                 .iter()
-                .min_by_key(|(_, (_, at))| *at)
+                .min_by_key(|(_, (_, at, _))| *at)
                 .map(|(k, _)| *k)
             {
                 self.last.remove(&oldest);
             }
         }
-        self.last.insert(key, (ts, now_nanos));
+        self.last.insert(key, (ts, now_nanos, ss));
     }
 }
 
@@ -492,7 +511,11 @@ pub fn respond(
         .map_err(|_| HandshakeError::InitiationAuthFailed)?;
     let mut rs = [0u8; 32];
     rs.copy_from_slice(&msg[M1_STATIC..M1_STATIC + 32]);
-    sym.mix_key(crypto, &dh(crypto, &identity.static_secret, &rs)?); // ss
+    let ss = match replay.cached_ss(&rs) {
+        Some(ss) => ss,
+        None => dh(crypto, &identity.static_secret, &rs)?,
+    };
+    sym.mix_key(crypto, &ss); // ss
     let p = &mut msg[M1_PAYLOAD..];
     let plen = sym
         .decrypt_and_hash(crypto, p)
@@ -540,7 +563,7 @@ pub fn respond(
     p[4..6].copy_from_slice(&(cert.len() as u16).to_le_bytes());
     p[P2_FIXED..P2_FIXED + cert.len()].copy_from_slice(cert);
     sym.encrypt_and_hash(crypto, p, P2_FIXED + cert.len());
-    replay.record(rs, ts, unix_nanos);
+    replay.record(rs, ts, unix_nanos, ss);
     let (recv_key, send_key) = sym.split(crypto);
     Ok((
         out,

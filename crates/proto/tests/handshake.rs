@@ -27,7 +27,7 @@ fn run(
     let bob = mesh.node("bob", 2);
     let mut r = rng(seed);
     let (hs, m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 100, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 100, NOW_NANOS, &mut r).unwrap();
     let mut m1b = m1.clone();
     let mut guard = ReplayGuard::default();
     let (m2, bob_out) = handshake::respond(
@@ -155,6 +155,7 @@ fn session_keys_depend_on_the_kem_secret() {
         &ZeroKem,
         &alice,
         bob.static_public(),
+        None,
         100,
         NOW_NANOS,
         &mut r,
@@ -188,7 +189,7 @@ fn tampered_kem_ciphertext_breaks_the_handshake() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(4);
     let (hs, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let (mut m2, _) = handshake::respond(
         C,
         &mesh.ca,
@@ -215,7 +216,7 @@ fn tampered_encapsulation_key_breaks_the_handshake() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(5);
     let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     // The encapsulation key sits at payload offset 16, i.e. message offset 96..1280.
     m1[700] ^= 0x80;
     let e = handshake::respond(
@@ -241,7 +242,7 @@ fn replayed_message1_is_rejected() {
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
     let (_, m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let mut first = m1.clone();
     handshake::respond(
         C, &mesh.ca, &bob, &mut guard, &mut first, 1, 2, NOW_NANOS, &mut r,
@@ -263,8 +264,16 @@ fn replayed_message1_is_rejected() {
     .unwrap_err();
     assert_eq!(e, HandshakeError::ReplayedInitiation);
     // An older initiation is a replay too; a newer one is accepted.
-    let (_, mut older) =
-        handshake::initiate(C, &alice, bob.static_public(), 4, NOW_NANOS - 1, &mut r).unwrap();
+    let (_, mut older) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        None,
+        4,
+        NOW_NANOS - 1,
+        &mut r,
+    )
+    .unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -282,6 +291,7 @@ fn replayed_message1_is_rejected() {
         C,
         &alice,
         bob.static_public(),
+        None,
         6,
         NOW_NANOS + 62_000_000_000,
         &mut r,
@@ -309,7 +319,7 @@ fn initiation_flood_from_one_peer_is_limited() {
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
     let (_, mut a) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     handshake::respond(
         C, &mesh.ca, &bob, &mut guard, &mut a, 1, 2, NOW_NANOS, &mut r,
     )
@@ -318,6 +328,7 @@ fn initiation_flood_from_one_peer_is_limited() {
         C,
         &alice,
         bob.static_public(),
+        None,
         3,
         NOW_NANOS + 10_000_000,
         &mut r,
@@ -346,7 +357,7 @@ fn certificate_from_another_ca_is_rejected() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(7);
     let (_, mut m1) =
-        handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &mallory, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -367,7 +378,7 @@ fn certificate_from_another_ca_is_rejected() {
     let alice = mesh.node("alice", 1);
     let carol = other.node("carol", 8);
     let (hs, mut m1) =
-        handshake::initiate(C, &alice, carol.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, carol.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     // carol trusts alice's CA for this test, so only alice's check can fail.
     let (mut m2, _) = handshake::respond(
         C,
@@ -405,7 +416,7 @@ fn expired_certificate_is_rejected() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
     let (_, mut m1) =
-        handshake::initiate(C, &old, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &old, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -439,7 +450,7 @@ fn not_yet_valid_certificate_is_rejected() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
     let (_, mut m1) =
-        handshake::initiate(C, &future, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &future, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -470,7 +481,7 @@ fn static_key_that_does_not_match_the_certificate_is_rejected() {
     let mallory = dangerous::identity_unchecked(C, alice.certificate().clone(), [7u8; 32]);
     let mut r = rng(10);
     let (_, mut m1) =
-        handshake::initiate(C, &mallory, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &mallory, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -499,7 +510,7 @@ fn message1_for_another_node_fails_to_authenticate() {
     let carol = mesh.node("carol", 3);
     let mut r = rng(11);
     let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -522,7 +533,7 @@ fn responder_without_the_expected_static_key_fails() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(12);
     let (hs, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let (mut m2, _) = handshake::respond(
         C,
         &mesh.ca,
@@ -553,7 +564,7 @@ fn truncated_and_oversized_messages_are_rejected_by_length() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(13);
     let (_, m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let mut short = m1[..100].to_vec();
     assert!(matches!(
         handshake::respond(
@@ -609,7 +620,7 @@ fn header_index_must_match_the_authenticated_index() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(14);
     let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), 1, NOW_NANOS, &mut r).unwrap();
+        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -633,4 +644,58 @@ fn ca_itself_must_be_valid() {
         TrustedCa::new(C, cert, NOW + 400 * 86_400),
         Err(CertError::Expired { .. })
     ));
+}
+
+#[test]
+fn precomputed_static_static_is_used_and_must_be_right() {
+    let mesh = Mesh::new(1);
+    let alice = mesh.node("alice", 1);
+    let bob = mesh.node("bob", 2);
+    let mut r = rng(15);
+    let ss = handshake::static_static(C, &alice, bob.static_public()).unwrap();
+    let (_, mut good) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        Some(&ss),
+        1,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
+    handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut good,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
+    let (_, mut bad) = handshake::initiate(
+        C,
+        &alice,
+        bob.static_public(),
+        Some(&[1; 32]),
+        1,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap();
+    let e = handshake::respond(
+        C,
+        &mesh.ca,
+        &bob,
+        &mut ReplayGuard::default(),
+        &mut bad,
+        1,
+        2,
+        NOW_NANOS,
+        &mut r,
+    )
+    .unwrap_err();
+    assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
