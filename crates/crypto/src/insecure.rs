@@ -127,3 +127,83 @@ impl Crypto for InsecureCrypto {
         Ok(())
     }
 }
+
+/// The real provider with ML-KEM replaced by free no-ops (all-zero keys,
+/// ciphertext and shared secret; the bytes still travel). For benchmarks
+/// that isolate the KEM's cost and tests that show the session keys depend
+/// on the KEM secret. No post-quantum security.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FreeKem;
+
+const REAL: crate::RealCrypto = crate::RealCrypto;
+
+impl Crypto for FreeKem {
+    fn x25519_public_key(&self, s: &[u8; X25519_LEN]) -> [u8; X25519_LEN] {
+        REAL.x25519_public_key(s)
+    }
+    fn x25519(
+        &self,
+        s: &[u8; X25519_LEN],
+        p: &[u8; X25519_LEN],
+    ) -> Result<[u8; X25519_LEN], CryptoError> {
+        REAL.x25519(s, p)
+    }
+    fn hash(&self, parts: &[&[u8]]) -> [u8; HASH_LEN] {
+        REAL.hash(parts)
+    }
+    fn mac(&self, key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+        REAL.mac(key, parts)
+    }
+    fn aead(&self, key: &[u8; 32]) -> Box<dyn Aead> {
+        REAL.aead(key)
+    }
+    fn xaead_seal(
+        &self,
+        k: &[u8; 32],
+        n: &[u8; XNONCE_LEN],
+        ad: &[u8],
+        b: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        REAL.xaead_seal(k, n, ad, b)
+    }
+    fn xaead_open(
+        &self,
+        k: &[u8; 32],
+        n: &[u8; XNONCE_LEN],
+        ad: &[u8],
+        b: &mut [u8],
+        t: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        REAL.xaead_open(k, n, ad, b, t)
+    }
+    fn kem_keypair(&self, _: &[u8; KEM_KEYGEN_SEED_LEN]) -> KemKeyPair {
+        KemKeyPair {
+            encapsulation_key: Box::new([0; KEM_EK_LEN]),
+            decapsulation_key: Box::new([0; KEM_DK_LEN]),
+        }
+    }
+    fn kem_encapsulate(
+        &self,
+        _: &[u8; KEM_EK_LEN],
+        _: &[u8; KEM_ENCAPS_SEED_LEN],
+    ) -> Result<(Box<[u8; KEM_CT_LEN]>, [u8; KEM_SS_LEN]), CryptoError> {
+        Ok((Box::new([0; KEM_CT_LEN]), [0; KEM_SS_LEN]))
+    }
+    fn kem_decapsulate(&self, _: &[u8; KEM_DK_LEN], _: &[u8; KEM_CT_LEN]) -> [u8; KEM_SS_LEN] {
+        [0; KEM_SS_LEN]
+    }
+    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; ED25519_PUBLIC_LEN] {
+        REAL.ed25519_public_key(s)
+    }
+    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; ED25519_SIGNATURE_LEN] {
+        REAL.ed25519_sign(s, m)
+    }
+    fn ed25519_verify(
+        &self,
+        p: &[u8; ED25519_PUBLIC_LEN],
+        m: &[u8],
+        sig: &[u8; ED25519_SIGNATURE_LEN],
+    ) -> Result<(), CryptoError> {
+        REAL.ed25519_verify(p, m, sig)
+    }
+}

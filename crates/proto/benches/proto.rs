@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use crypto::insecure::FreeKem;
 use crypto::RealCrypto;
 use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::handshake::{self, Identity, ReplayGuard};
@@ -167,70 +168,6 @@ fn transport(c: &mut Criterion) {
         )
     });
     g.finish();
-}
-
-/// The real provider with ML-KEM replaced by no-ops (the bytes still travel).
-struct FreeKem;
-
-impl Crypto for FreeKem {
-    fn x25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
-        C.x25519_public_key(s)
-    }
-    fn x25519(&self, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], proto::provider::CryptoError> {
-        C.x25519(s, p)
-    }
-    fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
-        C.hash(parts)
-    }
-    fn mac(&self, k: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-        C.mac(k, parts)
-    }
-    fn aead(&self, k: &[u8; 32]) -> Box<dyn proto::provider::Aead> {
-        C.aead(k)
-    }
-    fn xaead_seal(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8]) -> [u8; 16] {
-        C.xaead_seal(k, n, ad, b)
-    }
-    fn xaead_open(
-        &self,
-        k: &[u8; 32],
-        n: &[u8; 24],
-        ad: &[u8],
-        b: &mut [u8],
-        t: &[u8; 16],
-    ) -> Result<(), proto::provider::CryptoError> {
-        C.xaead_open(k, n, ad, b, t)
-    }
-    fn kem_keypair(&self, _: &[u8; 64]) -> proto::provider::KemKeyPair {
-        proto::provider::KemKeyPair {
-            encapsulation_key: Box::new([0; 1184]),
-            decapsulation_key: Box::new([0; 2400]),
-        }
-    }
-    fn kem_encapsulate(
-        &self,
-        _: &[u8; 1184],
-        _: &[u8; 32],
-    ) -> Result<(Box<[u8; 1088]>, [u8; 32]), proto::provider::CryptoError> {
-        Ok((Box::new([0; 1088]), [0; 32]))
-    }
-    fn kem_decapsulate(&self, _: &[u8; 2400], _: &[u8; 1088]) -> [u8; 32] {
-        [0; 32]
-    }
-    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
-        C.ed25519_public_key(s)
-    }
-    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; 64] {
-        C.ed25519_sign(s, m)
-    }
-    fn ed25519_verify(
-        &self,
-        p: &[u8; 32],
-        m: &[u8],
-        sig: &[u8; 64],
-    ) -> Result<(), proto::provider::CryptoError> {
-        C.ed25519_verify(p, m, sig)
-    }
 }
 
 criterion_group!(benches, handshakes, transport);

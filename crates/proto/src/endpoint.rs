@@ -686,6 +686,26 @@ impl Endpoint {
         }
     }
 
+    /// Feeds a MAC-checked fragment to the reassembler; `Ok` with the whole
+    /// message once complete, otherwise what to report for this datagram.
+    fn reassemble(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        view: FragmentView<'_>,
+        verdict: MacVerdict,
+    ) -> Result<Vec<u8>, Received> {
+        let Some(frag) = view.into_verified(verdict) else {
+            return Err(self.drop_datagram(DropReason::BadMac1));
+        };
+        match self.reassembler.insert(now, src, frag) {
+            Reassembly::Complete(m) => Ok(m),
+            Reassembly::Pending | Reassembly::PendingAfterEviction => Err(Received::Handshake),
+            Reassembly::Duplicate => Err(self.drop_datagram(DropReason::FragmentDuplicate)),
+            Reassembly::Inconsistent => Err(self.drop_datagram(DropReason::FragmentInconsistent)),
+        }
+    }
+
     fn handle_initiation_fragment(
         &mut self,
         now: Instant,
@@ -724,16 +744,9 @@ impl Endpoint {
             MacVerdict::Valid => {}
         }
         let sender_index = view.sender_index();
-        let Some(frag) = view.into_verified(verdict) else {
-            return self.drop_datagram(DropReason::BadMac1);
-        };
-        let mut msg = match self.reassembler.insert(now, src, frag) {
-            Reassembly::Complete(m) => m,
-            Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
-            Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
-            Reassembly::Inconsistent => {
-                return self.drop_datagram(DropReason::FragmentInconsistent)
-            }
+        let mut msg = match self.reassemble(now, src, view, verdict) {
+            Ok(m) => m,
+            Err(r) => return r,
         };
         self.process_initiation(now, unix_nanos, rng, src, &mut msg, sender_index)
     }
@@ -852,16 +865,9 @@ impl Endpoint {
             .cookie_checker
             .check(&*self.crypto, now, rng, &src, buf, false);
         let sender_index = view.sender_index();
-        let Some(frag) = view.into_verified(verdict) else {
-            return self.drop_datagram(DropReason::BadMac1);
-        };
-        let mut msg = match self.reassembler.insert(now, src, frag) {
-            Reassembly::Complete(m) => m,
-            Reassembly::Pending | Reassembly::PendingAfterEviction => return Received::Handshake,
-            Reassembly::Duplicate => return self.drop_datagram(DropReason::FragmentDuplicate),
-            Reassembly::Inconsistent => {
-                return self.drop_datagram(DropReason::FragmentInconsistent)
-            }
+        let mut msg = match self.reassemble(now, src, view, verdict) {
+            Ok(m) => m,
+            Err(r) => return r,
         };
         let Some(pending) = self.peers[pi].pending.take() else {
             return self.drop_datagram(DropReason::UnknownIndex);
@@ -930,14 +936,7 @@ impl Endpoint {
         let Some(dst) = p.endpoint else { return };
         let Some(s) = p.current.as_mut() else { return };
         if p.queue.is_empty() {
-            let mut buf = [0u8; TRANSPORT_OVERHEAD];
-            if let Ok(n) = s.seal(&mut buf, 0) {
-                self.transmits.push_back(Transmit {
-                    dst,
-                    payload: buf[..n].to_vec(),
-                });
-                p.stats.tx_packets += 1;
-            }
+            self.send_keepalive(now, peer);
             return;
         }
         while let Some(pkt) = p.queue.pop_front() {

@@ -4,12 +4,11 @@
 mod common;
 
 use common::*;
+use crypto::insecure::FreeKem;
 use crypto::RealCrypto;
 use proto::cert::{CertError, TrustedCa};
 use proto::handshake::{self, dangerous, HandshakeError, ReplayGuard};
-use proto::provider::{
-    Crypto, CryptoError, KemKeyPair, KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_SS_LEN,
-};
+use proto::provider::Crypto;
 use proto::wire::MAX_HANDSHAKE_DATAGRAM;
 
 const C: &RealCrypto = &RealCrypto;
@@ -87,63 +86,6 @@ fn fresh_randomness_gives_fresh_keys() {
     assert_eq!(a1.send_key, a3.send_key);
 }
 
-/// A provider identical to the real one except that ML-KEM's shared secret is
-/// all zero: if the session keys did not depend on the KEM, they would not change.
-struct ZeroKem;
-
-impl Crypto for ZeroKem {
-    fn x25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
-        C.x25519_public_key(s)
-    }
-    fn x25519(&self, s: &[u8; 32], p: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
-        C.x25519(s, p)
-    }
-    fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
-        C.hash(parts)
-    }
-    fn mac(&self, k: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-        C.mac(k, parts)
-    }
-    fn aead(&self, k: &[u8; 32]) -> Box<dyn proto::provider::Aead> {
-        C.aead(k)
-    }
-    fn xaead_seal(&self, k: &[u8; 32], n: &[u8; 24], ad: &[u8], b: &mut [u8]) -> [u8; 16] {
-        C.xaead_seal(k, n, ad, b)
-    }
-    fn xaead_open(
-        &self,
-        k: &[u8; 32],
-        n: &[u8; 24],
-        ad: &[u8],
-        b: &mut [u8],
-        t: &[u8; 16],
-    ) -> Result<(), CryptoError> {
-        C.xaead_open(k, n, ad, b, t)
-    }
-    fn kem_keypair(&self, s: &[u8; 64]) -> KemKeyPair {
-        C.kem_keypair(s)
-    }
-    fn kem_encapsulate(
-        &self,
-        ek: &[u8; KEM_EK_LEN],
-        s: &[u8; 32],
-    ) -> Result<(Box<[u8; KEM_CT_LEN]>, [u8; KEM_SS_LEN]), CryptoError> {
-        C.kem_encapsulate(ek, s).map(|(ct, _)| (ct, [0; 32]))
-    }
-    fn kem_decapsulate(&self, _: &[u8; KEM_DK_LEN], _: &[u8; KEM_CT_LEN]) -> [u8; KEM_SS_LEN] {
-        [0; 32]
-    }
-    fn ed25519_public_key(&self, s: &[u8; 32]) -> [u8; 32] {
-        C.ed25519_public_key(s)
-    }
-    fn ed25519_sign(&self, s: &[u8; 32], m: &[u8]) -> [u8; 64] {
-        C.ed25519_sign(s, m)
-    }
-    fn ed25519_verify(&self, p: &[u8; 32], m: &[u8], sig: &[u8; 64]) -> Result<(), CryptoError> {
-        C.ed25519_verify(p, m, sig)
-    }
-}
-
 #[test]
 fn session_keys_depend_on_the_kem_secret() {
     let mesh = Mesh::new(1);
@@ -152,7 +94,7 @@ fn session_keys_depend_on_the_kem_secret() {
     let (_, _, real, _) = run(&mesh, 9);
     let mut r = rng(9);
     let (hs, m1) = handshake::initiate(
-        &ZeroKem,
+        &FreeKem,
         &alice,
         bob.static_public(),
         None,
@@ -163,7 +105,7 @@ fn session_keys_depend_on_the_kem_secret() {
     .unwrap();
     let mut m1b = m1.clone();
     let (mut m2, _) = handshake::respond(
-        &ZeroKem,
+        &FreeKem,
         &mesh.ca,
         &bob,
         &mut ReplayGuard::default(),
@@ -175,7 +117,7 @@ fn session_keys_depend_on_the_kem_secret() {
     )
     .unwrap();
     let zero = hs
-        .read_response(&ZeroKem, &mesh.ca, &alice, &mut m2, 200, NOW)
+        .read_response(&FreeKem, &mesh.ca, &alice, &mut m2, 200, NOW)
         .unwrap();
     // Same X25519 ephemerals and statics (same seed), different KEM secret:
     assert_ne!(real.send_key, zero.send_key);
