@@ -9,7 +9,9 @@ CPU=${CPU:-1}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 cargo bench -p meshd-proto --bench proto --no-run >/dev/null 2>&1
+rm -rf target/criterion
 for i in $(seq 1 "$RUNS"); do
+  rm -rf target/criterion
   taskset -c "$CPU" cargo bench -p meshd-proto --bench proto -- --warm-up-time 2 --measurement-time 5 >/dev/null 2>&1
   mkdir -p "$OUT/$i"
   find target/criterion -path '*/new/estimates.json' | while read -r f; do

@@ -24,7 +24,13 @@ fn handshake_demo_runs_end_to_end() {
         "dropped a transport packet (replay)",
         "demo passed",
     ] {
-        assert!(stdout.contains(expected), "missing '{expected}' in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing '{expected}' in:\n{stdout}"
+        );
     }
-    assert!(!stdout.contains("fits a 1280-byte path MTU: false"), "{stdout}");
+    assert!(
+        !stdout.contains("fits a 1280-byte path MTU: false"),
+        "{stdout}"
+    );
 }

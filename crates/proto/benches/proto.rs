@@ -20,7 +20,7 @@ const C: &RealCrypto = &RealCrypto;
 const NOW: u64 = 1_800_000_000;
 
 fn fixture() -> (TrustedCa, Identity, Identity, [u8; 32], [u8; 32]) {
-    let ca_cert = create_ca(C, "bench-ca", &[1; 32], NOW - 100, NOW + 100_000).unwrap();
+    let ca_cert = create_ca(C, "bench-ca", &[1; 32], NOW - 100, NOW + 2_000_000_000).unwrap();
     let ca = TrustedCa::new(C, ca_cert, NOW).unwrap();
     let mk = |name: &str, s: [u8; 32], ip: u8| {
         let cert = ca
@@ -33,7 +33,7 @@ fn fixture() -> (TrustedCa, Identity, Identity, [u8; 32], [u8; 32]) {
                     segments: vec!["bench".into()],
                     static_public_key: C.x25519_public_key(&s),
                     not_before: NOW - 10,
-                    not_after: NOW + 10_000,
+                    not_after: NOW + 1_900_000_000,
                 },
             )
             .unwrap();
@@ -68,7 +68,7 @@ fn handshakes(c: &mut Criterion) {
     };
     g.bench_function("hybrid_first_contact", |b| {
         b.iter(|| {
-            t += 1_000_000_000;
+            t += 60_000_000;
             one(C, t, &mut rng, None, &mut ReplayGuard::new(1));
         })
     });
@@ -76,7 +76,7 @@ fn handshakes(c: &mut Criterion) {
     // cost of this implementation (first contact).
     g.bench_function("same_code_kem_free_first_contact", |b| {
         b.iter(|| {
-            t += 1_000_000_000;
+            t += 60_000_000;
             one(&FreeKem, t, &mut rng, None, &mut ReplayGuard::new(1));
         })
     });
@@ -85,7 +85,7 @@ fn handshakes(c: &mut Criterion) {
     let mut guard = ReplayGuard::new(16);
     g.bench_function("hybrid_rekey", |b| {
         b.iter(|| {
-            t += 1_000_000_000;
+            t += 60_000_000;
             one(C, t, &mut rng, Some(&ss), &mut guard);
         })
     });
