@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   build-essential pkg-config   # C toolchain for ring and libcrux
   iproute2 nftables iperf3     # namespaces, link impairment, bandwidth tests
   iputils-ping procps          # ping, ps/pkill in end-to-end tests
+  valgrind linux-perf          # instruction counts and profiles (scripts/handshake-cost.sh)
 )
 
 if command -v apt-get >/dev/null; then
