@@ -463,19 +463,23 @@ impl Endpoint {
 
     /// Status of every peer.
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
-        self.peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| PeerInfo {
-                id: PeerId(i as u32),
-                static_public: p.static_public,
-                endpoint: p.endpoint,
-                cert: p.cert.clone(),
-                last_handshake: p.last_handshake,
-                has_session: p.current.as_ref().is_some_and(|s| usable(s, now)),
-                stats: p.stats,
-            })
+        (0..self.peers.len() as u32)
+            .filter_map(|i| self.peer(PeerId(i), now))
             .collect()
+    }
+
+    /// Status of one peer.
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
+        let p = self.peers.get(id.0 as usize)?;
+        Some(PeerInfo {
+            id,
+            static_public: p.static_public,
+            endpoint: p.endpoint,
+            cert: p.cert.clone(),
+            last_handshake: p.last_handshake,
+            has_session: p.current.as_ref().is_some_and(|s| usable(s, now)),
+            stats: p.stats,
+        })
     }
 
     /// Counters.

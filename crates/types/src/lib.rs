@@ -1,6 +1,11 @@
-//! Types shared by meshd's agent and `meshctl`: the JSON shapes of CLI and
-//! admin-API output. Plain data with serde; no protocol logic, no IO.
+//! Types shared by meshd's agent and `meshctl`: the node configuration file
+//! ([`config`]), the admin API ([`admin`]) and the JSON shapes of CLI output.
+//! Plain data with serde; no protocol logic and no IO beyond reading a
+//! configuration file.
 #![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,79 @@
+//! `meshd`: the mesh agent.
+//!
+//! A thin driver around `proto::endpoint::Endpoint`: it owns the TUN device,
+//! the UDP socket, the clock, the admin socket and the metrics endpoint, and
+//! feeds packets and time into the sans-IO core. See `node.rs` for the flow.
+
+mod admin;
+mod node;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use types::config::{LogFormat, NodeConfig};
+
+#[derive(Parser)]
+#[command(name = "meshd", version, about = "meshd: post-quantum secure mesh agent")]
+struct Cli {
+    /// Node configuration file.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Check the configuration and the files it names, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match NodeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("meshd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let loaded = match setup::load(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("meshd: {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check {
+        println!(
+            "{}: configuration valid: node '{}', {} static peer(s)",
+            cli.config.display(),
+            loaded.identity.certificate().name(),
+            loaded.peers.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&cfg);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meshd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(node::run(cfg, loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("meshd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &NodeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.to_ascii_lowercase()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,95 @@
+//! The admin API: one JSON request per line on the agent's Unix socket,
+//! answered by one JSON response line. `meshctl` is its client; `socat` or
+//! `nc -U` work too: `echo '{"command":"status"}' | nc -U /run/meshd/meshd.sock`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum AdminRequest {
+    /// This node's state.
+    Status,
+    /// Every peer.
+    Peers,
+}
+
+/// A response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum AdminResponse {
+    /// Answer to `status`.
+    Status(StatusView),
+    /// Answer to `peers`.
+    Peers {
+        /// The peers.
+        peers: Vec<PeerView>,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// This node, as `meshctl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StatusView {
+    /// meshd version.
+    pub version: String,
+    /// Certificate name.
+    pub name: String,
+    /// Overlay addresses.
+    pub addresses: Vec<String>,
+    /// Segments.
+    pub segments: Vec<String>,
+    /// Fingerprint of the mesh CA, hex.
+    pub ca_fingerprint: String,
+    /// UDP listen address.
+    pub listen: String,
+    /// TUN interface name.
+    pub tun: String,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Peers known.
+    pub peers: usize,
+    /// Peers with a usable session.
+    pub sessions: usize,
+    /// Handshakes completed.
+    pub handshakes_completed: u64,
+    /// Handshake failures by reason.
+    pub handshake_failures: BTreeMap<String, u64>,
+    /// Drops by reason (only reasons with a count).
+    pub drops: BTreeMap<String, u64>,
+}
+
+/// One peer, as `meshctl peers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PeerView {
+    /// Certificate name (once known).
+    pub name: String,
+    /// Overlay addresses from its certificate.
+    pub addresses: Vec<String>,
+    /// Underlay endpoint.
+    pub endpoint: Option<String>,
+    /// Seconds since the last handshake completed.
+    pub handshake_age_secs: Option<f64>,
+    /// Whether the session's keys come from the hybrid X25519 + ML-KEM-768 handshake.
+    pub hybrid_post_quantum: bool,
+    /// Whether a usable session exists.
+    pub session: bool,
+    /// Payload bytes sent.
+    pub tx_bytes: u64,
+    /// Payload bytes received.
+    pub rx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Last measured round-trip time in milliseconds, if any.
+    pub last_rtt_ms: Option<f64>,
+}

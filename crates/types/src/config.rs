@@ -1,0 +1,313 @@
+//! The node configuration file (`meshd --config node.toml`).
+//!
+//! Kebab-case TOML; unknown fields are errors (a typo is never silently
+//! ignored). Paths are relative to the configuration file's directory.
+//! [`NodeConfig::load`] returns errors that name the file, the field and
+//! the fix.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest TUN MTU (the IPv6 minimum).
+pub const MIN_TUN_MTU: u16 = 1280;
+/// Largest TUN MTU.
+pub const MAX_TUN_MTU: u16 = 9000;
+
+/// A whole node configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's identity files.
+    pub node: NodeSection,
+    /// The UDP underlay socket.
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// The TUN device.
+    #[serde(default)]
+    pub tun: TunSection,
+    /// The admin API socket.
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Static peers (`[[peer]]` tables).
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<PeerSection>,
+}
+
+/// `[node]`: identity files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeSection {
+    /// This node's certificate (from `meshctl cert issue`).
+    pub certificate: PathBuf,
+    /// This node's private key (mode 0600).
+    pub private_key: PathBuf,
+    /// The mesh CA certificate.
+    pub ca_certificate: PathBuf,
+}
+
+/// `[listen]`: the UDP socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ListenSection {
+    /// Address and port to bind, e.g. `0.0.0.0:51820`.
+    pub address: SocketAddr,
+}
+
+impl Default for ListenSection {
+    fn default() -> Self {
+        Self {
+            address: SocketAddr::from(([0, 0, 0, 0], 51820)),
+        }
+    }
+}
+
+/// `[tun]`: the TUN device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TunSection {
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// MTU of the overlay interface, 1280..=9000. Leave 80 bytes below the
+    /// underlay MTU for IPv6 + UDP + meshd's 32 bytes.
+    pub mtu: u16,
+}
+
+impl Default for TunSection {
+    fn default() -> Self {
+        Self {
+            name: "meshd0".into(),
+            mtu: 1420,
+        }
+    }
+}
+
+/// `[admin]`: the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// Unix socket path (created with mode 0600).
+    pub socket: PathBuf,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/meshd/meshd.sock"),
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus text exposition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Loopback address to serve `/metrics` on (default 127.0.0.1:9720).
+    pub address: Option<SocketAddr>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            address: Some(SocketAddr::from(([127, 0, 0, 1], 9720))),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `error`, `warn`, `info`, `debug` or `trace` (a tracing filter).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[[peer]]`: a static peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerSection {
+    /// The peer's certificate: gives its name, static key and overlay addresses.
+    pub certificate: PathBuf,
+    /// Its underlay address, e.g. `198.18.0.2:51820`; absent: wait for it to connect.
+    #[serde(default)]
+    pub endpoint: Option<SocketAddr>,
+    /// Send a keepalive this often (seconds), e.g. to hold NAT mappings open.
+    #[serde(default)]
+    pub persistent_keepalive: Option<u16>,
+}
+
+/// A configuration error, naming the file, the field and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// What is wrong, including the field and the fix.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl NodeConfig {
+    /// Reads, parses and checks a configuration file; resolves relative paths
+    /// against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let mut cfg = Self::parse(&text).map_err(err)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
+    /// Parses and checks configuration text (paths left as written).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg: Self = toml::from_str(text).map_err(|e| format_toml_error(text, &e))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let t = &self.tun;
+        if !(MIN_TUN_MTU..=MAX_TUN_MTU).contains(&t.mtu) {
+            return Err(format!(
+                "field `tun.mtu`: {} is out of range; use {MIN_TUN_MTU} to {MAX_TUN_MTU} (1420 suits a 1500-byte underlay)",
+                t.mtu
+            ));
+        }
+        if t.name.is_empty() || t.name.len() > 15 || !t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            return Err(format!(
+                "field `tun.name`: '{}' is not a valid interface name; use 1 to 15 characters of letters, digits, - _ .",
+                t.name
+            ));
+        }
+        if let Some(m) = self.metrics.address {
+            if !m.ip().is_loopback() {
+                return Err(format!(
+                    "field `metrics.address`: {m} is not a loopback address; metrics are served on loopback only, e.g. 127.0.0.1:9720"
+                ));
+            }
+        }
+        let level = self.log.level.to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(format!(
+                "field `log.level`: '{}' is not a level; use error, warn, info, debug or trace",
+                self.log.level
+            ));
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            if p.persistent_keepalive == Some(0) {
+                return Err(format!(
+                    "field `peer[{i}].persistent-keepalive`: 0 is not an interval; remove it to disable, or use e.g. 25"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.node.certificate);
+        fix(&mut self.node.private_key);
+        fix(&mut self.node.ca_certificate);
+        fix(&mut self.admin.socket);
+        for p in &mut self.peers {
+            fix(&mut p.certificate);
+        }
+    }
+}
+
+fn format_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let src = text.lines().nth(line - 1).unwrap_or("").trim();
+            let hint = if msg.contains("unknown field") {
+                "; check the spelling against configs/node.example.toml"
+            } else if msg.contains("missing field") {
+                "; add it (see configs/node.example.toml)"
+            } else {
+                ""
+            };
+            format!("line {line}: {msg} (in `{src}`){hint}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[node]
+certificate = "a.crt"
+private-key = "a.key"
+ca-certificate = "ca.crt"
+"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let c = NodeConfig::parse(MIN).unwrap();
+        assert_eq!(c.tun.name, "meshd0");
+        assert_eq!(c.listen.address.port(), 51820);
+        assert!(c.peers.is_empty());
+    }
+
+    #[test]
+    fn errors_name_line_field_and_fix() {
+        let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nnmae = \"x\"\n")).unwrap_err();
+        assert!(e.contains("line 8") && e.contains("nmae") && e.contains("spelling"), "{e}");
+        let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nmtu = 100\n")).unwrap_err();
+        assert!(e.contains("tun.mtu") && e.contains("1280"), "{e}");
+        let e = NodeConfig::parse("[node]\ncertificate = \"a\"\n").unwrap_err();
+        assert!(e.contains("missing field") && e.contains("private-key"), "{e}");
+        let e = NodeConfig::parse(&format!("{MIN}\n[metrics]\naddress = \"198.18.0.1:9720\"\n")).unwrap_err();
+        assert!(e.contains("metrics.address") && e.contains("loopback"), "{e}");
+        let e = NodeConfig::parse(&format!("{MIN}\n[listen]\naddress = \"nope\"\n")).unwrap_err();
+        assert!(e.contains("line 8") && e.contains("listen") || e.contains("line 8"), "{e}");
+    }
+}
