@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/deps.sh
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,1 +1,404 @@
-//! Cross-crate tests live in `tests/`; this library is empty on purpose.
+//! Helpers for cross-crate tests: real meshd agents in network namespaces.
+//!
+//! [`Mesh::new`] builds `n` hosts, each a network namespace with a veth link
+//! to a bridge in a switch namespace (underlay 198.18.0.0/24), issues a CA and
+//! a certificate per host (overlay 100.64.0.0/10), writes each host's
+//! configuration, and [`Mesh::start`] runs `meshd` inside a host. Everything
+//! is named `mshtest-<pid>-<n>-…` and removed on drop, also when a test
+//! panics; namespaces left by a killed run (whose pid is gone) are removed by
+//! the next run. Needs root; without it the constructor panics with the reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the failure report
+
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Path of a workspace binary built next to the running test executable.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build the workspace binaries first (cargo build --workspace --bins; `cargo test --workspace` does it)",
+        p.display()
+    );
+    p
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+/// Fails loudly when the test cannot create namespaces.
+pub fn require_root() {
+    // SAFETY-free check: read the effective uid from /proc.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("?");
+    assert_eq!(
+        euid, "0",
+        "this test builds network namespaces and needs root (CI runs as root); run the test suite as root"
+    );
+    assert!(
+        Command::new("ip").arg("-V").output().is_ok(),
+        "iproute2 ('ip') is missing: run scripts/deps.sh"
+    );
+}
+
+/// Removes namespaces of earlier runs whose process is gone.
+fn remove_leftovers() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(rest) = name.strip_prefix("mshtest-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// One host of a [`Mesh`].
+pub struct Host {
+    /// Certificate name, e.g. `h0`.
+    pub name: String,
+    /// Network namespace.
+    pub ns: String,
+    /// Underlay address.
+    pub underlay: Ipv4Addr,
+    /// Overlay address.
+    pub overlay: Ipv4Addr,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Its admin socket.
+    pub socket: PathBuf,
+    /// Its underlay interface inside the namespace.
+    pub dev: String,
+    child: Option<Child>,
+}
+
+/// Options for [`Mesh::new`].
+#[derive(Clone, Debug)]
+pub struct MeshOptions {
+    /// Underlay link MTU.
+    pub underlay_mtu: u32,
+    /// TUN MTU.
+    pub tun_mtu: u32,
+}
+
+impl Default for MeshOptions {
+    fn default() -> Self {
+        Self {
+            underlay_mtu: 1500,
+            tun_mtu: 1420,
+        }
+    }
+}
+
+/// Hosts in namespaces with meshd configured (see the module docs).
+pub struct Mesh {
+    /// The hosts.
+    pub hosts: Vec<Host>,
+    /// Working directory (certificates, configs, logs).
+    pub dir: PathBuf,
+    prefix: String,
+    switch: String,
+    meshctl: PathBuf,
+}
+
+impl Mesh {
+    /// Builds `n` hosts (at most 200).
+    pub fn new(n: usize, opts: MeshOptions) -> Self {
+        require_root();
+        remove_leftovers();
+        let k = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let prefix = format!("mshtest-{pid}-{k}");
+        let dir = std::env::temp_dir().join(&prefix);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let switch = format!("{prefix}-sw");
+        let mut mesh = Self {
+            hosts: Vec::new(),
+            dir,
+            prefix,
+            switch,
+            meshctl: binary("meshctl"),
+        };
+        ip(&["netns", "add", &mesh.switch]);
+        ip(&["-n", &mesh.switch, "link", "add", "br0", "type", "bridge"]);
+        ip(&[
+            "-n",
+            &mesh.switch,
+            "link",
+            "set",
+            "br0",
+            "mtu",
+            &opts.underlay_mtu.to_string(),
+            "up",
+        ]);
+        mesh.meshctl(&["ca", "init", "--name", "test-mesh"]);
+        // Short unique veth names in the root namespace (max 15 bytes).
+        let tag = format!("{:x}", (pid as u64 * 64 + u64::from(k)) % 0xfffff);
+        for i in 0..n {
+            let name = format!("h{i}");
+            let ns = format!("{}-{name}", mesh.prefix);
+            let underlay = Ipv4Addr::new(198, 18, 0, 1 + i as u8);
+            let overlay = Ipv4Addr::new(100, 64, 0, 1 + i as u8);
+            ip(&["netns", "add", &ns]);
+            let (a, b) = (format!("m{tag}h{i}"), format!("m{tag}s{i}"));
+            ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+            ip(&["link", "set", &a, "netns", &ns]);
+            ip(&["link", "set", &b, "netns", &mesh.switch]);
+            ip(&[
+                "-n",
+                &mesh.switch,
+                "link",
+                "set",
+                &b,
+                "master",
+                "br0",
+                "mtu",
+                &opts.underlay_mtu.to_string(),
+                "up",
+            ]);
+            ip(&["-n", &ns, "link", "set", &a, "name", "eth0"]);
+            ip(&[
+                "-n",
+                &ns,
+                "link",
+                "set",
+                "eth0",
+                "mtu",
+                &opts.underlay_mtu.to_string(),
+                "up",
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{underlay}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            mesh.meshctl(&[
+                "cert",
+                "issue",
+                "--name",
+                &name,
+                "--ip",
+                &format!("{overlay}/10"),
+                "--segment",
+                "test",
+            ]);
+            let config = mesh.dir.join(format!("{name}.toml"));
+            let socket = mesh.dir.join(format!("{name}.sock"));
+            mesh.hosts.push(Host {
+                name,
+                ns,
+                underlay,
+                overlay,
+                config,
+                socket,
+                dev: "eth0".into(),
+                child: None,
+            });
+        }
+        for i in 0..n {
+            mesh.write_config(i, &opts);
+        }
+        mesh
+    }
+
+    fn write_config(&self, i: usize, opts: &MeshOptions) {
+        let h = &self.hosts[i];
+        let mut text = format!(
+            "[node]\ncertificate = \"{0}.crt\"\nprivate-key = \"{0}.key\"\nca-certificate = \"ca.crt\"\n\n\
+             [listen]\naddress = \"{1}:51820\"\n\n[tun]\nname = \"meshd0\"\nmtu = {2}\n\n\
+             [admin]\nsocket = \"{3}\"\n\n[metrics]\naddress = \"127.0.0.1:9720\"\n\n[log]\nlevel = \"debug\"\n",
+            h.name,
+            h.underlay,
+            opts.tun_mtu,
+            h.socket.display()
+        );
+        for (j, p) in self.hosts.iter().enumerate() {
+            if j != i {
+                text.push_str(&format!(
+                    "\n[[peer]]\ncertificate = \"{}.crt\"\nendpoint = \"{}:51820\"\n",
+                    p.name, p.underlay
+                ));
+            }
+        }
+        std::fs::write(&h.config, text).unwrap();
+    }
+
+    /// Runs meshctl in the mesh's directory.
+    pub fn meshctl(&self, args: &[&str]) -> Output {
+        run(Command::new(&self.meshctl)
+            .current_dir(&self.dir)
+            .args(args))
+    }
+
+    /// Starts meshd on host `i` and waits until its admin socket answers.
+    pub fn start(&mut self, i: usize) {
+        let h = &mut self.hosts[i];
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", h.name))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns])
+            .arg(binary("meshd"))
+            .arg("--config")
+            .arg(&h.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        h.child = Some(child);
+        let socket = h.socket.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&socket).is_err() {
+            let exited = self.hosts[i]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                panic!("meshd on h{i} exited with {status}:\n{}", self.log(i));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "meshd on h{i} did not start:\n{}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts every host.
+    pub fn start_all(&mut self) {
+        for i in 0..self.hosts.len() {
+            self.start(i);
+        }
+    }
+
+    /// Kills meshd on host `i` with SIGKILL.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.hosts[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM to meshd on host `i` and waits for it to exit.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.hosts[i].child.take().expect("meshd running");
+        // `ip netns exec` execs meshd, so the child's pid is meshd's.
+        run(Command::new("kill").args(["-TERM", &c.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "meshd did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a command inside host `i`'s namespace.
+    pub fn exec(&self, i: usize, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Spawns a command inside host `i`'s namespace.
+    pub fn spawn(&self, i: usize, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Pings `to`'s overlay address from host `from`; true if any reply came.
+    pub fn ping(&self, from: usize, to: usize, count: u32) -> bool {
+        let o = self.exec(
+            from,
+            &[
+                "ping",
+                "-c",
+                &count.to_string(),
+                "-W",
+                "2",
+                "-i",
+                "0.2",
+                &self.hosts[to].overlay.to_string(),
+            ],
+        );
+        o.status.success()
+    }
+
+    /// meshd's log on host `i`.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.hosts[i].name)))
+            .unwrap_or_default()
+    }
+
+    /// Namespace name prefix (for leftover checks).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for i in 0..self.hosts.len() {
+            self.kill9(i);
+        }
+        for h in &self.hosts {
+            let _ = Command::new("ip").args(["netns", "del", &h.ns]).status();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.switch])
+            .status();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

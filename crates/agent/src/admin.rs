@@ -15,7 +15,8 @@ pub type Pending = (AdminRequest, oneshot::Sender<AdminResponse>);
 /// Binds the socket with mode 0600 (replacing a stale socket file).
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("admin.socket: cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("admin.socket: cannot create {}: {e}", dir.display()))?;
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -26,7 +27,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         }
         let _ = std::fs::remove_file(path);
     }
-    let l = UnixListener::bind(path).map_err(|e| format!("admin.socket: cannot bind {}: {e}", path.display()))?;
+    let l = UnixListener::bind(path)
+        .map_err(|e| format!("admin.socket: cannot bind {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("admin.socket: cannot chmod {}: {e}", path.display()))?;
     Ok(l)

@@ -15,7 +15,11 @@ use clap::Parser;
 use types::config::{LogFormat, NodeConfig};
 
 #[derive(Parser)]
-#[command(name = "meshd", version, about = "meshd: post-quantum secure mesh agent")]
+#[command(
+    name = "meshd",
+    version,
+    about = "meshd: post-quantum secure mesh agent"
+)]
 struct Cli {
     /// Node configuration file.
     #[arg(long, short)]
@@ -51,7 +55,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meshd: cannot start the runtime: {e}");
@@ -71,7 +78,9 @@ fn main() -> ExitCode {
 fn init_logging(cfg: &NodeConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MESHD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.to_ascii_lowercase()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -58,10 +58,21 @@ struct Node {
 }
 
 pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
-    let Loaded { ca, identity, peers } = loaded;
+    let Loaded {
+        ca,
+        identity,
+        peers,
+    } = loaded;
     let own = identity.certificate().clone();
-    let first_v4 = own.body().addresses.iter().find(|a| a.addr().is_ipv4()).copied();
-    let mut builder = tun_rs::DeviceBuilder::new().name(&cfg.tun.name).mtu(cfg.tun.mtu);
+    let first_v4 = own
+        .body()
+        .addresses
+        .iter()
+        .find(|a| a.addr().is_ipv4())
+        .copied();
+    let mut builder = tun_rs::DeviceBuilder::new()
+        .name(&cfg.tun.name)
+        .mtu(cfg.tun.mtu);
     if let Some(a) = first_v4 {
         if let IpAddr::V4(v4) = a.addr() {
             builder = builder.ipv4(v4, a.prefix_len(), None);
@@ -86,10 +97,16 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(RealCrypto);
     let mut ep = Endpoint::new(crypto, ca, identity, EndpointConfig::default());
     let mut routes = HashMap::new();
+    let mut rng = rand_core::OsRng;
     for p in &peers {
         let id = ep.add_peer(*p.cert.public_key(), p.endpoint, p.persistent_keepalive);
         for a in &p.cert.body().addresses {
             routes.insert(a.addr(), id);
+        }
+        // Handshake with every reachable static peer now, so sessions are
+        // ready before the first packet (and a restarted node resyncs).
+        if p.endpoint.is_some() {
+            ep.initiate(Instant::now(), unix_nanos(), &mut rng, id);
         }
     }
     info!(
@@ -105,10 +122,12 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         routes,
         started: Instant::now(),
         no_route: 0,
-        rng: rand_core::OsRng,
+        rng,
     };
+    node.flush(&udp).await;
 
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
     let mut tun_buf = vec![0u8; 65_536 + TRANSPORT_OVERHEAD];
     let mut udp_buf = vec![0u8; 65_536];
@@ -121,11 +140,11 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         tokio::select! {
             r = tun.recv(&mut tun_buf[TRANSPORT_HEADER_LEN..65_536]) => {
                 let n = r.map_err(|e| format!("TUN read: {e}"))?;
-                node.from_tun(&udp, &mut tun_buf, n).await;
+                node.handle_tun_packet(&udp, &mut tun_buf, n).await;
             }
             r = udp.recv_from(&mut udp_buf) => {
                 match r {
-                    Ok((n, src)) => node.from_udp(&tun, &mut udp_buf[..n], src).await,
+                    Ok((n, src)) => node.handle_udp_datagram(&tun, &mut udp_buf[..n], src).await,
                     Err(e) => debug!("UDP receive error: {e}"),
                 }
             }
@@ -144,14 +163,23 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
 }
 
 impl Node {
-    async fn from_tun(&mut self, udp: &UdpSocket, buf: &mut [u8], n: usize) {
+    async fn handle_tun_packet(&mut self, udp: &UdpSocket, buf: &mut [u8], n: usize) {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
-        let Some(dst) = inner_destination(packet) else { return };
+        let Some(dst) = inner_destination(packet) else {
+            return;
+        };
         let Some(&peer) = self.routes.get(&dst) else {
             self.no_route += 1;
             return;
         };
-        let out = self.ep.send(Instant::now(), unix_nanos(), &mut self.rng, peer, &mut buf[..n + TRANSPORT_OVERHEAD], n);
+        let out = self.ep.send(
+            Instant::now(),
+            unix_nanos(),
+            &mut self.rng,
+            peer,
+            &mut buf[..n + TRANSPORT_OVERHEAD],
+            n,
+        );
         if let SendOutcome::Send { dst, len } = out {
             if let Err(e) = udp.send_to(&buf[..len], dst).await {
                 debug!("UDP send to {dst}: {e}");
@@ -159,10 +187,21 @@ impl Node {
         }
     }
 
-    async fn from_udp(&mut self, tun: &tun_rs::AsyncDevice, buf: &mut [u8], src: SocketAddr) {
-        match self.ep.handle_datagram(Instant::now(), unix_nanos(), &mut self.rng, src, buf) {
+    async fn handle_udp_datagram(
+        &mut self,
+        tun: &tun_rs::AsyncDevice,
+        buf: &mut [u8],
+        src: SocketAddr,
+    ) {
+        match self
+            .ep
+            .handle_datagram(Instant::now(), unix_nanos(), &mut self.rng, src, buf)
+        {
             Received::Data { len, .. } => {
-                if let Err(e) = tun.send(&buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len]).await {
+                if let Err(e) = tun
+                    .send(&buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len])
+                    .await
+                {
                     debug!("TUN write: {e}");
                 }
             }
@@ -179,7 +218,11 @@ impl Node {
         }
         while let Some(ev) = self.ep.poll_event() {
             match ev {
-                Event::HandshakeCompleted { peer, name, initiator } => {
+                Event::HandshakeCompleted {
+                    peer,
+                    name,
+                    initiator,
+                } => {
                     info!(peer = %name, initiator, "hybrid post-quantum handshake completed");
                     if let Some(cert) = self.ep.peer(peer, Instant::now()).and_then(|p| p.cert) {
                         for a in &cert.body().addresses {
@@ -187,8 +230,12 @@ impl Node {
                         }
                     }
                 }
-                Event::HandshakeFailed { src, error, .. } => warn!(%src, %error, "handshake failed"),
-                Event::HandshakeTimedOut { peer, dropped } => warn!(?peer, dropped, "handshake timed out"),
+                Event::HandshakeFailed { src, error, .. } => {
+                    warn!(%src, %error, "handshake failed")
+                }
+                Event::HandshakeTimedOut { peer, dropped } => {
+                    warn!(?peer, dropped, "handshake timed out")
+                }
                 other => debug!(?other, "event"),
             }
         }
@@ -209,7 +256,7 @@ impl Node {
                 if self.no_route > 0 {
                     drops.insert("no_route".into(), self.no_route);
                 }
-                AdminResponse::Status(StatusView {
+                AdminResponse::Status(Box::new(StatusView {
                     version: env!("CARGO_PKG_VERSION").into(),
                     name: id.name().into(),
                     addresses: id.body().addresses.iter().map(|a| a.to_string()).collect(),
@@ -221,9 +268,13 @@ impl Node {
                     peers: peers.len(),
                     sessions: peers.iter().filter(|p| p.has_session).count(),
                     handshakes_completed: s.handshakes_completed,
-                    handshake_failures: s.handshake_failures.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                    handshake_failures: s
+                        .handshake_failures
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
                     drops,
-                })
+                }))
             }
             AdminRequest::Peers => AdminResponse::Peers {
                 peers: self
@@ -231,14 +282,20 @@ impl Node {
                     .peers(now)
                     .into_iter()
                     .map(|p| PeerView {
-                        name: p.cert.as_ref().map(|c| c.name().to_string()).unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16])),
+                        name: p
+                            .cert
+                            .as_ref()
+                            .map(|c| c.name().to_string())
+                            .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16])),
                         addresses: p
                             .cert
                             .as_ref()
                             .map(|c| c.body().addresses.iter().map(|a| a.to_string()).collect())
                             .unwrap_or_default(),
                         endpoint: p.endpoint.map(|e| e.to_string()),
-                        handshake_age_secs: p.last_handshake.map(|t| now.saturating_duration_since(t).as_secs_f64()),
+                        handshake_age_secs: p
+                            .last_handshake
+                            .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                         // Every meshd session comes from the hybrid handshake; there is no classical-only mode.
                         hybrid_post_quantum: p.last_handshake.is_some(),
                         session: p.has_session,

@@ -37,13 +37,16 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
     let c = RealCrypto;
     let now = unix_now();
     let n = &cfg.node;
-    let ca_cert = files::read_certificate(&n.ca_certificate).map_err(|e| format!("node.ca-certificate: {e}"))?;
+    let ca_cert = files::read_certificate(&n.ca_certificate)
+        .map_err(|e| format!("node.ca-certificate: {e}"))?;
     let ca = TrustedCa::new(&c, ca_cert, now)
         .map_err(|e| format!("node.ca-certificate: {}: {e}", n.ca_certificate.display()))?;
-    let cert = files::read_certificate(&n.certificate).map_err(|e| format!("node.certificate: {e}"))?;
+    let cert =
+        files::read_certificate(&n.certificate).map_err(|e| format!("node.certificate: {e}"))?;
     ca.verify_node(&c, &cert, now)
         .map_err(|e| format!("node.certificate: {}: {e}", n.certificate.display()))?;
-    let secret = files::read_private_key(&n.private_key, LABEL_NODE_KEY).map_err(|e| format!("node.private-key: {e}"))?;
+    let secret = files::read_private_key(&n.private_key, LABEL_NODE_KEY)
+        .map_err(|e| format!("node.private-key: {e}"))?;
     let identity = Identity::new(&c, cert, secret).map_err(|_| {
         format!(
             "node.private-key: {} does not belong to the certificate {}; use the key issued with it",
@@ -53,7 +56,8 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
     })?;
     let mut peers = Vec::new();
     for (i, p) in cfg.peers.iter().enumerate() {
-        let cert = files::read_certificate(&p.certificate).map_err(|e| format!("peer[{i}].certificate: {e}"))?;
+        let cert = files::read_certificate(&p.certificate)
+            .map_err(|e| format!("peer[{i}].certificate: {e}"))?;
         ca.verify_node(&c, &cert, now)
             .map_err(|e| format!("peer[{i}].certificate: {}: {e}", p.certificate.display()))?;
         if cert.public_key() == identity.static_public() {
@@ -65,8 +69,14 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
         peers.push(StaticPeer {
             cert,
             endpoint: p.endpoint,
-            persistent_keepalive: p.persistent_keepalive.map(|s| Duration::from_secs(u64::from(s))),
+            persistent_keepalive: p
+                .persistent_keepalive
+                .map(|s| Duration::from_secs(u64::from(s))),
         });
     }
-    Ok(Loaded { ca, identity, peers })
+    Ok(Loaded {
+        ca,
+        identity,
+        peers,
+    })
 }

@@ -6,8 +6,10 @@
 //! handshake, and exchange encrypted packets, printing each step.
 
 mod demo;
+mod tcp;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -27,16 +29,57 @@ enum Command {
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         packets: u32,
     },
+    /// Receive one TCP connection to its end; print its length and BLAKE2s.
+    TcpSink {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Give up after this many seconds without data.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Send a seeded pseudorandom byte stream over TCP; print its length and BLAKE2s.
+    TcpSource {
+        /// Address to connect to.
+        #[arg(long)]
+        connect: std::net::SocketAddr,
+        /// Bytes to send (at most 10 GB).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000))]
+        bytes: u64,
+        /// Stream seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Give up after this many seconds without progress.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::HandshakeDemo { packets } => match demo::run(packets) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("mesh-harness: demo failed: {e}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match Cli::parse().command {
+        Command::HandshakeDemo { packets } => {
+            demo::run(packets).map_err(|e| format!("demo failed: {e}"))
+        }
+        Command::TcpSink {
+            listen,
+            timeout_secs,
+        } => tcp::sink(listen, Duration::from_secs(timeout_secs))
+            .map(|r| println!("{r}"))
+            .map_err(|e| format!("tcp-sink: {e}")),
+        Command::TcpSource {
+            connect,
+            bytes,
+            seed,
+            timeout_secs,
+        } => tcp::source(connect, bytes, seed, Duration::from_secs(timeout_secs))
+            .map(|r| println!("{r}"))
+            .map_err(|e| format!("tcp-source: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mesh-harness: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

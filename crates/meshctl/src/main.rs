@@ -14,6 +14,7 @@ use proto::armor::{LABEL_CA_KEY, LABEL_NODE_KEY, LABEL_NODE_PUBLIC_KEY};
 use proto::cert::{self, hex, CertKind, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::provider::Crypto;
 use rand_core::RngCore;
+use types::admin::{AdminRequest, AdminResponse};
 use types::{CertificateView, IssuedFiles};
 
 #[derive(Parser)]
@@ -38,6 +39,20 @@ enum Command {
     /// Node static keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// This node's state (asks the running meshd).
+    Status(AdminArgs),
+    /// This node's peers: sessions, traffic, handshake age (asks the running meshd).
+    Peers(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// meshd's admin socket.
+    #[arg(long, env = "MESHD_SOCKET", default_value = "/run/meshd/meshd.sock")]
+    socket: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +173,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cert(CertCommand::Issue(a)) => cert_issue(a),
         Command::Cert(CertCommand::Show(a)) => cert_show(a),
         Command::Key(KeyCommand::Generate { out, public_out }) => key_generate(&out, &public_out),
+        Command::Status(a) => status(&a),
+        Command::Peers(a) => peers(&a),
     }
 }
 
@@ -384,6 +401,112 @@ fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
         out.display(),
         public_out.display()
     );
+    Ok(())
+}
+
+/// Sends one request to meshd's admin socket and reads the answer.
+fn ask(socket: &Path, req: &AdminRequest) -> Result<AdminResponse> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+            "{}: meshd is not running (no admin socket); start it with 'meshd --config FILE' or pass --socket",
+            socket.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "{}: permission denied; the admin socket is mode 0600, run meshctl as the user meshd runs as (usually root)",
+            socket.display()
+        ),
+        _ => format!("{}: {e}", socket.display()),
+    })?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    stream.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    match serde_json::from_str(&answer)? {
+        AdminResponse::Error { message } => Err(format!("meshd: {message}").into()),
+        r => Ok(r),
+    }
+}
+
+fn status(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Status(s) = ask(&a.socket, &AdminRequest::Status)? else {
+        return Err("meshd answered something other than a status".into());
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("node '{}'  meshd {}", s.name, s.version);
+    println!("  overlay      {}", s.addresses.join(", "));
+    println!(
+        "  segments     {}",
+        if s.segments.is_empty() {
+            "-".into()
+        } else {
+            s.segments.join(", ")
+        }
+    );
+    println!("  listen       udp {}   tun {}", s.listen, s.tun);
+    println!("  CA           {}", s.ca_fingerprint);
+    println!("  uptime       {}s", s.uptime_secs);
+    println!(
+        "  peers        {} known, {} with a session",
+        s.peers, s.sessions
+    );
+    println!("  handshakes   {} completed", s.handshakes_completed);
+    for (k, v) in &s.handshake_failures {
+        println!("    failed     {v} {k}");
+    }
+    if s.drops.is_empty() {
+        println!("  drops        none");
+    } else {
+        for (k, v) in &s.drops {
+            println!("  dropped      {v} {k}");
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn peers(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Peers { peers } = ask(&a.socket, &AdminRequest::Peers)? else {
+        return Err("meshd answered something other than a peer list".into());
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9}",
+        "NAME", "OVERLAY", "ENDPOINT", "HANDSHAKE", "PQ", "RX", "TX", "RTT"
+    );
+    for p in peers {
+        println!(
+            "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9}",
+            p.name,
+            p.addresses.first().cloned().unwrap_or_else(|| "-".into()),
+            p.endpoint.unwrap_or_else(|| "-".into()),
+            p.handshake_age_secs
+                .map(|s| format!("{s:.0}s ago"))
+                .unwrap_or_else(|| "never".into()),
+            if p.hybrid_post_quantum { "hybrid" } else { "-" },
+            human_bytes(p.rx_bytes),
+            human_bytes(p.tx_bytes),
+            p.last_rtt_ms
+                .map(|r| format!("{r:.2}ms"))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
     Ok(())
 }
 

@@ -329,6 +329,8 @@ struct Peer {
     new_handshake_at: Option<Instant>,
     persistent_at: Option<Instant>,
     last_handshake: Option<Instant>,
+    /// When a packet for an unknown session last made us re-handshake.
+    last_resync: Option<Instant>,
     stats: PeerStats,
 }
 
@@ -363,6 +365,7 @@ pub struct Endpoint {
     peers: Vec<Peer>,
     by_static: HashMap<[u8; 32], PeerId>,
     by_index: HashMap<u32, PeerId>,
+    by_endpoint: HashMap<SocketAddr, PeerId>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     load_window: Option<Instant>,
@@ -400,6 +403,7 @@ impl Endpoint {
             replay_guard: ReplayGuard::default(),
             peers: Vec::new(),
             by_static: HashMap::new(),
+            by_endpoint: HashMap::new(),
             by_index: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -420,11 +424,10 @@ impl Endpoint {
         persistent_keepalive: Option<Duration>,
     ) -> PeerId {
         if let Some(&id) = self.by_static.get(&static_public) {
-            let p = &mut self.peers[id.0 as usize];
-            if endpoint.is_some() {
-                p.endpoint = endpoint;
+            if let Some(e) = endpoint {
+                self.set_endpoint(id, e);
             }
-            p.persistent_keepalive = persistent_keepalive;
+            self.peers[id.0 as usize].persistent_keepalive = persistent_keepalive;
             return id;
         }
         let c = &*self.crypto;
@@ -450,10 +453,28 @@ impl Endpoint {
             new_handshake_at: None,
             persistent_at: None,
             last_handshake: None,
+            last_resync: None,
             stats: PeerStats::default(),
         });
         self.by_static.insert(static_public, id);
+        if let Some(e) = endpoint {
+            self.by_endpoint.insert(e, id);
+        }
         id
+    }
+
+    /// Records `peer`'s underlay address (roaming), keeping the reverse map.
+    fn set_endpoint(&mut self, peer: PeerId, addr: SocketAddr) {
+        let p = &mut self.peers[peer.0 as usize];
+        if p.endpoint == Some(addr) {
+            return;
+        }
+        if let Some(old) = p.endpoint.replace(addr) {
+            if self.by_endpoint.get(&old) == Some(&peer) {
+                self.by_endpoint.remove(&old);
+            }
+        }
+        self.by_endpoint.insert(addr, peer);
     }
 
     /// The peer with this static key.
@@ -803,9 +824,9 @@ impl Endpoint {
             None => return self.drop_datagram(DropReason::UnknownPeer),
         };
         self.by_index.insert(index, peer);
+        self.set_endpoint(peer, src);
         let crypto = &*self.crypto;
         let p = &mut self.peers[peer.0 as usize];
-        p.endpoint = Some(src);
         let name = out.peer_cert.name().to_string();
         p.cert = Some(out.peer_cert);
         let session = Session::new(
@@ -900,10 +921,11 @@ impl Endpoint {
                 return self.drop_datagram(DropReason::HandshakeFailed);
             }
         };
+        self.set_endpoint(peer, src);
+        let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
         let name = out.peer_cert.name().to_string();
         p.cert = Some(out.peer_cert);
-        p.endpoint = Some(src);
         let session = Session::new(
             crypto,
             local_index,
@@ -1006,6 +1028,7 @@ impl Endpoint {
             return self.drop_datagram(DropReason::Malformed);
         };
         let Some(&peer) = self.by_index.get(&h.receiver_index) else {
+            self.resync(now, unix_nanos, rng, src);
             return self.drop_datagram(DropReason::UnknownIndex);
         };
         let p = &mut self.peers[peer.0 as usize];
@@ -1049,8 +1072,8 @@ impl Endpoint {
                 self.flush_queue(now, peer);
             }
         }
+        self.set_endpoint(peer, src);
         let p = &mut self.peers[peer.0 as usize];
-        p.endpoint = Some(src);
         p.stats.rx_packets += 1;
         p.stats.rx_bytes += len as u64;
         p.new_handshake_at = None;
@@ -1079,6 +1102,32 @@ impl Endpoint {
             return self.drop_datagram(DropReason::SpoofedSource);
         }
         Received::Data { peer, len }
+    }
+
+    /// A transport packet for a session we do not have, from the address of
+    /// a known peer: the peer holds state we lost (we restarted, or it missed
+    /// our rekey). Start a handshake at once rather than waiting for its
+    /// 15-second new-handshake timer. Limited to once per REKEY_TIMEOUT per
+    /// peer, so a spoofed flood costs at most one initiation per 5 s.
+    fn resync(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+    ) {
+        let Some(&peer) = self.by_endpoint.get(&src) else {
+            return;
+        };
+        let p = &mut self.peers[peer.0 as usize];
+        let recent = p
+            .last_resync
+            .is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT);
+        if p.pending.is_some() || recent {
+            return;
+        }
+        p.last_resync = Some(now);
+        self.initiate(now, unix_nanos, rng, peer);
     }
 
     /// The earliest deadline at which [`Endpoint::handle_timeout`] has work.

@@ -551,3 +551,45 @@ fn reassembly_state_stays_bounded_under_a_fragment_flood() {
     net.advance(Duration::from_secs(6));
     assert_eq!(net.b.ep.reassembly_len(), 0);
 }
+
+#[test]
+fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    // B restarts: same identity, no sessions.
+    let mesh = Mesh::new(1);
+    let bob = mesh.node("bob", 2);
+    let alice_pub = *mesh.node("alice", 1).static_public();
+    net.b.ep = Endpoint::new(crypto(), mesh.ca.clone(), bob, EndpointConfig::default());
+    net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
+    net.now += Duration::from_secs(1);
+    // A's packet on the old session is unknown to B, which re-handshakes at once.
+    net.send(true, b"lost");
+    let pkt = net.wire.pop().unwrap();
+    assert_eq!(
+        net.deliver(pkt.0, pkt.1),
+        Received::Dropped(DropReason::UnknownIndex)
+    );
+    assert_eq!(net.b.ep.stats().initiations_sent, 1);
+    net.pump();
+    assert!(matches!(net.send(true, b"back"), SendOutcome::Send { .. }));
+    net.pump();
+    assert!(
+        net.b.inbox.last().unwrap().ends_with(b"back"),
+        "traffic resumed without waiting 15 s"
+    );
+    // A flood of stale packets triggers no more than one initiation per REKEY_TIMEOUT.
+    let before = net.b.ep.stats().initiations_sent;
+    let (now, unix) = (net.now, net.unix());
+    let mut rng = net.rng.clone();
+    for _ in 0..100 {
+        let mut junk = vec![0u8; 48];
+        junk[0] = 4;
+        junk[4] = 0xee;
+        net.b
+            .ep
+            .handle_datagram(now, unix, &mut rng, addr(1), &mut junk);
+    }
+    assert!(net.b.ep.stats().initiations_sent <= before + 1);
+}

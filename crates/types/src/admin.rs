@@ -21,7 +21,7 @@ pub enum AdminRequest {
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum AdminResponse {
     /// Answer to `status`.
-    Status(StatusView),
+    Status(Box<StatusView>),
     /// Answer to `peers`.
     Peers {
         /// The peers.

@@ -213,7 +213,13 @@ impl NodeConfig {
                 t.mtu
             ));
         }
-        if t.name.is_empty() || t.name.len() > 15 || !t.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        if t.name.is_empty()
+            || t.name.len() > 15
+            || !t
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
             return Err(format!(
                 "field `tun.name`: '{}' is not a valid interface name; use 1 to 15 characters of letters, digits, - _ .",
                 t.name
@@ -300,14 +306,29 @@ ca-certificate = "ca.crt"
     #[test]
     fn errors_name_line_field_and_fix() {
         let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nnmae = \"x\"\n")).unwrap_err();
-        assert!(e.contains("line 8") && e.contains("nmae") && e.contains("spelling"), "{e}");
+        assert!(
+            e.contains("line 8") && e.contains("nmae") && e.contains("spelling"),
+            "{e}"
+        );
         let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nmtu = 100\n")).unwrap_err();
         assert!(e.contains("tun.mtu") && e.contains("1280"), "{e}");
         let e = NodeConfig::parse("[node]\ncertificate = \"a\"\n").unwrap_err();
-        assert!(e.contains("missing field") && e.contains("private-key"), "{e}");
-        let e = NodeConfig::parse(&format!("{MIN}\n[metrics]\naddress = \"198.18.0.1:9720\"\n")).unwrap_err();
-        assert!(e.contains("metrics.address") && e.contains("loopback"), "{e}");
+        assert!(
+            e.contains("missing field") && e.contains("private-key"),
+            "{e}"
+        );
+        let e = NodeConfig::parse(&format!(
+            "{MIN}\n[metrics]\naddress = \"198.18.0.1:9720\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("metrics.address") && e.contains("loopback"),
+            "{e}"
+        );
         let e = NodeConfig::parse(&format!("{MIN}\n[listen]\naddress = \"nope\"\n")).unwrap_err();
-        assert!(e.contains("line 8") && e.contains("listen") || e.contains("line 8"), "{e}");
+        assert!(
+            e.contains("line 8") && e.contains("listen") || e.contains("line 8"),
+            "{e}"
+        );
     }
 }

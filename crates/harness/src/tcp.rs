@@ -1,0 +1,58 @@
+//! `tcp-source` and `tcp-sink`: a bounded TCP transfer whose content is
+//! verified end to end. The source sends `bytes` of a seeded ChaCha20
+//! stream; both sides print `bytes=N blake2s=HEX`, so a test compares them.
+
+use std::error::Error;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use blake2::{Blake2s256, Digest};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+fn report(n: u64, h: Blake2s256) -> String {
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("bytes={n} blake2s={hex}")
+}
+
+/// Accepts one connection on `listen` and reads it to the end.
+pub fn sink(listen: SocketAddr, timeout: Duration) -> Result<String> {
+    let l = TcpListener::bind(listen)?;
+    let (mut s, _) = l.accept()?;
+    s.set_read_timeout(Some(timeout))?;
+    let mut h = Blake2s256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok(report(n, h))
+}
+
+/// Connects to `connect` and sends `bytes` of the stream seeded by `seed`.
+pub fn source(connect: SocketAddr, bytes: u64, seed: u64, timeout: Duration) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&connect, timeout)?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut h = Blake2s256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let k = (buf.len() as u64).min(left) as usize;
+        rng.fill_bytes(&mut buf[..k]);
+        s.write_all(&buf[..k])?;
+        h.update(&buf[..k]);
+        left -= k as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    Ok(report(bytes, h))
+}

@@ -1,0 +1,278 @@
+//! Real meshd agents in network namespaces (root; CI runs as root). Each test
+//! builds its own hosts (underlay 198.18.0.0/24 over a bridge, overlay
+//! 100.64.0.0/10) and removes them on drop, also on failure.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use meshd_tests::{binary, Mesh, MeshOptions};
+use serde_json::Value;
+
+fn meshctl_json(mesh: &Mesh, host: usize, what: &str) -> Value {
+    let out = mesh.meshctl(&[
+        what,
+        "--json",
+        "--socket",
+        mesh.hosts[host].socket.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn drops(mesh: &Mesh, host: usize, reason: &str) -> u64 {
+    meshctl_json(mesh, host, "status")["drops"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_hosts_ping_and_transfer_100mb_with_checksum() {
+    let mut mesh = Mesh::new(3, MeshOptions::default());
+    mesh.start_all();
+    for (a, b) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
+        assert!(
+            mesh.ping(a, b, 3),
+            "ping h{a} -> h{b} failed:\n{}",
+            mesh.log(a)
+        );
+    }
+    // 100 MB over TCP from h0 to h2, content verified end to end.
+    let harness = binary("mesh-harness");
+    let h = harness.to_str().unwrap();
+    let sink = mesh.spawn(
+        2,
+        &[
+            h,
+            "tcp-sink",
+            "--listen",
+            "100.64.0.3:5001",
+            "--timeout-secs",
+            "60",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let src = mesh.exec(
+        0,
+        &[
+            h,
+            "tcp-source",
+            "--connect",
+            "100.64.0.3:5001",
+            "--bytes",
+            "100000000",
+            "--seed",
+            "7",
+        ],
+    );
+    assert!(
+        src.status.success(),
+        "tcp-source: {}",
+        String::from_utf8_lossy(&src.stderr)
+    );
+    let sink = sink.wait_with_output().unwrap();
+    assert!(
+        sink.status.success(),
+        "tcp-sink: {}",
+        String::from_utf8_lossy(&sink.stderr)
+    );
+    let (sent, got) = (
+        String::from_utf8_lossy(&src.stdout),
+        String::from_utf8_lossy(&sink.stdout),
+    );
+    assert!(sent.starts_with("bytes=100000000 "), "{sent}");
+    assert_eq!(sent.trim(), got.trim(), "content differs");
+
+    // Every session is a hybrid post-quantum one, and traffic was counted.
+    let peers = meshctl_json(&mesh, 0, "peers");
+    let peers = peers.as_array().unwrap();
+    assert_eq!(peers.len(), 2);
+    for p in peers {
+        assert_eq!(p["hybrid-post-quantum"], Value::Bool(true), "{p}");
+        assert_eq!(p["session"], Value::Bool(true), "{p}");
+    }
+    let to_h2 = peers.iter().find(|p| p["name"] == "h2").unwrap();
+    assert!(to_h2["tx-bytes"].as_u64().unwrap() > 100_000_000, "{to_h2}");
+    let status = meshctl_json(&mesh, 0, "status");
+    assert_eq!(status["name"], "h0");
+    assert_eq!(status["sessions"], 2);
+    // Human output too.
+    let human = String::from_utf8(
+        mesh.meshctl(&["peers", "--socket", mesh.hosts[0].socket.to_str().unwrap()])
+            .stdout,
+    )
+    .unwrap();
+    assert!(human.contains("h1") && human.contains("hybrid"), "{human}");
+}
+
+#[test]
+fn sigterm_removes_socket_and_tun_device() {
+    let mut mesh = Mesh::new(1, MeshOptions::default());
+    mesh.start(0);
+    let link = mesh.exec(0, &["ip", "link", "show", "meshd0"]);
+    assert!(link.status.success(), "TUN device exists while running");
+    let addr =
+        String::from_utf8_lossy(&mesh.exec(0, &["ip", "-4", "addr", "show", "meshd0"]).stdout)
+            .to_string();
+    assert!(addr.contains("100.64.0.1/10"), "{addr}");
+    let status = mesh.terminate(0);
+    assert!(status.success(), "exit status {status}");
+    assert!(!mesh.hosts[0].socket.exists(), "admin socket removed");
+    assert!(
+        !mesh
+            .exec(0, &["ip", "link", "show", "meshd0"])
+            .status
+            .success(),
+        "TUN device removed"
+    );
+}
+
+#[test]
+fn kill_9_and_restart_traffic_resumes_within_2s() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 2));
+    mesh.kill9(1);
+    mesh.start(1);
+    let t = Instant::now();
+    // h0 still holds the old session; h1 lost it. Traffic must come back fast.
+    let mut ok = false;
+    while t.elapsed() < Duration::from_secs(2) {
+        let o = mesh.exec(0, &["ping", "-c", "1", "-W", "1", "100.64.0.2"]);
+        if o.status.success() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(
+        ok,
+        "no reply within 2 s of restart ({:?}):\n{}\n{}",
+        t.elapsed(),
+        mesh.log(0),
+        mesh.log(1)
+    );
+}
+
+#[test]
+fn host_with_certificate_from_another_ca_cannot_join() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    // h1 becomes a rogue node: its own CA, its own certificate, and — since a
+    // rogue CA can sign anything — a forged certificate for h0 carrying h0's
+    // real name, address and static key, so that h1's meshd dials the real h0.
+    let rogue = mesh.dir.join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    let h0 = proto::cert::Certificate::from_armor(
+        &std::fs::read_to_string(mesh.dir.join("h0.crt")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        rogue.join("h0.pub"),
+        proto::armor::encode(proto::armor::LABEL_NODE_PUBLIC_KEY, h0.public_key()),
+    )
+    .unwrap();
+    let meshctl = binary("meshctl");
+    let run = |args: &[&str]| {
+        meshd_tests::run(
+            std::process::Command::new(&meshctl)
+                .current_dir(&rogue)
+                .args(args),
+        )
+    };
+    run(&["ca", "init", "--name", "rogue"]);
+    run(&["cert", "issue", "--name", "h1", "--ip", "100.64.0.2/10"]);
+    run(&[
+        "cert",
+        "issue",
+        "--name",
+        "h0",
+        "--ip",
+        "100.64.0.1/10",
+        "--public-key",
+        "h0.pub",
+    ]);
+    let cfg = std::fs::read_to_string(&mesh.hosts[1].config)
+        .unwrap()
+        .replace("\"h1.", "\"rogue/h1.")
+        .replace("\"h0.", "\"rogue/h0.")
+        .replace("\"ca.crt\"", "\"rogue/ca.crt\"");
+    std::fs::write(&mesh.hosts[1].config, cfg).unwrap();
+    // Loading a real mesh certificate under the rogue CA fails with a clear error.
+    let mut mixed = std::fs::read_to_string(&mesh.hosts[1].config).unwrap();
+    mixed = mixed.replace(
+        "\"rogue/h0.crt\"",
+        &format!("\"{}\"", mesh.dir.join("h0.crt").display()),
+    );
+    let mixed_path = mesh.dir.join("mixed.toml");
+    std::fs::write(&mixed_path, mixed).unwrap();
+    let check = std::process::Command::new(binary("meshd"))
+        .args(["--check", "--config", mixed_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        err.contains("peer[0].certificate") && err.contains("issued by CA"),
+        "{err}"
+    );
+
+    mesh.start_all();
+    // The rogue node's handshakes reach h0 and are refused there.
+    assert!(!mesh.ping(1, 0, 3), "a node of another CA reached h0");
+    let status = meshctl_json(&mesh, 0, "status");
+    assert!(
+        status["handshake-failures"]["certificate"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "h0 should count certificate failures: {status}"
+    );
+    assert_eq!(status["sessions"], 0, "{status}");
+    assert_eq!(meshctl_json(&mesh, 1, "status")["sessions"], 0);
+}
+
+#[test]
+fn handshake_completes_over_an_mtu_1280_underlay() {
+    let mut mesh = Mesh::new(
+        2,
+        MeshOptions {
+            underlay_mtu: 1280,
+            // The overlay keeps the IPv6 minimum; large data packets are then
+            // fragmented by the underlay kernel, but handshake datagrams never are.
+            tun_mtu: 1280,
+        },
+    );
+    mesh.start_all();
+    // No fragment may exceed 1280 bytes on the wire: the path carries nothing larger.
+    assert!(mesh.ping(0, 1, 3), "{}\n{}", mesh.log(0), mesh.log(1));
+    let peers = meshctl_json(&mesh, 0, "peers");
+    assert_eq!(peers[0]["hybrid-post-quantum"], Value::Bool(true));
+}
+
+#[test]
+fn spoofed_inner_source_is_dropped_and_counted() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 1));
+    // h0 gives itself an address that is not in its certificate and sends from it.
+    let o = mesh.exec(0, &["ip", "addr", "add", "100.64.0.99/32", "dev", "meshd0"]);
+    assert!(o.status.success());
+    let o = mesh.exec(
+        0,
+        &[
+            "ping",
+            "-c",
+            "3",
+            "-W",
+            "1",
+            "-I",
+            "100.64.0.99",
+            "100.64.0.2",
+        ],
+    );
+    assert!(!o.status.success(), "spoofed pings must not be answered");
+    assert!(
+        drops(&mesh, 1, "spoofed_source") >= 3,
+        "{}",
+        meshctl_json(&mesh, 1, "status")
+    );
+    // The genuine address still works.
+    assert!(mesh.ping(0, 1, 1));
+}
