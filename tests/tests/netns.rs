@@ -276,3 +276,104 @@ fn spoofed_inner_source_is_dropped_and_counted() {
     // The genuine address still works.
     assert!(mesh.ping(0, 1, 1));
 }
+
+#[test]
+fn malformed_datagram_flood_is_dropped_and_counted_and_the_session_survives() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 1));
+    let harness = binary("mesh-harness");
+    let o = mesh.exec(
+        0,
+        &[
+            harness.to_str().unwrap(),
+            "udp-junk",
+            "--to",
+            "198.18.0.2:51820",
+            "--count",
+            "20000",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status = meshctl_json(&mesh, 1, "status");
+    let dropped: u64 = status["drops"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    // UDP on a veth may lose a few under burst; nearly all must be counted.
+    assert!(
+        dropped >= 19_000,
+        "only {dropped} of 20000 junk datagrams counted: {status}"
+    );
+    assert!(
+        status["drops"]["malformed"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+    assert_eq!(status["sessions"], 1, "{status}");
+    assert!(mesh.ping(0, 1, 3), "session broken by junk");
+    assert!(mesh.ping(1, 0, 1));
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text_on_loopback() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 2));
+    let o = mesh.exec(
+        0,
+        &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9720; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(
+        text.contains("# TYPE meshd_handshakes_completed_total counter"),
+        "{text}"
+    );
+    let completed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("meshd_handshakes_completed_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap();
+    assert!(completed >= 1, "{text}");
+    assert!(
+        text.contains("meshd_dropped_packets_total{reason=\"spoofed_source\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("meshd_sessions 1"), "{text}");
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_file_field_and_fix() {
+    let mesh = Mesh::new(1, MeshOptions::default());
+    let meshd = binary("meshd");
+    let cfg = std::fs::read_to_string(&mesh.hosts[0].config).unwrap();
+    let cases = [
+        (cfg.replace("mtu = 1420", "mtu = 99999"), "tun.mtu"),
+        (cfg.replace("[tun]", "[tun]\nmtuu = 1"), "unknown field"),
+        (
+            cfg.replace("private-key = \"h0.key\"", "private-key = \"missing.key\""),
+            "node.private-key",
+        ),
+        (
+            cfg.replace("certificate = \"h0.crt\"", "certificate = \"h1.key\""),
+            "node.certificate",
+        ),
+    ];
+    for (i, (text, expect)) in cases.iter().enumerate() {
+        let path = mesh.dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let o = std::process::Command::new(&meshd)
+            .args(["--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "case {i} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("bad{i}.toml")) && err.contains(expect),
+            "case {i}: {err}"
+        );
+    }
+    let _ = mesh;
+}

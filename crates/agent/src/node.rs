@@ -30,6 +30,7 @@ use types::admin::{AdminRequest, AdminResponse, PeerView, StatusView};
 use types::config::NodeConfig;
 
 use crate::admin::{self, Pending, SocketGuard};
+use crate::metrics;
 use crate::setup::Loaded;
 
 fn unix_nanos() -> u64 {
@@ -92,6 +93,10 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     let listener = admin::bind(&cfg.admin.socket)?;
     let _socket_guard = SocketGuard(cfg.admin.socket.clone());
     let (admin_tx, mut admin_rx) = mpsc::channel::<Pending>(16);
+    if let Some(addr) = cfg.metrics.address {
+        let l = metrics::bind(addr).await?;
+        tokio::spawn(metrics::serve(l, admin_tx.clone()));
+    }
     tokio::spawn(admin::serve(listener, admin_tx));
 
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(RealCrypto);
@@ -276,6 +281,14 @@ impl Node {
                     drops,
                 }))
             }
+            AdminRequest::Metrics => AdminResponse::Metrics {
+                text: metrics::render(
+                    &self.ep,
+                    now,
+                    self.started.elapsed().as_secs(),
+                    self.no_route,
+                ),
+            },
             AdminRequest::Peers => AdminResponse::Peers {
                 peers: self
                     .ep

@@ -38,6 +38,19 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
     },
+    /// Send malformed datagrams (random bytes, truncated headers, fake
+    /// transport packets, fragments with bad MACs) to a meshd UDP port.
+    UdpJunk {
+        /// meshd's underlay address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// How many datagrams (at most 1000000).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        /// Seed of the junk generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Send a seeded pseudorandom byte stream over TCP; print its length and BLAKE2s.
     TcpSource {
         /// Address to connect to.
@@ -66,6 +79,9 @@ fn main() -> ExitCode {
         } => tcp::sink(listen, Duration::from_secs(timeout_secs))
             .map(|r| println!("{r}"))
             .map_err(|e| format!("tcp-sink: {e}")),
+        Command::UdpJunk { to, count, seed } => tcp::udp_junk(to, count, seed)
+            .map(|n| println!("sent={n}"))
+            .map_err(|e| format!("udp-junk: {e}")),
         Command::TcpSource {
             connect,
             bytes,

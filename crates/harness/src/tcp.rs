@@ -1,6 +1,7 @@
 //! `tcp-source` and `tcp-sink`: a bounded TCP transfer whose content is
 //! verified end to end. The source sends `bytes` of a seeded ChaCha20
 //! stream; both sides print `bytes=N blake2s=HEX`, so a test compares them.
+//! And `udp-junk`: a bounded burst of malformed datagrams.
 
 use std::error::Error;
 use std::io::{Read, Write};
@@ -55,4 +56,49 @@ pub fn source(connect: SocketAddr, bytes: u64, seed: u64, timeout: Duration) -> 
     }
     s.shutdown(std::net::Shutdown::Write)?;
     Ok(report(bytes, h))
+}
+
+/// Sends `count` malformed datagrams of four shapes to `to`; returns how many
+/// were sent.
+pub fn udp_junk(to: SocketAddr, count: u64, seed: u64) -> Result<u64> {
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let s = std::net::UdpSocket::bind(bind)?;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut buf = vec![0u8; 1500];
+    for i in 0..count {
+        let len = match i % 4 {
+            // Random bytes of random length.
+            0 => 1 + (rng.next_u32() as usize % 1400),
+            // Truncated headers.
+            1 => rng.next_u32() as usize % 16,
+            // Transport packets for sessions that do not exist / bad tags.
+            2 => 32 + (rng.next_u32() as usize % 1400),
+            // Handshake fragments with garbage MACs.
+            _ => 64 + (rng.next_u32() as usize % 1100),
+        };
+        rng.fill_bytes(&mut buf[..len]);
+        match i % 4 {
+            2 => {
+                buf[0] = 4;
+                buf[1..4].fill(0);
+            }
+            3 => {
+                buf[0] = 1;
+                buf[1] = 0;
+                buf[2] = 1;
+                buf[3] = 0;
+            }
+            _ => {}
+        }
+        s.send_to(&buf[..len], to)?;
+        if i % 256 == 255 {
+            // Stay bounded in rate as well as count.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(count)
 }

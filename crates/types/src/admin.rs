@@ -14,6 +14,8 @@ pub enum AdminRequest {
     Status,
     /// Every peer.
     Peers,
+    /// Prometheus text exposition of the node's counters.
+    Metrics,
 }
 
 /// A response.
@@ -26,6 +28,11 @@ pub enum AdminResponse {
     Peers {
         /// The peers.
         peers: Vec<PeerView>,
+    },
+    /// Answer to `metrics`.
+    Metrics {
+        /// Prometheus text format, version 0.0.4.
+        text: String,
     },
     /// The request failed.
     Error {

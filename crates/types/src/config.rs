@@ -267,21 +267,39 @@ impl NodeConfig {
 
 fn format_toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            let src = text.lines().nth(line - 1).unwrap_or("").trim();
-            let hint = if msg.contains("unknown field") {
-                "; check the spelling against configs/node.example.toml"
-            } else if msg.contains("missing field") {
-                "; add it (see configs/node.example.toml)"
-            } else {
-                ""
-            };
-            format!("line {line}: {msg} (in `{src}`){hint}")
-        }
-        None => msg,
-    }
+    let Some(span) = e.span() else { return msg };
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+    // Name the field as `section.key`: the last table header above the
+    // error, and the key on the error's line.
+    let section = text
+        .lines()
+        .take(line)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("[[")
+                .and_then(|r| r.strip_suffix("]]"))
+                .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+        })
+        .last();
+    let key = src
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty());
+    let field = match (section, key) {
+        (Some(s), Some(k)) => format!(", field `{s}.{k}`"),
+        (None, Some(k)) => format!(", field `{k}`"),
+        (Some(s), None) => format!(", table `[{s}]`"),
+        (None, None) => String::new(),
+    };
+    let hint = if msg.contains("unknown field") {
+        "; check the spelling against configs/node.example.toml"
+    } else if msg.contains("missing field") {
+        "; add it (see configs/node.example.toml)"
+    } else {
+        "; see configs/node.example.toml for the expected form"
+    };
+    format!("line {line}{field}: {msg} (in `{src}`){hint}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,187 @@
+//! Prometheus text exposition on a loopback TCP port (`GET /metrics`).
+//!
+//! The text is rendered on each scrape from the endpoint's own counters
+//! (through the node loop, like an admin request), so no counter is kept
+//! twice.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use proto::endpoint::{DropReason, Endpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use types::admin::{AdminRequest, AdminResponse};
+
+use crate::admin::Pending;
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("metrics.address: cannot bind {addr}: {e}"))
+}
+
+/// Serves scrapes until the process ends.
+pub async fn serve(listener: TcpListener, to_node: mpsc::Sender<Pending>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let to_node = to_node.clone();
+        tokio::spawn(async move {
+            let mut req = [0u8; 1024];
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                stream.read(&mut req),
+            )
+            .await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let head = String::from_utf8_lossy(&req[..n]);
+            let (status, body) = if head.starts_with("GET /metrics") || head.starts_with("GET / ") {
+                let (tx, rx) = oneshot::channel();
+                if to_node.send((AdminRequest::Metrics, tx)).await.is_err() {
+                    return;
+                }
+                match rx.await {
+                    Ok(AdminResponse::Metrics { text }) => ("200 OK", text),
+                    _ => (
+                        "503 Service Unavailable",
+                        "meshd is shutting down\n".to_string(),
+                    ),
+                }
+            } else {
+                ("404 Not Found", "try GET /metrics\n".to_string())
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders the endpoint's counters.
+pub fn render(ep: &Endpoint, now: std::time::Instant, uptime_secs: u64, no_route: u64) -> String {
+    let mut o = String::new();
+    let peers = ep.peers(now);
+    let s = ep.stats();
+    family(
+        &mut o,
+        "meshd_uptime_seconds",
+        "gauge",
+        "Seconds since meshd started.",
+    );
+    let _ = writeln!(o, "meshd_uptime_seconds {uptime_secs}");
+    family(&mut o, "meshd_peers", "gauge", "Peers known.");
+    let _ = writeln!(o, "meshd_peers {}", peers.len());
+    family(
+        &mut o,
+        "meshd_sessions",
+        "gauge",
+        "Peers with a usable session.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_sessions {}",
+        peers.iter().filter(|p| p.has_session).count()
+    );
+    let (mut txp, mut rxp, mut txb, mut rxb) = (0u64, 0u64, 0u64, 0u64);
+    for p in &peers {
+        txp += p.stats.tx_packets;
+        rxp += p.stats.rx_packets;
+        txb += p.stats.tx_bytes;
+        rxb += p.stats.rx_bytes;
+    }
+    family(
+        &mut o,
+        "meshd_packets_total",
+        "counter",
+        "Transport packets, including keepalives.",
+    );
+    let _ = writeln!(o, "meshd_packets_total{{direction=\"tx\"}} {txp}");
+    let _ = writeln!(o, "meshd_packets_total{{direction=\"rx\"}} {rxp}");
+    family(
+        &mut o,
+        "meshd_bytes_total",
+        "counter",
+        "Inner (overlay) payload bytes.",
+    );
+    let _ = writeln!(o, "meshd_bytes_total{{direction=\"tx\"}} {txb}");
+    let _ = writeln!(o, "meshd_bytes_total{{direction=\"rx\"}} {rxb}");
+    family(
+        &mut o,
+        "meshd_handshakes_completed_total",
+        "counter",
+        "Hybrid handshakes completed, either role.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_handshakes_completed_total {}",
+        s.handshakes_completed
+    );
+    family(
+        &mut o,
+        "meshd_handshake_initiations_sent_total",
+        "counter",
+        "Handshake initiations sent, including retries.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_handshake_initiations_sent_total {}",
+        s.initiations_sent
+    );
+    family(
+        &mut o,
+        "meshd_handshake_failures_total",
+        "counter",
+        "Handshakes rejected, by reason.",
+    );
+    let mut reasons: Vec<_> = s.handshake_failures.iter().collect();
+    reasons.sort();
+    for (reason, n) in reasons {
+        let _ = writeln!(
+            o,
+            "meshd_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
+    family(
+        &mut o,
+        "meshd_cookie_replies_sent_total",
+        "counter",
+        "Cookie replies sent under handshake load.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_cookie_replies_sent_total {}",
+        s.cookie_replies_sent
+    );
+    family(
+        &mut o,
+        "meshd_dropped_packets_total",
+        "counter",
+        "Packets and datagrams dropped, by reason.",
+    );
+    for r in DropReason::ALL {
+        let _ = writeln!(
+            o,
+            "meshd_dropped_packets_total{{reason=\"{}\"}} {}",
+            r.name(),
+            s.drops(r)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "meshd_dropped_packets_total{{reason=\"no_route\"}} {no_route}"
+    );
+    o
+}
