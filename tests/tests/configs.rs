@@ -1,0 +1,46 @@
+//! Every file in `configs/` parses (and the unit file has what systemd needs).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::PathBuf;
+
+use types::config::NodeConfig;
+
+fn configs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs")
+}
+
+#[test]
+fn every_file_in_configs_parses() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(configs()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") if name.ends_with(".toml") => {
+                let cfg = NodeConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!cfg.peers.is_empty(), "{name}: examples list at least one peer");
+                seen += 1;
+            }
+            Some("service") => {
+                for key in ["ExecStart=", "AmbientCapabilities=CAP_NET_ADMIN", "[Install]"] {
+                    assert!(text.contains(key), "{name} lacks {key}");
+                }
+                seen += 1;
+            }
+            _ => panic!("{}: no test parses this kind of file; add one", path.display()),
+        }
+    }
+    assert!(seen >= 4, "{seen}");
+}
+
+#[test]
+fn example_documents_every_default() {
+    let text = std::fs::read_to_string(configs().join("node.example.toml")).unwrap();
+    let example = NodeConfig::parse(&text).unwrap();
+    let minimal = NodeConfig::parse(
+        "[node]\ncertificate = \"/etc/meshd/node.crt\"\nprivate-key = \"/etc/meshd/node.key\"\nca-certificate = \"/etc/meshd/ca.crt\"\n[[peer]]\ncertificate = \"/etc/meshd/peers/beta.crt\"\nendpoint = \"198.18.0.2:51820\"\n",
+    )
+    .unwrap();
+    assert_eq!(example, minimal, "node.example.toml must show the defaults as they are");
+}
