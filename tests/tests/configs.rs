@@ -18,17 +18,28 @@ fn every_file_in_configs_parses() {
         let text = std::fs::read_to_string(&path).unwrap();
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") if name.ends_with(".toml") => {
-                let cfg = NodeConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                assert!(!cfg.peers.is_empty(), "{name}: examples list at least one peer");
+                let cfg =
+                    NodeConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(
+                    !cfg.peers.is_empty(),
+                    "{name}: examples list at least one peer"
+                );
                 seen += 1;
             }
             Some("service") => {
-                for key in ["ExecStart=", "AmbientCapabilities=CAP_NET_ADMIN", "[Install]"] {
+                for key in [
+                    "ExecStart=",
+                    "AmbientCapabilities=CAP_NET_ADMIN",
+                    "[Install]",
+                ] {
                     assert!(text.contains(key), "{name} lacks {key}");
                 }
                 seen += 1;
             }
-            _ => panic!("{}: no test parses this kind of file; add one", path.display()),
+            _ => panic!(
+                "{}: no test parses this kind of file; add one",
+                path.display()
+            ),
         }
     }
     assert!(seen >= 4, "{seen}");
@@ -42,5 +53,8 @@ fn example_documents_every_default() {
         "[node]\ncertificate = \"/etc/meshd/node.crt\"\nprivate-key = \"/etc/meshd/node.key\"\nca-certificate = \"/etc/meshd/ca.crt\"\n[[peer]]\ncertificate = \"/etc/meshd/peers/beta.crt\"\nendpoint = \"198.18.0.2:51820\"\n",
     )
     .unwrap();
-    assert_eq!(example, minimal, "node.example.toml must show the defaults as they are");
+    assert_eq!(
+        example, minimal,
+        "node.example.toml must show the defaults as they are"
+    );
 }

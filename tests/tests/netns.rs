@@ -377,3 +377,61 @@ fn bad_configuration_exits_non_zero_naming_file_field_and_fix() {
     }
     let _ = mesh;
 }
+
+#[test]
+fn meshctl_ping_reports_round_trips_through_the_overlay() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    let out = mesh.meshctl(&["ping", "h1", "-c", "3", "-i", "100", "--socket", &sock]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("reply from h1 (100.64.0.2) via direct 198.18.0.2:51820"),
+        "{text}"
+    );
+    assert!(text.contains("3 sent, 3 received, 0% loss"), "{text}");
+    let out = mesh.meshctl(&[
+        "ping",
+        "100.64.0.2",
+        "-c",
+        "2",
+        "-i",
+        "50",
+        "--json",
+        "--socket",
+        &sock,
+    ]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for probe in v.as_array().unwrap() {
+        let rtt = probe["rtt-ms"].as_f64().unwrap();
+        assert!(rtt > 0.0 && rtt < 1000.0, "{probe}");
+        assert_eq!(probe["path"], "direct");
+    }
+    // The RTT shows up in `meshctl peers`.
+    let peers = meshctl_json(&mesh, 0, "peers");
+    assert!(peers[0]["last-rtt-ms"].as_f64().is_some(), "{peers}");
+    // Unknown targets and a stopped meshd give clear errors.
+    let o = std::process::Command::new(binary("meshctl"))
+        .args(["ping", "nobody", "-c", "1", "--socket", &sock])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no peer named or addressed 'nobody'"));
+    mesh.terminate(1);
+    let o = std::process::Command::new(binary("meshctl"))
+        .args(["ping", "h1", "-c", "1", "-W", "300", "--socket", &sock])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "no reply once h1 is gone");
+    mesh.terminate(0);
+    let o = std::process::Command::new(binary("meshctl"))
+        .args(["status", "--socket", &sock])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("meshd is not running") && err.contains(&sock),
+        "{err}"
+    );
+}

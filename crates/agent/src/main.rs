@@ -7,6 +7,7 @@
 mod admin;
 mod metrics;
 mod node;
+mod ping;
 mod setup;
 
 use std::path::PathBuf;

@@ -26,11 +26,12 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use types::admin::{AdminRequest, AdminResponse, PeerView, StatusView};
+use types::admin::{AdminRequest, AdminResponse, PeerView, PingView, StatusView};
 use types::config::NodeConfig;
 
 use crate::admin::{self, Pending, SocketGuard};
 use crate::metrics;
+use crate::ping::{self, Pinger};
 use crate::setup::Loaded;
 
 fn unix_nanos() -> u64 {
@@ -50,6 +51,8 @@ fn inner_destination(packet: &[u8]) -> Option<IpAddr> {
 }
 
 struct Node {
+    pinger: Pinger,
+    last_rtt: HashMap<PeerId, f64>,
     cfg: NodeConfig,
     ep: Endpoint,
     routes: HashMap<IpAddr, PeerId>,
@@ -122,6 +125,8 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         "meshd started"
     );
     let mut node = Node {
+        pinger: Pinger::new(rand_core::RngCore::next_u32(&mut rng) as u16),
+        last_rtt: HashMap::new(),
         cfg,
         ep,
         routes,
@@ -137,9 +142,10 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     let mut tun_buf = vec![0u8; 65_536 + TRANSPORT_OVERHEAD];
     let mut udp_buf = vec![0u8; 65_536];
     loop {
-        let deadline = node
-            .ep
-            .poll_timeout()
+        let deadline = [node.ep.poll_timeout(), node.pinger.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
@@ -155,9 +161,13 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             }
             _ = tokio::time::sleep_until(deadline) => {
                 node.ep.handle_timeout(Instant::now(), unix_nanos(), &mut node.rng);
+                node.pinger.expire(Instant::now());
             }
             Some((req, reply)) = admin_rx.recv() => {
-                let _ = reply.send(node.answer(req));
+                match req {
+                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&udp, &target, timeout_ms, reply).await,
+                    req => { let _ = reply.send(node.answer(req)); }
+                }
             }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
@@ -202,7 +212,14 @@ impl Node {
             .ep
             .handle_datagram(Instant::now(), unix_nanos(), &mut self.rng, src, buf)
         {
-            Received::Data { len, .. } => {
+            Received::Data { len, peer } => {
+                let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+                if let Some(seq) = ping::echo_reply_seq(packet, self.pinger.ident) {
+                    if let Some(rtt) = self.pinger.complete(seq, Instant::now()) {
+                        self.last_rtt.insert(peer, rtt.as_secs_f64() * 1e3);
+                        return;
+                    }
+                }
                 if let Err(e) = tun
                     .send(&buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len])
                     .await
@@ -212,6 +229,93 @@ impl Node {
             }
             Received::Dropped(reason) => debug!(%src, %reason, "dropped datagram"),
             Received::Keepalive { .. } | Received::Handshake => {}
+        }
+    }
+
+    /// Resolves a peer name or overlay address.
+    fn resolve(&self, target: &str) -> Option<(PeerId, IpAddr)> {
+        if let Ok(ip) = target.parse::<IpAddr>() {
+            return self.routes.get(&ip).map(|p| (*p, ip));
+        }
+        let now = Instant::now();
+        self.ep.peers(now).into_iter().find_map(|p| {
+            let cert = p.cert.as_ref()?;
+            (cert.name() == target).then(|| {
+                cert.body()
+                    .addresses
+                    .iter()
+                    .find(|a| a.addr().is_ipv4())
+                    .map(|a| (p.id, a.addr()))
+            })?
+        })
+    }
+
+    async fn start_ping(
+        &mut self,
+        udp: &UdpSocket,
+        target: &str,
+        timeout_ms: u64,
+        reply: tokio::sync::oneshot::Sender<AdminResponse>,
+    ) {
+        let fail = |message: String| AdminResponse::Error { message };
+        let Some((peer, IpAddr::V4(dst))) = self.resolve(target) else {
+            let _ = reply.send(fail(format!("no peer named or addressed '{target}' (see meshctl peers); only IPv4 overlay addresses can be pinged")));
+            return;
+        };
+        let Some(IpAddr::V4(src)) = self
+            .ep
+            .identity()
+            .certificate()
+            .body()
+            .addresses
+            .iter()
+            .map(|a| a.addr())
+            .find(IpAddr::is_ipv4)
+        else {
+            let _ = reply.send(fail("this node has no IPv4 overlay address".into()));
+            return;
+        };
+        let now = Instant::now();
+        let info = self.ep.peer(peer, now);
+        let seq = self.pinger.next_seq();
+        let packet = ping::echo_request(src, dst, self.pinger.ident, seq);
+        let view = PingView {
+            peer: info
+                .as_ref()
+                .and_then(|p| p.cert.as_ref())
+                .map(|c| c.name().to_string())
+                .unwrap_or_else(|| target.to_string()),
+            address: dst.to_string(),
+            seq,
+            path: "direct".into(),
+            endpoint: info
+                .as_ref()
+                .and_then(|p| p.endpoint)
+                .map(|e| e.to_string()),
+            rtt_ms: None,
+        };
+        self.pinger.probes.insert(
+            seq,
+            ping::Probe {
+                sent: now,
+                deadline: now + std::time::Duration::from_millis(timeout_ms.clamp(1, 60_000)),
+                view,
+                reply,
+            },
+        );
+        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(&packet);
+        if let SendOutcome::Send { dst, len } = self.ep.send(
+            now,
+            unix_nanos(),
+            &mut self.rng,
+            peer,
+            &mut buf,
+            packet.len(),
+        ) {
+            if let Err(e) = udp.send_to(&buf[..len], dst).await {
+                debug!("UDP send to {dst}: {e}");
+            }
         }
     }
 
@@ -281,6 +385,9 @@ impl Node {
                     drops,
                 }))
             }
+            AdminRequest::Ping { .. } => AdminResponse::Error {
+                message: "ping is answered asynchronously".into(),
+            },
             AdminRequest::Metrics => AdminResponse::Metrics {
                 text: metrics::render(
                     &self.ep,
@@ -316,7 +423,7 @@ impl Node {
                         rx_bytes: p.stats.rx_bytes,
                         tx_packets: p.stats.tx_packets,
                         rx_packets: p.stats.rx_packets,
-                        last_rtt_ms: None,
+                        last_rtt_ms: self.last_rtt.get(&p.id).copied(),
                     })
                     .collect(),
             },

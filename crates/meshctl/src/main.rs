@@ -43,6 +43,25 @@ enum Command {
     Status(AdminArgs),
     /// This node's peers: sessions, traffic, handshake age (asks the running meshd).
     Peers(AdminArgs),
+    /// Ping a peer through the overlay (ICMP echo sent and timed by meshd).
+    Ping(PingArgs),
+}
+
+#[derive(Args)]
+struct PingArgs {
+    /// Peer name or overlay address.
+    target: String,
+    /// Probes to send (1 to 10000).
+    #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    count: u32,
+    /// Milliseconds between probes.
+    #[arg(short = 'i', long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// Milliseconds to wait for each reply.
+    #[arg(short = 'W', long, default_value_t = 2000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Args)]
@@ -175,6 +194,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Key(KeyCommand::Generate { out, public_out }) => key_generate(&out, &public_out),
         Command::Status(a) => status(&a),
         Command::Peers(a) => peers(&a),
+        Command::Ping(a) => ping(&a),
     }
 }
 
@@ -465,6 +485,57 @@ fn status(a: &AdminArgs) -> Result<()> {
         for (k, v) in &s.drops {
             println!("  dropped      {v} {k}");
         }
+    }
+    Ok(())
+}
+
+fn ping(a: &PingArgs) -> Result<()> {
+    let mut results = Vec::new();
+    for i in 0..a.count {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(a.interval_ms));
+        }
+        let req = AdminRequest::Ping {
+            target: a.target.clone(),
+            timeout_ms: a.timeout_ms,
+        };
+        let AdminResponse::Ping(v) = ask(&a.admin.socket, &req)? else {
+            return Err("meshd answered something other than a ping result".into());
+        };
+        if !a.admin.json {
+            let via = format!("{} {}", v.path, v.endpoint.as_deref().unwrap_or("-"));
+            match v.rtt_ms {
+                Some(rtt) => println!(
+                    "reply from {} ({}) via {via}: seq={} time={rtt:.3} ms",
+                    v.peer, v.address, v.seq
+                ),
+                None => println!(
+                    "no reply from {} ({}) via {via}: seq={} timeout",
+                    v.peer, v.address, v.seq
+                ),
+            }
+        }
+        results.push(v);
+    }
+    let rtts: Vec<f64> = results.iter().filter_map(|v| v.rtt_ms).collect();
+    if a.admin.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        let loss = 100.0 * (results.len() - rtts.len()) as f64 / results.len() as f64;
+        println!(
+            "{} sent, {} received, {loss:.0}% loss",
+            results.len(),
+            rtts.len()
+        );
+        if !rtts.is_empty() {
+            let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = rtts.iter().copied().fold(0.0, f64::max);
+            let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+            println!("rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+        }
+    }
+    if rtts.is_empty() {
+        return Err(format!("no reply from {}", a.target).into());
     }
     Ok(())
 }

@@ -16,6 +16,13 @@ pub enum AdminRequest {
     Peers,
     /// Prometheus text exposition of the node's counters.
     Metrics,
+    /// Send one ICMP echo through the overlay and report the round trip.
+    Ping {
+        /// A peer's name or overlay address.
+        target: String,
+        /// Give up after this many milliseconds.
+        timeout_ms: u64,
+    },
 }
 
 /// A response.
@@ -29,6 +36,8 @@ pub enum AdminResponse {
         /// The peers.
         peers: Vec<PeerView>,
     },
+    /// Answer to `ping`.
+    Ping(PingView),
     /// Answer to `metrics`.
     Metrics {
         /// Prometheus text format, version 0.0.4.
@@ -99,4 +108,22 @@ pub struct PeerView {
     pub rx_packets: u64,
     /// Last measured round-trip time in milliseconds, if any.
     pub last_rtt_ms: Option<f64>,
+}
+
+/// One ping probe's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PingView {
+    /// Peer name.
+    pub peer: String,
+    /// Overlay address pinged.
+    pub address: String,
+    /// ICMP sequence number.
+    pub seq: u16,
+    /// The path taken: `direct` (to the peer's endpoint) or `via RELAY`.
+    pub path: String,
+    /// Underlay endpoint used.
+    pub endpoint: Option<String>,
+    /// Round trip in milliseconds; absent if no reply came in time.
+    pub rtt_ms: Option<f64>,
 }
