@@ -9,9 +9,10 @@ PACKAGES=(
   iproute2 nftables iperf3     # namespaces, link impairment, bandwidth tests
   iputils-ping procps          # ping, ps in end-to-end tests
   valgrind linux-perf          # instruction counts and profiles (scripts/handshake-cost.sh)
+  python3                      # benchmark result tables
 )
 # A command each package provides, to tell quickly whether it is installed.
-CHECKS=(gcc pkg-config ip nft iperf3 ping ps valgrind perf)
+CHECKS=(gcc pkg-config ip nft iperf3 ping ps valgrind perf python3)
 
 missing=0
 for c in "${CHECKS[@]}"; do

@@ -6,6 +6,7 @@
 //! handshake, and exchange encrypted packets, printing each step.
 
 mod demo;
+mod pingpong;
 mod tcp;
 
 use std::process::ExitCode;
@@ -51,6 +52,27 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Echo UDP datagrams (the far end of `udp-ping`) until idle.
+    UdpEcho {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Exit after this many seconds without a datagram.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+    },
+    /// Closed-loop UDP ping-pong; prints round-trip percentiles in microseconds.
+    UdpPing {
+        /// The `udp-echo` address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Round trips (at most 1000000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        /// Datagram size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
     /// Send a seeded pseudorandom byte stream over TCP; print its length and BLAKE2s.
     TcpSource {
         /// Address to connect to.
@@ -79,6 +101,21 @@ fn main() -> ExitCode {
         } => tcp::sink(listen, Duration::from_secs(timeout_secs))
             .map(|r| println!("{r}"))
             .map_err(|e| format!("tcp-sink: {e}")),
+        Command::UdpEcho { listen, idle_secs } => {
+            pingpong::server(listen, Duration::from_secs(idle_secs))
+                .map(|n| println!("echoed={n}"))
+                .map_err(|e| format!("udp-echo: {e}"))
+        }
+        Command::UdpPing { to, count, size } => {
+            pingpong::client(to, count as usize, size, Duration::from_secs(1))
+                .map(|s| {
+                    println!(
+                        "count={} lost={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+                        s.count, s.lost, s.p50, s.p99, s.p999, s.max
+                    )
+                })
+                .map_err(|e| format!("udp-ping: {e}"))
+        }
         Command::UdpJunk { to, count, seed } => tcp::udp_junk(to, count, seed)
             .map(|n| println!("sent={n}"))
             .map_err(|e| format!("udp-junk: {e}")),

@@ -935,13 +935,21 @@ impl Endpoint {
             now,
             true,
         );
-        if let Some(old) = p.previous.take() {
+        // As wireguard-go: with an unconfirmed responder session in `next`
+        // (the peer's own handshake crossed ours), keep it as `previous` so
+        // the peer's packets on it still arrive, and retire `current`.
+        let (retire_a, retire_b) = match p.next.take() {
+            Some(next) => (p.previous.replace(next), p.current.take()),
+            None => {
+                let old_previous = p.previous.take();
+                p.previous = p.current.take();
+                (old_previous, None)
+            }
+        };
+        for old in [retire_a, retire_b].into_iter().flatten() {
             self.by_index.remove(&old.local_index());
         }
-        if let Some(old) = p.next.take() {
-            self.by_index.remove(&old.local_index());
-        }
-        p.previous = p.current.replace(session);
+        p.current = Some(session);
         p.last_handshake = Some(now);
         p.attempt_started = None;
         p.retransmit_at = None;

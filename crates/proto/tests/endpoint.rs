@@ -593,3 +593,33 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     }
     assert!(net.b.ep.stats().initiations_sent <= before + 1);
 }
+
+#[test]
+fn crossing_handshakes_both_work_without_lost_packets() {
+    let mut net = Net::new(EndpointConfig::default());
+    // Both sides start a handshake at the same moment (as two meshd starting together).
+    let (now, unix) = (net.now, net.unix());
+    let mut rng = net.rng.clone();
+    net.a.ep.initiate(now, unix, &mut rng, net.a.peer);
+    net.b.ep.initiate(now, unix, &mut rng, net.b.peer);
+    net.rng = rng;
+    net.collect();
+    net.pump();
+    assert_eq!(net.completed(true), 2);
+    assert_eq!(net.completed(false), 2);
+    for i in 0..10u8 {
+        assert!(matches!(net.send(true, &[i]), SendOutcome::Send { .. }));
+        assert!(matches!(net.send(false, &[i]), SendOutcome::Send { .. }));
+        net.pump();
+    }
+    assert_eq!(net.a.inbox.len(), 10);
+    assert_eq!(net.b.inbox.len(), 10);
+    let drops = net.a.ep.stats().total_drops() + net.b.ep.stats().total_drops();
+    assert_eq!(
+        drops,
+        0,
+        "a: {:?} b: {:?}",
+        net.a.ep.stats(),
+        net.b.ep.stats()
+    );
+}

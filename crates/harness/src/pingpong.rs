@@ -1,0 +1,100 @@
+//! A closed-loop UDP ping-pong: the client sends one datagram, waits for the
+//! echo, and sends the next; it reports round-trip percentiles. Unlike
+//! 10 ms-spaced pings this measures the path's latency under continuous use.
+
+use std::error::Error;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+/// Echoes datagrams back to their sender until `idle` passes without one.
+pub fn server(listen: SocketAddr, idle: Duration) -> Result<u64> {
+    let s = UdpSocket::bind(listen)?;
+    s.set_read_timeout(Some(idle))?;
+    let mut buf = [0u8; 2048];
+    let mut n = 0u64;
+    loop {
+        match s.recv_from(&mut buf) {
+            Ok((len, from)) => {
+                s.send_to(&buf[..len], from)?;
+                n += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(n)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Round-trip statistics in microseconds.
+pub struct Stats {
+    pub count: usize,
+    pub lost: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// Sends `count` datagrams of `size` bytes one at a time to `server`.
+pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) -> Result<Stats> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let s = UdpSocket::bind(bind)?;
+    s.connect(server)?;
+    s.set_read_timeout(Some(timeout))?;
+    let mut out = vec![0u8; size.clamp(8, 1400)];
+    let mut buf = [0u8; 2048];
+    let mut rtts = Vec::with_capacity(count);
+    let mut lost = 0;
+    // Warm-up: a few unmeasured round trips (first one may wait for a handshake).
+    for i in 0..10u64 {
+        out[..8].copy_from_slice(&(u64::MAX - i).to_le_bytes());
+        s.send(&out)?;
+        let _ = s.recv(&mut buf);
+    }
+    for i in 0..count as u64 {
+        out[..8].copy_from_slice(&i.to_le_bytes());
+        let t = Instant::now();
+        s.send(&out)?;
+        loop {
+            match s.recv(&mut buf) {
+                Ok(n) if n >= 8 && buf[..8] == i.to_le_bytes() => {
+                    rtts.push(t.elapsed().as_secs_f64() * 1e6);
+                    break;
+                }
+                Ok(_) => continue, // a late echo of an earlier probe
+                Err(_) => {
+                    lost += 1;
+                    break;
+                }
+            }
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    let pct = |p: f64| -> f64 {
+        if rtts.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((p / 100.0) * (rtts.len() - 1) as f64).round() as usize;
+        rtts[idx.min(rtts.len() - 1)]
+    };
+    Ok(Stats {
+        count: rtts.len(),
+        lost,
+        p50: pct(50.0),
+        p99: pct(99.0),
+        p999: pct(99.9),
+        max: rtts.last().copied().unwrap_or(f64::NAN),
+    })
+}
