@@ -19,7 +19,10 @@ cargo build -q --release -p meshd -p meshctl -p mesh-harness
 BIN=$PWD/target/release
 DIR=$(mktemp -d)
 cleanup() {
-  for pid in $(cat "$DIR"/*.pid 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  for ns in $P-a $P-b; do
+    for pid in $(ip netns pids $ns 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  done
+  sleep 0.2
   ip netns del $P-a 2>/dev/null || true
   ip netns del $P-b 2>/dev/null || true
   rm -rf "$DIR"
@@ -62,7 +65,7 @@ done
 cpu() { [ "$1" = a ] && echo 0 || echo 1; }
 inns() { local h=$1; shift; ip netns exec $P-$h taskset -c "$(cpu $h)" "$@"; }
 for h in a b; do
-  ip netns exec $P-$h taskset -c "$(cpu $h)" "$BIN/meshd" --config $h.toml 2>$h.log &
+  ip netns exec $P-$h taskset -c "$(cpu $h)" "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
   echo $! > $h.pid
 done
 for _ in $(seq 50); do [ -S a.sock ] && [ -S b.sock ] && break; sleep 0.1; done
@@ -70,9 +73,8 @@ inns a ping -c 3 -i 0.2 -W 2 100.64.0.2 >/dev/null || { echo "overlay not up"; c
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$(cat "$DIR/$1.pid")"/stat; }
 CLK=$(getconf CLK_TCK)
-inns b iperf3 -s -D -p 5201 --logfile "$DIR/iperf-server.log"
-inns b "$BIN/mesh-harness" udp-echo --listen 0.0.0.0:7000 --idle-secs 600 >/dev/null &
-echo $! > echo.pid
+inns b iperf3 -s -p 5201 >/dev/null 2>&1 &
+inns b "$BIN/mesh-harness" udp-echo --listen 0.0.0.0:7000 --idle-secs 600 >/dev/null 2>&1 &
 sleep 0.5
 
 iperf() { # target streams -> Gbit/s
