@@ -5,6 +5,7 @@
 //! feeds packets and time into the sans-IO core. See `node.rs` for the flow.
 
 mod admin;
+mod io;
 mod metrics;
 mod node;
 mod ping;

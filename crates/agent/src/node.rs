@@ -30,6 +30,7 @@ use types::admin::{AdminRequest, AdminResponse, PeerView, PingView, StatusView};
 use types::config::NodeConfig;
 
 use crate::admin::{self, Pending, SocketGuard};
+use crate::io::Udp;
 use crate::metrics;
 use crate::ping::{self, Pinger};
 use crate::setup::Loaded;
@@ -88,11 +89,13 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         }
     }
     let tun = builder
+        .offload(true)
         .build_async()
         .map_err(|e| format!("tun.name: cannot create TUN device '{}': {e} (meshd needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.tun.name))?;
-    let udp = UdpSocket::bind(cfg.listen.address)
+    let sock = UdpSocket::bind(cfg.listen.address)
         .await
         .map_err(|e| format!("listen.address: cannot bind {}: {e}", cfg.listen.address))?;
+    let mut udp = Udp::new(sock).map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
     let listener = admin::bind(&cfg.admin.socket)?;
     let _socket_guard = SocketGuard(cfg.admin.socket.clone());
     let (admin_tx, mut admin_rx) = mpsc::channel::<Pending>(16);
@@ -134,13 +137,21 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         no_route: 0,
         rng,
     };
-    node.flush(&udp).await;
+    node.flush(&mut udp).await;
 
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
-    let mut tun_buf = vec![0u8; 65_536 + TRANSPORT_OVERHEAD];
-    let mut udp_buf = vec![0u8; 65_536];
+    // Buffers, allocated once. TUN reads land after the transport header's
+    // headroom with room for the tag behind; UDP receives take a GRO batch.
+    let mut tun_raw = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_535];
+    let mut segments: Vec<Vec<u8>> = (0..tun_rs::IDEAL_BATCH_SIZE)
+        .map(|_| vec![0u8; TRANSPORT_HEADER_LEN + 65_535 + TRANSPORT_OVERHEAD])
+        .collect();
+    let mut sizes = vec![0usize; tun_rs::IDEAL_BATCH_SIZE];
+    let mut udp_buf = vec![0u8; 65_535 * udp.gro_segments().clamp(1, 64)];
+    let mut to_tun: Vec<Vec<u8>> = Vec::with_capacity(tun_rs::IDEAL_BATCH_SIZE);
+    let mut gro = tun_rs::GROTable::default();
     loop {
         let deadline = [node.ep.poll_timeout(), node.pinger.next_deadline()]
             .into_iter()
@@ -149,13 +160,30 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
-            r = tun.recv(&mut tun_buf[TRANSPORT_HEADER_LEN..65_536]) => {
-                let n = r.map_err(|e| format!("TUN read: {e}"))?;
-                node.handle_tun_packet(&udp, &mut tun_buf, n).await;
-            }
-            r = udp.recv_from(&mut udp_buf) => {
+            r = tun.recv_multiple(&mut tun_raw, &mut segments, &mut sizes, TRANSPORT_HEADER_LEN) => {
                 match r {
-                    Ok((n, src)) => node.handle_udp_datagram(&tun, &mut udp_buf[..n], src).await,
+                    Ok(n) => {
+                        for i in 0..n {
+                            node.handle_tun_packet(&mut udp, &mut segments[i], sizes[i]).await;
+                        }
+                    }
+                    Err(e) => debug!("TUN read: {e}"),
+                }
+            }
+            r = udp.recv(&mut udp_buf) => {
+                match r {
+                    Ok(meta) => {
+                        let stride = meta.stride.max(1);
+                        let mut used = 0;
+                        for chunk in udp_buf[..meta.len].chunks_mut(stride) {
+                            node.handle_udp_datagram(chunk, meta.addr, &mut to_tun, &mut used);
+                        }
+                        if used > 0 {
+                            if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun[..used], TRANSPORT_HEADER_LEN).await {
+                                debug!("TUN write: {e}");
+                            }
+                        }
+                    }
                     Err(e) => debug!("UDP receive error: {e}"),
                 }
             }
@@ -165,20 +193,21 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             }
             Some((req, reply)) = admin_rx.recv() => {
                 match req {
-                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&udp, &target, timeout_ms, reply).await,
+                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, reply).await,
                     req => { let _ = reply.send(node.answer(req)); }
                 }
             }
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
         }
-        node.flush(&udp).await;
+        node.flush(&mut udp).await;
     }
     Ok(())
 }
 
 impl Node {
-    async fn handle_tun_packet(&mut self, udp: &UdpSocket, buf: &mut [u8], n: usize) {
+    /// One packet read from the TUN device, at `buf[TRANSPORT_HEADER_LEN..][..n]`.
+    async fn handle_tun_packet(&mut self, udp: &mut Udp, buf: &mut [u8], n: usize) {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let Some(dst) = inner_destination(packet) else {
             return;
@@ -196,17 +225,19 @@ impl Node {
             n,
         );
         if let SendOutcome::Send { dst, len } = out {
-            if let Err(e) = udp.send_to(&buf[..len], dst).await {
-                debug!("UDP send to {dst}: {e}");
-            }
+            udp.queue(dst, &buf[..len]).await;
         }
     }
 
-    async fn handle_udp_datagram(
+    /// One received datagram, opened in place; an IP packet for the TUN
+    /// device is copied into the next `to_tun` buffer (its headroom kept for
+    /// the virtio header).
+    fn handle_udp_datagram(
         &mut self,
-        tun: &tun_rs::AsyncDevice,
         buf: &mut [u8],
         src: SocketAddr,
+        to_tun: &mut Vec<Vec<u8>>,
+        used: &mut usize,
     ) {
         match self
             .ep
@@ -220,12 +251,14 @@ impl Node {
                         return;
                     }
                 }
-                if let Err(e) = tun
-                    .send(&buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len])
-                    .await
-                {
-                    debug!("TUN write: {e}");
+                if *used == to_tun.len() {
+                    to_tun.push(Vec::with_capacity(TRANSPORT_HEADER_LEN + 65_535));
                 }
+                let out = &mut to_tun[*used];
+                out.clear();
+                out.resize(TRANSPORT_HEADER_LEN, 0);
+                out.extend_from_slice(packet);
+                *used += 1;
             }
             Received::Dropped(reason) => debug!(%src, %reason, "dropped datagram"),
             Received::Keepalive { .. } | Received::Handshake => {}
@@ -252,7 +285,7 @@ impl Node {
 
     async fn start_ping(
         &mut self,
-        udp: &UdpSocket,
+        udp: &mut Udp,
         target: &str,
         timeout_ms: u64,
         reply: tokio::sync::oneshot::Sender<AdminResponse>,
@@ -313,18 +346,17 @@ impl Node {
             &mut buf,
             packet.len(),
         ) {
-            if let Err(e) = udp.send_to(&buf[..len], dst).await {
-                debug!("UDP send to {dst}: {e}");
-            }
+            udp.queue(dst, &buf[..len]).await;
         }
     }
 
-    async fn flush(&mut self, udp: &UdpSocket) {
+    /// Sends handshake and control datagrams and the pending data batch;
+    /// logs events and learns routes from new peers.
+    async fn flush(&mut self, udp: &mut Udp) {
         while let Some(t) = self.ep.poll_transmit() {
-            if let Err(e) = udp.send_to(&t.payload, t.dst).await {
-                debug!("UDP send to {}: {e}", t.dst);
-            }
+            udp.queue(t.dst, &t.payload).await;
         }
+        udp.flush().await;
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::HandshakeCompleted {
