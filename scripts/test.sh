@@ -11,7 +11,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-echo "==> cargo test (unit, integration, CLI, vectors, fuzz corpora; benches run once each)"
+echo "==> cargo build --bins (the end-to-end tests run meshd, meshctl and mesh-harness)"
+cargo build --locked --workspace --bins
+
+echo "==> cargo test (unit, integration, CLI, namespaces, vectors, fuzz corpora; benches run once each)"
 cargo test --locked --workspace --all-targets
 
 echo "==> doc tests"
