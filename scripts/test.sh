@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# meshd: every test. This is what CI runs (.ci/run).
+# meshd: every test. This is what CI runs (.ci/run). Needs root: the
+# end-to-end tests run real meshd agents in network namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,15 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo build --bins (the end-to-end tests run meshd, meshctl and mesh-harness)"
 cargo build --locked --workspace --bins
 
-echo "==> cargo test (unit, integration, CLI, namespaces, vectors, fuzz corpora; benches run once each)"
-cargo test --locked --workspace --all-targets
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
 
 echo "==> doc tests"
-cargo test --locked --workspace --doc
+cargo test --locked --workspace --doc 2>&1 | tee -a "$LOG"
+
+echo "==> cargo test (unit, integration, CLI, namespaces, vectors, fuzz corpora; benches run once each)"
+cargo test --locked --workspace --all-targets 2>&1 | tee -a "$LOG"
+
+# One closing line for the whole run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$LOG"
