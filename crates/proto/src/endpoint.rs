@@ -805,7 +805,7 @@ impl Endpoint {
             unix_nanos,
             rng,
         );
-        let (reply, out) = match result {
+        let (reply, mut out) = match result {
             Ok(v) => v,
             Err(error) => {
                 self.stats.handshake_failed(&error);
@@ -838,6 +838,8 @@ impl Endpoint {
             now,
             false,
         );
+        zeroize::Zeroize::zeroize(&mut out.send_key);
+        zeroize::Zeroize::zeroize(&mut out.recv_key);
         if let Some(old) = p.next.replace(session) {
             self.by_index.remove(&old.local_index());
         }
@@ -907,7 +909,7 @@ impl Endpoint {
             sender_index,
             unix_nanos / 1_000_000_000,
         );
-        let out = match result {
+        let mut out = match result {
             Ok(out) => out,
             Err(error) => {
                 // The pending state is spent; the retransmit timer starts afresh.
@@ -935,6 +937,8 @@ impl Endpoint {
             now,
             true,
         );
+        zeroize::Zeroize::zeroize(&mut out.send_key);
+        zeroize::Zeroize::zeroize(&mut out.recv_key);
         // As wireguard-go: with an unconfirmed responder session in `next`
         // (the peer's own handshake crossed ours), keep it as `previous` so
         // the peer's packets on it still arrive, and retire `current`.

@@ -25,6 +25,7 @@ use core::fmt;
 use std::collections::HashMap;
 
 use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
 
 use crate::cert::{CertError, Certificate, TrustedCa};
 use crate::noise::SymmetricState;
@@ -177,6 +178,18 @@ impl fmt::Debug for Identity {
         f.debug_struct("Identity")
             .field("name", &self.cert.name())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Identity {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.static_secret);
+    }
+}
+
+impl Drop for InitiatorHandshake {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.ephemeral_secret);
     }
 }
 
@@ -366,8 +379,8 @@ impl InitiatorHandshake {
         }
         let mut ct = [0u8; KEM_CT_LEN];
         ct.copy_from_slice(&msg[..KEM_CT_LEN]);
-        let ss_kem = crypto.kem_decapsulate(&self.kem.decapsulation_key, &ct);
-        let psk = kem_psk(crypto, &ss_kem, &ct, &self.kem.encapsulation_key);
+        let ss_kem = Zeroizing::new(crypto.kem_decapsulate(&self.kem.decapsulation_key, &ct));
+        let psk = Zeroizing::new(kem_psk(crypto, &ss_kem, &ct, &self.kem.encapsulation_key));
 
         let mut re = [0u8; 32];
         re.copy_from_slice(&msg[M2_EPHEMERAL..M2_PAYLOAD]);
@@ -376,7 +389,7 @@ impl InitiatorHandshake {
         sym.mix_key(crypto, &re);
         sym.mix_key(crypto, &dh(crypto, &self.ephemeral_secret, &re)?); // ee
         sym.mix_key(crypto, &dh(crypto, &identity.static_secret, &re)?); // se
-        sym.mix_key_and_hash(crypto, &psk);
+        sym.mix_key_and_hash(crypto, &psk[..]);
         let p = &mut msg[M2_PAYLOAD..];
         let plen = sym
             .decrypt_and_hash(crypto, p)
@@ -546,8 +559,9 @@ pub fn respond(
     let (ct, ss_kem) = crypto
         .kem_encapsulate(&ek, &random(rng))
         .map_err(|_: CryptoError| HandshakeError::InvalidKemKey)?;
-    let psk = kem_psk(crypto, &ss_kem, &ct, &ek);
-    let ephemeral_secret: [u8; 32] = random(rng);
+    let ss_kem = Zeroizing::new(ss_kem);
+    let psk = Zeroizing::new(kem_psk(crypto, &ss_kem, &ct, &ek));
+    let ephemeral_secret: Zeroizing<[u8; 32]> = Zeroizing::new(random(rng));
     let cert = identity.cert.as_bytes();
     let mut out = vec![0u8; message2_len(cert.len())];
     out[..KEM_CT_LEN].copy_from_slice(&ct[..]);
@@ -557,7 +571,7 @@ pub fn respond(
     sym.mix_key(crypto, &e_pub);
     sym.mix_key(crypto, &dh(crypto, &ephemeral_secret, &re)?); // ee
     sym.mix_key(crypto, &dh(crypto, &ephemeral_secret, &rs)?); // se
-    sym.mix_key_and_hash(crypto, &psk);
+    sym.mix_key_and_hash(crypto, &psk[..]);
     let p = &mut out[M2_PAYLOAD..];
     p[..4].copy_from_slice(&local_index.to_le_bytes());
     p[4..6].copy_from_slice(&(cert.len() as u16).to_le_bytes());

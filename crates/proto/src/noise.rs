@@ -113,3 +113,14 @@ impl SymmetricState {
         (k1, k2)
     }
 }
+
+impl Drop for SymmetricState {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.ck.zeroize();
+        self.h.zeroize();
+        if let Some(k) = self.k.as_mut() {
+            k.zeroize();
+        }
+    }
+}

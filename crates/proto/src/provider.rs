@@ -81,7 +81,8 @@ pub trait Aead: Send + Sync {
     ) -> Result<(), CryptoError>;
 }
 
-/// An ML-KEM-768 key pair generated for one handshake.
+/// An ML-KEM-768 key pair generated for one handshake. The decapsulation
+/// key is erased on drop.
 pub struct KemKeyPair {
     /// The encapsulation (public) key.
     pub encapsulation_key: Box<[u8; KEM_EK_LEN]>,
@@ -184,4 +185,10 @@ pub fn hkdf3(crypto: &dyn Crypto, ck: &[u8; HASH_LEN], ikm: &[u8]) -> [[u8; HASH
     let out2 = hmac(crypto, &temp, &[&out1, &[2]]);
     let out3 = hmac(crypto, &temp, &[&out2, &[3]]);
     [out1, out2, out3]
+}
+
+impl Drop for KemKeyPair {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.decapsulation_key[..]);
+    }
 }
