@@ -7,11 +7,40 @@ use common::*;
 use crypto::insecure::FreeKem;
 use crypto::RealCrypto;
 use proto::cert::{CertError, TrustedCa};
-use proto::handshake::{self, dangerous, HandshakeError, ReplayGuard};
+use proto::handshake::{
+    self, dangerous, HandshakeError, HandshakeOutput, Identity, InitiatorHandshake, ReplayGuard,
+};
 use proto::provider::Crypto;
 use proto::wire::MAX_HANDSHAKE_DATAGRAM;
+use rand_chacha::ChaCha20Rng;
 
 const C: &RealCrypto = &RealCrypto;
+
+/// Message 1 from `from` to `to`, with sender index 1, at `NOW`.
+fn msg1(from: &Identity, to: &Identity, r: &mut ChaCha20Rng) -> (InitiatorHandshake, Vec<u8>) {
+    handshake::initiate(C, from, to.static_public(), None, 1, NOW_NANOS, r).unwrap()
+}
+
+/// `to` answers message 1 (header index 1, its own index 2) with a fresh
+/// replay guard, trusting `ca`.
+fn answer(
+    ca: &TrustedCa,
+    to: &Identity,
+    m1: &mut [u8],
+    r: &mut ChaCha20Rng,
+) -> Result<(Vec<u8>, HandshakeOutput), HandshakeError> {
+    handshake::respond(
+        C,
+        ca,
+        to,
+        &mut ReplayGuard::default(),
+        m1,
+        1,
+        2,
+        NOW_NANOS,
+        r,
+    )
+}
 
 fn run(
     mesh: &Mesh,
@@ -130,20 +159,8 @@ fn tampered_kem_ciphertext_breaks_the_handshake() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(4);
-    let (hs, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let (mut m2, _) = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap();
+    let (hs, mut m1) = msg1(&alice, &bob, &mut r);
+    let (mut m2, _) = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap();
     m2[500] ^= 0x01; // inside the ML-KEM ciphertext (bytes 0..1088)
     let e = hs
         .read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
@@ -157,22 +174,10 @@ fn tampered_encapsulation_key_breaks_the_handshake() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(5);
-    let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (_, mut m1) = msg1(&alice, &bob, &mut r);
     // The encapsulation key sits at payload offset 16, i.e. message offset 96..1280.
     m1[700] ^= 0x80;
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
 
@@ -183,8 +188,7 @@ fn replayed_message1_is_rejected() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
-    let (_, m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (_, m1) = msg1(&alice, &bob, &mut r);
     let mut first = m1.clone();
     handshake::respond(
         C, &mesh.ca, &bob, &mut guard, &mut first, 1, 2, NOW_NANOS, &mut r,
@@ -260,8 +264,7 @@ fn initiation_flood_from_one_peer_is_limited() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
-    let (_, mut a) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (_, mut a) = msg1(&alice, &bob, &mut r);
     handshake::respond(
         C, &mesh.ca, &bob, &mut guard, &mut a, 1, 2, NOW_NANOS, &mut r,
     )
@@ -298,20 +301,8 @@ fn certificate_from_another_ca_is_rejected() {
     let mallory = other.node("mallory", 7);
     let bob = mesh.node("bob", 2);
     let mut r = rng(7);
-    let (_, mut m1) =
-        handshake::initiate(C, &mallory, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let (_, mut m1) = msg1(&mallory, &bob, &mut r);
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
     assert!(
         matches!(e, HandshakeError::Certificate(CertError::WrongCa { .. })),
         "{e:?}"
@@ -319,21 +310,9 @@ fn certificate_from_another_ca_is_rejected() {
     // And the initiator rejects a responder from another CA.
     let alice = mesh.node("alice", 1);
     let carol = other.node("carol", 8);
-    let (hs, mut m1) =
-        handshake::initiate(C, &alice, carol.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (hs, mut m1) = msg1(&alice, &carol, &mut r);
     // carol trusts alice's CA for this test, so only alice's check can fail.
-    let (mut m2, _) = handshake::respond(
-        C,
-        &mesh.ca,
-        &carol,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap();
+    let (mut m2, _) = answer(&mesh.ca, &carol, &mut m1, &mut r).unwrap();
     let e = hs
         .read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
         .unwrap_err();
@@ -357,20 +336,8 @@ fn expired_certificate_is_rejected() {
     let old = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
-    let (_, mut m1) =
-        handshake::initiate(C, &old, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let (_, mut m1) = msg1(&old, &bob, &mut r);
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
     assert!(
         matches!(e, HandshakeError::Certificate(CertError::Expired { .. })),
         "{e:?}"
@@ -391,20 +358,8 @@ fn not_yet_valid_certificate_is_rejected() {
     let future = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
-    let (_, mut m1) =
-        handshake::initiate(C, &future, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let (_, mut m1) = msg1(&future, &bob, &mut r);
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
     assert!(
         matches!(
             e,
@@ -422,20 +377,8 @@ fn static_key_that_does_not_match_the_certificate_is_rejected() {
     // Mallory presents alice's (public) certificate with her own static key.
     let mallory = dangerous::identity_unchecked(C, alice.certificate().clone(), [7u8; 32]);
     let mut r = rng(10);
-    let (_, mut m1) =
-        handshake::initiate(C, &mallory, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let (_, mut m1) = msg1(&mallory, &bob, &mut r);
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
     assert_eq!(e, HandshakeError::StaticKeyMismatch);
     // Identity::new refuses the same pairing up front.
     assert_eq!(
@@ -451,20 +394,8 @@ fn message1_for_another_node_fails_to_authenticate() {
     let bob = mesh.node("bob", 2);
     let carol = mesh.node("carol", 3);
     let mut r = rng(11);
-    let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &carol,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let (_, mut m1) = msg1(&alice, &bob, &mut r);
+    let e = answer(&mesh.ca, &carol, &mut m1, &mut r).unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
 
@@ -474,20 +405,8 @@ fn responder_without_the_expected_static_key_fails() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(12);
-    let (hs, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
-    let (mut m2, _) = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut m1,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap();
+    let (hs, mut m1) = msg1(&alice, &bob, &mut r);
+    let (mut m2, _) = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap();
     // An impostor re-encrypting bob's response needs bob's key; flipping any
     // byte of the encrypted payload is caught.
     let n = m2.len();
@@ -505,52 +424,20 @@ fn truncated_and_oversized_messages_are_rejected_by_length() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(13);
-    let (_, m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (_, m1) = msg1(&alice, &bob, &mut r);
     let mut short = m1[..100].to_vec();
     assert!(matches!(
-        handshake::respond(
-            C,
-            &mesh.ca,
-            &bob,
-            &mut ReplayGuard::default(),
-            &mut short,
-            1,
-            2,
-            NOW_NANOS,
-            &mut r
-        ),
+        answer(&mesh.ca, &bob, &mut short, &mut r),
         Err(HandshakeError::BadLength(100))
     ));
     let mut long = vec![0u8; 5000];
     assert!(matches!(
-        handshake::respond(
-            C,
-            &mesh.ca,
-            &bob,
-            &mut ReplayGuard::default(),
-            &mut long,
-            1,
-            2,
-            NOW_NANOS,
-            &mut r
-        ),
+        answer(&mesh.ca, &bob, &mut long, &mut r),
         Err(HandshakeError::BadLength(5000))
     ));
     let mut cut = m1[..m1.len() - 1].to_vec();
     assert_eq!(
-        handshake::respond(
-            C,
-            &mesh.ca,
-            &bob,
-            &mut ReplayGuard::default(),
-            &mut cut,
-            1,
-            2,
-            NOW_NANOS,
-            &mut r
-        )
-        .unwrap_err(),
+        answer(&mesh.ca, &bob, &mut cut, &mut r).unwrap_err(),
         HandshakeError::InitiationAuthFailed
     );
 }
@@ -561,8 +448,7 @@ fn header_index_must_match_the_authenticated_index() {
     let alice = mesh.node("alice", 1);
     let bob = mesh.node("bob", 2);
     let mut r = rng(14);
-    let (_, mut m1) =
-        handshake::initiate(C, &alice, bob.static_public(), None, 1, NOW_NANOS, &mut r).unwrap();
+    let (_, mut m1) = msg1(&alice, &bob, &mut r);
     let e = handshake::respond(
         C,
         &mesh.ca,
@@ -605,18 +491,7 @@ fn precomputed_static_static_is_used_and_must_be_right() {
         &mut r,
     )
     .unwrap();
-    handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut good,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap();
+    answer(&mesh.ca, &bob, &mut good, &mut r).unwrap();
     let (_, mut bad) = handshake::initiate(
         C,
         &alice,
@@ -627,17 +502,6 @@ fn precomputed_static_static_is_used_and_must_be_right() {
         &mut r,
     )
     .unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut ReplayGuard::default(),
-        &mut bad,
-        1,
-        2,
-        NOW_NANOS,
-        &mut r,
-    )
-    .unwrap_err();
+    let e = answer(&mesh.ca, &bob, &mut bad, &mut r).unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
