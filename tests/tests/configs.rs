@@ -1,4 +1,5 @@
-//! Every file in `configs/` parses (and the unit file has what systemd needs).
+//! Every file in `configs/` parses: node configurations, topologies, and the
+//! systemd unit (which must have what systemd needs).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::PathBuf;
@@ -15,7 +16,11 @@ fn every_file_in_configs_parses() {
     for entry in std::fs::read_dir(configs()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = if path.is_dir() {
+            String::new()
+        } else {
+            std::fs::read_to_string(&path).unwrap()
+        };
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") if name.ends_with(".toml") => {
                 let cfg =
@@ -25,6 +30,26 @@ fn every_file_in_configs_parses() {
                     "{name}: examples list at least one peer"
                 );
                 seen += 1;
+            }
+            None if path.is_dir() && name == "topologies" => {
+                for t in std::fs::read_dir(&path).unwrap() {
+                    let t = t.unwrap().path();
+                    assert_eq!(
+                        t.extension().and_then(|e| e.to_str()),
+                        Some("toml"),
+                        "{}",
+                        t.display()
+                    );
+                    let topo =
+                        harness::topology::Topology::load(&t).unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(
+                        Some(topo.name.as_str()),
+                        t.file_stem().and_then(|s| s.to_str()),
+                        "{}: name should match the file name",
+                        t.display()
+                    );
+                    seen += 1;
+                }
             }
             Some("service") => {
                 for key in [
@@ -42,7 +67,7 @@ fn every_file_in_configs_parses() {
             ),
         }
     }
-    assert!(seen >= 4, "{seen}");
+    assert!(seen >= 6, "{seen}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod demo;
 mod pingpong;
 mod tcp;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +24,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bring a topology up: namespaces, links, certificates, meshd on every host.
+    Up {
+        /// Topology file, e.g. configs/topologies/pair.toml.
+        topology: PathBuf,
+    },
+    /// Run a command inside a host of a running topology.
+    Exec {
+        /// Topology name (default: the only one that is up).
+        #[arg(long)]
+        topology: Option<String>,
+        /// Host name.
+        host: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Tear a topology down (default: every topology that is up).
+    Down {
+        /// Topology name.
+        topology: Option<String>,
+    },
     /// Two in-process nodes on loopback UDP: CA, certificates, hybrid
     /// post-quantum handshake, encrypted packets, attack rejection.
     HandshakeDemo {
@@ -90,8 +112,91 @@ enum Command {
     },
 }
 
+fn cmd_up(path: &std::path::Path) -> Result<(), String> {
+    let topo = harness::topology::Topology::load(path)?;
+    let meshd = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("meshd")))
+        .filter(|p| p.exists())
+        .ok_or(
+            "meshd not found next to mesh-harness; build it: cargo build --release --workspace",
+        )?;
+    println!(
+        "bringing up '{}' ({} hosts, {} links)",
+        topo.name,
+        topo.hosts.len(),
+        topo.links.len()
+    );
+    harness::netns::up(&topo, &meshd, &mut |line| println!("  {line}"))?;
+    println!(
+        "up. try: mesh-harness exec {} -- ping -c 3 100.64.0.2",
+        topo.hosts[0].name
+    );
+    println!(
+        "     mesh-harness exec {} -- meshctl peers",
+        topo.hosts[0].name
+    );
+    println!("     mesh-harness down {}", topo.name);
+    Ok(())
+}
+
+/// Topologies with state on this machine.
+fn up_topologies() -> Vec<String> {
+    std::fs::read_dir("/tmp/mesh-harness")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn running_topology(given: Option<String>) -> Result<String, String> {
+    if let Some(t) = given {
+        return Ok(t);
+    }
+    match up_topologies().as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(
+            "no topology is up; start one with: mesh-harness up configs/topologies/pair.toml"
+                .into(),
+        ),
+        many => Err(format!(
+            "several topologies are up ({}); pick one with --topology",
+            many.join(", ")
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Up { topology } => cmd_up(&topology),
+        Command::Exec {
+            topology,
+            host,
+            cmd,
+        } => {
+            return match running_topology(topology)
+                .and_then(|t| harness::netns::exec(&t, &host, &cmd))
+            {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => {
+                    eprintln!("mesh-harness: exec: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Down { topology } => {
+            let names = match topology {
+                Some(t) => vec![t],
+                None => up_topologies(),
+            };
+            for t in names {
+                let removed = harness::netns::down(&t);
+                println!("{t}: removed {} item(s)", removed.len());
+            }
+            Ok(())
+        }
         Command::HandshakeDemo { packets } => {
             demo::run(packets).map_err(|e| format!("demo failed: {e}"))
         }

@@ -1,0 +1,7 @@
+//! mesh-harness as a library: topology files and the network-namespace
+//! machinery that brings them up with real meshd agents. The binary
+//! (`mesh-harness`) and the end-to-end tests use it.
+#![warn(missing_docs)]
+
+pub mod netns;
+pub mod topology;

@@ -1,0 +1,334 @@
+//! Bringing a [`Topology`] up in network namespaces with real meshd agents,
+//! and tearing it down.
+//!
+//! Names: namespaces `mh-TOPO-HOST`; veth ends `mhTAGlKa`/`mhTAGlKb` in the
+//! root namespace until moved (TAG: 4 hex digits of the topology name's
+//! hash), `lK` inside hosts. State (CA, certificates, configs, logs, pids)
+//! lives in `/tmp/mesh-harness/TOPO/`. `down` removes everything by these
+//! names, so it also cleans up after a run that was killed midway; `up`
+//! runs `down` first.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crypto::files;
+use crypto::RealCrypto;
+use proto::armor::{LABEL_CA_KEY, LABEL_NODE_KEY};
+use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::provider::Crypto;
+use rand_core::RngCore;
+
+use crate::topology::Topology;
+
+/// Where a topology's state lives.
+pub fn state_dir(topo: &str) -> PathBuf {
+    PathBuf::from("/tmp/mesh-harness").join(topo)
+}
+
+/// The namespace of `host` in topology `topo`.
+pub fn namespace(topo: &str, host: &str) -> String {
+    format!("mh-{topo}-{host}")
+}
+
+fn tag(topo: &str) -> String {
+    let mut h = DefaultHasher::new();
+    topo.hash(&mut h);
+    format!("{:04x}", h.finish() & 0xffff)
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    run(Command::new("ip").args(args))
+}
+
+/// Removes everything named after `topo`: processes, namespaces, stray
+/// links, state. Returns what it removed, for the log.
+pub fn down(topo: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    let prefix = format!("mh-{topo}-");
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    for line in String::from_utf8_lossy(&list).lines() {
+        let ns = line.split_whitespace().next().unwrap_or("");
+        if !ns.starts_with(&prefix) {
+            continue;
+        }
+        let pids = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        for pid in String::from_utf8_lossy(&pids).split_whitespace() {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+        // Give meshd a moment to remove its TUN device and socket cleanly.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            let left = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .output()
+                .map(|o| o.stdout)
+                .unwrap_or_default();
+            if left.iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let pids = Command::new("ip")
+            .args(["netns", "pids", ns])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        for pid in String::from_utf8_lossy(&pids).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        removed.push(format!("namespace {ns}"));
+    }
+    let t = format!("mh{}l", tag(topo));
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    for line in String::from_utf8_lossy(&links).lines() {
+        let name = line.split(':').nth(1).map(str::trim).unwrap_or("");
+        let name = name.split('@').next().unwrap_or("");
+        if name.starts_with(&t) {
+            let _ = Command::new("ip").args(["link", "del", name]).status();
+            removed.push(format!("link {name}"));
+        }
+    }
+    let dir = state_dir(topo);
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        removed.push(format!("state {}", dir.display()));
+    }
+    removed
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Brings `topo` up: namespaces, links (MTU, TBF), a fresh CA and
+/// certificates, a meshd per host. `meshd` is the agent binary. Calls
+/// `progress` with a line per step.
+pub fn up(topo: &Topology, meshd: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let removed = down(&topo.name);
+    if !removed.is_empty() {
+        progress(&format!(
+            "removed leftovers of an earlier run: {}",
+            removed.len()
+        ));
+    }
+    let dir = state_dir(&topo.name);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let result = build(topo, meshd, &dir, progress);
+    if result.is_err() {
+        down(&topo.name);
+    }
+    result
+}
+
+fn build(
+    topo: &Topology,
+    meshd: &Path,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let c = RealCrypto;
+    for h in &topo.hosts {
+        let ns = namespace(&topo.name, &h.name);
+        ip(&["netns", "add", &ns])?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    }
+    progress(&format!("{} hosts: namespaces created", topo.hosts.len()));
+    let t = tag(&topo.name);
+    for (k, l) in topo.links.iter().enumerate() {
+        let (a, b) = (format!("mh{t}l{k}a"), format!("mh{t}l{k}b"));
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+        for (end, (dev, host)) in [(&a, &l.between[0]), (&b, &l.between[1])]
+            .into_iter()
+            .enumerate()
+        {
+            let ns = namespace(&topo.name, host);
+            let inner = format!("l{k}");
+            ip(&["link", "set", dev, "netns", &ns])?;
+            ip(&["-n", &ns, "link", "set", dev, "name", &inner])?;
+            ip(&[
+                "-n",
+                &ns,
+                "link",
+                "set",
+                &inner,
+                "mtu",
+                &l.mtu.to_string(),
+                "up",
+            ])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", Topology::underlay(k, end)),
+                "dev",
+                &inner,
+            ])?;
+            if let Some(rate) = l.rate_mbit {
+                run(Command::new("ip")
+                    .args([
+                        "netns", "exec", &ns, "tc", "qdisc", "add", "dev", &inner, "root", "tbf",
+                    ])
+                    .args([
+                        "rate",
+                        &format!("{rate}mbit"),
+                        "burst",
+                        "64kb",
+                        "latency",
+                        "50ms",
+                    ]))?;
+            }
+        }
+        let rate = l
+            .rate_mbit
+            .map(|r| format!(", {r} Mbit/s"))
+            .unwrap_or_default();
+        progress(&format!(
+            "link {} <-> {}: 198.18.{k}.0/24, MTU {}{rate}",
+            l.between[0], l.between[1], l.mtu
+        ));
+    }
+
+    // CA and certificates.
+    let mut rng = crypto::os_rng();
+    let mut ca_seed = [0u8; 32];
+    rng.fill_bytes(&mut ca_seed);
+    let t0 = now();
+    let ca_cert = create_ca(
+        &c,
+        &format!("{}-ca", topo.name),
+        &ca_seed,
+        t0 - 60,
+        t0 + 7 * 86_400,
+    )
+    .map_err(|e| e.to_string())?;
+    files::write_public(&dir.join("ca.crt"), &ca_cert.to_armor()).map_err(|e| e.to_string())?;
+    files::write_private_key(&dir.join("ca.key"), LABEL_CA_KEY, &ca_seed)
+        .map_err(|e| e.to_string())?;
+    let ca = TrustedCa::new(&c, ca_cert, t0).map_err(|e| e.to_string())?;
+    for (i, h) in topo.hosts.iter().enumerate() {
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let cert = ca
+            .issue(
+                &c,
+                &ca_seed,
+                NodeCertParams {
+                    name: h.name.clone(),
+                    addresses: vec![OverlayAddr::V4(Topology::overlay(i).octets(), 10)],
+                    segments: h.segments.clone(),
+                    static_public_key: c.x25519_public_key(&secret),
+                    not_before: t0 - 60,
+                    not_after: t0 + 7 * 86_400 - 60,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        files::write_public(&dir.join(format!("{}.crt", h.name)), &cert.to_armor())
+            .map_err(|e| e.to_string())?;
+        files::write_private_key(
+            &dir.join(format!("{}.key", h.name)),
+            LABEL_NODE_KEY,
+            &secret,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    progress("CA and certificates issued (hybrid X25519 + ML-KEM-768 handshakes)");
+
+    // Configurations and agents.
+    for (i, h) in topo.hosts.iter().enumerate() {
+        let mut cfg = String::new();
+        let _ = write!(
+            cfg,
+            "[node]\ncertificate = \"{0}.crt\"\nprivate-key = \"{0}.key\"\nca-certificate = \"ca.crt\"\n\n\
+             [listen]\naddress = \"0.0.0.0:51820\"\n\n[admin]\nsocket = \"{1}\"\n\n[log]\nlevel = \"info\"\n",
+            h.name,
+            dir.join(format!("{}.sock", h.name)).display()
+        );
+        for (j, p) in topo.hosts.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            let _ = write!(cfg, "\n[[peer]]\ncertificate = \"{}.crt\"\n", p.name);
+            if let Some(ep) = topo.direct_endpoint(i, j) {
+                let _ = writeln!(cfg, "endpoint = \"{ep}:51820\"");
+            }
+        }
+        let path = dir.join(format!("{}.toml", h.name));
+        std::fs::write(&path, cfg).map_err(|e| format!("{}: {e}", path.display()))?;
+        let log = std::fs::File::create(dir.join(format!("{}.log", h.name)))
+            .map_err(|e| e.to_string())?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &namespace(&topo.name, &h.name)])
+            .arg(meshd)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", meshd.display()))?;
+        std::fs::write(dir.join(format!("{}.pid", h.name)), child.id().to_string())
+            .map_err(|e| e.to_string())?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for h in &topo.hosts {
+        let sock = dir.join(format!("{}.sock", h.name));
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join(format!("{}.log", h.name)))
+                    .unwrap_or_default();
+                return Err(format!("meshd on {} did not start:\n{log}", h.name));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    progress(&format!(
+        "meshd running on every host; state in {}",
+        dir.display()
+    ));
+    Ok(())
+}
+
+/// Runs `cmd` inside `host`'s namespace, inheriting stdio; returns its exit code.
+pub fn exec(topo: &str, host: &str, cmd: &[String]) -> Result<i32, String> {
+    let ns = namespace(topo, host);
+    let status = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(cmd)
+        .env("MESHD_SOCKET", state_dir(topo).join(format!("{host}.sock")))
+        .status()
+        .map_err(|e| format!("ip netns exec {ns}: {e}"))?;
+    Ok(status.code().unwrap_or(1))
+}

@@ -1,0 +1,147 @@
+//! mesh-harness up / exec / down with real namespaces (root), and cleanup
+//! after a run that was interrupted.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::process::Command;
+
+use meshd_tests::{binary, require_root};
+
+fn netns_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn up_exec_down_and_cleanup_after_an_interrupted_run() {
+    require_root();
+    let name = format!("t{}", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("mh-test-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("topo.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "name = \"{name}\"\n[[host]]\nname = \"x\"\n[[host]]\nname = \"y\"\n[[host]]\nname = \"z\"\n\
+             [[link]]\nbetween = [\"x\", \"y\"]\nrate-mbit = 200\n[[link]]\nbetween = [\"y\", \"z\"]\nmtu = 1280\n"
+        ),
+    )
+    .unwrap();
+    let h = binary("mesh-harness");
+    let harness = |args: &[&str]| Command::new(&h).args(args).output().unwrap();
+    let prefix = format!("mh-{name}-");
+    let _guard = Cleanup(name.clone(), h.clone());
+
+    // An "interrupted" run: up, then pretend the harness died (no down).
+    let o = harness(&["up", topo.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(netns_with(&prefix).len(), 3);
+    // The next run cleans up the leftovers and comes up again.
+    let o = harness(&["up", topo.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("removed leftovers of an earlier run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("200 Mbit/s") && text.contains("MTU 1280"),
+        "{text}"
+    );
+    assert_eq!(netns_with(&prefix).len(), 3);
+
+    // Direct links work; the rate limit is installed.
+    let o = harness(&[
+        "exec",
+        "--topology",
+        &name,
+        "x",
+        "--",
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "100.64.0.2",
+    ]);
+    assert!(
+        o.status.success(),
+        "ping x -> y: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = harness(&[
+        "exec",
+        "--topology",
+        &name,
+        "x",
+        "--",
+        "tc",
+        "qdisc",
+        "show",
+        "dev",
+        "l0",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("tbf"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // exec passes the command's exit code through.
+    let o = harness(&["exec", "--topology", &name, "y", "--", "false"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = harness(&["down", &name]);
+    assert!(o.status.success());
+    assert!(
+        netns_with(&prefix).is_empty(),
+        "namespaces left: {:?}",
+        netns_with(&prefix)
+    );
+    assert!(!std::path::Path::new(&format!("/tmp/mesh-harness/{name}")).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_topology_is_refused_naming_line_and_fix() {
+    let dir = std::env::temp_dir().join(format!("mh-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let topo = dir.join("bad.toml");
+    std::fs::write(
+        &topo,
+        "name = \"bad\"\n[[host]]\nname = \"a\"\n[[link]]\nbetween = [\"a\", \"nope\"]\n",
+    )
+    .unwrap();
+    let o = Command::new(binary("mesh-harness"))
+        .args(["up", topo.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("line 5") && err.contains("unknown host 'nope'"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Tears the topology down even when an assertion fails.
+struct Cleanup(String, std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.1).args(["down", &self.0]).output();
+    }
+}
