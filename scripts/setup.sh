@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # meshd setup: installs what the project needs on a Debian machine (as root),
-# builds everything, and runs the main job (the handshake demo).
+# builds everything, and runs the main job (the namespace demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +20,5 @@ cargo fetch --locked
 say "building (release)"
 cargo build --release --locked --workspace
 
-say "running the handshake demo"
-./target/release/mesh-harness handshake-demo
+say "running the demo: 4 hosts in network namespaces with real meshd agents"
+./target/release/mesh-harness demo

@@ -145,3 +145,30 @@ impl Drop for Cleanup {
         let _ = Command::new(&self.1).args(["down", &self.0]).output();
     }
 }
+
+#[test]
+fn demo_runs_end_to_end_and_leaves_nothing_behind() {
+    require_root();
+    let o = Command::new(binary("mesh-harness"))
+        .args(["demo", "--bytes", "20000000"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "demo failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for expected in [
+        "session a ↔ b up",
+        "session b ↔ d up",
+        "cutting link a–b",
+        "link restored",
+        "summary (a → b)",
+        "5/5",
+        "teardown: removed 4 namespace(s)",
+    ] {
+        assert!(out.contains(expected), "missing '{expected}' in:\n{out}");
+    }
+    assert!(netns_with("mh-demo-").is_empty());
+}
