@@ -22,7 +22,13 @@ fn every_file_in_configs_parses() {
             std::fs::read_to_string(&path).unwrap()
         };
         match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") if name.ends_with(".toml") => {
+            Some("toml") if name == "targets.toml" => {
+                let targets =
+                    harness::targets::load_targets(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(targets.len() >= 5, "{name}");
+                seen += 1;
+            }
+            Some("toml") => {
                 let cfg =
                     NodeConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(

@@ -172,3 +172,63 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     }
     assert!(netns_with("mh-demo-").is_empty());
 }
+
+#[test]
+fn check_measures_every_metric_and_reports_pass_and_fail() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("mh-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Loose bounds the debug build meets, plus one that cannot be met.
+    let loose = dir.join("loose.toml");
+    std::fs::write(
+        &loose,
+        "[[target]]\nname = \"latency\"\nmetric = \"udp-rtt-p99-us\"\nmax = 10000000\n\
+         [[target]]\nname = \"loaded\"\nmetric = \"udp-rtt-loaded-p99-us\"\nmax = 100000000\n\
+         [[target]]\nname = \"throughput\"\nmetric = \"tcp-ratio\"\nmin = 0.0001\n\
+         [[target]]\nname = \"efficiency\"\nmetric = \"wire-efficiency\"\nmin = 0.9\n\
+         [[target]]\nname = \"reliability\"\nmetric = \"udp-delivered-ratio\"\nmin = 0.1\n\
+         [[target]]\nname = \"first packet\"\nmetric = \"first-packet-ms\"\nmax = 10000\n",
+    )
+    .unwrap();
+    let json = dir.join("out.json");
+    let h = binary("mesh-harness");
+    let o = Command::new(&h)
+        .args([
+            "check",
+            "--quick",
+            "--targets",
+            loose.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        assert_eq!(r["pass"], true, "{r}");
+        assert!(r["measured"].as_f64().is_some(), "{r}");
+    }
+    assert!(netns_with("mh-check-").is_empty());
+    // An unknown metric is refused before anything is built.
+    std::fs::write(
+        &loose,
+        "[[target]]\nname = \"x\"\nmetric = \"speed\"\nmin = 1\n",
+    )
+    .unwrap();
+    let o = Command::new(&h)
+        .args(["check", "--targets", loose.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown metric 'speed'"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

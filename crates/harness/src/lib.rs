@@ -4,4 +4,5 @@
 #![warn(missing_docs)]
 
 pub mod netns;
+pub mod targets;
 pub mod topology;

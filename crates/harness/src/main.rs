@@ -5,6 +5,7 @@
 //! certificates, the nodes perform the hybrid Noise IK + ML-KEM-768
 //! handshake, and exchange encrypted packets, printing each step.
 
+mod check;
 mod demo;
 mod mesh_demo;
 mod pingpong;
@@ -32,6 +33,18 @@ enum Command {
         /// Bytes for each TCP transfer (at most 10 GB).
         #[arg(long, default_value_t = 200_000_000, value_parser = clap::value_parser!(u64).range(1_000_000..=10_000_000_000))]
         bytes: u64,
+    },
+    /// Measure a two-host mesh against written targets (root); exits 1 when one is missed.
+    Check {
+        /// Targets file, e.g. configs/targets.toml.
+        #[arg(long, default_value = "configs/targets.toml")]
+        targets: PathBuf,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Short measurements (for CI).
+        #[arg(long)]
+        quick: bool,
     },
     /// Bring a topology up: namespaces, links, certificates, meshd on every host.
     Up {
@@ -180,6 +193,18 @@ fn running_topology(given: Option<String>) -> Result<String, String> {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Up { topology } => cmd_up(&topology),
+        Command::Check {
+            targets,
+            json,
+            quick,
+        } => match check::run(&targets, json, quick) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                eprintln!("mesh-harness: check: some targets were missed (see the table)");
+                return ExitCode::from(1);
+            }
+            Err(e) => Err(format!("check: {e}")),
+        },
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,

@@ -1,0 +1,295 @@
+//! `mesh-harness check --targets FILE`: measure a two-host mesh against
+//! written targets, with the raw underlay measured in the same run, print a
+//! table (target, measured, raw, ratio, pass/fail), optionally write JSON,
+//! and fail when a target is missed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use harness::netns::{self, namespace, state_dir};
+use harness::targets::{load_targets, Target};
+use harness::topology::Topology;
+
+const NAME: &str = "check";
+const TOPOLOGY: &str = "name = \"check\"\n[[host]]\nname = \"a\"\n[[host]]\nname = \"b\"\n[[link]]\nbetween = [\"a\", \"b\"]\n";
+/// meshd's TUN MTU in the check topology (the agent's default).
+const TUN_MTU: f64 = 1420.0;
+
+/// One row of the report.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    target: Target,
+    measured: Option<f64>,
+    raw: Option<f64>,
+    ratio: Option<f64>,
+    pass: bool,
+}
+
+fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &namespace(NAME, host)])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip netns exec: {e}"))
+}
+
+fn field(text: &str, key: &str) -> Option<f64> {
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}="))?.parse().ok())
+}
+
+fn pingpong_p99(me: &Path, addr: &str, count: u32) -> Result<f64, String> {
+    let out = in_ns(
+        "a",
+        &[
+            me.to_str().unwrap_or_default(),
+            "udp-ping",
+            "--to",
+            &format!("{addr}:7000"),
+            "--count",
+            &count.to_string(),
+        ],
+    );
+    let t = String::from_utf8_lossy(&out.stdout);
+    field(&t, "p99_us").ok_or_else(|| {
+        format!(
+            "udp-ping to {addr} failed: {t}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn iperf_json(args: &[&str]) -> Result<serde_json::Value, String> {
+    let mut full = vec!["iperf3"];
+    full.extend_from_slice(args);
+    full.push("-J");
+    // The iperf3 server takes one test at a time; give a finishing one a moment.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = in_ns("a", &full);
+        match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            Ok(v) if v.get("error").is_none() => return Ok(v),
+            Ok(v) => last = v["error"].to_string(),
+            Err(e) => last = format!("{e}: {}", String::from_utf8_lossy(&out.stderr)),
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    Err(format!("iperf3 {args:?}: {last}"))
+}
+
+fn tcp_gbps(addr: &str, secs: u64) -> Result<f64, String> {
+    let v = iperf_json(&["-c", addr, "-t", &secs.to_string()])?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|b| b / 1e9)
+        .ok_or_else(|| format!("iperf3 to {addr}: {v}"))
+}
+
+fn udp_delivered(addr: &str, secs: u64) -> Result<f64, String> {
+    let v = iperf_json(&[
+        "-c",
+        addr,
+        "-u",
+        "-b",
+        "100M",
+        "-l",
+        "1200",
+        "-t",
+        &secs.to_string(),
+    ])?;
+    let s = &v["end"]["sum"];
+    let (lost, total) = (s["lost_packets"].as_f64(), s["packets"].as_f64());
+    match (lost, total) {
+        (Some(l), Some(t)) if t > 0.0 => Ok((t - l) / t),
+        _ => Err(format!("iperf3 UDP to {addr}: {v}")),
+    }
+}
+
+/// Runs the check. `quick` shortens every measurement (for CI).
+pub fn run(targets_path: &Path, json: Option<PathBuf>, quick: bool) -> Result<bool, String> {
+    let targets = load_targets(targets_path)?;
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let meshd = me.with_file_name("meshd");
+    let topo = Topology::parse(TOPOLOGY)?;
+    let _ = ctrlc::set_handler(|| {
+        netns::down(NAME);
+        std::process::exit(130);
+    });
+    println!("mesh-harness check: 2 hosts, one veth link; every metric also over the raw underlay");
+    netns::up(&topo, &meshd, &mut |l| println!("  {l}"))?;
+    let result = measure(&me, &meshd, quick);
+    netns::down(NAME);
+    let (meshd_m, raw_m) = result?;
+    let mut rows = Vec::new();
+    let mut all = true;
+    for t in targets {
+        let measured = meshd_m.get(&t.metric).copied();
+        let raw = raw_m.get(&t.metric).copied();
+        let pass =
+            measured.is_some_and(|m| t.max.is_none_or(|x| m <= x) && t.min.is_none_or(|x| m >= x));
+        all &= pass;
+        let ratio = match (measured, raw) {
+            (Some(m), Some(r)) if r != 0.0 => Some(m / r),
+            _ => None,
+        };
+        rows.push(Row {
+            target: t,
+            measured,
+            raw,
+            ratio,
+            pass,
+        });
+    }
+    println!(
+        "\n{:<42} {:>14} {:>12} {:>12} {:>8}  result",
+        "target", "bound", "measured", "raw", "ratio"
+    );
+    for r in &rows {
+        let bound = match (r.target.min, r.target.max) {
+            (Some(m), _) => format!(">= {m}"),
+            (_, Some(m)) => format!("<= {m}"),
+            _ => "-".into(),
+        };
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.5}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<42} {:>14} {:>12} {:>12} {:>8}  {}",
+            r.target.name,
+            bound,
+            f(r.measured),
+            f(r.raw),
+            r.ratio
+                .map(|v| format!("{v:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            if r.pass { "pass" } else { "FAIL" }
+        );
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    Ok(all)
+}
+
+type Metrics = BTreeMap<String, f64>;
+
+fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), String> {
+    let (secs, count) = if quick { (2, 1000) } else { (10, 10_000) };
+    let mut m = Metrics::new();
+    let mut raw = Metrics::new();
+    let me_s = me.to_str().unwrap_or_default();
+    let spawn_b = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &namespace(NAME, "b")])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
+    let mut echo = spawn_b(&[
+        me_s,
+        "udp-echo",
+        "--listen",
+        "0.0.0.0:7000",
+        "--idle-secs",
+        "60",
+    ])?;
+    let mut iperf = spawn_b(&["iperf3", "-s"])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let r = (|| -> Result<(), String> {
+        println!("  idle latency (closed-loop UDP ping-pong, {count} round trips)");
+        raw.insert(
+            "udp-rtt-p99-us".into(),
+            pingpong_p99(me, "198.18.0.2", count)?,
+        );
+        m.insert(
+            "udp-rtt-p99-us".into(),
+            pingpong_p99(me, "100.64.0.2", count)?,
+        );
+        println!("  TCP throughput ({secs} s each)");
+        let (r_bw, m_bw) = (tcp_gbps("198.18.0.2", secs)?, tcp_gbps("100.64.0.2", secs)?);
+        raw.insert("tcp-ratio".into(), 1.0);
+        m.insert("tcp-ratio".into(), m_bw / r_bw);
+        m.insert("tcp-gbps".into(), m_bw);
+        raw.insert("tcp-gbps".into(), r_bw);
+        println!("  latency under load (ping-pong during a TCP transfer)");
+        for (addr, into) in [("198.18.0.2", &mut raw), ("100.64.0.2", &mut m)] {
+            let load = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &namespace(NAME, "a"),
+                    "iperf3",
+                    "-c",
+                    addr,
+                    "-t",
+                    &(secs + 2).to_string(),
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(Duration::from_millis(500));
+            let p99 = pingpong_p99(me, addr, count / 2);
+            let _ = load.wait_with_output();
+            std::thread::sleep(Duration::from_millis(300));
+            into.insert("udp-rtt-loaded-p99-us".into(), p99?);
+        }
+        println!("  reliability (UDP at 100 Mbit/s for {secs} s)");
+        raw.insert(
+            "udp-delivered-ratio".into(),
+            udp_delivered("198.18.0.2", secs)?,
+        );
+        m.insert(
+            "udp-delivered-ratio".into(),
+            udp_delivered("100.64.0.2", secs)?,
+        );
+        // Wire efficiency at full-size packets: inner bytes per underlay byte
+        // (IPv4 + UDP + meshd's 32 bytes), against the raw link's 1.
+        m.insert("wire-efficiency".into(), TUN_MTU / (TUN_MTU + 28.0 + 32.0));
+        raw.insert("wire-efficiency".into(), 1.0);
+        println!("  time from agent start to first packet through");
+        let dir = state_dir(NAME);
+        let pid = std::fs::read_to_string(dir.join("a.pid")).unwrap_or_default();
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        std::thread::sleep(Duration::from_millis(500));
+        let t = Instant::now();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &namespace(NAME, "a")])
+            .arg(meshd)
+            .arg("--config")
+            .arg(dir.join("a.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::write(dir.join("a.pid"), child.id().to_string());
+        let mut first = None;
+        while t.elapsed() < Duration::from_secs(10) {
+            if in_ns("a", &["ping", "-c", "1", "-W", "1", "100.64.0.2"])
+                .status
+                .success()
+            {
+                first = Some(t.elapsed());
+                break;
+            }
+        }
+        m.insert(
+            "first-packet-ms".into(),
+            first
+                .ok_or("no packet through within 10 s of agent start")?
+                .as_secs_f64()
+                * 1e3,
+        );
+        Ok(())
+    })();
+    let _ = echo.kill();
+    let _ = iperf.kill();
+    let _ = echo.wait();
+    let _ = iperf.wait();
+    r.map(|()| (m, raw))
+}
