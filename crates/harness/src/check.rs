@@ -30,16 +30,7 @@ pub struct Row {
 }
 
 fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", &namespace(NAME, host)])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip netns exec: {e}"))
-}
-
-fn field(text: &str, key: &str) -> Option<f64> {
-    text.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}="))?.parse().ok())
+    netns::output(NAME, host, args)
 }
 
 fn pingpong_p99(me: &Path, addr: &str, count: u32) -> Result<f64, String> {
@@ -55,7 +46,7 @@ fn pingpong_p99(me: &Path, addr: &str, count: u32) -> Result<f64, String> {
         ],
     );
     let t = String::from_utf8_lossy(&out.stdout);
-    field(&t, "p99_us").ok_or_else(|| {
+    netns::field(&t, "p99_us").ok_or_else(|| {
         format!(
             "udp-ping to {addr} failed: {t}{}",
             String::from_utf8_lossy(&out.stderr)

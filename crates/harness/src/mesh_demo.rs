@@ -41,16 +41,7 @@ fn peers(host: &str) -> Vec<PeerView> {
 }
 
 fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", &namespace(NAME, host)])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("ip netns exec: {e}"))
-}
-
-fn field(out: &str, key: &str) -> Option<f64> {
-    out.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}="))?.parse().ok())
+    netns::output(NAME, host, args)
 }
 
 /// Closed-loop UDP ping-pong from a to b's `addr`; (p50, p99) in µs.
@@ -77,7 +68,7 @@ fn pingpong(me: &Path, addr: &str, count: u32) -> Result<(f64, f64), String> {
     let _ = echo.kill();
     let _ = echo.wait();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    match (field(&text, "p50_us"), field(&text, "p99_us")) {
+    match (netns::field(&text, "p50_us"), netns::field(&text, "p99_us")) {
         (Some(a), Some(b)) => Ok((a, b)),
         _ => Err(format!(
             "udp-ping failed: {text}{}",

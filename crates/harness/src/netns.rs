@@ -332,3 +332,22 @@ pub fn exec(topo: &str, host: &str, cmd: &[String]) -> Result<i32, String> {
         .map_err(|e| format!("ip netns exec {ns}: {e}"))?;
     Ok(status.code().unwrap_or(1))
 }
+
+/// Runs `args` inside `host`'s namespace and collects its output.
+pub fn output(topo: &str, host: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &namespace(topo, host)])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| std::process::Output {
+            status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+            stdout: Vec::new(),
+            stderr: format!("ip netns exec: {e}").into_bytes(),
+        })
+}
+
+/// The number after `key=` in tool output like `count=5 p50_us=12.3`.
+pub fn field(text: &str, key: &str) -> Option<f64> {
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}="))?.parse().ok())
+}
