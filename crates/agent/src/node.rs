@@ -163,8 +163,9 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             r = tun.recv_multiple(&mut tun_raw, &mut segments, &mut sizes, TRANSPORT_HEADER_LEN) => {
                 match r {
                     Ok(n) => {
+                        let (now, unix) = (Instant::now(), unix_nanos());
                         for i in 0..n {
-                            node.handle_tun_packet(&mut udp, &mut segments[i], sizes[i]).await;
+                            node.handle_tun_packet(now, unix, &mut udp, &mut segments[i], sizes[i]).await;
                         }
                     }
                     Err(e) => debug!("TUN read: {e}"),
@@ -175,8 +176,9 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
                     Ok(meta) => {
                         let stride = meta.stride.max(1);
                         let mut used = 0;
+                        let (now, unix) = (Instant::now(), unix_nanos());
                         for chunk in udp_buf[..meta.len].chunks_mut(stride) {
-                            node.handle_udp_datagram(chunk, meta.addr, &mut to_tun, &mut used);
+                            node.handle_udp_datagram(now, unix, chunk, meta.addr, &mut to_tun, &mut used);
                         }
                         if used > 0 {
                             if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun[..used], TRANSPORT_HEADER_LEN).await {
@@ -207,7 +209,15 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
 
 impl Node {
     /// One packet read from the TUN device, at `buf[TRANSPORT_HEADER_LEN..][..n]`.
-    async fn handle_tun_packet(&mut self, udp: &mut Udp, buf: &mut [u8], n: usize) {
+    /// `now` and `unix` are read once per batch by the caller.
+    async fn handle_tun_packet(
+        &mut self,
+        now: Instant,
+        unix: u64,
+        udp: &mut Udp,
+        buf: &mut [u8],
+        n: usize,
+    ) {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let Some(dst) = inner_destination(packet) else {
             return;
@@ -217,8 +227,8 @@ impl Node {
             return;
         };
         let out = self.ep.send(
-            Instant::now(),
-            unix_nanos(),
+            now,
+            unix,
             &mut self.rng,
             peer,
             &mut buf[..n + TRANSPORT_OVERHEAD],
@@ -234,19 +244,18 @@ impl Node {
     /// the virtio header).
     fn handle_udp_datagram(
         &mut self,
+        now: Instant,
+        unix: u64,
         buf: &mut [u8],
         src: SocketAddr,
         to_tun: &mut Vec<Vec<u8>>,
         used: &mut usize,
     ) {
-        match self
-            .ep
-            .handle_datagram(Instant::now(), unix_nanos(), &mut self.rng, src, buf)
-        {
+        match self.ep.handle_datagram(now, unix, &mut self.rng, src, buf) {
             Received::Data { len, peer } => {
                 let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
                 if let Some(seq) = ping::echo_reply_seq(packet, self.pinger.ident) {
-                    if let Some(rtt) = self.pinger.complete(seq, Instant::now()) {
+                    if let Some(rtt) = self.pinger.complete(seq, now) {
                         self.last_rtt.insert(peer, rtt.as_secs_f64() * 1e3);
                         return;
                     }

@@ -16,6 +16,7 @@ use proto::fragment::{
     fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, MAX_MESSAGE_LEN,
 };
 use proto::handshake::{self, message2_len, Identity, ReplayGuard};
+use proto::provider::Crypto;
 use proto::session::Session;
 use proto::wire::{MessageKind, TransportHeader, TRANSPORT_HEADER_LEN};
 use rand_chacha::rand_core::SeedableRng;
@@ -47,22 +48,13 @@ fn node(ca: &TrustedCa, name: &str, ip: [u8; 4], secret: [u8; 32]) -> Identity {
                 name: name.into(),
                 addresses: vec![OverlayAddr::V4(ip, 10)],
                 segments: vec!["fuzz".into()],
-                static_public_key: c.x25519_public_key_of(&secret),
+                static_public_key: c.x25519_public_key(&secret),
                 not_before: NOW_SECS - 10,
                 not_after: NOW_SECS + 3600,
             },
         )
         .expect("fixture certificate");
     Identity::new(&c, cert, secret).expect("fixture identity")
-}
-
-trait PublicOf {
-    fn x25519_public_key_of(&self, s: &[u8; 32]) -> [u8; 32];
-}
-impl PublicOf for InsecureCrypto {
-    fn x25519_public_key_of(&self, s: &[u8; 32]) -> [u8; 32] {
-        proto::provider::Crypto::x25519_public_key(self, s)
-    }
 }
 
 /// Builds the fixture (deterministic).
@@ -221,7 +213,7 @@ pub fn reassembly(data: &[u8]) {
 /// of `[length: u16 le][datagram]`.
 pub fn endpoint(data: &[u8]) {
     let f = fixture();
-    let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(InsecureCrypto);
+    let crypto: Arc<dyn Crypto> = Arc::new(InsecureCrypto);
     let mut ep = Endpoint::new(
         crypto,
         f.ca.clone(),

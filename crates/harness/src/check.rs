@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use harness::netns::{self, namespace, state_dir};
+use harness::netns::{self, state_dir};
 use harness::targets::{load_targets, Target};
 use harness::topology::Topology;
 
@@ -176,24 +176,21 @@ fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), S
     let mut m = Metrics::new();
     let mut raw = Metrics::new();
     let me_s = me.to_str().unwrap_or_default();
-    let spawn_b = |args: &[&str]| {
-        Command::new("ip")
-            .args(["netns", "exec", &namespace(NAME, "b")])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())
-    };
-    let mut echo = spawn_b(&[
-        me_s,
-        "udp-echo",
-        "--listen",
-        "0.0.0.0:7000",
-        "--idle-secs",
-        "60",
-    ])?;
-    let mut iperf = spawn_b(&["iperf3", "-s"])?;
+
+    let mut echo = netns::spawn(
+        NAME,
+        "b",
+        &[
+            me_s,
+            "udp-echo",
+            "--listen",
+            "0.0.0.0:7000",
+            "--idle-secs",
+            "60",
+        ],
+        Stdio::null(),
+    )?;
+    let mut iperf = netns::spawn(NAME, "b", &["iperf3", "-s"], Stdio::null())?;
     std::thread::sleep(Duration::from_millis(300));
     let r = (|| -> Result<(), String> {
         println!("  idle latency (closed-loop UDP ping-pong, {count} round trips)");
@@ -213,20 +210,12 @@ fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), S
         raw.insert("tcp-gbps".into(), r_bw);
         println!("  latency under load (ping-pong during a TCP transfer)");
         for (addr, into) in [("198.18.0.2", &mut raw), ("100.64.0.2", &mut m)] {
-            let load = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &namespace(NAME, "a"),
-                    "iperf3",
-                    "-c",
-                    addr,
-                    "-t",
-                    &(secs + 2).to_string(),
-                ])
-                .stdout(Stdio::null())
-                .spawn()
-                .map_err(|e| e.to_string())?;
+            let load = netns::spawn(
+                NAME,
+                "a",
+                &["iperf3", "-c", addr, "-t", &(secs + 2).to_string()],
+                Stdio::null(),
+            )?;
             std::thread::sleep(Duration::from_millis(500));
             let p99 = pingpong_p99(me, addr, count / 2);
             let _ = load.wait_with_output();
@@ -252,16 +241,7 @@ fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), S
         let _ = Command::new("kill").arg(pid.trim()).status();
         std::thread::sleep(Duration::from_millis(500));
         let t = Instant::now();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &namespace(NAME, "a")])
-            .arg(meshd)
-            .arg("--config")
-            .arg(dir.join("a.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let _ = std::fs::write(dir.join("a.pid"), child.id().to_string());
+        netns::start_agent(NAME, "a", meshd)?;
         let mut first = None;
         while t.elapsed() < Duration::from_secs(10) {
             if in_ns("a", &["ping", "-c", "1", "-W", "1", "100.64.0.2"])

@@ -7,12 +7,12 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::netns::{self, namespace, state_dir};
+use harness::netns::{self, state_dir};
 use harness::topology::Topology;
 use types::admin::{AdminRequest, AdminResponse, PeerView};
 
@@ -46,13 +46,20 @@ fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
 
 /// Closed-loop UDP ping-pong from a to b's `addr`; (p50, p99) in µs.
 fn pingpong(me: &Path, addr: &str, count: u32) -> Result<(f64, f64), String> {
-    let mut echo = Command::new("ip")
-        .args(["netns", "exec", &namespace(NAME, "b")])
-        .arg(me)
-        .args(["udp-echo", "--listen", "0.0.0.0:7000", "--idle-secs", "3"])
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let me_s = me.to_str().unwrap_or_default();
+    let mut echo = netns::spawn(
+        NAME,
+        "b",
+        &[
+            me_s,
+            "udp-echo",
+            "--listen",
+            "0.0.0.0:7000",
+            "--idle-secs",
+            "3",
+        ],
+        Stdio::null(),
+    )?;
     std::thread::sleep(Duration::from_millis(200));
     let out = in_ns(
         "a",
@@ -79,19 +86,19 @@ fn pingpong(me: &Path, addr: &str, count: u32) -> Result<(f64, f64), String> {
 
 /// A checksummed TCP transfer of `bytes` from a to b's `addr`; Gbit/s.
 fn transfer(me: &Path, addr: &str, bytes: u64) -> Result<f64, String> {
-    let sink = Command::new("ip")
-        .args(["netns", "exec", &namespace(NAME, "b")])
-        .arg(me)
-        .args([
+    let sink = netns::spawn(
+        NAME,
+        "b",
+        &[
+            me.to_str().unwrap_or_default(),
             "tcp-sink",
             "--listen",
             &format!("{addr}:5001"),
             "--timeout-secs",
             "30",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+        ],
+        Stdio::piped(),
+    )?;
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     let src = in_ns(

@@ -287,20 +287,7 @@ fn build(
         }
         let path = dir.join(format!("{}.toml", h.name));
         std::fs::write(&path, cfg).map_err(|e| format!("{}: {e}", path.display()))?;
-        let log = std::fs::File::create(dir.join(format!("{}.log", h.name)))
-            .map_err(|e| e.to_string())?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &namespace(&topo.name, &h.name)])
-            .arg(meshd)
-            .arg("--config")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", meshd.display()))?;
-        std::fs::write(dir.join(format!("{}.pid", h.name)), child.id().to_string())
-            .map_err(|e| e.to_string())?;
+        start_agent(&topo.name, &h.name, meshd)?;
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for h in &topo.hosts {
@@ -331,6 +318,42 @@ pub fn exec(topo: &str, host: &str, cmd: &[String]) -> Result<i32, String> {
         .status()
         .map_err(|e| format!("ip netns exec {ns}: {e}"))?;
     Ok(status.code().unwrap_or(1))
+}
+
+/// Starts meshd on `host` with the configuration `up` wrote; its log goes to
+/// `HOST.log` and its pid to `HOST.pid` in the state directory.
+pub fn start_agent(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
+    let dir = state_dir(topo);
+    let log = std::fs::File::create(dir.join(format!("{host}.log"))).map_err(|e| e.to_string())?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &namespace(topo, host)])
+        .arg(meshd)
+        .arg("--config")
+        .arg(dir.join(format!("{host}.toml")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", meshd.display()))?;
+    std::fs::write(dir.join(format!("{host}.pid")), child.id().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Spawns `args` inside `host`'s namespace with stdout as given and stderr discarded.
+pub fn spawn(
+    topo: &str,
+    host: &str,
+    args: &[&str],
+    stdout: Stdio,
+) -> Result<std::process::Child, String> {
+    Command::new("ip")
+        .args(["netns", "exec", &namespace(topo, host)])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("ip netns exec {}: {e}", namespace(topo, host)))
 }
 
 /// Runs `args` inside `host`'s namespace and collects its output.

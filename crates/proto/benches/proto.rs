@@ -9,44 +9,24 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use crypto::insecure::FreeKem;
 use crypto::RealCrypto;
-use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::cert::TrustedCa;
 use proto::handshake::{self, Identity, ReplayGuard};
 use proto::provider::Crypto;
 use proto::session::Session;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-const C: &RealCrypto = &RealCrypto;
-const NOW: u64 = 1_800_000_000;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
+const C: &RealCrypto = &RealCrypto;
+const NOW: u64 = common::NOW;
+
+/// The integration tests' CA and two identities (static secrets [2; 32] and [3; 32]).
 fn fixture() -> (TrustedCa, Identity, Identity, [u8; 32], [u8; 32]) {
-    let ca_cert = create_ca(C, "bench-ca", &[1; 32], NOW - 100, NOW + 2_000_000_000).unwrap();
-    let ca = TrustedCa::new(C, ca_cert, NOW).unwrap();
-    let mk = |name: &str, s: [u8; 32], ip: u8| {
-        let cert = ca
-            .issue(
-                C,
-                &[1; 32],
-                NodeCertParams {
-                    name: name.into(),
-                    addresses: vec![OverlayAddr::V4([100, 64, 0, ip], 10)],
-                    segments: vec!["bench".into()],
-                    static_public_key: C.x25519_public_key(&s),
-                    not_before: NOW - 10,
-                    not_after: NOW + 1_900_000_000,
-                },
-            )
-            .unwrap();
-        Identity::new(C, cert, s).unwrap()
-    };
-    let (si, sr) = ([2u8; 32], [3u8; 32]);
-    (
-        ca.clone(),
-        mk("initiator", si, 1),
-        mk("responder", sr, 2),
-        si,
-        sr,
-    )
+    let mesh = common::Mesh::new(1);
+    let (i, r) = (mesh.node("initiator", 2), mesh.node("responder", 3));
+    (mesh.ca, i, r, [2; 32], [3; 32])
 }
 
 fn handshakes(c: &mut Criterion) {

@@ -9,44 +9,26 @@ use std::hint::black_box;
 
 use crypto::insecure::FreeKem;
 use crypto::RealCrypto;
-use proto::cert::{create_ca, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::cert::{Certificate, TrustedCa};
 use proto::handshake::{self, Identity, ReplayGuard};
 use proto::provider::Crypto;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 const C: &RealCrypto = &RealCrypto;
-const NOW: u64 = 1_800_000_000;
+const NOW: u64 = common::NOW;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let kind = args.get(1).map(String::as_str).unwrap_or("hybrid");
     let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
-    let ca = TrustedCa::new(
-        C,
-        create_ca(C, "ca", &[1; 32], NOW - 10, NOW + 10_000_000).unwrap(),
-        NOW,
-    )
-    .unwrap();
-    let mk = |name: &str, s: [u8; 32], ip: u8| {
-        let cert = ca
-            .issue(
-                C,
-                &[1; 32],
-                NodeCertParams {
-                    name: name.into(),
-                    addresses: vec![OverlayAddr::V4([100, 64, 0, ip], 10)],
-                    segments: vec!["bench".into()],
-                    static_public_key: C.x25519_public_key(&s),
-                    not_before: NOW - 5,
-                    not_after: NOW + 9_000_000,
-                },
-            )
-            .unwrap();
-        Identity::new(C, cert, s).unwrap()
-    };
+    let mesh = common::Mesh::new(1);
     let (si, sr) = ([2u8; 32], [3u8; 32]);
-    let (i, r) = (mk("initiator", si, 1), mk("responder", sr, 2));
+    let (i, r) = (mesh.node("initiator", 2), mesh.node("responder", 3));
+    let ca = mesh.ca;
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let provider: &dyn Crypto = if kind == "kem-free" { &FreeKem } else { C };
     for k in 0..n {

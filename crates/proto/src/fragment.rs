@@ -178,18 +178,6 @@ pub fn fragment(
         .collect()
 }
 
-/// Recomputes the MACs of already-built fragments (after a cookie arrived).
-pub fn rewrite_macs(
-    crypto: &dyn Crypto,
-    fragments: &mut [Vec<u8>],
-    mac1_key: &[u8; 32],
-    cookie: Option<&[u8; MAC_LEN]>,
-) {
-    for f in fragments {
-        write_macs(crypto, f, mac1_key, cookie);
-    }
-}
-
 /// Bounds on reassembly state.
 #[derive(Debug, Clone, Copy)]
 pub struct ReassemblyLimits {

@@ -1,6 +1,8 @@
 //! Outer datagram formats and dispatch on (type, length) before any crypto.
 //!
-//! Every datagram starts with a type byte and three reserved zero bytes.
+//! Every datagram starts with a type byte; in cookie replies and transport
+//! packets three reserved zero bytes follow (fragments use them for index and
+//! count).
 //! [`classify`] checks exactly that and the length the type allows; once it
 //! returns `Ok`, the fixed-offset reads of the matching view cannot panic.
 //! Layouts are specified in `docs/protocol.md`.
@@ -90,14 +92,6 @@ pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
     if datagram.len() < 4 {
         return Err(WireError::TooShort);
     }
-    if datagram[1..4] != [0, 0, 0] {
-        // Reserved bytes of fragment headers are at other offsets, but the
-        // first three after the type are reserved in all types except
-        // fragments, where they are index, count and zero.
-        if !matches!(datagram[0], TYPE_INITIATION | TYPE_RESPONSE) {
-            return Err(WireError::ReservedNonZero);
-        }
-    }
     let len = datagram.len();
     match datagram[0] {
         t @ (TYPE_INITIATION | TYPE_RESPONSE) => {
@@ -111,6 +105,11 @@ pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
             } else {
                 MessageKind::Response
             })
+        }
+        // Bytes 1..4 are index, count and a reserved zero in fragments
+        // (checked by `FragmentView`); in the other types all three are reserved.
+        TYPE_COOKIE_REPLY | TYPE_TRANSPORT if datagram[1..4] != [0, 0, 0] => {
+            Err(WireError::ReservedNonZero)
         }
         TYPE_COOKIE_REPLY if len == COOKIE_REPLY_LEN => Ok(MessageKind::CookieReply),
         TYPE_TRANSPORT if len >= TRANSPORT_OVERHEAD => Ok(MessageKind::Transport),
