@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crypto::RealCrypto;
 use proto::cert::hex;
 use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
-use proto::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -178,7 +178,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
                         let mut used = 0;
                         let (now, unix) = (Instant::now(), unix_nanos());
                         for chunk in udp_buf[..meta.len].chunks_mut(stride) {
-                            node.handle_udp_datagram(now, unix, chunk, meta.addr, &mut to_tun, &mut used);
+                            node.handle_udp_datagram(now, unix, chunk, meta.addr, &mut udp, &mut to_tun, &mut used).await;
                         }
                         if used > 0 {
                             if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun[..used], TRANSPORT_HEADER_LEN).await {
@@ -226,14 +226,12 @@ impl Node {
             self.no_route += 1;
             return;
         };
-        let out = self.ep.send(
-            now,
-            unix,
-            &mut self.rng,
-            peer,
-            &mut buf[..n + TRANSPORT_OVERHEAD],
-            n,
-        );
+        // Room for the tag, and for a relay header should the peer be
+        // reached through a relay.
+        let room = (n + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN).min(buf.len());
+        let out = self
+            .ep
+            .send(now, unix, &mut self.rng, peer, &mut buf[..room], n);
         if let SendOutcome::Send { dst, len } = out {
             udp.queue(dst, &buf[..len]).await;
         }
@@ -242,12 +240,14 @@ impl Node {
     /// One received datagram, opened in place; an IP packet for the TUN
     /// device is copied into the next `to_tun` buffer (its headroom kept for
     /// the virtio header).
-    fn handle_udp_datagram(
+    #[allow(clippy::too_many_arguments)]
+    async fn handle_udp_datagram(
         &mut self,
         now: Instant,
         unix: u64,
         buf: &mut [u8],
         src: SocketAddr,
+        udp: &mut Udp,
         to_tun: &mut Vec<Vec<u8>>,
         used: &mut usize,
     ) {
@@ -269,8 +269,29 @@ impl Node {
                 out.extend_from_slice(packet);
                 *used += 1;
             }
+            Received::Forward { dst, len } => udp.queue(dst, &buf[..len]).await,
             Received::Dropped(reason) => debug!(%src, %reason, "dropped datagram"),
-            Received::Keepalive { .. } | Received::Handshake => {}
+            Received::Keepalive { .. } | Received::Handshake | Received::Control { .. } => {}
+        }
+    }
+
+    /// A peer's certificate name, or its key prefix before a handshake.
+    fn peer_name(&self, peer: PeerId) -> String {
+        match self.ep.peer(peer, Instant::now()) {
+            Some(p) => p
+                .cert
+                .as_ref()
+                .map(|c| c.name().to_string())
+                .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16])),
+            None => format!("{peer:?}"),
+        }
+    }
+
+    /// "direct", or "via NAME" while the peer is reached through a relay.
+    fn path_name(&self, info: Option<&proto::endpoint::PeerInfo>) -> String {
+        match info.and_then(|p| p.via) {
+            Some(r) => format!("via {}", self.peer_name(r)),
+            None => "direct".into(),
         }
     }
 
@@ -329,7 +350,7 @@ impl Node {
                 .unwrap_or_else(|| target.to_string()),
             address: dst.to_string(),
             seq,
-            path: "direct".into(),
+            path: self.path_name(info.as_ref()),
             endpoint: info
                 .as_ref()
                 .and_then(|p| p.endpoint)
@@ -345,7 +366,7 @@ impl Node {
                 reply,
             },
         );
-        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD];
+        let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(&packet);
         if let SendOutcome::Send { dst, len } = self.ep.send(
             now,
@@ -385,6 +406,23 @@ impl Node {
                 }
                 Event::HandshakeTimedOut { peer, dropped } => {
                     warn!(?peer, dropped, "handshake timed out")
+                }
+                Event::LinkChanged { peer, up } => {
+                    let name = self.peer_name(peer);
+                    if up {
+                        info!(peer = %name, "direct link up");
+                    } else {
+                        warn!(peer = %name, "direct link down");
+                    }
+                }
+                Event::PathChanged { peer, via } => {
+                    let name = self.peer_name(peer);
+                    match via {
+                        Some(r) => {
+                            warn!(peer = %name, via = %self.peer_name(r), "path changed: relayed")
+                        }
+                        None => info!(peer = %name, "path changed: direct"),
+                    }
                 }
                 other => debug!(?other, "event"),
             }

@@ -4,5 +4,6 @@
 #![warn(missing_docs)]
 
 pub mod netns;
+pub mod sim;
 pub mod targets;
 pub mod topology;

@@ -32,15 +32,18 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 
 use crate::cert::{Certificate, TrustedCa};
+use crate::control::{self, Advert, Control};
 use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
 use crate::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits};
 use crate::handshake::{self, HandshakeError, Identity, InitiatorHandshake, ReplayGuard};
+use crate::health::{HealthConfig, LinkChange, LinkHealth, LinkStatus};
 use crate::provider::{Crypto, MAC_LEN};
+use crate::route::{self, OwnLink, RouteConfig, Router};
 use crate::session::{Session, SessionError};
 use crate::timers::*;
 use crate::wire::{
-    classify, MessageKind, TransportHeader, WireError, COOKIE_REPLY_LEN, TRANSPORT_HEADER_LEN,
-    TRANSPORT_OVERHEAD,
+    classify, MessageKind, NodeId, RelayHeader, TransportHeader, WireError, COOKIE_REPLY_LEN,
+    MAX_RELAY_TTL, RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
 };
 
 /// Identifies a peer within one [`Endpoint`].
@@ -59,6 +62,15 @@ pub struct EndpointConfig {
     pub queue_limit: usize,
     /// Reassembly bounds.
     pub reassembly: ReassemblyLimits,
+    /// Link probing; `None` turns probing (and with it failover) off, leaving
+    /// exactly WireGuard's timers.
+    pub health: Option<HealthConfig>,
+    /// Route computation.
+    pub route: RouteConfig,
+    /// Forward relayed datagrams for other nodes.
+    pub relay: bool,
+    /// Own link-state advert refresh interval (also sent at once on a change).
+    pub advert_interval: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -68,6 +80,10 @@ impl Default for EndpointConfig {
             handshake_load_threshold: 1000,
             queue_limit: 64,
             reassembly: ReassemblyLimits::default(),
+            health: Some(HealthConfig::default()),
+            route: RouteConfig::default(),
+            relay: true,
+            advert_interval: Duration::from_secs(10),
         }
     }
 }
@@ -112,11 +128,23 @@ pub enum DropReason {
     BufferTooSmall,
     /// Handshake gave up after REKEY_ATTEMPT_TIME; queued packets dropped.
     HandshakeTimeout,
+    /// A relayed datagram from an address that is not a peer with a session.
+    RelayUnknownHop,
+    /// A relayed datagram for a node we have no usable path to.
+    RelayNoRoute,
+    /// A relayed datagram whose TTL ran out.
+    RelayTtlExpired,
+    /// A relayed datagram whose next hop is where it came from.
+    RelayLoop,
+    /// Relaying is disabled on this node.
+    RelayRefused,
+    /// A control message that does not decode.
+    BadControl,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 24] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -135,6 +163,12 @@ impl DropReason {
         Self::NotIp,
         Self::BufferTooSmall,
         Self::HandshakeTimeout,
+        Self::RelayUnknownHop,
+        Self::RelayNoRoute,
+        Self::RelayTtlExpired,
+        Self::RelayLoop,
+        Self::RelayRefused,
+        Self::BadControl,
     ];
 
     /// Stable name for metrics labels.
@@ -158,6 +192,12 @@ impl DropReason {
             Self::NotIp => "not_ip",
             Self::BufferTooSmall => "buffer_too_small",
             Self::HandshakeTimeout => "handshake_timeout",
+            Self::RelayUnknownHop => "relay_unknown_hop",
+            Self::RelayNoRoute => "relay_no_route",
+            Self::RelayTtlExpired => "relay_ttl_expired",
+            Self::RelayLoop => "relay_loop",
+            Self::RelayRefused => "relay_refused",
+            Self::BadControl => "bad_control",
         }
     }
 
@@ -186,6 +226,18 @@ pub struct Stats {
     pub cookie_replies_sent: u64,
     /// Handshake initiations sent (including retransmissions).
     pub initiations_sent: u64,
+    /// Relayed datagrams forwarded for other nodes.
+    pub relayed_packets: u64,
+    /// Bytes of relayed datagrams forwarded for other nodes.
+    pub relayed_bytes: u64,
+    /// Times a peer's path changed (direct ↔ relay, or relay ↔ relay).
+    pub route_changes: u64,
+    /// Times a peer's path moved from direct to a relay.
+    pub failovers: u64,
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Link-state advert bytes sent (own and flooded), before encryption.
+    pub gossip_bytes_sent: u64,
 }
 
 impl Stats {
@@ -252,6 +304,20 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// Probes found the direct link to `peer` down or back up.
+    LinkChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Whether the link is up now.
+        up: bool,
+    },
+    /// Datagrams for `peer` now travel via `via` (`None`: directly).
+    PathChanged {
+        /// The peer.
+        peer: PeerId,
+        /// The relay, if any.
+        via: Option<PeerId>,
+    },
 }
 
 /// Outcome of [`Endpoint::send`].
@@ -287,6 +353,19 @@ pub enum Received {
     },
     /// A handshake or cookie message, consumed (see transmits and events).
     Handshake,
+    /// A control message from `peer` (probe, reply, advert), consumed.
+    Control {
+        /// The sender.
+        peer: PeerId,
+    },
+    /// A relayed datagram for another node: send `buf[..len]` (TTL already
+    /// decremented in place) to `dst`.
+    Forward {
+        /// The next hop's underlay address.
+        dst: SocketAddr,
+        /// Datagram length.
+        len: usize,
+    },
     /// Dropped.
     Dropped(DropReason),
 }
@@ -312,6 +391,11 @@ pub struct PeerStats {
 
 struct Peer {
     static_public: [u8; 32],
+    node_id: NodeId,
+    /// Probe state of the direct link (once it has an address and a session).
+    health: Option<LinkHealth>,
+    /// The relay datagrams go through, or `None` for the direct path.
+    via: Option<PeerId>,
     /// DH(our static, their static), computed once (None: low-order key).
     static_static: Option<[u8; 32]>,
     mac1_key: [u8; 32],
@@ -353,10 +437,82 @@ pub struct PeerInfo {
     pub has_session: bool,
     /// Counters.
     pub stats: PeerStats,
+    /// Wire id.
+    pub node_id: NodeId,
+    /// The relay traffic goes through, or `None` when direct.
+    pub via: Option<PeerId>,
+    /// The direct link's probe results, if it is probed.
+    pub link: Option<LinkInfo>,
+}
+
+/// Probe results of a direct link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkInfo {
+    /// Up by its probes.
+    pub up: bool,
+    /// Smoothed RTT.
+    pub srtt: Option<Duration>,
+    /// Last RTT sample.
+    pub last_rtt: Option<Duration>,
+    /// RTT variation.
+    pub jitter: Duration,
+    /// Fraction of recent probes lost.
+    pub loss: f64,
+}
+
+/// One row of the route table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteInfo {
+    /// Destination.
+    pub dst: NodeId,
+    /// The destination as a peer, if it is one.
+    pub dst_peer: Option<PeerId>,
+    /// First hop (the destination itself when direct).
+    pub next_hop: NodeId,
+    /// The first hop as a peer, if it is one.
+    pub next_hop_peer: Option<PeerId>,
+    /// Path cost, µs (see `proto::route`).
+    pub metric_us: u64,
+    /// Links on the path.
+    pub hops: u8,
+    /// How long this next hop has been chosen.
+    pub age: Duration,
+}
+
+/// Where a datagram came from: directly, or relayed from `origin` by the
+/// neighbour at `hop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Direct(SocketAddr),
+    Relayed { origin: NodeId, hop: SocketAddr },
+}
+
+impl Source {
+    /// The address that keys reassembly and cookies: the real one, or for a
+    /// relayed origin an address in the discard prefix 100::/64 (RFC 6666)
+    /// carrying its id, which is never sent to.
+    fn key(self) -> SocketAddr {
+        match self {
+            Self::Direct(a) => a,
+            Self::Relayed { origin, .. } => SocketAddr::new(
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    (0x0100u128 << 112) | u128::from(origin.0),
+                )),
+                0,
+            ),
+        }
+    }
 }
 
 /// All peers of one node. See the module docs for the call order.
 pub struct Endpoint {
+    node_id: NodeId,
+    by_node: HashMap<NodeId, PeerId>,
+    router: Router,
+    advert_at: Option<Instant>,
+    advert_seq: u64,
+    last_unix_nanos: u64,
+    route_at: Option<Instant>,
     crypto: Arc<dyn Crypto>,
     ca: TrustedCa,
     identity: Identity,
@@ -395,7 +551,15 @@ impl Endpoint {
         config: EndpointConfig,
     ) -> Self {
         let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
+        let node_id = NodeId::of(identity.static_public());
         Self {
+            node_id,
+            by_node: HashMap::new(),
+            router: Router::new(node_id, config.route),
+            advert_at: None,
+            advert_seq: 0,
+            last_unix_nanos: 0,
+            route_at: None,
             reassembler: Reassembler::new(config.reassembly),
             crypto,
             ca,
@@ -435,8 +599,12 @@ impl Endpoint {
         let c = &*self.crypto;
         let id = PeerId(self.peers.len() as u32);
         let static_static = handshake::static_static(c, &self.identity, &static_public).ok();
+        let node_id = NodeId::of(&static_public);
         self.peers.push(Peer {
             static_public,
+            node_id,
+            health: None,
+            via: None,
             static_static,
             mac1_key: cookie::mac1_key(c, &static_public),
             cookie_key: cookie::cookie_key(c, &static_public),
@@ -459,6 +627,7 @@ impl Endpoint {
             stats: PeerStats::default(),
         });
         self.by_static.insert(static_public, id);
+        self.by_node.insert(node_id, id);
         if let Some(e) = endpoint {
             self.by_endpoint.insert(e, id);
         }
@@ -502,7 +671,45 @@ impl Endpoint {
             last_handshake: p.last_handshake,
             has_session: p.current.as_ref().is_some_and(|s| usable(s, now)),
             stats: p.stats,
+            node_id: p.node_id,
+            via: p.via,
+            link: p.health.as_ref().map(|h| LinkInfo {
+                up: h.status() == LinkStatus::Up,
+                srtt: h.srtt(),
+                last_rtt: h.last_rtt(),
+                jitter: h.jitter(),
+                loss: h.loss(),
+            }),
         })
+    }
+
+    /// This node's wire id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The route table, sorted by destination.
+    pub fn routes(&self, now: Instant) -> Vec<RouteInfo> {
+        let mut v: Vec<RouteInfo> = self
+            .router
+            .routes()
+            .map(|(dst, r)| RouteInfo {
+                dst: *dst,
+                dst_peer: self.by_node.get(dst).copied(),
+                next_hop: r.next_hop,
+                next_hop_peer: self.by_node.get(&r.next_hop).copied(),
+                metric_us: r.metric_us,
+                hops: r.hops,
+                age: now.saturating_duration_since(r.since),
+            })
+            .collect();
+        v.sort_by_key(|r| r.dst);
+        v
+    }
+
+    /// The peer with this wire id.
+    pub fn peer_by_node(&self, id: NodeId) -> Option<PeerId> {
+        self.by_node.get(&id).copied()
     }
 
     /// Counters.
@@ -538,7 +745,8 @@ impl Endpoint {
 
     /// Seals an IP packet for `peer`. The packet is at
     /// `buf[TRANSPORT_HEADER_LEN..][..len]`; `buf` needs `TRANSPORT_OVERHEAD`
-    /// bytes more than `len`. On `Send`, `buf[..len]` is the datagram.
+    /// bytes more than `len`, and [`RELAY_HEADER_LEN`] more again while the
+    /// peer is reached through a relay. On `Send`, `buf[..len]` is the datagram.
     pub fn send(
         &mut self,
         now: Instant,
@@ -553,13 +761,27 @@ impl Endpoint {
             return SendOutcome::Dropped(DropReason::BufferTooSmall);
         }
         let pi = peer.0 as usize;
-        let Some(dst) = self.peers[pi].endpoint else {
+        let Some((dst, relay)) = self.path(pi) else {
             self.stats.drop(DropReason::NoEndpoint);
             return SendOutcome::Dropped(DropReason::NoEndpoint);
         };
+        if relay.is_some() && buf.len() < len + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN {
+            self.stats.drop(DropReason::BufferTooSmall);
+            return SendOutcome::Dropped(DropReason::BufferTooSmall);
+        }
+        // Data makes the links it uses probed fast: the direct one, and the
+        // relay's while relayed.
+        if let Some(r) = self.peers[pi].via {
+            if let Some(h) = self.peers[r.0 as usize].health.as_mut() {
+                h.on_data_sent(now);
+            }
+        }
         let p = &mut self.peers[pi];
+        if let Some(h) = p.health.as_mut() {
+            h.on_data_sent(now);
+        }
         if let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) {
-            let Ok(n) = s.seal(buf, len) else {
+            let Ok(mut n) = s.seal(buf, len) else {
                 self.stats.drop(DropReason::SessionExpired);
                 return SendOutcome::Dropped(DropReason::SessionExpired);
             };
@@ -571,6 +793,11 @@ impl Endpoint {
             on_data_sent(p, now);
             if rekey && p.pending.is_none() {
                 self.initiate(now, unix_nanos, rng, peer);
+            }
+            if let Some(h) = relay {
+                buf.copy_within(..n, RELAY_HEADER_LEN);
+                h.write(buf);
+                n += RELAY_HEADER_LEN;
             }
             return SendOutcome::Send { dst, len: n };
         }
@@ -600,10 +827,10 @@ impl Endpoint {
         peer: PeerId,
     ) {
         let pi = peer.0 as usize;
-        let Some(dst) = self.peers[pi].endpoint else {
+        if self.path(pi).is_none() {
             self.stats.drop(DropReason::NoEndpoint);
             return;
-        };
+        }
         if let Some(old) = self.peers[pi].pending.take() {
             self.by_index.remove(&old.hs.local_index());
         }
@@ -641,10 +868,6 @@ impl Endpoint {
             cookie.as_ref(),
         );
         let sent_mac1 = mac1_of(&frags[0]);
-        for f in frags {
-            self.transmits.push_back(Transmit { dst, payload: f });
-        }
-        self.stats.initiations_sent += 1;
         p.pending = Some(Pending {
             hs,
             sent_mac1,
@@ -655,6 +878,59 @@ impl Endpoint {
             rng.next_u32() as u64 % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64,
         );
         p.retransmit_at = Some(now + REKEY_TIMEOUT + jitter);
+        for f in frags {
+            self.push_to_peer(pi, f);
+        }
+        self.stats.initiations_sent += 1;
+    }
+
+    /// Where datagrams for peer `pi` go now: the underlay address, and the
+    /// relay header to put in front when that address is a relay's.
+    fn path(&self, pi: usize) -> Option<(SocketAddr, Option<RelayHeader>)> {
+        let p = &self.peers[pi];
+        if let Some(r) = p.via {
+            if let Some(e) = self.peers[r.0 as usize].endpoint {
+                let h = RelayHeader {
+                    ttl: MAX_RELAY_TTL,
+                    dst: p.node_id,
+                    src: self.node_id,
+                };
+                return Some((e, Some(h)));
+            }
+        }
+        p.endpoint.map(|e| (e, None))
+    }
+
+    /// Queues `payload` for peer `pi` on its current path.
+    fn push_to_peer(&mut self, pi: usize, payload: Vec<u8>) {
+        let Some((dst, relay)) = self.path(pi) else {
+            self.stats.drop(DropReason::NoEndpoint);
+            return;
+        };
+        let payload = match relay {
+            Some(h) => wrap(h, &payload),
+            None => payload,
+        };
+        self.transmits.push_back(Transmit { dst, payload });
+    }
+
+    /// Queues `payload` back the way `source` reached us.
+    fn push_reply(&mut self, source: Source, payload: Vec<u8>) {
+        let t = match source {
+            Source::Direct(dst) => Transmit { dst, payload },
+            Source::Relayed { origin, hop } => Transmit {
+                dst: hop,
+                payload: wrap(
+                    RelayHeader {
+                        ttl: MAX_RELAY_TTL,
+                        dst: origin,
+                        src: self.node_id,
+                    },
+                    &payload,
+                ),
+            },
+        };
+        self.transmits.push_back(t);
     }
 
     fn new_index(&mut self, rng: &mut dyn CryptoRngCore, peer: PeerId) -> u32 {
@@ -700,16 +976,110 @@ impl Endpoint {
         src: SocketAddr,
         buf: &mut [u8],
     ) -> Received {
+        self.last_unix_nanos = unix_nanos;
         match classify(buf) {
             Err(_) => self.drop_datagram(DropReason::Malformed),
-            Ok(MessageKind::Transport) => self.handle_transport(now, unix_nanos, rng, src, buf),
-            Ok(MessageKind::Initiation) => {
-                self.handle_initiation_fragment(now, unix_nanos, rng, src, buf)
+            Ok(MessageKind::Relay) => self.handle_relay(now, unix_nanos, rng, src, buf),
+            Ok(kind) => self.handle_inner(now, unix_nanos, rng, Source::Direct(src), kind, buf),
+        }
+    }
+
+    /// A datagram of type 1–4, received directly or unwrapped from a relay
+    /// header.
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        source: Source,
+        kind: MessageKind,
+        buf: &mut [u8],
+    ) -> Received {
+        match kind {
+            MessageKind::Transport => self.handle_transport(now, unix_nanos, rng, source, buf),
+            MessageKind::Initiation => {
+                self.handle_initiation_fragment(now, unix_nanos, rng, source, buf)
             }
-            Ok(MessageKind::Response) => {
-                self.handle_response_fragment(now, unix_nanos, rng, src, buf)
+            MessageKind::Response => {
+                self.handle_response_fragment(now, unix_nanos, rng, source, buf)
             }
-            Ok(MessageKind::CookieReply) => self.handle_cookie_reply(now, unix_nanos, rng, buf),
+            MessageKind::CookieReply => self.handle_cookie_reply(now, unix_nanos, rng, buf),
+            // A relay header inside a relay header is never valid.
+            MessageKind::Relay => self.drop_datagram(DropReason::Malformed),
+        }
+    }
+
+    /// A relayed datagram: deliver it if it is for us, else forward it one
+    /// hop closer. Only neighbours with a usable session may hand us relayed
+    /// datagrams, and we only hand them to such neighbours; the inner
+    /// datagram stays end-to-end encrypted and we never open it.
+    fn handle_relay(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Received {
+        let Ok(h) = RelayHeader::parse(buf) else {
+            return self.drop_datagram(DropReason::Malformed);
+        };
+        let hop_ok = self.by_endpoint.get(&src).is_some_and(|hop| {
+            let p = &self.peers[hop.0 as usize];
+            p.endpoint == Some(src) && p.current.as_ref().is_some_and(|s| usable(s, now))
+        });
+        if !hop_ok {
+            return self.drop_datagram(DropReason::RelayUnknownHop);
+        }
+        if h.dst == self.node_id {
+            let inner = &mut buf[RELAY_HEADER_LEN..];
+            let Ok(kind) = classify(inner) else {
+                return self.drop_datagram(DropReason::Malformed);
+            };
+            let source = Source::Relayed {
+                origin: h.src,
+                hop: src,
+            };
+            let r = self.handle_inner(now, unix_nanos, rng, source, kind, inner);
+            if let Received::Data { len, .. } = r {
+                // Plaintext where an unrelayed one would be.
+                let at = RELAY_HEADER_LEN + TRANSPORT_HEADER_LEN;
+                buf.copy_within(at..at + len, TRANSPORT_HEADER_LEN);
+            }
+            return r;
+        }
+        if !self.config.relay {
+            return self.drop_datagram(DropReason::RelayRefused);
+        }
+        if h.ttl <= 1 {
+            return self.drop_datagram(DropReason::RelayTtlExpired);
+        }
+        let next = self.router.route(h.dst).map_or(h.dst, |r| r.next_hop);
+        let next = self.by_node.get(&next).and_then(|&n| {
+            let p = &mut self.peers[n.0 as usize];
+            let dst = p
+                .current
+                .as_ref()
+                .filter(|s| usable(s, now))
+                .and(p.endpoint)?;
+            // Relayed traffic makes the outgoing link probed fast too.
+            if let Some(h) = p.health.as_mut() {
+                h.on_data_sent(now);
+            }
+            Some(dst)
+        });
+        let Some(dst) = next else {
+            return self.drop_datagram(DropReason::RelayNoRoute);
+        };
+        if dst == src {
+            return self.drop_datagram(DropReason::RelayLoop);
+        }
+        buf[1] = h.ttl - 1;
+        self.stats.relayed_packets += 1;
+        self.stats.relayed_bytes += buf.len() as u64;
+        Received::Forward {
+            dst,
+            len: buf.len(),
         }
     }
 
@@ -718,14 +1088,14 @@ impl Endpoint {
     fn reassemble(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        source: Source,
         view: FragmentView<'_>,
         verdict: MacVerdict,
     ) -> Result<Vec<u8>, Received> {
         let Some(frag) = view.into_verified(verdict) else {
             return Err(self.drop_datagram(DropReason::BadMac1));
         };
-        match self.reassembler.insert(now, src, frag) {
+        match self.reassembler.insert(now, source.key(), frag) {
             Reassembly::Complete(m) => Ok(m),
             Reassembly::Pending | Reassembly::PendingAfterEviction => Err(Received::Handshake),
             Reassembly::Duplicate => Err(self.drop_datagram(DropReason::FragmentDuplicate)),
@@ -738,9 +1108,10 @@ impl Endpoint {
         now: Instant,
         unix_nanos: u64,
         rng: &mut dyn CryptoRngCore,
-        src: SocketAddr,
+        source: Source,
         buf: &[u8],
     ) -> Received {
+        let src = source.key();
         let Ok(view) = FragmentView::new_checked(buf) else {
             return self.drop_datagram(DropReason::Malformed);
         };
@@ -760,10 +1131,7 @@ impl Endpoint {
                         buf,
                         view.sender_index(),
                     );
-                    self.transmits.push_back(Transmit {
-                        dst: src,
-                        payload: reply.to_vec(),
-                    });
+                    self.push_reply(source, reply.to_vec());
                     self.stats.cookie_replies_sent += 1;
                 }
                 return self.drop_datagram(DropReason::CookieRequired);
@@ -771,11 +1139,11 @@ impl Endpoint {
             MacVerdict::Valid => {}
         }
         let sender_index = view.sender_index();
-        let mut msg = match self.reassemble(now, src, view, verdict) {
+        let mut msg = match self.reassemble(now, source, view, verdict) {
             Ok(m) => m,
             Err(r) => return r,
         };
-        self.process_initiation(now, unix_nanos, rng, src, &mut msg, sender_index)
+        self.process_initiation(now, unix_nanos, rng, source, &mut msg, sender_index)
     }
 
     fn process_initiation(
@@ -783,10 +1151,11 @@ impl Endpoint {
         now: Instant,
         unix_nanos: u64,
         rng: &mut dyn CryptoRngCore,
-        src: SocketAddr,
+        source: Source,
         msg: &mut [u8],
         sender_index: u32,
     ) -> Received {
+        let src = source.key();
         // Reserve an index first; released again on failure.
         let mut index;
         loop {
@@ -820,13 +1189,24 @@ impl Endpoint {
             }
         };
         let peer_static = *out.peer_cert.public_key();
+        let direct = match source {
+            Source::Direct(a) => Some(a),
+            Source::Relayed { .. } => None,
+        };
         let peer = match self.by_static.get(&peer_static) {
             Some(&id) => id,
-            None if self.config.accept_unknown_peers => self.add_peer(peer_static, Some(src), None),
+            None if self.config.accept_unknown_peers => self.add_peer(peer_static, direct, None),
             None => return self.drop_datagram(DropReason::UnknownPeer),
         };
         self.by_index.insert(index, peer);
-        self.set_endpoint(peer, src);
+        if let Some(a) = direct {
+            self.set_endpoint(peer, a);
+        } else if let Source::Relayed { hop, .. } = source {
+            // Answer and keep talking through the relay it came by, until
+            // routes say otherwise.
+            let hop = self.by_endpoint.get(&hop).copied();
+            self.peers[peer.0 as usize].via = hop;
+        }
         let crypto = &*self.crypto;
         let p = &mut self.peers[peer.0 as usize];
         let name = out.peer_cert.name().to_string();
@@ -856,10 +1236,7 @@ impl Endpoint {
             None,
         );
         for f in frags {
-            self.transmits.push_back(Transmit {
-                dst: src,
-                payload: f,
-            });
+            self.push_reply(source, f);
         }
         self.stats.handshakes_completed += 1;
         self.events.push_back(Event::HandshakeCompleted {
@@ -875,9 +1252,10 @@ impl Endpoint {
         now: Instant,
         unix_nanos: u64,
         rng: &mut dyn CryptoRngCore,
-        src: SocketAddr,
+        source: Source,
         buf: &[u8],
     ) -> Received {
+        let src = source.key();
         let Ok(view) = FragmentView::new_checked(buf) else {
             return self.drop_datagram(DropReason::Malformed);
         };
@@ -894,7 +1272,7 @@ impl Endpoint {
             .cookie_checker
             .check(&*self.crypto, now, rng, &src, buf, false);
         let sender_index = view.sender_index();
-        let mut msg = match self.reassemble(now, src, view, verdict) {
+        let mut msg = match self.reassemble(now, source, view, verdict) {
             Ok(m) => m,
             Err(r) => return r,
         };
@@ -925,7 +1303,9 @@ impl Endpoint {
                 return self.drop_datagram(DropReason::HandshakeFailed);
             }
         };
-        self.set_endpoint(peer, src);
+        if let Source::Direct(a) = source {
+            self.set_endpoint(peer, a);
+        }
         let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
         let name = out.peer_cert.name().to_string();
@@ -972,24 +1352,192 @@ impl Endpoint {
     /// Seals the packets queued during a handshake into transmits, or sends a
     /// keepalive so the responder can confirm the session.
     fn flush_queue(&mut self, now: Instant, peer: PeerId) {
-        let p = &mut self.peers[peer.0 as usize];
-        let Some(dst) = p.endpoint else { return };
-        let Some(s) = p.current.as_mut() else { return };
-        if p.queue.is_empty() {
+        let pi = peer.0 as usize;
+        self.ensure_health(now, pi);
+        self.sync_gossip(now, pi);
+        if self.peers[pi].current.is_none() {
+            return;
+        }
+        if self.peers[pi].queue.is_empty() {
             self.send_keepalive(now, peer);
             return;
         }
-        while let Some(pkt) = p.queue.pop_front() {
+        while let Some(pkt) = self.peers[pi].queue.pop_front() {
+            let p = &mut self.peers[pi];
+            let Some(s) = p.current.as_mut() else { break };
             let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
             buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
             if let Ok(n) = s.seal(&mut buf, pkt.len()) {
                 buf.truncate(n);
-                self.transmits.push_back(Transmit { dst, payload: buf });
                 p.stats.tx_bytes += pkt.len() as u64;
                 p.stats.tx_packets += 1;
+                self.push_to_peer(pi, buf);
             }
         }
-        on_data_sent(p, now);
+        on_data_sent(&mut self.peers[pi], now);
+    }
+
+    /// Starts probing peer `pi`'s direct link once it has an address and a
+    /// session.
+    fn ensure_health(&mut self, now: Instant, pi: usize) {
+        let Some(config) = self.config.health else {
+            return;
+        };
+        let p = &mut self.peers[pi];
+        if p.health.is_none()
+            && p.endpoint.is_some()
+            && p.current.as_ref().is_some_and(|s| usable(s, now))
+        {
+            p.health = Some(LinkHealth::new(config, now));
+            // A new link changes our advert and maybe our routes.
+            self.advert_at = Some(now);
+            self.recompute_routes(now);
+        }
+    }
+
+    /// Seals a control message in peer `pi`'s current session. `None` without
+    /// a usable session.
+    fn seal_control(&mut self, now: Instant, pi: usize, msg: &Control) -> Option<Vec<u8>> {
+        let plain = msg.encode();
+        let p = &mut self.peers[pi];
+        let s = p.current.as_mut().filter(|s| usable(s, now))?;
+        let mut buf = vec![0u8; plain.len() + TRANSPORT_OVERHEAD];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(&plain);
+        let n = s.seal(&mut buf, plain.len()).ok()?;
+        buf.truncate(n);
+        p.stats.tx_packets += 1;
+        Some(buf)
+    }
+
+    /// Sends an advert to peer `pi` on its current path.
+    fn send_advert(&mut self, now: Instant, pi: usize, advert: &Advert) {
+        let msg = Control::LinkState(advert.clone());
+        if let Some(d) = self.seal_control(now, pi, &msg) {
+            self.stats.gossip_bytes_sent += (d.len() - TRANSPORT_OVERHEAD) as u64;
+            self.push_to_peer(pi, d);
+        }
+    }
+
+    /// A session with peer `pi` just became usable: give it our advert and
+    /// every advert we hold, so it can route at once.
+    fn sync_gossip(&mut self, now: Instant, pi: usize) {
+        let own = self.own_advert(now);
+        let held: Vec<Advert> = self.router.adverts().cloned().collect();
+        for a in std::iter::once(own).chain(held) {
+            self.send_advert(now, pi, &a);
+        }
+    }
+
+    fn own_links(&self, now: Instant) -> Vec<OwnLink> {
+        self.peers
+            .iter()
+            .filter_map(|p| {
+                let h = p.health.as_ref()?;
+                let session = p.current.as_ref().is_some_and(|s| usable(s, now));
+                let up = session && h.status() == LinkStatus::Up;
+                Some(OwnLink {
+                    neighbor: p.node_id,
+                    up,
+                    settled: up && h.settled(now),
+                    rtt_us: h
+                        .srtt()
+                        .map_or(1000, |d| d.as_micros().min(u32::MAX as u128) as u32),
+                    loss_permille: (h.loss() * 1000.0) as u16,
+                })
+            })
+            .collect()
+    }
+
+    /// A fresh advert of this node's links that are up. Sequence numbers
+    /// start from the wall clock (ns) and grow by one per advert, so a
+    /// restarted node's adverts replace the ones it sent before.
+    fn own_advert(&mut self, now: Instant) -> Advert {
+        self.advert_seq = (self.advert_seq + 1).max(self.last_unix_nanos);
+        Advert {
+            origin: self.node_id,
+            seq: self.advert_seq,
+            links: route::advert_entries(&self.own_links(now)),
+        }
+    }
+
+    /// Recomputes routes and moves peers onto their new paths.
+    fn recompute_routes(&mut self, now: Instant) {
+        let own = self.own_links(now);
+        let changes = self.router.recompute(now, &own);
+        for c in changes {
+            let Some(&peer) = self.by_node.get(&c.dst) else {
+                continue;
+            };
+            let via = match c.new {
+                Some(nh) if nh != c.dst => self.by_node.get(&nh).copied(),
+                _ => None,
+            };
+            let p = &mut self.peers[peer.0 as usize];
+            if p.via == via {
+                continue;
+            }
+            if p.via.is_none() {
+                self.stats.failovers += 1;
+            }
+            p.via = via;
+            self.stats.route_changes += 1;
+            self.events.push_back(Event::PathChanged { peer, via });
+        }
+    }
+
+    fn on_link_change(&mut self, now: Instant, peer: PeerId, change: LinkChange) {
+        self.events.push_back(Event::LinkChanged {
+            peer,
+            up: change == LinkChange::WentUp,
+        });
+        self.advert_at = Some(now);
+        self.recompute_routes(now);
+    }
+
+    /// A control message from `peer`, already authenticated by its session.
+    fn handle_control(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        source: Source,
+        msg: Control,
+    ) -> Received {
+        let pi = peer.0 as usize;
+        match msg {
+            Control::Probe { seq } => {
+                // Answer on the path the probe took (it measures that path).
+                if let Some(d) = self.seal_control(now, pi, &Control::ProbeReply { seq }) {
+                    self.push_reply(source, d);
+                }
+            }
+            Control::ProbeReply { seq } => {
+                if matches!(source, Source::Direct(_)) {
+                    let change = self.peers[pi]
+                        .health
+                        .as_mut()
+                        .and_then(|h| h.on_reply(now, seq));
+                    if let Some(c) = change {
+                        self.on_link_change(now, peer, c);
+                    }
+                }
+            }
+            Control::LinkState(advert) => {
+                if self.router.handle_advert(now, advert.clone()) {
+                    // Flood: every neighbour with a session but the sender
+                    // and the origin gets it once (sequence numbers stop
+                    // the echo).
+                    for i in 0..self.peers.len() {
+                        let q = &self.peers[i];
+                        if i == pi || q.node_id == advert.origin || q.health.is_none() {
+                            continue;
+                        }
+                        self.send_advert(now, i, &advert);
+                    }
+                    self.recompute_routes(now);
+                }
+            }
+        }
+        Received::Control { peer }
     }
 
     fn handle_cookie_reply(
@@ -1035,14 +1583,14 @@ impl Endpoint {
         now: Instant,
         unix_nanos: u64,
         rng: &mut dyn CryptoRngCore,
-        src: SocketAddr,
+        source: Source,
         buf: &mut [u8],
     ) -> Received {
         let Ok(h) = TransportHeader::parse(buf) else {
             return self.drop_datagram(DropReason::Malformed);
         };
         let Some(&peer) = self.by_index.get(&h.receiver_index) else {
-            self.resync(now, unix_nanos, rng, src);
+            self.resync(now, unix_nanos, rng, source);
             return self.drop_datagram(DropReason::UnknownIndex);
         };
         let p = &mut self.peers[peer.0 as usize];
@@ -1081,12 +1629,21 @@ impl Endpoint {
             }
             p.previous = p.current.take();
             p.current = p.next.take();
-            // Anything queued while we waited can go now.
-            if !p.queue.is_empty() {
+            if let Source::Direct(a) = source {
+                self.set_endpoint(peer, a);
+            }
+            // Anything queued while we waited can go now; probing and
+            // gossip start.
+            if self.peers[peer.0 as usize].queue.is_empty() {
+                self.ensure_health(now, peer.0 as usize);
+                self.sync_gossip(now, peer.0 as usize);
+            } else {
                 self.flush_queue(now, peer);
             }
         }
-        self.set_endpoint(peer, src);
+        if let Source::Direct(a) = source {
+            self.set_endpoint(peer, a);
+        }
         let p = &mut self.peers[peer.0 as usize];
         p.stats.rx_packets += 1;
         p.stats.rx_bytes += len as u64;
@@ -1105,6 +1662,12 @@ impl Endpoint {
             return Received::Keepalive { peer };
         }
         let plain = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+        if control::is_control(plain) {
+            return match Control::decode(plain) {
+                Ok(msg) => self.handle_control(now, peer, source, msg),
+                Err(_) => self.drop_datagram(DropReason::BadControl),
+            };
+        }
         let Some(inner_src) = inner_source(plain) else {
             return self.drop_datagram(DropReason::NotIp);
         };
@@ -1128,9 +1691,13 @@ impl Endpoint {
         now: Instant,
         unix_nanos: u64,
         rng: &mut dyn CryptoRngCore,
-        src: SocketAddr,
+        source: Source,
     ) {
-        let Some(&peer) = self.by_endpoint.get(&src) else {
+        let known = match source {
+            Source::Direct(src) => self.by_endpoint.get(&src),
+            Source::Relayed { origin, .. } => self.by_node.get(&origin),
+        };
+        let Some(&peer) = known else {
             return;
         };
         let p = &mut self.peers[peer.0 as usize];
@@ -1157,15 +1724,43 @@ impl Endpoint {
                     .map(|t| t + ZERO_KEYS_AFTER),
             ]
         });
+        let health = self
+            .peers
+            .iter()
+            .filter_map(|p| p.health.as_ref().map(LinkHealth::next_deadline));
         peer_deadlines
-            .chain([self.reassembler.next_expiry()])
+            .chain([
+                self.reassembler.next_expiry(),
+                self.route_at,
+                self.advert_at,
+            ])
             .flatten()
+            .chain(health)
             .min()
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
+        self.last_unix_nanos = unix_nanos;
         self.reassembler.expire(now);
+        self.probe_links(now);
+        if self.route_at.is_none_or(|t| t <= now) {
+            self.router.expire(now);
+            self.recompute_routes(now);
+            // Periodic only while there is something to route over.
+            let routing = self.router.adverts().next().is_some()
+                || self.peers.iter().any(|p| p.health.is_some());
+            self.route_at = routing.then_some(now + ROUTE_INTERVAL);
+        }
+        if self.advert_at.is_some_and(|t| t <= now) {
+            let advert = self.own_advert(now);
+            for i in 0..self.peers.len() {
+                if self.peers[i].health.is_some() {
+                    self.send_advert(now, i, &advert);
+                }
+            }
+            self.advert_at = Some(now + self.config.advert_interval);
+        }
         for i in 0..self.peers.len() {
             let peer = PeerId(i as u32);
             let p = &mut self.peers[i];
@@ -1223,21 +1818,52 @@ impl Endpoint {
         }
     }
 
+    /// Counts lost probes, reacts to link changes, and sends due probes on
+    /// every probed direct link.
+    fn probe_links(&mut self, now: Instant) {
+        for i in 0..self.peers.len() {
+            self.ensure_health(now, i);
+            let p = &mut self.peers[i];
+            let Some(h) = p.health.as_mut() else { continue };
+            let change = h.handle_timeout(now);
+            let session = p.current.as_ref().is_some_and(|s| usable(s, now));
+            let probe = if session { h.poll_probe(now) } else { None };
+            if let Some(c) = change {
+                self.on_link_change(now, PeerId(i as u32), c);
+            }
+            let Some(seq) = probe else { continue };
+            let Some(dst) = self.peers[i].endpoint else {
+                continue;
+            };
+            if let Some(d) = self.seal_control(now, i, &Control::Probe { seq }) {
+                self.stats.probes_sent += 1;
+                self.transmits.push_back(Transmit { dst, payload: d });
+            }
+        }
+    }
+
     fn send_keepalive(&mut self, now: Instant, peer: PeerId) {
-        let p = &mut self.peers[peer.0 as usize];
-        let Some(dst) = p.endpoint else { return };
+        let pi = peer.0 as usize;
+        let p = &mut self.peers[pi];
         let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) else {
             return;
         };
         let mut buf = [0u8; TRANSPORT_OVERHEAD];
         if let Ok(n) = s.seal(&mut buf, 0) {
-            self.transmits.push_back(Transmit {
-                dst,
-                payload: buf[..n].to_vec(),
-            });
             p.stats.tx_packets += 1;
+            self.push_to_peer(pi, buf[..n].to_vec());
         }
     }
+}
+
+/// Routes are recomputed at least this often, to follow RTT and loss.
+const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn wrap(h: RelayHeader, datagram: &[u8]) -> Vec<u8> {
+    let mut v = vec![0u8; RELAY_HEADER_LEN + datagram.len()];
+    h.write(&mut v);
+    v[RELAY_HEADER_LEN..].copy_from_slice(datagram);
+    v
 }
 
 fn usable(s: &Session, now: Instant) -> bool {

@@ -4,7 +4,9 @@
 //! ([`handshake`], over Noise in [`noise`] and fragmented by [`fragment`]),
 //! cookies ([`cookie`]), transport sessions ([`session`], [`replay`]) and the
 //! per-node state machine that ties them together with WireGuard's timers
-//! ([`endpoint`]).
+//! ([`endpoint`]); route health: link probes ([`health`]), control messages
+//! inside sessions ([`control`]), link-state routing with hysteresis
+//! ([`route`]) and relaying through other nodes (relay header in [`wire`]).
 //!
 //! What it does not do: touch sockets, clocks, threads, files or OS
 //! randomness. Time and randomness are arguments; cryptographic primitives
@@ -15,13 +17,16 @@
 
 pub mod armor;
 pub mod cert;
+pub mod control;
 pub mod cookie;
 pub mod endpoint;
 pub mod fragment;
 pub mod handshake;
+pub mod health;
 mod noise;
 pub mod provider;
 pub mod replay;
+pub mod route;
 pub mod session;
 pub mod timers;
 pub mod wire;

@@ -19,6 +19,14 @@ pub const TYPE_RESPONSE: u8 = 2;
 pub const TYPE_COOKIE_REPLY: u8 = 3;
 /// Type byte of a transport (data) packet.
 pub const TYPE_TRANSPORT: u8 = 4;
+/// Type byte of a relayed datagram: a relay header, then a whole datagram of
+/// type 1–4 between two other nodes.
+pub const TYPE_RELAY: u8 = 5;
+
+/// Relay header: type, TTL, 2 reserved, destination node id, origin node id.
+pub const RELAY_HEADER_LEN: usize = 20;
+/// Largest TTL a relayed datagram may start with.
+pub const MAX_RELAY_TTL: u8 = 8;
 
 /// Transport header: type, 3 reserved, receiver index, counter.
 pub const TRANSPORT_HEADER_LEN: usize = 16;
@@ -50,6 +58,8 @@ pub enum MessageKind {
     CookieReply,
     /// A transport packet.
     Transport,
+    /// A relayed datagram (header checked; the inner datagram is not).
+    Relay,
 }
 
 /// Why a datagram was dropped before any cryptography.
@@ -71,6 +81,8 @@ pub enum WireError {
     },
     /// A fragment header field is inconsistent (index, count, message length).
     BadFragmentHeader,
+    /// A relay header's TTL is 0 or above [`MAX_RELAY_TTL`].
+    BadTtl(u8),
 }
 
 impl fmt::Display for WireError {
@@ -81,6 +93,7 @@ impl fmt::Display for WireError {
             Self::ReservedNonZero => f.write_str("reserved header bytes are not zero"),
             Self::BadLength { kind, len } => write!(f, "length {len} impossible for type {kind}"),
             Self::BadFragmentHeader => f.write_str("inconsistent handshake fragment header"),
+            Self::BadTtl(t) => write!(f, "relay TTL {t} outside 1..={MAX_RELAY_TTL}"),
         }
     }
 }
@@ -114,7 +127,77 @@ pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
         TYPE_COOKIE_REPLY if len == COOKIE_REPLY_LEN => Ok(MessageKind::CookieReply),
         TYPE_TRANSPORT if len >= TRANSPORT_OVERHEAD => Ok(MessageKind::Transport),
         t @ (TYPE_COOKIE_REPLY | TYPE_TRANSPORT) => Err(WireError::BadLength { kind: t, len }),
+        TYPE_RELAY if datagram[2..4] != [0, 0] => Err(WireError::ReservedNonZero),
+        TYPE_RELAY if datagram[1] == 0 || datagram[1] > MAX_RELAY_TTL => {
+            Err(WireError::BadTtl(datagram[1]))
+        }
+        // The inner datagram needs at least its own 4-byte common header.
+        TYPE_RELAY if len >= RELAY_HEADER_LEN + 4 => Ok(MessageKind::Relay),
+        TYPE_RELAY => Err(WireError::BadLength {
+            kind: TYPE_RELAY,
+            len,
+        }),
         t => Err(WireError::UnknownType(t)),
+    }
+}
+
+/// A node's id on the wire: the first 8 bytes (little-endian) of its X25519
+/// static public key. Ids appear in relay headers and link-state adverts;
+/// sessions still authenticate the full key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// The id of the node with this static key.
+    pub fn of(static_public: &[u8; 32]) -> Self {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&static_public[..8]);
+        Self(u64::from_le_bytes(b))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The fields of a relay header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayHeader {
+    /// Hops left; a relay decrements it and drops the datagram at zero.
+    pub ttl: u8,
+    /// The node the inner datagram is for.
+    pub dst: NodeId,
+    /// The node that sent the inner datagram.
+    pub src: NodeId,
+}
+
+impl RelayHeader {
+    /// Parses a relay datagram's header (checks type, TTL, reserved bytes, length).
+    pub fn parse(datagram: &[u8]) -> Result<Self, WireError> {
+        if classify(datagram)? != MessageKind::Relay {
+            return Err(WireError::UnknownType(datagram[0]));
+        }
+        let id = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&datagram[at..at + 8]);
+            NodeId(u64::from_le_bytes(b))
+        };
+        Ok(Self {
+            ttl: datagram[1],
+            dst: id(4),
+            src: id(12),
+        })
+    }
+
+    /// Writes the header into `out[..RELAY_HEADER_LEN]`.
+    pub fn write(&self, out: &mut [u8]) {
+        out[0] = TYPE_RELAY;
+        out[1] = self.ttl;
+        out[2..4].fill(0);
+        out[4..12].copy_from_slice(&self.dst.0.to_le_bytes());
+        out[12..20].copy_from_slice(&self.src.0.to_le_bytes());
     }
 }
 
@@ -184,6 +267,32 @@ mod tests {
         assert!(classify(&c[..63]).is_err());
         let f = [1u8; MAX_HANDSHAKE_DATAGRAM + 1];
         assert!(matches!(classify(&f), Err(WireError::BadLength { .. })));
+    }
+
+    #[test]
+    fn relay_header_round_trip_and_checks() {
+        let h = RelayHeader {
+            ttl: 3,
+            dst: NodeId(7),
+            src: NodeId(u64::MAX),
+        };
+        let mut buf = [0u8; RELAY_HEADER_LEN + 32];
+        h.write(&mut buf);
+        assert_eq!(RelayHeader::parse(&buf), Ok(h));
+        assert_eq!(
+            classify(&buf[..RELAY_HEADER_LEN + 3]),
+            Err(WireError::BadLength {
+                kind: TYPE_RELAY,
+                len: RELAY_HEADER_LEN + 3
+            })
+        );
+        buf[1] = 0;
+        assert!(classify(&buf).is_err(), "TTL 0 is never forwarded");
+        buf[1] = MAX_RELAY_TTL + 1;
+        assert!(classify(&buf).is_err(), "TTL above the maximum");
+        buf[1] = 1;
+        buf[3] = 1;
+        assert_eq!(classify(&buf), Err(WireError::ReservedNonZero));
     }
 
     #[test]

@@ -74,6 +74,28 @@ impl Net {
         }
     }
 
+    /// Both ends without link probing: WireGuard's timers alone.
+    fn timers_only() -> Self {
+        let mut net = Self::new(EndpointConfig {
+            health: None,
+            ..EndpointConfig::default()
+        });
+        let mesh = Mesh::new(1);
+        let alice = mesh.node("alice", 1);
+        let b_pub = *net.b.ep.identity().static_public();
+        net.a.ep = Endpoint::new(
+            crypto(),
+            mesh.ca.clone(),
+            alice,
+            EndpointConfig {
+                health: None,
+                ..EndpointConfig::default()
+            },
+        );
+        net.a.peer = net.a.ep.add_peer(b_pub, Some(addr(2)), None);
+        net
+    }
+
     fn unix(&self) -> u64 {
         NOW_NANOS + (self.now - self.t0).as_nanos() as u64
     }
@@ -336,7 +358,7 @@ fn rekey_after_120s_without_losing_packets() {
 
 #[test]
 fn session_is_rejected_after_180s() {
-    let mut net = Net::new(EndpointConfig::default());
+    let mut net = Net::timers_only();
     net.send(true, b"0");
     net.pump();
     // Seal a packet now, deliver it after REJECT_AFTER_TIME.
@@ -356,7 +378,7 @@ fn session_is_rejected_after_180s() {
 
 #[test]
 fn handshake_retransmits_every_5s_and_gives_up_after_90s() {
-    let mut net = Net::new(EndpointConfig::default());
+    let mut net = Net::timers_only();
     net.blackhole = true; // the network eats everything
     net.send(true, b"lost");
     net.advance(REKEY_ATTEMPT_TIME + Duration::from_secs(10));
@@ -374,7 +396,7 @@ fn handshake_retransmits_every_5s_and_gives_up_after_90s() {
 
 #[test]
 fn keepalive_after_10s_of_receiving_without_sending() {
-    let mut net = Net::new(EndpointConfig::default());
+    let mut net = Net::timers_only();
     net.send(true, b"0");
     net.pump();
     // B received data and sent nothing back: at 10 s it sends a keepalive.

@@ -1,0 +1,442 @@
+//! A virtual-time network of real `proto` endpoints.
+//!
+//! Every node is an unmodified [`proto::endpoint::Endpoint`]; the simulator
+//! plays the part the agent plays in production (it moves datagrams between
+//! endpoints and calls their timers) and the network's: point-to-point links
+//! with a latency each, which can be cut in one or both directions, and
+//! nodes that can crash. Time jumps from one event or deadline to the next,
+//! so a minute of mesh life costs milliseconds, and every run with the same
+//! seed is identical.
+//!
+//! ```text
+//! inject(a → b, IP packet) ─► Endpoint::send ─► datagram ─► link a–x ─► queue
+//! queue (by arrival time) ─► Endpoint::handle_datagram at x
+//!     ├─ Forward ─► link x–y ─► queue
+//!     └─ Data    ─► x's inbox (with arrival time)
+//! earliest poll_timeout ─► handle_timeout ─► transmits ─► links ─► queue
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crypto::RealCrypto;
+use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
+use proto::handshake::Identity;
+use proto::provider::Crypto;
+use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// Unix time the simulated clock starts at (2027-01-15).
+pub const START_UNIX: u64 = 1_800_000_000;
+
+/// A packet that arrived at a node's TUN side.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Arrival time.
+    pub at: Instant,
+    /// The sender.
+    pub from: usize,
+    /// The IP packet.
+    pub packet: Vec<u8>,
+}
+
+/// One simulated host.
+pub struct SimNode {
+    /// Name from the certificate.
+    pub name: String,
+    /// The real protocol state machine.
+    pub ep: Endpoint,
+    /// Underlay address.
+    pub addr: SocketAddr,
+    /// Overlay IPv4 address.
+    pub ip: [u8; 4],
+    /// Peer id, in this node's endpoint, of every other node it knows.
+    pub peers: HashMap<usize, PeerId>,
+    /// IP packets delivered here.
+    pub inbox: Vec<Delivery>,
+    /// Events with their times.
+    pub events: Vec<(Instant, Event)>,
+    /// Crashed: receives nothing, runs no timers.
+    pub down: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    latency: Duration,
+    /// Whether the direction lower index → higher index carries packets.
+    up_fwd: bool,
+    /// Whether the direction higher → lower carries packets.
+    up_back: bool,
+}
+
+/// The simulated mesh.
+pub struct Sim {
+    t0: Instant,
+    /// Current virtual time.
+    pub now: Instant,
+    /// The hosts.
+    pub nodes: Vec<SimNode>,
+    links: HashMap<(usize, usize), Link>,
+    by_addr: HashMap<SocketAddr, usize>,
+    queue: BinaryHeap<Reverse<(Instant, u64, usize, usize)>>,
+    in_flight: HashMap<u64, Vec<u8>>,
+    seq: u64,
+    rng: ChaCha20Rng,
+    /// Datagrams that hit a cut link or a crashed node.
+    pub lost: u64,
+    /// Datagrams put on links.
+    pub sent: u64,
+}
+
+fn key(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+impl Sim {
+    /// Hosts named `names`, with links `links` (pairs of indexes, each with
+    /// `latency`). Every host knows every host it has a link to, with its
+    /// underlay address, and every other host by key only (reachable through
+    /// relays). Host i has underlay 198.18.0.(i+1) and overlay 100.64.0.(i+1).
+    pub fn new(
+        seed: u64,
+        names: &[&str],
+        links: &[(usize, usize)],
+        latency: Duration,
+        config: EndpointConfig,
+    ) -> Self {
+        let c = RealCrypto;
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut ca_seed = [0u8; 32];
+        rng.fill_bytes(&mut ca_seed);
+        let ca_cert = create_ca(
+            &c,
+            "sim-ca",
+            &ca_seed,
+            START_UNIX - 86_400,
+            START_UNIX + 86_400 * 365,
+        )
+        .expect("a fixed CA name and validity are valid");
+        let ca = TrustedCa::new(&c, ca_cert, START_UNIX).expect("fresh CA verifies");
+        let crypto: Arc<dyn Crypto> = Arc::new(RealCrypto);
+        let mut nodes = Vec::new();
+        let mut statics = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut secret = [0u8; 32];
+            rng.fill_bytes(&mut secret);
+            let public = c.x25519_public_key(&secret);
+            let ip = [100, 64, (i + 1) as u8 / 255, ((i + 1) % 255) as u8];
+            let cert = ca
+                .issue(
+                    &c,
+                    &ca_seed,
+                    NodeCertParams {
+                        name: (*name).into(),
+                        addresses: vec![OverlayAddr::V4(ip, 10)],
+                        segments: vec!["sim".into()],
+                        static_public_key: public,
+                        not_before: START_UNIX - 3600,
+                        not_after: START_UNIX + 86_400 * 30,
+                    },
+                )
+                .expect("simulated names are valid");
+            let identity = Identity::new(&c, cert, secret).expect("key matches certificate");
+            statics.push(public);
+            nodes.push(SimNode {
+                name: (*name).into(),
+                ep: Endpoint::new(crypto.clone(), ca.clone(), identity, config.clone()),
+                addr: SocketAddr::from(([198, 18, (i / 250) as u8, (i % 250 + 1) as u8], 51820)),
+                ip,
+                peers: HashMap::new(),
+                inbox: Vec::new(),
+                events: Vec::new(),
+                down: false,
+            });
+        }
+        let mut link_map = HashMap::new();
+        for &(a, b) in links {
+            link_map.insert(
+                key(a, b),
+                Link {
+                    latency,
+                    up_fwd: true,
+                    up_back: true,
+                },
+            );
+        }
+        for i in 0..nodes.len() {
+            for j in 0..nodes.len() {
+                if i == j {
+                    continue;
+                }
+                let direct = link_map.contains_key(&key(i, j));
+                let endpoint = direct.then_some(nodes[j].addr);
+                let id = nodes[i].ep.add_peer(statics[j], endpoint, None);
+                nodes[i].peers.insert(j, id);
+            }
+        }
+        let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
+        let t0 = Instant::now();
+        let mut sim = Self {
+            t0,
+            now: t0,
+            nodes,
+            links: link_map,
+            by_addr,
+            queue: BinaryHeap::new(),
+            in_flight: HashMap::new(),
+            seq: 0,
+            rng,
+            lost: 0,
+            sent: 0,
+        };
+        // Every node handshakes with its direct neighbours at start, as meshd does.
+        for i in 0..sim.nodes.len() {
+            for j in 0..sim.nodes.len() {
+                if sim.links.contains_key(&key(i, j)) {
+                    let unix = sim.unix_nanos();
+                    let peer = sim.nodes[i].peers[&j];
+                    let now = sim.now;
+                    sim.nodes[i].ep.initiate(now, unix, &mut sim.rng, peer);
+                }
+            }
+            sim.drain(i);
+        }
+        sim
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.t0
+    }
+
+    fn unix_nanos(&self) -> u64 {
+        START_UNIX * 1_000_000_000 + self.elapsed().as_nanos() as u64
+    }
+
+    /// Cuts the link a–b in the direction a → b only.
+    pub fn cut_one_way(&mut self, a: usize, b: usize) {
+        self.set_direction(a, b, false);
+    }
+
+    /// Cuts the link a–b both ways.
+    pub fn cut(&mut self, a: usize, b: usize) {
+        self.set_direction(a, b, false);
+        self.set_direction(b, a, false);
+    }
+
+    /// Restores the link a–b both ways.
+    pub fn heal(&mut self, a: usize, b: usize) {
+        self.set_direction(a, b, true);
+        self.set_direction(b, a, true);
+    }
+
+    fn set_direction(&mut self, from: usize, to: usize, up: bool) {
+        if let Some(l) = self.links.get_mut(&key(from, to)) {
+            if from < to {
+                l.up_fwd = up;
+            } else {
+                l.up_back = up;
+            }
+        }
+    }
+
+    /// Crashes node `n`: it drops everything and runs no timers.
+    pub fn crash(&mut self, n: usize) {
+        self.nodes[n].down = true;
+    }
+
+    /// Puts a datagram from node `from` on the link to underlay address `dst`.
+    fn transmit(&mut self, from: usize, dst: SocketAddr, payload: Vec<u8>) {
+        self.sent += 1;
+        let Some(&to) = self.by_addr.get(&dst) else {
+            self.lost += 1;
+            return;
+        };
+        let Some(link) = self.links.get(&key(from, to)) else {
+            self.lost += 1;
+            return;
+        };
+        let up = if from < to { link.up_fwd } else { link.up_back };
+        if !up {
+            self.lost += 1;
+            return;
+        }
+        self.seq += 1;
+        self.in_flight.insert(self.seq, payload);
+        self.queue
+            .push(Reverse((self.now + link.latency, self.seq, from, to)));
+    }
+
+    /// Moves node `i`'s pending transmits onto links and records its events.
+    fn drain(&mut self, i: usize) {
+        let now = self.now;
+        let mut out = Vec::new();
+        while let Some(t) = self.nodes[i].ep.poll_transmit() {
+            out.push(t);
+        }
+        while let Some(e) = self.nodes[i].ep.poll_event() {
+            self.nodes[i].events.push((now, e));
+        }
+        for t in out {
+            self.transmit(i, t.dst, t.payload);
+        }
+    }
+
+    /// Sends an IP packet (UDP-like payload `data`) from node `from` to node
+    /// `to`'s overlay address. Returns what the sender's endpoint did.
+    pub fn inject(&mut self, from: usize, to: usize, data: &[u8]) -> SendOutcome {
+        if self.nodes[from].down {
+            return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint);
+        }
+        let pkt = ipv4(self.nodes[from].ip, self.nodes[to].ip, data);
+        let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
+        let unix = self.unix_nanos();
+        let now = self.now;
+        let peer = self.nodes[from].peers[&to];
+        let out = self.nodes[from]
+            .ep
+            .send(now, unix, &mut self.rng, peer, &mut buf, pkt.len());
+        if let SendOutcome::Send { dst, len } = out {
+            buf.truncate(len);
+            self.transmit(from, dst, buf);
+        }
+        self.drain(from);
+        out
+    }
+
+    /// Runs every arrival and timer up to `until` (bounded in steps).
+    pub fn run_until(&mut self, until: Instant) {
+        for _ in 0..10_000_000 {
+            let arrival = self.queue.peek().map(|Reverse((t, ..))| *t);
+            let timer = self
+                .nodes
+                .iter()
+                .filter(|n| !n.down)
+                .filter_map(|n| n.ep.poll_timeout())
+                .min();
+            let next = [arrival, timer].into_iter().flatten().min();
+            let Some(t) = next.filter(|t| *t <= until) else {
+                self.now = self.now.max(until);
+                return;
+            };
+            self.now = self.now.max(t);
+            if arrival.is_some_and(|a| a <= t) {
+                if let Some(Reverse((_, seq, from, to))) = self.queue.pop() {
+                    if let Some(d) = self.in_flight.remove(&seq) {
+                        self.arrive(from, to, d);
+                    }
+                }
+            } else {
+                let (now, unix) = (self.now, self.unix_nanos());
+                for i in 0..self.nodes.len() {
+                    let due = !self.nodes[i].down
+                        && self.nodes[i].ep.poll_timeout().is_some_and(|d| d <= now);
+                    if due {
+                        self.nodes[i].ep.handle_timeout(now, unix, &mut self.rng);
+                        self.drain(i);
+                    }
+                }
+            }
+        }
+        panic!("simulation did not reach {until:?} in 10 million steps");
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn arrive(&mut self, from: usize, to: usize, mut d: Vec<u8>) {
+        if self.nodes[to].down {
+            self.lost += 1;
+            return;
+        }
+        let src = self.nodes[from].addr;
+        let (now, unix) = (self.now, self.unix_nanos());
+        let r = self.nodes[to]
+            .ep
+            .handle_datagram(now, unix, &mut self.rng, src, &mut d);
+        match r {
+            Received::Data { peer, len } => {
+                let sender = self.nodes[to]
+                    .peers
+                    .iter()
+                    .find(|(_, p)| **p == peer)
+                    .map_or(usize::MAX, |(i, _)| *i);
+                let packet = d[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec();
+                self.nodes[to].inbox.push(Delivery {
+                    at: now,
+                    from: sender,
+                    packet,
+                });
+            }
+            Received::Forward { dst, len } => {
+                d.truncate(len);
+                self.transmit(to, dst, d);
+            }
+            _ => {}
+        }
+        self.drain(to);
+    }
+
+    /// The relay node `from` currently uses for `to` (`None`: direct).
+    pub fn via(&self, from: usize, to: usize) -> Option<usize> {
+        let info = self.nodes[from]
+            .ep
+            .peer(self.nodes[from].peers[&to], self.now)?;
+        let relay = info.via?;
+        self.nodes[from]
+            .peers
+            .iter()
+            .find(|(_, p)| **p == relay)
+            .map(|(i, _)| *i)
+    }
+
+    /// `PathChanged` events node `from` logged for node `to`, with times.
+    pub fn path_changes(&self, from: usize, to: usize) -> Vec<(Duration, Option<usize>)> {
+        let peer = self.nodes[from].peers[&to];
+        self.nodes[from]
+            .events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Event::PathChanged { peer: p, via } if *p == peer => {
+                    let via = via.and_then(|v| {
+                        self.nodes[from]
+                            .peers
+                            .iter()
+                            .find(|(_, q)| **q == v)
+                            .map(|(i, _)| *i)
+                    });
+                    Some((*t - self.t0, via))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Virtual time of `t` since the start.
+    pub fn since_start(&self, t: Instant) -> Duration {
+        t - self.t0
+    }
+}
+
+/// A minimal IPv4/UDP-shaped packet from `src` to `dst` carrying `payload`.
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 20 + payload.len()];
+    p[0] = 0x45;
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    p[20..].copy_from_slice(payload);
+    p
+}

@@ -1,0 +1,278 @@
+//! Control messages: plaintexts of transport packets that are not IP packets.
+//!
+//! A transport plaintext whose first byte is below `0x40` (an IP packet's
+//! first nibble is 4 or 6) is a control message; the first byte is its kind.
+//! Control messages therefore enjoy the session's encryption, replay window
+//! and peer authentication, and a relay cannot read or forge them.
+//!
+//! | kind | message | body |
+//! |---|---|---|
+//! | 1 | probe | 3 reserved, sequence u32 |
+//! | 2 | probe reply | 3 reserved, sequence u32 (echoed) |
+//! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries |
+//!
+//! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
+//! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
+//! in its hold-down, every other bit is reserved. Integers are little-endian. [`Control::decode`]
+//! checks every length and reserved byte; it cannot panic.
+
+use core::fmt;
+
+use crate::wire::NodeId;
+
+/// Kind byte of a probe.
+pub const KIND_PROBE: u8 = 1;
+/// Kind byte of a probe reply.
+pub const KIND_PROBE_REPLY: u8 = 2;
+/// Kind byte of a link-state advert.
+pub const KIND_LINK_STATE: u8 = 3;
+/// Most entries in one link-state advert (bounds gossip size: 1044 bytes).
+pub const MAX_ADVERT_ENTRIES: usize = 64;
+const ADVERT_HEADER_LEN: usize = 20;
+const ENTRY_LEN: usize = 16;
+const FLAG_SETTLING: u16 = 1;
+
+/// Whether a transport plaintext is a control message.
+pub fn is_control(plaintext: &[u8]) -> bool {
+    plaintext.first().is_some_and(|b| *b < 0x40)
+}
+
+/// One link in an advert: the origin's view of its direct link to `neighbor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkEntry {
+    /// The node at the other end.
+    pub neighbor: NodeId,
+    /// Smoothed round-trip time in microseconds.
+    pub rtt_us: u32,
+    /// Probe loss in thousandths.
+    pub loss_permille: u16,
+    /// The link came back recently and is in its hold-down: every node adds
+    /// the same penalty, so all agree on it (a penalty only its owner knew
+    /// would make neighbours route through each other in a loop).
+    pub settling: bool,
+}
+
+/// A node's sequence-numbered list of its working direct links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advert {
+    /// The node whose links these are.
+    pub origin: NodeId,
+    /// Higher replaces lower; the origin starts from its clock so a restarted
+    /// node's adverts still win.
+    pub seq: u64,
+    /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
+    pub links: Vec<LinkEntry>,
+}
+
+/// A decoded control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Asks the peer to answer on the same direct path.
+    Probe {
+        /// Sequence number, echoed.
+        seq: u32,
+    },
+    /// The answer to a probe.
+    ProbeReply {
+        /// The probe's sequence number.
+        seq: u32,
+    },
+    /// A link-state advert, gossiped.
+    LinkState(Advert),
+}
+
+/// Why a control message was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// A kind this version does not know.
+    UnknownKind(u8),
+    /// The length does not match the kind (and entry count).
+    BadLength,
+    /// A reserved byte is not zero.
+    ReservedNonZero,
+    /// More entries than [`MAX_ADVERT_ENTRIES`].
+    TooManyEntries,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKind(k) => write!(f, "unknown control message kind {k}"),
+            Self::BadLength => f.write_str("control message length does not match its kind"),
+            Self::ReservedNonZero => f.write_str("reserved control message bytes are not zero"),
+            Self::TooManyEntries => write!(f, "advert has more than {MAX_ADVERT_ENTRIES} links"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+impl Control {
+    /// Decodes a control plaintext (first byte below `0x40`).
+    pub fn decode(b: &[u8]) -> Result<Self, ControlError> {
+        let kind = *b.first().ok_or(ControlError::BadLength)?;
+        match kind {
+            KIND_PROBE | KIND_PROBE_REPLY => {
+                if b.len() != 8 {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                let seq = u32_at(b, 4);
+                Ok(if kind == KIND_PROBE {
+                    Self::Probe { seq }
+                } else {
+                    Self::ProbeReply { seq }
+                })
+            }
+            KIND_LINK_STATE => {
+                if b.len() < ADVERT_HEADER_LEN {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1] != 0 {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                let count = u16_at(b, 2) as usize;
+                if count > MAX_ADVERT_ENTRIES {
+                    return Err(ControlError::TooManyEntries);
+                }
+                if b.len() != ADVERT_HEADER_LEN + count * ENTRY_LEN {
+                    return Err(ControlError::BadLength);
+                }
+                let links = b[ADVERT_HEADER_LEN..]
+                    .chunks_exact(ENTRY_LEN)
+                    .map(|e| {
+                        let flags = u16_at(e, 14);
+                        if flags & !FLAG_SETTLING != 0 {
+                            return Err(ControlError::ReservedNonZero);
+                        }
+                        Ok(LinkEntry {
+                            neighbor: NodeId(u64_at(e, 0)),
+                            rtt_us: u32_at(e, 8),
+                            loss_permille: u16_at(e, 12),
+                            settling: flags & FLAG_SETTLING != 0,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Self::LinkState(Advert {
+                    origin: NodeId(u64_at(b, 4)),
+                    seq: u64_at(b, 12),
+                    links,
+                }))
+            }
+            k => Err(ControlError::UnknownKind(k)),
+        }
+    }
+
+    /// Encodes; an advert is cut to its first [`MAX_ADVERT_ENTRIES`] links.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Probe { seq } | Self::ProbeReply { seq } => {
+                let kind = if matches!(self, Self::Probe { .. }) {
+                    KIND_PROBE
+                } else {
+                    KIND_PROBE_REPLY
+                };
+                let mut v = vec![kind, 0, 0, 0];
+                v.extend_from_slice(&seq.to_le_bytes());
+                v
+            }
+            Self::LinkState(a) => {
+                let links = &a.links[..a.links.len().min(MAX_ADVERT_ENTRIES)];
+                let mut v = Vec::with_capacity(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN);
+                v.extend_from_slice(&[KIND_LINK_STATE, 0]);
+                v.extend_from_slice(&(links.len() as u16).to_le_bytes());
+                v.extend_from_slice(&a.origin.0.to_le_bytes());
+                v.extend_from_slice(&a.seq.to_le_bytes());
+                for l in links {
+                    v.extend_from_slice(&l.neighbor.0.to_le_bytes());
+                    v.extend_from_slice(&l.rtt_us.to_le_bytes());
+                    v.extend_from_slice(&l.loss_permille.to_le_bytes());
+                    let flags = if l.settling { FLAG_SETTLING } else { 0 };
+                    v.extend_from_slice(&flags.to_le_bytes());
+                }
+                v
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let advert = Advert {
+            origin: NodeId(1),
+            seq: 99,
+            links: (0..3)
+                .map(|i| LinkEntry {
+                    neighbor: NodeId(10 + i),
+                    rtt_us: 120 * i as u32,
+                    loss_permille: i as u16,
+                    settling: i == 1,
+                })
+                .collect(),
+        };
+        for m in [
+            Control::Probe { seq: 7 },
+            Control::ProbeReply { seq: u32::MAX },
+            Control::LinkState(advert),
+        ] {
+            let bytes = m.encode();
+            assert!(is_control(&bytes));
+            assert_eq!(Control::decode(&bytes), Ok(m));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
+        assert_eq!(
+            Control::decode(&[9, 0, 0, 0]),
+            Err(ControlError::UnknownKind(9))
+        );
+        assert_eq!(
+            Control::decode(&[1, 0, 0, 0, 1]),
+            Err(ControlError::BadLength)
+        );
+        assert_eq!(
+            Control::decode(&[1, 1, 0, 0, 1, 0, 0, 0]),
+            Err(ControlError::ReservedNonZero)
+        );
+        let mut a = Control::LinkState(Advert {
+            origin: NodeId(1),
+            seq: 1,
+            links: vec![LinkEntry {
+                neighbor: NodeId(2),
+                rtt_us: 1,
+                loss_permille: 0,
+                settling: false,
+            }],
+        })
+        .encode();
+        a[20 + 15] = 0x80; // a reserved flag bit
+        assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
+        a[20 + 15] = 0;
+        a[2] = 2; // claims two entries, carries one
+        assert_eq!(Control::decode(&a), Err(ControlError::BadLength));
+        a[2] = 65;
+        assert_eq!(Control::decode(&a), Err(ControlError::TooManyEntries));
+        assert!(!is_control(&[0x45]) && !is_control(&[0x60]) && is_control(&[1]));
+    }
+}

@@ -1,0 +1,371 @@
+//! Health of one direct link: probes, RTT, jitter, loss, up and down.
+//!
+//! Each node probes every peer it has a direct underlay address and a
+//! session for. A probe is a control message ([`crate::control`]) sealed in
+//! the peer's session and sent to its *direct* address, whatever the current
+//! route; the reply comes back the same way. So a probe measures the direct
+//! link both ways, and a link cut in either direction stops the replies
+//! (a one-way failure is seen by both ends: each one's probes or replies
+//! cross the dead direction).
+//!
+//! Rates: a link that carried data in the last [`HealthConfig::active_window`]
+//! is probed every [`HealthConfig::probe_interval`] (50 ms), an idle one every
+//! [`HealthConfig::idle_probe_interval`]; sending data on an idle link makes
+//! the next probe due at once (data-plane evidence: traffic with no answer is
+//! noticed within the fast interval, not the idle one). A probe is lost when
+//! unanswered after `max(interval, 2·srtt + 4·rttvar)` (1 s before the first
+//! answer). After
+//! [`HealthConfig::down_after_misses`] consecutive losses the link is down;
+//! after [`HealthConfig::up_after_replies`] consecutive replies it is up
+//! again. [`LinkHealth::up_since`] lets the router hold a recovered link down
+//! for a while before moving traffic back (hysteresis).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Probing parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Probe interval on a link carrying data, and on a down link.
+    pub probe_interval: Duration,
+    /// Probe interval on an idle link.
+    pub idle_probe_interval: Duration,
+    /// A link is active for this long after data was sent on it.
+    pub active_window: Duration,
+    /// Consecutive lost probes that make a link down.
+    pub down_after_misses: u32,
+    /// Consecutive replies that make a down link up again.
+    pub up_after_replies: u32,
+    /// How long a recovered link must stay up before routes prefer it again.
+    pub hold_down: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_millis(50),
+            idle_probe_interval: Duration::from_secs(1),
+            active_window: Duration::from_secs(5),
+            down_after_misses: 4,
+            up_after_replies: 3,
+            hold_down: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Up or down, as probes last showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// Usable (also before the first probe resolves).
+    Up,
+    /// Consecutive probes were lost.
+    Down,
+}
+
+/// A status change reported by [`LinkHealth::handle_timeout`] or
+/// [`LinkHealth::on_reply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkChange {
+    /// The link came back.
+    WentUp,
+    /// The link failed.
+    WentDown,
+}
+
+const MAX_OUTSTANDING: usize = 32;
+const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Probe state of one direct link.
+#[derive(Debug, Clone)]
+pub struct LinkHealth {
+    config: HealthConfig,
+    status: LinkStatus,
+    up_since: Option<Instant>,
+    next_seq: u32,
+    /// Unanswered probes: sequence, sent, lost-after deadline.
+    outstanding: VecDeque<(u32, Instant, Instant)>,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    last_rtt: Option<Duration>,
+    /// Last 32 resolved probes, newest in bit 0: 1 = answered.
+    history: u32,
+    resolved: u32,
+    misses: u32,
+    replies: u32,
+    next_probe: Instant,
+    last_data: Option<Instant>,
+}
+
+impl LinkHealth {
+    /// A link first seen at `now`; the first probe is due at once.
+    pub fn new(config: HealthConfig, now: Instant) -> Self {
+        Self {
+            config,
+            status: LinkStatus::Up,
+            up_since: None,
+            next_seq: 1,
+            outstanding: VecDeque::new(),
+            srtt: None,
+            rttvar: Duration::ZERO,
+            last_rtt: None,
+            history: 0,
+            resolved: 0,
+            misses: 0,
+            replies: 0,
+            next_probe: now,
+            last_data: None,
+        }
+    }
+
+    /// Up or down.
+    pub fn status(&self) -> LinkStatus {
+        self.status
+    }
+
+    /// When the link last came back up (`None`: never seen down).
+    pub fn up_since(&self) -> Option<Instant> {
+        self.up_since
+    }
+
+    /// Whether the link is up and past its hold-down.
+    pub fn settled(&self, now: Instant) -> bool {
+        self.status == LinkStatus::Up
+            && self
+                .up_since
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.hold_down)
+    }
+
+    /// Smoothed RTT, once a probe was answered.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// The last RTT sample.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt
+    }
+
+    /// RTT variation (jitter), RFC 6298 style.
+    pub fn jitter(&self) -> Duration {
+        self.rttvar
+    }
+
+    /// Fraction of the last (up to 32) resolved probes that were lost.
+    pub fn loss(&self) -> f64 {
+        let n = self.resolved.min(32);
+        if n == 0 {
+            return 0.0;
+        }
+        let mask = if n == 32 { u32::MAX } else { (1 << n) - 1 };
+        1.0 - f64::from((self.history & mask).count_ones()) / f64::from(n)
+    }
+
+    /// Data was sent on this link: probe fast from now on, starting at once
+    /// if the link was idle.
+    pub fn on_data_sent(&mut self, now: Instant) {
+        let idle = !self.active(now);
+        self.last_data = Some(now);
+        if idle {
+            self.next_probe = self.next_probe.min(now);
+        }
+    }
+
+    fn active(&self, now: Instant) -> bool {
+        self.status == LinkStatus::Down
+            || self
+                .last_data
+                .is_some_and(|t| now.saturating_duration_since(t) < self.config.active_window)
+    }
+
+    fn interval(&self, now: Instant) -> Duration {
+        if self.active(now) {
+            self.config.probe_interval
+        } else {
+            self.config.idle_probe_interval
+        }
+    }
+
+    fn probe_timeout(&self, now: Instant) -> Duration {
+        // Before the first sample, wait as long as we ever do (RFC 6298's
+        // initial RTO reasoning): a slow link is not a dead one.
+        let Some(srtt) = self.srtt else {
+            return MAX_PROBE_TIMEOUT;
+        };
+        self.interval(now)
+            .max(2 * srtt + 4 * self.rttvar)
+            .min(MAX_PROBE_TIMEOUT)
+    }
+
+    /// A probe sequence number to send now, if one is due.
+    pub fn poll_probe(&mut self, now: Instant) -> Option<u32> {
+        if now < self.next_probe {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1).max(1);
+        if self.outstanding.len() == MAX_OUTSTANDING {
+            self.outstanding.pop_front();
+        }
+        let deadline = now + self.probe_timeout(now);
+        self.outstanding.push_back((seq, now, deadline));
+        self.next_probe = now + self.interval(now);
+        Some(seq)
+    }
+
+    /// The earliest time [`LinkHealth::handle_timeout`] or
+    /// [`LinkHealth::poll_probe`] has work.
+    pub fn next_deadline(&self) -> Instant {
+        self.outstanding
+            .iter()
+            .map(|(_, _, d)| *d)
+            .fold(self.next_probe, Instant::min)
+    }
+
+    /// Counts probes unanswered past their timeout (fixed when each was
+    /// sent) as lost.
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<LinkChange> {
+        let mut change = None;
+        while let Some(pos) = self.outstanding.iter().position(|(_, _, d)| *d <= now) {
+            self.outstanding.remove(pos);
+            self.record(false);
+            self.misses += 1;
+            self.replies = 0;
+            if self.status == LinkStatus::Up && self.misses >= self.config.down_after_misses {
+                self.status = LinkStatus::Down;
+                change = Some(LinkChange::WentDown);
+            }
+        }
+        change
+    }
+
+    /// A probe reply arrived on the direct path. Unknown or late sequence
+    /// numbers are ignored (they were already counted as lost).
+    pub fn on_reply(&mut self, now: Instant, seq: u32) -> Option<LinkChange> {
+        let pos = self.outstanding.iter().position(|(s, _, _)| *s == seq)?;
+        let (_, sent, _) = self.outstanding.remove(pos)?;
+        let rtt = now.saturating_duration_since(sent);
+        self.last_rtt = Some(rtt);
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((s * 7 + rtt) / 8);
+            }
+        }
+        self.record(true);
+        self.misses = 0;
+        self.replies += 1;
+        if self.status == LinkStatus::Down && self.replies >= self.config.up_after_replies {
+            self.status = LinkStatus::Up;
+            self.up_since = Some(now);
+            // Loss is measured from here on; the outage is not loss.
+            self.history = u32::MAX;
+            return Some(LinkChange::WentUp);
+        }
+        None
+    }
+
+    fn record(&mut self, answered: bool) {
+        self.history = (self.history << 1) | u32::from(answered);
+        self.resolved = self.resolved.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Runs `link` from `now` for `dur`, answering probes after `rtt` when
+    /// `answer` says so; returns the changes with their times.
+    fn run(
+        link: &mut LinkHealth,
+        now: &mut Instant,
+        dur: Duration,
+        rtt: Duration,
+        answer: bool,
+    ) -> Vec<(Duration, LinkChange)> {
+        let start = *now;
+        let end = *now + dur;
+        let mut replies: VecDeque<(Instant, u32)> = VecDeque::new();
+        let mut changes = Vec::new();
+        while *now < end {
+            link.on_data_sent(*now);
+            while let Some(seq) = link.poll_probe(*now) {
+                if answer {
+                    replies.push_back((*now + rtt, seq));
+                }
+            }
+            while replies.front().is_some_and(|(t, _)| *t <= *now) {
+                let (_, seq) = replies.pop_front().unwrap();
+                if let Some(c) = link.on_reply(*now, seq) {
+                    changes.push((*now - start, c));
+                }
+            }
+            if let Some(c) = link.handle_timeout(*now) {
+                changes.push((*now - start, c));
+            }
+            *now += ms(1);
+        }
+        changes
+    }
+
+    #[test]
+    fn measures_rtt_and_stays_up() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        assert!(run(&mut l, &mut now, ms(1000), ms(3), true).is_empty());
+        assert_eq!(l.status(), LinkStatus::Up);
+        assert_eq!(l.srtt(), Some(ms(3)));
+        assert_eq!(l.loss(), 0.0);
+    }
+
+    #[test]
+    fn cut_is_detected_within_a_quarter_second_and_heals_with_hold_down() {
+        let mut now = Instant::now();
+        let cfg = HealthConfig::default();
+        let mut l = LinkHealth::new(cfg, now);
+        run(&mut l, &mut now, ms(500), ms(1), true);
+        let down = run(&mut l, &mut now, ms(1000), ms(1), false);
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert_eq!(down[0].1, LinkChange::WentDown);
+        assert!(down[0].0 <= ms(250), "detected after {:?}", down[0].0);
+        assert!(l.loss() > 0.0);
+        let up = run(&mut l, &mut now, ms(1000), ms(1), true);
+        assert_eq!(up.len(), 1, "{up:?}");
+        assert_eq!(up[0].1, LinkChange::WentUp);
+        assert!(up[0].0 <= ms(200), "recovered after {:?}", up[0].0);
+        assert!(!l.settled(now), "inside the hold-down");
+        run(&mut l, &mut now, cfg.hold_down, ms(1), true);
+        assert!(l.settled(now), "after the hold-down");
+    }
+
+    #[test]
+    fn slow_link_is_not_declared_down() {
+        // RTT above the probe interval: timeouts follow srtt.
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        let changes = run(&mut l, &mut now, ms(3000), ms(180), true);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(l.status(), LinkStatus::Up);
+    }
+
+    #[test]
+    fn idle_links_probe_slowly_and_data_makes_them_fast() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        assert!(l.poll_probe(now).is_some());
+        assert!(l.poll_probe(now + ms(100)).is_none(), "idle: 1 s interval");
+        l.on_data_sent(now + ms(100));
+        assert!(l.poll_probe(now + ms(100)).is_some(), "data makes it due");
+        now += ms(150);
+        assert!(l.poll_probe(now).is_some(), "active: 50 ms interval");
+    }
+}

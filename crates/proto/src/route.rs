@@ -1,0 +1,462 @@
+//! Link-state routing: a database of adverts, shortest paths, hysteresis.
+//!
+//! Every node advertises its working direct links ([`crate::control::Advert`]);
+//! adverts are flooded through the sessions, and the highest sequence number
+//! per origin wins. [`Router::recompute`] runs Dijkstra from this node over
+//! its own measured links plus every advertised link, with the metric
+//!
+//! ```text
+//! cost(link) = rtt_us + loss_permille · loss_penalty_us + hop_cost_us
+//!              (+ hold_down_penalty_us on a link in hold-down)
+//! ```
+//!
+//! A link in hold-down is flagged in its owner's advert, so every node adds
+//! the same penalty: were it only known locally, two nodes that both just
+//! regained a link to the same destination would each route through the
+//! other, in a loop.
+//!
+//! An advertised link u→v counts only if v does not contradict it (v's own
+//! advert, if present, must list u): a stale half of a dead link is not a
+//! path. Links to or from this node come only from its own probes.
+//!
+//! Hysteresis: a destination keeps its current next hop while that next hop
+//! still reaches it and costs no more than `switch_factor` × the best plus
+//! `switch_margin_us`; a recovered link is heavily penalised until its
+//! hold-down ends (see [`crate::health`]), so traffic returns once, not
+//! back and forth.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::control::{Advert, LinkEntry};
+use crate::wire::NodeId;
+
+/// Routing parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RouteConfig {
+    /// Added to every link, so fewer hops win ties.
+    pub hop_cost_us: u64,
+    /// Cost per ‰ of probe loss.
+    pub loss_penalty_us: u64,
+    /// Added to an own link that came back up and is still in hold-down.
+    pub hold_down_penalty_us: u64,
+    /// Keep the current next hop unless the best is cheaper than
+    /// current / `switch_factor` − `switch_margin_us`.
+    pub switch_factor: f64,
+    /// See `switch_factor`.
+    pub switch_margin_us: u64,
+    /// Adverts not refreshed for this long are forgotten.
+    pub advert_max_age: Duration,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            hop_cost_us: 100,
+            loss_penalty_us: 200,
+            hold_down_penalty_us: 1_000_000,
+            switch_factor: 1.25,
+            switch_margin_us: 100,
+            advert_max_age: Duration::from_secs(30),
+        }
+    }
+}
+
+/// This node's view of one of its direct links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnLink {
+    /// The neighbour.
+    pub neighbor: NodeId,
+    /// Up by its probes.
+    pub up: bool,
+    /// Up and past its hold-down.
+    pub settled: bool,
+    /// Smoothed RTT, µs.
+    pub rtt_us: u32,
+    /// Probe loss, ‰.
+    pub loss_permille: u16,
+}
+
+/// The chosen route to one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// First hop: the destination itself for a direct route.
+    pub next_hop: NodeId,
+    /// Path cost (see the module docs), µs.
+    pub metric_us: u64,
+    /// Links on the path.
+    pub hops: u8,
+    /// When this next hop was chosen.
+    pub since: Instant,
+}
+
+/// A change made by [`Router::recompute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChange {
+    /// Destination.
+    pub dst: NodeId,
+    /// Next hop before (`None`: unreachable).
+    pub old: Option<NodeId>,
+    /// Next hop now (`None`: unreachable).
+    pub new: Option<NodeId>,
+}
+
+/// The link-state database and route table of one node.
+#[derive(Debug, Clone)]
+pub struct Router {
+    me: NodeId,
+    config: RouteConfig,
+    adverts: HashMap<NodeId, (Advert, Instant)>,
+    routes: HashMap<NodeId, Route>,
+}
+
+struct Graph<'a> {
+    me: NodeId,
+    config: &'a RouteConfig,
+    own: &'a [OwnLink],
+    adverts: &'a HashMap<NodeId, (Advert, Instant)>,
+}
+
+impl Graph<'_> {
+    fn own_cost(&self, l: &OwnLink) -> Option<u64> {
+        l.up.then(|| self.cost(l.rtt_us, l.loss_permille, !l.settled))
+    }
+
+    fn cost(&self, rtt_us: u32, loss_permille: u16, settling: bool) -> u64 {
+        let penalty = if settling {
+            self.config.hold_down_penalty_us
+        } else {
+            0
+        };
+        u64::from(rtt_us.max(1))
+            + u64::from(loss_permille) * self.config.loss_penalty_us
+            + self.config.hop_cost_us
+            + penalty
+    }
+
+    fn contradicted(&self, from: NodeId, to: NodeId) -> bool {
+        self.adverts
+            .get(&to)
+            .is_some_and(|(a, _)| !a.links.iter().any(|l| l.neighbor == from))
+    }
+
+    fn neighbors(&self, u: NodeId, mut f: impl FnMut(NodeId, u64)) {
+        if u == self.me {
+            for l in self.own {
+                if let Some(c) = self.own_cost(l) {
+                    f(l.neighbor, c);
+                }
+            }
+            return;
+        }
+        let Some((a, _)) = self.adverts.get(&u) else {
+            return;
+        };
+        for l in &a.links {
+            if l.neighbor == self.me || self.contradicted(u, l.neighbor) {
+                continue;
+            }
+            f(l.neighbor, self.cost(l.rtt_us, l.loss_permille, l.settling));
+        }
+    }
+
+    /// Shortest distances (and hop counts, and first hops) from `src`,
+    /// never passing through `avoid`.
+    fn dijkstra(&self, src: NodeId, avoid: Option<NodeId>) -> HashMap<NodeId, (u64, u8, NodeId)> {
+        let mut best: HashMap<NodeId, (u64, u8, NodeId)> = HashMap::new();
+        let mut heap = BinaryHeap::new();
+        best.insert(src, (0, 0, src));
+        heap.push(Reverse((0u64, src, 0u8, src)));
+        while let Some(Reverse((d, u, hops, first))) = heap.pop() {
+            if best.get(&u).is_some_and(|(bd, _, _)| *bd < d) {
+                continue;
+            }
+            self.neighbors(u, |v, c| {
+                if Some(v) == avoid || v == src {
+                    return;
+                }
+                let nd = d + c;
+                let first_hop = if u == src { v } else { first };
+                let better = best.get(&v).is_none_or(|(bd, _, _)| nd < *bd);
+                if better {
+                    let h = hops.saturating_add(1);
+                    best.insert(v, (nd, h, first_hop));
+                    heap.push(Reverse((nd, v, h, first_hop)));
+                }
+            });
+        }
+        best.remove(&src);
+        best
+    }
+}
+
+impl Router {
+    /// An empty router for node `me`.
+    pub fn new(me: NodeId, config: RouteConfig) -> Self {
+        Self {
+            me,
+            config,
+            adverts: HashMap::new(),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// Stores `advert` if it is newer than what we hold for its origin.
+    /// Returns whether it was new (and so should be flooded on).
+    pub fn handle_advert(&mut self, now: Instant, advert: Advert) -> bool {
+        if advert.origin == self.me {
+            return false;
+        }
+        if let Some((held, _)) = self.adverts.get(&advert.origin) {
+            if held.seq >= advert.seq {
+                return false;
+            }
+        }
+        self.adverts.insert(advert.origin, (advert, now));
+        true
+    }
+
+    /// Forgets adverts older than the maximum age. Returns whether any went.
+    pub fn expire(&mut self, now: Instant) -> bool {
+        let before = self.adverts.len();
+        let max = self.config.advert_max_age;
+        self.adverts
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < max);
+        self.adverts.len() != before
+    }
+
+    /// Every advert held (for syncing a new neighbour).
+    pub fn adverts(&self) -> impl Iterator<Item = &Advert> {
+        self.adverts.values().map(|(a, _)| a)
+    }
+
+    /// The route to `dst`, if reachable.
+    pub fn route(&self, dst: NodeId) -> Option<&Route> {
+        self.routes.get(&dst)
+    }
+
+    /// All routes.
+    pub fn routes(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
+        self.routes.iter()
+    }
+
+    /// Recomputes every route from `own` links and the adverts, keeping
+    /// current next hops where hysteresis says so.
+    pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
+        let g = Graph {
+            me: self.me,
+            config: &self.config,
+            own,
+            adverts: &self.adverts,
+        };
+        let best = g.dijkstra(self.me, None);
+        // Distances from a neighbour, avoiding us, computed on demand.
+        let mut from_neighbor: HashMap<NodeId, HashMap<NodeId, (u64, u8, NodeId)>> = HashMap::new();
+        let mut next = HashMap::with_capacity(best.len());
+        let mut changes = Vec::new();
+        for (&dst, &(metric, hops, first)) in &best {
+            let mut chosen = Route {
+                next_hop: first,
+                metric_us: metric,
+                hops,
+                since: now,
+            };
+            if let Some(cur) = self.routes.get(&dst) {
+                if cur.next_hop == first {
+                    chosen.since = cur.since;
+                } else if let Some(link) = own.iter().find(|l| l.neighbor == cur.next_hop) {
+                    // What the current next hop costs now.
+                    let via = g.own_cost(link).and_then(|c| {
+                        if cur.next_hop == dst {
+                            return Some((c, 1));
+                        }
+                        let d = from_neighbor
+                            .entry(cur.next_hop)
+                            .or_insert_with(|| g.dijkstra(cur.next_hop, Some(self.me)));
+                        d.get(&dst).map(|(m, h, _)| (c + m, h + 1))
+                    });
+                    if let Some((m, h)) = via {
+                        let bar = metric as f64 * self.config.switch_factor
+                            + self.config.switch_margin_us as f64;
+                        if (m as f64) <= bar {
+                            chosen = Route {
+                                next_hop: cur.next_hop,
+                                metric_us: m,
+                                hops: h,
+                                since: cur.since,
+                            };
+                        }
+                    }
+                }
+            }
+            let old = self.routes.get(&dst).map(|r| r.next_hop);
+            if old != Some(chosen.next_hop) {
+                changes.push(RouteChange {
+                    dst,
+                    old,
+                    new: Some(chosen.next_hop),
+                });
+            }
+            next.insert(dst, chosen);
+        }
+        for (dst, r) in &self.routes {
+            if !next.contains_key(dst) {
+                changes.push(RouteChange {
+                    dst: *dst,
+                    old: Some(r.next_hop),
+                    new: None,
+                });
+            }
+        }
+        self.routes = next;
+        changes
+    }
+}
+
+/// Own links that are up, as advert entries (best first, so the cap keeps them).
+pub fn advert_entries(own: &[OwnLink]) -> Vec<LinkEntry> {
+    let mut v: Vec<LinkEntry> = own
+        .iter()
+        .filter(|l| l.up)
+        .map(|l| LinkEntry {
+            neighbor: l.neighbor,
+            rtt_us: l.rtt_us,
+            loss_permille: l.loss_permille,
+            settling: !l.settled,
+        })
+        .collect();
+    v.sort_by_key(|l| (l.rtt_us, l.neighbor));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+    const C: NodeId = NodeId(3);
+    const D: NodeId = NodeId(4);
+
+    fn link(n: NodeId, rtt_us: u32, up: bool) -> OwnLink {
+        OwnLink {
+            neighbor: n,
+            up,
+            settled: up,
+            rtt_us,
+            loss_permille: 0,
+        }
+    }
+
+    fn advert(origin: NodeId, seq: u64, links: &[(NodeId, u32)]) -> Advert {
+        Advert {
+            origin,
+            seq,
+            links: links
+                .iter()
+                .map(|&(n, rtt_us)| LinkEntry {
+                    neighbor: n,
+                    rtt_us,
+                    loss_permille: 0,
+                    settling: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// The square: a–b direct, a–c–b and a–d–b relayed.
+    fn square(now: Instant) -> Router {
+        let mut r = Router::new(A, RouteConfig::default());
+        assert!(r.handle_advert(now, advert(B, 1, &[(A, 100), (C, 100), (D, 100)])));
+        assert!(r.handle_advert(now, advert(C, 1, &[(A, 100), (B, 100)])));
+        assert!(r.handle_advert(now, advert(D, 1, &[(A, 100), (B, 150)])));
+        r
+    }
+
+    #[test]
+    fn direct_when_up_relay_when_cut_direct_again_after_hold_down() {
+        let now = Instant::now();
+        let mut r = square(now);
+        let up = [link(B, 100, true), link(C, 100, true), link(D, 100, true)];
+        r.recompute(now, &up);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(B));
+        // Cut a–b: via c (cheaper than d).
+        let cut = [link(B, 100, false), link(C, 100, true), link(D, 100, true)];
+        let ch = r.recompute(now, &cut);
+        assert!(ch.contains(&RouteChange {
+            dst: B,
+            old: Some(B),
+            new: Some(C)
+        }));
+        assert_eq!(r.route(B).unwrap().hops, 2);
+        // Back up but in hold-down: stay on the relay.
+        let mut healing = up;
+        healing[0].settled = false;
+        r.recompute(now, &healing);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // Settled: back to direct.
+        r.recompute(now, &up);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(B));
+    }
+
+    #[test]
+    fn hysteresis_keeps_an_almost_as_good_relay() {
+        let now = Instant::now();
+        let mut r = square(now);
+        let cut = [link(B, 100, false), link(C, 100, true), link(D, 100, true)];
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // c–b gets a little slower than d–b: stay on c.
+        r.handle_advert(now, advert(C, 2, &[(A, 100), (B, 170)]));
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // Much slower: move to d.
+        r.handle_advert(now, advert(C, 3, &[(A, 100), (B, 5000)]));
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
+    }
+
+    #[test]
+    fn dead_relay_and_contradicted_links_are_not_paths() {
+        let now = Instant::now();
+        let mut r = square(now);
+        // b no longer lists c: the c–b half that c still claims is stale.
+        r.handle_advert(now, advert(B, 2, &[(A, 100), (D, 100)]));
+        let cut = [link(B, 100, false), link(C, 100, true), link(D, 100, true)];
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
+        // Our link to d dies too: b is unreachable.
+        let worse = [link(B, 100, false), link(C, 100, true), link(D, 100, false)];
+        let ch = r.recompute(now, &worse);
+        assert!(r.route(B).is_none());
+        assert!(ch.iter().any(|c| c.dst == B && c.new.is_none()));
+    }
+
+    #[test]
+    fn older_adverts_and_own_adverts_are_ignored_and_old_ones_expire() {
+        let now = Instant::now();
+        let mut r = square(now);
+        assert!(!r.handle_advert(now, advert(C, 1, &[])), "same seq");
+        assert!(!r.handle_advert(now, advert(C, 0, &[])), "older");
+        assert!(!r.handle_advert(now, advert(A, 9, &[])), "our own");
+        assert!(!r.expire(now + Duration::from_secs(29)));
+        assert!(r.expire(now + Duration::from_secs(31)));
+        assert_eq!(r.adverts().count(), 0);
+    }
+
+    #[test]
+    fn multi_hop_and_loss_penalty() {
+        let now = Instant::now();
+        let mut r = Router::new(A, RouteConfig::default());
+        // a–c–d–b chain plus a lossy a–b.
+        r.handle_advert(now, advert(C, 1, &[(A, 100), (D, 100)]));
+        r.handle_advert(now, advert(D, 1, &[(C, 100), (B, 100)]));
+        r.handle_advert(now, advert(B, 1, &[(D, 100), (A, 100)]));
+        let mut lossy = link(B, 100, true);
+        lossy.loss_permille = 300;
+        r.recompute(now, &[lossy, link(C, 100, true)]);
+        let route = r.route(B).unwrap();
+        assert_eq!((route.next_hop, route.hops), (C, 3));
+    }
+}
