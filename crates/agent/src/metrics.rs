@@ -183,5 +183,77 @@ pub fn render(ep: &Endpoint, now: std::time::Instant, uptime_secs: u64, no_route
         o,
         "meshd_dropped_packets_total{{reason=\"no_route\"}} {no_route}"
     );
+    for (name, help, value) in [
+        (
+            "meshd_route_changes_total",
+            "Times a peer's path changed (direct, or which relay).",
+            s.route_changes,
+        ),
+        (
+            "meshd_failovers_total",
+            "Times a peer's path moved from direct to a relay.",
+            s.failovers,
+        ),
+        (
+            "meshd_relayed_packets_total",
+            "Datagrams forwarded as a relay for other nodes.",
+            s.relayed_packets,
+        ),
+        (
+            "meshd_relayed_bytes_total",
+            "Bytes forwarded as a relay for other nodes.",
+            s.relayed_bytes,
+        ),
+        (
+            "meshd_probes_sent_total",
+            "Link probes sent.",
+            s.probes_sent,
+        ),
+        (
+            "meshd_gossip_bytes_sent_total",
+            "Link-state advert bytes sent (own and flooded).",
+            s.gossip_bytes_sent,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {value}");
+    }
+    let probed: Vec<_> = peers
+        .iter()
+        .filter_map(|p| Some((p.cert.as_ref()?.name(), p.link?)))
+        .collect();
+    family(
+        &mut o,
+        "meshd_link_up",
+        "gauge",
+        "Direct link to the peer is up by its probes (1) or down (0).",
+    );
+    for (name, l) in &probed {
+        let _ = writeln!(o, "meshd_link_up{{peer=\"{name}\"}} {}", u8::from(l.up));
+    }
+    family(
+        &mut o,
+        "meshd_link_rtt_seconds",
+        "gauge",
+        "Smoothed probe round trip on the direct link to the peer.",
+    );
+    for (name, l) in &probed {
+        if let Some(rtt) = l.srtt {
+            let _ = writeln!(
+                o,
+                "meshd_link_rtt_seconds{{peer=\"{name}\"}} {}",
+                rtt.as_secs_f64()
+            );
+        }
+    }
+    family(
+        &mut o,
+        "meshd_link_loss_ratio",
+        "gauge",
+        "Fraction of recent probes lost on the direct link to the peer.",
+    );
+    for (name, l) in &probed {
+        let _ = writeln!(o, "meshd_link_loss_ratio{{peer=\"{name}\"}} {}", l.loss);
+    }
     o
 }

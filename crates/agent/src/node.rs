@@ -26,13 +26,15 @@ use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
-use types::admin::{AdminRequest, AdminResponse, PeerView, PingView, StatusView};
+use types::admin::{
+    AdminRequest, AdminResponse, HopView, PeerView, PingView, RouteView, StatusView, TraceView,
+};
 use types::config::NodeConfig;
 
 use crate::admin::{self, Pending, SocketGuard};
 use crate::io::Udp;
 use crate::metrics;
-use crate::ping::{self, Pinger};
+use crate::ping::{self, Pinger, Report};
 use crate::setup::Loaded;
 
 fn unix_nanos() -> u64 {
@@ -195,7 +197,8 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             }
             Some((req, reply)) = admin_rx.recv() => {
                 match req {
-                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, reply).await,
+                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, false, reply).await,
+                    AdminRequest::Trace { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, true, reply).await,
                     req => { let _ = reply.send(node.answer(req)); }
                 }
             }
@@ -313,11 +316,14 @@ impl Node {
         })
     }
 
+    /// Sends one ICMP echo to `target` along the real path; answers a ping,
+    /// or with `trace` the hop-by-hop path plus that round trip.
     async fn start_ping(
         &mut self,
         udp: &mut Udp,
         target: &str,
         timeout_ms: u64,
+        trace: bool,
         reply: tokio::sync::oneshot::Sender<AdminResponse>,
     ) {
         let fail = |message: String| AdminResponse::Error { message };
@@ -342,27 +348,54 @@ impl Node {
         let info = self.ep.peer(peer, now);
         let seq = self.pinger.next_seq();
         let packet = ping::echo_request(src, dst, self.pinger.ident, seq);
-        let view = PingView {
-            peer: info
-                .as_ref()
-                .and_then(|p| p.cert.as_ref())
-                .map(|c| c.name().to_string())
-                .unwrap_or_else(|| target.to_string()),
-            address: dst.to_string(),
-            seq,
-            path: self.path_name(info.as_ref()),
-            endpoint: info
-                .as_ref()
-                .and_then(|p| p.endpoint)
-                .map(|e| e.to_string()),
-            rtt_ms: None,
+        let name = info
+            .as_ref()
+            .and_then(|p| p.cert.as_ref())
+            .map(|c| c.name().to_string())
+            .unwrap_or_else(|| target.to_string());
+        let report = if trace {
+            let mut cumulative = 0.0;
+            let hops = self
+                .ep
+                .trace(peer, now)
+                .into_iter()
+                .map(|(node, rtt_us)| {
+                    let ms = f64::from(rtt_us) / 1e3;
+                    cumulative += ms;
+                    HopView {
+                        node: self
+                            .ep
+                            .peer_by_node(node)
+                            .map_or_else(|| node.to_string(), |p| self.peer_name(p)),
+                        link_rtt_ms: ms,
+                        cumulative_ms: cumulative,
+                    }
+                })
+                .collect();
+            Report::Trace(TraceView {
+                peer: name,
+                hops,
+                rtt_ms: None,
+            })
+        } else {
+            Report::Ping(PingView {
+                peer: name,
+                address: dst.to_string(),
+                seq,
+                path: self.path_name(info.as_ref()),
+                endpoint: info
+                    .as_ref()
+                    .and_then(|p| p.endpoint)
+                    .map(|e| e.to_string()),
+                rtt_ms: None,
+            })
         };
         self.pinger.probes.insert(
             seq,
             ping::Probe {
                 sent: now,
                 deadline: now + std::time::Duration::from_millis(timeout_ms.clamp(1, 60_000)),
-                view,
+                report,
                 reply,
             },
         );
@@ -464,8 +497,27 @@ impl Node {
                     drops,
                 }))
             }
-            AdminRequest::Ping { .. } => AdminResponse::Error {
-                message: "ping is answered asynchronously".into(),
+            AdminRequest::Ping { .. } | AdminRequest::Trace { .. } => AdminResponse::Error {
+                message: "ping and trace are answered asynchronously".into(),
+            },
+            AdminRequest::Routes => AdminResponse::Routes {
+                routes: self
+                    .ep
+                    .routes(now)
+                    .into_iter()
+                    .map(|r| {
+                        let name = |peer: Option<PeerId>, id: proto::wire::NodeId| {
+                            peer.map_or_else(|| id.to_string(), |p| self.peer_name(p))
+                        };
+                        RouteView {
+                            destination: name(r.dst_peer, r.dst),
+                            next_hop: name(r.next_hop_peer, r.next_hop),
+                            metric_us: r.metric_us,
+                            hops: r.hops,
+                            age_secs: r.age.as_secs_f64(),
+                        }
+                    })
+                    .collect(),
             },
             AdminRequest::Metrics => AdminResponse::Metrics {
                 text: metrics::render(
@@ -503,6 +555,11 @@ impl Node {
                         tx_packets: p.stats.tx_packets,
                         rx_packets: p.stats.rx_packets,
                         last_rtt_ms: self.last_rtt.get(&p.id).copied(),
+                        path: self.path_name(Some(&p)),
+                        link: p.link.map(|l| if l.up { "up" } else { "down" }.to_string()),
+                        link_rtt_ms: p.link.and_then(|l| l.srtt).map(|d| d.as_secs_f64() * 1e3),
+                        link_jitter_ms: p.link.map(|l| l.jitter.as_secs_f64() * 1e3),
+                        link_loss: p.link.map(|l| l.loss),
                     })
                     .collect(),
             },

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use types::admin::{AdminResponse, PingView};
+use types::admin::{AdminResponse, PingView, TraceView};
 
 /// ICMP payload bytes (as `ping`'s default 56).
 const PAYLOAD: usize = 56;
@@ -70,11 +70,34 @@ pub fn echo_reply_seq(packet: &[u8], ident: u16) -> Option<u16> {
     Some(u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
+/// What a probe answers: a ping, or the end-to-end leg of a trace.
+pub enum Report {
+    Ping(PingView),
+    Trace(TraceView),
+}
+
+impl Report {
+    /// The admin answer, with the round trip if one was measured.
+    fn finish(self, rtt: Option<Duration>) -> AdminResponse {
+        let ms = rtt.map(|r| r.as_secs_f64() * 1e3);
+        match self {
+            Self::Ping(mut v) => {
+                v.rtt_ms = ms;
+                AdminResponse::Ping(v)
+            }
+            Self::Trace(mut v) => {
+                v.rtt_ms = ms;
+                AdminResponse::Trace(v)
+            }
+        }
+    }
+}
+
 /// One probe waiting for its reply.
 pub struct Probe {
     pub sent: Instant,
     pub deadline: Instant,
-    pub view: PingView,
+    pub report: Report,
     pub reply: oneshot::Sender<AdminResponse>,
 }
 
@@ -103,9 +126,7 @@ impl Pinger {
     pub fn complete(&mut self, seq: u16, now: Instant) -> Option<Duration> {
         let p = self.probes.remove(&seq)?;
         let rtt = now.saturating_duration_since(p.sent);
-        let mut view = p.view;
-        view.rtt_ms = Some(rtt.as_secs_f64() * 1e3);
-        let _ = p.reply.send(AdminResponse::Ping(view));
+        let _ = p.reply.send(p.report.finish(Some(rtt)));
         Some(rtt)
     }
 
@@ -119,7 +140,7 @@ impl Pinger {
             .collect();
         for s in late {
             if let Some(p) = self.probes.remove(&s) {
-                let _ = p.reply.send(AdminResponse::Ping(p.view));
+                let _ = p.reply.send(p.report.finish(None));
             }
         }
     }

@@ -9,6 +9,7 @@ mod check;
 mod demo;
 mod mesh_demo;
 mod pingpong;
+mod stream;
 mod tcp;
 
 use std::path::PathBuf;
@@ -131,6 +132,35 @@ enum Command {
         /// Give up after this many seconds without progress.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Pace the stream to this many Mbit/s (default: as fast as TCP goes).
+        #[arg(long)]
+        rate_mbit: Option<u64>,
+    },
+    /// Send a sequence-numbered UDP datagram at a fixed interval (the source
+    /// of `udp-gaps`).
+    UdpPace {
+        /// Receiver address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Microseconds between datagrams (at least 100).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+        interval_us: u64,
+        /// Seconds to send for (at most 600).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+        secs: u64,
+    },
+    /// Receive a `udp-pace` stream; print received, lost, and the longest
+    /// silence between arrivals (the outage during a failover).
+    UdpGaps {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Seconds to receive for after the first datagram (at most 600).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+        secs: u64,
+        /// Stop after this many seconds without a datagram.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
     },
 }
 
@@ -264,9 +294,46 @@ fn main() -> ExitCode {
             bytes,
             seed,
             timeout_secs,
-        } => tcp::source(connect, bytes, seed, Duration::from_secs(timeout_secs))
-            .map(|r| println!("{r}"))
-            .map_err(|e| format!("tcp-source: {e}")),
+            rate_mbit,
+        } => tcp::source(
+            connect,
+            bytes,
+            seed,
+            Duration::from_secs(timeout_secs),
+            rate_mbit,
+        )
+        .map(|r| println!("{r}"))
+        .map_err(|e| format!("tcp-source: {e}")),
+        Command::UdpPace {
+            to,
+            interval_us,
+            secs,
+        } => stream::pace(
+            to,
+            Duration::from_micros(interval_us),
+            Duration::from_secs(secs),
+        )
+        .map(|n| println!("sent={n}"))
+        .map_err(|e| format!("udp-pace: {e}")),
+        Command::UdpGaps {
+            listen,
+            secs,
+            idle_secs,
+        } => stream::gaps(
+            listen,
+            Duration::from_secs(secs),
+            Duration::from_secs(idle_secs),
+        )
+        .map(|g| {
+            println!(
+                "received={} lost={} max_gap_ms={:.1} max_gap_end_ms={:.0}",
+                g.received,
+                g.lost,
+                g.max_gap.as_secs_f64() * 1e3,
+                g.max_gap_end.as_secs_f64() * 1e3
+            )
+        })
+        .map_err(|e| format!("udp-gaps: {e}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,6 +68,8 @@ pub struct SimNode {
 #[derive(Debug, Clone, Copy)]
 struct Link {
     latency: Duration,
+    /// Probability that a datagram is lost (seeded).
+    loss: f64,
     /// Whether the direction lower index → higher index carries packets.
     up_fwd: bool,
     /// Whether the direction higher → lower carries packets.
@@ -163,6 +165,7 @@ impl Sim {
                 key(a, b),
                 Link {
                     latency,
+                    loss: 0.0,
                     up_fwd: true,
                     up_back: true,
                 },
@@ -245,6 +248,13 @@ impl Sim {
         }
     }
 
+    /// Makes the link a–b lose each datagram with probability `loss`, both ways.
+    pub fn set_loss(&mut self, a: usize, b: usize, loss: f64) {
+        if let Some(l) = self.links.get_mut(&key(a, b)) {
+            l.loss = loss;
+        }
+    }
+
     /// Crashes node `n`: it drops everything and runs no timers.
     pub fn crash(&mut self, n: usize) {
         self.nodes[n].down = true;
@@ -257,12 +267,13 @@ impl Sim {
             self.lost += 1;
             return;
         };
-        let Some(link) = self.links.get(&key(from, to)) else {
+        let Some(&link) = self.links.get(&key(from, to)) else {
             self.lost += 1;
             return;
         };
         let up = if from < to { link.up_fwd } else { link.up_back };
-        if !up {
+        let dropped = link.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < link.loss;
+        if !up || dropped {
             self.lost += 1;
             return;
         }

@@ -39,20 +39,40 @@ pub fn sink(listen: SocketAddr, timeout: Duration) -> Result<String> {
     Ok(report(n, h))
 }
 
-/// Connects to `connect` and sends `bytes` of the stream seeded by `seed`.
-pub fn source(connect: SocketAddr, bytes: u64, seed: u64, timeout: Duration) -> Result<String> {
+/// Connects to `connect` and sends `bytes` of the stream seeded by `seed`,
+/// paced to `rate_mbit` if given.
+pub fn source(
+    connect: SocketAddr,
+    bytes: u64,
+    seed: u64,
+    timeout: Duration,
+    rate_mbit: Option<u64>,
+) -> Result<String> {
     let mut s = TcpStream::connect_timeout(&connect, timeout)?;
     s.set_write_timeout(Some(timeout))?;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut h = Blake2s256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    // Small writes when paced, so the pace is smooth.
+    let chunk = if rate_mbit.is_some() {
+        16 * 1024
+    } else {
+        256 * 1024
+    };
+    let mut buf = vec![0u8; chunk];
     let mut left = bytes;
+    let start = std::time::Instant::now();
     while left > 0 {
         let k = (buf.len() as u64).min(left) as usize;
         rng.fill_bytes(&mut buf[..k]);
         s.write_all(&buf[..k])?;
         h.update(&buf[..k]);
         left -= k as u64;
+        if let Some(r) = rate_mbit.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64((bytes - left) as f64 * 8.0 / (r as f64 * 1e6));
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
     }
     s.shutdown(std::net::Shutdown::Write)?;
     Ok(report(bytes, h))

@@ -85,6 +85,7 @@ fn link_cut_fails_over_to_a_relay_in_under_300ms_and_returns_after_hold_down() {
     assert!(sim.via(B, A).is_some(), "and b back to a");
     for (from, to) in [(A, B), (B, A)] {
         let t = failover_time(&sim, from, to, cut);
+        eprintln!("failover {from}->{to}: {t:?}");
         assert!(t < ms(300), "failover {from}→{to} took {t:?}");
     }
     // Heal: back to direct after detection plus the 2 s hold-down, once.
@@ -175,4 +176,28 @@ fn flapping_link_does_not_flap_routes() {
     // Each 100 ms outage is shorter than detection (4 lost probes at 50 ms),
     // and a link that came back waits out its hold-down: few changes.
     assert!(changes.len() <= 2, "{changes:?}");
+}
+
+#[test]
+fn random_loss_below_the_threshold_does_not_move_traffic_heavy_loss_does() {
+    for seed in 6..10 {
+        let mut sim = square(seed);
+        // 2 % loss each way on a–b (a probe round trip fails ~4 % of the time).
+        sim.set_loss(A, B, 0.02);
+        stream(&mut sim, Duration::from_secs(20));
+        let changes = sim.path_changes(A, B);
+        assert!(
+            changes.is_empty(),
+            "seed {seed}: 2% loss moved traffic: {changes:?}"
+        );
+        // 30 % loss: the relay is better; traffic moves there and stays.
+        sim.set_loss(A, B, 0.3);
+        stream(&mut sim, Duration::from_secs(10));
+        assert!(
+            sim.via(A, B).is_some(),
+            "seed {seed}: 30% loss kept traffic direct"
+        );
+        let changes = sim.path_changes(A, B);
+        assert!(changes.len() <= 2, "seed {seed}: {changes:?}");
+    }
 }

@@ -45,6 +45,22 @@ enum Command {
     Peers(AdminArgs),
     /// Ping a peer through the overlay (ICMP echo sent and timed by meshd).
     Ping(PingArgs),
+    /// The route table: destination, next hop, metric, age (asks the running meshd).
+    Routes(AdminArgs),
+    /// The path to a peer hop by hop with each link's RTT, and a measured
+    /// round trip along it.
+    Trace(TraceArgs),
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// Peer name or overlay address.
+    target: String,
+    /// Milliseconds to wait for the end-to-end reply.
+    #[arg(short = 'W', long, default_value_t = 2000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    admin: AdminArgs,
 }
 
 #[derive(Args)]
@@ -195,6 +211,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Status(a) => status(&a),
         Command::Peers(a) => peers(&a),
         Command::Ping(a) => ping(&a),
+        Command::Routes(a) => routes(&a),
+        Command::Trace(a) => trace(&a),
     }
 }
 
@@ -503,14 +521,17 @@ fn ping(a: &PingArgs) -> Result<()> {
             return Err("meshd answered something other than a ping result".into());
         };
         if !a.admin.json {
-            let via = format!("{} {}", v.path, v.endpoint.as_deref().unwrap_or("-"));
+            let path = match (v.path.as_str(), v.endpoint.as_deref()) {
+                ("direct", Some(e)) => format!("direct to {e}"),
+                (p, _) => p.to_string(),
+            };
             match v.rtt_ms {
                 Some(rtt) => println!(
-                    "reply from {} ({}) via {via}: seq={} time={rtt:.3} ms",
+                    "reply from {} ({}), path {path}: seq={} time={rtt:.3} ms",
                     v.peer, v.address, v.seq
                 ),
                 None => println!(
-                    "no reply from {} ({}) via {via}: seq={} timeout",
+                    "no reply from {} ({}), path {path}: seq={} timeout",
                     v.peer, v.address, v.seq
                 ),
             }
@@ -540,6 +561,64 @@ fn ping(a: &PingArgs) -> Result<()> {
     Ok(())
 }
 
+fn routes(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Routes { routes } = ask(&a.socket, &AdminRequest::Routes)? else {
+        return Err("meshd answered something other than a route table".into());
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&routes)?);
+        return Ok(());
+    }
+    println!(
+        "{:<18} {:<18} {:>12} {:>5} {:>9}",
+        "DESTINATION", "NEXT HOP", "METRIC", "HOPS", "AGE"
+    );
+    for r in routes {
+        let next = if r.next_hop == r.destination {
+            "direct".to_string()
+        } else {
+            r.next_hop
+        };
+        println!(
+            "{:<18} {:<18} {:>10}µs {:>5} {:>8.0}s",
+            r.destination, next, r.metric_us, r.hops, r.age_secs
+        );
+    }
+    Ok(())
+}
+
+fn trace(a: &TraceArgs) -> Result<()> {
+    let req = AdminRequest::Trace {
+        target: a.target.clone(),
+        timeout_ms: a.timeout_ms,
+    };
+    let AdminResponse::Trace(t) = ask(&a.admin.socket, &req)? else {
+        return Err("meshd answered something other than a trace".into());
+    };
+    if a.admin.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        println!("trace to {}", t.peer);
+        for (i, h) in t.hops.iter().enumerate() {
+            println!(
+                "{:>3}  {:<18} link {:>8.3} ms   total {:>8.3} ms",
+                i + 1,
+                h.node,
+                h.link_rtt_ms,
+                h.cumulative_ms
+            );
+        }
+        match t.rtt_ms {
+            Some(r) => println!("end to end: {r:.3} ms (measured ICMP round trip)"),
+            None => println!("end to end: no reply within {} ms", a.timeout_ms),
+        }
+    }
+    if t.rtt_ms.is_none() {
+        return Err(format!("no reply from {}", a.target).into());
+    }
+    Ok(())
+}
+
 fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
@@ -558,12 +637,19 @@ fn peers(a: &AdminArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9}",
-        "NAME", "OVERLAY", "ENDPOINT", "HANDSHAKE", "PQ", "RX", "TX", "RTT"
+        "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
+        "NAME", "OVERLAY", "ENDPOINT", "HANDSHAKE", "PQ", "RX", "TX", "RTT", "PATH", "LINK"
     );
     for p in peers {
+        let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
+            (Some(state), Some(rtt), Some(loss)) => {
+                format!("{state} {rtt:.2}ms {:.0}%", loss * 100.0)
+            }
+            (Some(state), _, _) => state.clone(),
+            _ => "-".into(),
+        };
         println!(
-            "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9}",
+            "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
             p.name,
             p.addresses.first().cloned().unwrap_or_else(|| "-".into()),
             p.endpoint.unwrap_or_else(|| "-".into()),
@@ -576,6 +662,8 @@ fn peers(a: &AdminArgs) -> Result<()> {
             p.last_rtt_ms
                 .map(|r| format!("{r:.2}ms"))
                 .unwrap_or_else(|| "-".into()),
+            p.path,
+            link,
         );
     }
     Ok(())

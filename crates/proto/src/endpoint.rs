@@ -707,6 +707,23 @@ impl Endpoint {
         v
     }
 
+    /// The path to `peer` hop by hop, with each link's RTT in µs (see
+    /// [`Router::trace`]). A peer with no route is listed as one direct hop.
+    pub fn trace(&self, peer: PeerId, now: Instant) -> Vec<(NodeId, u32)> {
+        let p = &self.peers[peer.0 as usize];
+        let own = self.own_links(now);
+        let hops = self.router.trace(&own, p.node_id);
+        if hops.is_empty() {
+            let rtt = p
+                .health
+                .as_ref()
+                .and_then(LinkHealth::srtt)
+                .map_or(0, |d| d.as_micros() as u32);
+            return vec![(p.node_id, rtt)];
+        }
+        hops
+    }
+
     /// The peer with this wire id.
     pub fn peer_by_node(&self, id: NodeId) -> Option<PeerId> {
         self.by_node.get(&id).copied()

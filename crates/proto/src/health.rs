@@ -87,8 +87,8 @@ pub struct LinkHealth {
     srtt: Option<Duration>,
     rttvar: Duration,
     last_rtt: Option<Duration>,
-    /// Last 32 resolved probes, newest in bit 0: 1 = answered.
-    history: u32,
+    /// Last 64 resolved probes, newest in bit 0: 1 = answered.
+    history: u64,
     resolved: u32,
     misses: u32,
     replies: u32,
@@ -150,13 +150,13 @@ impl LinkHealth {
         self.rttvar
     }
 
-    /// Fraction of the last (up to 32) resolved probes that were lost.
+    /// Fraction of the last (up to 64) resolved probes that were lost.
     pub fn loss(&self) -> f64 {
-        let n = self.resolved.min(32);
+        let n = self.resolved.min(64);
         if n == 0 {
             return 0.0;
         }
-        let mask = if n == 32 { u32::MAX } else { (1 << n) - 1 };
+        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         1.0 - f64::from((self.history & mask).count_ones()) / f64::from(n)
     }
 
@@ -263,14 +263,14 @@ impl LinkHealth {
             self.status = LinkStatus::Up;
             self.up_since = Some(now);
             // Loss is measured from here on; the outage is not loss.
-            self.history = u32::MAX;
+            self.history = u64::MAX;
             return Some(LinkChange::WentUp);
         }
         None
     }
 
     fn record(&mut self, answered: bool) {
-        self.history = (self.history << 1) | u32::from(answered);
+        self.history = (self.history << 1) | u64::from(answered);
         self.resolved = self.resolved.saturating_add(1);
     }
 }

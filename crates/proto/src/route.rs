@@ -6,7 +6,8 @@
 //! its own measured links plus every advertised link, with the metric
 //!
 //! ```text
-//! cost(link) = rtt_us + loss_permille · loss_penalty_us + hop_cost_us
+//! cost(link) = rtt_us + max(0, loss_permille − loss_free_permille) · loss_penalty_us
+//!              + hop_cost_us
 //!              (+ hold_down_penalty_us on a link in hold-down)
 //! ```
 //!
@@ -37,8 +38,15 @@ use crate::wire::NodeId;
 pub struct RouteConfig {
     /// Added to every link, so fewer hops win ties.
     pub hop_cost_us: u64,
-    /// Cost per ‰ of probe loss.
+    /// Cost per ‰ of probe loss above `loss_free_permille`.
     pub loss_penalty_us: u64,
+    /// Loss up to this many ‰ costs nothing: a few lost probes in the
+    /// 64-probe window must not move traffic, or random loss would flap routes.
+    pub loss_free_permille: u16,
+    /// A destination whose current next hop still works moves to a better
+    /// one only after that one was best for this long (a failed next hop is
+    /// replaced at once; a recovered direct link has its own hold-down).
+    pub switch_after: Duration,
     /// Added to an own link that came back up and is still in hold-down.
     pub hold_down_penalty_us: u64,
     /// Keep the current next hop unless the best is cheaper than
@@ -54,7 +62,9 @@ impl Default for RouteConfig {
     fn default() -> Self {
         Self {
             hop_cost_us: 100,
-            loss_penalty_us: 200,
+            loss_penalty_us: 100,
+            loss_free_permille: 100,
+            switch_after: Duration::from_secs(3),
             hold_down_penalty_us: 1_000_000,
             switch_factor: 1.25,
             switch_margin_us: 100,
@@ -109,6 +119,8 @@ pub struct Router {
     config: RouteConfig,
     adverts: HashMap<NodeId, (Advert, Instant)>,
     routes: HashMap<NodeId, Route>,
+    /// A better next hop waiting out `switch_after`, per destination.
+    candidates: HashMap<NodeId, (NodeId, Instant)>,
 }
 
 struct Graph<'a> {
@@ -130,7 +142,8 @@ impl Graph<'_> {
             0
         };
         u64::from(rtt_us.max(1))
-            + u64::from(loss_permille) * self.config.loss_penalty_us
+            + u64::from(loss_permille.saturating_sub(self.config.loss_free_permille))
+                * self.config.loss_penalty_us
             + self.config.hop_cost_us
             + penalty
     }
@@ -164,12 +177,24 @@ impl Graph<'_> {
     /// Shortest distances (and hop counts, and first hops) from `src`,
     /// never passing through `avoid`.
     fn dijkstra(&self, src: NodeId, avoid: Option<NodeId>) -> HashMap<NodeId, (u64, u8, NodeId)> {
-        let mut best: HashMap<NodeId, (u64, u8, NodeId)> = HashMap::new();
+        self.shortest(src, avoid)
+            .into_iter()
+            .map(|(k, (d, h, f, _))| (k, (d, h, f)))
+            .collect()
+    }
+
+    /// As `dijkstra`, with each node's predecessor on its path.
+    fn shortest(
+        &self,
+        src: NodeId,
+        avoid: Option<NodeId>,
+    ) -> HashMap<NodeId, (u64, u8, NodeId, NodeId)> {
+        let mut best: HashMap<NodeId, (u64, u8, NodeId, NodeId)> = HashMap::new();
         let mut heap = BinaryHeap::new();
-        best.insert(src, (0, 0, src));
+        best.insert(src, (0, 0, src, src));
         heap.push(Reverse((0u64, src, 0u8, src)));
         while let Some(Reverse((d, u, hops, first))) = heap.pop() {
-            if best.get(&u).is_some_and(|(bd, _, _)| *bd < d) {
+            if best.get(&u).is_some_and(|b| b.0 < d) {
                 continue;
             }
             self.neighbors(u, |v, c| {
@@ -178,16 +203,31 @@ impl Graph<'_> {
                 }
                 let nd = d + c;
                 let first_hop = if u == src { v } else { first };
-                let better = best.get(&v).is_none_or(|(bd, _, _)| nd < *bd);
+                let better = best.get(&v).is_none_or(|b| nd < b.0);
                 if better {
                     let h = hops.saturating_add(1);
-                    best.insert(v, (nd, h, first_hop));
+                    best.insert(v, (nd, h, first_hop, u));
                     heap.push(Reverse((nd, v, h, first_hop)));
                 }
             });
         }
         best.remove(&src);
         best
+    }
+
+    /// RTT (µs) of the link u→v as this node knows it.
+    fn link_rtt(&self, u: NodeId, v: NodeId) -> u32 {
+        if u == self.me {
+            return self
+                .own
+                .iter()
+                .find(|l| l.neighbor == v)
+                .map_or(0, |l| l.rtt_us);
+        }
+        self.adverts
+            .get(&u)
+            .and_then(|(a, _)| a.links.iter().find(|l| l.neighbor == v))
+            .map_or(0, |l| l.rtt_us)
     }
 }
 
@@ -199,6 +239,7 @@ impl Router {
             config,
             adverts: HashMap::new(),
             routes: HashMap::new(),
+            candidates: HashMap::new(),
         }
     }
 
@@ -241,6 +282,43 @@ impl Router {
         self.routes.iter()
     }
 
+    /// The path to `dst` as routed now, hop by hop, each with its link's
+    /// RTT in µs: the chosen next hop, then the shortest path onward from it
+    /// as this node's database sees it (which is what the relays, holding
+    /// the same adverts, will choose). Empty when `dst` is unreachable.
+    pub fn trace(&self, own: &[OwnLink], dst: NodeId) -> Vec<(NodeId, u32)> {
+        let Some(route) = self.routes.get(&dst) else {
+            return Vec::new();
+        };
+        let g = Graph {
+            me: self.me,
+            config: &self.config,
+            own,
+            adverts: &self.adverts,
+        };
+        let first = route.next_hop;
+        let mut hops = vec![(first, g.link_rtt(self.me, first))];
+        if first == dst {
+            return hops;
+        }
+        let tree = g.shortest(first, Some(self.me));
+        let mut rest = Vec::new();
+        let mut at = dst;
+        while at != first {
+            let Some(&(_, _, _, pred)) = tree.get(&at) else {
+                return hops; // no onward path in our view
+            };
+            rest.push((at, g.link_rtt(pred, at)));
+            at = pred;
+            if rest.len() > usize::from(crate::wire::MAX_RELAY_TTL) + 1 {
+                break;
+            }
+        }
+        rest.reverse();
+        hops.extend(rest);
+        hops
+    }
+
     /// Recomputes every route from `own` links and the adverts, keeping
     /// current next hops where hysteresis says so.
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
@@ -279,7 +357,29 @@ impl Router {
                     if let Some((m, h)) = via {
                         let bar = metric as f64 * self.config.switch_factor
                             + self.config.switch_margin_us as f64;
-                        if (m as f64) <= bar {
+                        // Still works: keep it unless the better hop is much
+                        // better and has been for `switch_after` (going back
+                        // to a settled direct link needs no extra wait).
+                        let better = (m as f64) > bar;
+                        if !better {
+                            self.candidates.remove(&dst);
+                        }
+                        let waited = if !better || first == dst {
+                            true
+                        } else {
+                            let since = self
+                                .candidates
+                                .entry(dst)
+                                .and_modify(|c| {
+                                    if c.0 != first {
+                                        *c = (first, now);
+                                    }
+                                })
+                                .or_insert((first, now))
+                                .1;
+                            now.saturating_duration_since(since) >= self.config.switch_after
+                        };
+                        if !better || !waited {
                             chosen = Route {
                                 next_hop: cur.next_hop,
                                 metric_us: m,
@@ -309,6 +409,9 @@ impl Router {
                 });
             }
         }
+        // A candidate that is no longer better than the chosen hop starts over.
+        self.candidates
+            .retain(|dst, c| next.get(dst).is_some_and(|r| r.next_hop != c.0));
         self.routes = next;
         changes
     }
@@ -411,9 +514,12 @@ mod tests {
         r.handle_advert(now, advert(C, 2, &[(A, 100), (B, 170)]));
         r.recompute(now, &cut);
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
-        // Much slower: move to d.
+        // Much slower: move to d, once d has been better for `switch_after`.
         r.handle_advert(now, advert(C, 3, &[(A, 100), (B, 5000)]));
         r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C), "not yet");
+        let later = now + RouteConfig::default().switch_after;
+        r.recompute(later, &cut);
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
     }
 
@@ -443,6 +549,17 @@ mod tests {
         assert!(!r.expire(now + Duration::from_secs(29)));
         assert!(r.expire(now + Duration::from_secs(31)));
         assert_eq!(r.adverts().count(), 0);
+    }
+
+    #[test]
+    fn trace_lists_every_hop_with_its_rtt() {
+        let now = Instant::now();
+        let mut r = square(now);
+        let cut = [link(B, 100, false), link(C, 90, true), link(D, 100, true)];
+        r.recompute(now, &cut);
+        assert_eq!(r.trace(&cut, B), vec![(C, 90), (B, 100)]);
+        assert_eq!(r.trace(&cut, C), vec![(C, 90)]);
+        assert!(r.trace(&cut, NodeId(99)).is_empty());
     }
 
     #[test]

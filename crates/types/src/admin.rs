@@ -23,6 +23,16 @@ pub enum AdminRequest {
         /// Give up after this many milliseconds.
         timeout_ms: u64,
     },
+    /// The route table.
+    Routes,
+    /// The path to a node, hop by hop, with each link's RTT, plus a measured
+    /// end-to-end round trip.
+    Trace {
+        /// A peer's name or overlay address.
+        target: String,
+        /// Give up on the end-to-end ping after this many milliseconds.
+        timeout_ms: u64,
+    },
 }
 
 /// A response.
@@ -38,6 +48,13 @@ pub enum AdminResponse {
     },
     /// Answer to `ping`.
     Ping(PingView),
+    /// Answer to `routes`.
+    Routes {
+        /// One row per destination.
+        routes: Vec<RouteView>,
+    },
+    /// Answer to `trace`.
+    Trace(TraceView),
     /// Answer to `metrics`.
     Metrics {
         /// Prometheus text format, version 0.0.4.
@@ -108,6 +125,57 @@ pub struct PeerView {
     pub rx_packets: u64,
     /// Last measured round-trip time in milliseconds, if any.
     pub last_rtt_ms: Option<f64>,
+    /// How traffic to the peer travels: `direct` or `via RELAY`.
+    pub path: String,
+    /// The direct link's state from probes: `up`, `down`, or absent when
+    /// it is not probed (no direct address or no session).
+    pub link: Option<String>,
+    /// The direct link's smoothed probe RTT in milliseconds.
+    pub link_rtt_ms: Option<f64>,
+    /// The direct link's RTT variation (jitter) in milliseconds.
+    pub link_jitter_ms: Option<f64>,
+    /// Fraction of recent probes on the direct link that were lost.
+    pub link_loss: Option<f64>,
+}
+
+/// One route, as `meshctl routes` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RouteView {
+    /// Destination name (or node id when it is not a peer).
+    pub destination: String,
+    /// First hop name (the destination itself when direct).
+    pub next_hop: String,
+    /// Path cost in microseconds (RTT plus loss and hop penalties).
+    pub metric_us: u64,
+    /// Links on the path.
+    pub hops: u8,
+    /// Seconds since this next hop was chosen.
+    pub age_secs: f64,
+}
+
+/// One hop of a trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct HopView {
+    /// The node reached by this hop.
+    pub node: String,
+    /// This link's RTT in milliseconds (from probes or adverts).
+    pub link_rtt_ms: f64,
+    /// Sum of link RTTs up to here, in milliseconds.
+    pub cumulative_ms: f64,
+}
+
+/// The answer to `trace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TraceView {
+    /// The destination.
+    pub peer: String,
+    /// Every hop in order; the last is the destination.
+    pub hops: Vec<HopView>,
+    /// A measured ICMP round trip along the real path, in milliseconds.
+    pub rtt_ms: Option<f64>,
 }
 
 /// One ping probe's result.

@@ -1,0 +1,340 @@
+//! Route health with real agents in network namespaces (root): the square
+//! topology, a TCP stream and a paced UDP stream a → b, and the direct link
+//! cut with nftables (both ways, then one way), restored, and a relay killed
+//! mid-stream.
+//!
+//! ```text
+//!      c
+//!    /   \
+//!   a ─── b      l0 = a–b; relays c (a–c, c–b) and d (a–d, d–b)
+//!    \   /
+//!      d
+//! ```
+//!
+//! Failover time is the longest silence the UDP receiver saw (1 datagram per
+//! millisecond): from the last datagram before the cut to the first through
+//! the relay. The issue's bound is 1 s; we report what we measure.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::netns::{self, state_dir};
+use harness::topology::Topology;
+use meshd_tests::{binary, require_root};
+use types::admin::{AdminRequest, AdminResponse, PeerView};
+
+struct Down(String);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        netns::down(&self.0);
+    }
+}
+
+struct Square {
+    name: String,
+    harness: PathBuf,
+}
+
+impl Square {
+    fn ask(&self, host: &str, req: &AdminRequest) -> AdminResponse {
+        let sock = state_dir(&self.name).join(format!("{host}.sock"));
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut line = serde_json::to_string(req).unwrap();
+        line.push('\n');
+        s.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    }
+
+    fn try_peer(&self, host: &str, peer: &str) -> Option<PeerView> {
+        let AdminResponse::Peers { peers } = self.ask(host, &AdminRequest::Peers) else {
+            panic!("not a peer list");
+        };
+        peers.into_iter().find(|p| p.name == peer)
+    }
+
+    fn peer(&self, host: &str, peer: &str) -> PeerView {
+        self.try_peer(host, peer)
+            .unwrap_or_else(|| panic!("{host} has no peer named {peer}"))
+    }
+
+    fn metric(&self, host: &str, name: &str) -> f64 {
+        let AdminResponse::Metrics { text } = self.ask(host, &AdminRequest::Metrics) else {
+            panic!("not metrics");
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from metrics"))
+    }
+
+    fn wait_for(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if f() {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{what}: not within {limit:?}");
+    }
+
+    fn nft(&self, host: &str, args: &[&str]) {
+        let mut full = vec!["nft"];
+        full.extend_from_slice(args);
+        let o = netns::output(&self.name, host, &full);
+        assert!(
+            o.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// Drops everything on `host`'s a–b interface (l0), in the directions given.
+    fn cut(&self, host: &str, output: bool, input: bool) {
+        let mut rules = String::from("table inet cut {\n");
+        if output {
+            rules += "  chain out {\n    type filter hook output priority 0;\n    oifname \"l0\" drop\n  }\n";
+        }
+        if input {
+            rules += "  chain in {\n    type filter hook input priority 0;\n    iifname \"l0\" drop\n  }\n";
+        }
+        rules += "}\n";
+        let file = state_dir(&self.name).join(format!("cut-{host}.nft"));
+        std::fs::write(&file, rules).unwrap();
+        self.nft(host, &["-f", file.to_str().unwrap()]);
+    }
+
+    fn heal(&self, host: &str) {
+        self.nft(host, &["delete", "table", "inet", "cut"]);
+    }
+
+    fn spawn(&self, host: &str, args: &[&str]) -> Child {
+        let mut full = vec![self.harness.to_str().unwrap()];
+        full.extend_from_slice(args);
+        netns::spawn(&self.name, host, &full, Stdio::piped()).unwrap()
+    }
+
+    /// A paced UDP stream `from` → `to` (overlay) for `secs`; returns the
+    /// receiver, whose output ends with `max_gap_ms=`.
+    fn udp_stream(&self, from: &str, to: &str, to_ip: &str, port: u16, secs: u32) -> Child {
+        let listen = format!("{to_ip}:{port}");
+        let rx = self.spawn(
+            to,
+            &["udp-gaps", "--listen", &listen, "--secs", &secs.to_string()],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let tx = self.spawn(
+            from,
+            &[
+                "udp-pace",
+                "--to",
+                &listen,
+                "--interval-us",
+                "1000",
+                "--secs",
+                &(secs + 1).to_string(),
+            ],
+        );
+        // The sender ends on its own; reap it in the background.
+        std::thread::spawn(move || {
+            let _ = tx.wait_with_output();
+        });
+        rx
+    }
+}
+
+fn max_gap_ms(rx: Child) -> f64 {
+    let out = rx.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let gap = netns::field(&text, "max_gap_ms").unwrap_or_else(|| panic!("udp-gaps: {text}"));
+    let received = netns::field(&text, "received").unwrap();
+    assert!(received > 1000.0, "the stream barely ran: {text}");
+    eprintln!("udp stream: {}", text.trim());
+    gap
+}
+
+fn square() -> (Square, Down) {
+    require_root();
+    let name = format!("fo{}", std::process::id() % 100_000);
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/topologies/square.toml"),
+    )
+    .unwrap()
+    .replace("name = \"square\"", &format!("name = \"{name}\""));
+    let topo = Topology::parse(&text).unwrap();
+    let guard = Down(name.clone());
+    netns::up(&topo, &binary("meshd"), &mut |_| {}).unwrap();
+    let sq = Square {
+        name,
+        harness: binary("mesh-harness"),
+    };
+    for (x, ys) in [("a", ["b", "c", "d"]), ("b", ["a", "c", "d"])] {
+        for y in ys {
+            sq.wait_for(
+                &format!("session {x}–{y}"),
+                Duration::from_secs(10),
+                || sq.try_peer(x, y).is_some_and(|p| p.session),
+            );
+        }
+    }
+    // Probes measured and adverts exchanged: a knows routes to all three.
+    sq.wait_for("routes at a", Duration::from_secs(5), || {
+        matches!(sq.ask("a", &AdminRequest::Routes), AdminResponse::Routes { routes } if routes.len() == 3)
+    });
+    (sq, guard)
+}
+
+#[test]
+fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
+    let (sq, _down) = square();
+    assert_eq!(sq.peer("a", "b").path, "direct");
+
+    // 1. Cut a–b both ways under a TCP stream and a UDP stream; restore.
+    let sink = sq.spawn(
+        "b",
+        &[
+            "tcp-sink",
+            "--listen",
+            "100.64.0.2:5001",
+            "--timeout-secs",
+            "20",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let source = sq.spawn(
+        "a",
+        &[
+            "tcp-source",
+            "--connect",
+            "100.64.0.2:5001",
+            "--bytes",
+            "75000000",
+            "--rate-mbit",
+            "100",
+            "--timeout-secs",
+            "20",
+        ],
+    );
+    let udp = sq.udp_stream("a", "b", "100.64.0.2", 6000, 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    sq.cut("a", true, true);
+    let detected = sq.wait_for("a fails over to a relay", Duration::from_secs(1), || {
+        sq.peer("a", "b").path.starts_with("via ")
+    });
+    eprintln!(
+        "a's path to b: {} after {detected:?}",
+        sq.peer("a", "b").path
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        sq.peer("b", "a").path.starts_with("via "),
+        "b → a relayed too"
+    );
+    assert_eq!(sq.peer("a", "b").link.as_deref(), Some("down"));
+    sq.heal("a");
+    let back = sq.wait_for(
+        "a returns to the direct path",
+        Duration::from_secs(6),
+        || sq.peer("a", "b").path == "direct",
+    );
+    eprintln!("back on the direct path {back:?} after the repair");
+    assert!(
+        back >= Duration::from_millis(1500),
+        "returned after {back:?}: the 2 s hold-down was skipped"
+    );
+    let gap = max_gap_ms(udp);
+    assert!(gap < 1000.0, "failover outage {gap} ms (bound 1 s)");
+    let sent = source.wait_with_output().unwrap();
+    let got = sink.wait_with_output().unwrap();
+    let (sent, got) = (
+        String::from_utf8_lossy(&sent.stdout).to_string(),
+        String::from_utf8_lossy(&got.stdout).to_string(),
+    );
+    assert!(
+        sent.starts_with("bytes=75000000") && sent == got,
+        "the TCP connection did not survive the failover: sent '{sent}' got '{got}'"
+    );
+    // One failover and one return for b: no flapping (c and d never moved).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sq.metric("a", "meshd_route_changes_total"), 2.0);
+    assert_eq!(sq.metric("a", "meshd_failovers_total"), 1.0);
+    assert!(
+        sq.metric("c", "meshd_relayed_packets_total")
+            + sq.metric("d", "meshd_relayed_packets_total")
+            > 1000.0
+    );
+
+    // 2. Only b → a dies: both ends notice and fail over.
+    sq.wait_for("link a–b settled", Duration::from_secs(5), || {
+        sq.peer("b", "a").path == "direct"
+    });
+    let udp = sq.udp_stream("b", "a", "100.64.0.1", 6001, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    sq.cut("b", true, false);
+    sq.wait_for(
+        "b fails over (its probes go unanswered)",
+        Duration::from_secs(1),
+        || sq.peer("b", "a").path.starts_with("via "),
+    );
+    sq.wait_for(
+        "a fails over (b's replies never arrive)",
+        Duration::from_secs(1),
+        || sq.peer("a", "b").path.starts_with("via "),
+    );
+    let gap = max_gap_ms(udp);
+    assert!(gap < 1000.0, "one-way failover outage {gap} ms (bound 1 s)");
+    sq.heal("b");
+
+    // 3. Cut a–b; kill the relay in use mid-stream; traffic moves to the other.
+    sq.wait_for("a back to direct", Duration::from_secs(6), || {
+        sq.peer("a", "b").path == "direct"
+    });
+    sq.cut("a", true, true);
+    sq.wait_for("relayed again", Duration::from_secs(1), || {
+        sq.peer("a", "b").path.starts_with("via ")
+    });
+    let relay = sq
+        .peer("a", "b")
+        .path
+        .trim_start_matches("via ")
+        .to_string();
+    let other = if relay == "c" { "d" } else { "c" };
+    let udp = sq.udp_stream("a", "b", "100.64.0.2", 6002, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    let pid = std::fs::read_to_string(state_dir(&sq.name).join(format!("{relay}.pid"))).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    sq.wait_for(
+        "routed around the dead relay",
+        Duration::from_secs(1),
+        || sq.peer("a", "b").path == format!("via {other}"),
+    );
+    let gap = max_gap_ms(udp);
+    assert!(
+        gap < 1000.0,
+        "outage around the killed relay {gap} ms (bound 1 s)"
+    );
+    // meshctl trace shows the relayed path hop by hop, with a measured RTT.
+    let AdminResponse::Trace(t) = sq.ask(
+        "a",
+        &AdminRequest::Trace {
+            target: "b".into(),
+            timeout_ms: 2000,
+        },
+    ) else {
+        panic!("not a trace");
+    };
+    let hops: Vec<&str> = t.hops.iter().map(|h| h.node.as_str()).collect();
+    assert_eq!(hops, [other, "b"], "{t:?}");
+    assert!(t.rtt_ms.is_some(), "{t:?}");
+}
