@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod netns;
+pub mod scale;
 pub mod sim;
 pub mod targets;
 pub mod topology;

@@ -47,6 +47,24 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Route health at scale in the virtual-time simulator (real protocol
+    /// endpoints): bring-up, steady gossip bytes per node, convergence after a
+    /// link cut. Prints one JSON line per size.
+    Scale {
+        /// Mesh sizes to run (repeatable; each at most 5000).
+        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(4..=5000))]
+        nodes: Vec<u64>,
+        /// Average links per node.
+        #[arg(long, default_value_t = 4)]
+        degree: usize,
+        /// Seed of topology, latencies and keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Virtual seconds of steady state over which gossip is counted
+        /// (default: two advert refresh intervals).
+        #[arg(long)]
+        steady_secs: Option<u64>,
+    },
     /// Bring a topology up: namespaces, links, certificates, meshd on every host.
     Up {
         /// Topology file, e.g. configs/topologies/pair.toml.
@@ -235,6 +253,22 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(format!("check: {e}")),
         },
+        Command::Scale {
+            nodes,
+            degree,
+            seed,
+            steady_secs,
+        } => nodes.iter().try_for_each(|&n| {
+            let r = harness::scale::run(
+                n as usize,
+                degree,
+                seed,
+                steady_secs.map(Duration::from_secs),
+            )
+            .map_err(|e| format!("scale {n}: {e}"))?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            Ok(())
+        }),
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,

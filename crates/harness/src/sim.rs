@@ -86,6 +86,9 @@ pub struct Sim {
     links: HashMap<(usize, usize), Link>,
     by_addr: HashMap<SocketAddr, usize>,
     queue: BinaryHeap<Reverse<(Instant, u64, usize, usize)>>,
+    /// Each node's next deadline, and a heap of them (stale entries skipped).
+    deadlines: Vec<Option<Instant>>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
     in_flight: HashMap<u64, Vec<u8>>,
     seq: u64,
     rng: ChaCha20Rng,
@@ -111,6 +114,21 @@ impl Sim {
         latency: Duration,
         config: EndpointConfig,
     ) -> Self {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let links: Vec<(usize, usize, Duration)> =
+            links.iter().map(|&(a, b)| (a, b, latency)).collect();
+        Self::build(seed, &names, &links, config, true)
+    }
+
+    /// As [`Sim::new`] with a latency per link; with `know_all` false a host
+    /// knows only its direct neighbours (large meshes: peers cost a DH each).
+    pub fn build(
+        seed: u64,
+        names: &[String],
+        links: &[(usize, usize, Duration)],
+        config: EndpointConfig,
+        know_all: bool,
+    ) -> Self {
         let c = RealCrypto;
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut ca_seed = [0u8; 32];
@@ -131,13 +149,18 @@ impl Sim {
             let mut secret = [0u8; 32];
             rng.fill_bytes(&mut secret);
             let public = c.x25519_public_key(&secret);
-            let ip = [100, 64, (i + 1) as u8 / 255, ((i + 1) % 255) as u8];
+            let ip = [
+                100,
+                64 + ((i + 1) >> 16) as u8,
+                ((i + 1) >> 8) as u8,
+                (i + 1) as u8,
+            ];
             let cert = ca
                 .issue(
                     &c,
                     &ca_seed,
                     NodeCertParams {
-                        name: (*name).into(),
+                        name: name.clone(),
                         addresses: vec![OverlayAddr::V4(ip, 10)],
                         segments: vec!["sim".into()],
                         static_public_key: public,
@@ -149,9 +172,12 @@ impl Sim {
             let identity = Identity::new(&c, cert, secret).expect("key matches certificate");
             statics.push(public);
             nodes.push(SimNode {
-                name: (*name).into(),
+                name: name.clone(),
                 ep: Endpoint::new(crypto.clone(), ca.clone(), identity, config.clone()),
-                addr: SocketAddr::from(([198, 18, (i / 250) as u8, (i % 250 + 1) as u8], 51820)),
+                addr: SocketAddr::from((
+                    [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                    51820,
+                )),
                 ip,
                 peers: HashMap::new(),
                 inbox: Vec::new(),
@@ -160,7 +186,7 @@ impl Sim {
             });
         }
         let mut link_map = HashMap::new();
-        for &(a, b) in links {
+        for &(a, b, latency) in links {
             link_map.insert(
                 key(a, b),
                 Link {
@@ -171,13 +197,20 @@ impl Sim {
                 },
             );
         }
-        for i in 0..nodes.len() {
-            for j in 0..nodes.len() {
-                if i == j {
-                    continue;
-                }
-                let direct = link_map.contains_key(&key(i, j));
-                let endpoint = direct.then_some(nodes[j].addr);
+        let mut neighbors: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        for &(a, b) in link_map.keys() {
+            neighbors[a].push(b);
+            neighbors[b].push(a);
+        }
+        for (i, ns) in neighbors.iter_mut().enumerate() {
+            ns.sort_unstable();
+            let known: Vec<usize> = if know_all {
+                (0..nodes.len()).filter(|j| *j != i).collect()
+            } else {
+                ns.clone()
+            };
+            for j in known {
+                let endpoint = ns.binary_search(&j).is_ok().then_some(nodes[j].addr);
                 let id = nodes[i].ep.add_peer(statics[j], endpoint, None);
                 nodes[i].peers.insert(j, id);
             }
@@ -191,21 +224,22 @@ impl Sim {
             links: link_map,
             by_addr,
             queue: BinaryHeap::new(),
+            deadlines: Vec::new(),
+            timers: BinaryHeap::new(),
             in_flight: HashMap::new(),
             seq: 0,
             rng,
             lost: 0,
             sent: 0,
         };
+        sim.deadlines = vec![None; sim.nodes.len()];
         // Every node handshakes with its direct neighbours at start, as meshd does.
-        for i in 0..sim.nodes.len() {
-            for j in 0..sim.nodes.len() {
-                if sim.links.contains_key(&key(i, j)) {
-                    let unix = sim.unix_nanos();
-                    let peer = sim.nodes[i].peers[&j];
-                    let now = sim.now;
-                    sim.nodes[i].ep.initiate(now, unix, &mut sim.rng, peer);
-                }
+        for (i, ns) in neighbors.iter().enumerate() {
+            for &j in ns {
+                let unix = sim.unix_nanos();
+                let peer = sim.nodes[i].peers[&j];
+                let now = sim.now;
+                sim.nodes[i].ep.initiate(now, unix, &mut sim.rng, peer);
             }
             sim.drain(i);
         }
@@ -296,6 +330,29 @@ impl Sim {
         for t in out {
             self.transmit(i, t.dst, t.payload);
         }
+        self.reschedule(i);
+    }
+
+    /// Records node `i`'s next deadline after anything touched it.
+    fn reschedule(&mut self, i: usize) {
+        let d = self.nodes[i].ep.poll_timeout();
+        if d != self.deadlines[i] {
+            self.deadlines[i] = d;
+            if let Some(t) = d {
+                self.timers.push(Reverse((t, i)));
+            }
+        }
+    }
+
+    /// The earliest live timer (stale heap entries are dropped on the way).
+    fn next_timer(&mut self) -> Option<(Instant, usize)> {
+        while let Some(&Reverse((t, i))) = self.timers.peek() {
+            if self.deadlines[i] == Some(t) && !self.nodes[i].down {
+                return Some((t, i));
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     /// Sends an IP packet (UDP-like payload `data`) from node `from` to node
@@ -325,13 +382,8 @@ impl Sim {
     pub fn run_until(&mut self, until: Instant) {
         for _ in 0..10_000_000 {
             let arrival = self.queue.peek().map(|Reverse((t, ..))| *t);
-            let timer = self
-                .nodes
-                .iter()
-                .filter(|n| !n.down)
-                .filter_map(|n| n.ep.poll_timeout())
-                .min();
-            let next = [arrival, timer].into_iter().flatten().min();
+            let timer = self.next_timer();
+            let next = [arrival, timer.map(|(t, _)| t)].into_iter().flatten().min();
             let Some(t) = next.filter(|t| *t <= until) else {
                 self.now = self.now.max(until);
                 return;
@@ -343,16 +395,12 @@ impl Sim {
                         self.arrive(from, to, d);
                     }
                 }
-            } else {
+            } else if let Some((_, i)) = timer {
+                self.timers.pop();
+                self.deadlines[i] = None;
                 let (now, unix) = (self.now, self.unix_nanos());
-                for i in 0..self.nodes.len() {
-                    let due = !self.nodes[i].down
-                        && self.nodes[i].ep.poll_timeout().is_some_and(|d| d <= now);
-                    if due {
-                        self.nodes[i].ep.handle_timeout(now, unix, &mut self.rng);
-                        self.drain(i);
-                    }
-                }
+                self.nodes[i].ep.handle_timeout(now, unix, &mut self.rng);
+                self.drain(i);
             }
         }
         panic!("simulation did not reach {until:?} in 10 million steps");

@@ -10,6 +10,7 @@
 //! | 1 | probe | 3 reserved, sequence u32 |
 //! | 2 | probe reply | 3 reserved, sequence u32 (echoed) |
 //! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries |
+//! | 4 | sync request | 3 reserved |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -26,6 +27,8 @@ pub const KIND_PROBE: u8 = 1;
 pub const KIND_PROBE_REPLY: u8 = 2;
 /// Kind byte of a link-state advert.
 pub const KIND_LINK_STATE: u8 = 3;
+/// Kind byte of a sync request (send me every advert you hold).
+pub const KIND_SYNC_REQUEST: u8 = 4;
 /// Most entries in one link-state advert (bounds gossip size: 1044 bytes).
 pub const MAX_ADVERT_ENTRIES: usize = 64;
 const ADVERT_HEADER_LEN: usize = 20;
@@ -79,6 +82,9 @@ pub enum Control {
     },
     /// A link-state advert, gossiped.
     LinkState(Advert),
+    /// Asks a neighbour for every advert it holds (sent once per neighbour
+    /// when its session first comes up, and again after the link was down).
+    SyncRequest,
 }
 
 /// Why a control message was rejected.
@@ -174,6 +180,15 @@ impl Control {
                     links,
                 }))
             }
+            KIND_SYNC_REQUEST => {
+                if b.len() != 4 {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::SyncRequest)
+            }
             k => Err(ControlError::UnknownKind(k)),
         }
     }
@@ -181,6 +196,7 @@ impl Control {
     /// Encodes; an advert is cut to its first [`MAX_ADVERT_ENTRIES`] links.
     pub fn encode(&self) -> Vec<u8> {
         match self {
+            Self::SyncRequest => vec![KIND_SYNC_REQUEST, 0, 0, 0],
             Self::Probe { seq } | Self::ProbeReply { seq } => {
                 let kind = if matches!(self, Self::Probe { .. }) {
                     KIND_PROBE
@@ -232,6 +248,7 @@ mod tests {
         for m in [
             Control::Probe { seq: 7 },
             Control::ProbeReply { seq: u32::MAX },
+            Control::SyncRequest,
             Control::LinkState(advert),
         ] {
             let bytes = m.encode();

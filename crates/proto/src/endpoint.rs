@@ -238,6 +238,8 @@ pub struct Stats {
     pub probes_sent: u64,
     /// Link-state advert bytes sent (own and flooded), before encryption.
     pub gossip_bytes_sent: u64,
+    /// Link-state advert messages sent (own and flooded).
+    pub gossip_messages_sent: u64,
 }
 
 impl Stats {
@@ -396,6 +398,8 @@ struct Peer {
     health: Option<LinkHealth>,
     /// The relay datagrams go through, or `None` for the direct path.
     via: Option<PeerId>,
+    /// Adverts were exchanged with this neighbour since its link last came up.
+    synced: bool,
     /// DH(our static, their static), computed once (None: low-order key).
     static_static: Option<[u8; 32]>,
     mac1_key: [u8; 32],
@@ -511,6 +515,8 @@ pub struct Endpoint {
     router: Router,
     advert_at: Option<Instant>,
     advert_seq: u64,
+    last_originated: Option<Instant>,
+    last_advert: Option<Advert>,
     last_unix_nanos: u64,
     route_at: Option<Instant>,
     crypto: Arc<dyn Crypto>,
@@ -558,6 +564,8 @@ impl Endpoint {
             router: Router::new(node_id, config.route),
             advert_at: None,
             advert_seq: 0,
+            last_originated: None,
+            last_advert: None,
             last_unix_nanos: 0,
             route_at: None,
             reassembler: Reassembler::new(config.reassembly),
@@ -605,6 +613,7 @@ impl Endpoint {
             node_id,
             health: None,
             via: None,
+            synced: false,
             static_static,
             mac1_key: cookie::mac1_key(c, &static_public),
             cookie_key: cookie::cookie_key(c, &static_public),
@@ -681,6 +690,23 @@ impl Endpoint {
                 loss: h.loss(),
             }),
         })
+    }
+
+    /// How often this node re-sends its own advert when nothing changes:
+    /// `advert_interval`, stretched to 2 s per origin known, so mesh-wide
+    /// refresh traffic per node stays constant as the mesh grows. Changes
+    /// are flooded at once regardless; a crashed node's stale advert is
+    /// harmless (its neighbours stop listing it, see `proto::route`).
+    pub fn advert_refresh(&self) -> Duration {
+        let origins = self.router.adverts().count() as u32 + 1;
+        self.config
+            .advert_interval
+            .max(REFRESH_PER_ORIGIN * origins)
+    }
+
+    /// The link-state database and route table (read-only).
+    pub fn router(&self) -> &Router {
+        &self.router
     }
 
     /// This node's wire id.
@@ -1407,7 +1433,7 @@ impl Endpoint {
         {
             p.health = Some(LinkHealth::new(config, now));
             // A new link changes our advert and maybe our routes.
-            self.advert_at = Some(now);
+            self.advert_soon(now);
             self.recompute_routes(now);
         }
     }
@@ -1431,17 +1457,35 @@ impl Endpoint {
         let msg = Control::LinkState(advert.clone());
         if let Some(d) = self.seal_control(now, pi, &msg) {
             self.stats.gossip_bytes_sent += (d.len() - TRANSPORT_OVERHEAD) as u64;
+            self.stats.gossip_messages_sent += 1;
             self.push_to_peer(pi, d);
         }
     }
 
-    /// A session with peer `pi` just became usable: give it our advert and
-    /// every advert we hold, so it can route at once.
+    /// A session with peer `pi` just became usable. The first time (and
+    /// after the link was down) give it our advert and ask for everything it
+    /// holds; a rekey of a link already in sync sends nothing.
     fn sync_gossip(&mut self, now: Instant, pi: usize) {
-        let own = self.own_advert(now);
-        let held: Vec<Advert> = self.router.adverts().cloned().collect();
-        for a in std::iter::once(own).chain(held) {
-            self.send_advert(now, pi, &a);
+        if self.peers[pi].synced {
+            return;
+        }
+        self.peers[pi].synced = true;
+        let own = self.current_advert(now);
+        self.send_advert(now, pi, &own);
+        if let Some(d) = self.seal_control(now, pi, &Control::SyncRequest) {
+            self.push_to_peer(pi, d);
+        }
+    }
+
+    /// The advert we last originated (originating one if there is none yet).
+    fn current_advert(&mut self, now: Instant) -> Advert {
+        match &self.last_advert {
+            Some(a) => a.clone(),
+            None => {
+                let a = self.own_advert(now);
+                self.last_advert = Some(a.clone());
+                a
+            }
         }
     }
 
@@ -1479,8 +1523,18 @@ impl Endpoint {
 
     /// Recomputes routes and moves peers onto their new paths.
     fn recompute_routes(&mut self, now: Instant) {
+        self.recompute_routes_if(now, true);
+    }
+
+    /// As `recompute_routes`; with `always` false, only if the router's
+    /// inputs changed (the periodic pass).
+    fn recompute_routes_if(&mut self, now: Instant, always: bool) {
         let own = self.own_links(now);
-        let changes = self.router.recompute(now, &own);
+        let changes = if always {
+            self.router.recompute(now, &own)
+        } else {
+            self.router.recompute_if_changed(now, &own)
+        };
         for c in changes {
             let Some(&peer) = self.by_node.get(&c.dst) else {
                 continue;
@@ -1503,12 +1557,30 @@ impl Endpoint {
     }
 
     fn on_link_change(&mut self, now: Instant, peer: PeerId, change: LinkChange) {
+        if change == LinkChange::WentDown {
+            // It may miss floods while down: exchange everything again after.
+            self.peers[peer.0 as usize].synced = false;
+        }
         self.events.push_back(Event::LinkChanged {
             peer,
             up: change == LinkChange::WentUp,
         });
-        self.advert_at = Some(now);
+        self.advert_soon(now);
         self.recompute_routes(now);
+        if change == LinkChange::WentUp {
+            self.sync_gossip(now, peer.0 as usize);
+        }
+    }
+
+    /// Schedules our advert: at once, but no sooner than
+    /// `MIN_ORIGINATION_INTERVAL` after the previous one, so a burst of link
+    /// changes (a node coming up with many neighbours) is one advert, not a
+    /// flood per link.
+    fn advert_soon(&mut self, now: Instant) {
+        let earliest = self
+            .last_originated
+            .map_or(now, |t| (t + MIN_ORIGINATION_INTERVAL).max(now));
+        self.advert_at = Some(earliest);
     }
 
     /// A control message from `peer`, already authenticated by its session.
@@ -1538,6 +1610,13 @@ impl Endpoint {
                     }
                 }
             }
+            Control::SyncRequest => {
+                let own = self.current_advert(now);
+                let held: Vec<Advert> = self.router.adverts().cloned().collect();
+                for a in std::iter::once(own).chain(held) {
+                    self.send_advert(now, pi, &a);
+                }
+            }
             Control::LinkState(advert) => {
                 if self.router.handle_advert(now, advert.clone()) {
                     // Flood: every neighbour with a session but the sender
@@ -1550,7 +1629,11 @@ impl Endpoint {
                         }
                         self.send_advert(now, i, &advert);
                     }
-                    self.recompute_routes(now);
+                    // Batch route computation over a burst of adverts (as
+                    // OSPF's SPF delay): a node joining a large mesh gets
+                    // thousands at once.
+                    let soon = now + ROUTE_BATCH_DELAY;
+                    self.route_at = Some(self.route_at.map_or(soon, |t| t.min(soon)));
                 }
             }
         }
@@ -1760,23 +1843,30 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
         self.last_unix_nanos = unix_nanos;
         self.reassembler.expire(now);
-        self.probe_links(now);
+        self.probe_links(now, unix_nanos, rng);
         if self.route_at.is_none_or(|t| t <= now) {
-            self.router.expire(now);
-            self.recompute_routes(now);
+            let max_age = self
+                .config
+                .route
+                .advert_max_age
+                .max(4 * self.advert_refresh());
+            self.router.expire(now, max_age);
+            self.recompute_routes_if(now, false);
             // Periodic only while there is something to route over.
             let routing = self.router.adverts().next().is_some()
                 || self.peers.iter().any(|p| p.health.is_some());
             self.route_at = routing.then_some(now + ROUTE_INTERVAL);
         }
         if self.advert_at.is_some_and(|t| t <= now) {
+            self.last_originated = Some(now);
             let advert = self.own_advert(now);
+            self.last_advert = Some(advert.clone());
             for i in 0..self.peers.len() {
                 if self.peers[i].health.is_some() {
                     self.send_advert(now, i, &advert);
                 }
             }
-            self.advert_at = Some(now + self.config.advert_interval);
+            self.advert_at = Some(now + self.advert_refresh());
         }
         for i in 0..self.peers.len() {
             let peer = PeerId(i as u32);
@@ -1831,20 +1921,38 @@ impl Endpoint {
                     self.by_index.remove(&s.local_index());
                 }
                 p.last_handshake = None;
+                p.synced = false;
             }
         }
     }
 
     /// Counts lost probes, reacts to link changes, and sends due probes on
     /// every probed direct link.
-    fn probe_links(&mut self, now: Instant) {
+    ///
+    /// Probing keeps sessions as data does: a probed link whose session is
+    /// gone (or, for the initiator, due for rekeying) gets a handshake, so a
+    /// quiet mesh keeps measuring its links and can fail over at once.
+    fn probe_links(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
         for i in 0..self.peers.len() {
             self.ensure_health(now, i);
             let p = &mut self.peers[i];
             let Some(h) = p.health.as_mut() else { continue };
             let change = h.handle_timeout(now);
             let session = p.current.as_ref().is_some_and(|s| usable(s, now));
-            let probe = if session { h.poll_probe(now) } else { None };
+            let probe = if session {
+                h.poll_probe(now)
+            } else {
+                h.defer_probe(now);
+                None
+            };
+            let stale = p.current.as_ref().is_none_or(|s| {
+                !usable(s, now)
+                    || (s.is_initiator()
+                        && now.saturating_duration_since(s.established()) >= REKEY_AFTER_TIME)
+            });
+            if stale && p.pending.is_none() && p.endpoint.is_some() {
+                self.initiate(now, unix_nanos, rng, PeerId(i as u32));
+            }
             if let Some(c) = change {
                 self.on_link_change(now, PeerId(i as u32), c);
             }
@@ -1875,6 +1983,13 @@ impl Endpoint {
 
 /// Routes are recomputed at least this often, to follow RTT and loss.
 const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
+/// A node originates at most one advert per this long.
+const MIN_ORIGINATION_INTERVAL: Duration = Duration::from_millis(200);
+/// Adverts received within this long share one route computation.
+const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Refresh adverts no more often than once per this much per known origin,
+/// so the refresh traffic a node forwards stays flat as the mesh grows.
+const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
 
 fn wrap(h: RelayHeader, datagram: &[u8]) -> Vec<u8> {
     let mut v = vec![0u8; RELAY_HEADER_LEN + datagram.len()];

@@ -28,10 +28,48 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
 use crate::wire::NodeId;
+
+/// Hashing for node-id keys. Ids are prefixes of X25519 public keys of
+/// CA-certified members, so they are already uniform; one multiply spreads
+/// them over the table, far cheaper than SipHash on the Dijkstra hot path.
+/// (Choosing colliding ids takes a certificate from the mesh CA per id.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ids;
+
+/// The hasher [`Ids`] builds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+}
+
+impl BuildHasher for Ids {
+    type Hasher = IdHasher;
+
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
 
 /// Routing parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -117,17 +155,34 @@ pub struct RouteChange {
 pub struct Router {
     me: NodeId,
     config: RouteConfig,
-    adverts: HashMap<NodeId, (Advert, Instant)>,
-    routes: HashMap<NodeId, Route>,
+    adverts: HashMap<NodeId, (Advert, Instant), Ids>,
+    routes: HashMap<NodeId, Route, Ids>,
     /// A better next hop waiting out `switch_after`, per destination.
-    candidates: HashMap<NodeId, (NodeId, Instant)>,
+    candidates: HashMap<NodeId, (NodeId, Instant), Ids>,
+    /// Bumped whenever the advert set changes.
+    generation: u64,
+    /// The inputs of the last computation: generation and own links with
+    /// RTT rounded to 4 significant bits.
+    last_inputs: Option<(u64, Vec<OwnLink>)>,
 }
+
+/// How a shortest-path run reached a node.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    cost: u64,
+    hops: u8,
+    first: NodeId,
+    pred: NodeId,
+}
+
+/// One shortest-path run's results.
+struct Tree(HashMap<NodeId, Reach, Ids>);
 
 struct Graph<'a> {
     me: NodeId,
     config: &'a RouteConfig,
     own: &'a [OwnLink],
-    adverts: &'a HashMap<NodeId, (Advert, Instant)>,
+    adverts: &'a HashMap<NodeId, (Advert, Instant), Ids>,
 }
 
 impl Graph<'_> {
@@ -174,27 +229,23 @@ impl Graph<'_> {
         }
     }
 
-    /// Shortest distances (and hop counts, and first hops) from `src`,
-    /// never passing through `avoid`.
-    fn dijkstra(&self, src: NodeId, avoid: Option<NodeId>) -> HashMap<NodeId, (u64, u8, NodeId)> {
-        self.shortest(src, avoid)
-            .into_iter()
-            .map(|(k, (d, h, f, _))| (k, (d, h, f)))
-            .collect()
-    }
-
-    /// As `dijkstra`, with each node's predecessor on its path.
-    fn shortest(
-        &self,
-        src: NodeId,
-        avoid: Option<NodeId>,
-    ) -> HashMap<NodeId, (u64, u8, NodeId, NodeId)> {
-        let mut best: HashMap<NodeId, (u64, u8, NodeId, NodeId)> = HashMap::new();
+    /// Shortest paths from `src`, never passing through `avoid`: for each
+    /// node reached, its cost, hop count, first hop and predecessor.
+    fn shortest(&self, src: NodeId, avoid: Option<NodeId>) -> HashMap<NodeId, Reach, Ids> {
+        let mut best: HashMap<NodeId, Reach, Ids> = HashMap::default();
         let mut heap = BinaryHeap::new();
-        best.insert(src, (0, 0, src, src));
+        best.insert(
+            src,
+            Reach {
+                cost: 0,
+                hops: 0,
+                first: src,
+                pred: src,
+            },
+        );
         heap.push(Reverse((0u64, src, 0u8, src)));
         while let Some(Reverse((d, u, hops, first))) = heap.pop() {
-            if best.get(&u).is_some_and(|b| b.0 < d) {
+            if best.get(&u).is_some_and(|b| b.cost < d) {
                 continue;
             }
             self.neighbors(u, |v, c| {
@@ -203,10 +254,15 @@ impl Graph<'_> {
                 }
                 let nd = d + c;
                 let first_hop = if u == src { v } else { first };
-                let better = best.get(&v).is_none_or(|b| nd < b.0);
-                if better {
+                if best.get(&v).is_none_or(|b| nd < b.cost) {
                     let h = hops.saturating_add(1);
-                    best.insert(v, (nd, h, first_hop, u));
+                    let reach = Reach {
+                        cost: nd,
+                        hops: h,
+                        first: first_hop,
+                        pred: u,
+                    };
+                    best.insert(v, reach);
                     heap.push(Reverse((nd, v, h, first_hop)));
                 }
             });
@@ -237,9 +293,11 @@ impl Router {
         Self {
             me,
             config,
-            adverts: HashMap::new(),
-            routes: HashMap::new(),
-            candidates: HashMap::new(),
+            adverts: HashMap::default(),
+            routes: HashMap::default(),
+            candidates: HashMap::default(),
+            generation: 0,
+            last_inputs: None,
         }
     }
 
@@ -255,16 +313,22 @@ impl Router {
             }
         }
         self.adverts.insert(advert.origin, (advert, now));
+        self.generation += 1;
         true
     }
 
-    /// Forgets adverts older than the maximum age. Returns whether any went.
-    pub fn expire(&mut self, now: Instant) -> bool {
+    /// Forgets adverts not refreshed for `max_age` (at least
+    /// `RouteConfig::advert_max_age`). Returns whether any went.
+    pub fn expire(&mut self, now: Instant, max_age: Duration) -> bool {
         let before = self.adverts.len();
-        let max = self.config.advert_max_age;
+        let max = self.config.advert_max_age.max(max_age);
         self.adverts
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < max);
-        self.adverts.len() != before
+        let changed = self.adverts.len() != before;
+        if changed {
+            self.generation += 1;
+        }
+        changed
     }
 
     /// Every advert held (for syncing a new neighbour).
@@ -275,6 +339,11 @@ impl Router {
     /// The route to `dst`, if reachable.
     pub fn route(&self, dst: NodeId) -> Option<&Route> {
         self.routes.get(&dst)
+    }
+
+    /// The advert held for `origin`.
+    pub fn advert(&self, origin: NodeId) -> Option<&Advert> {
+        self.adverts.get(&origin).map(|(a, _)| a)
     }
 
     /// All routes.
@@ -305,7 +374,7 @@ impl Router {
         let mut rest = Vec::new();
         let mut at = dst;
         while at != first {
-            let Some(&(_, _, _, pred)) = tree.get(&at) else {
+            let Some(&Reach { pred, .. }) = tree.get(&at) else {
                 return hops; // no onward path in our view
             };
             rest.push((at, g.link_rtt(pred, at)));
@@ -319,21 +388,36 @@ impl Router {
         hops
     }
 
+    /// As [`Router::recompute`], but skipped when nothing that matters
+    /// changed since the last computation: the same adverts, the same own
+    /// links (RTT to 4 significant bits, about 6 %), and no better next hop
+    /// waiting out its `switch_after`. A quiet mesh then costs no Dijkstra
+    /// runs at all.
+    pub fn recompute_if_changed(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
+        let inputs = (self.generation, quantized(own));
+        if self.candidates.is_empty() && self.last_inputs.as_ref() == Some(&inputs) {
+            return Vec::new();
+        }
+        self.recompute(now, own)
+    }
+
     /// Recomputes every route from `own` links and the adverts, keeping
     /// current next hops where hysteresis says so.
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
+        self.last_inputs = Some((self.generation, quantized(own)));
         let g = Graph {
             me: self.me,
             config: &self.config,
             own,
             adverts: &self.adverts,
         };
-        let best = g.dijkstra(self.me, None);
+        let best = g.shortest(self.me, None);
         // Distances from a neighbour, avoiding us, computed on demand.
-        let mut from_neighbor: HashMap<NodeId, HashMap<NodeId, (u64, u8, NodeId)>> = HashMap::new();
-        let mut next = HashMap::with_capacity(best.len());
+        let mut from_neighbor: HashMap<NodeId, Tree, Ids> = HashMap::default();
+        let mut next = HashMap::with_capacity_and_hasher(best.len(), Ids);
         let mut changes = Vec::new();
-        for (&dst, &(metric, hops, first)) in &best {
+        for (&dst, r) in &best {
+            let (metric, hops, first) = (r.cost, r.hops, r.first);
             let mut chosen = Route {
                 next_hop: first,
                 metric_us: metric,
@@ -351,8 +435,8 @@ impl Router {
                         }
                         let d = from_neighbor
                             .entry(cur.next_hop)
-                            .or_insert_with(|| g.dijkstra(cur.next_hop, Some(self.me)));
-                        d.get(&dst).map(|(m, h, _)| (c + m, h + 1))
+                            .or_insert_with(|| Tree(g.shortest(cur.next_hop, Some(self.me))));
+                        d.0.get(&dst).map(|r| (c + r.cost, r.hops + 1))
                     });
                     if let Some((m, h)) = via {
                         let bar = metric as f64 * self.config.switch_factor
@@ -415,6 +499,19 @@ impl Router {
         self.routes = next;
         changes
     }
+}
+
+/// `own` with each RTT rounded down to 4 significant bits.
+fn quantized(own: &[OwnLink]) -> Vec<OwnLink> {
+    own.iter()
+        .map(|l| {
+            let shift = (32 - l.rtt_us.leading_zeros()).saturating_sub(4);
+            OwnLink {
+                rtt_us: (l.rtt_us >> shift) << shift,
+                ..*l
+            }
+        })
+        .collect()
 }
 
 /// Own links that are up, as advert entries (best first, so the cap keeps them).
@@ -546,8 +643,9 @@ mod tests {
         assert!(!r.handle_advert(now, advert(C, 1, &[])), "same seq");
         assert!(!r.handle_advert(now, advert(C, 0, &[])), "older");
         assert!(!r.handle_advert(now, advert(A, 9, &[])), "our own");
-        assert!(!r.expire(now + Duration::from_secs(29)));
-        assert!(r.expire(now + Duration::from_secs(31)));
+        assert!(!r.expire(now + Duration::from_secs(29), Duration::ZERO));
+        assert!(!r.expire(now + Duration::from_secs(31), Duration::from_secs(60)));
+        assert!(r.expire(now + Duration::from_secs(31), Duration::ZERO));
         assert_eq!(r.adverts().count(), 0);
     }
 
