@@ -6,5 +6,6 @@
 pub mod netns;
 pub mod scale;
 pub mod sim;
+pub mod svg;
 pub mod targets;
 pub mod topology;

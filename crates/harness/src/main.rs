@@ -64,6 +64,10 @@ enum Command {
         /// (default: two advert refresh intervals).
         #[arg(long)]
         steady_secs: Option<u64>,
+        /// Also draw convergence and gossip against mesh size into this
+        /// directory (scale-convergence.svg, scale-gossip.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Bring a topology up: namespaces, links, certificates, meshd on every host.
     Up {
@@ -182,6 +186,76 @@ enum Command {
     },
 }
 
+fn scale(
+    nodes: &[u64],
+    degree: usize,
+    seed: u64,
+    steady_secs: Option<u64>,
+    svg: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use harness::svg::{Chart, Series};
+    let mut reports = Vec::new();
+    for &n in nodes {
+        let r = harness::scale::run(
+            n as usize,
+            degree,
+            seed,
+            steady_secs.map(Duration::from_secs),
+        )
+        .map_err(|e| format!("scale {n}: {e}"))?;
+        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+        reports.push(r);
+    }
+    let Some(dir) = svg else { return Ok(()) };
+    let pts = |f: &dyn Fn(&harness::scale::ScaleReport) -> f64| {
+        reports
+            .iter()
+            .map(|r| (r.nodes as f64, f(r)))
+            .collect::<Vec<_>>()
+    };
+    let charts = [
+        (
+            "scale-convergence.svg",
+            Chart {
+                title: "Convergence after a link cut (99 % of nodes agree)".into(),
+                x_label: "nodes".into(),
+                y_label: "ms of virtual time".into(),
+                log_x: true,
+                series: vec![Series {
+                    name: "detection → 99 % agree".into(),
+                    points: pts(&|r| r.convergence_ms),
+                }],
+                target: Some((2000.0, "target 2 s".into())),
+            },
+        ),
+        (
+            "scale-gossip.svg",
+            Chart {
+                title: "Control traffic per node, steady state".into(),
+                x_label: "nodes".into(),
+                y_label: "bytes/s (UDP payload)".into(),
+                log_x: true,
+                series: vec![
+                    Series {
+                        name: "link-state gossip".into(),
+                        points: pts(&|r| r.gossip_wire_bytes_per_node_sec),
+                    },
+                    Series {
+                        name: "link probes (idle links, 1/s)".into(),
+                        points: pts(&|r| r.probe_wire_bytes_per_node_sec),
+                    },
+                ],
+                target: Some((1000.0, "gossip target 1 kB/s".into())),
+            },
+        ),
+    ];
+    for (file, chart) in charts {
+        let path = dir.join(file);
+        std::fs::write(&path, chart.render()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn cmd_up(path: &std::path::Path) -> Result<(), String> {
     let topo = harness::topology::Topology::load(path)?;
     let meshd = std::env::current_exe()
@@ -258,17 +332,8 @@ fn main() -> ExitCode {
             degree,
             seed,
             steady_secs,
-        } => nodes.iter().try_for_each(|&n| {
-            let r = harness::scale::run(
-                n as usize,
-                degree,
-                seed,
-                steady_secs.map(Duration::from_secs),
-            )
-            .map_err(|e| format!("scale {n}: {e}"))?;
-            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-            Ok(())
-        }),
+            svg,
+        } => scale(&nodes, degree, seed, steady_secs, svg.as_deref()),
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,
