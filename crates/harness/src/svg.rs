@@ -165,9 +165,7 @@ impl Chart {
 }
 
 fn fmt_num(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v >= 10.0 {
+    if v >= 10.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
