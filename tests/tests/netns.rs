@@ -386,7 +386,7 @@ fn meshctl_ping_reports_round_trips_through_the_overlay() {
     let out = mesh.meshctl(&["ping", "h1", "-c", "3", "-i", "100", "--socket", &sock]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("reply from h1 (100.64.0.2) via direct 198.18.0.2:51820"),
+        text.contains("reply from h1 (100.64.0.2), path direct to 198.18.0.2:51820"),
         "{text}"
     );
     assert!(text.contains("3 sent, 3 received, 0% loss"), "{text}");

@@ -59,6 +59,8 @@ struct Node {
     cfg: NodeConfig,
     ep: Endpoint,
     routes: HashMap<IpAddr, PeerId>,
+    /// Peer certificate names, for `meshctl ping NAME`.
+    names: HashMap<String, PeerId>,
     started: Instant,
     no_route: u64,
     rng: rand_core::OsRng,
@@ -110,9 +112,11 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(RealCrypto);
     let mut ep = Endpoint::new(crypto, ca, identity, EndpointConfig::default());
     let mut routes = HashMap::new();
+    let mut names = HashMap::new();
     let mut rng = rand_core::OsRng;
     for p in &peers {
         let id = ep.add_peer(*p.cert.public_key(), p.endpoint, p.persistent_keepalive);
+        names.insert(p.cert.name().to_string(), id);
         for a in &p.cert.body().addresses {
             routes.insert(a.addr(), id);
         }
@@ -135,6 +139,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         cfg,
         ep,
         routes,
+        names,
         started: Instant::now(),
         no_route: 0,
         rng,
@@ -303,17 +308,14 @@ impl Node {
         if let Ok(ip) = target.parse::<IpAddr>() {
             return self.routes.get(&ip).map(|p| (*p, ip));
         }
-        let now = Instant::now();
-        self.ep.peers(now).into_iter().find_map(|p| {
-            let cert = p.cert.as_ref()?;
-            (cert.name() == target).then(|| {
-                cert.body()
-                    .addresses
-                    .iter()
-                    .find(|a| a.addr().is_ipv4())
-                    .map(|a| (p.id, a.addr()))
-            })?
-        })
+        // Names of configured peers are known from their certificates before
+        // any handshake; others once their handshake completed.
+        let peer = *self.names.get(target)?;
+        self.routes
+            .iter()
+            .filter(|(a, p)| **p == peer && a.is_ipv4())
+            .map(|(a, _)| (peer, *a))
+            .min()
     }
 
     /// Sends one ICMP echo to `target` along the real path; answers a ping,
@@ -432,6 +434,7 @@ impl Node {
                         for a in &cert.body().addresses {
                             self.routes.insert(a.addr(), peer);
                         }
+                        self.names.insert(cert.name().to_string(), peer);
                     }
                 }
                 Event::HandshakeFailed { src, error, .. } => {
