@@ -85,34 +85,13 @@ impl Square {
         panic!("{what}: not within {limit:?}");
     }
 
-    fn nft(&self, host: &str, args: &[&str]) {
-        let mut full = vec!["nft"];
-        full.extend_from_slice(args);
-        let o = netns::output(&self.name, host, &full);
-        assert!(
-            o.status.success(),
-            "nft {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
     /// Drops everything on `host`'s a–b interface (l0), in the directions given.
     fn cut(&self, host: &str, output: bool, input: bool) {
-        let mut rules = String::from("table inet cut {\n");
-        if output {
-            rules += "  chain out {\n    type filter hook output priority 0;\n    oifname \"l0\" drop\n  }\n";
-        }
-        if input {
-            rules += "  chain in {\n    type filter hook input priority 0;\n    iifname \"l0\" drop\n  }\n";
-        }
-        rules += "}\n";
-        let file = state_dir(&self.name).join(format!("cut-{host}.nft"));
-        std::fs::write(&file, rules).unwrap();
-        self.nft(host, &["-f", file.to_str().unwrap()]);
+        netns::cut(&self.name, host, "l0", output, input).unwrap();
     }
 
     fn heal(&self, host: &str) {
-        self.nft(host, &["delete", "table", "inet", "cut"]);
+        netns::heal(&self.name, host).unwrap();
     }
 
     fn spawn(&self, host: &str, args: &[&str]) -> Child {

@@ -198,7 +198,8 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
          [[target]]\nname = \"throughput\"\nmetric = \"tcp-ratio\"\nmin = 0.0001\n\
          [[target]]\nname = \"efficiency\"\nmetric = \"wire-efficiency\"\nmin = 0.9\n\
          [[target]]\nname = \"reliability\"\nmetric = \"udp-delivered-ratio\"\nmin = 0.1\n\
-         [[target]]\nname = \"first packet\"\nmetric = \"first-packet-ms\"\nmax = 10000\n",
+         [[target]]\nname = \"first packet\"\nmetric = \"first-packet-ms\"\nmax = 10000\n\
+         [[target]]\nname = \"failover\"\nmetric = \"failover-ms\"\nmax = 5000\n",
     )
     .unwrap();
     let json = dir.join("out.json");
@@ -223,7 +224,7 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     for r in rows {
         assert_eq!(r["pass"], true, "{r}");
         assert!(r["measured"].as_f64().is_some(), "{r}");

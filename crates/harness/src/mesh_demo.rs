@@ -217,20 +217,6 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
         "{} cutting link a–b (nftables drops everything on a's a–b interface)",
         stamp(t0)
     );
-    let cut_file = state_dir(NAME).join("cut.nft");
-    let cut_link = |on: bool| {
-        if on {
-            let rules = "table inet demo_cut {\n  chain out {\n    type filter hook output priority 0;\n    oifname \"l0\" drop\n  }\n  chain in {\n    type filter hook input priority 0;\n    iifname \"l0\" drop\n  }\n}\n";
-            std::fs::write(&cut_file, rules).is_ok()
-                && in_ns("a", &["nft", "-f", cut_file.to_str().unwrap_or_default()])
-                    .status
-                    .success()
-        } else {
-            in_ns("a", &["nft", "delete", "table", "inet", "demo_cut"])
-                .status
-                .success()
-        }
-    };
     // A paced stream a → b (1 datagram per ms) across the cut; the receiver
     // reports the longest silence: the outage the application sees.
     let me_s = me.to_str().unwrap_or_default();
@@ -255,9 +241,9 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
         Stdio::null(),
     )?;
     std::thread::sleep(Duration::from_millis(1000));
-    if !cut_link(true) {
+    if let Err(e) = netns::cut(NAME, "a", "l0", true, true) {
         let _ = pacer.kill();
-        return Err("nft could not install the cut (is nftables installed?)".into());
+        return Err(e);
     }
     let path = |host: &str, peer: &str| {
         peers(host)
@@ -291,7 +277,7 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
         "{} TCP through the relay: {relayed_bw:.2} Gbit/s, checksum verified",
         stamp(t0)
     );
-    let _ = cut_link(false);
+    netns::heal(NAME, "a")?;
     let healed = Instant::now();
     let mut back = None;
     while healed.elapsed() < Duration::from_secs(15) {

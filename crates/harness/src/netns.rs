@@ -369,6 +369,53 @@ pub fn output(topo: &str, host: &str, args: &[&str]) -> std::process::Output {
         })
 }
 
+/// Cuts `host`'s interface `iface` with nftables (table `inet mh_cut`): drops
+/// what it sends (`outbound`) and/or receives (`inbound`). [`heal`] removes it.
+pub fn cut(
+    topo: &str,
+    host: &str,
+    iface: &str,
+    outbound: bool,
+    inbound: bool,
+) -> Result<(), String> {
+    let mut rules = String::from("table inet mh_cut {\n");
+    if outbound {
+        rules += &format!(
+            "  chain out {{\n    type filter hook output priority 0;\n    oifname \"{iface}\" drop\n  }}\n"
+        );
+    }
+    if inbound {
+        rules += &format!(
+            "  chain in {{\n    type filter hook input priority 0;\n    iifname \"{iface}\" drop\n  }}\n"
+        );
+    }
+    rules += "}\n";
+    let file = state_dir(topo).join(format!("cut-{host}.nft"));
+    std::fs::write(&file, rules).map_err(|e| format!("{}: {e}", file.display()))?;
+    let o = output(topo, host, &["nft", "-f", &file.to_string_lossy()]);
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft on {host}: {} (is nftables installed?)",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// Removes what [`cut`] installed on `host`.
+pub fn heal(topo: &str, host: &str) -> Result<(), String> {
+    let o = output(topo, host, &["nft", "delete", "table", "inet", "mh_cut"]);
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft on {host}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
 /// The number after `key=` in tool output like `count=5 p50_us=12.3`.
 pub fn field(text: &str, key: &str) -> Option<f64> {
     text.split_whitespace()

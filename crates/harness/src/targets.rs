@@ -28,13 +28,14 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 6] = [
+pub const METRICS: [&str; 7] = [
     "udp-rtt-p99-us",
     "udp-rtt-loaded-p99-us",
     "tcp-ratio",
     "wire-efficiency",
     "udp-delivered-ratio",
     "first-packet-ms",
+    "failover-ms",
 ];
 
 /// Reads a targets file; errors name the file, the line and the fix.
