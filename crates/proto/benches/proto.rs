@@ -150,5 +150,58 @@ fn transport(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshakes, transport);
+/// Policy decisions at 1,000 rules (target: ≥ 10 million per second per core).
+fn policy(c: &mut Criterion) {
+    use proto::policy::{Action, Policy, Proto, Rule, Selector, Subject};
+    use std::net::IpAddr;
+    // 1,000 rules over 50 segments: allow and deny, tcp/udp port ranges.
+    let segments: Vec<String> = (0..50).map(|i| format!("seg{i}")).collect();
+    let rules: Vec<Rule> = (0..1000u32)
+        .map(|i| Rule {
+            action: if i % 10 == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
+            from: Selector::Segment(segments[(i * 7 % 50) as usize].clone()),
+            to: Selector::Segment(segments[(i * 13 % 50) as usize].clone()),
+            proto: if i % 2 == 0 { Proto::Tcp } else { Proto::Udp },
+            ranges: vec![((i * 37 % 60_000) as u16, (i * 37 % 60_000 + 100) as u16)],
+        })
+        .collect();
+    let policy = Policy {
+        enclaves: vec![],
+        rules,
+        expectations: vec![],
+    };
+    let compiled = policy.compile();
+    let ids: Vec<_> = (0..50)
+        .map(|i| {
+            compiled.identity(&Subject {
+                name: "n",
+                segments: std::slice::from_ref(&segments[i]),
+                addr: IpAddr::from([100, 64, 0, i as u8]),
+            })
+        })
+        .collect();
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("decide_1000_rules_x1024", |b| {
+        b.iter(|| {
+            let mut allowed = 0u32;
+            for k in 0..1024u32 {
+                let (s, d) = (&ids[(k % 50) as usize], &ids[(k * 7 % 50) as usize]);
+                let proto = if k % 2 == 0 { 6 } else { 17 };
+                let port = (k.wrapping_mul(2_654_435_761) >> 16) as u16;
+                if compiled.decide(s, d, proto, port) == proto::policy::Verdict::Allow {
+                    allowed += 1;
+                }
+            }
+            std::hint::black_box(allowed)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handshakes, transport, policy);
 criterion_main!(benches);

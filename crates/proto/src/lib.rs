@@ -24,6 +24,7 @@ pub mod fragment;
 pub mod handshake;
 pub mod health;
 mod noise;
+pub mod policy;
 pub mod provider;
 pub mod replay;
 pub mod route;
