@@ -50,6 +50,30 @@ enum Command {
     /// The path to a peer hop by hop with each link's RTT, and a measured
     /// round trip along it.
     Trace(TraceArgs),
+    /// Segment policy files (offline).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse a policy file; errors name the file, the line and the fix.
+    Check {
+        /// The policy file (TOML, see docs/policy.md).
+        file: PathBuf,
+    },
+    /// Evaluate the policy's [[expect]] entries against node certificates,
+    /// before anything is pushed; exits 1 if any expectation fails.
+    Test {
+        /// The policy file.
+        file: PathBuf,
+        /// Node certificates naming the nodes the expectations use (repeatable).
+        #[arg(long = "cert", required = true)]
+        certs: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -213,7 +237,90 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ping(a) => ping(&a),
         Command::Routes(a) => routes(&a),
         Command::Trace(a) => trace(&a),
+        Command::Policy(PolicyCommand::Check { file }) => policy_check(&file).map(|_| ()),
+        Command::Policy(PolicyCommand::Test { file, certs, json }) => {
+            policy_test(&file, &certs, json)
+        }
     }
+}
+
+fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let p = proto::policy::Policy::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "{}: valid: {} rule(s), {} enclave(s), {} expectation(s)",
+        file.display(),
+        p.rules.len(),
+        p.enclaves.len(),
+        p.expectations.len()
+    );
+    Ok(p)
+}
+
+fn policy_test(file: &Path, certs: &[PathBuf], json: bool) -> Result<()> {
+    use proto::policy::{DenyReason, Verdict};
+    let policy = policy_check(file)?;
+    let mut inventory = Vec::new();
+    for c in certs {
+        let cert = files::read_certificate(c)?;
+        let body = cert.body();
+        let addr = body
+            .addresses
+            .first()
+            .map(|a| a.addr())
+            .ok_or_else(|| format!("{}: certificate has no overlay address", c.display()))?;
+        inventory.push((body.name.clone(), body.segments.clone(), addr));
+    }
+    let results = policy
+        .check_expectations(&inventory)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let failed = results.iter().filter(|r| !r.pass).count();
+    let describe = |v: &Verdict| match v {
+        Verdict::Allow => "allow".to_string(),
+        Verdict::Deny(DenyReason::Enclave) => "deny (enclave boundary)".into(),
+        Verdict::Deny(DenyReason::Rule(i)) => format!("deny (rule {})", i + 1),
+        Verdict::Deny(DenyReason::Default) => "deny (no rule allows it)".into(),
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "from": r.expectation.from,
+                    "to": r.expectation.to,
+                    "proto": r.expectation.proto,
+                    "port": r.expectation.port,
+                    "expected": format!("{:?}", r.expectation.verdict).to_lowercase(),
+                    "got": describe(&r.got),
+                    "pass": r.pass,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for r in &results {
+            let e = &r.expectation;
+            println!(
+                "{} {} -> {} {}/{}: expected {:?}, policy says {}",
+                if r.pass { "pass" } else { "FAIL" },
+                e.from,
+                e.to,
+                e.proto,
+                e.port,
+                e.verdict,
+                describe(&r.got)
+            );
+        }
+        println!(
+            "{} of {} expectations hold",
+            results.len() - failed,
+            results.len()
+        );
+    }
+    if failed > 0 {
+        return Err(format!("{}: {failed} expectation(s) fail", file.display()).into());
+    }
+    Ok(())
 }
 
 /// Parses `90d`, `12h`, `30m`, `45s` into seconds.

@@ -375,3 +375,108 @@ fn expired_and_not_yet_valid_certificate_files() {
         "{e}"
     );
 }
+
+#[test]
+fn policy_check_and_test_evaluate_expectations_before_a_push() {
+    let d = setup();
+    let p = d.path();
+    ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "web-1",
+            "--ip",
+            "100.64.0.10/10",
+            "--segment",
+            "web",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "db-1",
+            "--ip",
+            "100.64.0.20/10",
+            "--segment",
+            "db",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "guest-1",
+            "--ip",
+            "100.64.0.30/10",
+            "--segment",
+            "guest",
+        ],
+    );
+    let rules = "[[rule]]\naction = \"allow\"\nfrom = \"segment:web\"\nto = \"segment:db\"\nproto = \"tcp\"\nports = [\"5432\"]\n";
+    let expect = |from: &str, to: &str, verdict: &str| {
+        format!("\n[[expect]]\nfrom = \"{from}\"\nto = \"{to}\"\nproto = \"tcp\"\nport = 5432\nverdict = \"{verdict}\"\n")
+    };
+    fs::write(
+        p.join("good.toml"),
+        format!(
+            "{rules}{}{}",
+            expect("web-1", "db-1", "allow"),
+            expect("guest-1", "db-1", "deny")
+        ),
+    )
+    .unwrap();
+    let out = ok(p, &["policy", "check", "good.toml"]);
+    assert!(
+        out.contains("valid: 1 rule(s)") && out.contains("2 expectation(s)"),
+        "{out}"
+    );
+    let certs = [
+        "--cert",
+        "web-1.crt",
+        "--cert",
+        "db-1.crt",
+        "--cert",
+        "guest-1.crt",
+    ];
+    let mut args = vec!["policy", "test", "good.toml"];
+    args.extend(certs);
+    let out = ok(p, &args);
+    assert!(out.contains("2 of 2 expectations hold"), "{out}");
+    assert!(
+        out.contains(
+            "pass guest-1 -> db-1 tcp/5432: expected Deny, policy says deny (no rule allows it)"
+        ),
+        "{out}"
+    );
+    // An expectation the rules do not meet fails the test, naming the file.
+    fs::write(
+        p.join("bad.toml"),
+        format!("{rules}{}", expect("guest-1", "db-1", "allow")),
+    )
+    .unwrap();
+    let mut args = vec!["policy", "test", "bad.toml"];
+    args.extend(certs);
+    let o = meshctl(p, &args);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("FAIL guest-1 -> db-1"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad.toml: 1 expectation(s) fail"));
+    // A malformed policy names the file, the line and the fix.
+    fs::write(
+        p.join("broken.toml"),
+        "\n\n[[rule]]\naction = \"allow\"\nfrom = \"web\"\nto = \"any\"\n",
+    )
+    .unwrap();
+    let err = fails(p, &["policy", "check", "broken.toml"]);
+    assert!(
+        err.contains("broken.toml: line 3: rule 1: from:") && err.contains("segment:NAME"),
+        "{err}"
+    );
+}

@@ -398,6 +398,66 @@ impl Policy {
         }
     }
 
+    /// Evaluates every `[[expect]]` against an inventory of nodes (name,
+    /// segments, overlay address), with the compiled engine. An expectation
+    /// naming a node the inventory lacks, or an unknown protocol, is an error.
+    pub fn check_expectations(
+        &self,
+        inventory: &[(String, Vec<String>, IpAddr)],
+    ) -> Result<Vec<ExpectationResult>, String> {
+        let compiled = self.compile();
+        let find = |name: &str| {
+            inventory.iter().find(|(n, _, _)| n == name).ok_or_else(|| {
+                format!("expectation names node '{name}', which no certificate given has")
+            })
+        };
+        self.expectations
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let (sn, ss, sa) = find(&e.from)?;
+                let (dn, ds, da) = find(&e.to)?;
+                let proto = match e.proto.as_str() {
+                    "tcp" => TCP,
+                    "udp" => UDP,
+                    "icmp" => ICMP,
+                    p => {
+                        return Err(format!(
+                            "expectation {}: proto '{p}': use tcp, udp or icmp",
+                            i + 1
+                        ))
+                    }
+                };
+                let src = Subject {
+                    name: sn,
+                    segments: ss,
+                    addr: *sa,
+                };
+                let dst = Subject {
+                    name: dn,
+                    segments: ds,
+                    addr: *da,
+                };
+                let got = compiled.decide(
+                    &compiled.identity(&src),
+                    &compiled.identity(&dst),
+                    proto,
+                    e.port,
+                );
+                let pass = matches!(
+                    (e.verdict, got),
+                    (Action::Allow, Verdict::Allow) | (Action::Deny, Verdict::Deny(_))
+                );
+                Ok(ExpectationResult {
+                    index: i,
+                    expectation: e.clone(),
+                    got,
+                    pass,
+                })
+            })
+            .collect()
+    }
+
     /// Compiles the policy for per-packet decisions.
     pub fn compile(&self) -> Compiled {
         let words = self.rules.len().div_ceil(64).max(1);
@@ -463,6 +523,19 @@ impl Policy {
             tables,
         }
     }
+}
+
+/// One expectation's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectationResult {
+    /// Its position in the file (0-based).
+    pub index: usize,
+    /// What was written.
+    pub expectation: Expectation,
+    /// What the policy decides.
+    pub got: Verdict,
+    /// Whether they agree.
+    pub pass: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -624,6 +697,33 @@ icmp-types = [8, 0]
             let got = c.decide(&c.identity(&s), &c.identity(&d), proto, port);
             assert_eq!(got, want, "compiled: {s:?} {d:?} {proto} {port}");
         }
+    }
+
+    #[test]
+    fn expectations_pass_and_fail_against_an_inventory() {
+        let text = format!(
+            "{EXAMPLE}\n[[expect]]\nfrom = \"web-1\"\nto = \"db-1\"\nproto = \"tcp\"\nport = 5432\nverdict = \"allow\"\n\
+             [[expect]]\nfrom = \"db-1\"\nto = \"web-1\"\nproto = \"tcp\"\nport = 22\nverdict = \"allow\"\n"
+        );
+        let p = Policy::parse(&text).unwrap();
+        let inv = vec![
+            (
+                "web-1".to_string(),
+                vec!["web".to_string()],
+                IpAddr::from([100, 64, 0, 1]),
+            ),
+            (
+                "db-1".to_string(),
+                vec!["db".to_string()],
+                IpAddr::from([100, 64, 0, 2]),
+            ),
+        ];
+        let r = p.check_expectations(&inv).unwrap();
+        assert!(r[0].pass);
+        assert!(!r[1].pass);
+        assert_eq!(r[1].got, Verdict::Deny(DenyReason::Default));
+        let e = p.check_expectations(&inv[..1]).unwrap_err();
+        assert!(e.contains("db-1"), "{e}");
     }
 
     #[test]
