@@ -212,6 +212,8 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
             loose.to_str().unwrap(),
             "--json",
             json.to_str().unwrap(),
+            "--svg",
+            dir.to_str().unwrap(),
         ])
         .output()
         .unwrap();
@@ -225,6 +227,10 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 7);
+    // The latency CDF (from HDR histograms), raw and through meshd.
+    let svg = std::fs::read_to_string(dir.join("check-latency-cdf.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    assert!(svg.contains("through meshd") && svg.contains("raw underlay"));
     for r in rows {
         assert_eq!(r["pass"], true, "{r}");
         assert!(r["measured"].as_f64().is_some(), "{r}");

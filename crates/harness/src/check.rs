@@ -34,17 +34,27 @@ fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
 }
 
 fn pingpong_p99(me: &Path, addr: &str, count: u32) -> Result<f64, String> {
-    let out = in_ns(
-        "a",
-        &[
-            me.to_str().unwrap_or_default(),
-            "udp-ping",
-            "--to",
-            &format!("{addr}:7000"),
-            "--count",
-            &count.to_string(),
-        ],
-    );
+    pingpong(me, addr, count, None)
+}
+
+/// Closed-loop ping-pong; p99 in µs. With `cdf`, the round-trip CDF is
+/// written there (by udp-ping, inside the namespace).
+fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<f64, String> {
+    let target = format!("{addr}:7000");
+    let count_s = count.to_string();
+    let mut args = vec![
+        me.to_str().unwrap_or_default(),
+        "udp-ping",
+        "--to",
+        &target,
+        "--count",
+        &count_s,
+    ];
+    let cdf_s = cdf.map(|p| p.to_string_lossy().to_string());
+    if let Some(c) = &cdf_s {
+        args.extend(["--cdf", c]);
+    }
+    let out = in_ns("a", &args);
     let t = String::from_utf8_lossy(&out.stdout);
     netns::field(&t, "p99_us").ok_or_else(|| {
         format!(
@@ -155,8 +165,27 @@ fn failover_ms(me: &Path, meshd: &Path) -> Result<f64, String> {
     netns::field(&text, "max_gap_ms").ok_or_else(|| format!("udp-gaps: {text}"))
 }
 
-/// Runs the check. `quick` shortens every measurement (for CI).
-pub fn run(targets_path: &Path, json: Option<PathBuf>, quick: bool) -> Result<bool, String> {
+/// Reads a CDF file written by `udp-ping --cdf`.
+fn read_cdf(path: &Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (x, f) = l.split_once(' ')?;
+            Some((x.parse().ok()?, f.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs the check. `quick` shortens every measurement (for CI). With `svg`,
+/// the idle round-trip CDFs (raw and through meshd) are drawn there as
+/// `check-latency-cdf.svg`.
+pub fn run(
+    targets_path: &Path,
+    json: Option<PathBuf>,
+    quick: bool,
+    svg: Option<PathBuf>,
+) -> Result<bool, String> {
     let targets = load_targets(targets_path)?;
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let meshd = me.with_file_name("meshd");
@@ -167,9 +196,36 @@ pub fn run(targets_path: &Path, json: Option<PathBuf>, quick: bool) -> Result<bo
     });
     println!("mesh-harness check: 2 hosts, one veth link; every metric also over the raw underlay");
     netns::up(&topo, &meshd, &mut |l| println!("  {l}"))?;
-    let result = measure(&me, &meshd, quick);
+    let cdf_dir = std::env::temp_dir().join(format!("mesh-harness-cdf-{}", std::process::id()));
+    std::fs::create_dir_all(&cdf_dir).map_err(|e| format!("{}: {e}", cdf_dir.display()))?;
+    let result = measure(&me, &meshd, quick, &cdf_dir);
     netns::down(NAME);
+    let cdfs = [
+        ("raw underlay", read_cdf(&cdf_dir.join("raw.cdf"))),
+        ("through meshd", read_cdf(&cdf_dir.join("meshd.cdf"))),
+    ];
+    let _ = std::fs::remove_dir_all(&cdf_dir);
     let (mut meshd_m, raw_m) = result?;
+    if let Some(dir) = &svg {
+        let chart = harness::svg::Chart {
+            title: "UDP round trip, closed loop, idle: CDF (HDR histogram)".into(),
+            x_label: "fraction of round trips at or below".into(),
+            y_label: "round trip µs".into(),
+            log_x: false,
+            series: cdfs
+                .iter()
+                .map(|(name, pts)| harness::svg::Series {
+                    name: (*name).into(),
+                    // Quantile on x, latency on y: the tail is visible at the right.
+                    points: pts.iter().map(|(us, f)| (*f, *us)).collect(),
+                })
+                .collect(),
+            target: Some((1000.0, "1 ms".into())),
+        };
+        let path = dir.join("check-latency-cdf.svg");
+        std::fs::write(&path, chart.render()).map_err(|e| format!("{}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
     if targets.iter().any(|t| t.metric == "failover-ms") {
         println!("failover: the square topology (a–b direct, relays c and d), a–b cut under a paced stream");
         let r = failover_ms(&me, &meshd);
@@ -229,7 +285,12 @@ pub fn run(targets_path: &Path, json: Option<PathBuf>, quick: bool) -> Result<bo
 
 type Metrics = BTreeMap<String, f64>;
 
-fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), String> {
+fn measure(
+    me: &Path,
+    meshd: &Path,
+    quick: bool,
+    cdf_dir: &Path,
+) -> Result<(Metrics, Metrics), String> {
     let (secs, count) = if quick { (2, 1000) } else { (10, 10_000) };
     let mut m = Metrics::new();
     let mut raw = Metrics::new();
@@ -254,11 +315,11 @@ fn measure(me: &Path, meshd: &Path, quick: bool) -> Result<(Metrics, Metrics), S
         println!("  idle latency (closed-loop UDP ping-pong, {count} round trips)");
         raw.insert(
             "udp-rtt-p99-us".into(),
-            pingpong_p99(me, "198.18.0.2", count)?,
+            pingpong(me, "198.18.0.2", count, Some(&cdf_dir.join("raw.cdf")))?,
         );
         m.insert(
             "udp-rtt-p99-us".into(),
-            pingpong_p99(me, "100.64.0.2", count)?,
+            pingpong(me, "100.64.0.2", count, Some(&cdf_dir.join("meshd.cdf")))?,
         );
         println!("  TCP throughput ({secs} s each)");
         let (r_bw, m_bw) = (tcp_gbps("198.18.0.2", secs)?, tcp_gbps("100.64.0.2", secs)?);

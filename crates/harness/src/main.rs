@@ -46,6 +46,9 @@ enum Command {
         /// Short measurements (for CI).
         #[arg(long)]
         quick: bool,
+        /// Also draw the latency CDF into this directory (check-latency-cdf.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// Route health at scale in the virtual-time simulator (real protocol
     /// endpoints): bring-up, steady gossip bytes per node, convergence after a
@@ -139,6 +142,9 @@ enum Command {
         /// Datagram size in bytes.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Also write the round-trip CDF here ("microseconds fraction" lines).
+        #[arg(long)]
+        cdf: Option<PathBuf>,
     },
     /// Send a seeded pseudorandom byte stream over TCP; print its length and BLAKE2s.
     TcpSource {
@@ -319,7 +325,8 @@ fn main() -> ExitCode {
             targets,
             json,
             quick,
-        } => match check::run(&targets, json, quick) {
+            svg,
+        } => match check::run(&targets, json, quick, svg) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 eprintln!("mesh-harness: check: some targets were missed (see the table)");
@@ -375,16 +382,31 @@ fn main() -> ExitCode {
                 .map(|n| println!("echoed={n}"))
                 .map_err(|e| format!("udp-echo: {e}"))
         }
-        Command::UdpPing { to, count, size } => {
-            pingpong::client(to, count as usize, size, Duration::from_secs(1))
-                .map(|s| {
-                    println!(
-                        "count={} lost={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
-                        s.count, s.lost, s.p50, s.p99, s.p999, s.max
-                    )
-                })
-                .map_err(|e| format!("udp-ping: {e}"))
-        }
+        Command::UdpPing {
+            to,
+            count,
+            size,
+            cdf,
+        } => pingpong::client(to, count as usize, size, Duration::from_secs(1))
+            .map_err(|e| format!("udp-ping: {e}"))
+            .and_then(|s| {
+                println!(
+                    "count={} lost={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+                    s.count, s.lost, s.p50, s.p99, s.p999, s.max
+                );
+                match cdf {
+                    Some(path) => {
+                        let text: String = s
+                            .cdf
+                            .iter()
+                            .map(|(x, f)| format!("{x:.3} {f:.6}\n"))
+                            .collect();
+                        std::fs::write(&path, text)
+                            .map_err(|e| format!("udp-ping: {}: {e}", path.display()))
+                    }
+                    None => Ok(()),
+                }
+            }),
         Command::UdpJunk { to, count, seed } => tcp::udp_junk(to, count, seed)
             .map(|n| println!("sent={n}"))
             .map_err(|e| format!("udp-junk: {e}")),

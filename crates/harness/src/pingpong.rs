@@ -1,6 +1,7 @@
 //! A closed-loop UDP ping-pong: the client sends one datagram, waits for the
-//! echo, and sends the next; it reports round-trip percentiles. Unlike
-//! 10 ms-spaced pings this measures the path's latency under continuous use.
+//! echo, and sends the next; it reports round-trip percentiles from an HDR
+//! histogram (3 significant digits) and can write the CDF. Unlike 10
+//! ms-spaced pings this measures the path's latency under continuous use.
 
 use std::error::Error;
 use std::net::{SocketAddr, UdpSocket};
@@ -41,6 +42,9 @@ pub struct Stats {
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
+    /// The CDF as (round trip µs, fraction at or below), one point per
+    /// distinct HDR bucket.
+    pub cdf: Vec<(f64, f64)>,
 }
 
 /// Sends `count` datagrams of `size` bytes one at a time to `server`.
@@ -55,7 +59,9 @@ pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) 
     s.set_read_timeout(Some(timeout))?;
     let mut out = vec![0u8; size.clamp(8, 1400)];
     let mut buf = [0u8; 2048];
-    let mut rtts = Vec::with_capacity(count);
+    // HDR histogram in nanoseconds, 3 significant digits, 1 µs to 60 s.
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3)
+        .map_err(|e| format!("histogram: {e}"))?;
     let mut lost = 0;
     // Warm-up: a few unmeasured round trips (first one may wait for a handshake).
     for i in 0..10u64 {
@@ -70,7 +76,8 @@ pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) 
         loop {
             match s.recv(&mut buf) {
                 Ok(n) if n >= 8 && buf[..8] == i.to_le_bytes() => {
-                    rtts.push(t.elapsed().as_secs_f64() * 1e6);
+                    let ns = (t.elapsed().as_nanos() as u64).clamp(1_000, 60_000_000_000);
+                    hist.record(ns).map_err(|e| format!("histogram: {e}"))?;
                     break;
                 }
                 Ok(_) => continue, // a late echo of an earlier probe
@@ -81,20 +88,35 @@ pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) 
             }
         }
     }
-    rtts.sort_by(f64::total_cmp);
-    let pct = |p: f64| -> f64 {
-        if rtts.is_empty() {
-            return f64::NAN;
+    let us = |ns: u64| ns as f64 / 1e3;
+    let n = hist.len();
+    let pct = |p: f64| {
+        if n == 0 {
+            f64::NAN
+        } else {
+            us(hist.value_at_quantile(p))
         }
-        let idx = ((p / 100.0) * (rtts.len() - 1) as f64).round() as usize;
-        rtts[idx.min(rtts.len() - 1)]
     };
+    let cdf = hist
+        .iter_recorded()
+        .map(|v| {
+            (
+                us(v.value_iterated_to()),
+                v.count_since_last_iteration() as f64,
+            )
+        })
+        .scan(0.0, |acc, (x, c)| {
+            *acc += c;
+            Some((x, *acc / n.max(1) as f64))
+        })
+        .collect();
     Ok(Stats {
-        count: rtts.len(),
+        count: n as usize,
         lost,
-        p50: pct(50.0),
-        p99: pct(99.0),
-        p999: pct(99.9),
-        max: rtts.last().copied().unwrap_or(f64::NAN),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        max: if n == 0 { f64::NAN } else { us(hist.max()) },
+        cdf,
     })
 }
