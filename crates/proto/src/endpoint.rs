@@ -1539,8 +1539,13 @@ impl Endpoint {
             let Some(&peer) = self.by_node.get(&c.dst) else {
                 continue;
             };
+            let p = &self.peers[peer.0 as usize];
+            // A peer with a direct address whose link is not probed yet (its
+            // session is still coming up) stays direct: there is no evidence
+            // the direct path is worse, and moving it would flap at startup.
+            let unprobed = p.endpoint.is_some() && p.health.is_none();
             let via = match c.new {
-                Some(nh) if nh != c.dst => self.by_node.get(&nh).copied(),
+                Some(nh) if nh != c.dst && !unprobed => self.by_node.get(&nh).copied(),
                 _ => None,
             };
             let p = &mut self.peers[peer.0 as usize];
