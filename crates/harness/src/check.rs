@@ -134,35 +134,10 @@ fn failover_ms(me: &Path, meshd: &Path) -> Result<f64, String> {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
-    let me_s = me.to_str().unwrap_or_default();
-    let rx = netns::spawn(
-        FAILOVER,
-        "b",
-        &[
-            me_s,
-            "udp-gaps",
-            "--listen",
-            "100.64.0.2:6000",
-            "--secs",
-            "3",
-        ],
-        Stdio::piped(),
-    )?;
-    std::thread::sleep(Duration::from_millis(200));
-    let mut tx = netns::spawn(
-        FAILOVER,
-        "a",
-        &[me_s, "udp-pace", "--to", "100.64.0.2:6000", "--secs", "4"],
-        Stdio::null(),
-    )?;
+    let stream = netns::OutageStream::start(FAILOVER, me, "a", "b", "100.64.0.2:6000", 3)?;
     std::thread::sleep(Duration::from_millis(1000));
-    let cut = netns::cut(FAILOVER, "a", "l0", true, true);
-    let out = rx.wait_with_output().map_err(|e| e.to_string());
-    let _ = tx.kill();
-    let _ = tx.wait();
-    cut?;
-    let text = String::from_utf8_lossy(&out?.stdout).to_string();
-    netns::field(&text, "max_gap_ms").ok_or_else(|| format!("udp-gaps: {text}"))
+    netns::cut(FAILOVER, "a", "l0", true, true)?;
+    stream.finish()
 }
 
 /// Reads a CDF file written by `udp-ping --cdf`.

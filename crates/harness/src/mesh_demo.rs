@@ -219,32 +219,9 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
     );
     // A paced stream a → b (1 datagram per ms) across the cut; the receiver
     // reports the longest silence: the outage the application sees.
-    let me_s = me.to_str().unwrap_or_default();
-    let stream = netns::spawn(
-        NAME,
-        "b",
-        &[
-            me_s,
-            "udp-gaps",
-            "--listen",
-            "100.64.0.2:6000",
-            "--secs",
-            "3",
-        ],
-        Stdio::piped(),
-    )?;
-    std::thread::sleep(Duration::from_millis(200));
-    let mut pacer = netns::spawn(
-        NAME,
-        "a",
-        &[me_s, "udp-pace", "--to", "100.64.0.2:6000", "--secs", "4"],
-        Stdio::null(),
-    )?;
+    let stream = netns::OutageStream::start(NAME, me, "a", "b", "100.64.0.2:6000", 3)?;
     std::thread::sleep(Duration::from_millis(1000));
-    if let Err(e) = netns::cut(NAME, "a", "l0", true, true) {
-        let _ = pacer.kill();
-        return Err(e);
-    }
+    netns::cut(NAME, "a", "l0", true, true)?;
     let path = |host: &str, peer: &str| {
         peers(host)
             .into_iter()
@@ -261,17 +238,13 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
         std::thread::sleep(Duration::from_millis(10));
     }
     let detected = detected.ok_or("a did not move b's traffic to a relay within 5 s of the cut")?;
-    let gaps = stream.wait_with_output().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&gaps.stdout).to_string();
-    let failover =
-        netns::field(&text, "max_gap_ms").ok_or_else(|| format!("udp-gaps failed: {text}"))?;
+    let failover = stream.finish()?;
     println!(
         "{} a → b now {} (switched {:.0} ms after the cut); longest silence in a 1000 packet/s stream: {failover:.0} ms",
         stamp(t0),
         path("a", "b"),
         detected.as_secs_f64() * 1e3
     );
-    let _ = pacer.wait();
     let relayed_bw = transfer(me, "100.64.0.2", bytes.min(50_000_000))?;
     println!(
         "{} TCP through the relay: {relayed_bw:.2} Gbit/s, checksum verified",

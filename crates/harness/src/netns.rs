@@ -392,27 +392,90 @@ pub fn cut(
     rules += "}\n";
     let file = state_dir(topo).join(format!("cut-{host}.nft"));
     std::fs::write(&file, rules).map_err(|e| format!("{}: {e}", file.display()))?;
-    let o = output(topo, host, &["nft", "-f", &file.to_string_lossy()]);
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft on {host}: {} (is nftables installed?)",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
-    }
+    run(Command::new("ip")
+        .args(["netns", "exec", &namespace(topo, host), "nft", "-f"])
+        .arg(&file))
 }
 
 /// Removes what [`cut`] installed on `host`.
 pub fn heal(topo: &str, host: &str) -> Result<(), String> {
-    let o = output(topo, host, &["nft", "delete", "table", "inet", "mh_cut"]);
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft on {host}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))
+    run(Command::new("ip").args([
+        "netns",
+        "exec",
+        &namespace(topo, host),
+        "nft",
+        "delete",
+        "table",
+        "inet",
+        "mh_cut",
+    ]))
+}
+
+/// A paced UDP stream (1 datagram per ms, `udp-pace`) from `from` to
+/// `listen` on `to` (`udp-gaps`), whose receiver reports the longest silence
+/// between arrivals: across a link cut, the outage an application sees.
+/// Both processes are killed if it is dropped unfinished.
+pub struct OutageStream {
+    rx: Option<std::process::Child>,
+    tx: Option<std::process::Child>,
+}
+
+impl OutageStream {
+    /// Starts the receiver for `secs` seconds, then the sender (for one more).
+    pub fn start(
+        topo: &str,
+        harness: &Path,
+        from: &str,
+        to: &str,
+        listen: &str,
+        secs: u32,
+    ) -> Result<Self, String> {
+        let exe = harness.to_string_lossy();
+        let rx = spawn(
+            topo,
+            to,
+            &[
+                &exe,
+                "udp-gaps",
+                "--listen",
+                listen,
+                "--secs",
+                &secs.to_string(),
+            ],
+            Stdio::piped(),
+        )?;
+        let mut stream = Self {
+            rx: Some(rx),
+            tx: None,
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let pace_secs = (secs + 1).to_string();
+        let tx = spawn(
+            topo,
+            from,
+            &[&exe, "udp-pace", "--to", listen, "--secs", &pace_secs],
+            Stdio::null(),
+        )?;
+        stream.tx = Some(tx);
+        Ok(stream)
+    }
+
+    /// Waits for the receiver; the longest silence in milliseconds.
+    pub fn finish(mut self) -> Result<f64, String> {
+        let rx = self.rx.take().ok_or("udp-gaps was not started")?;
+        let out = rx.wait_with_output().map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        field(&text, "max_gap_ms").ok_or_else(|| format!("udp-gaps: {text}"))
+    }
+}
+
+impl Drop for OutageStream {
+    fn drop(&mut self) {
+        for c in [self.rx.take(), self.tx.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
