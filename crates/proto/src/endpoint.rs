@@ -24,7 +24,7 @@
 //! certificate.
 
 use core::fmt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,9 +34,11 @@ use rand_core::CryptoRngCore;
 use crate::cert::{Certificate, TrustedCa};
 use crate::control::{self, Advert, Control};
 use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
+use crate::filter::{self, Denied, Direction, Filter, FilterLimits};
 use crate::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits};
 use crate::handshake::{self, HandshakeError, Identity, InitiatorHandshake, ReplayGuard};
 use crate::health::{HealthConfig, LinkChange, LinkHealth, LinkStatus};
+use crate::policy::{self as pol, Compiled, Subject};
 use crate::provider::{Crypto, MAC_LEN};
 use crate::route::{self, OwnLink, RouteConfig, Router};
 use crate::session::{Session, SessionError};
@@ -71,6 +73,8 @@ pub struct EndpointConfig {
     pub relay: bool,
     /// Own link-state advert refresh interval (also sent at once on a change).
     pub advert_interval: Duration,
+    /// Connection-tracking bounds of the policy filter.
+    pub filter: FilterLimits,
 }
 
 impl Default for EndpointConfig {
@@ -84,6 +88,7 @@ impl Default for EndpointConfig {
             route: RouteConfig::default(),
             relay: true,
             advert_interval: Duration::from_secs(10),
+            filter: FilterLimits::default(),
         }
     }
 }
@@ -140,11 +145,17 @@ pub enum DropReason {
     RelayRefused,
     /// A control message that does not decode.
     BadControl,
+    /// The policy refused the inner packet (see [`Endpoint::filter`] for
+    /// the direction and reason).
+    PolicyDenied,
+    /// The peer's certificate is revoked, or it is outside our enclaves:
+    /// no session is kept with it.
+    PeerRefused,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 24] = [
+    pub const ALL: [DropReason; 26] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -169,6 +180,8 @@ impl DropReason {
         Self::RelayLoop,
         Self::RelayRefused,
         Self::BadControl,
+        Self::PolicyDenied,
+        Self::PeerRefused,
     ];
 
     /// Stable name for metrics labels.
@@ -198,6 +211,8 @@ impl DropReason {
             Self::RelayLoop => "relay_loop",
             Self::RelayRefused => "relay_refused",
             Self::BadControl => "bad_control",
+            Self::PolicyDenied => "policy_denied",
+            Self::PeerRefused => "peer_refused",
         }
     }
 
@@ -313,6 +328,15 @@ pub enum Event {
         /// Whether the link is up now.
         up: bool,
     },
+    /// A peer's sessions were torn down and further handshakes with it are
+    /// refused: its certificate was revoked, or a new policy put it outside
+    /// our enclaves.
+    PeerRefused {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: HandshakeError,
+    },
     /// Datagrams for `peer` now travel via `via` (`None`: directly).
     PathChanged {
         /// The peer.
@@ -422,6 +446,11 @@ struct Peer {
     /// When a packet for an unknown session last made us re-handshake.
     last_resync: Option<Instant>,
     stats: PeerStats,
+    /// Policy identities of the peer's addresses, computed under filter
+    /// generation `.0`.
+    idents: (u64, Vec<(IpAddr, pol::Identity)>),
+    /// Revoked or outside our enclaves: no handshake either way.
+    refused: bool,
 }
 
 /// A read-only view of a peer, for status output.
@@ -447,6 +476,8 @@ pub struct PeerInfo {
     pub via: Option<PeerId>,
     /// The direct link's probe results, if it is probed.
     pub link: Option<LinkInfo>,
+    /// Revoked or outside our enclaves: no sessions either way.
+    pub refused: bool,
 }
 
 /// Probe results of a direct link.
@@ -537,6 +568,12 @@ pub struct Endpoint {
     load_prev: u32,
     force_under_load: Option<bool>,
     stats: Stats,
+    policy: Option<Arc<Compiled>>,
+    filter: Filter,
+    /// Own identities under filter generation `.0`.
+    own_idents: (u64, Vec<(IpAddr, pol::Identity)>),
+    /// Fingerprints of revoked node certificates.
+    revoked: HashSet<[u8; 32]>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -558,6 +595,7 @@ impl Endpoint {
     ) -> Self {
         let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
         let node_id = NodeId::of(identity.static_public());
+        let config_filter = config.filter;
         Self {
             node_id,
             by_node: HashMap::new(),
@@ -586,6 +624,10 @@ impl Endpoint {
             load_prev: 0,
             force_under_load: None,
             stats: Stats::default(),
+            policy: None,
+            filter: Filter::new(config_filter),
+            own_idents: (0, Vec::new()),
+            revoked: HashSet::new(),
         }
     }
 
@@ -634,6 +676,8 @@ impl Endpoint {
             last_handshake: None,
             last_resync: None,
             stats: PeerStats::default(),
+            idents: (0, Vec::new()),
+            refused: false,
         });
         self.by_static.insert(static_public, id);
         self.by_node.insert(node_id, id);
@@ -689,6 +733,7 @@ impl Endpoint {
                 jitter: h.jitter(),
                 loss: h.loss(),
             }),
+            refused: p.refused,
         })
     }
 
@@ -804,6 +849,18 @@ impl Endpoint {
             return SendOutcome::Dropped(DropReason::BufferTooSmall);
         }
         let pi = peer.0 as usize;
+        if self.peers[pi].refused {
+            self.stats.drop(DropReason::PeerRefused);
+            return SendOutcome::Dropped(DropReason::PeerRefused);
+        }
+        // Without a certificate yet (first handshake), the packet is checked
+        // when the queue is flushed.
+        if self.peers[pi].cert.is_some() {
+            let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+            if let Err(r) = self.police(now, Direction::Out, pi, inner) {
+                return SendOutcome::Dropped(r);
+            }
+        }
         let Some((dst, relay)) = self.path(pi) else {
             self.stats.drop(DropReason::NoEndpoint);
             return SendOutcome::Dropped(DropReason::NoEndpoint);
@@ -870,6 +927,9 @@ impl Endpoint {
         peer: PeerId,
     ) {
         let pi = peer.0 as usize;
+        if self.peers[pi].refused {
+            return;
+        }
         if self.path(pi).is_none() {
             self.stats.drop(DropReason::NoEndpoint);
             return;
@@ -1003,6 +1063,138 @@ impl Endpoint {
             self.load_count > self.config.handshake_load_threshold
                 || self.load_prev > self.config.handshake_load_threshold,
         )
+    }
+
+    /// Puts `policy` in force (`None`: everything passes). Tracked flows are
+    /// re-checked on their next packet; peers a new enclave definition puts
+    /// outside ours are torn down at once.
+    pub fn set_policy(&mut self, now: Instant, policy: Option<Arc<Compiled>>) {
+        self.policy = policy.clone();
+        self.filter.set_policy(policy);
+        self.enforce_admission(now);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Arc<Compiled>> {
+        self.policy.as_ref()
+    }
+
+    /// Puts a revocation list in force: fingerprints of node certificates.
+    /// Sessions with revoked peers are torn down at once and their
+    /// handshakes refused from now on.
+    pub fn set_revoked(&mut self, now: Instant, revoked: HashSet<[u8; 32]>) {
+        self.revoked = revoked;
+        self.enforce_admission(now);
+    }
+
+    /// Whether this certificate fingerprint is revoked.
+    pub fn is_revoked(&self, fingerprint: &[u8; 32]) -> bool {
+        self.revoked.contains(fingerprint)
+    }
+
+    /// The policy filter: counters and tracked flows.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// Whether a session with the holder of `cert` may exist.
+    fn admissible(&self, cert: &Certificate) -> Result<(), HandshakeError> {
+        if !self.revoked.is_empty() && self.revoked.contains(&cert.fingerprint(&*self.crypto)) {
+            return Err(HandshakeError::Revoked);
+        }
+        if let Some(p) = &self.policy {
+            let ours = p.enclave_mask(&self.identity.certificate().body().segments);
+            if p.enclave_mask(&cert.body().segments) != ours {
+                return Err(HandshakeError::OutsideEnclave);
+            }
+        }
+        Ok(())
+    }
+
+    fn enforce_admission(&mut self, now: Instant) {
+        for pi in 0..self.peers.len() {
+            let verdict = match &self.peers[pi].cert {
+                Some(c) => self.admissible(c),
+                None => Ok(()),
+            };
+            match verdict {
+                Err(e) if !self.peers[pi].refused => self.refuse(now, pi, e),
+                Err(_) => {}
+                Ok(()) => self.peers[pi].refused = false,
+            }
+        }
+    }
+
+    /// Tears down every session with peer `pi` and refuses it from now on.
+    fn refuse(&mut self, now: Instant, pi: usize, error: HandshakeError) {
+        let p = &mut self.peers[pi];
+        let sessions = [p.current.take(), p.next.take(), p.previous.take()];
+        for s in sessions.into_iter().flatten() {
+            self.by_index.remove(&s.local_index());
+        }
+        if let Some(pending) = p.pending.take() {
+            self.by_index.remove(&pending.hs.local_index());
+        }
+        p.refused = true;
+        p.queue.clear();
+        p.attempt_started = None;
+        p.retransmit_at = None;
+        p.keepalive_at = None;
+        p.new_handshake_at = None;
+        p.persistent_at = None;
+        p.synced = false;
+        let had_link = p.health.take().is_some();
+        let addrs: Vec<IpAddr> = p
+            .cert
+            .as_ref()
+            .map(|c| c.body().addresses.iter().map(|a| a.addr()).collect())
+            .unwrap_or_default();
+        self.filter.forget(&addrs);
+        self.events.push_back(Event::PeerRefused {
+            peer: PeerId(pi as u32),
+            error,
+        });
+        if had_link {
+            self.advert_soon(now);
+        }
+        self.recompute_routes(now);
+    }
+
+    /// Checks an inner packet against the policy in force (and tracks its
+    /// flow). `Err` carries the drop reason, already counted.
+    fn police(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        pi: usize,
+        packet: &[u8],
+    ) -> Result<(), DropReason> {
+        let Some(policy) = self.policy.as_deref() else {
+            return Ok(());
+        };
+        let pkt = match filter::parse(packet) {
+            Ok(p) => p,
+            Err(_) => {
+                self.filter.count_unparsable();
+                self.stats.drop(DropReason::NotIp);
+                return Err(DropReason::NotIp);
+            }
+        };
+        let generation = self.filter.generation();
+        let own_cert = self.identity.certificate();
+        let own = &mut self.own_idents;
+        let Peer { cert, idents, .. } = &mut self.peers[pi];
+        let verdict = self.filter.check(now, dir, &pkt, |addr, local| {
+            if local {
+                cached_identity(policy, generation, own, Some(own_cert), addr)
+            } else {
+                cached_identity(policy, generation, idents, cert.as_ref(), addr)
+            }
+        });
+        verdict.map_err(|Denied { .. }| {
+            self.stats.drop(DropReason::PolicyDenied);
+            DropReason::PolicyDenied
+        })
     }
 
     fn drop_datagram(&mut self, reason: DropReason) -> Received {
@@ -1231,6 +1423,19 @@ impl Endpoint {
                 return self.drop_datagram(DropReason::HandshakeFailed);
             }
         };
+        if let Err(error) = self.admissible(&out.peer_cert) {
+            // No reply: the initiator cannot complete the handshake.
+            if let Some(&id) = self.by_static.get(out.peer_cert.public_key()) {
+                self.refuse(now, id.0 as usize, error.clone());
+            }
+            self.stats.handshake_failed(&error);
+            self.events.push_back(Event::HandshakeFailed {
+                peer: None,
+                src,
+                error,
+            });
+            return self.drop_datagram(DropReason::HandshakeFailed);
+        }
         let peer_static = *out.peer_cert.public_key();
         let direct = match source {
             Source::Direct(a) => Some(a),
@@ -1253,6 +1458,7 @@ impl Endpoint {
         let crypto = &*self.crypto;
         let p = &mut self.peers[peer.0 as usize];
         let name = out.peer_cert.name().to_string();
+        p.refused = false;
         p.cert = Some(out.peer_cert);
         let session = Session::new(
             crypto,
@@ -1346,12 +1552,24 @@ impl Endpoint {
                 return self.drop_datagram(DropReason::HandshakeFailed);
             }
         };
+        if let Err(error) = self.admissible(&out.peer_cert) {
+            self.by_index.remove(&local_index);
+            self.refuse(now, pi, error.clone());
+            self.stats.handshake_failed(&error);
+            self.events.push_back(Event::HandshakeFailed {
+                peer: Some(peer),
+                src,
+                error,
+            });
+            return self.drop_datagram(DropReason::HandshakeFailed);
+        }
         if let Source::Direct(a) = source {
             self.set_endpoint(peer, a);
         }
         let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
         let name = out.peer_cert.name().to_string();
+        p.refused = false;
         p.cert = Some(out.peer_cert);
         let session = Session::new(
             crypto,
@@ -1406,6 +1624,9 @@ impl Endpoint {
             return;
         }
         while let Some(pkt) = self.peers[pi].queue.pop_front() {
+            if self.police(now, Direction::Out, pi, &pkt).is_err() {
+                continue;
+            }
             let p = &mut self.peers[pi];
             let Some(s) = p.current.as_mut() else { break };
             let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
@@ -1783,6 +2004,10 @@ impl Endpoint {
         if !allowed {
             return self.drop_datagram(DropReason::SpoofedSource);
         }
+        let plain = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+        if let Err(r) = self.police(now, Direction::In, peer.0 as usize, plain) {
+            return Received::Dropped(r);
+        }
         Received::Data { peer, len }
     }
 
@@ -1838,6 +2063,7 @@ impl Endpoint {
                 self.reassembler.next_expiry(),
                 self.route_at,
                 self.advert_at,
+                self.filter.poll_timeout(),
             ])
             .flatten()
             .chain(health)
@@ -1848,6 +2074,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
         self.last_unix_nanos = unix_nanos;
         self.reassembler.expire(now);
+        self.filter.handle_timeout(now);
         self.probe_links(now, unix_nanos, rng);
         if self.route_at.is_none_or(|t| t <= now) {
             let max_age = self
@@ -2015,6 +2242,33 @@ fn on_data_sent(p: &mut Peer, now: Instant) {
     if let Some(d) = p.persistent_keepalive {
         p.persistent_at = Some(now + d);
     }
+}
+
+/// The policy identity of `addr` on the node holding `cert`, cached per
+/// filter generation (a node has few addresses).
+fn cached_identity(
+    policy: &Compiled,
+    generation: u64,
+    cache: &mut (u64, Vec<(IpAddr, pol::Identity)>),
+    cert: Option<&Certificate>,
+    addr: IpAddr,
+) -> pol::Identity {
+    if cache.0 != generation {
+        *cache = (generation, Vec::new());
+    }
+    if let Some((_, i)) = cache.1.iter().find(|(a, _)| *a == addr) {
+        return i.clone();
+    }
+    let (name, segments) = cert.map_or(("", &[][..]), |c| (c.name(), &c.body().segments[..]));
+    let i = policy.identity(&Subject {
+        name,
+        segments,
+        addr,
+    });
+    if cache.1.len() < 8 {
+        cache.1.push((addr, i.clone()));
+    }
+    i
 }
 
 /// The source address of an IPv4 or IPv6 packet.

@@ -104,6 +104,10 @@ pub enum HandshakeError {
     ReplayedInitiation,
     /// This initiator started another handshake too soon (flood limit).
     InitiationTooFrequent,
+    /// The peer's certificate is on the revocation list in force.
+    Revoked,
+    /// The peer is not a member of exactly our enclaves (policy in force).
+    OutsideEnclave,
 }
 
 impl fmt::Display for HandshakeError {
@@ -124,6 +128,8 @@ impl fmt::Display for HandshakeError {
             }
             Self::ReplayedInitiation => f.write_str("replayed handshake initiation (timestamp not newer)"),
             Self::InitiationTooFrequent => f.write_str("handshake initiations from this peer too frequent"),
+            Self::Revoked => f.write_str("peer certificate is revoked"),
+            Self::OutsideEnclave => f.write_str("peer is not a member of this node's enclaves"),
         }
     }
 }
@@ -145,6 +151,8 @@ impl HandshakeError {
             Self::StaticKeyMismatch => "static_key_mismatch",
             Self::ReplayedInitiation => "replayed_initiation",
             Self::InitiationTooFrequent => "initiation_too_frequent",
+            Self::Revoked => "revoked",
+            Self::OutsideEnclave => "outside_enclave",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod cert;
 pub mod control;
 pub mod cookie;
 pub mod endpoint;
+pub mod filter;
 pub mod fragment;
 pub mod handshake;
 pub mod health;

@@ -574,6 +574,26 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The enclave segments.
+    pub fn enclaves(&self) -> &[String] {
+        &self.enclaves
+    }
+
+    /// Which enclaves (bit i = `enclaves()[i]`) a node with these segments
+    /// belongs to. Two nodes may talk only if their masks are equal.
+    pub fn enclave_mask(&self, segments: &[String]) -> u64 {
+        self.enclaves
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| segments.contains(e))
+            .fold(0u64, |m, (i, _)| m | 1 << i)
+    }
+
     /// The rule bitsets an end matches as source and as destination.
     pub fn identity(&self, who: &Subject<'_>) -> Identity {
         let mut from = vec![0u64; self.words];
@@ -586,12 +606,7 @@ impl Compiled {
                 to[i / 64] |= 1 << (i % 64);
             }
         }
-        let enclaves = self
-            .enclaves
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| who.segments.contains(e))
-            .fold(0u64, |m, (i, _)| m | 1 << i);
+        let enclaves = self.enclave_mask(who.segments);
         Identity { from, to, enclaves }
     }
 

@@ -645,3 +645,152 @@ fn crossing_handshakes_both_work_without_lost_packets() {
         net.b.ep.stats()
     );
 }
+
+/// UDP header bytes (ports only; the rest does not matter to the filter).
+fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = sport.to_be_bytes().to_vec();
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0, 8, 0, 0]);
+    h
+}
+
+fn policy(text: &str) -> Option<std::sync::Arc<proto::policy::Compiled>> {
+    Some(std::sync::Arc::new(
+        proto::policy::Policy::parse(text).unwrap().compile(),
+    ))
+}
+
+const ALICE_TO_BOB_DNS: &str = r#"
+[[rule]]
+action = "allow"
+from = "node:alice"
+to = "node:bob"
+proto = "udp"
+ports = ["53"]
+"#;
+
+#[test]
+fn policy_is_enforced_on_send_and_receive_and_replies_pass_by_conntrack() {
+    use proto::filter::Direction;
+    use proto::policy::DenyReason;
+    let mut net = Net::new(EndpointConfig::default());
+    let (now, p) = (net.now, policy(ALICE_TO_BOB_DNS));
+    net.a.ep.set_policy(now, p.clone());
+    net.b.ep.set_policy(now, p);
+    // Allowed: the first packet is queued through the handshake and
+    // checked when the queue is flushed.
+    assert_eq!(net.send(true, &udp(40000, 53)), SendOutcome::Queued);
+    net.pump();
+    assert_eq!(net.b.inbox.len(), 1);
+    // The reply passes both ends by connection tracking.
+    assert!(matches!(
+        net.send(false, &udp(53, 40000)),
+        SendOutcome::Send { .. }
+    ));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), 1);
+    // Bob opening a flow of his own is refused before it is sealed.
+    assert_eq!(
+        net.send(false, &udp(40001, 53)),
+        SendOutcome::Dropped(DropReason::PolicyDenied)
+    );
+    // Alice to a port the rule does not name: refused on send.
+    assert_eq!(
+        net.send(true, &udp(40000, 54)),
+        SendOutcome::Dropped(DropReason::PolicyDenied)
+    );
+    // A Bob without the policy sends anyway: Alice refuses it on receive.
+    net.b.ep.set_policy(net.now, None);
+    assert!(matches!(
+        net.send(false, &udp(40002, 22)),
+        SendOutcome::Send { .. }
+    ));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), 1);
+    let f = net.a.ep.filter().stats();
+    assert_eq!(f.denied(Direction::In, DenyReason::Default), 1);
+    assert_eq!(f.denied(Direction::Out, DenyReason::Default), 1);
+    assert_eq!(net.a.ep.stats().drops(DropReason::PolicyDenied), 2);
+}
+
+#[test]
+fn a_non_member_cannot_complete_a_handshake_with_an_enclave_member() {
+    let mesh = Mesh::new(7);
+    let member = mesh.node_in("pci-1", 1, &["pci"]);
+    let outsider = mesh.node_in("web-1", 2, &["web"]);
+    let (m_pub, o_pub) = (*member.static_public(), *outsider.static_public());
+    let mut m = Endpoint::new(crypto(), mesh.ca.clone(), member, EndpointConfig::default());
+    let mut o = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        outsider,
+        EndpointConfig::default(),
+    );
+    let t = Instant::now();
+    let p = policy(
+        "enclaves = [\"pci\"]\n[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
+    );
+    m.set_policy(t, p.clone());
+    let o_peer = o.add_peer(m_pub, Some(addr(1)), None);
+    let m_peer = m.add_peer(o_pub, Some(addr(2)), None);
+    let mut r = rng(1);
+    // The outsider (without the policy) initiates; the member never answers.
+    o.initiate(t, NOW_NANOS, &mut r, o_peer);
+    let mut replies = 0;
+    while let Some(mut tx) = o.poll_transmit() {
+        m.handle_datagram(t, NOW_NANOS, &mut r, addr(2), &mut tx.payload);
+        while m.poll_transmit().is_some() {
+            replies += 1;
+        }
+    }
+    assert_eq!(replies, 0, "the member answered a non-member");
+    assert_eq!(
+        m.stats().handshake_failures.get("outside_enclave"),
+        Some(&1)
+    );
+    // The member initiating is refused by its own check on the response.
+    o.set_policy(t, p);
+    m.initiate(t, NOW_NANOS, &mut r, m_peer);
+    while let Some(mut tx) = m.poll_transmit() {
+        o.handle_datagram(t, NOW_NANOS, &mut r, addr(1), &mut tx.payload);
+    }
+    assert!(
+        o.poll_transmit().is_none(),
+        "non-member answered under policy"
+    );
+    assert!(!m.peer(m_peer, t).unwrap().has_session);
+    assert!(!o.peer(o_peer, t).unwrap().has_session);
+}
+
+#[test]
+fn revocation_tears_down_the_session_and_refuses_the_peer() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"hello");
+    net.pump();
+    assert_eq!(net.b.inbox.len(), 1);
+    let bob_cert = net.b.ep.identity().certificate().clone();
+    let fp = bob_cert.fingerprint(&*crypto());
+    let now = net.now;
+    net.a.ep.set_revoked(now, [fp].into_iter().collect());
+    net.collect();
+    assert!(net
+        .a
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::PeerRefused { .. })));
+    let info = net.a.ep.peer(net.a.peer, now).unwrap();
+    assert!(info.refused && !info.has_session);
+    // Alice sends nothing to Bob any more, and starts no handshake.
+    assert_eq!(
+        net.send(true, b"x"),
+        SendOutcome::Dropped(DropReason::PeerRefused)
+    );
+    assert!(net.wire.is_empty());
+    // Bob's packets on the old session are dropped; his re-handshake is refused.
+    net.send(false, b"still there?");
+    net.pump();
+    net.advance(Duration::from_secs(20));
+    assert_eq!(net.a.inbox.len(), 0);
+    assert!(net.a.ep.stats().handshake_failures.get("revoked").copied() >= Some(1));
+    assert!(!net.a.ep.peer(net.a.peer, net.now).unwrap().has_session);
+}

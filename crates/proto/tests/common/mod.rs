@@ -70,6 +70,29 @@ impl Mesh {
             .unwrap()
     }
 
+    /// A node whose static secret is derived from `n`, in `segments`.
+    #[allow(dead_code)] // not every test file uses it
+    pub fn node_in(&self, name: &str, n: u8, segments: &[&str]) -> Identity {
+        let secret = [n; 32];
+        let public = RealCrypto.x25519_public_key(&secret);
+        let cert = self
+            .ca
+            .issue(
+                &RealCrypto,
+                &self.ca_seed,
+                NodeCertParams {
+                    name: name.into(),
+                    addresses: vec![OverlayAddr::V4([100, 64, 0, n], 10)],
+                    segments: segments.iter().map(|s| s.to_string()).collect(),
+                    static_public_key: public,
+                    not_before: NOW - 3600,
+                    not_after: NOW + 86_400,
+                },
+            )
+            .unwrap();
+        Identity::new(&RealCrypto, cert, secret).unwrap()
+    }
+
     /// A node whose static secret is derived from `n`.
     pub fn node(&self, name: &str, n: u8) -> Identity {
         let secret = [n; 32];

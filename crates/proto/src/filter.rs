@@ -1,0 +1,855 @@
+//! Per-packet policy enforcement with connection tracking.
+//!
+//! Every inner packet is checked twice: by the sender before sealing
+//! ([`Direction::Out`]) and by the receiver after opening
+//! ([`Direction::In`]). A packet passes if it belongs to a tracked flow, or
+//! if the compiled policy ([`crate::policy::Compiled`]) allows it, in which
+//! case its flow is tracked so that replies pass both ends without a rule of
+//! their own (as Nebula's firewall and netfilter's conntrack do).
+//!
+//! Flows are keyed from this node's point of view, (protocol, local address,
+//! remote address, local port, remote port), so a packet and its reply map
+//! to the same entry. ICMP echo uses its identifier as both ports. ICMP
+//! errors (unreachable, too big, time exceeded, parameter problem) pass if
+//! the packet they quote belongs to a tracked flow, so path-MTU discovery
+//! works through a default-deny policy. Non-first IPv4/IPv6 fragments carry
+//! no ports: they pass if their datagram's first fragment passed (tracked
+//! by (protocol, addresses, identification) for [`FRAGMENT_TIMEOUT`]).
+//!
+//! Entries expire after an idle timeout per protocol (Nebula's defaults:
+//! TCP 12 min, UDP 3 min, other 10 min). The table is bounded; when it is
+//! full and sweeping finds nothing expired, a new flow is still decided by
+//! the policy but not tracked (its replies then need a rule of their own)
+//! and `conntrack_full` counts it. When the policy changes, every entry is
+//! re-checked against the new policy the next time it is hit, so tightening
+//! a policy cuts established flows too.
+//!
+//! Pure: time is an argument, nothing here touches a socket or a clock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::policy::{Compiled, DenyReason, Identity, Verdict};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
+
+/// Idle timeout of a TCP flow.
+pub const TCP_TIMEOUT: Duration = Duration::from_secs(12 * 60);
+/// Idle timeout of a UDP flow.
+pub const UDP_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+/// Idle timeout of any other flow (ICMP echo included).
+pub const OTHER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long a first fragment vouches for the rest of its datagram.
+pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often expired entries are swept.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Which way a packet goes, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the TUN device to a peer (checked before sealing).
+    Out,
+    /// From a peer to the TUN device (checked after opening).
+    In,
+}
+
+impl Direction {
+    /// `"in"` or `"out"`, for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::In => "in",
+        }
+    }
+}
+
+/// What the parser found in an inner packet's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    /// Source port (tcp/udp), or the ICMP echo identifier.
+    pub sport: u16,
+    /// Destination port (tcp/udp), or the ICMP echo identifier.
+    pub dport: u16,
+    /// What the policy matches as "port": the destination port for tcp/udp,
+    /// the ICMP type for ICMP, 0 otherwise.
+    pub policy_port: u16,
+    /// Fragment position, if the packet is a fragment.
+    pub fragment: Option<Fragment>,
+    /// For ICMP errors: the flow of the packet quoted inside, as the sender
+    /// of that packet saw it (src, dst, proto, sport, dport).
+    pub quoted: Option<(IpAddr, IpAddr, u8, u16, u16)>,
+}
+
+/// A fragment's identification and whether it is the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// IPv4 identification or IPv6 fragment-header identification.
+    pub ident: u32,
+    /// Offset 0 (carries the transport header).
+    pub first: bool,
+}
+
+/// Why an inner packet could not be classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not IPv4 or IPv6, or shorter than its header.
+    Truncated,
+    /// More IPv6 extension headers than we walk (8), or an unknown one.
+    ExtensionHeaders,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Ports (or echo id / type) of a transport header at `l4`.
+fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u16)> {
+    match proto {
+        TCP | UDP => {
+            let (s, d) = (be16(l4, 0)?, be16(l4, 2)?);
+            Some((s, d, d))
+        }
+        ICMP | ICMPV6 => {
+            let ty = *l4.first()?;
+            let echo = matches!((proto, ty), (ICMP, 8 | 0) | (ICMPV6, 128 | 129));
+            let id = if echo { be16(l4, 4)? } else { 0 };
+            Some((id, id, u16::from(ty)))
+        }
+        _ => Some((0, 0, 0)),
+    }
+}
+
+fn is_icmp_error(proto: u8, ty: u16) -> bool {
+    match proto {
+        ICMP => matches!(ty, 3 | 4 | 5 | 11 | 12),
+        ICMPV6 => matches!(ty, 1..=4),
+        _ => false,
+    }
+}
+
+/// Network header: (src, dst, proto, offset of L4, fragment).
+type Net = (IpAddr, IpAddr, u8, usize, Option<Fragment>);
+
+fn network(b: &[u8]) -> Result<Net, ParseError> {
+    match b.first().map(|v| v >> 4) {
+        Some(4) if b.len() >= 20 => {
+            let ihl = usize::from(b[0] & 0x0f) * 4;
+            if ihl < 20 || b.len() < ihl {
+                return Err(ParseError::Truncated);
+            }
+            let src = IpAddr::from(<[u8; 4]>::try_from(&b[12..16]).unwrap_or_default());
+            let dst = IpAddr::from(<[u8; 4]>::try_from(&b[16..20]).unwrap_or_default());
+            let flags_off = u16::from_be_bytes([b[6], b[7]]);
+            let offset = flags_off & 0x1fff;
+            let more = flags_off & 0x2000 != 0;
+            let fragment = (offset != 0 || more).then(|| Fragment {
+                ident: u32::from(u16::from_be_bytes([b[4], b[5]])),
+                first: offset == 0,
+            });
+            Ok((src, dst, b[9], ihl, fragment))
+        }
+        Some(6) if b.len() >= 40 => {
+            let src = IpAddr::from(<[u8; 16]>::try_from(&b[8..24]).unwrap_or_default());
+            let dst = IpAddr::from(<[u8; 16]>::try_from(&b[24..40]).unwrap_or_default());
+            let mut next = b[6];
+            let mut at = 40;
+            let mut fragment = None;
+            for _ in 0..8 {
+                match next {
+                    // Hop-by-hop, routing, destination options.
+                    0 | 43 | 60 => {
+                        let len = usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?);
+                        next = b[at];
+                        at += (len + 1) * 8;
+                    }
+                    44 => {
+                        let h = b.get(at..at + 8).ok_or(ParseError::Truncated)?;
+                        let off = u16::from_be_bytes([h[2], h[3]]) >> 3;
+                        fragment = Some(Fragment {
+                            ident: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                            first: off == 0,
+                        });
+                        next = h[0];
+                        at += 8;
+                    }
+                    _ => return Ok((src, dst, next, at, fragment)),
+                }
+            }
+            Err(ParseError::ExtensionHeaders)
+        }
+        _ => Err(ParseError::Truncated),
+    }
+}
+
+/// Classifies an inner IPv4 or IPv6 packet. A transport header cut short
+/// yields ports 0 (the policy then sees port 0); only a broken IP header is
+/// an error.
+pub fn parse(b: &[u8]) -> Result<Packet, ParseError> {
+    let (src, dst, proto, l4, fragment) = network(b)?;
+    let later_fragment = fragment.is_some_and(|f| !f.first);
+    let (sport, dport, policy_port) = if later_fragment {
+        (0, 0, 0)
+    } else {
+        b.get(l4..)
+            .and_then(|t| transport(proto, t))
+            .unwrap_or((0, 0, 0))
+    };
+    let mut quoted = None;
+    if !later_fragment && is_icmp_error(proto, policy_port) {
+        // ICMP header is 8 bytes; the offending packet follows.
+        if let Some(inner) = b.get(l4 + 8..) {
+            if let Ok((s, d, p, il4, f)) = network(inner) {
+                if f.is_none_or(|f| f.first) {
+                    if let Some((sp, dp, _)) = inner.get(il4..).and_then(|t| transport(p, t)) {
+                        quoted = Some((s, d, p, sp, dp));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Packet {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        policy_port,
+        fragment,
+        quoted,
+    })
+}
+
+/// A flow from this node's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: u8,
+    local: IpAddr,
+    remote: IpAddr,
+    lport: u16,
+    rport: u16,
+}
+
+impl FlowKey {
+    fn of(dir: Direction, proto: u8, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Self {
+        match dir {
+            Direction::Out => Self {
+                proto,
+                local: src,
+                remote: dst,
+                lport: sport,
+                rport: dport,
+            },
+            Direction::In => Self {
+                proto,
+                local: dst,
+                remote: src,
+                lport: dport,
+                rport: sport,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flow {
+    expires: Instant,
+    /// Policy generation it was last checked against.
+    generation: u64,
+    /// Direction of the packet that opened it, and its policy port: enough
+    /// to re-check the flow against a new policy.
+    opened: Direction,
+    policy_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FragKey {
+    proto: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    ident: u32,
+}
+
+/// Per-direction, per-reason counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Packets refused, `[direction][reason]` with direction 0 = out,
+    /// 1 = in and reason 0 = enclave, 1 = deny rule, 2 = default.
+    pub denied: [[u64; 3]; 2],
+    /// Refusals per deny rule (index in the policy).
+    pub rule_denied: Vec<u64>,
+    /// Packets passed because their flow was tracked.
+    pub tracked_passes: u64,
+    /// New flows not tracked because the table was full.
+    pub conntrack_full: u64,
+    /// Tracked flows cut when a new policy no longer allowed them.
+    pub flows_revoked: u64,
+    /// Inner packets whose IP header could not be parsed.
+    pub unparsable: u64,
+}
+
+impl FilterStats {
+    /// Refusals in `dir` for `reason` (the name as in [`reason_name`]).
+    pub fn denied(&self, dir: Direction, reason: DenyReason) -> u64 {
+        self.denied[dir_slot(dir)][reason_slot(reason)]
+    }
+
+    /// All refusals.
+    pub fn total_denied(&self) -> u64 {
+        self.denied.iter().flatten().sum()
+    }
+}
+
+fn dir_slot(d: Direction) -> usize {
+    match d {
+        Direction::Out => 0,
+        Direction::In => 1,
+    }
+}
+
+fn reason_slot(r: DenyReason) -> usize {
+    match r {
+        DenyReason::Enclave => 0,
+        DenyReason::Rule(_) => 1,
+        DenyReason::Default => 2,
+    }
+}
+
+/// Stable names of the three refusal kinds, in counter order.
+pub const REASON_NAMES: [&str; 3] = ["enclave", "deny_rule", "default"];
+
+/// The metrics name of a refusal.
+pub fn reason_name(r: DenyReason) -> &'static str {
+    REASON_NAMES[reason_slot(r)]
+}
+
+/// Table bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterLimits {
+    /// Tracked flows at most.
+    pub max_flows: usize,
+    /// Fragment vouchers at most.
+    pub max_fragments: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        Self {
+            max_flows: 65_536,
+            max_fragments: 4_096,
+        }
+    }
+}
+
+/// The policy in force plus the connection-tracking table.
+#[derive(Debug)]
+pub struct Filter {
+    policy: Option<Arc<Compiled>>,
+    generation: u64,
+    limits: FilterLimits,
+    flows: HashMap<FlowKey, Flow>,
+    fragments: HashMap<FragKey, Instant>,
+    sweep_at: Option<Instant>,
+    stats: FilterStats,
+}
+
+/// A refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    /// Which way the packet went.
+    pub direction: Direction,
+    /// Why.
+    pub reason: DenyReason,
+}
+
+impl Filter {
+    /// No policy: everything passes and nothing is tracked.
+    pub fn new(limits: FilterLimits) -> Self {
+        Self {
+            policy: None,
+            generation: 0,
+            limits,
+            flows: HashMap::new(),
+            fragments: HashMap::new(),
+            sweep_at: None,
+            stats: FilterStats::default(),
+        }
+    }
+
+    /// Puts `policy` in force (or none: allow everything). Tracked flows are
+    /// re-checked against it when next used.
+    pub fn set_policy(&mut self, policy: Option<Arc<Compiled>>) {
+        self.stats.rule_denied = vec![0; policy.as_ref().map_or(0, |p| p.rules().len())];
+        self.policy = policy;
+        self.generation += 1;
+        if self.policy.is_none() {
+            self.flows.clear();
+            self.fragments.clear();
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Arc<Compiled>> {
+        self.policy.as_ref()
+    }
+
+    /// Bumped by every [`Filter::set_policy`]; identities computed under an
+    /// older generation must be recomputed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FilterStats {
+        &self.stats
+    }
+
+    /// Tracked flows now.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Decides a packet. `ident(addr, local)` returns the policy identity of
+    /// the node owning `addr` (ours when `local`); it is called only when
+    /// the flow is not tracked. `Err` is a refusal, already counted.
+    pub fn check(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        pkt: &Packet,
+        mut ident: impl FnMut(IpAddr, bool) -> Identity,
+    ) -> Result<(), Denied> {
+        let Some(policy) = self.policy.clone() else {
+            return Ok(());
+        };
+        // ICMP errors ride on the flow they quote.
+        if let Some((qs, qd, qp, qsp, qdp)) = pkt.quoted {
+            // The quoted packet went the opposite way to this error.
+            let qdir = match dir {
+                Direction::Out => Direction::In,
+                Direction::In => Direction::Out,
+            };
+            let key = FlowKey::of(qdir, qp, qs, qd, qsp, qdp);
+            if self.touch(now, key, &policy, &mut ident) {
+                return Ok(());
+            }
+        }
+        if let Some(f) = pkt.fragment.filter(|f| !f.first) {
+            let fk = FragKey {
+                proto: pkt.proto,
+                src: pkt.src,
+                dst: pkt.dst,
+                ident: f.ident,
+            };
+            if self.fragments.get(&fk).is_some_and(|t| *t > now) {
+                self.stats.tracked_passes += 1;
+                return Ok(());
+            }
+            // Its first fragment did not pass (or never came): judge it
+            // by protocol alone, with port 0.
+        }
+        let key = FlowKey::of(dir, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport);
+        if self.touch(now, key, &policy, &mut ident) {
+            return Ok(());
+        }
+        let (local, remote) = match dir {
+            Direction::Out => (pkt.src, pkt.dst),
+            Direction::In => (pkt.dst, pkt.src),
+        };
+        let (l, r) = (ident(local, true), ident(remote, false));
+        let verdict = match dir {
+            Direction::Out => policy.decide(&l, &r, pkt.proto, pkt.policy_port),
+            Direction::In => policy.decide(&r, &l, pkt.proto, pkt.policy_port),
+        };
+        match verdict {
+            Verdict::Allow => {
+                self.track(now, key, dir, pkt);
+                Ok(())
+            }
+            Verdict::Deny(reason) => {
+                self.count(dir, reason);
+                Err(Denied {
+                    direction: dir,
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn count(&mut self, dir: Direction, reason: DenyReason) {
+        self.stats.denied[dir_slot(dir)][reason_slot(reason)] += 1;
+        if let DenyReason::Rule(i) = reason {
+            if let Some(c) = self.stats.rule_denied.get_mut(i) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Refreshes a tracked flow; re-checks it first if the policy changed
+    /// since. False if untracked, expired, or no longer allowed.
+    fn touch(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        policy: &Compiled,
+        ident: &mut impl FnMut(IpAddr, bool) -> Identity,
+    ) -> bool {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return false;
+        };
+        if flow.expires <= now {
+            self.flows.remove(&key);
+            return false;
+        }
+        if flow.generation != self.generation {
+            let (l, r) = (ident(key.local, true), ident(key.remote, false));
+            let v = match flow.opened {
+                Direction::Out => policy.decide(&l, &r, key.proto, flow.policy_port),
+                Direction::In => policy.decide(&r, &l, key.proto, flow.policy_port),
+            };
+            if v != Verdict::Allow {
+                self.flows.remove(&key);
+                self.stats.flows_revoked += 1;
+                return false;
+            }
+            flow.generation = self.generation;
+        }
+        flow.expires = now + timeout(key.proto);
+        self.stats.tracked_passes += 1;
+        true
+    }
+
+    fn track(&mut self, now: Instant, key: FlowKey, dir: Direction, pkt: &Packet) {
+        if let Some(f) = pkt.fragment.filter(|f| f.first) {
+            if self.fragments.len() >= self.limits.max_fragments {
+                self.fragments.retain(|_, t| *t > now);
+            }
+            if self.fragments.len() < self.limits.max_fragments {
+                let fk = FragKey {
+                    proto: pkt.proto,
+                    src: pkt.src,
+                    dst: pkt.dst,
+                    ident: f.ident,
+                };
+                self.fragments.insert(fk, now + FRAGMENT_TIMEOUT);
+            }
+        }
+        if self.flows.len() >= self.limits.max_flows {
+            self.sweep(now);
+            if self.flows.len() >= self.limits.max_flows {
+                self.stats.conntrack_full += 1;
+                return;
+            }
+        }
+        self.flows.insert(
+            key,
+            Flow {
+                expires: now + timeout(key.proto),
+                generation: self.generation,
+                opened: dir,
+                policy_port: pkt.policy_port,
+            },
+        );
+        if self.sweep_at.is_none() {
+            self.sweep_at = Some(now + SWEEP_INTERVAL);
+        }
+    }
+
+    /// When [`Filter::handle_timeout`] has expired entries to sweep.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sweep_at
+    }
+
+    /// Sweeps expired entries if due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep(now);
+            self.sweep_at = (!self.flows.is_empty() || !self.fragments.is_empty())
+                .then(|| now + SWEEP_INTERVAL);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.flows.retain(|_, f| f.expires > now);
+        self.fragments.retain(|_, t| *t > now);
+    }
+
+    /// Counts an inner packet that did not parse.
+    pub fn count_unparsable(&mut self) {
+        self.stats.unparsable += 1;
+    }
+
+    /// Forgets every flow to or from `addrs` (a peer that was revoked or
+    /// whose session was refused).
+    pub fn forget(&mut self, addrs: &[IpAddr]) {
+        self.flows.retain(|k, _| !addrs.contains(&k.remote));
+    }
+}
+
+fn timeout(proto: u8) -> Duration {
+    match proto {
+        TCP => TCP_TIMEOUT,
+        UDP => UDP_TIMEOUT,
+        _ => OTHER_TIMEOUT,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, Subject};
+
+    const POLICY: &str = r#"
+[[rule]]
+action = "allow"
+from = "segment:web"
+to = "segment:db"
+proto = "tcp"
+ports = ["5432"]
+
+[[rule]]
+action = "allow"
+from = "segment:web"
+to = "segment:db"
+proto = "udp"
+ports = ["53"]
+
+[[rule]]
+action = "allow"
+from = "segment:web"
+to = "segment:db"
+proto = "icmp"
+icmp-types = [8]
+"#;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([100, 64, 0, last])
+    }
+
+    fn v4(proto: u8, src: IpAddr, dst: IpAddr, l4: &[u8]) -> Vec<u8> {
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
+            unreachable!()
+        };
+        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0];
+        p.extend_from_slice(&s.octets());
+        p.extend_from_slice(&d.octets());
+        p.extend_from_slice(l4);
+        let n = p.len() as u16;
+        p[2..4].copy_from_slice(&n.to_be_bytes());
+        p
+    }
+
+    fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        v4(TCP, src, dst, &l4)
+    }
+
+    fn echo(src: IpAddr, dst: IpAddr, ty: u8, id: u16) -> Vec<u8> {
+        let mut l4 = vec![ty, 0, 0, 0, 0, 0, 0, 1];
+        l4[4..6].copy_from_slice(&id.to_be_bytes());
+        v4(ICMP, src, dst, &l4)
+    }
+
+    /// Two filters, web (100.64.0.1) and db (100.64.0.2), each deciding its
+    /// own end.
+    struct Pair {
+        policy: Arc<Compiled>,
+        web: Filter,
+        db: Filter,
+    }
+
+    fn segs(addr: IpAddr) -> Vec<String> {
+        vec![if addr == ip(1) { "web" } else { "db" }.to_string()]
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            let policy = Arc::new(Policy::parse(POLICY).unwrap().compile());
+            let mut web = Filter::new(FilterLimits::default());
+            let mut db = Filter::new(FilterLimits::default());
+            web.set_policy(Some(policy.clone()));
+            db.set_policy(Some(policy.clone()));
+            Self { policy, web, db }
+        }
+
+        fn ident(policy: &Compiled, addr: IpAddr) -> Identity {
+            let s = segs(addr);
+            policy.identity(&Subject {
+                name: "n",
+                segments: &s,
+                addr,
+            })
+        }
+
+        /// Sends from `src`'s filter (out) and then through the other's (in).
+        fn send(&mut self, now: Instant, p: &[u8]) -> Result<(), Denied> {
+            let pkt = parse(p).unwrap();
+            let policy = self.policy.clone();
+            let id = |a: IpAddr, _| Self::ident(&policy, a);
+            let (tx, rx) = if pkt.src == ip(1) {
+                (&mut self.web, &mut self.db)
+            } else {
+                (&mut self.db, &mut self.web)
+            };
+            tx.check(now, Direction::Out, &pkt, id)?;
+            rx.check(now, Direction::In, &pkt, id)
+        }
+    }
+
+    #[test]
+    fn replies_pass_by_conntrack_and_nothing_else_does() {
+        let mut m = Pair::new();
+        let t = Instant::now();
+        // db cannot open a connection to web.
+        let e = m.send(t, &tcp(ip(2), ip(1), 40000, 22)).unwrap_err();
+        assert_eq!(e.direction, Direction::Out);
+        assert_eq!(e.reason, DenyReason::Default);
+        // web → db:5432 passes both ends, and the reply then passes too.
+        m.send(t, &tcp(ip(1), ip(2), 40000, 5432)).unwrap();
+        m.send(t, &tcp(ip(2), ip(1), 5432, 40000)).unwrap();
+        // A reply to a different source port is not the same flow.
+        assert!(m.send(t, &tcp(ip(2), ip(1), 5432, 40001)).is_err());
+        // Idle past the TCP timeout: the flow is gone.
+        let later = t + TCP_TIMEOUT + Duration::from_secs(1);
+        assert!(m.send(later, &tcp(ip(2), ip(1), 5432, 40000)).is_err());
+        assert_eq!(m.db.stats().denied(Direction::Out, DenyReason::Default), 3);
+        assert!(m.db.stats().tracked_passes >= 1);
+    }
+
+    #[test]
+    fn the_receiver_refuses_what_a_lying_sender_let_out() {
+        let mut m = Pair::new();
+        let pkt = parse(&tcp(ip(2), ip(1), 40000, 22)).unwrap();
+        let policy = m.policy.clone();
+        let e = m
+            .web
+            .check(Instant::now(), Direction::In, &pkt, |a, _| {
+                Pair::ident(&policy, a)
+            })
+            .unwrap_err();
+        assert_eq!(e.direction, Direction::In);
+        assert_eq!(m.web.stats().denied[1][2], 1);
+    }
+
+    #[test]
+    fn echo_replies_and_icmp_errors_follow_their_flow() {
+        let mut m = Pair::new();
+        let t = Instant::now();
+        assert!(m.send(t, &echo(ip(2), ip(1), 8, 7)).is_err());
+        m.send(t, &echo(ip(1), ip(2), 8, 7)).unwrap();
+        m.send(t, &echo(ip(2), ip(1), 0, 7)).unwrap();
+        assert!(m.send(t, &echo(ip(2), ip(1), 0, 8)).is_err());
+        // db answers a UDP packet from web with port unreachable quoting it.
+        let mut udp = vec![0u8; 8];
+        udp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&53u16.to_be_bytes());
+        let query = v4(UDP, ip(1), ip(2), &udp);
+        m.send(t, &query).unwrap();
+        let mut err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        err.extend_from_slice(&query);
+        m.send(t, &v4(ICMP, ip(2), ip(1), &err)).unwrap();
+        // An unreachable quoting a flow that does not exist is refused.
+        let mut stray = vec![3, 3, 0, 0, 0, 0, 0, 0];
+        stray.extend_from_slice(&v4(UDP, ip(1), ip(2), &[0, 1, 0, 99, 0, 8, 0, 0]));
+        assert!(m.send(t, &v4(ICMP, ip(2), ip(1), &stray)).is_err());
+    }
+
+    #[test]
+    fn later_fragments_pass_only_after_their_first() {
+        let mut m = Pair::new();
+        let t = Instant::now();
+        let mut first = tcp(ip(1), ip(2), 40000, 5432);
+        first[4..6].copy_from_slice(&77u16.to_be_bytes());
+        first[6] = 0x20; // more fragments
+        let mut later = v4(TCP, ip(1), ip(2), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        later[4..6].copy_from_slice(&77u16.to_be_bytes());
+        later[6..8].copy_from_slice(&3u16.to_be_bytes()); // offset 24 bytes
+        assert!(m.send(t, &later).is_err());
+        m.send(t, &first).unwrap();
+        m.send(t, &later).unwrap();
+        // Another datagram's later fragment does not ride on it.
+        later[4..6].copy_from_slice(&78u16.to_be_bytes());
+        assert!(m.send(t, &later).is_err());
+    }
+
+    #[test]
+    fn a_tighter_policy_cuts_tracked_flows() {
+        let mut m = Pair::new();
+        let t = Instant::now();
+        m.send(t, &tcp(ip(1), ip(2), 40000, 5432)).unwrap();
+        let strict = Arc::new(Policy::parse("").unwrap().compile());
+        m.web.set_policy(Some(strict.clone()));
+        m.db.set_policy(Some(strict.clone()));
+        m.policy = strict;
+        assert!(m.send(t, &tcp(ip(2), ip(1), 5432, 40000)).is_err());
+        assert_eq!(m.db.stats().flows_revoked, 1);
+    }
+
+    #[test]
+    fn a_full_table_still_decides_but_does_not_track() {
+        let policy = Arc::new(Policy::parse(POLICY).unwrap().compile());
+        let mut f = Filter::new(FilterLimits {
+            max_flows: 2,
+            max_fragments: 2,
+        });
+        f.set_policy(Some(policy.clone()));
+        let t = Instant::now();
+        let id = |a: IpAddr, _| Pair::ident(&policy, a);
+        for port in 1..=3 {
+            let p = parse(&tcp(ip(1), ip(2), port, 5432)).unwrap();
+            f.check(t, Direction::Out, &p, id).unwrap();
+        }
+        assert_eq!(f.flow_count(), 2);
+        assert_eq!(f.stats().conntrack_full, 1);
+        // After the timeout the sweep empties it.
+        f.handle_timeout(t + TCP_TIMEOUT + SWEEP_INTERVAL);
+        assert_eq!(f.flow_count(), 0);
+    }
+
+    #[test]
+    fn no_policy_passes_everything() {
+        let mut f = Filter::new(FilterLimits::default());
+        let p = parse(&tcp(ip(2), ip(1), 1, 22)).unwrap();
+        f.check(Instant::now(), Direction::In, &p, |_, _| unreachable!())
+            .unwrap();
+        assert_eq!(f.flow_count(), 0);
+    }
+
+    #[test]
+    fn parse_walks_ipv6_extension_headers_and_rejects_garbage() {
+        let mut p = vec![0u8; 40];
+        p[0] = 0x60;
+        p[6] = 0; // hop-by-hop
+        p[8..24].copy_from_slice(&[0xfd; 16]);
+        p[24..40].copy_from_slice(&[0xfd; 16]);
+        p.extend_from_slice(&[44, 0, 0, 0, 0, 0, 0, 0]); // hbh → fragment
+        p.extend_from_slice(&[TCP, 0, 0, 0, 0, 0, 0, 9]); // fragment → tcp, first
+        p.extend_from_slice(&[0x9c, 0x40, 0x15, 0x38]);
+        let k = parse(&p).unwrap();
+        assert_eq!((k.proto, k.sport, k.dport), (TCP, 40000, 5432));
+        assert_eq!(
+            k.fragment,
+            Some(Fragment {
+                ident: 9,
+                first: true
+            })
+        );
+        assert_eq!(parse(&[0x45, 0, 0]), Err(ParseError::Truncated));
+        assert_eq!(parse(&[0x10; 40]), Err(ParseError::Truncated));
+        let mut loops = vec![0u8; 40 + 8 * 9];
+        loops[0] = 0x60;
+        assert_eq!(parse(&loops), Err(ParseError::ExtensionHeaders));
+    }
+}
