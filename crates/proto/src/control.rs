@@ -11,11 +11,19 @@
 //! | 2 | probe reply | 3 reserved, sequence u32 (echoed) |
 //! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries |
 //! | 4 | sync request | 3 reserved |
+//! | 5 | bundle offer | bundle kind u8, 2 reserved, length u32, version u64 |
+//! | 6 | bundle request | bundle kind u8, 2 reserved, offset u32, version u64 |
+//! | 7 | bundle chunk | bundle kind u8, 2 reserved, offset u32, version u64, total u32, 1..=1024 bytes |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
 //! in its hold-down, every other bit is reserved. Integers are little-endian. [`Control::decode`]
 //! checks every length and reserved byte; it cannot panic.
+//!
+//! Bundles (signed policy and revocation lists, [`crate::bundle`]) travel
+//! by pull: a node that puts a new version in force offers it to every
+//! neighbour; a neighbour holding an older one requests it chunk by chunk
+//! from the offerer, verifies the whole, applies it, and offers it on.
 
 use core::fmt;
 
@@ -29,6 +37,16 @@ pub const KIND_PROBE_REPLY: u8 = 2;
 pub const KIND_LINK_STATE: u8 = 3;
 /// Kind byte of a sync request (send me every advert you hold).
 pub const KIND_SYNC_REQUEST: u8 = 4;
+/// Kind byte of a bundle offer.
+pub const KIND_BUNDLE_OFFER: u8 = 5;
+/// Kind byte of a bundle chunk request.
+pub const KIND_BUNDLE_REQUEST: u8 = 6;
+/// Kind byte of a bundle chunk.
+pub const KIND_BUNDLE_CHUNK: u8 = 7;
+/// Most bundle bytes in one chunk (keeps a chunk inside a 1280-byte path).
+pub const MAX_CHUNK: usize = 1024;
+const BUNDLE_HEADER_LEN: usize = 16;
+const CHUNK_HEADER_LEN: usize = 20;
 /// Most entries in one link-state advert (bounds gossip size: 1044 bytes).
 pub const MAX_ADVERT_ENTRIES: usize = 64;
 const ADVERT_HEADER_LEN: usize = 20;
@@ -85,6 +103,37 @@ pub enum Control {
     /// Asks a neighbour for every advert it holds (sent once per neighbour
     /// when its session first comes up, and again after the link was down).
     SyncRequest,
+    /// "I hold this version of this bundle, `len` bytes."
+    BundleOffer {
+        /// Bundle kind byte (1 policy, 2 revocation).
+        kind: u8,
+        /// Version held.
+        version: u64,
+        /// Its encoded length.
+        len: u32,
+    },
+    /// "Send me bytes from `offset` of this version."
+    BundleRequest {
+        /// Bundle kind byte.
+        kind: u8,
+        /// Version wanted.
+        version: u64,
+        /// First byte wanted.
+        offset: u32,
+    },
+    /// Bytes `offset..offset + data.len()` of a bundle of `total` bytes.
+    BundleChunk {
+        /// Bundle kind byte.
+        kind: u8,
+        /// Version.
+        version: u64,
+        /// Where `data` starts.
+        offset: u32,
+        /// The bundle's whole length.
+        total: u32,
+        /// At most [`MAX_CHUNK`] bytes.
+        data: Vec<u8>,
+    },
 }
 
 /// Why a control message was rejected.
@@ -99,6 +148,9 @@ pub enum ControlError {
     ReservedNonZero,
     /// More entries than [`MAX_ADVERT_ENTRIES`].
     TooManyEntries,
+    /// A bundle kind this version does not know, or a chunk outside its
+    /// bundle.
+    BadBundle,
 }
 
 impl fmt::Display for ControlError {
@@ -108,6 +160,9 @@ impl fmt::Display for ControlError {
             Self::BadLength => f.write_str("control message length does not match its kind"),
             Self::ReservedNonZero => f.write_str("reserved control message bytes are not zero"),
             Self::TooManyEntries => write!(f, "advert has more than {MAX_ADVERT_ENTRIES} links"),
+            Self::BadBundle => {
+                f.write_str("bundle message with an unknown kind or a chunk outside its bundle")
+            }
         }
     }
 }
@@ -189,6 +244,51 @@ impl Control {
                 }
                 Ok(Self::SyncRequest)
             }
+            KIND_BUNDLE_OFFER | KIND_BUNDLE_REQUEST | KIND_BUNDLE_CHUNK => {
+                let header = if kind == KIND_BUNDLE_CHUNK {
+                    CHUNK_HEADER_LEN
+                } else {
+                    BUNDLE_HEADER_LEN
+                };
+                if b.len() < header || (kind != KIND_BUNDLE_CHUNK && b.len() != header) {
+                    return Err(ControlError::BadLength);
+                }
+                if b[2..4] != [0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                let bundle_kind = b[1];
+                if !(1..=2).contains(&bundle_kind) {
+                    return Err(ControlError::BadBundle);
+                }
+                let (n, version) = (u32_at(b, 4), u64_at(b, 8));
+                Ok(match kind {
+                    KIND_BUNDLE_OFFER => Self::BundleOffer {
+                        kind: bundle_kind,
+                        version,
+                        len: n,
+                    },
+                    KIND_BUNDLE_REQUEST => Self::BundleRequest {
+                        kind: bundle_kind,
+                        version,
+                        offset: n,
+                    },
+                    _ => {
+                        let total = u32_at(b, 16);
+                        let data = &b[CHUNK_HEADER_LEN..];
+                        let end = u64::from(n) + data.len() as u64;
+                        if data.is_empty() || data.len() > MAX_CHUNK || end > u64::from(total) {
+                            return Err(ControlError::BadBundle);
+                        }
+                        Self::BundleChunk {
+                            kind: bundle_kind,
+                            version,
+                            offset: n,
+                            total,
+                            data: data.to_vec(),
+                        }
+                    }
+                })
+            }
             k => Err(ControlError::UnknownKind(k)),
         }
     }
@@ -197,6 +297,26 @@ impl Control {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::SyncRequest => vec![KIND_SYNC_REQUEST, 0, 0, 0],
+            Self::BundleOffer { kind, version, len } => {
+                bundle_header(KIND_BUNDLE_OFFER, *kind, *len, *version)
+            }
+            Self::BundleRequest {
+                kind,
+                version,
+                offset,
+            } => bundle_header(KIND_BUNDLE_REQUEST, *kind, *offset, *version),
+            Self::BundleChunk {
+                kind,
+                version,
+                offset,
+                total,
+                data,
+            } => {
+                let mut v = bundle_header(KIND_BUNDLE_CHUNK, *kind, *offset, *version);
+                v.extend_from_slice(&total.to_le_bytes());
+                v.extend_from_slice(data);
+                v
+            }
             Self::Probe { seq } | Self::ProbeReply { seq } => {
                 let kind = if matches!(self, Self::Probe { .. }) {
                     KIND_PROBE
@@ -227,6 +347,13 @@ impl Control {
     }
 }
 
+fn bundle_header(msg: u8, kind: u8, n: u32, version: u64) -> Vec<u8> {
+    let mut v = vec![msg, kind, 0, 0];
+    v.extend_from_slice(&n.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +377,23 @@ mod tests {
             Control::ProbeReply { seq: u32::MAX },
             Control::SyncRequest,
             Control::LinkState(advert),
+            Control::BundleOffer {
+                kind: 1,
+                version: 9,
+                len: 3000,
+            },
+            Control::BundleRequest {
+                kind: 2,
+                version: 9,
+                offset: 1024,
+            },
+            Control::BundleChunk {
+                kind: 1,
+                version: 9,
+                offset: 2048,
+                total: 3000,
+                data: vec![7; 952],
+            },
         ] {
             let bytes = m.encode();
             assert!(is_control(&bytes));
@@ -291,5 +435,37 @@ mod tests {
         a[2] = 65;
         assert_eq!(Control::decode(&a), Err(ControlError::TooManyEntries));
         assert!(!is_control(&[0x45]) && !is_control(&[0x60]) && is_control(&[1]));
+        let chunk = |offset: u32, total: u32, n: usize| {
+            Control::BundleChunk {
+                kind: 1,
+                version: 1,
+                offset,
+                total,
+                data: vec![0; n],
+            }
+            .encode()
+        };
+        assert_eq!(
+            Control::decode(&chunk(10, 10, 1)),
+            Err(ControlError::BadBundle)
+        );
+        assert_eq!(
+            Control::decode(&chunk(0, 5000, 1025)),
+            Err(ControlError::BadBundle)
+        );
+        assert_eq!(
+            Control::decode(&chunk(0, 5000, 0)),
+            Err(ControlError::BadBundle)
+        );
+        let mut offer = Control::BundleOffer {
+            kind: 1,
+            version: 1,
+            len: 1,
+        }
+        .encode();
+        offer[1] = 3;
+        assert_eq!(Control::decode(&offer), Err(ControlError::BadBundle));
+        offer.push(0);
+        assert_eq!(Control::decode(&offer), Err(ControlError::BadLength));
     }
 }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
 
+use crate::bundle::{Bundle, BundleError, BundleKind, Content, MAX_BUNDLE_LEN};
 use crate::cert::{Certificate, TrustedCa};
 use crate::control::{self, Advert, Control};
 use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
@@ -255,6 +256,12 @@ pub struct Stats {
     pub gossip_bytes_sent: u64,
     /// Link-state advert messages sent (own and flooded).
     pub gossip_messages_sent: u64,
+    /// Bundles (policy, revocation) put in force.
+    pub bundles_applied: u64,
+    /// Bundles refused, by [`BundleError::reason`].
+    pub bundle_rejects: HashMap<&'static str, u64>,
+    /// Bundle bytes sent in chunks.
+    pub bundle_bytes_sent: u64,
 }
 
 impl Stats {
@@ -336,6 +343,20 @@ pub enum Event {
         peer: PeerId,
         /// Why.
         error: HandshakeError,
+    },
+    /// A bundle was put in force (the driver should persist it).
+    BundleApplied {
+        /// Which.
+        kind: BundleKind,
+        /// Its version.
+        version: u64,
+    },
+    /// A bundle received by gossip was refused; the one in force stays.
+    BundleRejected {
+        /// Which.
+        kind: BundleKind,
+        /// Why.
+        error: BundleError,
     },
     /// Datagrams for `peer` now travel via `via` (`None`: directly).
     PathChanged {
@@ -574,7 +595,33 @@ pub struct Endpoint {
     own_idents: (u64, Vec<(IpAddr, pol::Identity)>),
     /// Fingerprints of revoked node certificates.
     revoked: HashSet<[u8; 32]>,
+    /// Bundles in force, by [`BundleKind::slot`].
+    bundles: [Option<Bundle>; 2],
+    /// Bundle downloads in progress, by slot.
+    transfers: [Option<Transfer>; 2],
+    /// When held bundles are next re-offered to every neighbour.
+    offer_at: Option<Instant>,
 }
+
+/// A bundle being pulled from a neighbour, chunk by chunk.
+#[derive(Debug)]
+struct Transfer {
+    version: u64,
+    total: u32,
+    buf: Vec<u8>,
+    from: usize,
+    deadline: Instant,
+    retries: u8,
+}
+
+/// A chunk request unanswered this long is sent again...
+const BUNDLE_RETRY: Duration = Duration::from_millis(500);
+/// ...this many times before the download is abandoned (the next offer,
+/// from anyone, starts it again).
+const BUNDLE_RETRIES: u8 = 4;
+/// Held bundles are re-offered to every neighbour this often, so a lost
+/// offer delays a node by at most this long.
+const BUNDLE_OFFER_INTERVAL: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -628,6 +675,9 @@ impl Endpoint {
             filter: Filter::new(config_filter),
             own_idents: (0, Vec::new()),
             revoked: HashSet::new(),
+            bundles: [None, None],
+            transfers: [None, None],
+            offer_at: None,
         }
     }
 
@@ -1063,6 +1113,219 @@ impl Endpoint {
             self.load_count > self.config.handshake_load_threshold
                 || self.load_prev > self.config.handshake_load_threshold,
         )
+    }
+
+    /// Verifies a bundle (policy or revocation list) and puts it in force if
+    /// it is newer than the one held, then offers it to every neighbour.
+    /// On error the bundle in force stays and the refusal is counted.
+    pub fn apply_bundle(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<(BundleKind, u64), BundleError> {
+        let r = self.try_apply_bundle(now, bytes);
+        if let Err(e) = &r {
+            *self.stats.bundle_rejects.entry(e.reason()).or_insert(0) += 1;
+        }
+        r
+    }
+
+    fn try_apply_bundle(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<(BundleKind, u64), BundleError> {
+        let b = Bundle::from_bytes(bytes)?;
+        let content = b.verify(&*self.crypto, &self.ca)?;
+        let (kind, version) = (b.kind(), b.version());
+        if let Some(cur) = &self.bundles[kind.slot()] {
+            if version <= cur.version() {
+                return Err(BundleError::NotNewer {
+                    in_force: cur.version(),
+                    offered: version,
+                });
+            }
+        }
+        match content {
+            Content::Policy(p) => self.set_policy(now, Some(Arc::new(p.compile()))),
+            Content::Revocation(l) => {
+                let set = l.entries.iter().map(|e| e.fingerprint).collect();
+                self.set_revoked(now, set);
+            }
+        }
+        self.bundles[kind.slot()] = Some(b);
+        if self.transfers[kind.slot()]
+            .as_ref()
+            .is_some_and(|t| t.version <= version)
+        {
+            self.transfers[kind.slot()] = None;
+        }
+        for pi in 0..self.peers.len() {
+            self.offer(now, pi, kind);
+        }
+        self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
+        self.stats.bundles_applied += 1;
+        self.events
+            .push_back(Event::BundleApplied { kind, version });
+        Ok((kind, version))
+    }
+
+    /// The bundle of `kind` in force.
+    pub fn bundle(&self, kind: BundleKind) -> Option<&Bundle> {
+        self.bundles[kind.slot()].as_ref()
+    }
+
+    /// Offers our bundle of `kind` to peer `pi` (if we hold one and have a
+    /// session).
+    fn offer(&mut self, now: Instant, pi: usize, kind: BundleKind) {
+        let Some(b) = &self.bundles[kind.slot()] else {
+            return;
+        };
+        if self.peers[pi].refused {
+            return;
+        }
+        let msg = Control::BundleOffer {
+            kind: kind.byte(),
+            version: b.version(),
+            len: b.as_bytes().len() as u32,
+        };
+        if let Some(d) = self.seal_control(now, pi, &msg) {
+            self.push_to_peer(pi, d);
+        }
+    }
+
+    fn request_chunk(&mut self, now: Instant, kind: BundleKind) {
+        let Some(t) = &self.transfers[kind.slot()] else {
+            return;
+        };
+        let (pi, msg) = (
+            t.from,
+            Control::BundleRequest {
+                kind: kind.byte(),
+                version: t.version,
+                offset: t.buf.len() as u32,
+            },
+        );
+        if let Some(d) = self.seal_control(now, pi, &msg) {
+            self.push_to_peer(pi, d);
+        }
+    }
+
+    fn on_bundle_offer(&mut self, now: Instant, pi: usize, kind: u8, version: u64, len: u32) {
+        let Some(kind) = BundleKind::from_byte(kind) else {
+            return;
+        };
+        let held = self.bundles[kind.slot()].as_ref().map(Bundle::version);
+        if held.is_some_and(|v| v >= version) || len as usize > MAX_BUNDLE_LEN || len == 0 {
+            return;
+        }
+        if self.transfers[kind.slot()]
+            .as_ref()
+            .is_some_and(|t| t.version >= version)
+        {
+            return;
+        }
+        self.transfers[kind.slot()] = Some(Transfer {
+            version,
+            total: len,
+            buf: Vec::with_capacity(len as usize),
+            from: pi,
+            deadline: now + BUNDLE_RETRY,
+            retries: 0,
+        });
+        self.request_chunk(now, kind);
+    }
+
+    fn on_bundle_request(&mut self, now: Instant, pi: usize, kind: u8, version: u64, offset: u32) {
+        let Some(kind) = BundleKind::from_byte(kind) else {
+            return;
+        };
+        let Some(b) = self.bundles[kind.slot()].as_ref() else {
+            return;
+        };
+        let bytes = b.as_bytes();
+        let start = offset as usize;
+        if b.version() != version || start >= bytes.len() {
+            return;
+        }
+        let end = (start + control::MAX_CHUNK).min(bytes.len());
+        let msg = Control::BundleChunk {
+            kind: kind.byte(),
+            version,
+            offset,
+            total: bytes.len() as u32,
+            data: bytes[start..end].to_vec(),
+        };
+        self.stats.bundle_bytes_sent += (end - start) as u64;
+        if let Some(d) = self.seal_control(now, pi, &msg) {
+            self.push_to_peer(pi, d);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_bundle_chunk(
+        &mut self,
+        now: Instant,
+        pi: usize,
+        kind: u8,
+        version: u64,
+        offset: u32,
+        total: u32,
+        data: &[u8],
+    ) {
+        let Some(kind) = BundleKind::from_byte(kind) else {
+            return;
+        };
+        let Some(t) = self.transfers[kind.slot()].as_mut() else {
+            return;
+        };
+        if t.from != pi
+            || t.version != version
+            || t.total != total
+            || t.buf.len() != offset as usize
+        {
+            return;
+        }
+        t.buf.extend_from_slice(data);
+        t.deadline = now + BUNDLE_RETRY;
+        t.retries = 0;
+        if t.buf.len() < t.total as usize {
+            self.request_chunk(now, kind);
+            return;
+        }
+        let Some(t) = self.transfers[kind.slot()].take() else {
+            return;
+        };
+        if let Err(error) = self.apply_bundle(now, &t.buf) {
+            self.events.push_back(Event::BundleRejected { kind, error });
+        }
+    }
+
+    /// Retries stalled bundle downloads and re-offers held bundles.
+    fn bundle_timers(&mut self, now: Instant) {
+        for kind in BundleKind::ALL {
+            let Some(t) = self.transfers[kind.slot()].as_mut() else {
+                continue;
+            };
+            if t.deadline > now {
+                continue;
+            }
+            if t.retries >= BUNDLE_RETRIES {
+                self.transfers[kind.slot()] = None;
+                continue;
+            }
+            t.retries += 1;
+            t.deadline = now + BUNDLE_RETRY;
+            self.request_chunk(now, kind);
+        }
+        if self.offer_at.is_some_and(|t| t <= now) {
+            self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
+            for pi in 0..self.peers.len() {
+                for kind in BundleKind::ALL {
+                    self.offer(now, pi, kind);
+                }
+            }
+        }
     }
 
     /// Puts `policy` in force (`None`: everything passes). Tracked flows are
@@ -1691,6 +1954,9 @@ impl Endpoint {
             return;
         }
         self.peers[pi].synced = true;
+        for kind in BundleKind::ALL {
+            self.offer(now, pi, kind);
+        }
         let own = self.current_advert(now);
         self.send_advert(now, pi, &own);
         if let Some(d) = self.seal_control(now, pi, &Control::SyncRequest) {
@@ -1843,6 +2109,21 @@ impl Endpoint {
                     self.send_advert(now, pi, &a);
                 }
             }
+            Control::BundleOffer { kind, version, len } => {
+                self.on_bundle_offer(now, pi, kind, version, len);
+            }
+            Control::BundleRequest {
+                kind,
+                version,
+                offset,
+            } => self.on_bundle_request(now, pi, kind, version, offset),
+            Control::BundleChunk {
+                kind,
+                version,
+                offset,
+                total,
+                data,
+            } => self.on_bundle_chunk(now, pi, kind, version, offset, total, &data),
             Control::LinkState(advert) => {
                 if self.router.handle_advert(now, advert.clone()) {
                     // Flood: every neighbour with a session but the sender
@@ -2064,7 +2345,9 @@ impl Endpoint {
                 self.route_at,
                 self.advert_at,
                 self.filter.poll_timeout(),
+                self.offer_at,
             ])
+            .chain(self.transfers.iter().flatten().map(|t| Some(t.deadline)))
             .flatten()
             .chain(health)
             .min()
@@ -2075,6 +2358,7 @@ impl Endpoint {
         self.last_unix_nanos = unix_nanos;
         self.reassembler.expire(now);
         self.filter.handle_timeout(now);
+        self.bundle_timers(now);
         self.probe_links(now, unix_nanos, rng);
         if self.route_at.is_none_or(|t| t <= now) {
             let max_age = self

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod armor;
+pub mod bundle;
 pub mod cert;
 pub mod control;
 pub mod cookie;

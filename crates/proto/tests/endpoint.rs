@@ -794,3 +794,104 @@ fn revocation_tears_down_the_session_and_refuses_the_peer() {
     assert!(net.a.ep.stats().handshake_failures.get("revoked").copied() >= Some(1));
     assert!(!net.a.ep.peer(net.a.peer, net.now).unwrap().has_session);
 }
+
+fn signed(
+    mesh_seed: u64,
+    kind: proto::bundle::BundleKind,
+    version: u64,
+    content: Vec<u8>,
+) -> Vec<u8> {
+    let mesh = Mesh::new(mesh_seed);
+    proto::bundle::Bundle::sign(
+        &*crypto(),
+        &mesh.ca,
+        &mesh.ca_seed,
+        kind,
+        version,
+        NOW,
+        content,
+    )
+    .unwrap()
+    .as_bytes()
+    .to_vec()
+}
+
+#[test]
+fn a_policy_bundle_spreads_by_gossip_and_only_a_newer_valid_one_replaces_it() {
+    use proto::bundle::BundleKind;
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"up");
+    net.pump();
+    // A policy of several chunks (padding comments), so the pull loops.
+    let text = format!("{}\n# {}\n", ALICE_TO_BOB_DNS, "x".repeat(3000));
+    let v2 = signed(1, BundleKind::Policy, 2, text.into_bytes());
+    let now = net.now;
+    assert_eq!(net.a.ep.apply_bundle(now, &v2), Ok((BundleKind::Policy, 2)));
+    net.collect();
+    net.pump();
+    assert_eq!(
+        net.b.ep.bundle(BundleKind::Policy).map(|b| b.version()),
+        Some(2)
+    );
+    assert!(net.b.ep.policy().is_some());
+    assert!(net
+        .b
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::BundleApplied { version: 2, .. })));
+    // The policy is in force on Bob: his own new flow to Alice is refused.
+    assert_eq!(
+        net.send(false, &udp(40001, 53)),
+        SendOutcome::Dropped(DropReason::PolicyDenied)
+    );
+    // A replayed older bundle, a forged one (another CA's key), a tampered
+    // one: each refused and counted; version 2 stays.
+    let v1 = signed(1, BundleKind::Policy, 1, b"".to_vec());
+    let forged = signed(99, BundleKind::Policy, 3, b"".to_vec());
+    let mut tampered = signed(1, BundleKind::Policy, 4, b"# ok\n".to_vec());
+    let at = tampered.len() - 66; // inside the policy text
+    tampered[at] ^= 1;
+    let bad_policy = signed(1, BundleKind::Policy, 5, b"[[rule]]\naction = 1\n".to_vec());
+    for (bundle, reason) in [
+        (&v1, "not_newer"),
+        (&forged, "wrong_issuer"),
+        (&tampered, "bad_signature"),
+        (&bad_policy, "bad_content"),
+    ] {
+        let e = net.b.ep.apply_bundle(now, bundle).unwrap_err();
+        assert_eq!(e.reason(), reason, "{e}");
+        assert_eq!(net.b.ep.stats().bundle_rejects.get(reason), Some(&1));
+    }
+    assert_eq!(
+        net.b.ep.bundle(BundleKind::Policy).map(|b| b.version()),
+        Some(2)
+    );
+}
+
+#[test]
+fn a_revocation_list_from_gossip_cuts_the_revoked_peer() {
+    use proto::bundle::{BundleKind, RevocationList};
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"up");
+    net.pump();
+    let mut list = RevocationList::default();
+    list.revoke(&*crypto(), net.a.ep.identity().certificate());
+    let bytes = signed(
+        1,
+        BundleKind::Revocation,
+        1,
+        postcard::to_allocvec(&list).unwrap(),
+    );
+    // Alice receives her own revocation (as the first node told) and passes
+    // it on before Bob tears her down... Bob applies it from the gossip.
+    let now = net.now;
+    net.a.ep.apply_bundle(now, &bytes).unwrap();
+    net.collect();
+    net.pump();
+    let info = net.b.ep.peer(net.b.peer, net.now).unwrap();
+    assert!(info.refused && !info.has_session);
+    assert!(net
+        .b
+        .ep
+        .is_revoked(&net.a.ep.identity().certificate().fingerprint(&*crypto())));
+}
