@@ -255,5 +255,85 @@ pub fn render(ep: &Endpoint, now: std::time::Instant, uptime_secs: u64, no_route
     for (name, l) in &probed {
         let _ = writeln!(o, "meshd_link_loss_ratio{{peer=\"{name}\"}} {}", l.loss);
     }
+    let f = ep.filter();
+    family(
+        &mut o,
+        "meshd_policy_denied_total",
+        "counter",
+        "Inner packets refused by the policy, by direction and reason (enclave, deny_rule, default).",
+    );
+    for (d, dir) in ["out", "in"].iter().enumerate() {
+        for (r, reason) in proto::filter::REASON_NAMES.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "meshd_policy_denied_total{{direction=\"{dir}\",reason=\"{reason}\"}} {}",
+                f.stats().denied[d][r]
+            );
+        }
+    }
+    family(
+        &mut o,
+        "meshd_policy_rule_denied_total",
+        "counter",
+        "Inner packets refused by each deny rule (1-based, file order).",
+    );
+    if let Some(p) = ep.policy() {
+        for (i, rule) in p.rules().iter().enumerate() {
+            if rule.action == proto::policy::Action::Deny {
+                let n = f.stats().rule_denied.get(i).copied().unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "meshd_policy_rule_denied_total{{rule=\"{}\"}} {n}",
+                    i + 1
+                );
+            }
+        }
+    }
+    family(
+        &mut o,
+        "meshd_conntrack_flows",
+        "gauge",
+        "Flows tracked by the policy filter.",
+    );
+    let _ = writeln!(o, "meshd_conntrack_flows {}", f.flow_count());
+    family(
+        &mut o,
+        "meshd_conntrack_full_total",
+        "counter",
+        "New flows not tracked because the table was full.",
+    );
+    let _ = writeln!(o, "meshd_conntrack_full_total {}", f.stats().conntrack_full);
+    family(
+        &mut o,
+        "meshd_bundle_version",
+        "gauge",
+        "Version of the signed bundle in force (0: none).",
+    );
+    for kind in proto::bundle::BundleKind::ALL {
+        let v = ep.bundle(kind).map_or(0, |b| b.version());
+        let _ = writeln!(o, "meshd_bundle_version{{kind=\"{kind}\"}} {v}");
+    }
+    family(
+        &mut o,
+        "meshd_bundle_rejects_total",
+        "counter",
+        "Bundles refused (forged, older, malformed, invalid content), by reason.",
+    );
+    let mut rejects: Vec<_> = s.bundle_rejects.iter().collect();
+    rejects.sort();
+    for (reason, n) in rejects {
+        let _ = writeln!(o, "meshd_bundle_rejects_total{{reason=\"{reason}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "meshd_peers_refused",
+        "gauge",
+        "Peers refused: revoked, or outside this node's enclaves.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_peers_refused {}",
+        peers.iter().filter(|p| p.refused).count()
+    );
     o
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crypto::RealCrypto;
+use proto::bundle::{Bundle, BundleError, BundleKind, Content};
 use proto::cert::hex;
 use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
@@ -27,7 +28,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use types::admin::{
-    AdminRequest, AdminResponse, HopView, PeerView, PingView, RouteView, StatusView, TraceView,
+    AdminRequest, AdminResponse, HopView, PeerView, PingView, PolicyStatusView, RevokedView,
+    RouteView, StatusView, TraceView,
 };
 use types::config::NodeConfig;
 
@@ -71,6 +73,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         ca,
         identity,
         peers,
+        bundles,
     } = loaded;
     let own = identity.certificate().clone();
     let first_v4 = own
@@ -111,6 +114,21 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
 
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(RealCrypto);
     let mut ep = Endpoint::new(crypto, ca, identity, EndpointConfig::default());
+    // Saved and configured bundles, before any peer: the policy is in force
+    // from the first packet.
+    for (path, configured, bytes) in &bundles {
+        match ep.apply_bundle(Instant::now(), bytes) {
+            Ok((kind, version)) => info!(file = %path.display(), %kind, version, "bundle in force"),
+            Err(BundleError::NotNewer { .. }) => {}
+            Err(e) if *configured => {
+                return Err(format!("policy.bundles: {}: {e}", path.display()));
+            }
+            Err(e) => warn!(file = %path.display(), "saved bundle ignored: {e}"),
+        }
+    }
+    if ep.policy().is_none() {
+        warn!("no policy bundle in force: all traffic between mesh members is allowed until one is pushed (meshctl policy push)");
+    }
     let mut routes = HashMap::new();
     let mut names = HashMap::new();
     let mut rng = rand_core::OsRng;
@@ -403,7 +421,7 @@ impl Node {
         );
         let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(&packet);
-        if let SendOutcome::Send { dst, len } = self.ep.send(
+        match self.ep.send(
             now,
             unix_nanos(),
             &mut self.rng,
@@ -411,7 +429,18 @@ impl Node {
             &mut buf,
             packet.len(),
         ) {
-            udp.queue(dst, &buf[..len]).await;
+            SendOutcome::Send { dst, len } => udp.queue(dst, &buf[..len]).await,
+            SendOutcome::Dropped(r @ (DropReason::PolicyDenied | DropReason::PeerRefused)) => {
+                // Say why at once rather than time out.
+                if let Some(p) = self.pinger.probes.remove(&seq) {
+                    let why = match r {
+                        DropReason::PolicyDenied => "the policy in force does not allow ICMP echo to this peer (meshctl status shows the policy)",
+                        _ => "this peer is refused (revoked, or outside this node's enclaves)",
+                    };
+                    let _ = p.reply.send(fail(why.into()));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -440,6 +469,16 @@ impl Node {
                 Event::HandshakeFailed { src, error, .. } => {
                     warn!(%src, %error, "handshake failed")
                 }
+                Event::PeerRefused { peer, error } => {
+                    warn!(peer = %self.peer_name(peer), %error, "sessions torn down; peer refused")
+                }
+                Event::BundleApplied { kind, version } => {
+                    info!(%kind, version, "bundle in force");
+                    self.save_bundle(kind);
+                }
+                Event::BundleRejected { kind, error } => {
+                    warn!(%kind, %error, "bundle from gossip refused; the one in force stays")
+                }
                 Event::HandshakeTimedOut { peer, dropped } => {
                     warn!(?peer, dropped, "handshake timed out")
                 }
@@ -465,9 +504,111 @@ impl Node {
         }
     }
 
-    fn answer(&self, req: AdminRequest) -> AdminResponse {
+    /// Saves the bundle of `kind` in force to the state directory (write and
+    /// rename, so a crash never leaves half a file).
+    fn save_bundle(&self, kind: BundleKind) {
+        let (Some(dir), Some(b)) = (&self.cfg.policy.state_dir, self.ep.bundle(kind)) else {
+            return;
+        };
+        let path = crate::setup::bundle_path(dir, kind);
+        let tmp = path.with_extension("bundle.tmp");
+        let r = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, b.to_armor()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            warn!(file = %path.display(), "cannot save bundle: {e} (policy.state-dir must be writable)");
+        }
+    }
+
+    fn policy_status(&self) -> PolicyStatusView {
+        let f = self.ep.filter();
+        let st = f.stats();
+        let mut denied = BTreeMap::new();
+        for (d, dir) in ["out", "in"].iter().enumerate() {
+            for (r, reason) in proto::filter::REASON_NAMES.iter().enumerate() {
+                if st.denied[d][r] > 0 {
+                    denied.insert(format!("{dir}/{reason}"), st.denied[d][r]);
+                }
+            }
+        }
+        let revoked = match self.ep.bundle(BundleKind::Revocation).map(Bundle::content) {
+            Some(Ok(Content::Revocation(l))) => l.entries.len(),
+            _ => 0,
+        };
+        PolicyStatusView {
+            policy_version: self.ep.bundle(BundleKind::Policy).map(Bundle::version),
+            rules: self.ep.policy().map_or(0, |p| p.rules().len()),
+            enclaves: self
+                .ep
+                .policy()
+                .map(|p| p.enclaves().to_vec())
+                .unwrap_or_default(),
+            revocation_version: self.ep.bundle(BundleKind::Revocation).map(Bundle::version),
+            revoked,
+            refused_peers: self
+                .ep
+                .peers(Instant::now())
+                .iter()
+                .filter(|p| p.refused)
+                .count(),
+            tracked_flows: f.flow_count(),
+            denied,
+            bundle_rejects: self
+                .ep
+                .stats()
+                .bundle_rejects
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+        }
+    }
+
+    fn answer(&mut self, req: AdminRequest) -> AdminResponse {
         let now = Instant::now();
         match req {
+            AdminRequest::PushBundle { bundle } => {
+                let bytes = match Bundle::from_armor(&bundle) {
+                    Ok(b) => b.as_bytes().to_vec(),
+                    Err(e) => {
+                        return AdminResponse::Error {
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                match self.ep.apply_bundle(now, &bytes) {
+                    Ok((kind, version)) => {
+                        info!(%kind, version, "bundle pushed by meshctl");
+                        AdminResponse::Pushed {
+                            kind: kind.name().into(),
+                            version,
+                        }
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "pushed bundle refused; the one in force stays");
+                        AdminResponse::Error {
+                            message: format!("{e}; the bundle in force stays"),
+                        }
+                    }
+                }
+            }
+            AdminRequest::Revocations => {
+                let b = self.ep.bundle(BundleKind::Revocation);
+                let entries = match b.map(Bundle::content) {
+                    Some(Ok(Content::Revocation(l))) => l
+                        .entries
+                        .iter()
+                        .map(|e| RevokedView {
+                            fingerprint: hex(&e.fingerprint),
+                            name: e.name.clone(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                AdminResponse::Revocations {
+                    version: b.map(Bundle::version),
+                    entries,
+                }
+            }
             AdminRequest::Status => {
                 let id = self.ep.identity().certificate();
                 let s = self.ep.stats();
@@ -498,6 +639,7 @@ impl Node {
                         .map(|(k, v)| (k.to_string(), *v))
                         .collect(),
                     drops,
+                    policy: self.policy_status(),
                 }))
             }
             AdminRequest::Ping { .. } | AdminRequest::Trace { .. } => AdminResponse::Error {

@@ -24,6 +24,22 @@ pub struct Loaded {
     pub ca: TrustedCa,
     pub identity: Identity,
     pub peers: Vec<StaticPeer>,
+    /// Signed bundles to apply at start: (where from, whether the config
+    /// named it, encoding). Verified when applied.
+    pub bundles: Vec<(std::path::PathBuf, bool, Vec<u8>)>,
+}
+
+/// Where the bundle of `kind` in force is saved.
+pub fn bundle_path(dir: &std::path::Path, kind: proto::bundle::BundleKind) -> std::path::PathBuf {
+    dir.join(format!("{}.bundle", kind.name()))
+}
+
+/// Reads an armoured bundle file.
+pub fn read_bundle(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    proto::bundle::Bundle::from_armor(&text)
+        .map(|b| b.as_bytes().to_vec())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn unix_now() -> u64 {
@@ -74,9 +90,30 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
                 .map(|s| Duration::from_secs(u64::from(s))),
         });
     }
+    let mut bundles = Vec::new();
+    for (i, path) in cfg.policy.bundles.iter().enumerate() {
+        let b = read_bundle(path).map_err(|e| {
+            format!("policy.bundles[{i}]: {e} (make it with 'meshctl policy sign' or 'meshctl revoke --out')")
+        })?;
+        bundles.push((path.clone(), true, b));
+    }
+    if let Some(dir) = &cfg.policy.state_dir {
+        for kind in proto::bundle::BundleKind::ALL {
+            let path = bundle_path(dir, kind);
+            if path.exists() {
+                // A damaged saved bundle is not fatal: gossip brings the
+                // current one back. It is reported when applied.
+                match read_bundle(&path) {
+                    Ok(b) => bundles.push((path, false, b)),
+                    Err(e) => tracing::warn!("policy.state-dir: ignoring {e}"),
+                }
+            }
+        }
+    }
     Ok(Loaded {
         ca,
         identity,
         peers,
+        bundles,
     })
 }

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crypto::files;
 use crypto::RealCrypto;
 use proto::armor::{LABEL_CA_KEY, LABEL_NODE_KEY, LABEL_NODE_PUBLIC_KEY};
+use proto::bundle::{Bundle, BundleKind};
 use proto::cert::{self, hex, CertKind, Certificate, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::provider::Crypto;
 use rand_core::RngCore;
@@ -50,9 +51,48 @@ enum Command {
     /// The path to a peer hop by hop with each link's RTT, and a measured
     /// round trip along it.
     Trace(TraceArgs),
-    /// Segment policy files (offline).
+    /// Segment policy: check and test offline, sign, push to the mesh.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Revoke node certificates mesh-wide: signs a new revocation list (the
+    /// one in force plus these) and pushes it; sessions with the revoked
+    /// nodes are torn down and refused everywhere as it spreads.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args)]
+struct SignArgs {
+    /// The CA certificate.
+    #[arg(long, default_value = "ca.crt")]
+    ca_crt: PathBuf,
+    /// The CA private key.
+    #[arg(long, default_value = "ca.key")]
+    ca_key: PathBuf,
+    /// Bundle version; must exceed the one in force (default: the Unix time).
+    #[arg(long)]
+    version: Option<u64>,
+    /// Also write the signed bundle to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RevokeArgs {
+    /// Certificates to revoke (repeatable).
+    #[arg(long = "cert", required = true)]
+    certs: Vec<PathBuf>,
+    #[command(flatten)]
+    sign: SignArgs,
+    /// Only write --out; do not push (the list then starts from nothing
+    /// unless --base names the current one).
+    #[arg(long)]
+    offline: bool,
+    /// A revocation list file to extend (default: ask meshd for the one in force).
+    #[arg(long)]
+    base: Option<PathBuf>,
+    /// meshd's admin socket.
+    #[arg(long, env = "MESHD_SOCKET", default_value = "/run/meshd/meshd.sock")]
+    socket: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +113,31 @@ enum PolicyCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Sign a policy file into a bundle (offline; writes --out).
+    Sign {
+        /// The policy file.
+        file: PathBuf,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Sign a policy file (or take a signed bundle) and push it to the local
+    /// meshd, which puts it in force and gossips it mesh-wide. With --cert,
+    /// the policy's expectations must hold first.
+    Push {
+        /// The policy file, or with --bundle a signed bundle file.
+        file: PathBuf,
+        /// FILE is an already signed bundle (the signing options are unused).
+        #[arg(long)]
+        bundle: bool,
+        #[command(flatten)]
+        sign: SignArgs,
+        /// Node certificates for the expectations (repeatable).
+        #[arg(long = "cert")]
+        certs: Vec<PathBuf>,
+        /// meshd's admin socket.
+        #[arg(long, env = "MESHD_SOCKET", default_value = "/run/meshd/meshd.sock")]
+        socket: PathBuf,
     },
 }
 
@@ -241,7 +306,137 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy(PolicyCommand::Test { file, certs, json }) => {
             policy_test(&file, &certs, json)
         }
+        Command::Policy(PolicyCommand::Sign { file, sign }) => {
+            let out = sign
+                .out
+                .clone()
+                .ok_or("policy sign needs --out FILE for the bundle")?;
+            policy_check(&file)?;
+            let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let b = sign_bundle(&sign, BundleKind::Policy, text)?;
+            write_bundle(&out, &b)
+        }
+        Command::Policy(PolicyCommand::Push {
+            file,
+            bundle,
+            sign,
+            certs,
+            socket,
+        }) => {
+            let b = if bundle {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                Bundle::from_armor(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            } else {
+                if certs.is_empty() {
+                    policy_check(&file)?;
+                } else {
+                    policy_test(&file, &certs, false)?;
+                }
+                let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                sign_bundle(&sign, BundleKind::Policy, text)?
+            };
+            if let Some(o) = &sign.out {
+                write_bundle(o, &b)?;
+            }
+            push_bundle(&socket, &b)
+        }
+        Command::Revoke(a) => revoke(a),
     }
+}
+
+fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundle> {
+    let ca = load_ca(&a.ca_crt)?;
+    let seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
+    let version = a.version.unwrap_or_else(now);
+    Bundle::sign(&RealCrypto, &ca, &seed, kind, version, now(), content).map_err(|e| {
+        format!(
+            "{}: {e} (the key must belong to {})",
+            a.ca_key.display(),
+            a.ca_crt.display()
+        )
+        .into()
+    })
+}
+
+fn write_bundle(out: &Path, b: &Bundle) -> Result<()> {
+    std::fs::write(out, b.to_armor()).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "wrote {} bundle version {} to {}",
+        b.kind(),
+        b.version(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn push_bundle(socket: &Path, b: &Bundle) -> Result<()> {
+    let req = AdminRequest::PushBundle {
+        bundle: b.to_armor(),
+    };
+    match ask(socket, &req)? {
+        AdminResponse::Pushed { kind, version } => {
+            println!("{kind} bundle version {version} in force on this node; spreading by gossip");
+            Ok(())
+        }
+        _ => Err("meshd answered something other than 'pushed'".into()),
+    }
+}
+
+fn revoke(a: RevokeArgs) -> Result<()> {
+    use proto::bundle::{Content, RevocationList};
+    let mut list = match (&a.base, a.offline) {
+        (Some(base), _) => {
+            let text =
+                std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
+            let b = Bundle::from_armor(&text).map_err(|e| format!("{}: {e}", base.display()))?;
+            match b.content() {
+                Ok(Content::Revocation(l)) => l,
+                _ => return Err(format!("{}: not a revocation list", base.display()).into()),
+            }
+        }
+        (None, true) => RevocationList::default(),
+        (None, false) => match ask(&a.socket, &AdminRequest::Revocations)? {
+            AdminResponse::Revocations { entries, .. } => RevocationList {
+                entries: entries
+                    .into_iter()
+                    .filter_map(|e| {
+                        let mut fp = [0u8; 32];
+                        (e.fingerprint.len() == 64).then_some(())?;
+                        for (i, b) in fp.iter_mut().enumerate() {
+                            *b = u8::from_str_radix(&e.fingerprint[2 * i..2 * i + 2], 16).ok()?;
+                        }
+                        Some(proto::bundle::RevokedCert {
+                            fingerprint: fp,
+                            name: e.name,
+                        })
+                    })
+                    .collect(),
+            },
+            _ => return Err("meshd answered something other than its revocation list".into()),
+        },
+    };
+    for c in &a.certs {
+        let cert = files::read_certificate(c)?;
+        list.revoke(&RealCrypto, &cert);
+        println!(
+            "revoking '{}' ({})",
+            cert.name(),
+            hex(&cert.fingerprint(&RealCrypto))
+        );
+    }
+    let content = list.encode();
+    let b = sign_bundle(&a.sign, BundleKind::Revocation, content)?;
+    if let Some(o) = &a.sign.out {
+        write_bundle(o, &b)?;
+    }
+    if a.offline {
+        if a.sign.out.is_none() {
+            return Err("--offline needs --out FILE".into());
+        }
+        return Ok(());
+    }
+    push_bundle(&a.socket, &b)
 }
 
 fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
@@ -603,6 +798,33 @@ fn status(a: &AdminArgs) -> Result<()> {
     println!("  handshakes   {} completed", s.handshakes_completed);
     for (k, v) in &s.handshake_failures {
         println!("    failed     {v} {k}");
+    }
+    let p = &s.policy;
+    match p.policy_version {
+        Some(v) => println!(
+            "  policy       version {v}, {} rule(s), enclaves: {}",
+            p.rules,
+            if p.enclaves.is_empty() {
+                "-".into()
+            } else {
+                p.enclaves.join(", ")
+            }
+        ),
+        None => println!("  policy       none in force: all traffic between members allowed"),
+    }
+    match p.revocation_version {
+        Some(v) => println!(
+            "  revocations  version {v}, {} certificate(s); {} peer(s) refused",
+            p.revoked, p.refused_peers
+        ),
+        None => println!("  revocations  none"),
+    }
+    println!("  flows        {} tracked", p.tracked_flows);
+    for (k, v) in &p.denied {
+        println!("    denied     {v} {k}");
+    }
+    for (k, v) in &p.bundle_rejects {
+        println!("    refused    {v} bundle(s): {k}");
     }
     if s.drops.is_empty() {
         println!("  drops        none");

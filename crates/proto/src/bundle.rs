@@ -127,6 +127,11 @@ pub struct RevocationList {
 }
 
 impl RevocationList {
+    /// The bundle content encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
     /// The entry for a certificate.
     pub fn revoke(&mut self, crypto: &dyn Crypto, cert: &Certificate) {
         let fingerprint = cert.fingerprint(crypto);

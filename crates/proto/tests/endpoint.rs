@@ -876,12 +876,7 @@ fn a_revocation_list_from_gossip_cuts_the_revoked_peer() {
     net.pump();
     let mut list = RevocationList::default();
     list.revoke(&*crypto(), net.a.ep.identity().certificate());
-    let bytes = signed(
-        1,
-        BundleKind::Revocation,
-        1,
-        postcard::to_allocvec(&list).unwrap(),
-    );
+    let bytes = signed(1, BundleKind::Revocation, 1, list.encode());
     // Alice receives her own revocation (as the first node told) and passes
     // it on before Bob tears her down... Bob applies it from the gossip.
     let now = net.now;

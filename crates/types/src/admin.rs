@@ -33,6 +33,14 @@ pub enum AdminRequest {
         /// Give up on the end-to-end ping after this many milliseconds.
         timeout_ms: u64,
     },
+    /// Put a signed bundle (policy or revocation list, armoured) in force
+    /// and gossip it.
+    PushBundle {
+        /// The armoured bundle.
+        bundle: String,
+    },
+    /// The revocation list in force.
+    Revocations,
 }
 
 /// A response.
@@ -59,6 +67,20 @@ pub enum AdminResponse {
     Metrics {
         /// Prometheus text format, version 0.0.4.
         text: String,
+    },
+    /// Answer to `push-bundle`: now in force.
+    Pushed {
+        /// `policy` or `revocation`.
+        kind: String,
+        /// Its version.
+        version: u64,
+    },
+    /// Answer to `revocations`.
+    Revocations {
+        /// Version of the list in force, if any.
+        version: Option<u64>,
+        /// The revoked certificates.
+        entries: Vec<RevokedView>,
     },
     /// The request failed.
     Error {
@@ -97,6 +119,43 @@ pub struct StatusView {
     pub handshake_failures: BTreeMap<String, u64>,
     /// Drops by reason (only reasons with a count).
     pub drops: BTreeMap<String, u64>,
+    /// Policy and revocation state.
+    #[serde(default)]
+    pub policy: PolicyStatusView,
+}
+
+/// The policy in force, as `meshctl status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyStatusView {
+    /// Version of the policy bundle in force (none: all traffic allowed).
+    pub policy_version: Option<u64>,
+    /// Rules in it.
+    pub rules: usize,
+    /// Its enclaves.
+    pub enclaves: Vec<String>,
+    /// Version of the revocation list in force.
+    pub revocation_version: Option<u64>,
+    /// Certificates it revokes.
+    pub revoked: usize,
+    /// Peers refused (revoked, or outside our enclaves).
+    pub refused_peers: usize,
+    /// Flows tracked now.
+    pub tracked_flows: usize,
+    /// Packets refused, keyed `direction/reason` (e.g. `in/default`).
+    pub denied: BTreeMap<String, u64>,
+    /// Bundles refused, by reason.
+    pub bundle_rejects: BTreeMap<String, u64>,
+}
+
+/// One revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevokedView {
+    /// Certificate fingerprint, hex.
+    pub fingerprint: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// One peer, as `meshctl peers` shows it.

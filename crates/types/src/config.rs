@@ -40,6 +40,23 @@ pub struct NodeConfig {
     /// Static peers (`[[peer]]` tables).
     #[serde(default, rename = "peer")]
     pub peers: Vec<PeerSection>,
+    /// Signed policy and revocation bundles.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[policy]`: where signed bundles (the segment policy and the revocation
+/// list, from `meshctl policy push` / `meshctl revoke`) come from and are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Bundle files to load at start (e.g. the first policy, shipped with
+    /// the node). A newer version received by gossip replaces them.
+    pub bundles: Vec<PathBuf>,
+    /// Directory where the bundles in force are saved (`policy.bundle`,
+    /// `revocation.bundle`) and loaded from at start, so a restarted node
+    /// enforces them before it hears from anyone. Unset: not saved.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[node]`: identity files.
@@ -261,6 +278,12 @@ impl NodeConfig {
         fix(&mut self.admin.socket);
         for p in &mut self.peers {
             fix(&mut p.certificate);
+        }
+        for b in &mut self.policy.bundles {
+            fix(b);
+        }
+        if let Some(d) = self.policy.state_dir.as_mut() {
+            fix(d);
         }
     }
 }
