@@ -113,6 +113,9 @@ pub struct MeshOptions {
     pub underlay_mtu: u32,
     /// TUN MTU.
     pub tun_mtu: u32,
+    /// Segments of host i (comma-separated); hosts beyond the list, or
+    /// with an empty entry, are in segment `test`.
+    pub segments: Vec<&'static str>,
 }
 
 impl Default for MeshOptions {
@@ -120,6 +123,7 @@ impl Default for MeshOptions {
         Self {
             underlay_mtu: 1500,
             tun_mtu: 1420,
+            segments: Vec::new(),
         }
     }
 }
@@ -212,16 +216,26 @@ impl Mesh {
                 "eth0",
             ]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            mesh.meshctl(&[
-                "cert",
-                "issue",
-                "--name",
-                &name,
-                "--ip",
-                &format!("{overlay}/10"),
-                "--segment",
-                "test",
-            ]);
+            let segments = opts
+                .segments
+                .get(i)
+                .filter(|s| !s.is_empty())
+                .copied()
+                .unwrap_or("test");
+            let mut args = vec![
+                "cert".to_string(),
+                "issue".into(),
+                "--name".into(),
+                name.clone(),
+                "--ip".into(),
+                format!("{overlay}/10"),
+            ];
+            for seg in segments.split(',') {
+                args.push("--segment".into());
+                args.push(seg.to_string());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            mesh.meshctl(&args);
             let config = mesh.dir.join(format!("{name}.toml"));
             let socket = mesh.dir.join(format!("{name}.sock"));
             mesh.hosts.push(Host {
@@ -261,6 +275,25 @@ impl Mesh {
             }
         }
         std::fs::write(&h.config, text).unwrap();
+    }
+
+    /// Adds a `[policy]` section to every host's config: a state directory
+    /// of its own (`state-hN`) and, if given, bundle files (relative to the
+    /// mesh directory) to load at start.
+    pub fn configure_policy(&self, bundles: &[&str]) {
+        for h in &self.hosts {
+            let list: Vec<String> = bundles.iter().map(|b| format!("\"{b}\"")).collect();
+            let text = format!(
+                "\n[policy]\nstate-dir = \"state-{}\"\nbundles = [{}]\n",
+                h.name,
+                list.join(", ")
+            );
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&h.config)
+                .unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        }
     }
 
     /// Runs meshctl in the mesh's directory.

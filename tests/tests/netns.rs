@@ -237,6 +237,7 @@ fn handshake_completes_over_an_mtu_1280_underlay() {
             // The overlay keeps the IPv6 minimum; large data packets are then
             // fragmented by the underlay kernel, but handshake datagrams never are.
             tun_mtu: 1280,
+            ..MeshOptions::default()
         },
     );
     mesh.start_all();

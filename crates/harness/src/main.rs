@@ -9,6 +9,7 @@ mod check;
 mod demo;
 mod mesh_demo;
 mod pingpong;
+mod reach;
 mod stream;
 mod tcp;
 
@@ -121,6 +122,32 @@ enum Command {
         /// Seed of the junk generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Answer TCP connections and echo UDP datagrams on the given ports
+    /// (the far end of `probe`) for a bounded time.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        addr: std::net::IpAddr,
+        /// Ports (repeatable).
+        #[arg(long = "port", required = true)]
+        ports: Vec<u16>,
+        /// Seconds to serve (at most 600).
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
+    /// One TCP connection or UDP round trip to a `serve`; exit 0 if it
+    /// answered, 1 if not.
+    Probe {
+        /// Where to.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
+        /// Milliseconds to wait.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
     /// Echo UDP datagrams (the far end of `udp-ping`) until idle.
     UdpEcho {
@@ -377,6 +404,22 @@ fn main() -> ExitCode {
         } => tcp::sink(listen, Duration::from_secs(timeout_secs))
             .map(|r| println!("{r}"))
             .map_err(|e| format!("tcp-sink: {e}")),
+        Command::Serve { addr, ports, secs } => reach::serve(addr, &ports, secs),
+        Command::Probe {
+            to,
+            udp,
+            timeout_ms,
+        } => match reach::probe(udp, to, Duration::from_millis(timeout_ms)) {
+            Ok(true) => {
+                println!("answered");
+                Ok(())
+            }
+            Ok(false) => {
+                println!("no answer");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => Err(format!("probe: {e}")),
+        },
         Command::UdpEcho { listen, idle_secs } => {
             pingpong::server(listen, Duration::from_secs(idle_secs))
                 .map(|n| println!("echoed={n}"))
