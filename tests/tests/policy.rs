@@ -394,6 +394,27 @@ fn forged_policy_signature_is_refused_and_counted() {
         !reaches(&mesh, 0, 1, Try::Udp(7000)),
         "v2 should still rule"
     );
+    // A node configured with the forged bundle refuses to start, naming the
+    // field, the file and the fix.
+    let cfg = std::fs::read_to_string(&mesh.hosts[0].config).unwrap();
+    let bad = mesh.dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        cfg.replace("bundles = []", "bundles = [\"evil.bundle\"]"),
+    )
+    .unwrap();
+    let out = Command::new(binary("meshd"))
+        .args(["--check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("policy.bundles[0]")
+            && err.contains("evil.bundle")
+            && err.contains("meshctl policy sign"),
+        "{err}"
+    );
 }
 
 #[test]

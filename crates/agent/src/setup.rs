@@ -95,6 +95,15 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
         let b = read_bundle(path).map_err(|e| {
             format!("policy.bundles[{i}]: {e} (make it with 'meshctl policy sign' or 'meshctl revoke --out')")
         })?;
+        proto::bundle::Bundle::from_bytes(&b)
+            .and_then(|bundle| bundle.verify(&c, &ca))
+            .map_err(|e| {
+                format!(
+                    "policy.bundles[{i}]: {}: {e} (sign it with this mesh's CA: meshctl policy sign --ca-crt {})",
+                    path.display(),
+                    n.ca_certificate.display()
+                )
+            })?;
         bundles.push((path.clone(), true, b));
     }
     if let Some(dir) = &cfg.policy.state_dir {
@@ -105,7 +114,8 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
                 // current one back. It is reported when applied.
                 match read_bundle(&path) {
                     Ok(b) => bundles.push((path, false, b)),
-                    Err(e) => tracing::warn!("policy.state-dir: ignoring {e}"),
+                    // Logging is not set up yet; stderr reaches the journal.
+                    Err(e) => eprintln!("meshd: policy.state-dir: ignoring {e}"),
                 }
             }
         }

@@ -12,7 +12,10 @@
 //! - **convergence**: one ring link is cut; from the moment one of its ends
 //!   notices (its `LinkChanged` event) until 99 % of nodes hold adverts from
 //!   both ends that no longer list the link. Detection time (idle links are
-//!   probed every second: four lost probes) is reported apart.
+//!   probed every second: four lost probes) is reported apart;
+//! - **revocation**: one node's certificate is revoked by a list pushed at
+//!   node 0; the time until every other node holds the list, and until
+//!   every neighbour of the revoked node has torn its session down.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -45,6 +48,10 @@ pub struct ScaleReport {
     pub detection_ms: f64,
     /// Detection to 99 % agreement, ms.
     pub convergence_ms: f64,
+    /// Revocation pushed at one node → every other node holds the list, ms.
+    pub revocation_spread_ms: f64,
+    /// Revocation pushed → every neighbour of the revoked node has cut it, ms.
+    pub revocation_cut_ms: f64,
     /// Largest advert count any node held.
     pub max_adverts_held: usize,
     /// Virtual seconds over which gossip was counted.
@@ -176,6 +183,51 @@ pub fn run(
     }
     let detected = detected.ok_or("the cut was not detected within 60 s")?;
     let converged = converged.ok_or("99% of nodes did not learn of the cut within 60 s")?;
+
+    // Revoke one node at node 0 and watch the list spread.
+    let victim = nodes / 3;
+    let neighbours: Vec<usize> = links
+        .iter()
+        .filter_map(|&(a, b, _)| {
+            if a == victim {
+                Some(b)
+            } else if b == victim {
+                Some(a)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let pushed = sim.now;
+    sim.revoke(0, &[victim], 1)
+        .map_err(|e| format!("revocation refused: {e}"))?;
+    let (mut spread, mut cut) = (None, None);
+    while sim.now - pushed < Duration::from_secs(30) && (spread.is_none() || cut.is_none()) {
+        sim.run_for(Duration::from_millis(5));
+        if spread.is_none()
+            && (0..nodes).filter(|&n| n != victim).all(|n| {
+                sim.nodes[n]
+                    .ep
+                    .bundle(proto::bundle::BundleKind::Revocation)
+                    .is_some()
+            })
+        {
+            spread = Some(sim.now - pushed);
+        }
+        if cut.is_none()
+            && neighbours.iter().all(|&n| {
+                let p = sim.nodes[n].peers[&victim];
+                sim.nodes[n]
+                    .ep
+                    .peer(p, sim.now)
+                    .is_some_and(|i| i.refused && !i.has_session)
+            })
+        {
+            cut = Some(sim.now - pushed);
+        }
+    }
+    let spread = spread.ok_or("the revocation list did not reach every node within 30 s")?;
+    let cut = cut.ok_or("the revoked node's neighbours did not all cut it within 30 s")?;
     Ok(ScaleReport {
         nodes,
         links: links.len(),
@@ -185,6 +237,8 @@ pub fn run(
         probe_wire_bytes_per_node_sec: probe_wire,
         detection_ms: (detected - cut_at).as_secs_f64() * 1e3,
         convergence_ms: (converged - detected).as_secs_f64() * 1e3,
+        revocation_spread_ms: spread.as_secs_f64() * 1e3,
+        revocation_cut_ms: cut.as_secs_f64() * 1e3,
         max_adverts_held: sim
             .nodes
             .iter()

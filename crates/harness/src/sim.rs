@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crypto::RealCrypto;
+use proto::bundle::{Bundle, BundleError, BundleKind, RevocationList};
 use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
 use proto::handshake::Identity;
@@ -96,6 +97,8 @@ pub struct Sim {
     pub lost: u64,
     /// Datagrams put on links.
     pub sent: u64,
+    ca: TrustedCa,
+    ca_seed: [u8; 32],
 }
 
 fn key(a: usize, b: usize) -> (usize, usize) {
@@ -231,6 +234,8 @@ impl Sim {
             rng,
             lost: 0,
             sent: 0,
+            ca,
+            ca_seed,
         };
         sim.deadlines = vec![None; sim.nodes.len()];
         // Every node handshakes with its direct neighbours at start, as meshd does.
@@ -253,6 +258,44 @@ impl Sim {
 
     fn unix_nanos(&self) -> u64 {
         START_UNIX * 1_000_000_000 + self.elapsed().as_nanos() as u64
+    }
+
+    /// Signs a bundle with the mesh CA and pushes it to node `at` (as
+    /// `meshctl policy push` / `meshctl revoke` would); gossip does the rest.
+    pub fn push_bundle(
+        &mut self,
+        at: usize,
+        kind: BundleKind,
+        version: u64,
+        content: Vec<u8>,
+    ) -> Result<(), BundleError> {
+        let b = Bundle::sign(
+            &RealCrypto,
+            &self.ca,
+            &self.ca_seed,
+            kind,
+            version,
+            START_UNIX,
+            content,
+        )?;
+        let now = self.now;
+        self.nodes[at].ep.apply_bundle(now, b.as_bytes())?;
+        self.drain(at);
+        Ok(())
+    }
+
+    /// Revokes the certificates of `victims`, pushed at node `at`.
+    pub fn revoke(
+        &mut self,
+        at: usize,
+        victims: &[usize],
+        version: u64,
+    ) -> Result<(), BundleError> {
+        let mut list = RevocationList::default();
+        for &v in victims {
+            list.revoke(&RealCrypto, self.nodes[v].ep.identity().certificate());
+        }
+        self.push_bundle(at, BundleKind::Revocation, version, list.encode())
     }
 
     /// Cuts the link a–b in the direction a → b only.

@@ -201,3 +201,73 @@ fn random_loss_below_the_threshold_does_not_move_traffic_heavy_loss_does() {
         assert!(changes.len() <= 2, "seed {seed}: {changes:?}");
     }
 }
+
+#[test]
+fn revoked_relay_is_cut_everywhere_and_never_carries_traffic() {
+    let mut sim = square(11);
+    let pushed = sim.now;
+    sim.revoke(A, &[C], 1).unwrap();
+    // Every node but the victim holds the list, and both of C's neighbours
+    // have torn their sessions with it down, well inside 2 s.
+    let mut cut_at = None;
+    while sim.now - pushed < Duration::from_secs(2) {
+        sim.run_for(ms(1));
+        let cut = [A, B].iter().all(|&n| {
+            let p = sim.nodes[n].peers[&C];
+            sim.nodes[n]
+                .ep
+                .peer(p, sim.now)
+                .is_some_and(|i| i.refused && !i.has_session)
+        });
+        if cut {
+            cut_at = Some(sim.now - pushed);
+            break;
+        }
+    }
+    let cut_at = cut_at.expect("C not cut within 2 s");
+    assert!(cut_at < ms(100), "{cut_at:?}");
+    for n in [A, B, D] {
+        assert!(sim.nodes[n]
+            .ep
+            .bundle(proto::bundle::BundleKind::Revocation)
+            .is_some());
+    }
+    // C keeps retrying; nobody answers.
+    stream(&mut sim, Duration::from_secs(6));
+    for n in [A, B, D] {
+        let p = sim.nodes[n].peers[&C];
+        assert!(!sim.nodes[n].ep.peer(p, sim.now).unwrap().has_session);
+    }
+    // With a–b cut, traffic fails over through d, never the revoked c.
+    sim.cut(A, B);
+    stream(&mut sim, Duration::from_secs(2));
+    assert_eq!(sim.via(A, B), Some(D));
+    assert_eq!(sim.nodes[C].ep.stats().relayed_packets, 0);
+}
+
+#[test]
+fn a_policy_bundle_of_several_chunks_reaches_a_50_node_ring_within_a_second() {
+    let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
+    let links: Vec<(usize, usize, Duration)> = (0..50).map(|i| (i, (i + 1) % 50, ms(1))).collect();
+    let mut sim = Sim::build(5, &names, &links, EndpointConfig::default(), false);
+    sim.run_for(Duration::from_secs(3));
+    // 5 kB of policy: five chunks per hop, pulled one at a time.
+    let text = format!(
+        "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n# {}\n",
+        "x".repeat(5000)
+    );
+    let pushed = sim.now;
+    sim.push_bundle(0, proto::bundle::BundleKind::Policy, 7, text.into_bytes())
+        .unwrap();
+    let mut done = None;
+    while sim.now - pushed < Duration::from_secs(5) {
+        sim.run_for(ms(5));
+        if sim.nodes.iter().all(|n| n.ep.policy().is_some()) {
+            done = Some(sim.now - pushed);
+            break;
+        }
+    }
+    let done = done.expect("policy did not reach every node within 5 s");
+    eprintln!("5 kB policy across a 50-node ring (25 hops each way): {done:?}");
+    assert!(done < Duration::from_secs(1), "{done:?}");
+}
