@@ -318,6 +318,50 @@ fn replayed_old_policy_bundle_is_refused_and_counted() {
 }
 
 #[test]
+fn policy_signed_by_a_policy_key_the_ca_names_is_accepted_until_revoked() {
+    let mesh = mesh_with_policy_v2();
+    let s0 = sock(&mesh, 0);
+    mesh.meshctl(&[
+        "cert",
+        "issue-policy-key",
+        "--name",
+        "policy-1",
+        "--ttl",
+        "1d",
+    ]);
+    let signed = [
+        "policy",
+        "sign",
+        "v1.toml",
+        "--version",
+        "3",
+        "--signer-crt",
+        "policy-1.crt",
+        "--signer-key",
+        "policy-1.key",
+        "--out",
+        "v3.bundle",
+    ];
+    mesh.meshctl(&signed);
+    mesh.meshctl(&["policy", "push", "v3.bundle", "--bundle", "--socket", &s0]);
+    wait_for("v3 on h1", Duration::from_secs(5), || {
+        policy_field(&mesh, 1, "policy-version").as_u64() == Some(3)
+    });
+    // Revoke the policy key (the CA's revocation list names it like a node).
+    mesh.meshctl(&["revoke", "--cert", "policy-1.crt", "--socket", &s0]);
+    let mut again = signed;
+    again[4] = "4";
+    again[10] = "v4.bundle";
+    mesh.meshctl(&again);
+    let (ok, text) = meshctl_try(
+        &mesh,
+        &["policy", "push", "v4.bundle", "--bundle", "--socket", &s0],
+    );
+    assert!(!ok && text.contains("revoked"), "{text}");
+    assert_eq!(policy_field(&mesh, 0, "policy-version").as_u64(), Some(3));
+}
+
+#[test]
 fn forged_policy_signature_is_refused_and_counted() {
     use proto::armor::encode;
     use proto::bundle::{Bundle, LABEL_POLICY_BUNDLE};

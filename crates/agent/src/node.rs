@@ -117,7 +117,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     // Saved and configured bundles, before any peer: the policy is in force
     // from the first packet.
     for (path, configured, bytes) in &bundles {
-        match ep.apply_bundle(Instant::now(), bytes) {
+        match ep.apply_bundle(Instant::now(), unix_nanos(), bytes) {
             Ok((kind, version)) => info!(file = %path.display(), %kind, version, "bundle in force"),
             Err(BundleError::NotNewer { .. }) => {}
             Err(e) if *configured => {
@@ -575,7 +575,7 @@ impl Node {
                         }
                     }
                 };
-                match self.ep.apply_bundle(now, &bytes) {
+                match self.ep.apply_bundle(now, unix_nanos(), &bytes) {
                     Ok((kind, version)) => {
                         info!(%kind, version, "bundle pushed by meshctl");
                         AdminResponse::Pushed {

@@ -96,7 +96,7 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
             format!("policy.bundles[{i}]: {e} (make it with 'meshctl policy sign' or 'meshctl revoke --out')")
         })?;
         proto::bundle::Bundle::from_bytes(&b)
-            .and_then(|bundle| bundle.verify(&c, &ca))
+            .and_then(|bundle| bundle.verify(&c, &ca, now))
             .map_err(|e| {
                 format!(
                     "policy.bundles[{i}]: {}: {e} (sign it with this mesh's CA: meshctl policy sign --ca-crt {})",

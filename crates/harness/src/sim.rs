@@ -278,8 +278,8 @@ impl Sim {
             START_UNIX,
             content,
         )?;
-        let now = self.now;
-        self.nodes[at].ep.apply_bundle(now, b.as_bytes())?;
+        let (now, unix) = (self.now, self.unix_nanos());
+        self.nodes[at].ep.apply_bundle(now, unix, b.as_bytes())?;
         self.drain(at);
         Ok(())
     }

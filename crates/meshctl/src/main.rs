@@ -71,6 +71,13 @@ struct SignArgs {
     /// Bundle version; must exceed the one in force (default: the Unix time).
     #[arg(long)]
     version: Option<u64>,
+    /// Sign with a policy key the CA named (meshctl cert issue-policy-key)
+    /// instead of the CA key: its certificate...
+    #[arg(long, requires = "signer_key")]
+    signer_crt: Option<PathBuf>,
+    /// ...and its private key.
+    #[arg(long, requires = "signer_crt")]
+    signer_key: Option<PathBuf>,
     /// Also write the signed bundle to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -210,6 +217,32 @@ enum CertCommand {
     Issue(CertIssue),
     /// Show a certificate; with --ca, also verify it.
     Show(CertShow),
+    /// Name a policy-signing key: a new Ed25519 key and a certificate by
+    /// which the CA lets it sign policy bundles and revocation lists (so the
+    /// CA key can stay offline). Revoke it like a node certificate.
+    IssuePolicyKey(IssuePolicyKey),
+}
+
+#[derive(Args)]
+struct IssuePolicyKey {
+    /// Signer name (letters, digits, . _ -).
+    #[arg(long)]
+    name: String,
+    /// Validity, e.g. 90d.
+    #[arg(long, default_value = "90d")]
+    ttl: String,
+    /// CA certificate.
+    #[arg(long, default_value = "ca.crt")]
+    ca_crt: PathBuf,
+    /// CA private key.
+    #[arg(long, default_value = "ca.key")]
+    ca_key: PathBuf,
+    /// Certificate output (default NAME.crt).
+    #[arg(long)]
+    out_crt: Option<PathBuf>,
+    /// Key output, mode 0600 (default NAME.key).
+    #[arg(long)]
+    out_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -296,6 +329,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ca(CaCommand::Init(a)) => ca_init(a),
         Command::Cert(CertCommand::Issue(a)) => cert_issue(a),
         Command::Cert(CertCommand::Show(a)) => cert_show(a),
+        Command::Cert(CertCommand::IssuePolicyKey(a)) => issue_policy_key(a),
         Command::Key(KeyCommand::Generate { out, public_out }) => key_generate(&out, &public_out),
         Command::Status(a) => status(&a),
         Command::Peers(a) => peers(&a),
@@ -346,9 +380,15 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundle> {
+    let version = a.version.unwrap_or_else(now);
+    if let (Some(crt), Some(key)) = (&a.signer_crt, &a.signer_key) {
+        let cert = files::read_certificate(crt)?;
+        let seed = files::read_private_key(key, proto::armor::LABEL_POLICY_SIGNER_KEY)?;
+        return Bundle::sign_as(&RealCrypto, &cert, &seed, kind, version, now(), content)
+            .map_err(|e| format!("{}: {e}", key.display()).into());
+    }
     let ca = load_ca(&a.ca_crt)?;
     let seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
-    let version = a.version.unwrap_or_else(now);
     Bundle::sign(&RealCrypto, &ca, &seed, kind, version, now(), content).map_err(|e| {
         format!(
             "{}: {e} (the key must belong to {})",
@@ -731,6 +771,42 @@ fn cert_show(a: CertShow) -> Result<()> {
     failed.map_or(Ok(()), |f| Err(f.into()))
 }
 
+fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
+    let c = RealCrypto;
+    let ttl = parse_ttl(&a.ttl)?;
+    let ca = load_ca(&a.ca_crt)?;
+    let ca_seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
+    let seed = random_key();
+    let t = now();
+    let not_after = (t + ttl).min(ca.certificate().body().not_after);
+    let cert = ca
+        .issue_policy_signer(
+            &c,
+            &ca_seed,
+            &a.name,
+            c.ed25519_public_key(&seed),
+            t,
+            not_after,
+        )
+        .map_err(|e| format!("{}: {e}", a.ca_key.display()))?;
+    let out_crt = a
+        .out_crt
+        .unwrap_or_else(|| PathBuf::from(format!("{}.crt", a.name)));
+    let out_key = a
+        .out_key
+        .unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
+    files::write_private_key(&out_key, proto::armor::LABEL_POLICY_SIGNER_KEY, &seed)?;
+    files::write_public(&out_crt, &cert.to_armor())?;
+    println!(
+        "wrote policy signer '{}': {} and {} (mode 0600); valid until {}",
+        a.name,
+        out_crt.display(),
+        out_key.display(),
+        rfc3339(not_after)
+    );
+    Ok(())
+}
+
 fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
     let s = random_key();
     let p = RealCrypto.x25519_public_key(&s);
@@ -1005,6 +1081,10 @@ fn view_of(cert: &Certificate, ca: Option<&TrustedCa>) -> CertificateView {
             Ok(()) => "valid".to_string(),
             Err(e) => e.to_string(),
         },
+        CertKind::PolicySigner => match ca.verify_policy_signer(&RealCrypto, cert, now()) {
+            Ok(()) => "valid policy signer".to_string(),
+            Err(e) => e.to_string(),
+        },
         CertKind::Ca if cert == ca.certificate() => "valid (this is the CA)".to_string(),
         CertKind::Ca => "a different CA".to_string(),
     });
@@ -1012,6 +1092,7 @@ fn view_of(cert: &Certificate, ca: Option<&TrustedCa>) -> CertificateView {
         kind: match cert.kind() {
             CertKind::Ca => "ca",
             CertKind::Node => "node",
+            CertKind::PolicySigner => "policy-signer",
         }
         .into(),
         name: b.name.clone(),

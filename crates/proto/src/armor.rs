@@ -19,6 +19,10 @@ pub const LABEL_NODE_CERTIFICATE: &str = "MESHD NODE CERTIFICATE";
 pub const LABEL_CA_KEY: &str = "MESHD CA PRIVATE KEY";
 /// Label of a node static key (X25519 secret).
 pub const LABEL_NODE_KEY: &str = "MESHD NODE PRIVATE KEY";
+/// Label of a policy-signer certificate (a key the CA names to sign bundles).
+pub const LABEL_POLICY_SIGNER_CERTIFICATE: &str = "MESHD POLICY SIGNER CERTIFICATE";
+/// Label of a policy-signer key (Ed25519 seed).
+pub const LABEL_POLICY_SIGNER_KEY: &str = "MESHD POLICY SIGNER PRIVATE KEY";
 /// Label of a node static public key (X25519).
 pub const LABEL_NODE_PUBLIC_KEY: &str = "MESHD NODE PUBLIC KEY";
 

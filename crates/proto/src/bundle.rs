@@ -13,8 +13,8 @@
 //! | 1 | format version, 1 |
 //! | 1 | kind: 1 policy, 2 revocation list |
 //! | 4 | body length |
-//! | n | body: postcard of [`BundleBody`] (version, issued, issuer, content) |
-//! | 64 | Ed25519 signature by the CA over `"meshd bundle v1\0"` ‖ everything before it |
+//! | n | body: postcard of [`BundleBody`] (version, issued, issuer, content, signer) |
+//! | 64 | Ed25519 signature over `"meshd bundle v1\0"` ‖ everything before it, by the CA or by the policy signer named in `signer` |
 //!
 //! Content: for a policy, the policy TOML text (UTF-8, expectations
 //! included, so every node holds what was tested); for a revocation list,
@@ -108,6 +108,9 @@ pub struct BundleBody {
     pub issuer: [u8; HASH_LEN],
     /// The policy text or the encoded revocation list.
     pub content: Vec<u8>,
+    /// A policy-signer certificate (issued by the CA) whose key made the
+    /// signature; `None`: the CA key did.
+    pub signer: Option<Vec<u8>>,
 }
 
 /// One revoked certificate.
@@ -152,6 +155,9 @@ pub enum BundleError {
     Malformed(&'static str),
     /// Not signed by this mesh's CA.
     WrongIssuer,
+    /// The policy-signer certificate it names is invalid (expired, another
+    /// CA's, not a signer certificate) or revoked.
+    BadSigner(String),
     /// The signature does not verify: forged or altered.
     BadSignature,
     /// Not newer than the one in force.
@@ -173,6 +179,7 @@ impl BundleError {
         match self {
             Self::Malformed(_) | Self::Armor(_) => "malformed",
             Self::WrongIssuer => "wrong_issuer",
+            Self::BadSigner(_) => "bad_signer",
             Self::BadSignature => "bad_signature",
             Self::NotNewer { .. } => "not_newer",
             Self::BadContent(_) => "bad_content",
@@ -185,6 +192,7 @@ impl fmt::Display for BundleError {
         match self {
             Self::Malformed(w) => write!(f, "malformed bundle: {w}"),
             Self::WrongIssuer => f.write_str("bundle was issued by another CA"),
+            Self::BadSigner(e) => write!(f, "bundle's policy signer is not valid: {e}"),
             Self::BadSignature => f.write_str(
                 "bundle signature does not verify (forged, altered, or signed with another key)",
             ),
@@ -241,11 +249,71 @@ impl Bundle {
         if crypto.ed25519_public_key(ca_seed) != *ca.certificate().public_key() {
             return Err(BundleError::WrongIssuer);
         }
+        Self::sign_body(
+            crypto,
+            ca_seed,
+            kind,
+            version,
+            issued,
+            *ca.fingerprint(),
+            content,
+            None,
+        )
+    }
+
+    /// Signs `content` with a policy signer's key; `signer` is its
+    /// certificate from `TrustedCa::issue_policy_signer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_as(
+        crypto: &dyn Crypto,
+        signer: &Certificate,
+        signer_seed: &[u8; 32],
+        kind: BundleKind,
+        version: u64,
+        issued: u64,
+        content: Vec<u8>,
+    ) -> Result<Self, BundleError> {
+        if signer.kind() != crate::cert::CertKind::PolicySigner {
+            return Err(BundleError::BadSigner(
+                "not a policy-signer certificate".into(),
+            ));
+        }
+        if crypto.ed25519_public_key(signer_seed) != *signer.public_key() {
+            return Err(BundleError::BadSigner(
+                "the key does not belong to the signer certificate".into(),
+            ));
+        }
+        let issuer = signer.body().issuer;
+        let cert = Some(signer.as_bytes().to_vec());
+        Self::sign_body(
+            crypto,
+            signer_seed,
+            kind,
+            version,
+            issued,
+            issuer,
+            content,
+            cert,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_body(
+        crypto: &dyn Crypto,
+        seed: &[u8; 32],
+        kind: BundleKind,
+        version: u64,
+        issued: u64,
+        issuer: [u8; HASH_LEN],
+        content: Vec<u8>,
+        signer: Option<Vec<u8>>,
+    ) -> Result<Self, BundleError> {
         let body = BundleBody {
             version,
             issued,
-            issuer: *ca.fingerprint(),
+            issuer,
             content,
+            signer,
         };
         let body_bytes =
             postcard::to_allocvec(&body).map_err(|_| BundleError::Malformed("encoding"))?;
@@ -256,7 +324,7 @@ impl Bundle {
             return Err(BundleError::Malformed("larger than 512 KiB"));
         }
         let msg = [SIGNING_CONTEXT, &bytes].concat();
-        let sig = crypto.ed25519_sign(ca_seed, &msg);
+        let sig = crypto.ed25519_sign(seed, &msg);
         bytes.extend_from_slice(&sig);
         Ok(Self { kind, body, bytes })
     }
@@ -311,17 +379,40 @@ impl Bundle {
         armor::encode(self.kind.label(), &self.bytes)
     }
 
-    /// Checks issuer and signature, then parses the content.
-    pub fn verify(&self, crypto: &dyn Crypto, ca: &TrustedCa) -> Result<Content, BundleError> {
+    /// The policy signer that signed it, if not the CA (structure only).
+    pub fn signer(&self) -> Option<Result<Certificate, BundleError>> {
+        self.body
+            .signer
+            .as_ref()
+            .map(|b| Certificate::from_bytes(b).map_err(|e| BundleError::BadSigner(e.to_string())))
+    }
+
+    /// Checks issuer, the signer's certificate (valid at `now`, Unix
+    /// seconds) and the signature, then parses the content.
+    pub fn verify(
+        &self,
+        crypto: &dyn Crypto,
+        ca: &TrustedCa,
+        now: u64,
+    ) -> Result<Content, BundleError> {
         if self.body.issuer != *ca.fingerprint() {
             return Err(BundleError::WrongIssuer);
         }
+        let key = match self.signer() {
+            None => *ca.certificate().public_key(),
+            Some(cert) => {
+                let cert = cert?;
+                ca.verify_policy_signer(crypto, &cert, now)
+                    .map_err(|e| BundleError::BadSigner(e.to_string()))?;
+                *cert.public_key()
+            }
+        };
         let signed = self.bytes.len() - ED25519_SIGNATURE_LEN;
         let mut sig = [0u8; ED25519_SIGNATURE_LEN];
         sig.copy_from_slice(&self.bytes[signed..]);
         let msg = [SIGNING_CONTEXT, &self.bytes[..signed]].concat();
         crypto
-            .ed25519_verify(ca.certificate().public_key(), &msg, &sig)
+            .ed25519_verify(&key, &msg, &sig)
             .map_err(|_| BundleError::BadSignature)?;
         self.content()
     }

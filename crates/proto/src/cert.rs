@@ -15,7 +15,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::armor::{self, ArmorError, LABEL_CA_CERTIFICATE, LABEL_NODE_CERTIFICATE};
+use crate::armor::{
+    self, ArmorError, LABEL_CA_CERTIFICATE, LABEL_NODE_CERTIFICATE, LABEL_POLICY_SIGNER_CERTIFICATE,
+};
 use crate::provider::{Crypto, CryptoError, ED25519_SIGNATURE_LEN, HASH_LEN};
 
 /// The only certificate encoding version this implementation reads.
@@ -42,6 +44,9 @@ pub enum CertKind {
     Ca,
     /// A node; `public_key` is its X25519 static key.
     Node,
+    /// A key the CA names to sign policy bundles and revocation lists;
+    /// `public_key` is an Ed25519 key.
+    PolicySigner,
 }
 
 impl CertKind {
@@ -49,6 +54,7 @@ impl CertKind {
         match self {
             Self::Ca => 1,
             Self::Node => 2,
+            Self::PolicySigner => 3,
         }
     }
 }
@@ -237,7 +243,8 @@ impl fmt::Display for CertError {
             ),
             Self::WrongKind { expected } => match expected {
                 CertKind::Ca => f.write_str("this is a node certificate, a CA certificate is needed"),
-                CertKind::Node => f.write_str("this is a CA certificate, a node certificate is needed"),
+                CertKind::Node => f.write_str("this is not a node certificate, a node certificate is needed"),
+                CertKind::PolicySigner => f.write_str("this is not a policy-signer certificate (meshctl cert issue-policy-key makes one)"),
             },
             Self::OutsideCaValidity => {
                 f.write_str("certificate validity reaches outside the CA certificate's validity")
@@ -278,6 +285,7 @@ impl Certificate {
         let kind = match bytes[1] {
             1 => CertKind::Ca,
             2 => CertKind::Node,
+            3 => CertKind::PolicySigner,
             k => return Err(CertError::UnknownKind(k)),
         };
         let body_len = usize::from(u16::from_le_bytes([bytes[2], bytes[3]]));
@@ -311,17 +319,15 @@ impl Certificate {
 
     /// Parses armoured text; the label must match the kind.
     pub fn from_armor(text: &str) -> Result<Self, CertError> {
-        let label = match armor::label_of(text) {
-            Some(LABEL_CA_CERTIFICATE) => LABEL_CA_CERTIFICATE,
-            _ => LABEL_NODE_CERTIFICATE,
+        let (label, expected) = match armor::label_of(text) {
+            Some(LABEL_CA_CERTIFICATE) => (LABEL_CA_CERTIFICATE, CertKind::Ca),
+            Some(LABEL_POLICY_SIGNER_CERTIFICATE) => {
+                (LABEL_POLICY_SIGNER_CERTIFICATE, CertKind::PolicySigner)
+            }
+            _ => (LABEL_NODE_CERTIFICATE, CertKind::Node),
         };
         let bytes = armor::decode(label, text).map_err(CertError::NotACertificate)?;
         let cert = Self::from_bytes(&bytes)?;
-        let expected = if label == LABEL_CA_CERTIFICATE {
-            CertKind::Ca
-        } else {
-            CertKind::Node
-        };
         if cert.kind != expected {
             return Err(CertError::WrongKind { expected });
         }
@@ -333,6 +339,7 @@ impl Certificate {
         let label = match self.kind {
             CertKind::Ca => LABEL_CA_CERTIFICATE,
             CertKind::Node => LABEL_NODE_CERTIFICATE,
+            CertKind::PolicySigner => LABEL_POLICY_SIGNER_CERTIFICATE,
         };
         armor::encode(label, &self.bytes)
     }
@@ -455,6 +462,14 @@ fn validate_body(kind: CertKind, body: &CertBody) -> Result<(), CertError> {
                 return Err(CertError::InvalidField(
                     "ca",
                     "a CA certificate has no addresses, segments or issuer".into(),
+                ));
+            }
+        }
+        CertKind::PolicySigner => {
+            if !body.addresses.is_empty() || !body.segments.is_empty() {
+                return Err(CertError::InvalidField(
+                    "policy-signer",
+                    "a policy-signer certificate has no addresses or segments".into(),
                 ));
             }
         }
@@ -598,6 +613,39 @@ impl TrustedCa {
         encode_and_sign(crypto, CertKind::Node, body, signing_seed)
     }
 
+    /// Names an Ed25519 key (`signer_public`) as a policy signer: it may
+    /// sign policy bundles and revocation lists for this mesh until
+    /// `not_after`. `signing_seed` must be this CA's key.
+    pub fn issue_policy_signer(
+        &self,
+        crypto: &dyn Crypto,
+        signing_seed: &[u8; 32],
+        name: &str,
+        signer_public: [u8; 32],
+        not_before: u64,
+        not_after: u64,
+    ) -> Result<Certificate, CertError> {
+        if crypto.ed25519_public_key(signing_seed) != self.cert.body.public_key {
+            return Err(CertError::InvalidField(
+                "ca-key",
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
+        if not_before < self.cert.body.not_before || not_after > self.cert.body.not_after {
+            return Err(CertError::OutsideCaValidity);
+        }
+        let body = CertBody {
+            name: name.to_string(),
+            addresses: Vec::new(),
+            segments: Vec::new(),
+            public_key: signer_public,
+            not_before,
+            not_after,
+            issuer: self.fingerprint,
+        };
+        encode_and_sign(crypto, CertKind::PolicySigner, body, signing_seed)
+    }
+
     /// Verifies a node certificate: kind, issuer, signature, validity at `now`,
     /// and that its validity lies within the CA's.
     pub fn verify_node(
@@ -606,10 +654,29 @@ impl TrustedCa {
         cert: &Certificate,
         now: u64,
     ) -> Result<(), CertError> {
-        if cert.kind != CertKind::Node {
-            return Err(CertError::WrongKind {
-                expected: CertKind::Node,
-            });
+        self.verify_issued(crypto, cert, CertKind::Node, now)
+    }
+
+    /// Verifies a policy-signer certificate as [`TrustedCa::verify_node`]
+    /// does a node's.
+    pub fn verify_policy_signer(
+        &self,
+        crypto: &dyn Crypto,
+        cert: &Certificate,
+        now: u64,
+    ) -> Result<(), CertError> {
+        self.verify_issued(crypto, cert, CertKind::PolicySigner, now)
+    }
+
+    fn verify_issued(
+        &self,
+        crypto: &dyn Crypto,
+        cert: &Certificate,
+        kind: CertKind,
+        now: u64,
+    ) -> Result<(), CertError> {
+        if cert.kind != kind {
+            return Err(CertError::WrongKind { expected: kind });
         }
         if cert.body.issuer != self.fingerprint {
             return Err(CertError::WrongCa {

@@ -1121,8 +1121,10 @@ impl Endpoint {
     pub fn apply_bundle(
         &mut self,
         now: Instant,
+        unix_nanos: u64,
         bytes: &[u8],
     ) -> Result<(BundleKind, u64), BundleError> {
+        self.last_unix_nanos = unix_nanos;
         let r = self.try_apply_bundle(now, bytes);
         if let Err(e) = &r {
             *self.stats.bundle_rejects.entry(e.reason()).or_insert(0) += 1;
@@ -1136,7 +1138,16 @@ impl Endpoint {
         bytes: &[u8],
     ) -> Result<(BundleKind, u64), BundleError> {
         let b = Bundle::from_bytes(bytes)?;
-        let content = b.verify(&*self.crypto, &self.ca)?;
+        let content = b.verify(
+            &*self.crypto,
+            &self.ca,
+            self.last_unix_nanos / 1_000_000_000,
+        )?;
+        if let Some(Ok(signer)) = b.signer() {
+            if self.revoked.contains(&signer.fingerprint(&*self.crypto)) {
+                return Err(BundleError::BadSigner("its certificate is revoked".into()));
+            }
+        }
         let (kind, version) = (b.kind(), b.version());
         if let Some(cur) = &self.bundles[kind.slot()] {
             if version <= cur.version() {
@@ -1296,7 +1307,7 @@ impl Endpoint {
         let Some(t) = self.transfers[kind.slot()].take() else {
             return;
         };
-        if let Err(error) = self.apply_bundle(now, &t.buf) {
+        if let Err(error) = self.apply_bundle(now, self.last_unix_nanos, &t.buf) {
             self.events.push_back(Event::BundleRejected { kind, error });
         }
     }

@@ -826,7 +826,10 @@ fn a_policy_bundle_spreads_by_gossip_and_only_a_newer_valid_one_replaces_it() {
     let text = format!("{}\n# {}\n", ALICE_TO_BOB_DNS, "x".repeat(3000));
     let v2 = signed(1, BundleKind::Policy, 2, text.into_bytes());
     let now = net.now;
-    assert_eq!(net.a.ep.apply_bundle(now, &v2), Ok((BundleKind::Policy, 2)));
+    assert_eq!(
+        net.a.ep.apply_bundle(now, NOW_NANOS, &v2),
+        Ok((BundleKind::Policy, 2))
+    );
     net.collect();
     net.pump();
     assert_eq!(
@@ -858,7 +861,7 @@ fn a_policy_bundle_spreads_by_gossip_and_only_a_newer_valid_one_replaces_it() {
         (&tampered, "bad_signature"),
         (&bad_policy, "bad_content"),
     ] {
-        let e = net.b.ep.apply_bundle(now, bundle).unwrap_err();
+        let e = net.b.ep.apply_bundle(now, NOW_NANOS, bundle).unwrap_err();
         assert_eq!(e.reason(), reason, "{e}");
         assert_eq!(net.b.ep.stats().bundle_rejects.get(reason), Some(&1));
     }
@@ -880,7 +883,7 @@ fn a_revocation_list_from_gossip_cuts_the_revoked_peer() {
     // Alice receives her own revocation (as the first node told) and passes
     // it on before Bob tears her down... Bob applies it from the gossip.
     let now = net.now;
-    net.a.ep.apply_bundle(now, &bytes).unwrap();
+    net.a.ep.apply_bundle(now, NOW_NANOS, &bytes).unwrap();
     net.collect();
     net.pump();
     let info = net.b.ep.peer(net.b.peer, net.now).unwrap();
@@ -889,4 +892,109 @@ fn a_revocation_list_from_gossip_cuts_the_revoked_peer() {
         .b
         .ep
         .is_revoked(&net.a.ep.identity().certificate().fingerprint(&*crypto())));
+}
+
+#[test]
+fn a_policy_key_the_ca_names_may_sign_until_it_expires_or_is_revoked() {
+    use proto::bundle::{Bundle, BundleKind, RevocationList};
+    let mesh = Mesh::new(1);
+    let c = &*crypto();
+    let seed = [9u8; 32];
+    let signer = mesh
+        .ca
+        .issue_policy_signer(
+            c,
+            &mesh.ca_seed,
+            "policy-1",
+            c.ed25519_public_key(&seed),
+            NOW - 10,
+            NOW + 3600,
+        )
+        .unwrap();
+    let sign = |version: u64, signer: &proto::cert::Certificate, seed: &[u8; 32]| {
+        Bundle::sign_as(
+            c,
+            signer,
+            seed,
+            BundleKind::Policy,
+            version,
+            NOW,
+            b"".to_vec(),
+        )
+        .unwrap()
+        .as_bytes()
+        .to_vec()
+    };
+    let mut net = Net::new(EndpointConfig::default());
+    let now = net.now;
+    assert_eq!(
+        net.a
+            .ep
+            .apply_bundle(now, NOW_NANOS, &sign(1, &signer, &seed)),
+        Ok((BundleKind::Policy, 1))
+    );
+    // Expired signer: refused.
+    let old = mesh
+        .ca
+        .issue_policy_signer(
+            c,
+            &mesh.ca_seed,
+            "policy-0",
+            c.ed25519_public_key(&seed),
+            NOW - 7200,
+            NOW - 3600,
+        )
+        .unwrap();
+    let e = net
+        .a
+        .ep
+        .apply_bundle(now, NOW_NANOS, &sign(2, &old, &seed))
+        .unwrap_err();
+    assert_eq!(e.reason(), "bad_signer", "{e}");
+    // Another CA's signer claiming ours: refused.
+    let other = Mesh::new(2);
+    let foreign = other
+        .ca
+        .issue_policy_signer(
+            c,
+            &other.ca_seed,
+            "policy-x",
+            c.ed25519_public_key(&seed),
+            NOW - 10,
+            NOW + 3600,
+        )
+        .unwrap();
+    let e = net
+        .a
+        .ep
+        .apply_bundle(now, NOW_NANOS, &sign(3, &foreign, &seed))
+        .unwrap_err();
+    assert_eq!(e.reason(), "wrong_issuer", "{e}");
+    // Revoke the signer: its next bundle is refused.
+    let mut list = RevocationList::default();
+    list.revoke(c, &signer);
+    let rev = Bundle::sign(
+        c,
+        &mesh.ca,
+        &mesh.ca_seed,
+        BundleKind::Revocation,
+        1,
+        NOW,
+        list.encode(),
+    )
+    .unwrap();
+    net.a
+        .ep
+        .apply_bundle(now, NOW_NANOS, rev.as_bytes())
+        .unwrap();
+    let e = net
+        .a
+        .ep
+        .apply_bundle(now, NOW_NANOS, &sign(4, &signer, &seed))
+        .unwrap_err();
+    assert_eq!(e.reason(), "bad_signer", "{e}");
+    assert_eq!(
+        net.a.ep.bundle(BundleKind::Policy).map(|b| b.version()),
+        Some(1)
+    );
 }
