@@ -199,7 +199,10 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
          [[target]]\nname = \"efficiency\"\nmetric = \"wire-efficiency\"\nmin = 0.9\n\
          [[target]]\nname = \"reliability\"\nmetric = \"udp-delivered-ratio\"\nmin = 0.1\n\
          [[target]]\nname = \"first packet\"\nmetric = \"first-packet-ms\"\nmax = 10000\n\
-         [[target]]\nname = \"failover\"\nmetric = \"failover-ms\"\nmax = 5000\n",
+         [[target]]\nname = \"failover\"\nmetric = \"failover-ms\"\nmax = 5000\n\
+         [[target]]\nname = \"latency p99.9\"\nmetric = \"udp-rtt-p999-us\"\nmax = 10000000\n\
+         [[target]]\nname = \"loaded p99.9\"\nmetric = \"udp-rtt-loaded-p999-us\"\nmax = 100000000\n\
+         [[target]]\nname = \"long run\"\nmetric = \"longrun-delivered-ratio\"\nmin = 0.1\n",
     )
     .unwrap();
     let json = dir.join("out.json");
@@ -226,11 +229,26 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 10);
     // The latency CDF (from HDR histograms), raw and through meshd.
     let svg = std::fs::read_to_string(dir.join("check-latency-cdf.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
     assert!(svg.contains("through meshd") && svg.contains("raw underlay"));
+    // Throughput over time across the failover, with the cut marked; the
+    // stream ran before and after the cut.
+    let svg = std::fs::read_to_string(dir.join("check-failover-throughput.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 1, "{svg}");
+    assert!(svg.contains("a–b cut; UDP outage"), "{svg}");
+    let points = svg
+        .split("points=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .count();
+    assert!(points > 20, "only {points} throughput samples");
     for r in rows {
         assert_eq!(r["pass"], true, "{r}");
         assert!(r["measured"].as_f64().is_some(), "{r}");

@@ -33,13 +33,9 @@ fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
     netns::output(NAME, host, args)
 }
 
-fn pingpong_p99(me: &Path, addr: &str, count: u32) -> Result<f64, String> {
-    pingpong(me, addr, count, None)
-}
-
-/// Closed-loop ping-pong; p99 in µs. With `cdf`, the round-trip CDF is
-/// written there (by udp-ping, inside the namespace).
-fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<f64, String> {
+/// Closed-loop ping-pong; (p99, p99.9) in µs. With `cdf`, the round-trip
+/// CDF is written there (by udp-ping, inside the namespace).
+fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<(f64, f64), String> {
     let target = format!("{addr}:7000");
     let count_s = count.to_string();
     let mut args = vec![
@@ -56,12 +52,62 @@ fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<f64
     }
     let out = in_ns("a", &args);
     let t = String::from_utf8_lossy(&out.stdout);
-    netns::field(&t, "p99_us").ok_or_else(|| {
-        format!(
-            "udp-ping to {addr} failed: {t}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    netns::field(&t, "p99_us")
+        .zip(netns::field(&t, "p999_us"))
+        .ok_or_else(|| {
+            format!(
+                "udp-ping to {addr} failed: {t}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// A sequence-numbered UDP stream a → `addr` at 10,000 datagrams/s for
+/// `secs`; the fraction delivered (losses counted by sequence number).
+fn long_run(me: &Path, addr: &str, secs: u64) -> Result<f64, String> {
+    let me_s = me.to_str().unwrap_or_default();
+    let listen = format!("{addr}:7100");
+    let rx = netns::spawn(
+        NAME,
+        "b",
+        &[
+            me_s,
+            "udp-gaps",
+            "--listen",
+            &listen,
+            "--secs",
+            &secs.to_string(),
+            "--idle-secs",
+            "5",
+        ],
+        Stdio::piped(),
+    )?;
+    let mut guard = Reap(vec![]);
+    std::thread::sleep(Duration::from_millis(200));
+    guard.0.push(netns::spawn(
+        NAME,
+        "a",
+        &[
+            me_s,
+            "udp-pace",
+            "--to",
+            &listen,
+            "--interval-us",
+            "100",
+            "--secs",
+            &(secs + 1).to_string(),
+        ],
+        Stdio::null(),
+    )?);
+    let out = rx.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (got, lost) = netns::field(&text, "received")
+        .zip(netns::field(&text, "lost"))
+        .ok_or_else(|| format!("udp-gaps to {addr}: {text}"))?;
+    if got == 0.0 {
+        return Err(format!("long run to {addr}: nothing arrived"));
+    }
+    Ok(got / (got + lost))
 }
 
 fn iperf_json(args: &[&str]) -> Result<serde_json::Value, String> {
@@ -90,13 +136,14 @@ fn tcp_gbps(addr: &str, secs: u64) -> Result<f64, String> {
         .ok_or_else(|| format!("iperf3 to {addr}: {v}"))
 }
 
-fn udp_delivered(addr: &str, secs: u64) -> Result<f64, String> {
+fn udp_delivered(addr: &str, secs: u64, mbit: u64) -> Result<f64, String> {
+    let rate = format!("{mbit}M");
     let v = iperf_json(&[
         "-c",
         addr,
         "-u",
         "-b",
-        "100M",
+        &rate,
         "-l",
         "1200",
         // 4 MB socket buffers, so drops inside iperf3 do not count against the path.
@@ -115,9 +162,31 @@ fn udp_delivered(addr: &str, secs: u64) -> Result<f64, String> {
 
 const FAILOVER: &str = "check-fo";
 
-/// The longest silence (ms) in a 1000 datagram/s stream a → b across a cut
-/// of the direct a–b link, on the square topology.
-fn failover_ms(me: &Path, meshd: &Path) -> Result<f64, String> {
+/// Processes killed (and reaped) on drop.
+struct Reap(Vec<std::process::Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What a failover run measured.
+struct Failover {
+    /// Longest silence in the paced UDP stream, ms.
+    outage_ms: f64,
+    /// A paced TCP stream's throughput around the cut: (seconds since the
+    /// cut, Mbit/s per 50 ms).
+    throughput: Vec<(f64, f64)>,
+}
+
+/// Across a cut of the direct a–b link on the square topology: the longest
+/// silence (ms) in a 1000 datagram/s stream a → b, and the throughput over
+/// time of a TCP stream a → b paced at 100 Mbit/s.
+fn failover(me: &Path, meshd: &Path, work: &Path) -> Result<Failover, String> {
     let text = include_str!("../../../configs/topologies/square.toml")
         .replace("name = \"square\"", &format!("name = \"{FAILOVER}\""));
     let topo = Topology::parse(&text)?;
@@ -134,10 +203,76 @@ fn failover_ms(me: &Path, meshd: &Path) -> Result<f64, String> {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
+    let me_s = me.to_str().unwrap_or_default();
+    let series = work.join("failover.series");
+    let series_s = series.to_string_lossy().to_string();
+    let sink = netns::spawn(
+        FAILOVER,
+        "b",
+        &[
+            me_s,
+            "tcp-sink",
+            "--listen",
+            "100.64.0.2:6001",
+            "--timeout-secs",
+            "10",
+            "--series",
+            &series_s,
+        ],
+        Stdio::null(),
+    )?;
+    let mut tcp = Reap(vec![sink]);
+    std::thread::sleep(Duration::from_millis(200));
+    // 100 Mbit/s for about 4 s: from before the cut to well after the return.
+    tcp.0.push(netns::spawn(
+        FAILOVER,
+        "a",
+        &[
+            me_s,
+            "tcp-source",
+            "--connect",
+            "100.64.0.2:6001",
+            "--bytes",
+            "50000000",
+            "--rate-mbit",
+            "100",
+            "--timeout-secs",
+            "10",
+        ],
+        Stdio::null(),
+    )?);
     let stream = netns::OutageStream::start(FAILOVER, me, "a", "b", "100.64.0.2:6000", 3)?;
     std::thread::sleep(Duration::from_millis(1000));
+    let cut_ms = crate::tcp::unix_ms();
     netns::cut(FAILOVER, "a", "l0", true, true)?;
-    stream.finish()
+    let outage_ms = stream.finish()?;
+    // The TCP transfer ends by itself (bounded by its 10 s timeouts).
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        if tcp
+            .0
+            .iter_mut()
+            .all(|c| c.try_wait().ok().flatten().is_some())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(tcp);
+    let bucket = crate::tcp::SERIES_BUCKET_MS as f64;
+    let throughput = std::fs::read_to_string(&series)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (t, b) = l.split_once(' ')?;
+            let (t, b): (f64, f64) = (t.parse().ok()?, b.parse().ok()?);
+            Some(((t - cut_ms as f64) / 1e3, b * 8.0 / (bucket / 1e3) / 1e6))
+        })
+        .collect();
+    Ok(Failover {
+        outage_ms,
+        throughput,
+    })
 }
 
 /// Reads a CDF file written by `udp-ping --cdf`.
@@ -152,13 +287,25 @@ fn read_cdf(path: &Path) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Knobs of a check run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Short measurements (for CI).
+    pub quick: bool,
+    /// Offered UDP rate for the loss measurement, Mbit/s.
+    pub offered_mbit: u64,
+    /// Seconds of the long reliability run (each of raw and meshd).
+    pub long_run_secs: Option<u64>,
+}
+
 /// Runs the check. `quick` shortens every measurement (for CI). With `svg`,
 /// the idle round-trip CDFs (raw and through meshd) are drawn there as
-/// `check-latency-cdf.svg`.
+/// `check-latency-cdf.svg`, and the failover's TCP throughput over time as
+/// `check-failover-throughput.svg`.
 pub fn run(
     targets_path: &Path,
     json: Option<PathBuf>,
-    quick: bool,
+    opts: Options,
     svg: Option<PathBuf>,
 ) -> Result<bool, String> {
     let targets = load_targets(targets_path)?;
@@ -173,7 +320,7 @@ pub fn run(
     netns::up(&topo, &meshd, &mut |l| println!("  {l}"))?;
     let cdf_dir = std::env::temp_dir().join(format!("mesh-harness-cdf-{}", std::process::id()));
     std::fs::create_dir_all(&cdf_dir).map_err(|e| format!("{}: {e}", cdf_dir.display()))?;
-    let result = measure(&me, &meshd, quick, &cdf_dir);
+    let result = measure(&me, &meshd, opts, &cdf_dir);
     netns::down(NAME);
     let cdfs = [
         ("raw underlay", read_cdf(&cdf_dir.join("raw.cdf"))),
@@ -196,16 +343,39 @@ pub fn run(
                 })
                 .collect(),
             target: Some((1000.0, "1 ms".into())),
+            markers: vec![],
         };
         let path = dir.join("check-latency-cdf.svg");
         std::fs::write(&path, chart.render()).map_err(|e| format!("{}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if targets.iter().any(|t| t.metric == "failover-ms") {
-        println!("failover: the square topology (a–b direct, relays c and d), a–b cut under a paced stream");
-        let r = failover_ms(&me, &meshd);
+        println!("failover: the square topology (a–b direct, relays c and d), a–b cut under paced UDP and TCP streams");
+        let work = std::env::temp_dir().join(format!("mesh-harness-fo-{}", std::process::id()));
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let r = failover(&me, &meshd, &work);
         netns::down(FAILOVER);
-        meshd_m.insert("failover-ms".into(), r?);
+        let _ = std::fs::remove_dir_all(&work);
+        let r = r?;
+        meshd_m.insert("failover-ms".into(), r.outage_ms);
+        if let Some(dir) = &svg {
+            let chart = harness::svg::Chart {
+                title: "TCP a → b paced at 100 Mbit/s while the direct link is cut".into(),
+                x_label: "seconds since the cut".into(),
+                y_label: "Mbit/s (per 50 ms)".into(),
+                log_x: false,
+                series: vec![harness::svg::Series {
+                    name: "received at b".into(),
+                    points: r.throughput,
+                }],
+                target: None,
+                markers: vec![(0.0, format!("a–b cut; UDP outage {:.0} ms", r.outage_ms))],
+            };
+            let path = dir.join("check-failover-throughput.svg");
+            std::fs::write(&path, chart.render())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
     }
     let mut rows = Vec::new();
     let mut all = true;
@@ -263,10 +433,13 @@ type Metrics = BTreeMap<String, f64>;
 fn measure(
     me: &Path,
     meshd: &Path,
-    quick: bool,
+    opts: Options,
     cdf_dir: &Path,
 ) -> Result<(Metrics, Metrics), String> {
-    let (secs, count) = if quick { (2, 1000) } else { (10, 10_000) };
+    let (secs, count) = if opts.quick { (2, 1000) } else { (10, 10_000) };
+    let long_secs = opts
+        .long_run_secs
+        .unwrap_or(if opts.quick { 3 } else { 60 });
     let mut m = Metrics::new();
     let mut raw = Metrics::new();
     let me_s = me.to_str().unwrap_or_default();
@@ -288,14 +461,14 @@ fn measure(
     std::thread::sleep(Duration::from_millis(300));
     let r = (|| -> Result<(), String> {
         println!("  idle latency (closed-loop UDP ping-pong, {count} round trips)");
-        raw.insert(
-            "udp-rtt-p99-us".into(),
-            pingpong(me, "198.18.0.2", count, Some(&cdf_dir.join("raw.cdf")))?,
-        );
-        m.insert(
-            "udp-rtt-p99-us".into(),
-            pingpong(me, "100.64.0.2", count, Some(&cdf_dir.join("meshd.cdf")))?,
-        );
+        for (addr, into, cdf) in [
+            ("198.18.0.2", &mut raw, "raw.cdf"),
+            ("100.64.0.2", &mut m, "meshd.cdf"),
+        ] {
+            let (p99, p999) = pingpong(me, addr, count, Some(&cdf_dir.join(cdf)))?;
+            into.insert("udp-rtt-p99-us".into(), p99);
+            into.insert("udp-rtt-p999-us".into(), p999);
+        }
         println!("  TCP throughput ({secs} s each)");
         let (r_bw, m_bw) = (tcp_gbps("198.18.0.2", secs)?, tcp_gbps("100.64.0.2", secs)?);
         raw.insert("tcp-ratio".into(), 1.0);
@@ -311,19 +484,31 @@ fn measure(
                 Stdio::null(),
             )?;
             std::thread::sleep(Duration::from_millis(500));
-            let p99 = pingpong_p99(me, addr, count / 2);
+            let r = pingpong(me, addr, count / 2, None);
             let _ = load.wait_with_output();
             std::thread::sleep(Duration::from_millis(300));
-            into.insert("udp-rtt-loaded-p99-us".into(), p99?);
+            let (p99, p999) = r?;
+            into.insert("udp-rtt-loaded-p99-us".into(), p99);
+            into.insert("udp-rtt-loaded-p999-us".into(), p999);
         }
-        println!("  reliability (UDP at 100 Mbit/s for {secs} s)");
+        let mbit = opts.offered_mbit;
+        println!("  loss at an offered rate (UDP at {mbit} Mbit/s for {secs} s)");
         raw.insert(
             "udp-delivered-ratio".into(),
-            udp_delivered("198.18.0.2", secs)?,
+            udp_delivered("198.18.0.2", secs, mbit)?,
         );
         m.insert(
             "udp-delivered-ratio".into(),
-            udp_delivered("100.64.0.2", secs)?,
+            udp_delivered("100.64.0.2", secs, mbit)?,
+        );
+        println!("  reliability over a long run (10,000 datagrams/s for {long_secs} s, sequence-numbered)");
+        raw.insert(
+            "longrun-delivered-ratio".into(),
+            long_run(me, "198.18.0.2", long_secs)?,
+        );
+        m.insert(
+            "longrun-delivered-ratio".into(),
+            long_run(me, "100.64.0.2", long_secs)?,
         );
         // Wire efficiency at full-size packets: inner bytes per underlay byte
         // (IPv4 + UDP + meshd's 32 bytes), against the raw link's 1.

@@ -47,9 +47,17 @@ enum Command {
         /// Short measurements (for CI).
         #[arg(long)]
         quick: bool,
-        /// Also draw the latency CDF into this directory (check-latency-cdf.svg).
+        /// Also draw the latency CDF and the failover's throughput over
+        /// time into this directory.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Offered rate of the UDP loss measurement, Mbit/s.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        offered_mbit: u64,
+        /// Seconds of the long reliability run, each over raw and meshd
+        /// (default 60; 3 with --quick).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        long_run_secs: Option<u64>,
     },
     /// Route health at scale in the virtual-time simulator (real protocol
     /// endpoints): bring-up, steady gossip bytes per node, convergence after a
@@ -109,6 +117,9 @@ enum Command {
         /// Give up after this many seconds without data.
         #[arg(long, default_value_t = 60)]
         timeout_secs: u64,
+        /// Write bytes received per 50 ms here (`unix_ms bytes` lines).
+        #[arg(long)]
+        series: Option<PathBuf>,
     },
     /// Send malformed datagrams (random bytes, truncated headers, fake
     /// transport packets, fragments with bad MACs) to a meshd UDP port.
@@ -250,15 +261,22 @@ fn scale(
         (
             "scale-convergence.svg",
             Chart {
-                title: "Convergence after a link cut (99 % of nodes agree)".into(),
+                title: "Convergence: link cut, and a revocation".into(),
                 x_label: "nodes".into(),
                 y_label: "ms of virtual time".into(),
                 log_x: true,
-                series: vec![Series {
-                    name: "detection → 99 % agree".into(),
-                    points: pts(&|r| r.convergence_ms),
-                }],
+                series: vec![
+                    Series {
+                        name: "link cut: detection → 99 % agree".into(),
+                        points: pts(&|r| r.convergence_ms),
+                    },
+                    Series {
+                        name: "revocation pushed → every node holds it".into(),
+                        points: pts(&|r| r.revocation_spread_ms),
+                    },
+                ],
                 target: Some((2000.0, "target 2 s".into())),
+                markers: vec![],
             },
         ),
         (
@@ -279,6 +297,7 @@ fn scale(
                     },
                 ],
                 target: Some((1000.0, "gossip target 1 kB/s".into())),
+                markers: vec![],
             },
         ),
     ];
@@ -353,7 +372,18 @@ fn main() -> ExitCode {
             json,
             quick,
             svg,
-        } => match check::run(&targets, json, quick, svg) {
+            offered_mbit,
+            long_run_secs,
+        } => match check::run(
+            &targets,
+            json,
+            check::Options {
+                quick,
+                offered_mbit,
+                long_run_secs,
+            },
+            svg,
+        ) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 eprintln!("mesh-harness: check: some targets were missed (see the table)");
@@ -401,7 +431,8 @@ fn main() -> ExitCode {
         Command::TcpSink {
             listen,
             timeout_secs,
-        } => tcp::sink(listen, Duration::from_secs(timeout_secs))
+            series,
+        } => tcp::sink(listen, Duration::from_secs(timeout_secs), series.as_deref())
             .map(|r| println!("{r}"))
             .map_err(|e| format!("tcp-sink: {e}")),
         Command::Serve { addr, ports, secs } => reach::serve(addr, &ports, secs),

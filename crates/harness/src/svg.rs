@@ -25,6 +25,8 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// Optional horizontal target line (value, label).
     pub target: Option<(f64, String)>,
+    /// Vertical marker lines (x, label), e.g. the moment a link was cut.
+    pub markers: Vec<(f64, String)>,
 }
 
 const W: f64 = 640.0;
@@ -48,6 +50,7 @@ impl Chart {
             .series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.0))
+            .chain(self.markers.iter().map(|m| m.0))
             .collect();
         let mut ymax = self
             .series
@@ -102,6 +105,13 @@ impl Chart {
         let mut ticks: Vec<f64> = xs.clone();
         ticks.sort_by(f64::total_cmp);
         ticks.dedup();
+        // Few distinct x values (mesh sizes): a tick at each. Many (a time
+        // series, a CDF): five evenly spaced.
+        if ticks.len() > 12 && !self.log_x {
+            ticks = (0..=4)
+                .map(|i| x0 + (x1 - x0) * f64::from(i) / 4.0)
+                .collect();
+        }
         for x in ticks {
             let _ = writeln!(
                 o,
@@ -131,6 +141,17 @@ impl Chart {
                 esc(label)
             );
         }
+        for (x, label) in &self.markers {
+            let _ = writeln!(
+                o,
+                "<line x1=\"{0:.1}\" y1=\"{T}\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#e377c2\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/><text x=\"{2:.1}\" y=\"{3}\" fill=\"#b0479a\">{4}</text>",
+                px(*x),
+                H - B,
+                px(*x) + 4.0,
+                T + 12.0,
+                esc(label)
+            );
+        }
         for (k, s) in self.series.iter().enumerate() {
             let c = COLORS[k % COLORS.len()];
             let pts: Vec<String> = s
@@ -143,7 +164,7 @@ impl Chart {
                 "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
                 pts.join(" ")
             );
-            for (x, y) in &s.points {
+            for (x, y) in s.points.iter().filter(|_| s.points.len() <= 30) {
                 let _ = writeln!(
                     o,
                     "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>",
@@ -188,10 +209,12 @@ mod tests {
                 points: vec![(100.0, 1.0), (1000.0, 2.0)],
             }],
             target: Some((3.0, "target".into())),
+            markers: vec![(300.0, "cut".into())],
         };
         let svg = c.render();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("t &lt;1&gt;") && svg.contains("stroke-dasharray"));
+        assert!(svg.contains(">cut</text>"));
     }
 }

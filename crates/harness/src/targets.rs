@@ -28,9 +28,12 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 7] = [
+pub const METRICS: [&str; 10] = [
     "udp-rtt-p99-us",
+    "udp-rtt-p999-us",
     "udp-rtt-loaded-p99-us",
+    "udp-rtt-loaded-p999-us",
+    "longrun-delivered-ratio",
     "tcp-ratio",
     "wire-efficiency",
     "udp-delivered-ratio",

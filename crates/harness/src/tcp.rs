@@ -20,23 +20,57 @@ fn report(n: u64, h: Blake2s256) -> String {
     format!("bytes={n} blake2s={hex}")
 }
 
-/// Accepts one connection on `listen` and reads it to the end.
-pub fn sink(listen: SocketAddr, timeout: Duration) -> Result<String> {
+/// Width of a throughput-series bucket.
+pub const SERIES_BUCKET_MS: u64 = 50;
+
+/// Accepts one connection on `listen` and reads it to the end. With
+/// `series`, writes the bytes received per 50 ms there, one
+/// `unix_ms bytes` line per bucket (Unix time, so another process can place
+/// events such as a link cut on the same axis).
+pub fn sink(
+    listen: SocketAddr,
+    timeout: Duration,
+    series: Option<&std::path::Path>,
+) -> Result<String> {
     let l = TcpListener::bind(listen)?;
     let (mut s, _) = l.accept()?;
     s.set_read_timeout(Some(timeout))?;
     let mut h = Blake2s256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
+    let mut buckets: std::collections::BTreeMap<u64, u64> = Default::default();
     loop {
         let k = s.read(&mut buf)?;
         if k == 0 {
             break;
         }
+        if series.is_some() {
+            let ms = unix_ms();
+            *buckets.entry(ms - ms % SERIES_BUCKET_MS).or_insert(0) += k as u64;
+        }
         h.update(&buf[..k]);
         n += k as u64;
     }
+    if let Some(path) = series {
+        // Empty buckets inside the transfer are written as 0: they are the outage.
+        let mut text = String::new();
+        if let (Some(&first), Some(&last)) = (buckets.keys().next(), buckets.keys().last()) {
+            let mut t = first;
+            while t <= last {
+                text.push_str(&format!("{t} {}\n", buckets.get(&t).copied().unwrap_or(0)));
+                t += SERIES_BUCKET_MS;
+            }
+        }
+        std::fs::write(path, text)?;
+    }
     Ok(report(n, h))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Connects to `connect` and sends `bytes` of the stream seeded by `seed`,
