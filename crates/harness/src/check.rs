@@ -33,9 +33,14 @@ fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
     netns::output(NAME, host, args)
 }
 
-/// Closed-loop ping-pong; (p99, p99.9) in µs. With `cdf`, the round-trip
+/// Closed-loop ping-pong; (p50, p99, p99.9) in µs. With `cdf`, the round-trip
 /// CDF is written there (by udp-ping, inside the namespace).
-fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<(f64, f64), String> {
+fn pingpong(
+    me: &Path,
+    addr: &str,
+    count: u32,
+    cdf: Option<&Path>,
+) -> Result<(f64, f64, f64), String> {
     let target = format!("{addr}:7000");
     let count_s = count.to_string();
     let mut args = vec![
@@ -54,6 +59,7 @@ fn pingpong(me: &Path, addr: &str, count: u32, cdf: Option<&Path>) -> Result<(f6
     let t = String::from_utf8_lossy(&out.stdout);
     netns::field(&t, "p99_us")
         .zip(netns::field(&t, "p999_us"))
+        .map(|(p99, p999)| (netns::field(&t, "p50_us").unwrap_or(f64::NAN), p99, p999))
         .ok_or_else(|| {
             format!(
                 "udp-ping to {addr} failed: {t}{}",
@@ -134,6 +140,37 @@ fn tcp_gbps(addr: &str, secs: u64) -> Result<f64, String> {
         .as_f64()
         .map(|b| b / 1e9)
         .ok_or_else(|| format!("iperf3 to {addr}: {v}"))
+}
+
+/// UDP goodput, Gbit/s: 1,200-byte datagrams offered as fast as iperf3 can.
+fn udp_gbps(addr: &str, secs: u64) -> Result<f64, String> {
+    let v = iperf_json(&[
+        "-c",
+        addr,
+        "-u",
+        "-b",
+        "0",
+        "-l",
+        "1200",
+        "-w",
+        "4M",
+        "-t",
+        &secs.to_string(),
+    ])?;
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .or_else(|| {
+            // Older iperf3: receiver totals in "sum" with lost packets.
+            let s = &v["end"]["sum"];
+            let (b, l, t) = (
+                s["bits_per_second"].as_f64()?,
+                s["lost_percent"].as_f64()?,
+                100.0,
+            );
+            Some(b * (t - l) / t)
+        })
+        .map(|b| b / 1e9)
+        .ok_or_else(|| format!("iperf3 UDP to {addr}: {v}"))
 }
 
 fn udp_delivered(addr: &str, secs: u64, mbit: u64) -> Result<f64, String> {
@@ -465,7 +502,8 @@ fn measure(
             ("198.18.0.2", &mut raw, "raw.cdf"),
             ("100.64.0.2", &mut m, "meshd.cdf"),
         ] {
-            let (p99, p999) = pingpong(me, addr, count, Some(&cdf_dir.join(cdf)))?;
+            let (p50, p99, p999) = pingpong(me, addr, count, Some(&cdf_dir.join(cdf)))?;
+            into.insert("udp-rtt-p50-us".into(), p50);
             into.insert("udp-rtt-p99-us".into(), p99);
             into.insert("udp-rtt-p999-us".into(), p999);
         }
@@ -487,10 +525,16 @@ fn measure(
             let r = pingpong(me, addr, count / 2, None);
             let _ = load.wait_with_output();
             std::thread::sleep(Duration::from_millis(300));
-            let (p99, p999) = r?;
+            let (_, p99, p999) = r?;
             into.insert("udp-rtt-loaded-p99-us".into(), p99);
             into.insert("udp-rtt-loaded-p999-us".into(), p999);
         }
+        println!("  UDP throughput (1,200-byte datagrams, unlimited offered rate, {secs} s each)");
+        let (r_udp, m_udp) = (udp_gbps("198.18.0.2", secs)?, udp_gbps("100.64.0.2", secs)?);
+        raw.insert("udp-ratio".into(), 1.0);
+        m.insert("udp-ratio".into(), m_udp / r_udp);
+        raw.insert("udp-gbps".into(), r_udp);
+        m.insert("udp-gbps".into(), m_udp);
         let mbit = opts.offered_mbit;
         println!("  loss at an offered rate (UDP at {mbit} Mbit/s for {secs} s)");
         raw.insert(
@@ -514,6 +558,40 @@ fn measure(
         // (IPv4 + UDP + meshd's 32 bytes), against the raw link's 1.
         m.insert("wire-efficiency".into(), TUN_MTU / (TUN_MTU + 28.0 + 32.0));
         raw.insert("wire-efficiency".into(), 1.0);
+        let n = if opts.quick { 100 } else { 1000 };
+        println!("  handshake rate ({n} new nodes each handshake once with b, 64 in flight)");
+        let dir = state_dir(NAME);
+        let (dir_s, cert_s) = (
+            dir.to_string_lossy().to_string(),
+            dir.join("b.crt").to_string_lossy().to_string(),
+        );
+        let out = in_ns(
+            "a",
+            &[
+                me.to_str().unwrap_or_default(),
+                "handshake-load",
+                "--dir",
+                &dir_s,
+                "--cert",
+                &cert_s,
+                "--to",
+                "198.18.0.2:51820",
+                "--count",
+                &n.to_string(),
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let done = netns::field(&text, "handshakes").unwrap_or(0.0);
+        if done < f64::from(n) {
+            return Err(format!(
+                "handshake load: {done} of {n} completed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        m.insert(
+            "handshakes-per-sec".into(),
+            netns::field(&text, "rate").ok_or_else(|| format!("handshake-load: {text}"))?,
+        );
         println!("  time from agent start to first packet through");
         let dir = state_dir(NAME);
         let pid = std::fs::read_to_string(dir.join("a.pid")).unwrap_or_default();

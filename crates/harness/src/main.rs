@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod hsload;
 mod mesh_demo;
 mod pingpong;
 mod reach;
@@ -133,6 +134,25 @@ enum Command {
         /// Seed of the junk generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// New nodes (signed with the CA key in DIR) each handshake once with a
+    /// running meshd; prints the handshakes completed per second.
+    HandshakeLoad {
+        /// Directory with ca.crt and ca.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The target node's certificate.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its underlay address.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Handshakes (at most 10000).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        count: u64,
+        /// At most this many in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// Answer TCP connections and echo UDP datagrams on the given ports
     /// (the far end of `probe`) for a bounded time.
@@ -436,6 +456,20 @@ fn main() -> ExitCode {
             .map(|r| println!("{r}"))
             .map_err(|e| format!("tcp-sink: {e}")),
         Command::Serve { addr, ports, secs } => reach::serve(addr, &ports, secs),
+        Command::HandshakeLoad {
+            dir,
+            cert,
+            to,
+            count,
+            concurrency,
+        } => hsload::run(&dir, &cert, to, count as usize, concurrency.clamp(1, 1024)).map(|l| {
+            println!(
+                "handshakes={} secs={:.3} rate={:.1}",
+                l.completed,
+                l.elapsed.as_secs_f64(),
+                l.completed as f64 / l.elapsed.as_secs_f64().max(1e-9)
+            )
+        }),
         Command::Probe {
             to,
             udp,

@@ -28,7 +28,10 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 10] = [
+pub const METRICS: [&str; 13] = [
+    "udp-rtt-p50-us",
+    "udp-ratio",
+    "handshakes-per-sec",
     "udp-rtt-p99-us",
     "udp-rtt-p999-us",
     "udp-rtt-loaded-p99-us",

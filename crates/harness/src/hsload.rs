@@ -1,0 +1,150 @@
+//! `mesh-harness handshake-load`: measures how many hybrid handshakes per
+//! second a running meshd completes as responder. Run inside a namespace
+//! next to it: `count` new nodes (certificates signed with the mesh CA's
+//! key, each with its own X25519 key and UDP socket) each initiate one
+//! handshake to meshd, at most `concurrency` at a time; real endpoints,
+//! real sockets, real cryptography. Cookies under load and retransmissions
+//! are handled as any node would handle them.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crypto::{files, RealCrypto};
+use proto::armor::LABEL_CA_KEY;
+use proto::cert::{NodeCertParams, OverlayAddr, TrustedCa};
+use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId};
+use proto::handshake::Identity;
+use proto::provider::Crypto;
+use rand_core::{OsRng, RngCore};
+
+/// What the run measured.
+pub struct Load {
+    /// Handshakes completed.
+    pub completed: usize,
+    /// Wall time from the first initiation to the last completion.
+    pub elapsed: Duration,
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+struct Client {
+    ep: Endpoint,
+    sock: UdpSocket,
+    peer: PeerId,
+    done: bool,
+}
+
+/// Runs the load (bounded: `count` ≤ 10,000, 60 s at most).
+pub fn run(
+    dir: &Path,
+    target_cert: &Path,
+    to: SocketAddr,
+    count: usize,
+    concurrency: usize,
+) -> Result<Load, String> {
+    let c = RealCrypto;
+    let now_s = unix_nanos() / 1_000_000_000;
+    let ca_cert = files::read_certificate(&dir.join("ca.crt")).map_err(|e| e.to_string())?;
+    let ca = TrustedCa::new(&c, ca_cert, now_s).map_err(|e| e.to_string())?;
+    let ca_seed =
+        files::read_private_key(&dir.join("ca.key"), LABEL_CA_KEY).map_err(|e| e.to_string())?;
+    let target = files::read_certificate(target_cert).map_err(|e| e.to_string())?;
+    let crypto: Arc<dyn Crypto> = Arc::new(RealCrypto);
+    // Identities first (certificate signing is not what is measured).
+    let mut idle: Vec<Client> = (0..count.min(10_000))
+        .map(|i| {
+            let mut secret = [0u8; 32];
+            OsRng.fill_bytes(&mut secret);
+            let n = i + 1;
+            let cert = ca
+                .issue(
+                    &c,
+                    &ca_seed,
+                    NodeCertParams {
+                        name: format!("load-{i}"),
+                        addresses: vec![OverlayAddr::V4(
+                            [100, 65 + (n >> 16) as u8, (n >> 8) as u8, n as u8],
+                            10,
+                        )],
+                        segments: Vec::new(),
+                        static_public_key: c.x25519_public_key(&secret),
+                        not_before: now_s - 60,
+                        not_after: now_s + 3600,
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            let identity = Identity::new(&c, cert, secret).map_err(|e| e.to_string())?;
+            let mut ep = Endpoint::new(
+                crypto.clone(),
+                ca.clone(),
+                identity,
+                EndpointConfig {
+                    health: None,
+                    ..EndpointConfig::default()
+                },
+            );
+            let peer = ep.add_peer(*target.public_key(), Some(to), None);
+            let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+            sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Ok(Client {
+                ep,
+                sock,
+                peer,
+                done: false,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    idle.reverse();
+    let mut active: Vec<Client> = Vec::new();
+    let mut completed = 0;
+    let start = Instant::now();
+    let mut last = start;
+    let mut buf = vec![0u8; 65_535];
+    while (completed < count) && start.elapsed() < Duration::from_secs(60) {
+        while active.len() < concurrency {
+            let Some(mut cl) = idle.pop() else { break };
+            cl.ep
+                .initiate(Instant::now(), unix_nanos(), &mut OsRng, cl.peer);
+            active.push(cl);
+        }
+        let mut progressed = false;
+        for cl in &mut active {
+            while let Some(t) = cl.ep.poll_transmit() {
+                let _ = cl.sock.send_to(&t.payload, t.dst);
+            }
+            while let Ok((n, src)) = cl.sock.recv_from(&mut buf) {
+                progressed = true;
+                cl.ep
+                    .handle_datagram(Instant::now(), unix_nanos(), &mut OsRng, src, &mut buf[..n]);
+                while let Some(t) = cl.ep.poll_transmit() {
+                    let _ = cl.sock.send_to(&t.payload, t.dst);
+                }
+            }
+            if cl.ep.poll_timeout().is_some_and(|d| d <= Instant::now()) {
+                cl.ep
+                    .handle_timeout(Instant::now(), unix_nanos(), &mut OsRng);
+            }
+            while let Some(e) = cl.ep.poll_event() {
+                if matches!(e, Event::HandshakeCompleted { .. }) && !cl.done {
+                    cl.done = true;
+                    completed += 1;
+                    last = Instant::now();
+                }
+            }
+        }
+        active.retain(|c| !c.done);
+        if !progressed {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    Ok(Load {
+        completed,
+        elapsed: last - start,
+    })
+}
