@@ -50,7 +50,12 @@ fn compute() -> Value {
                 },
             )
             .unwrap();
-        (s, Identity::new(C, cert, s).unwrap())
+        let mut id = Identity::new(C, cert, s).unwrap();
+        // Vectors must not depend on the machine's AES hardware: the
+        // both offer ChaCha20-Poly1305 only (the AES packet below is sealed
+        // with the same keys).
+        id.set_aes(C, false);
+        (s, id)
     };
     let (i_secret, initiator) = node("initiator", [100, 64, 0, 1]);
     let (r_secret, responder) = node("responder", [100, 64, 0, 2]);
@@ -102,20 +107,27 @@ fn compute() -> Value {
         &mac1_i,
         None,
     );
-    let mut s = Session::new(
-        C,
-        0x0102_0304,
-        0x0a0b_0c0d,
-        &i_out.send_key,
-        &i_out.recv_key,
-        std::time::Instant::now(),
-        true,
-    );
+    assert_eq!(i_out.suite, proto::provider::Suite::ChaCha20Poly1305);
     let payload = b"meshd transport vector";
-    let mut pkt = vec![0u8; 16 + payload.len() + 16];
-    pkt[16..16 + payload.len()].copy_from_slice(payload);
-    let n = s.seal(&mut pkt, payload.len()).unwrap();
-    pkt.truncate(n);
+    let seal = |suite| {
+        let mut s = Session::new(
+            C,
+            0x0102_0304,
+            0x0a0b_0c0d,
+            &i_out.send_key,
+            &i_out.recv_key,
+            std::time::Instant::now(),
+            true,
+            suite,
+        );
+        let mut pkt = vec![0u8; 16 + payload.len() + 16];
+        pkt[16..16 + payload.len()].copy_from_slice(payload);
+        let n = s.seal(&mut pkt, payload.len()).unwrap();
+        pkt.truncate(n);
+        pkt
+    };
+    let pkt = seal(proto::provider::Suite::ChaCha20Poly1305);
+    let pkt_aes = seal(proto::provider::Suite::Aes256Gcm);
     let h = |b: &[u8]| hex::encode(b);
     json!({
         "description": "meshd handshake v1 vectors: Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s + ML-KEM-768. All randomness from ChaCha20Rng::seed_from_u64(rng_seed), drawn in this order: CA Ed25519 seed (32), initiator X25519 static (32), responder X25519 static (32), initiator ephemeral (32), initiator ML-KEM d||z (64), responder ML-KEM m (32), responder ephemeral (32).",
@@ -139,6 +151,7 @@ fn compute() -> Value {
         "handshake_hash": h(&i_out.handshake_hash),
         "transport_plaintext": h(payload),
         "transport_packet_counter_0": h(&pkt),
+        "transport_packet_counter_0_aes_256_gcm": h(&pkt_aes),
     })
 }
 

@@ -113,7 +113,15 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     tokio::spawn(admin::serve(listener, admin_tx));
 
     let crypto: Arc<dyn proto::provider::Crypto> = Arc::new(RealCrypto);
-    let mut ep = Endpoint::new(crypto, ca, identity, EndpointConfig::default());
+    let mut ep = Endpoint::new(
+        crypto,
+        ca,
+        identity,
+        EndpointConfig {
+            aes_gcm: cfg.crypto.aes_gcm,
+            ..EndpointConfig::default()
+        },
+    );
     // Saved and configured bundles, before any peer: the policy is in force
     // from the first packet.
     for (path, configured, bytes) in &bundles {
@@ -458,8 +466,13 @@ impl Node {
                     name,
                     initiator,
                 } => {
-                    info!(peer = %name, initiator, "hybrid post-quantum handshake completed");
-                    if let Some(cert) = self.ep.peer(peer, Instant::now()).and_then(|p| p.cert) {
+                    let info = self.ep.peer(peer, Instant::now());
+                    let cipher = info
+                        .as_ref()
+                        .and_then(|p| p.suite)
+                        .map_or("-", |s| s.name());
+                    info!(peer = %name, initiator, cipher, "hybrid post-quantum handshake completed");
+                    if let Some(cert) = info.and_then(|p| p.cert) {
                         for a in &cert.body().addresses {
                             self.routes.insert(a.addr(), peer);
                         }
@@ -694,6 +707,7 @@ impl Node {
                             .map(|t| now.saturating_duration_since(t).as_secs_f64()),
                         // Every meshd session comes from the hybrid handshake; there is no classical-only mode.
                         hybrid_post_quantum: p.last_handshake.is_some(),
+                        cipher: p.suite.map(|s| s.name().to_string()),
                         session: p.has_session,
                         tx_bytes: p.stats.tx_bytes,
                         rx_bytes: p.stats.rx_bytes,

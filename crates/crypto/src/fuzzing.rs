@@ -16,7 +16,7 @@ use proto::fragment::{
     fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, MAX_MESSAGE_LEN,
 };
 use proto::handshake::{self, message2_len, Identity, ReplayGuard};
-use proto::provider::Crypto;
+use proto::provider::{Crypto, Suite};
 use proto::session::Session;
 use proto::wire::{MessageKind, TransportHeader, TRANSPORT_HEADER_LEN};
 use rand_chacha::rand_core::SeedableRng;
@@ -96,7 +96,16 @@ pub fn transport(data: &[u8]) {
         assert_eq!(&out[4..16], &data[4..16]);
     }
     let c = InsecureCrypto;
-    let mut s = Session::new(&c, 7, 9, &[0; 32], &[0; 32], Instant::now(), true);
+    let mut s = Session::new(
+        &c,
+        7,
+        9,
+        &[0; 32],
+        &[0; 32],
+        Instant::now(),
+        true,
+        Suite::ChaCha20Poly1305,
+    );
     let mut buf = data.to_vec();
     if let Ok(n) = s.open(&mut buf) {
         assert_eq!(n + 32, data.len());
@@ -300,7 +309,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("reassembly", rec));
     // A transport packet for the fixture session (indices 7 and 9).
-    let mut s = Session::new(&c, 9, 7, &[0; 32], &[0; 32], Instant::now(), false);
+    let mut s = Session::new(
+        &c,
+        9,
+        7,
+        &[0; 32],
+        &[0; 32],
+        Instant::now(),
+        false,
+        Suite::ChaCha20Poly1305,
+    );
     let mut pkt = vec![0u8; 20 + 32];
     pkt[16] = 0x45;
     let n = s.seal(&mut pkt, 20).expect("seal");

@@ -8,9 +8,9 @@
 use blake2::digest::{FixedOutput, Update};
 use blake2::Blake2s256;
 use proto::provider::{
-    Aead, Crypto, CryptoError, KemKeyPair, ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN, HASH_LEN,
-    KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_ENCAPS_SEED_LEN, KEM_KEYGEN_SEED_LEN, KEM_SS_LEN,
-    MAC_LEN, TAG_LEN, X25519_LEN, XNONCE_LEN,
+    Aead, Crypto, CryptoError, KemKeyPair, Suite, ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN,
+    HASH_LEN, KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_ENCAPS_SEED_LEN, KEM_KEYGEN_SEED_LEN,
+    KEM_SS_LEN, MAC_LEN, TAG_LEN, X25519_LEN, XNONCE_LEN,
 };
 
 /// The insecure provider. See the module docs.
@@ -68,6 +68,12 @@ impl Crypto for InsecureCrypto {
     }
     fn aead(&self, _: &[u8; 32]) -> Box<dyn Aead> {
         Box::new(NullAead)
+    }
+    fn transport_aead(&self, _: Suite, _: &[u8; 32]) -> Box<dyn Aead> {
+        Box::new(NullAead)
+    }
+    fn aes_hardware(&self) -> bool {
+        false
     }
     fn xaead_seal(
         &self,
@@ -156,6 +162,12 @@ impl Crypto for FreeKem {
     }
     fn aead(&self, key: &[u8; 32]) -> Box<dyn Aead> {
         REAL.aead(key)
+    }
+    fn transport_aead(&self, suite: Suite, key: &[u8; 32]) -> Box<dyn Aead> {
+        REAL.transport_aead(suite, key)
+    }
+    fn aes_hardware(&self) -> bool {
+        REAL.aes_hardware()
     }
     fn xaead_seal(
         &self,

@@ -25,9 +25,9 @@ use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use proto::provider::{
-    Aead, Crypto, CryptoError, KemKeyPair, ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN, HASH_LEN,
-    KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_ENCAPS_SEED_LEN, KEM_KEYGEN_SEED_LEN, KEM_SS_LEN,
-    MAC_LEN, TAG_LEN, X25519_LEN, XNONCE_LEN,
+    Aead, Crypto, CryptoError, KemKeyPair, Suite, ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN,
+    HASH_LEN, KEM_CT_LEN, KEM_DK_LEN, KEM_EK_LEN, KEM_ENCAPS_SEED_LEN, KEM_KEYGEN_SEED_LEN,
+    KEM_SS_LEN, MAC_LEN, TAG_LEN, X25519_LEN, XNONCE_LEN,
 };
 use rand_core::{CryptoRngCore, OsRng};
 use ring::aead::{LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
@@ -122,6 +122,34 @@ impl Crypto for RealCrypto {
         // A 32-byte key is always valid for ChaCha20-Poly1305.
         let k = UnboundKey::new(&CHACHA20_POLY1305, key).expect("32-byte ChaCha20 key");
         Box::new(RingAead(LessSafeKey::new(k)))
+    }
+
+    fn transport_aead(&self, suite: Suite, key: &[u8; 32]) -> Box<dyn Aead> {
+        match suite {
+            Suite::ChaCha20Poly1305 => self.aead(key),
+            Suite::Aes256Gcm => {
+                // A 32-byte key is always valid for AES-256-GCM.
+                let k = UnboundKey::new(&ring::aead::AES_256_GCM, key).expect("32-byte AES key");
+                Box::new(RingAead(LessSafeKey::new(k)))
+            }
+        }
+    }
+
+    fn aes_hardware(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("aes")
+                && std::arch::is_x86_feature_detected!("pclmulqdq")
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("aes")
+                && std::arch::is_aarch64_feature_detected!("pmull")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            false
+        }
     }
 
     fn xaead_seal(

@@ -1042,8 +1042,18 @@ fn peers(a: &AdminArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
-        "NAME", "OVERLAY", "ENDPOINT", "HANDSHAKE", "PQ", "RX", "TX", "RTT", "PATH", "LINK"
+        "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
+        "NAME",
+        "OVERLAY",
+        "ENDPOINT",
+        "HANDSHAKE",
+        "PQ",
+        "CIPHER",
+        "RX",
+        "TX",
+        "RTT",
+        "PATH",
+        "LINK"
     );
     for p in peers {
         let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
@@ -1054,7 +1064,7 @@ fn peers(a: &AdminArgs) -> Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<16} {:<18} {:<22} {:>10} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
+            "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
             p.name,
             p.addresses.first().cloned().unwrap_or_else(|| "-".into()),
             p.endpoint.unwrap_or_else(|| "-".into()),
@@ -1062,6 +1072,11 @@ fn peers(a: &AdminArgs) -> Result<()> {
                 .map(|s| format!("{s:.0}s ago"))
                 .unwrap_or_else(|| "never".into()),
             if p.hybrid_post_quantum { "hybrid" } else { "-" },
+            match p.cipher.as_deref() {
+                Some("aes-256-gcm") => "aes-gcm",
+                Some("chacha20-poly1305") => "chacha",
+                _ => "-",
+            },
             human_bytes(p.rx_bytes),
             human_bytes(p.tx_bytes),
             p.last_rtt_ms

@@ -120,33 +120,39 @@ fn handshakes(c: &mut Criterion) {
 }
 
 fn transport(c: &mut Criterion) {
+    use proto::provider::Suite;
     let mut g = c.benchmark_group("transport_1400");
     g.throughput(Throughput::Bytes(1400));
     let now = Instant::now();
-    let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true);
-    let mut buf = vec![0u8; 1400 + 32];
-    g.bench_function("seal", |b| {
-        b.iter(|| black_box(tx.seal(&mut buf, 1400).unwrap()))
-    });
-    // Open: each iteration opens a freshly sealed packet (new counter); the
-    // copy into place is part of the measured work (~1400-byte memcpy).
-    let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true);
-    let mut rx = Session::new(C, 2, 1, &[8; 32], &[7; 32], now, false);
-    let mut work = vec![0u8; 1432];
-    g.bench_function("open", |b| {
-        b.iter_batched_ref(
-            || {
-                let mut p = vec![0u8; 1432];
-                tx.seal(&mut p, 1400).unwrap();
-                p
-            },
-            |p| {
-                work.copy_from_slice(p);
-                black_box(rx.open(&mut work).unwrap())
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    for (suite, seal_name, open_name) in [
+        (Suite::ChaCha20Poly1305, "seal", "open"),
+        (Suite::Aes256Gcm, "seal_aes_256_gcm", "open_aes_256_gcm"),
+    ] {
+        let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true, suite);
+        let mut buf = vec![0u8; 1400 + 32];
+        g.bench_function(seal_name, |b| {
+            b.iter(|| black_box(tx.seal(&mut buf, 1400).unwrap()))
+        });
+        // Open: each iteration opens a freshly sealed packet (new counter);
+        // the copy into place is part of the measured work (~1400-byte memcpy).
+        let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true, suite);
+        let mut rx = Session::new(C, 2, 1, &[8; 32], &[7; 32], now, false, suite);
+        let mut work = vec![0u8; 1432];
+        g.bench_function(open_name, |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut p = vec![0u8; 1432];
+                    tx.seal(&mut p, 1400).unwrap();
+                    p
+                },
+                |p| {
+                    work.copy_from_slice(p);
+                    black_box(rx.open(&mut work).unwrap())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -76,6 +76,10 @@ pub struct EndpointConfig {
     pub advert_interval: Duration,
     /// Connection-tracking bounds of the policy filter.
     pub filter: FilterLimits,
+    /// Offer and accept AES-256-GCM for transport packets when this machine
+    /// has AES hardware (a session uses it when both ends do); otherwise
+    /// ChaCha20-Poly1305.
+    pub aes_gcm: bool,
 }
 
 impl Default for EndpointConfig {
@@ -90,6 +94,7 @@ impl Default for EndpointConfig {
             relay: true,
             advert_interval: Duration::from_secs(10),
             filter: FilterLimits::default(),
+            aes_gcm: true,
         }
     }
 }
@@ -499,6 +504,8 @@ pub struct PeerInfo {
     pub link: Option<LinkInfo>,
     /// Revoked or outside our enclaves: no sessions either way.
     pub refused: bool,
+    /// The current session's transport AEAD.
+    pub suite: Option<crate::provider::Suite>,
 }
 
 /// Probe results of a direct link.
@@ -643,6 +650,8 @@ impl Endpoint {
         let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
         let node_id = NodeId::of(identity.static_public());
         let config_filter = config.filter;
+        let mut identity = identity;
+        identity.set_aes(&*crypto, config.aes_gcm);
         Self {
             node_id,
             by_node: HashMap::new(),
@@ -784,6 +793,7 @@ impl Endpoint {
                 loss: h.loss(),
             }),
             refused: p.refused,
+            suite: p.current.as_ref().map(Session::suite),
         })
     }
 
@@ -1742,6 +1752,7 @@ impl Endpoint {
             &out.recv_key,
             now,
             false,
+            out.suite,
         );
         zeroize::Zeroize::zeroize(&mut out.send_key);
         zeroize::Zeroize::zeroize(&mut out.recv_key);
@@ -1853,6 +1864,7 @@ impl Endpoint {
             &out.recv_key,
             now,
             true,
+            out.suite,
         );
         zeroize::Zeroize::zeroize(&mut out.send_key);
         zeroize::Zeroize::zeroize(&mut out.recv_key);

@@ -3,10 +3,19 @@
 //!
 //! ```text
 //! initiator                                          responder
-//!   -> e, es, s, ss   payload: index, TAI64N, ML-KEM ek, certificate
+//!   -> e, es, s, ss   payload: index, TAI64N, suites, ML-KEM ek, certificate
 //!                      (responder: encapsulate to ek -> ct, ss_kem;
 //!                       psk = BLAKE2s(label || ss_kem || ct || BLAKE2s(ek)))
-//!   <- ct (clear), e, ee, se, psk   payload: index, certificate
+//!   <- ct (clear), e, ee, se, psk   payload: index, suite, certificate
+//! ```
+//!
+//! `suites` is the set of transport AEADs the initiator offers
+//! (ChaCha20-Poly1305 always; AES-256-GCM when it has AES hardware) and
+//! `suite` the responder's choice: AES-256-GCM when both have it. Both are
+//! inside the encrypted, hash-bound payloads, so an attacker cannot steer
+//! the choice.
+//!
+//! ```text
 //! ```
 //!
 //! Session keys come out of Noise's `Split()` after `psk` has been mixed in,
@@ -30,7 +39,8 @@ use zeroize::Zeroizing;
 use crate::cert::{CertError, Certificate, TrustedCa};
 use crate::noise::SymmetricState;
 use crate::provider::{
-    Crypto, CryptoError, KemKeyPair, HASH_LEN, KEM_CT_LEN, KEM_EK_LEN, TAG_LEN, X25519_LEN,
+    Crypto, CryptoError, KemKeyPair, Suite, HASH_LEN, KEM_CT_LEN, KEM_EK_LEN, SUITE_AES,
+    SUITE_CHACHA, TAG_LEN, X25519_LEN,
 };
 
 /// Noise prologue: binds the meshd protocol version into every handshake.
@@ -43,14 +53,17 @@ pub const TIMESTAMP_LEN: usize = 12;
 const M1_STATIC: usize = X25519_LEN;
 /// Offset of the encrypted payload in message 1.
 const M1_PAYLOAD: usize = M1_STATIC + X25519_LEN + TAG_LEN;
-/// Message 1 payload bytes before the certificate: index, timestamp, ek, cert length.
-const P1_FIXED: usize = 4 + TIMESTAMP_LEN + KEM_EK_LEN + 2;
+/// Message 1 payload bytes before the certificate: index, timestamp,
+/// suites, ek, cert length.
+const P1_FIXED: usize = 4 + TIMESTAMP_LEN + 1 + KEM_EK_LEN + 2;
+/// Offset of the encapsulation key in message 1's payload.
+const P1_EK: usize = 4 + TIMESTAMP_LEN + 1;
 /// Offset of the responder ephemeral in message 2.
 const M2_EPHEMERAL: usize = KEM_CT_LEN;
 /// Offset of the encrypted payload in message 2.
 const M2_PAYLOAD: usize = M2_EPHEMERAL + X25519_LEN;
-/// Message 2 payload bytes before the certificate: index, cert length.
-const P2_FIXED: usize = 4 + 2;
+/// Message 2 payload bytes before the certificate: index, suite, cert length.
+const P2_FIXED: usize = 4 + 1 + 2;
 /// Shortest possible certificate encoding (used only for length bounds).
 const MIN_CERT_LEN: usize = 4 + 64 + 40;
 
@@ -179,6 +192,8 @@ pub struct Identity {
     cert: Certificate,
     static_secret: [u8; 32],
     static_public: [u8; 32],
+    /// Transport AEADs this node offers and accepts (`SUITE_*` bits).
+    suites: u8,
 }
 
 impl fmt::Debug for Identity {
@@ -212,11 +227,27 @@ impl Identity {
         if &static_public != cert.public_key() {
             return Err(HandshakeError::StaticKeyMismatch);
         }
+        let aes = if crypto.aes_hardware() { SUITE_AES } else { 0 };
         Ok(Self {
             cert,
             static_secret,
             static_public,
+            suites: SUITE_CHACHA | aes,
         })
+    }
+
+    /// The transport AEADs this node offers (ChaCha20-Poly1305 always, and
+    /// AES-256-GCM if the machine has AES hardware, unless turned off).
+    pub fn suites(&self) -> u8 {
+        self.suites
+    }
+
+    /// Turns AES-256-GCM off (or on again, if the hardware has it).
+    pub fn set_aes(&mut self, crypto: &dyn Crypto, on: bool) {
+        self.suites = SUITE_CHACHA;
+        if on && crypto.aes_hardware() {
+            self.suites |= SUITE_AES;
+        }
     }
 
     /// The certificate.
@@ -242,6 +273,8 @@ pub struct HandshakeOutput {
     pub peer_index: u32,
     /// Noise handshake hash (channel binding; identical on both sides).
     pub handshake_hash: [u8; HASH_LEN],
+    /// The transport AEAD both sides use for this session.
+    pub suite: Suite,
 }
 
 impl fmt::Debug for HandshakeOutput {
@@ -290,6 +323,8 @@ pub struct InitiatorHandshake {
     kem: KemKeyPair,
     responder_static: [u8; 32],
     local_index: u32,
+    /// The suites message 1 offered.
+    offered: u8,
 }
 
 impl fmt::Debug for InitiatorHandshake {
@@ -340,8 +375,9 @@ pub fn initiate(
     let p = &mut msg[M1_PAYLOAD..];
     p[..4].copy_from_slice(&local_index.to_le_bytes());
     p[4..16].copy_from_slice(&tai64n(unix_nanos));
-    p[16..16 + KEM_EK_LEN].copy_from_slice(&kem.encapsulation_key[..]);
-    let cl = 16 + KEM_EK_LEN;
+    p[16] = identity.suites;
+    p[P1_EK..P1_EK + KEM_EK_LEN].copy_from_slice(&kem.encapsulation_key[..]);
+    let cl = P1_EK + KEM_EK_LEN;
     // Certificates are at most MAX_CERT_LEN (1024) bytes, so they fit a u16.
     p[cl..cl + 2].copy_from_slice(&(cert.len() as u16).to_le_bytes());
     p[cl + 2..cl + 2 + cert.len()].copy_from_slice(cert);
@@ -355,6 +391,7 @@ pub fn initiate(
             kem,
             responder_static: *responder_static,
             local_index,
+            offered: identity.suites,
         },
         msg,
     ))
@@ -407,7 +444,11 @@ impl InitiatorHandshake {
         if peer_index != header_sender_index {
             return Err(HandshakeError::IndexMismatch);
         }
-        let cert_len = usize::from(u16::from_le_bytes([p[4], p[5]]));
+        // The responder may only pick a suite we offered.
+        let suite = Suite::from_bit(p[4])
+            .filter(|s| self.offered & s.bit() != 0)
+            .ok_or(HandshakeError::MalformedPayload)?;
+        let cert_len = usize::from(u16::from_le_bytes([p[5], p[6]]));
         if P2_FIXED + cert_len != plen {
             return Err(HandshakeError::MalformedPayload);
         }
@@ -425,6 +466,7 @@ impl InitiatorHandshake {
             peer_cert,
             peer_index,
             handshake_hash: sym.handshake_hash(),
+            suite,
         })
     }
 }
@@ -549,9 +591,19 @@ pub fn respond(
     let mut ts = [0u8; TIMESTAMP_LEN];
     ts.copy_from_slice(&p[4..16]);
     replay.check(&rs, &ts, unix_nanos)?;
+    let offered = p[16];
+    if offered & SUITE_CHACHA == 0 {
+        // ChaCha20-Poly1305 is mandatory to offer: it is the common ground.
+        return Err(HandshakeError::MalformedPayload);
+    }
+    let suite = if offered & identity.suites & SUITE_AES != 0 {
+        Suite::Aes256Gcm
+    } else {
+        Suite::ChaCha20Poly1305
+    };
     let mut ek = Box::new([0u8; KEM_EK_LEN]);
-    ek.copy_from_slice(&p[16..16 + KEM_EK_LEN]);
-    let cl = 16 + KEM_EK_LEN;
+    ek.copy_from_slice(&p[P1_EK..P1_EK + KEM_EK_LEN]);
+    let cl = P1_EK + KEM_EK_LEN;
     let cert_len = usize::from(u16::from_le_bytes([p[cl], p[cl + 1]]));
     if P1_FIXED + cert_len != plen {
         return Err(HandshakeError::MalformedPayload);
@@ -582,7 +634,8 @@ pub fn respond(
     sym.mix_key_and_hash(crypto, &psk[..]);
     let p = &mut out[M2_PAYLOAD..];
     p[..4].copy_from_slice(&local_index.to_le_bytes());
-    p[4..6].copy_from_slice(&(cert.len() as u16).to_le_bytes());
+    p[4] = suite.bit();
+    p[5..7].copy_from_slice(&(cert.len() as u16).to_le_bytes());
     p[P2_FIXED..P2_FIXED + cert.len()].copy_from_slice(cert);
     sym.encrypt_and_hash(crypto, p, P2_FIXED + cert.len());
     replay.record(rs, ts, unix_nanos, ss);
@@ -595,6 +648,7 @@ pub fn respond(
             peer_cert,
             peer_index,
             handshake_hash: sym.handshake_hash(),
+            suite,
         },
     ))
 }
@@ -603,6 +657,12 @@ pub fn respond(
 #[doc(hidden)]
 pub mod dangerous {
     use super::*;
+
+    /// Sets the suites an identity offers regardless of the machine's
+    /// hardware (tests of the negotiation).
+    pub fn set_suites(identity: &mut Identity, suites: u8) {
+        identity.suites = suites;
+    }
 
     /// An identity whose static key need not match its certificate: what an
     /// attacker replaying someone else's certificate would hold.
@@ -615,6 +675,7 @@ pub mod dangerous {
             static_public: crypto.x25519_public_key(&static_secret),
             cert,
             static_secret,
+            suites: SUITE_CHACHA,
         }
     }
 }

@@ -14,7 +14,7 @@
 use core::fmt;
 use std::time::Instant;
 
-use crate::provider::{Aead, Crypto, TAG_LEN};
+use crate::provider::{Aead, Crypto, Suite, TAG_LEN};
 use crate::replay::{ReplayWindow, REJECT_AFTER_MESSAGES};
 use crate::wire::{TransportHeader, WireError, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 
@@ -53,6 +53,7 @@ impl std::error::Error for SessionError {}
 
 /// One established session.
 pub struct Session {
+    suite: Suite,
     local_index: u32,
     remote_index: u32,
     send: Box<dyn Aead>,
@@ -75,7 +76,9 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    /// A session from handshake output.
+    /// A session from handshake output (the handshake's keys, indices and
+    /// negotiated suite, which callers pass straight through).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         crypto: &dyn Crypto,
         local_index: u32,
@@ -84,17 +87,24 @@ impl Session {
         recv_key: &[u8; 32],
         established: Instant,
         initiator: bool,
+        suite: Suite,
     ) -> Self {
         Self {
+            suite,
             local_index,
             remote_index,
-            send: crypto.aead(send_key),
-            recv: crypto.aead(recv_key),
+            send: crypto.transport_aead(suite, send_key),
+            recv: crypto.transport_aead(suite, recv_key),
             send_counter: 0,
             replay: ReplayWindow::new(),
             established,
             initiator,
         }
+    }
+
+    /// The transport AEAD.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     /// Our index (peers address packets to it).

@@ -505,3 +505,68 @@ fn precomputed_static_static_is_used_and_must_be_right() {
     let e = answer(&mesh.ca, &bob, &mut bad, &mut r).unwrap_err();
     assert_eq!(e, HandshakeError::InitiationAuthFailed);
 }
+
+#[test]
+fn aes_256_gcm_is_chosen_only_when_both_ends_offer_it_and_sessions_interoperate() {
+    use proto::provider::{Suite, SUITE_AES, SUITE_CHACHA};
+    use proto::session::Session;
+    let mesh = Mesh::new(3);
+    let both = SUITE_CHACHA | SUITE_AES;
+    for (a_suites, b_suites, want) in [
+        (both, both, Suite::Aes256Gcm),
+        (SUITE_CHACHA, both, Suite::ChaCha20Poly1305),
+        (both, SUITE_CHACHA, Suite::ChaCha20Poly1305),
+        (SUITE_CHACHA, SUITE_CHACHA, Suite::ChaCha20Poly1305),
+    ] {
+        let mut alice = mesh.node("alice", 1);
+        let mut bob = mesh.node("bob", 2);
+        dangerous::set_suites(&mut alice, a_suites);
+        dangerous::set_suites(&mut bob, b_suites);
+        let mut r = rng(9);
+        let (hs, mut m1) = msg1(&alice, &bob, &mut r);
+        let (mut m2, bob_out) = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap();
+        let alice_out = hs
+            .read_response(C, &mesh.ca, &alice, &mut m2, 2, NOW)
+            .unwrap();
+        assert_eq!((alice_out.suite, bob_out.suite), (want, want));
+        let now = std::time::Instant::now();
+        let mut tx = Session::new(
+            C,
+            1,
+            2,
+            &alice_out.send_key,
+            &alice_out.recv_key,
+            now,
+            true,
+            alice_out.suite,
+        );
+        let mut rx = Session::new(
+            C,
+            2,
+            1,
+            &bob_out.send_key,
+            &bob_out.recv_key,
+            now,
+            false,
+            bob_out.suite,
+        );
+        let mut pkt = vec![0u8; 16 + 5 + 16];
+        pkt[16..21].copy_from_slice(b"hello");
+        let n = tx.seal(&mut pkt, 5).unwrap();
+        assert_eq!(rx.open(&mut pkt[..n]).unwrap(), 5);
+        assert_eq!(&pkt[16..21], b"hello");
+    }
+}
+
+#[test]
+fn an_initiation_that_does_not_offer_chacha20_poly1305_is_refused() {
+    use proto::provider::SUITE_AES;
+    let mesh = Mesh::new(3);
+    let mut alice = mesh.node("alice", 1);
+    dangerous::set_suites(&mut alice, SUITE_AES);
+    let bob = mesh.node("bob", 2);
+    let mut r = rng(9);
+    let (_, mut m1) = msg1(&alice, &bob, &mut r);
+    let e = answer(&mesh.ca, &bob, &mut m1, &mut r).unwrap_err();
+    assert_eq!(e, HandshakeError::MalformedPayload);
+}

@@ -172,6 +172,9 @@ pub struct PeerView {
     pub handshake_age_secs: Option<f64>,
     /// Whether the session's keys come from the hybrid X25519 + ML-KEM-768 handshake.
     pub hybrid_post_quantum: bool,
+    /// The session's transport AEAD (`chacha20-poly1305` or `aes-256-gcm`).
+    #[serde(default)]
+    pub cipher: Option<String>,
     /// Whether a usable session exists.
     pub session: bool,
     /// Payload bytes sent.

@@ -43,6 +43,25 @@ pub struct NodeConfig {
     /// Signed policy and revocation bundles.
     #[serde(default)]
     pub policy: PolicySection,
+    /// Transport cryptography.
+    #[serde(default)]
+    pub crypto: CryptoSection,
+}
+
+/// `[crypto]`: transport cryptography.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct CryptoSection {
+    /// Offer AES-256-GCM for transport packets when this machine has AES
+    /// hardware; a session uses it when both ends offer it, otherwise
+    /// ChaCha20-Poly1305. The handshake is the same either way.
+    pub aes_gcm: bool,
+}
+
+impl Default for CryptoSection {
+    fn default() -> Self {
+        Self { aes_gcm: true }
+    }
 }
 
 /// `[policy]`: where signed bundles (the segment policy and the revocation
