@@ -85,9 +85,18 @@ fn three_hosts_ping_and_transfer_100mb_with_checksum() {
     let peers = meshctl_json(&mesh, 0, "peers");
     let peers = peers.as_array().unwrap();
     assert_eq!(peers.len(), 2);
+    // All hosts run on this machine: AES-256-GCM exactly when it has AES
+    // hardware (the 100 MB checksum above went through that cipher).
+    let aes = proto::provider::Crypto::aes_hardware(&crypto::RealCrypto);
+    let cipher = if aes {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    };
     for p in peers {
         assert_eq!(p["hybrid-post-quantum"], Value::Bool(true), "{p}");
         assert_eq!(p["session"], Value::Bool(true), "{p}");
+        assert_eq!(p["cipher"], cipher, "{p}");
     }
     let to_h2 = peers.iter().find(|p| p["name"] == "h2").unwrap();
     assert!(to_h2["tx-bytes"].as_u64().unwrap() > 100_000_000, "{to_h2}");
