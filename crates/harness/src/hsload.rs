@@ -4,7 +4,9 @@
 //! key, each with its own X25519 key and UDP socket) each initiate one
 //! handshake to meshd, at most `concurrency` at a time; real endpoints,
 //! real sockets, real cryptography. Cookies under load and retransmissions
-//! are handled as any node would handle them.
+//! are handled as any node would handle them. The sessions are left
+//! unconfirmed (no keepalive after message 2), so meshd does not go on to
+//! probe and gossip with thousands of peers that then vanish.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -122,6 +124,17 @@ pub fn run(
                 progressed = true;
                 cl.ep
                     .handle_datagram(Instant::now(), unix_nanos(), &mut OsRng, src, &mut buf[..n]);
+                // What a completed handshake sends next (the keepalive that
+                // confirms the session) is not sent: the measurement is the
+                // responder's handshake work, not the upkeep of thousands of
+                // confirmed peers (probes, adverts) that would follow.
+                if cl
+                    .ep
+                    .peer(cl.peer, Instant::now())
+                    .is_some_and(|p| p.has_session)
+                {
+                    while cl.ep.poll_transmit().is_some() {}
+                }
                 while let Some(t) = cl.ep.poll_transmit() {
                     let _ = cl.sock.send_to(&t.payload, t.dst);
                 }
