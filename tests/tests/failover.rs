@@ -16,118 +16,14 @@
 //! the relay. The bound is 1 s; we report what we measure.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::Child;
+use std::time::Duration;
+
+use common::{Down, Topo};
 use harness::netns::{self, state_dir};
-use harness::topology::Topology;
-use meshd_tests::{binary, require_root};
-use types::admin::{AdminRequest, AdminResponse, PeerView};
-
-struct Down(String);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        netns::down(&self.0);
-    }
-}
-
-struct Square {
-    name: String,
-    harness: PathBuf,
-}
-
-impl Square {
-    fn ask(&self, host: &str, req: &AdminRequest) -> AdminResponse {
-        let sock = state_dir(&self.name).join(format!("{host}.sock"));
-        let mut s = UnixStream::connect(&sock).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut line = serde_json::to_string(req).unwrap();
-        line.push('\n');
-        s.write_all(line.as_bytes()).unwrap();
-        let mut answer = String::new();
-        BufReader::new(s).read_line(&mut answer).unwrap();
-        serde_json::from_str(&answer).unwrap()
-    }
-
-    fn try_peer(&self, host: &str, peer: &str) -> Option<PeerView> {
-        let AdminResponse::Peers { peers } = self.ask(host, &AdminRequest::Peers) else {
-            panic!("not a peer list");
-        };
-        peers.into_iter().find(|p| p.name == peer)
-    }
-
-    fn peer(&self, host: &str, peer: &str) -> PeerView {
-        self.try_peer(host, peer)
-            .unwrap_or_else(|| panic!("{host} has no peer named {peer}"))
-    }
-
-    fn metric(&self, host: &str, name: &str) -> f64 {
-        let AdminResponse::Metrics { text } = self.ask(host, &AdminRequest::Metrics) else {
-            panic!("not metrics");
-        };
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from metrics"))
-    }
-
-    fn wait_for(&self, what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if f() {
-                return t.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{what}: not within {limit:?}");
-    }
-
-    /// Drops everything on `host`'s a–b interface (l0), in the directions given.
-    fn cut(&self, host: &str, output: bool, input: bool) {
-        netns::cut(&self.name, host, "l0", output, input).unwrap();
-    }
-
-    fn heal(&self, host: &str) {
-        netns::heal(&self.name, host).unwrap();
-    }
-
-    fn spawn(&self, host: &str, args: &[&str]) -> Child {
-        let mut full = vec![self.harness.to_str().unwrap()];
-        full.extend_from_slice(args);
-        netns::spawn(&self.name, host, &full, Stdio::piped()).unwrap()
-    }
-
-    /// A paced UDP stream `from` → `to` (overlay) for `secs`; returns the
-    /// receiver, whose output ends with `max_gap_ms=`.
-    fn udp_stream(&self, from: &str, to: &str, to_ip: &str, port: u16, secs: u32) -> Child {
-        let listen = format!("{to_ip}:{port}");
-        let rx = self.spawn(
-            to,
-            &["udp-gaps", "--listen", &listen, "--secs", &secs.to_string()],
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        let tx = self.spawn(
-            from,
-            &[
-                "udp-pace",
-                "--to",
-                &listen,
-                "--interval-us",
-                "1000",
-                "--secs",
-                &(secs + 1).to_string(),
-            ],
-        );
-        // The sender ends on its own; reap it in the background.
-        std::thread::spawn(move || {
-            let _ = tx.wait_with_output();
-        });
-        rx
-    }
-}
+use types::admin::{AdminRequest, AdminResponse};
 
 fn max_gap_ms(rx: Child) -> f64 {
     let out = rx.wait_with_output().unwrap();
@@ -139,21 +35,8 @@ fn max_gap_ms(rx: Child) -> f64 {
     gap
 }
 
-fn square() -> (Square, Down) {
-    require_root();
-    let name = format!("fo{}", std::process::id() % 100_000);
-    let text = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../configs/topologies/square.toml"),
-    )
-    .unwrap()
-    .replace("name = \"square\"", &format!("name = \"{name}\""));
-    let topo = Topology::parse(&text).unwrap();
-    let guard = Down(name.clone());
-    netns::up(&topo, &binary("meshd"), &mut |_| {}).unwrap();
-    let sq = Square {
-        name,
-        harness: binary("mesh-harness"),
-    };
+fn square() -> (Topo, Down) {
+    let (sq, guard) = common::up("square", "fo");
     for (x, ys) in [("a", ["b", "c", "d"]), ("b", ["a", "c", "d"])] {
         for y in ys {
             sq.wait_for(

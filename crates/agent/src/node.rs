@@ -312,13 +312,22 @@ impl Node {
     /// A peer's certificate name, or its key prefix before a handshake.
     fn peer_name(&self, peer: PeerId) -> String {
         match self.ep.peer(peer, Instant::now()) {
-            Some(p) => p
-                .cert
-                .as_ref()
-                .map(|c| c.name().to_string())
-                .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16])),
+            Some(p) => self.display_name(&p),
             None => format!("{peer:?}"),
         }
+    }
+
+    /// A peer's certificate name: from its handshake, else from the
+    /// certificate configured for it (verified at start), else its key.
+    fn display_name(&self, p: &proto::endpoint::PeerInfo) -> String {
+        if let Some(c) = &p.cert {
+            return c.name().to_string();
+        }
+        self.names
+            .iter()
+            .find(|(_, id)| **id == p.id)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16]))
     }
 
     /// "direct", or "via NAME" while the peer is reached through a relay.
@@ -691,11 +700,7 @@ impl Node {
                     .peers(now)
                     .into_iter()
                     .map(|p| PeerView {
-                        name: p
-                            .cert
-                            .as_ref()
-                            .map(|c| c.name().to_string())
-                            .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16])),
+                        name: self.display_name(&p),
                         addresses: p
                             .cert
                             .as_ref()

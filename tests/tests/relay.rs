@@ -1,0 +1,92 @@
+//! Multi-hop relaying with real agents in network namespaces (root): the
+//! line topology a – b – c – d, where a reaches d only through two relays.
+//! The handshake itself travels relayed; the end-to-end session is a's and
+//! d's alone (the relays forward sealed datagrams they cannot open).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use harness::netns;
+use types::admin::{AdminRequest, AdminResponse};
+
+#[test]
+fn a_reaches_d_through_two_relays_with_a_checksummed_tcp_transfer() {
+    let (t, _down) = common::up("line", "ln");
+    // Neighbours first: a–b, b–c, c–d.
+    for (x, y) in [("a", "b"), ("b", "c"), ("c", "d")] {
+        t.wait_for(
+            &format!("session {x}–{y}"),
+            Duration::from_secs(10),
+            || t.try_peer(x, y).is_some_and(|p| p.session),
+        );
+    }
+    // a learns a 3-hop route to d from the adverts, then its first packet to
+    // d starts a handshake that b and c relay.
+    t.wait_for("a's route to d", Duration::from_secs(5), || {
+        matches!(t.ask("a", &AdminRequest::Routes),
+            AdminResponse::Routes { routes } if routes.iter().any(|r| r.destination == "d" && r.hops == 3 && r.next_hop == "b"))
+    });
+    let ping = netns::output(&t.name, "a", &["ping", "-c", "3", "-W", "2", "100.64.0.4"]);
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let to_d = t.peer("a", "d");
+    assert!(to_d.session, "{to_d:?}");
+    assert_eq!(to_d.path, "via b", "{to_d:?}");
+    assert!(to_d.hybrid_post_quantum);
+
+    // 20 MB a → d, content verified at d.
+    let sink = t.spawn(
+        "d",
+        &[
+            "tcp-sink",
+            "--listen",
+            "100.64.0.4:5001",
+            "--timeout-secs",
+            "20",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let source = t.spawn(
+        "a",
+        &[
+            "tcp-source",
+            "--connect",
+            "100.64.0.4:5001",
+            "--bytes",
+            "20000000",
+            "--timeout-secs",
+            "20",
+        ],
+    );
+    let sent = String::from_utf8_lossy(&source.wait_with_output().unwrap().stdout).to_string();
+    let got = String::from_utf8_lossy(&sink.wait_with_output().unwrap().stdout).to_string();
+    assert!(sent.starts_with("bytes=20000000 "), "{sent}");
+    assert_eq!(sent.trim(), got.trim(), "content differs");
+
+    // Both relays forwarded it (each datagram crosses b and c); the far end
+    // saw a's traffic arrive relayed.
+    for relay in ["b", "c"] {
+        let n = t.metric(relay, "meshd_relayed_packets_total");
+        assert!(n > 10_000.0, "{relay} relayed {n}");
+    }
+    assert_eq!(t.peer("d", "a").path, "via c");
+
+    // trace along the real path: b, c, then d, with a measured round trip.
+    let AdminResponse::Trace(tr) = t.ask(
+        "a",
+        &AdminRequest::Trace {
+            target: "d".into(),
+            timeout_ms: 2000,
+        },
+    ) else {
+        panic!("not a trace");
+    };
+    let hops: Vec<&str> = tr.hops.iter().map(|h| h.node.as_str()).collect();
+    assert_eq!(hops, ["b", "c", "d"], "{tr:?}");
+    assert!(tr.rtt_ms.is_some(), "{tr:?}");
+}
