@@ -310,6 +310,15 @@ fn replayed_old_policy_bundle_is_refused_and_counted() {
             Some(1)
         );
     }
+    // meshctl shows what is in force, as signed.
+    let shown = mesh.meshctl(&["policy", "show", "--socket", &sock(&mesh, 1)]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("policy version 2")
+            && shown.contains("by ca")
+            && shown.contains("proto = \"icmp\""),
+        "{shown}"
+    );
     // v2 still rules: ICMP passes, UDP does not.
     let _s = Kill(vec![serve(&mesh, 1, &[7000])]);
     std::thread::sleep(Duration::from_millis(300));
@@ -347,6 +356,11 @@ fn policy_signed_by_a_policy_key_the_ca_names_is_accepted_until_revoked() {
     wait_for("v3 on h1", Duration::from_secs(5), || {
         policy_field(&mesh, 1, "policy-version").as_u64() == Some(3)
     });
+    let shown = mesh.meshctl(&["policy", "show", "--json", "--socket", &sock(&mesh, 1)]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["signer"], "policy-1", "{shown}");
+    assert_eq!(shown["version"], 3, "{shown}");
+
     // Revoke the policy key (the CA's revocation list names it like a node).
     mesh.meshctl(&["revoke", "--cert", "policy-1.crt", "--socket", &s0]);
     let mut again = signed;

@@ -613,6 +613,18 @@ impl Node {
                     }
                 }
             }
+            AdminRequest::PolicyShow => {
+                let b = self.ep.bundle(BundleKind::Policy);
+                AdminResponse::Policy {
+                    version: b.map(Bundle::version),
+                    issued: b.map(|b| b.body().issued),
+                    signer: b.map(|b| match b.signer() {
+                        Some(Ok(c)) => c.name().to_string(),
+                        _ => "ca".to_string(),
+                    }),
+                    text: b.map(|b| String::from_utf8_lossy(&b.body().content).into_owned()),
+                }
+            }
             AdminRequest::Revocations => {
                 let b = self.ep.bundle(BundleKind::Revocation);
                 let entries = match b.map(Bundle::content) {

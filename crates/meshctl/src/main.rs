@@ -121,6 +121,8 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the policy in force on a running meshd: version, signer, text.
+    Show(AdminArgs),
     /// Sign a policy file into a bundle (offline; writes --out).
     Sign {
         /// The policy file.
@@ -340,6 +342,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Policy(PolicyCommand::Test { file, certs, json }) => {
             policy_test(&file, &certs, json)
         }
+        Command::Policy(PolicyCommand::Show(a)) => policy_show(&a),
         Command::Policy(PolicyCommand::Sign { file, sign }) => {
             let out = sign
                 .out
@@ -377,6 +380,40 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Revoke(a) => revoke(a),
     }
+}
+
+fn policy_show(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Policy {
+        version,
+        issued,
+        signer,
+        text,
+    } = ask(&a.socket, &AdminRequest::PolicyShow)?
+    else {
+        return Err("meshd answered something other than its policy".into());
+    };
+    if a.json {
+        let v = serde_json::json!({
+            "version": version, "issued": issued, "signer": signer, "text": text,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    match (version, text) {
+        (Some(v), Some(t)) => {
+            println!(
+                "# policy version {v}, signed {} by {}",
+                issued.map(rfc3339).unwrap_or_else(|| "-".into()),
+                signer.unwrap_or_else(|| "-".into())
+            );
+            print!("{t}");
+            if !t.ends_with('\n') {
+                println!();
+            }
+        }
+        _ => println!("no policy in force: all traffic between mesh members is allowed"),
+    }
+    Ok(())
 }
 
 fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundle> {

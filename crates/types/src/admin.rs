@@ -41,6 +41,8 @@ pub enum AdminRequest {
     },
     /// The revocation list in force.
     Revocations,
+    /// The policy in force: its text, version and signer.
+    PolicyShow,
 }
 
 /// A response.
@@ -74,6 +76,17 @@ pub enum AdminResponse {
         kind: String,
         /// Its version.
         version: u64,
+    },
+    /// Answer to `policy-show`.
+    Policy {
+        /// Version in force (none: no policy, all traffic allowed).
+        version: Option<u64>,
+        /// When it was signed (Unix seconds).
+        issued: Option<u64>,
+        /// Who signed it: `ca` or the policy signer's certificate name.
+        signer: Option<String>,
+        /// The policy text as signed (TOML).
+        text: Option<String>,
     },
     /// Answer to `revocations`.
     Revocations {
