@@ -101,9 +101,12 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
     );
     assert_eq!(sq.peer("a", "b").link.as_deref(), Some("down"));
     sq.heal("a");
+    // Usually 2.2–3.2 s (hold-down 2 s + 3 probe replies); one CI run of
+    // session 3 took over 6 s, unexplained: 10 s here, and the agents' logs
+    // are printed if even that is missed.
     let back = sq.wait_for(
         "a returns to the direct path",
-        Duration::from_secs(6),
+        Duration::from_secs(10),
         || sq.peer("a", "b").path == "direct",
     );
     eprintln!("back on the direct path {back:?} after the repair");

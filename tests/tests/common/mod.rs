@@ -94,7 +94,22 @@ impl Topo {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("{what}: not within {limit:?}");
+        // Say what the agents saw: the logs are removed with the topology.
+        let dir = state_dir(&self.name);
+        let mut logs = String::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                logs.push_str(&format!("\n--- {} (last 40 lines)\n", p.display()));
+                for l in tail.iter().rev() {
+                    logs.push_str(l);
+                    logs.push('\n');
+                }
+            }
+        }
+        panic!("{what}: not within {limit:?}{logs}");
     }
 
     /// Drops everything on `host`'s a–b interface (l0), in the directions given.
