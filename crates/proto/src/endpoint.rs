@@ -1428,12 +1428,15 @@ impl Endpoint {
         p.persistent_at = None;
         p.synced = false;
         let had_link = p.health.take().is_some();
+        let node = p.node_id;
         let addrs: Vec<IpAddr> = p
             .cert
             .as_ref()
             .map(|c| c.body().addresses.iter().map(|a| a.addr()).collect())
             .unwrap_or_default();
         self.filter.forget(&addrs);
+        // Its link state is neither used nor passed on any more.
+        self.router.forget(node);
         self.events.push_back(Event::PeerRefused {
             peer: PeerId(pi as u32),
             error,
@@ -2148,7 +2151,11 @@ impl Endpoint {
                 data,
             } => self.on_bundle_chunk(now, pi, kind, version, offset, total, &data),
             Control::LinkState(advert) => {
-                if self.router.handle_advert(now, advert.clone()) {
+                let refused = self
+                    .by_node
+                    .get(&advert.origin)
+                    .is_some_and(|p| self.peers[p.0 as usize].refused);
+                if !refused && self.router.handle_advert(now, advert.clone()) {
                     // Flood: every neighbour with a session but the sender
                     // and the origin gets it once (sequence numbers stop
                     // the echo).

@@ -331,6 +331,17 @@ impl Router {
         changed
     }
 
+    /// Drops `origin`'s advert (a revoked node, or one outside our enclaves:
+    /// its link state is neither used nor passed on). Returns whether one
+    /// was held.
+    pub fn forget(&mut self, origin: NodeId) -> bool {
+        let had = self.adverts.remove(&origin).is_some();
+        if had {
+            self.generation += 1;
+        }
+        had
+    }
+
     /// Every advert held (for syncing a new neighbour).
     pub fn adverts(&self) -> impl Iterator<Item = &Advert> {
         self.adverts.values().map(|(a, _)| a)

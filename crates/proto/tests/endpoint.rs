@@ -768,6 +768,12 @@ fn revocation_tears_down_the_session_and_refuses_the_peer() {
     net.send(true, b"hello");
     net.pump();
     assert_eq!(net.b.inbox.len(), 1);
+    let bob_id = net.b.ep.node_id();
+    net.advance(Duration::from_millis(500));
+    assert!(
+        net.a.ep.router().advert(bob_id).is_some(),
+        "adverts exchanged"
+    );
     let bob_cert = net.b.ep.identity().certificate().clone();
     let fp = bob_cert.fingerprint(&*crypto());
     let now = net.now;
@@ -780,6 +786,8 @@ fn revocation_tears_down_the_session_and_refuses_the_peer() {
         .any(|e| matches!(e, Event::PeerRefused { .. })));
     let info = net.a.ep.peer(net.a.peer, now).unwrap();
     assert!(info.refused && !info.has_session);
+    // Its link state is gone too (and would not be taken again).
+    assert!(net.a.ep.router().advert(info.node_id).is_none());
     // Alice sends nothing to Bob any more, and starts no handshake.
     assert_eq!(
         net.send(true, b"x"),
