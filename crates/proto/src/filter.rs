@@ -231,7 +231,7 @@ pub fn parse(b: &[u8]) -> Result<Packet, ParseError> {
 }
 
 /// A flow from this node's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
     proto: u8,
     local: IpAddr,
@@ -257,6 +257,92 @@ impl FlowKey {
                 lport: dport,
                 rport: sport,
             },
+        }
+    }
+}
+
+/// Packs a flow into few words, so hashing it costs a handful of
+/// multiplications instead of SipHash over a byte stream.
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let family = u64::from(self.local.is_ipv6()) << 1 | u64::from(self.remote.is_ipv6());
+        h.write_u64(
+            u64::from(self.proto)
+                | u64::from(self.lport) << 8
+                | u64::from(self.rport) << 24
+                | family << 40,
+        );
+        for a in [self.local, self.remote] {
+            match a {
+                IpAddr::V4(v) => h.write_u64(u64::from(u32::from(v))),
+                IpAddr::V6(v) => {
+                    let x = u128::from(v);
+                    h.write_u64(x as u64);
+                    h.write_u64((x >> 64) as u64);
+                }
+            }
+        }
+    }
+}
+
+/// A keyed multiply-fold hasher (the construction of foldhash) for the
+/// connection-tracking tables. Keys come from authenticated peers only, and
+/// the per-table random seed keeps even them from choosing collisions.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    seed: u64,
+}
+
+impl Keyed {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // std's RandomState is seeded from the OS once per process and
+        // varied per instance.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x6d65_7368_6420_6374);
+        Self { seed: h.finish() }
+    }
+}
+
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+const K1: u64 = 0x243f_6a88_85a3_08d3;
+const K2: u64 = 0x1319_8a2e_0370_7344;
+
+#[derive(Debug, Clone, Copy)]
+struct KeyedHasher {
+    state: u64,
+    seed: u64,
+}
+
+impl std::hash::Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        fold_mul(self.state, self.seed ^ K2)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.state = fold_mul(self.state ^ n, self.seed ^ K1);
+    }
+}
+
+impl std::hash::BuildHasher for Keyed {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            state: self.seed,
+            seed: self.seed,
         }
     }
 }
@@ -357,7 +443,7 @@ pub struct Filter {
     policy: Option<Arc<Compiled>>,
     generation: u64,
     limits: FilterLimits,
-    flows: HashMap<FlowKey, Flow>,
+    flows: HashMap<FlowKey, Flow, Keyed>,
     fragments: HashMap<FragKey, Instant>,
     sweep_at: Option<Instant>,
     stats: FilterStats,
@@ -379,7 +465,7 @@ impl Filter {
             policy: None,
             generation: 0,
             limits,
-            flows: HashMap::new(),
+            flows: HashMap::with_hasher(Keyed::new()),
             fragments: HashMap::new(),
             sweep_at: None,
             stats: FilterStats::default(),
