@@ -590,17 +590,6 @@ impl TrustedCa {
         signing_seed: &[u8; 32],
         params: NodeCertParams,
     ) -> Result<Certificate, CertError> {
-        if crypto.ed25519_public_key(signing_seed) != self.cert.body.public_key {
-            return Err(CertError::InvalidField(
-                "ca-key",
-                "the CA key does not belong to the CA certificate".into(),
-            ));
-        }
-        if params.not_before < self.cert.body.not_before
-            || params.not_after > self.cert.body.not_after
-        {
-            return Err(CertError::OutsideCaValidity);
-        }
         let body = CertBody {
             name: params.name,
             addresses: params.addresses,
@@ -610,7 +599,7 @@ impl TrustedCa {
             not_after: params.not_after,
             issuer: self.fingerprint,
         };
-        encode_and_sign(crypto, CertKind::Node, body, signing_seed)
+        self.sign_issued(crypto, signing_seed, CertKind::Node, body)
     }
 
     /// Names an Ed25519 key (`signer_public`) as a policy signer: it may
@@ -625,15 +614,6 @@ impl TrustedCa {
         not_before: u64,
         not_after: u64,
     ) -> Result<Certificate, CertError> {
-        if crypto.ed25519_public_key(signing_seed) != self.cert.body.public_key {
-            return Err(CertError::InvalidField(
-                "ca-key",
-                "the CA key does not belong to the CA certificate".into(),
-            ));
-        }
-        if not_before < self.cert.body.not_before || not_after > self.cert.body.not_after {
-            return Err(CertError::OutsideCaValidity);
-        }
         let body = CertBody {
             name: name.to_string(),
             addresses: Vec::new(),
@@ -643,7 +623,29 @@ impl TrustedCa {
             not_after,
             issuer: self.fingerprint,
         };
-        encode_and_sign(crypto, CertKind::PolicySigner, body, signing_seed)
+        self.sign_issued(crypto, signing_seed, CertKind::PolicySigner, body)
+    }
+
+    /// Signs a certificate this CA issues: the key must be the CA's and the
+    /// validity must lie within the CA's.
+    fn sign_issued(
+        &self,
+        crypto: &dyn Crypto,
+        signing_seed: &[u8; 32],
+        kind: CertKind,
+        body: CertBody,
+    ) -> Result<Certificate, CertError> {
+        if crypto.ed25519_public_key(signing_seed) != self.cert.body.public_key {
+            return Err(CertError::InvalidField(
+                "ca-key",
+                "the CA key does not belong to the CA certificate".into(),
+            ));
+        }
+        if body.not_before < self.cert.body.not_before || body.not_after > self.cert.body.not_after
+        {
+            return Err(CertError::OutsideCaValidity);
+        }
+        encode_and_sign(crypto, kind, body, signing_seed)
     }
 
     /// Verifies a node certificate: kind, issuer, signature, validity at `now`,

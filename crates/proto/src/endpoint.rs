@@ -1484,6 +1484,19 @@ impl Endpoint {
         })
     }
 
+    /// Counts and reports a rejected handshake message and drops it.
+    fn handshake_failed(
+        &mut self,
+        peer: Option<PeerId>,
+        src: SocketAddr,
+        error: HandshakeError,
+    ) -> Received {
+        self.stats.handshake_failed(&error);
+        self.events
+            .push_back(Event::HandshakeFailed { peer, src, error });
+        self.drop_datagram(DropReason::HandshakeFailed)
+    }
+
     fn drop_datagram(&mut self, reason: DropReason) -> Received {
         self.stats.drop(reason);
         Received::Dropped(reason)
@@ -1701,13 +1714,7 @@ impl Endpoint {
         let (reply, mut out) = match result {
             Ok(v) => v,
             Err(error) => {
-                self.stats.handshake_failed(&error);
-                self.events.push_back(Event::HandshakeFailed {
-                    peer: None,
-                    src,
-                    error,
-                });
-                return self.drop_datagram(DropReason::HandshakeFailed);
+                return self.handshake_failed(None, src, error);
             }
         };
         if let Err(error) = self.admissible(&out.peer_cert) {
@@ -1715,13 +1722,7 @@ impl Endpoint {
             if let Some(&id) = self.by_static.get(out.peer_cert.public_key()) {
                 self.refuse(now, id.0 as usize, error.clone());
             }
-            self.stats.handshake_failed(&error);
-            self.events.push_back(Event::HandshakeFailed {
-                peer: None,
-                src,
-                error,
-            });
-            return self.drop_datagram(DropReason::HandshakeFailed);
+            return self.handshake_failed(None, src, error);
         }
         let peer_static = *out.peer_cert.public_key();
         let direct = match source {
@@ -1831,25 +1832,13 @@ impl Endpoint {
             Err(error) => {
                 // The pending state is spent; the retransmit timer starts afresh.
                 self.by_index.remove(&local_index);
-                self.stats.handshake_failed(&error);
-                self.events.push_back(Event::HandshakeFailed {
-                    peer: Some(peer),
-                    src,
-                    error,
-                });
-                return self.drop_datagram(DropReason::HandshakeFailed);
+                return self.handshake_failed(Some(peer), src, error);
             }
         };
         if let Err(error) = self.admissible(&out.peer_cert) {
             self.by_index.remove(&local_index);
             self.refuse(now, pi, error.clone());
-            self.stats.handshake_failed(&error);
-            self.events.push_back(Event::HandshakeFailed {
-                peer: Some(peer),
-                src,
-                error,
-            });
-            return self.drop_datagram(DropReason::HandshakeFailed);
+            return self.handshake_failed(Some(peer), src, error);
         }
         if let Source::Direct(a) = source {
             self.set_endpoint(peer, a);

@@ -20,7 +20,8 @@
 //! TCP 12 min, UDP 3 min, other 10 min). The table is bounded; when it is
 //! full and sweeping finds nothing expired, a new flow is still decided by
 //! the policy but not tracked (its replies then need a rule of their own)
-//! and `conntrack_full` counts it. When the policy changes, every entry is
+//! and `conntrack_full` counts it (a full table is swept at most every
+//! [`SWEEP_INTERVAL`]). When the policy changes, every entry is
 //! re-checked against the new policy the next time it is hit, so tightening
 //! a policy cuts established flows too.
 //!
@@ -446,6 +447,8 @@ pub struct Filter {
     flows: HashMap<FlowKey, Flow, Keyed>,
     fragments: HashMap<FragKey, Instant>,
     sweep_at: Option<Instant>,
+    /// Earliest next sweep triggered by a full table.
+    full_sweep_at: Option<Instant>,
     stats: FilterStats,
 }
 
@@ -468,6 +471,7 @@ impl Filter {
             flows: HashMap::with_hasher(Keyed::new()),
             fragments: HashMap::new(),
             sweep_at: None,
+            full_sweep_at: None,
             stats: FilterStats::default(),
         }
     }
@@ -616,10 +620,18 @@ impl Filter {
     }
 
     fn track(&mut self, now: Instant, key: FlowKey, dir: Direction, pkt: &Packet) {
-        if let Some(f) = pkt.fragment.filter(|f| f.first) {
-            if self.fragments.len() >= self.limits.max_fragments {
-                self.fragments.retain(|_, t| *t > now);
+        if self.flows.len() >= self.limits.max_flows
+            || self.fragments.len() >= self.limits.max_fragments
+        {
+            // Full: sweep, but at most once per SWEEP_INTERVAL, so a peer
+            // opening flow after flow cannot make every packet scan the
+            // whole table.
+            if self.full_sweep_at.is_none_or(|t| t <= now) {
+                self.sweep(now);
+                self.full_sweep_at = Some(now + SWEEP_INTERVAL);
             }
+        }
+        if let Some(f) = pkt.fragment.filter(|f| f.first) {
             if self.fragments.len() < self.limits.max_fragments {
                 let fk = FragKey {
                     proto: pkt.proto,
@@ -631,11 +643,8 @@ impl Filter {
             }
         }
         if self.flows.len() >= self.limits.max_flows {
-            self.sweep(now);
-            if self.flows.len() >= self.limits.max_flows {
-                self.stats.conntrack_full += 1;
-                return;
-            }
+            self.stats.conntrack_full += 1;
+            return;
         }
         self.flows.insert(
             key,
@@ -899,8 +908,18 @@ icmp-types = [8]
         }
         assert_eq!(f.flow_count(), 2);
         assert_eq!(f.stats().conntrack_full, 1);
+        // Still full a second later: no new sweep yet, still not tracked.
+        let p = parse(&tcp(ip(1), ip(2), 4, 5432)).unwrap();
+        f.check(t + Duration::from_secs(1), Direction::Out, &p, id)
+            .unwrap();
+        assert_eq!(f.stats().conntrack_full, 2);
+        // Once the old flows have expired, the next new flow's sweep makes room.
+        let later = t + TCP_TIMEOUT + Duration::from_secs(1);
+        f.check(later, Direction::Out, &p, id).unwrap();
+        assert_eq!(f.flow_count(), 1);
+        assert_eq!(f.stats().conntrack_full, 2);
         // After the timeout the sweep empties it.
-        f.handle_timeout(t + TCP_TIMEOUT + SWEEP_INTERVAL);
+        f.handle_timeout(later + TCP_TIMEOUT + SWEEP_INTERVAL);
         assert_eq!(f.flow_count(), 0);
     }
 
