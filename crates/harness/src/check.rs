@@ -467,6 +467,21 @@ pub fn run(
 
 type Metrics = BTreeMap<String, f64>;
 
+/// Measures `f` over the raw underlay (b's underlay address) and through
+/// meshd (b's overlay address), in that order, and records both as `key`.
+fn both(
+    raw: &mut Metrics,
+    m: &mut Metrics,
+    key: &str,
+    mut f: impl FnMut(&str) -> Result<f64, String>,
+) -> Result<(f64, f64), String> {
+    let r = f("198.18.0.2")?;
+    raw.insert(key.into(), r);
+    let x = f("100.64.0.2")?;
+    m.insert(key.into(), x);
+    Ok((r, x))
+}
+
 fn measure(
     me: &Path,
     meshd: &Path,
@@ -508,11 +523,9 @@ fn measure(
             into.insert("udp-rtt-p999-us".into(), p999);
         }
         println!("  TCP throughput ({secs} s each)");
-        let (r_bw, m_bw) = (tcp_gbps("198.18.0.2", secs)?, tcp_gbps("100.64.0.2", secs)?);
+        let (r_bw, m_bw) = both(&mut raw, &mut m, "tcp-gbps", |a| tcp_gbps(a, secs))?;
         raw.insert("tcp-ratio".into(), 1.0);
         m.insert("tcp-ratio".into(), m_bw / r_bw);
-        m.insert("tcp-gbps".into(), m_bw);
-        raw.insert("tcp-gbps".into(), r_bw);
         println!("  latency under load (ping-pong during a TCP transfer)");
         for (addr, into) in [("198.18.0.2", &mut raw), ("100.64.0.2", &mut m)] {
             let load = netns::spawn(
@@ -530,30 +543,18 @@ fn measure(
             into.insert("udp-rtt-loaded-p999-us".into(), p999);
         }
         println!("  UDP throughput (1,200-byte datagrams, unlimited offered rate, {secs} s each)");
-        let (r_udp, m_udp) = (udp_gbps("198.18.0.2", secs)?, udp_gbps("100.64.0.2", secs)?);
+        let (r_udp, m_udp) = both(&mut raw, &mut m, "udp-gbps", |a| udp_gbps(a, secs))?;
         raw.insert("udp-ratio".into(), 1.0);
         m.insert("udp-ratio".into(), m_udp / r_udp);
-        raw.insert("udp-gbps".into(), r_udp);
-        m.insert("udp-gbps".into(), m_udp);
         let mbit = opts.offered_mbit;
         println!("  loss at an offered rate (UDP at {mbit} Mbit/s for {secs} s)");
-        raw.insert(
-            "udp-delivered-ratio".into(),
-            udp_delivered("198.18.0.2", secs, mbit)?,
-        );
-        m.insert(
-            "udp-delivered-ratio".into(),
-            udp_delivered("100.64.0.2", secs, mbit)?,
-        );
+        both(&mut raw, &mut m, "udp-delivered-ratio", |a| {
+            udp_delivered(a, secs, mbit)
+        })?;
         println!("  reliability over a long run (10,000 datagrams/s for {long_secs} s, sequence-numbered)");
-        raw.insert(
-            "longrun-delivered-ratio".into(),
-            long_run(me, "198.18.0.2", long_secs)?,
-        );
-        m.insert(
-            "longrun-delivered-ratio".into(),
-            long_run(me, "100.64.0.2", long_secs)?,
-        );
+        both(&mut raw, &mut m, "longrun-delivered-ratio", |a| {
+            long_run(me, a, long_secs)
+        })?;
         // Wire efficiency at full-size packets: inner bytes per underlay byte
         // (IPv4 + UDP + meshd's 32 bytes), against the raw link's 1.
         m.insert("wire-efficiency".into(), TUN_MTU / (TUN_MTU + 28.0 + 32.0));

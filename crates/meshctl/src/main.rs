@@ -60,14 +60,38 @@ enum Command {
     Revoke(RevokeArgs),
 }
 
+/// The CA's certificate and key, for commands that sign.
 #[derive(Args)]
-struct SignArgs {
-    /// The CA certificate.
+struct CaFiles {
+    /// CA certificate.
     #[arg(long, default_value = "ca.crt")]
     ca_crt: PathBuf,
-    /// The CA private key.
+    /// CA private key.
     #[arg(long, default_value = "ca.key")]
     ca_key: PathBuf,
+}
+
+impl CaFiles {
+    /// The CA and its key, checked to belong together.
+    fn load(&self) -> Result<(TrustedCa, [u8; 32])> {
+        let ca = load_ca(&self.ca_crt)?;
+        let seed = files::read_private_key(&self.ca_key, LABEL_CA_KEY)?;
+        if RealCrypto.ed25519_public_key(&seed) != *ca.certificate().public_key() {
+            return Err(format!(
+                "{}: this key does not belong to the CA certificate {}",
+                self.ca_key.display(),
+                self.ca_crt.display()
+            )
+            .into());
+        }
+        Ok((ca, seed))
+    }
+}
+
+#[derive(Args)]
+struct SignArgs {
+    #[command(flatten)]
+    ca: CaFiles,
     /// Bundle version; must exceed the one in force (default: the Unix time).
     #[arg(long)]
     version: Option<u64>,
@@ -233,12 +257,8 @@ struct IssuePolicyKey {
     /// Validity, e.g. 90d.
     #[arg(long, default_value = "90d")]
     ttl: String,
-    /// CA certificate.
-    #[arg(long, default_value = "ca.crt")]
-    ca_crt: PathBuf,
-    /// CA private key.
-    #[arg(long, default_value = "ca.key")]
-    ca_key: PathBuf,
+    #[command(flatten)]
+    ca: CaFiles,
     /// Certificate output (default NAME.crt).
     #[arg(long)]
     out_crt: Option<PathBuf>,
@@ -261,12 +281,8 @@ struct CertIssue {
     /// Validity, e.g. 365d, 12h.
     #[arg(long, default_value = "365d")]
     ttl: String,
-    /// CA certificate.
-    #[arg(long, default_value = "ca.crt")]
-    ca_crt: PathBuf,
-    /// CA private key.
-    #[arg(long, default_value = "ca.key")]
-    ca_key: PathBuf,
+    #[command(flatten)]
+    ca: CaFiles,
     /// Certify this existing public key (from `meshctl key generate`) instead of generating a key pair.
     #[arg(long)]
     public_key: Option<PathBuf>,
@@ -424,16 +440,9 @@ fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundl
         return Bundle::sign_as(&RealCrypto, &cert, &seed, kind, version, now(), content)
             .map_err(|e| format!("{}: {e}", key.display()).into());
     }
-    let ca = load_ca(&a.ca_crt)?;
-    let seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
-    Bundle::sign(&RealCrypto, &ca, &seed, kind, version, now(), content).map_err(|e| {
-        format!(
-            "{}: {e} (the key must belong to {})",
-            a.ca_key.display(),
-            a.ca_crt.display()
-        )
-        .into()
-    })
+    let (ca, seed) = a.ca.load()?;
+    Bundle::sign(&RealCrypto, &ca, &seed, kind, version, now(), content)
+        .map_err(|e| format!("{}: {e}", a.ca.ca_key.display()).into())
 }
 
 fn write_bundle(out: &Path, b: &Bundle) -> Result<()> {
@@ -670,16 +679,7 @@ fn load_ca(crt: &Path) -> Result<TrustedCa> {
 fn cert_issue(a: CertIssue) -> Result<()> {
     let c = RealCrypto;
     let ttl = parse_ttl(&a.ttl)?;
-    let ca = load_ca(&a.ca_crt)?;
-    let ca_seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
-    if c.ed25519_public_key(&ca_seed) != *ca.certificate().public_key() {
-        return Err(format!(
-            "{}: this key does not belong to the CA certificate {}",
-            a.ca_key.display(),
-            a.ca_crt.display()
-        )
-        .into());
-    }
+    let (ca, ca_seed) = a.ca.load()?;
     let addresses = a
         .ips
         .iter()
@@ -811,8 +811,7 @@ fn cert_show(a: CertShow) -> Result<()> {
 fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
     let c = RealCrypto;
     let ttl = parse_ttl(&a.ttl)?;
-    let ca = load_ca(&a.ca_crt)?;
-    let ca_seed = files::read_private_key(&a.ca_key, LABEL_CA_KEY)?;
+    let (ca, ca_seed) = a.ca.load()?;
     let seed = random_key();
     let t = now();
     let not_after = (t + ttl).min(ca.certificate().body().not_after);
@@ -825,7 +824,7 @@ fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
             t,
             not_after,
         )
-        .map_err(|e| format!("{}: {e}", a.ca_key.display()))?;
+        .map_err(|e| format!("{}: {e}", a.ca.ca_key.display()))?;
     let out_crt = a
         .out_crt
         .unwrap_or_else(|| PathBuf::from(format!("{}.crt", a.name)));
