@@ -267,6 +267,8 @@ pub struct Stats {
     pub bundle_rejects: HashMap<&'static str, u64>,
     /// Bundle bytes sent in chunks.
     pub bundle_bytes_sent: u64,
+    /// Peers retired: introduced themselves, then their link stayed down.
+    pub peers_retired: u64,
 }
 
 impl Stats {
@@ -302,6 +304,13 @@ pub struct Transmit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// A peer that introduced itself has been unreachable for
+    /// [`RETIRE_AFTER`]: no more probes or handshakes until it (or our
+    /// traffic for it) comes back.
+    PeerRetired {
+        /// The peer.
+        peer: PeerId,
+    },
     /// A handshake completed; for the responder the session is confirmed
     /// when the first packet arrives.
     HandshakeCompleted {
@@ -477,6 +486,9 @@ struct Peer {
     idents: (u64, Vec<(IpAddr, pol::Identity)>),
     /// Revoked or outside our enclaves: no handshake either way.
     refused: bool,
+    /// Introduced itself by a handshake rather than being added with
+    /// [`Endpoint::add_peer`]: retired when unreachable for long.
+    learned: bool,
 }
 
 /// A read-only view of a peer, for status output.
@@ -698,11 +710,23 @@ impl Endpoint {
         endpoint: Option<SocketAddr>,
         persistent_keepalive: Option<Duration>,
     ) -> PeerId {
+        self.insert_peer(static_public, endpoint, persistent_keepalive, false)
+    }
+
+    fn insert_peer(
+        &mut self,
+        static_public: [u8; 32],
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+        learned: bool,
+    ) -> PeerId {
         if let Some(&id) = self.by_static.get(&static_public) {
             if let Some(e) = endpoint {
                 self.set_endpoint(id, e);
             }
-            self.peers[id.0 as usize].persistent_keepalive = persistent_keepalive;
+            let p = &mut self.peers[id.0 as usize];
+            p.persistent_keepalive = persistent_keepalive;
+            p.learned &= learned;
             return id;
         }
         let c = &*self.crypto;
@@ -737,6 +761,7 @@ impl Endpoint {
             stats: PeerStats::default(),
             idents: (0, Vec::new()),
             refused: false,
+            learned,
         });
         self.by_static.insert(static_public, id);
         self.by_node.insert(node_id, id);
@@ -1410,7 +1435,9 @@ impl Endpoint {
     }
 
     /// Tears down every session with peer `pi` and refuses it from now on.
-    fn refuse(&mut self, now: Instant, pi: usize, error: HandshakeError) {
+    /// Drops peer `pi`'s sessions, pending handshake, queue, timers and
+    /// link health; true if it had a probed link.
+    fn drop_peer_state(&mut self, pi: usize) -> bool {
         let p = &mut self.peers[pi];
         let sessions = [p.current.take(), p.next.take(), p.previous.take()];
         for s in sessions.into_iter().flatten() {
@@ -1419,7 +1446,6 @@ impl Endpoint {
         if let Some(pending) = p.pending.take() {
             self.by_index.remove(&pending.hs.local_index());
         }
-        p.refused = true;
         p.queue.clear();
         p.attempt_started = None;
         p.retransmit_at = None;
@@ -1427,7 +1453,31 @@ impl Endpoint {
         p.new_handshake_at = None;
         p.persistent_at = None;
         p.synced = false;
-        let had_link = p.health.take().is_some();
+        p.health.take().is_some()
+    }
+
+    /// A peer that introduced itself (not configured), whose direct link has
+    /// been down for [`RETIRE_AFTER`] without carrying data: stop probing
+    /// it and re-handshaking with it. It comes back when it initiates again
+    /// or when we have traffic for it. (A hub that saw a thousand peers
+    /// vanish would otherwise keep probing and re-handshaking with all of
+    /// them, forever.)
+    fn retire(&mut self, now: Instant, pi: usize) {
+        let had_link = self.drop_peer_state(pi);
+        self.stats.peers_retired += 1;
+        self.events.push_back(Event::PeerRetired {
+            peer: PeerId(pi as u32),
+        });
+        if had_link {
+            self.advert_soon(now);
+        }
+        self.recompute_routes(now);
+    }
+
+    fn refuse(&mut self, now: Instant, pi: usize, error: HandshakeError) {
+        let had_link = self.drop_peer_state(pi);
+        let p = &mut self.peers[pi];
+        p.refused = true;
         let node = p.node_id;
         let addrs: Vec<IpAddr> = p
             .cert
@@ -1731,7 +1781,9 @@ impl Endpoint {
         };
         let peer = match self.by_static.get(&peer_static) {
             Some(&id) => id,
-            None if self.config.accept_unknown_peers => self.add_peer(peer_static, direct, None),
+            None if self.config.accept_unknown_peers => {
+                self.insert_peer(peer_static, direct, None, true)
+            }
             None => return self.drop_datagram(DropReason::UnknownPeer),
         };
         self.by_index.insert(index, peer);
@@ -2473,6 +2525,16 @@ impl Endpoint {
             let p = &mut self.peers[i];
             let Some(h) = p.health.as_mut() else { continue };
             let change = h.handle_timeout(now);
+            let gone = h
+                .down_since()
+                .is_some_and(|t| now.saturating_duration_since(t) >= RETIRE_AFTER);
+            if p.learned && gone && !h.carries_data(now) {
+                if let Some(c) = change {
+                    self.on_link_change(now, PeerId(i as u32), c);
+                }
+                self.retire(now, i);
+                continue;
+            }
             let session = p.current.as_ref().is_some_and(|s| usable(s, now));
             let probe = if session {
                 h.poll_probe(now)
@@ -2515,6 +2577,11 @@ impl Endpoint {
         }
     }
 }
+
+/// A peer that introduced itself is retired after its direct link has been
+/// down, carrying no data, for this long: no more probes or handshakes
+/// until it initiates again or we have traffic for it.
+pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
 
 /// Routes are recomputed at least this often, to follow RTT and loss.
 const ROUTE_INTERVAL: Duration = Duration::from_secs(1);

@@ -14,7 +14,11 @@
 //! the next probe due at once (data-plane evidence: traffic with no answer is
 //! noticed within the fast interval, not the idle one). A probe is lost when
 //! unanswered after `max(interval, 2·srtt + 4·rttvar, 75 ms)` (1 s before
-//! the first answer). After
+//! the first answer). A down link is probed fast for
+//! [`DOWN_FAST_WINDOW`] after it failed, and again as soon as it answers;
+//! a link down longer than that, carrying no data, is probed at the idle rate
+//! (a node that saw a thousand peers vanish does not send them 20 probes a
+//! second each). After
 //! [`HealthConfig::down_after_misses`] consecutive losses the link is down;
 //! after [`HealthConfig::up_after_replies`] consecutive replies it is up
 //! again. [`LinkHealth::up_since`] lets the router hold a recovered link down
@@ -73,6 +77,9 @@ pub enum LinkChange {
 }
 
 const MAX_OUTSTANDING: usize = 32;
+/// A down link is probed at the fast rate for this long after it failed,
+/// then at the idle rate until it answers or carries data again.
+pub const DOWN_FAST_WINDOW: Duration = Duration::from_secs(10);
 const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// No probe is lost sooner than this: a peer descheduled for a few tens of
 /// milliseconds on a busy host is slow, not gone.
@@ -84,6 +91,10 @@ pub struct LinkHealth {
     config: HealthConfig,
     status: LinkStatus,
     up_since: Option<Instant>,
+    /// When the link last went down.
+    down_since: Option<Instant>,
+    /// When the last probe reply arrived.
+    last_reply: Option<Instant>,
     next_seq: u32,
     /// Unanswered probes: sequence, sent, lost-after deadline.
     outstanding: VecDeque<(u32, Instant, Instant)>,
@@ -106,6 +117,8 @@ impl LinkHealth {
             config,
             status: LinkStatus::Up,
             up_since: None,
+            down_since: None,
+            last_reply: None,
             next_seq: 1,
             outstanding: VecDeque::new(),
             srtt: None,
@@ -174,10 +187,26 @@ impl LinkHealth {
     }
 
     fn active(&self, now: Instant) -> bool {
-        self.status == LinkStatus::Down
-            || self
-                .last_data
-                .is_some_and(|t| now.saturating_duration_since(t) < self.config.active_window)
+        let recent = |t: Option<Instant>, window: Duration| {
+            t.is_some_and(|t| now.saturating_duration_since(t) < window)
+        };
+        recent(self.last_data, self.config.active_window)
+            || (self.status == LinkStatus::Down
+                && (recent(self.down_since, DOWN_FAST_WINDOW)
+                    || recent(self.last_reply, self.config.active_window)))
+    }
+
+    /// When the link went down, while it is down.
+    pub fn down_since(&self) -> Option<Instant> {
+        (self.status == LinkStatus::Down)
+            .then_some(self.down_since)
+            .flatten()
+    }
+
+    /// Whether data was sent on the link within the active window.
+    pub fn carries_data(&self, now: Instant) -> bool {
+        self.last_data
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.active_window)
     }
 
     fn interval(&self, now: Instant) -> Duration {
@@ -244,6 +273,7 @@ impl LinkHealth {
             self.replies = 0;
             if self.status == LinkStatus::Up && self.misses >= self.config.down_after_misses {
                 self.status = LinkStatus::Down;
+                self.down_since = Some(now);
                 change = Some(LinkChange::WentDown);
             }
         }
@@ -271,6 +301,11 @@ impl LinkHealth {
         self.record(true);
         self.misses = 0;
         self.replies += 1;
+        self.last_reply = Some(now);
+        if self.status == LinkStatus::Down {
+            // A dead link answers: count it back up at the fast rate.
+            self.next_probe = self.next_probe.min(now);
+        }
         if self.status == LinkStatus::Down && self.replies >= self.config.up_after_replies {
             self.status = LinkStatus::Up;
             self.up_since = Some(now);
@@ -379,6 +414,69 @@ mod tests {
         assert!(l.poll_probe(now + ms(100)).is_some(), "data makes it due");
         now += ms(150);
         assert!(l.poll_probe(now).is_some(), "active: 50 ms interval");
+    }
+
+    /// Counts the probes an idle (no data) link sends in `dur`, answering
+    /// after 1 ms when `answer`.
+    fn idle_probes(l: &mut LinkHealth, now: &mut Instant, dur: Duration, answer: bool) -> usize {
+        let end = *now + dur;
+        let mut sent = 0;
+        let mut replies: VecDeque<(Instant, u32)> = VecDeque::new();
+        while *now < end {
+            while let Some(seq) = l.poll_probe(*now) {
+                sent += 1;
+                if answer {
+                    replies.push_back((*now + ms(1), seq));
+                }
+            }
+            while replies.front().is_some_and(|(t, _)| *t <= *now) {
+                let (_, seq) = replies.pop_front().unwrap();
+                l.on_reply(*now, seq);
+            }
+            l.handle_timeout(*now);
+            *now += ms(1);
+        }
+        sent
+    }
+
+    #[test]
+    fn a_dead_idle_link_backs_off_and_recovers_fast_when_it_answers() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        idle_probes(&mut l, &mut now, ms(3000), true);
+        idle_probes(&mut l, &mut now, ms(6000), false);
+        assert_eq!(l.status(), LinkStatus::Down);
+        // Just after the cut: fast probing, to see it come back.
+        let early = idle_probes(&mut l, &mut now, ms(2000), false);
+        assert!(
+            early >= 30,
+            "fast while recently down: {early} probes in 2 s"
+        );
+        idle_probes(&mut l, &mut now, DOWN_FAST_WINDOW, false);
+        let late = idle_probes(&mut l, &mut now, ms(10_000), false);
+        assert!(
+            late <= 11,
+            "idle rate once down long: {late} probes in 10 s"
+        );
+        // It answers again: the first reply brings fast probing back, so it
+        // is up within a few fast intervals of the next idle probe.
+        // (At most one idle interval to the next probe, then three replies
+        // 50 ms apart.)
+        idle_probes(&mut l, &mut now, ms(1200), true);
+        assert_eq!(l.status(), LinkStatus::Up, "back up within 1.2 s");
+        // A link carrying data is never backed off.
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        run(&mut l, &mut now, ms(20_000), ms(1), false);
+        assert_eq!(l.status(), LinkStatus::Down);
+        let end = now + ms(1000);
+        let mut fast = 0;
+        while now < end {
+            l.on_data_sent(now);
+            fast += usize::from(l.poll_probe(now).is_some());
+            l.handle_timeout(now);
+            now += ms(1);
+        }
+        assert!(fast >= 15, "data keeps the fast rate: {fast} probes in 1 s");
     }
 
     #[test]

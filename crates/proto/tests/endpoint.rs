@@ -616,6 +616,69 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     assert!(net.b.ep.stats().initiations_sent <= before + 1);
 }
 
+/// A hub learns peers from their handshakes; when one vanishes it stops
+/// probing and re-handshaking with it after RETIRE_AFTER, while a configured
+/// peer keeps being tried. The retired peer comes back by initiating.
+#[test]
+fn a_vanished_learned_peer_is_retired_and_comes_back_by_initiating() {
+    use proto::endpoint::RETIRE_AFTER;
+    let mut net = Net::new(EndpointConfig::default());
+    let mesh = Mesh::new(1);
+    let bob = mesh.node("bob", 2);
+    let alice_pub = *mesh.node("alice", 1).static_public();
+    // B knows nobody: A introduces itself.
+    net.b.ep = Endpoint::new(crypto(), mesh.ca.clone(), bob, EndpointConfig::default());
+    net.send(true, b"hello");
+    net.pump();
+    net.b.peer = net.b.ep.peer_by_static(&alice_pub).unwrap();
+    net.advance(Duration::from_secs(3));
+    assert!(net.b.inbox.last().unwrap().ends_with(b"hello"));
+    assert!(net.b.ep.peers(net.now)[0].link.is_some(), "B probes A");
+    // A vanishes.
+    net.blackhole = true;
+    net.advance(RETIRE_AFTER + Duration::from_secs(10));
+    assert!(
+        net.b
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::PeerRetired { .. })),
+        "{:?}",
+        net.b.events
+    );
+    assert_eq!(net.b.ep.stats().peers_retired, 1);
+    let b_probes = net.b.ep.stats().probes_sent;
+    let b_inits = net.b.ep.stats().initiations_sent;
+    let a_inits = net.a.ep.stats().initiations_sent;
+    net.advance(Duration::from_secs(120));
+    assert_eq!(
+        net.b.ep.stats().probes_sent,
+        b_probes,
+        "no probes to a retired peer"
+    );
+    assert_eq!(
+        net.b.ep.stats().initiations_sent,
+        b_inits,
+        "no handshakes either"
+    );
+    assert!(net.b.ep.peers(net.now)[0].link.is_none());
+    assert!(!net.b.ep.peers(net.now)[0].has_session);
+    assert!(
+        net.a.ep.stats().initiations_sent > a_inits,
+        "a configured peer is still tried"
+    );
+    assert_eq!(net.a.ep.stats().peers_retired, 0);
+    // A comes back: its traffic re-establishes everything.
+    net.blackhole = false;
+    net.wire.clear();
+    net.send(true, b"back");
+    net.advance(Duration::from_secs(6));
+    net.send(true, b"again");
+    net.pump();
+    assert!(net.b.inbox.last().unwrap().ends_with(b"again"));
+    net.advance(Duration::from_secs(2));
+    assert!(net.b.ep.peers(net.now)[0].link.is_some(), "probed again");
+}
+
 #[test]
 fn crossing_handshakes_both_work_without_lost_packets() {
     let mut net = Net::new(EndpointConfig::default());
