@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-plane benchmark: two hosts in network namespaces joined by a veth,
 # each pinned to its own CPU with everything it runs (meshd, iperf3, the
-# ping tools). Measures, over the raw veth and through meshd in the same run:
+# ping tools; PIN=0 pins nothing, QUEUES="1 2" measures meshd with each
+# tun.queues value). Measures, over the raw veth and through meshd in the same run:
 # TCP throughput (iperf3, 1 and 4 streams), closed-loop UDP ping-pong and
 # ICMP ping round trips (p50/p99), and meshd CPU seconds per GB carried.
 # RUNS runs (default 3); prints median [min-max] and the meshd/raw ratio.
@@ -62,14 +63,36 @@ certificate = "$o.crt"
 endpoint = "198.18.0.$m:51820"
 CFG
 done
+# PIN=1 (default): each namespace on its own CPU, so each meshd has one core
+# and one worker. PIN=0: nothing pinned, every process may use both cores.
+# QUEUES: the tun.queues values to measure, one meshd per value, in the
+# same run (e.g. PIN=0 QUEUES="1 2" compares one worker with two).
+PIN=${PIN:-1}
+QUEUES=${QUEUES:-0}
 cpu() { [ "$1" = a ] && echo 0 || echo 1; }
-inns() { local h=$1; shift; ip netns exec $P-$h taskset -c "$(cpu $h)" "$@"; }
-for h in a b; do
-  ip netns exec $P-$h taskset -c "$(cpu $h)" "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
-  echo $! > $h.pid
-done
-for _ in $(seq 50); do [ -S a.sock ] && [ -S b.sock ] && break; sleep 0.1; done
-inns a ping -c 3 -i 0.2 -W 2 100.64.0.2 >/dev/null || { echo "overlay not up"; cat a.log b.log; exit 1; }
+inns() {
+  local h=$1; shift
+  if [ "$PIN" = 1 ]; then ip netns exec $P-$h taskset -c "$(cpu $h)" "$@"; else ip netns exec $P-$h "$@"; fi
+}
+start_meshd() { # queues
+  for h in a b; do
+    sed -i -E '/^queues = /d; s/^\[tun\]$/[tun]\nqueues = '"$1"'/' $h.toml
+    grep -q '^\[tun\]' $h.toml || printf '[tun]\nqueues = %s\n' "$1" >> $h.toml
+    # Started directly, not through inns, so $! is meshd's own PID.
+    if [ "$PIN" = 1 ]; then
+      ip netns exec $P-$h taskset -c "$(cpu $h)" "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
+    else
+      ip netns exec $P-$h "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
+    fi
+    echo $! > $h.pid
+  done
+  for _ in $(seq 50); do [ -S a.sock ] && [ -S b.sock ] && break; sleep 0.1; done
+  inns a ping -c 3 -i 0.2 -W 2 100.64.0.2 >/dev/null || { echo "overlay not up"; cat a.log b.log; exit 1; }
+}
+stop_meshd() {
+  for h in a b; do kill "$(cat $h.pid)" 2>/dev/null || true; done
+  for h in a b; do while kill -0 "$(cat $h.pid)" 2>/dev/null; do sleep 0.05; done; done
+}
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/"$(cat "$DIR/$1.pid")"/stat; }
 CLK=$(getconf CLK_TCK)
@@ -93,19 +116,24 @@ icmp() { # target -> "p50 p99" in microseconds (200 pings, 5 ms apart)
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS" >&2
   echo "tcp1 raw $(iperf 198.18.0.2 1)" >> results.txt
-  t0=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
-  out=$(inns a iperf3 -c 100.64.0.2 -t "$SECS" -J)
-  t1=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
-  gbps=$(echo "$out" | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-  bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
-  echo "tcp1 meshd $gbps" >> results.txt
-  echo "cpu_s_per_gb meshd $(python3 -c "print('%.3f' % (($t1-$t0)/$CLK/($bytes/1e9)))")" >> results.txt
   echo "tcp4 raw $(iperf 198.18.0.2 4)" >> results.txt
-  echo "tcp4 meshd $(iperf 100.64.0.2 4)" >> results.txt
   read -r p50 p99 <<<"$(pingpong 198.18.0.2)"; echo "udp_rtt_p50 raw $p50" >> results.txt; echo "udp_rtt_p99 raw $p99" >> results.txt
-  read -r p50 p99 <<<"$(pingpong 100.64.0.2)"; echo "udp_rtt_p50 meshd $p50" >> results.txt; echo "udp_rtt_p99 meshd $p99" >> results.txt
   read -r p50 p99 <<<"$(icmp 198.18.0.2)"; echo "icmp_rtt_p50 raw $p50" >> results.txt; echo "icmp_rtt_p99 raw $p99" >> results.txt
-  read -r p50 p99 <<<"$(icmp 100.64.0.2)"; echo "icmp_rtt_p50 meshd $p50" >> results.txt; echo "icmp_rtt_p99 meshd $p99" >> results.txt
+  for q in $QUEUES; do
+    m=meshd; [ "$QUEUES" = 0 ] || m="meshd-q$q"
+    start_meshd "$q"
+    t0=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
+    out=$(inns a iperf3 -c 100.64.0.2 -t "$SECS" -J)
+    t1=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
+    gbps=$(echo "$out" | python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
+    bytes=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bytes"])')
+    echo "tcp1 $m $gbps" >> results.txt
+    echo "cpu_s_per_gb $m $(python3 -c "print('%.3f' % (($t1-$t0)/$CLK/($bytes/1e9)))")" >> results.txt
+    echo "tcp4 $m $(iperf 100.64.0.2 4)" >> results.txt
+    read -r p50 p99 <<<"$(pingpong 100.64.0.2)"; echo "udp_rtt_p50 $m $p50" >> results.txt; echo "udp_rtt_p99 $m $p99" >> results.txt
+    read -r p50 p99 <<<"$(icmp 100.64.0.2)"; echo "icmp_rtt_p50 $m $p50" >> results.txt; echo "icmp_rtt_p99 $m $p99" >> results.txt
+    stop_meshd
+  done
 done
 
 python3 - results.txt <<'PY'
@@ -117,10 +145,15 @@ for line in open(sys.argv[1]):
 units = {"tcp1": "Gbit/s", "tcp4": "Gbit/s", "cpu_s_per_gb": "CPU s/GB",
          "udp_rtt_p50": "µs", "udp_rtt_p99": "µs", "icmp_rtt_p50": "µs", "icmp_rtt_p99": "µs"}
 def f(v): return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
-print(f"{'metric':<14} {'unit':<9} {'raw veth':<26} {'through meshd':<26} ratio")
+sides = sorted({side for r in rows.values() for side in r if side != "raw"})
+print(f"{'metric':<14} {'unit':<9} {'raw veth':<26} " + " ".join(f"{s:<26} {'ratio':<6}" for s in sides))
 for k in ["tcp1", "tcp4", "udp_rtt_p50", "udp_rtt_p99", "icmp_rtt_p50", "icmp_rtt_p99", "cpu_s_per_gb"]:
     r = rows.get(k, {})
-    raw, m = r.get("raw"), r.get("meshd")
-    ratio = f"{statistics.median(m)/statistics.median(raw):.3f}" if raw and m else ""
-    print(f"{k:<14} {units[k]:<9} {f(raw) if raw else '-':<26} {f(m) if m else '-':<26} {ratio}")
+    raw = r.get("raw")
+    cols = []
+    for s in sides:
+        m = r.get(s)
+        ratio = f"{statistics.median(m)/statistics.median(raw):.3f}" if raw and m else ""
+        cols.append(f"{f(m) if m else '-':<26} {ratio:<6}")
+    print(f"{k:<14} {units[k]:<9} {f(raw) if raw else '-':<26} " + " ".join(cols))
 PY

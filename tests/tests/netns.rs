@@ -354,6 +354,51 @@ fn metrics_endpoint_serves_prometheus_text_on_loopback() {
     assert!(text.contains("meshd_sessions 1"), "{text}");
 }
 
+/// `tun.queues = 2`: two packet workers, each with its own TUN queue, and the
+/// kernel spreads flows over both (64 UDP flows from distinct ports: the
+/// chance that all hash to one queue is 2^-63).
+#[test]
+fn packet_workers_each_read_their_own_tun_queue() {
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    for h in &mesh.hosts {
+        let cfg = std::fs::read_to_string(&h.config).unwrap();
+        std::fs::write(&h.config, cfg.replace("[tun]\n", "[tun]\nqueues = 2\n")).unwrap();
+    }
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 2));
+    let queues = mesh.exec(0, &["ls", "/sys/class/net/meshd0/queues"]);
+    let queues = String::from_utf8_lossy(&queues.stdout);
+    let tx = queues
+        .split_whitespace()
+        .filter(|q| q.starts_with("tx-"))
+        .count();
+    assert_eq!(tx, 2, "TUN queues: {queues}");
+    let dst = mesh.hosts[1].overlay;
+    let flows = format!("for p in $(seq 1 64); do echo x > /dev/udp/{dst}/$((20000 + p)); done");
+    let o = mesh.exec(0, &["bash", "-c", &flows]);
+    assert!(o.status.success(), "{o:?}");
+    let m = mesh.exec(
+        0,
+        &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9720; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"],
+    );
+    let text = String::from_utf8_lossy(&m.stdout);
+    let from_tun = |w: usize| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "meshd_worker_packets_total{{worker=\"{w}\",from=\"tun\"}} "
+                ))
+            })
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no tun counter for worker {w}: {text}"))
+    };
+    assert!(
+        from_tun(0) > 0 && from_tun(1) > 0,
+        "both workers read packets: {text}"
+    );
+    assert!(!text.contains("worker=\"2\""), "{text}");
+}
+
 #[test]
 fn bad_configuration_exits_non_zero_naming_file_field_and_fix() {
     let mesh = Mesh::new(1, MeshOptions::default());

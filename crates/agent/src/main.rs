@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&cfg);
+    // The timer/admin task; packet workers run on their own threads.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

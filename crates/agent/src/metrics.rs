@@ -71,7 +71,13 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// Renders the endpoint's counters.
-pub fn render(ep: &Endpoint, now: std::time::Instant, uptime_secs: u64, no_route: u64) -> String {
+pub fn render(
+    ep: &Endpoint,
+    now: std::time::Instant,
+    uptime_secs: u64,
+    no_route: u64,
+    workers: &[[u64; 2]],
+) -> String {
     let mut o = String::new();
     let peers = ep.peers(now);
     let s = ep.stats();
@@ -82,6 +88,24 @@ pub fn render(ep: &Endpoint, now: std::time::Instant, uptime_secs: u64, no_route
         "Seconds since meshd started.",
     );
     let _ = writeln!(o, "meshd_uptime_seconds {uptime_secs}");
+    family(
+        &mut o,
+        "meshd_worker_packets_total",
+        "counter",
+        "Packets each worker took in, from the TUN device (tun) or UDP (udp).",
+    );
+    for (i, w) in workers.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "meshd_worker_packets_total{{worker=\"{i}\",from=\"tun\"}} {}",
+            w[0]
+        );
+        let _ = writeln!(
+            o,
+            "meshd_worker_packets_total{{worker=\"{i}\",from=\"udp\"}} {}",
+            w[1]
+        );
+    }
     family(&mut o, "meshd_peers", "gauge", "Peers known.");
     let _ = writeln!(o, "meshd_peers {}", peers.len());
     family(

@@ -10,12 +10,20 @@
 //! admin    ──► answer from the endpoint's state
 //! ```
 //!
-//! One task owns the endpoint; buffers are allocated once and reused, with
-//! the transport header's headroom in front of every TUN read.
+//! N packet workers (`tun.queues`, default one per CPU), each a thread with
+//! its own current-thread runtime, its own TUN queue (multiqueue TUN: the
+//! kernel spreads flows across queues) and its own UDP socket on the shared
+//! port (SO_REUSEPORT: spread by sender), run the two paths above. They
+//! share the endpoint behind one lock, taken once per batch and released
+//! before every system call, so the workers' reads, writes and GSO sends run
+//! in parallel. The main thread runs the endpoint's timers, the admin API
+//! and signals. Buffers are allocated once
+//! per worker and reused, with the transport header's headroom in front of
+//! every TUN read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crypto::RealCrypto;
@@ -25,7 +33,7 @@ use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Recei
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 use types::admin::{
     AdminRequest, AdminResponse, HopView, PeerView, PingView, PolicyStatusView, RevokedView,
@@ -66,6 +74,89 @@ struct Node {
     started: Instant,
     no_route: u64,
     rng: rand_core::OsRng,
+    /// The deadline the timer task sleeps to; a worker whose batch makes the
+    /// endpoint's next deadline earlier wakes it.
+    timer_at: Option<Instant>,
+    /// Packets each worker took from the TUN device and from UDP.
+    worker_packets: Vec<[u64; 2]>,
+}
+
+/// The node state, shared by the packet workers and the timer/admin task.
+/// A worker holds the lock for one batch's endpoint work and releases it
+/// before any system call, so workers overlap in TUN and UDP I/O.
+struct Shared {
+    node: Mutex<Node>,
+    timer: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Node> {
+        // A worker that panicked holding the lock has stopped; the main task
+        // sees it stop and exits, so continuing here is only until then.
+        self.node.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Datagrams produced while the lock is held, sent after it is released.
+/// Slots are reused: no allocation per datagram once warm.
+#[derive(Default)]
+struct Outbox {
+    slots: Vec<(SocketAddr, Vec<u8>)>,
+    len: usize,
+}
+
+impl Outbox {
+    fn push(&mut self, dst: SocketAddr, bytes: &[u8]) {
+        if self.len == self.slots.len() {
+            self.slots.push((dst, Vec::new()));
+        }
+        let slot = &mut self.slots[self.len];
+        slot.0 = dst;
+        slot.1.clear();
+        slot.1.extend_from_slice(bytes);
+        self.len += 1;
+    }
+
+    fn push_owned(&mut self, dst: SocketAddr, bytes: Vec<u8>) {
+        if self.len == self.slots.len() {
+            self.slots.push((dst, bytes));
+        } else {
+            self.slots[self.len] = (dst, bytes);
+        }
+        self.len += 1;
+    }
+
+    async fn send(&mut self, udp: &mut Udp) {
+        for (dst, bytes) in &self.slots[..self.len] {
+            udp.queue(*dst, bytes).await;
+        }
+        self.len = 0;
+        udp.flush().await;
+    }
+}
+
+/// How many packet workers: `tun.queues`, or one per CPU this process may
+/// run on (its affinity mask and cgroup quota).
+pub fn worker_count(cfg: &NodeConfig) -> usize {
+    match cfg.tun.queues {
+        0 => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(usize::from(types::config::MAX_TUN_QUEUES)),
+        n => usize::from(n),
+    }
+}
+
+/// Binds one of the workers' UDP sockets; with several workers they share
+/// the port (SO_REUSEPORT) and the kernel spreads senders across them.
+fn bind_udp(addr: SocketAddr, shared_port: bool) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
@@ -75,6 +166,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         peers,
         bundles,
     } = loaded;
+    let workers = worker_count(&cfg);
     let own = identity.certificate().clone();
     let first_v4 = own
         .body()
@@ -84,7 +176,8 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         .copied();
     let mut builder = tun_rs::DeviceBuilder::new()
         .name(&cfg.tun.name)
-        .mtu(cfg.tun.mtu);
+        .mtu(cfg.tun.mtu)
+        .multi_queue(workers > 1);
     if let Some(a) = first_v4 {
         if let IpAddr::V4(v4) = a.addr() {
             builder = builder.ipv4(v4, a.prefix_len(), None);
@@ -97,12 +190,31 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     }
     let tun = builder
         .offload(true)
-        .build_async()
+        .build_sync()
         .map_err(|e| format!("tun.name: cannot create TUN device '{}': {e} (meshd needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.tun.name))?;
-    let sock = UdpSocket::bind(cfg.listen.address)
-        .await
-        .map_err(|e| format!("listen.address: cannot bind {}: {e}", cfg.listen.address))?;
-    let mut udp = Udp::new(sock).map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
+    let mut queues = Vec::with_capacity(workers);
+    for i in 1..workers {
+        queues.push(tun.try_clone().map_err(|e| {
+            format!("tun.queues: cannot open TUN queue {i} of {workers}: {e} (set tun.queues = 1 if the kernel lacks multiqueue TUN)")
+        })?);
+    }
+    queues.insert(0, tun);
+    let bind_err =
+        |e: std::io::Error| format!("listen.address: cannot bind {}: {e}", cfg.listen.address);
+    let first = bind_udp(cfg.listen.address, workers > 1).map_err(bind_err)?;
+    // With port 0 the kernel picked one; the other workers join it.
+    let bound = first.local_addr().map_err(bind_err)?;
+    // The timer/admin task sends through its own descriptor of the first
+    // socket: it never reads, so it must not join the port's group.
+    let udp_err = |e: std::io::Error| format!("listen.address: UDP socket setup: {e}");
+    let ctl = first.try_clone().map_err(udp_err)?;
+    let mut ctl_udp = UdpSocket::from_std(ctl)
+        .and_then(Udp::new)
+        .map_err(udp_err)?;
+    let mut socks = vec![first];
+    for _ in 1..workers {
+        socks.push(bind_udp(bound, true).map_err(bind_err)?);
+    }
     let listener = admin::bind(&cfg.admin.socket)?;
     let _socket_guard = SocketGuard(cfg.admin.socket.clone());
     let (admin_tx, mut admin_rx) = mpsc::channel::<Pending>(16);
@@ -155,11 +267,12 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     info!(
         name = own.name(),
         tun = %cfg.tun.name,
-        listen = %cfg.listen.address,
+        listen = %bound,
         peers = peers.len(),
+        workers,
         "meshd started"
     );
-    let mut node = Node {
+    let node = Node {
         pinger: Pinger::new(rand_core::RngCore::next_u32(&mut rng) as u16),
         last_rtt: HashMap::new(),
         cfg,
@@ -169,12 +282,133 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         started: Instant::now(),
         no_route: 0,
         rng,
+        timer_at: None,
+        worker_packets: vec![[0; 2]; workers],
     };
-    node.flush(&mut udp).await;
+    let shared = Arc::new(Shared {
+        node: Mutex::new(node),
+        timer: Notify::new(),
+    });
+    let mut out = Outbox::default();
+    shared.lock().drain(&mut out);
+    out.send(&mut ctl_udp).await;
 
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+    let (stopped_tx, mut stopped) = mpsc::unbounded_channel::<String>();
+    for (i, (tun, sock)) in queues.into_iter().zip(socks).enumerate() {
+        let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
+        std::thread::Builder::new()
+            .name(format!("meshd-worker-{i}"))
+            .spawn(move || {
+                let guard = Stopped(stopped_tx, i);
+                run_worker(i, shared, tun, sock, &guard);
+            })
+            .map_err(|e| format!("cannot start packet worker {i}: {e}"))?;
+    }
+    loop {
+        let deadline = {
+            let mut node = shared.lock();
+            let next = [node.ep.poll_timeout(), node.pinger.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            node.timer_at = next;
+            next.map(tokio::time::Instant::from_std).unwrap_or_else(|| {
+                tokio::time::Instant::now() + std::time::Duration::from_secs(3600)
+            })
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {
+                let mut node = shared.lock();
+                let node = &mut *node;
+                node.ep.handle_timeout(Instant::now(), unix_nanos(), &mut node.rng);
+                node.pinger.expire(Instant::now());
+                node.drain(&mut out);
+            }
+            _ = shared.timer.notified() => {}
+            Some((req, reply)) = admin_rx.recv() => {
+                let mut node = shared.lock();
+                match req {
+                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, false, reply),
+                    AdminRequest::Trace { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, true, reply),
+                    req => { let _ = reply.send(node.answer(req)); }
+                }
+                node.drain(&mut out);
+            }
+            Some(why) = stopped.recv() => return Err(why),
+            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+        }
+        out.send(&mut ctl_udp).await;
+    }
+    Ok(())
+}
+
+/// Tells the main task that a worker thread ended, also when it panicked.
+struct Stopped(mpsc::UnboundedSender<String>, usize);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let how = if std::thread::panicking() {
+            "panicked"
+        } else {
+            "stopped"
+        };
+        let _ = self.0.send(format!("packet worker {} {how}", self.1));
+    }
+}
+
+/// A worker thread: its own current-thread runtime, so its TUN queue and
+/// socket are polled on this thread only (no task migration between
+/// threads, no work stealing on the packet path).
+fn run_worker(
+    index: usize,
+    shared: Arc<Shared>,
+    tun: tun_rs::SyncDevice,
+    sock: std::net::UdpSocket,
+    stopped: &Stopped,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = stopped
+                .0
+                .send(format!("packet worker {index}: runtime: {e}"));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let tun = match tun_rs::AsyncDevice::new(tun) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = stopped
+                    .0
+                    .send(format!("packet worker {index}: TUN queue: {e}"));
+                return;
+            }
+        };
+        let udp = match UdpSocket::from_std(sock).and_then(Udp::new) {
+            Ok(u) => u,
+            Err(e) => {
+                let _ = stopped
+                    .0
+                    .send(format!("packet worker {index}: UDP socket: {e}"));
+                return;
+            }
+        };
+        worker(index, shared, tun, udp).await;
+    });
+}
+
+/// One packet worker: its own TUN queue and UDP socket. Per batch it takes
+/// the lock once, runs the endpoint over every packet (sealing or opening in
+/// place), collects what to send, releases the lock, then does the I/O.
+async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut udp: Udp) {
     // Buffers, allocated once. TUN reads land after the transport header's
     // headroom with room for the tag behind; UDP receives take a GRO batch.
     let mut tun_raw = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_535];
@@ -182,92 +416,100 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         .map(|_| vec![0u8; TRANSPORT_HEADER_LEN + 65_535 + TRANSPORT_OVERHEAD])
         .collect();
     let mut sizes = vec![0usize; tun_rs::IDEAL_BATCH_SIZE];
+    let mut sealed: Vec<Option<(SocketAddr, usize)>> = vec![None; tun_rs::IDEAL_BATCH_SIZE];
     let mut udp_buf = vec![0u8; 65_535 * udp.gro_segments().clamp(1, 64)];
     let mut to_tun: Vec<Vec<u8>> = Vec::with_capacity(tun_rs::IDEAL_BATCH_SIZE);
     let mut gro = tun_rs::GROTable::default();
+    let mut out = Outbox::default();
     loop {
-        let deadline = [node.ep.poll_timeout(), node.pinger.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
             r = tun.recv_multiple(&mut tun_raw, &mut segments, &mut sizes, TRANSPORT_HEADER_LEN) => {
-                match r {
-                    Ok(n) => {
-                        let (now, unix) = (Instant::now(), unix_nanos());
-                        for i in 0..n {
-                            node.handle_tun_packet(now, unix, &mut udp, &mut segments[i], sizes[i]).await;
-                        }
+                let n = match r {
+                    Ok(n) => n,
+                    Err(e) => { debug!("TUN read: {e}"); continue; }
+                };
+                {
+                    let (now, unix) = (Instant::now(), unix_nanos());
+                    let mut node = shared.lock();
+                    node.worker_packets[index][0] += n as u64;
+                    for i in 0..n {
+                        sealed[i] = node.handle_tun_packet(now, unix, &mut segments[i], sizes[i]);
                     }
-                    Err(e) => debug!("TUN read: {e}"),
+                    node.drain(&mut out);
+                    node.wake_timer(&shared.timer);
                 }
+                for i in 0..n {
+                    if let Some((dst, len)) = sealed[i].take() {
+                        udp.queue(dst, &segments[i][..len]).await;
+                    }
+                }
+                out.send(&mut udp).await;
             }
             r = udp.recv(&mut udp_buf) => {
-                match r {
-                    Ok(meta) => {
-                        let stride = meta.stride.max(1);
-                        let mut used = 0;
-                        let (now, unix) = (Instant::now(), unix_nanos());
-                        for chunk in udp_buf[..meta.len].chunks_mut(stride) {
-                            node.handle_udp_datagram(now, unix, chunk, meta.addr, &mut udp, &mut to_tun, &mut used).await;
-                        }
-                        if used > 0 {
-                            if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun[..used], TRANSPORT_HEADER_LEN).await {
-                                debug!("TUN write: {e}");
-                            }
-                        }
+                let meta = match r {
+                    Ok(m) => m,
+                    Err(e) => { debug!("UDP receive error: {e}"); continue; }
+                };
+                let stride = meta.stride.max(1);
+                let mut used = 0;
+                {
+                    let (now, unix) = (Instant::now(), unix_nanos());
+                    let mut node = shared.lock();
+                    node.worker_packets[index][1] += meta.len.div_ceil(stride) as u64;
+                    for chunk in udp_buf[..meta.len].chunks_mut(stride) {
+                        node.handle_udp_datagram(now, unix, chunk, meta.addr, &mut out, &mut to_tun, &mut used);
                     }
-                    Err(e) => debug!("UDP receive error: {e}"),
+                    node.drain(&mut out);
+                    node.wake_timer(&shared.timer);
                 }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                node.ep.handle_timeout(Instant::now(), unix_nanos(), &mut node.rng);
-                node.pinger.expire(Instant::now());
-            }
-            Some((req, reply)) = admin_rx.recv() => {
-                match req {
-                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, false, reply).await,
-                    AdminRequest::Trace { target, timeout_ms } => node.start_ping(&mut udp, &target, timeout_ms, true, reply).await,
-                    req => { let _ = reply.send(node.answer(req)); }
+                if used > 0 {
+                    if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun[..used], TRANSPORT_HEADER_LEN).await {
+                        debug!("TUN write: {e}");
+                    }
                 }
+                out.send(&mut udp).await;
             }
-            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
         }
-        node.flush(&mut udp).await;
     }
-    Ok(())
 }
 
 impl Node {
-    /// One packet read from the TUN device, at `buf[TRANSPORT_HEADER_LEN..][..n]`.
+    /// One packet read from the TUN device, at `buf[TRANSPORT_HEADER_LEN..][..n]`,
+    /// sealed in place: the destination and length to send, if any.
     /// `now` and `unix` are read once per batch by the caller.
-    async fn handle_tun_packet(
+    fn handle_tun_packet(
         &mut self,
         now: Instant,
         unix: u64,
-        udp: &mut Udp,
         buf: &mut [u8],
         n: usize,
-    ) {
+    ) -> Option<(SocketAddr, usize)> {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
-        let Some(dst) = inner_destination(packet) else {
-            return;
-        };
+        let dst = inner_destination(packet)?;
         let Some(&peer) = self.routes.get(&dst) else {
             self.no_route += 1;
-            return;
+            return None;
         };
         // Room for the tag, and for a relay header should the peer be
         // reached through a relay.
         let room = (n + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN).min(buf.len());
-        let out = self
+        match self
             .ep
-            .send(now, unix, &mut self.rng, peer, &mut buf[..room], n);
-        if let SendOutcome::Send { dst, len } = out {
-            udp.queue(dst, &buf[..len]).await;
+            .send(now, unix, &mut self.rng, peer, &mut buf[..room], n)
+        {
+            SendOutcome::Send { dst, len } => Some((dst, len)),
+            _ => None,
+        }
+    }
+
+    /// Wakes the timer task if the endpoint now has an earlier deadline
+    /// than the one it sleeps to.
+    fn wake_timer(&mut self, timer: &Notify) {
+        if let Some(t) = self.ep.poll_timeout() {
+            if self.timer_at.is_none_or(|at| t < at) {
+                self.timer_at = Some(t);
+                timer.notify_one();
+            }
         }
     }
 
@@ -275,13 +517,13 @@ impl Node {
     /// device is copied into the next `to_tun` buffer (its headroom kept for
     /// the virtio header).
     #[allow(clippy::too_many_arguments)]
-    async fn handle_udp_datagram(
+    fn handle_udp_datagram(
         &mut self,
         now: Instant,
         unix: u64,
         buf: &mut [u8],
         src: SocketAddr,
-        udp: &mut Udp,
+        out: &mut Outbox,
         to_tun: &mut Vec<Vec<u8>>,
         used: &mut usize,
     ) {
@@ -303,7 +545,7 @@ impl Node {
                 out.extend_from_slice(packet);
                 *used += 1;
             }
-            Received::Forward { dst, len } => udp.queue(dst, &buf[..len]).await,
+            Received::Forward { dst, len } => out.push(dst, &buf[..len]),
             Received::Dropped(reason) => debug!(%src, %reason, "dropped datagram"),
             Received::Keepalive { .. } | Received::Handshake | Received::Control { .. } => {}
         }
@@ -355,9 +597,9 @@ impl Node {
 
     /// Sends one ICMP echo to `target` along the real path; answers a ping,
     /// or with `trace` the hop-by-hop path plus that round trip.
-    async fn start_ping(
+    fn start_ping(
         &mut self,
-        udp: &mut Udp,
+        out: &mut Outbox,
         target: &str,
         timeout_ms: u64,
         trace: bool,
@@ -446,7 +688,7 @@ impl Node {
             &mut buf,
             packet.len(),
         ) {
-            SendOutcome::Send { dst, len } => udp.queue(dst, &buf[..len]).await,
+            SendOutcome::Send { dst, len } => out.push(dst, &buf[..len]),
             SendOutcome::Dropped(r @ (DropReason::PolicyDenied | DropReason::PeerRefused)) => {
                 // Say why at once rather than time out.
                 if let Some(p) = self.pinger.probes.remove(&seq) {
@@ -461,13 +703,12 @@ impl Node {
         }
     }
 
-    /// Sends handshake and control datagrams and the pending data batch;
-    /// logs events and learns routes from new peers.
-    async fn flush(&mut self, udp: &mut Udp) {
+    /// Moves handshake and control datagrams to `out`; logs events and
+    /// learns routes from new peers.
+    fn drain(&mut self, out: &mut Outbox) {
         while let Some(t) = self.ep.poll_transmit() {
-            udp.queue(t.dst, &t.payload).await;
+            out.push_owned(t.dst, t.payload);
         }
-        udp.flush().await;
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::HandshakeCompleted {
@@ -704,6 +945,7 @@ impl Node {
                     now,
                     self.started.elapsed().as_secs(),
                     self.no_route,
+                    &self.worker_packets,
                 ),
             },
             AdminRequest::Peers => AdminResponse::Peers {

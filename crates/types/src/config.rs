@@ -115,13 +115,21 @@ pub struct TunSection {
     /// MTU of the overlay interface, 1280..=9000. Leave 80 bytes below the
     /// underlay MTU for IPv6 + UDP + meshd's 32 bytes.
     pub mtu: u16,
+    /// Packet-processing workers, each with its own TUN queue and UDP
+    /// socket (multiqueue TUN, SO_REUSEPORT). 0 = one per CPU meshd may run
+    /// on, at most [`MAX_TUN_QUEUES`].
+    pub queues: u16,
 }
+
+/// Most packet-processing workers (`tun.queues`).
+pub const MAX_TUN_QUEUES: u16 = 16;
 
 impl Default for TunSection {
     fn default() -> Self {
         Self {
             name: "meshd0".into(),
             mtu: 1420,
+            queues: 0,
         }
     }
 }
@@ -249,6 +257,12 @@ impl NodeConfig {
                 t.mtu
             ));
         }
+        if t.queues > MAX_TUN_QUEUES {
+            return Err(format!(
+                "field `tun.queues`: {} is too many; use 0 (one per CPU) or 1 to {MAX_TUN_QUEUES}",
+                t.queues
+            ));
+        }
         if t.name.is_empty()
             || t.name.len() > 15
             || !t
@@ -372,6 +386,8 @@ ca-certificate = "ca.crt"
         );
         let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nmtu = 100\n")).unwrap_err();
         assert!(e.contains("tun.mtu") && e.contains("1280"), "{e}");
+        let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nqueues = 99\n")).unwrap_err();
+        assert!(e.contains("tun.queues") && e.contains("16"), "{e}");
         let e = NodeConfig::parse("[node]\ncertificate = \"a\"\n").unwrap_err();
         assert!(
             e.contains("missing field") && e.contains("private-key"),
