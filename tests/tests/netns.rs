@@ -174,7 +174,10 @@ fn host_with_certificate_from_another_ca_cannot_join() {
     .unwrap();
     std::fs::write(
         rogue.join("h0.pub"),
-        proto::armor::encode(proto::armor::LABEL_NODE_PUBLIC_KEY, h0.public_key()),
+        proto::armor::encode(
+            proto::armor::LABEL_NODE_PUBLIC_KEY,
+            &[&h0.public_key()[..], &h0.body().advert_key[..]].concat(),
+        ),
     )
     .unwrap();
     let meshctl = binary("meshctl");

@@ -45,6 +45,7 @@ fn compute() -> Value {
                     addresses: vec![OverlayAddr::V4(ip, 10)],
                     segments: vec!["vectors".into()],
                     static_public_key: C.x25519_public_key(&s),
+                    advert_key: proto::cert::advert_public_key(C, &s),
                     not_before: NOW - 3600,
                     not_after: NOW + 3600,
                 },

@@ -350,6 +350,35 @@ pub fn render(
     }
     family(
         &mut o,
+        "meshd_advert_rejects_total",
+        "counter",
+        "Link-state adverts refused: bad_signature (altered or forged), bad_certificate, inadmissible_origin, parked_full.",
+    );
+    for reason in [
+        "bad_signature",
+        "bad_certificate",
+        "inadmissible_origin",
+        "parked_full",
+    ] {
+        let n = s.advert_rejects.get(reason).copied().unwrap_or(0);
+        let _ = writeln!(o, "meshd_advert_rejects_total{{reason=\"{reason}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "meshd_origin_certs_fetched_total",
+        "counter",
+        "Certificates of advert origins fetched from neighbours.",
+    );
+    let _ = writeln!(o, "meshd_origin_certs_fetched_total {}", s.certs_fetched);
+    family(
+        &mut o,
+        "meshd_peers_retired_total",
+        "counter",
+        "Peers that introduced themselves and were retired after their link stayed down 60 s.",
+    );
+    let _ = writeln!(o, "meshd_peers_retired_total {}", s.peers_retired);
+    family(
+        &mut o,
         "meshd_peers_refused",
         "gauge",
         "Peers refused: revoked, or outside this node's enclaves.",

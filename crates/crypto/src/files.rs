@@ -34,6 +34,8 @@ pub enum FileErrorKind {
     Armor(ArmorError),
     /// The key has the wrong length.
     KeyLength(usize),
+    /// A node public key file of the wrong length.
+    PublicKeyLength(usize),
     /// The certificate inside is invalid.
     Certificate(CertError),
     /// A private key readable by group or others.
@@ -54,6 +56,10 @@ impl fmt::Display for FileError {
             FileErrorKind::KeyLength(n) => {
                 write!(f, "{p}: key is {n} bytes, expected 32 (file corrupted?)")
             }
+            FileErrorKind::PublicKeyLength(n) => write!(
+                f,
+                "{p}: node public key is {n} bytes, expected 64 (static and advert key); regenerate it on the node with `meshctl key generate`"
+            ),
             FileErrorKind::Certificate(e) => write!(f, "{p}: {e}"),
             FileErrorKind::InsecurePermissions(m) => write!(
                 f,
@@ -104,6 +110,22 @@ pub fn read_key(path: &Path, label: &'static str) -> Result<[u8; 32], FileError>
         .as_slice()
         .try_into()
         .map_err(|_| err(path, FileErrorKind::KeyLength(bytes.len())))
+}
+
+/// Reads a node's public key file (`meshctl key generate`): its X25519 static
+/// key and its advert signing key, 64 bytes.
+pub fn read_node_public_key(path: &Path) -> Result<([u8; 32], [u8; 32]), FileError> {
+    let text = read_text(path)?;
+    let bytes = armor::decode(proto::armor::LABEL_NODE_PUBLIC_KEY, &text)
+        .map_err(|e| err(path, FileErrorKind::Armor(e)))?;
+    if bytes.len() != 64 {
+        return Err(err(path, FileErrorKind::PublicKeyLength(bytes.len())));
+    }
+    let mut x = [0u8; 32];
+    let mut a = [0u8; 32];
+    x.copy_from_slice(&bytes[..32]);
+    a.copy_from_slice(&bytes[32..]);
+    Ok((x, a))
 }
 
 /// Writes a private key, mode 0600, refusing to overwrite.

@@ -49,6 +49,7 @@ fn node(ca: &TrustedCa, name: &str, ip: [u8; 4], secret: [u8; 32]) -> Identity {
                 addresses: vec![OverlayAddr::V4(ip, 10)],
                 segments: vec!["fuzz".into()],
                 static_public_key: c.x25519_public_key(&secret),
+                advert_key: proto::cert::advert_public_key(&c, &secret),
                 not_before: NOW_SECS - 10,
                 not_after: NOW_SECS + 3600,
             },
@@ -423,7 +424,14 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 loss_permille: 0,
                 settling: true,
             }],
+            signature: [9; 64],
         }),
+        Control::CertRequest {
+            node: proto::wire::NodeId(4),
+        },
+        Control::Cert {
+            bytes: vec![1; 200],
+        },
         Control::BundleOffer {
             kind: 1,
             version: 1,

@@ -213,6 +213,7 @@ fn noise_transcript_matches_snow() {
                     addresses: vec![OverlayAddr::V4([100, 64, 0, s[0]], 10)],
                     segments: vec![],
                     static_public_key: C.x25519_public_key(&s),
+                    advert_key: proto::cert::advert_public_key(C, &s),
                     not_before: now - 5,
                     not_after: now + 500,
                 },

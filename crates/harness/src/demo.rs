@@ -177,6 +177,7 @@ fn node(
             addresses: vec![OverlayAddr::V4(ip, 10)],
             segments: vec![segment.into()],
             static_public_key: c.x25519_public_key(&secret),
+            advert_key: proto::cert::advert_public_key(&c, &secret),
             not_before: now - 60,
             not_after: now + 86_400,
         },

@@ -4,9 +4,12 @@
 //! key, each with its own X25519 key and UDP socket) each initiate one
 //! handshake to meshd, at most `concurrency` at a time; real endpoints,
 //! real sockets, real cryptography. Cookies under load and retransmissions
-//! are handled as any node would handle them. The sessions are left
-//! unconfirmed (no keepalive after message 2), so meshd does not go on to
-//! probe and gossip with thousands of peers that then vanish.
+//! are handled as any node would handle them. By default the sessions are
+//! left unconfirmed (no keepalive after message 2), so meshd does not go on
+//! to probe and gossip with thousands of peers that then vanish; with
+//! `confirm` they are confirmed, and meshd is left with that many peers
+//! that vanish (a hub's worst case: see the retirement of learned peers in
+//! docs/architecture.md).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -49,6 +52,7 @@ pub fn run(
     to: SocketAddr,
     count: usize,
     concurrency: usize,
+    confirm: bool,
 ) -> Result<Load, String> {
     let c = RealCrypto;
     let now_s = unix_nanos() / 1_000_000_000;
@@ -76,6 +80,7 @@ pub fn run(
                         )],
                         segments: Vec::new(),
                         static_public_key: c.x25519_public_key(&secret),
+                        advert_key: proto::cert::advert_public_key(&c, &secret),
                         not_before: now_s - 60,
                         not_after: now_s + 3600,
                     },
@@ -128,10 +133,11 @@ pub fn run(
                 // confirms the session) is not sent: the measurement is the
                 // responder's handshake work, not the upkeep of thousands of
                 // confirmed peers (probes, adverts) that would follow.
-                if cl
-                    .ep
-                    .peer(cl.peer, Instant::now())
-                    .is_some_and(|p| p.has_session)
+                if !confirm
+                    && cl
+                        .ep
+                        .peer(cl.peer, Instant::now())
+                        .is_some_and(|p| p.has_session)
                 {
                     while cl.ep.poll_transmit().is_some() {}
                 }

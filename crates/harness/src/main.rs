@@ -153,6 +153,10 @@ enum Command {
         /// At most this many in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// Confirm each session (send the keepalive after message 2), so the
+        /// target keeps that many peers that then vanish.
+        #[arg(long)]
+        confirm: bool,
     },
     /// Answer TCP connections and echo UDP datagrams on the given ports
     /// (the far end of `probe`) for a bounded time.
@@ -462,7 +466,16 @@ fn main() -> ExitCode {
             to,
             count,
             concurrency,
-        } => hsload::run(&dir, &cert, to, count as usize, concurrency.clamp(1, 1024)).map(|l| {
+            confirm,
+        } => hsload::run(
+            &dir,
+            &cert,
+            to,
+            count as usize,
+            concurrency.clamp(1, 1024),
+            confirm,
+        )
+        .map(|l| {
             println!(
                 "handshakes={} secs={:.3} rate={:.1}",
                 l.completed,

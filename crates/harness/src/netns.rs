@@ -250,6 +250,7 @@ fn build(
                     addresses: vec![OverlayAddr::V4(Topology::overlay(i).octets(), 10)],
                     segments: h.segments.clone(),
                     static_public_key: c.x25519_public_key(&secret),
+                    advert_key: proto::cert::advert_public_key(&c, &secret),
                     not_before: t0 - 60,
                     not_after: t0 + 7 * 86_400 - 60,
                 },

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use crypto::RealCrypto;
 use proto::bundle::{Bundle, BundleError, BundleKind, RevocationList};
 use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::control::Control;
 use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
 use proto::handshake::Identity;
 use proto::provider::Crypto;
@@ -167,6 +168,7 @@ impl Sim {
                         addresses: vec![OverlayAddr::V4(ip, 10)],
                         segments: vec!["sim".into()],
                         static_public_key: public,
+                        advert_key: proto::cert::advert_public_key(&c, &secret),
                         not_before: START_UNIX - 3600,
                         not_after: START_UNIX + 86_400 * 30,
                     },
@@ -419,6 +421,17 @@ impl Sim {
         }
         self.drain(from);
         out
+    }
+
+    /// Node `from` sends control message `msg` to its neighbour `to` in
+    /// their session: how tests play a misbehaving member (one that alters
+    /// or forges what it floods). False without a usable session.
+    pub fn send_control(&mut self, from: usize, to: usize, msg: &Control) -> bool {
+        let now = self.now;
+        let peer = self.nodes[from].peers[&to];
+        let sent = self.nodes[from].ep.send_control(now, peer, msg);
+        self.drain(from);
+        sent
     }
 
     /// Runs every arrival and timer up to `until` (bounded in steps).

@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
+use crypto::RealCrypto;
 use harness::sim::Sim;
+use proto::control::Control;
 use proto::endpoint::EndpointConfig;
 
 const A: usize = 0;
@@ -270,4 +272,63 @@ fn a_policy_bundle_of_several_chunks_reaches_a_50_node_ring_within_a_second() {
     let done = done.expect("policy did not reach every node within 5 s");
     eprintln!("5 kB policy across a 50-node ring (25 hops each way): {done:?}");
     assert!(done < Duration::from_secs(1), "{done:?}");
+}
+
+/// Adverts carry their origin's signature. On a line a–b–c, a never meets
+/// c: it fetches c's certificate from b to check c's adverts. b, a member
+/// that turned bad, can neither alter c's advert (better RTT, higher
+/// sequence, c's signature kept) nor forge one for c (signed with its own
+/// advert key, or with garbage): a refuses each, counts it, and keeps c's
+/// genuine advert.
+#[test]
+fn adverts_are_signed_by_their_origin_and_a_bad_member_cannot_alter_or_forge_them() {
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|n| n.to_string()).collect();
+    let mut sim = Sim::build(
+        11,
+        &names,
+        &[(A, B, ms(1)), (B, C, ms(1))],
+        EndpointConfig::default(),
+        false,
+    );
+    sim.run_for(Duration::from_secs(3));
+    let c = sim.nodes[C].ep.node_id();
+    let genuine = sim.nodes[A]
+        .ep
+        .router()
+        .advert(c)
+        .cloned()
+        .expect("a holds c's advert, checked with the certificate b sent");
+    assert!(sim.nodes[A].ep.stats().certs_fetched >= 1);
+    assert!(sim.nodes[A].ep.peer_by_node(c).is_none(), "a never met c");
+
+    let mut altered = genuine.clone();
+    altered.seq += 1;
+    altered.links[0].rtt_us = 1;
+    let mut forged_b = genuine.clone();
+    forged_b.seq += 2;
+    forged_b.signature = sim.nodes[B]
+        .ep
+        .identity()
+        .sign_advert(&RealCrypto, &forged_b.signed_bytes());
+    let mut forged_junk = genuine.clone();
+    forged_junk.seq += 3;
+    forged_junk.signature = [0x42; 64];
+    for a in [altered, forged_b, forged_junk] {
+        assert!(sim.send_control(B, A, &Control::LinkState(a)));
+    }
+    sim.run_for(ms(50));
+    let st = sim.nodes[A].ep.stats();
+    assert_eq!(st.advert_rejects.get("bad_signature"), Some(&3), "{st:?}");
+    assert_eq!(
+        sim.nodes[A].ep.router().advert(c).map(|a| a.seq),
+        Some(genuine.seq),
+        "c's genuine advert stays"
+    );
+    // c's own newer adverts (its periodic refresh) still get through b.
+    sim.run_for(Duration::from_secs(12));
+    let now_held = sim.nodes[A].ep.router().advert(c).map(|a| a.seq);
+    assert!(
+        now_held > Some(genuine.seq),
+        "c's refreshed advert reached a: {now_held:?}"
+    );
 }

@@ -693,8 +693,11 @@ fn cert_issue(a: CertIssue) -> Result<()> {
         .out_key
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
-    let (public, secret) = match &a.public_key {
-        Some(p) => (files::read_key(p, LABEL_NODE_PUBLIC_KEY)?, None),
+    let (public, advert_key, secret) = match &a.public_key {
+        Some(p) => {
+            let (x, advert) = files::read_node_public_key(p)?;
+            (x, advert, None)
+        }
         None => {
             if out_key.exists() {
                 return Err(format!(
@@ -704,7 +707,11 @@ fn cert_issue(a: CertIssue) -> Result<()> {
                 .into());
             }
             let s = random_key();
-            (c.x25519_public_key(&s), Some(s))
+            (
+                c.x25519_public_key(&s),
+                proto::cert::advert_public_key(&c, &s),
+                Some(s),
+            )
         }
     };
     if out_crt.exists() {
@@ -727,6 +734,7 @@ fn cert_issue(a: CertIssue) -> Result<()> {
                 addresses,
                 segments: a.segments.clone(),
                 static_public_key: public,
+                advert_key,
                 not_before: t.saturating_sub(60).max(ca.certificate().body().not_before),
                 not_after,
             },
@@ -845,7 +853,8 @@ fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
 
 fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
     let s = random_key();
-    let p = RealCrypto.x25519_public_key(&s);
+    let mut p = RealCrypto.x25519_public_key(&s).to_vec();
+    p.extend_from_slice(&proto::cert::advert_public_key(&RealCrypto, &s));
     files::write_private_key(out, LABEL_NODE_KEY, &s)?;
     files::write_public(public_out, &proto::armor::encode(LABEL_NODE_PUBLIC_KEY, &p))?;
     println!(

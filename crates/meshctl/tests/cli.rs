@@ -357,6 +357,7 @@ fn expired_and_not_yet_valid_certificate_files() {
                     addresses: vec![OverlayAddr::V4([100, 64, 0, 3], 10)],
                     segments: vec![],
                     static_public_key: [5; 32],
+                    advert_key: [7; 32],
                     not_before: nb,
                     not_after: na,
                 },

@@ -21,9 +21,12 @@ use crate::armor::{
 use crate::provider::{Crypto, CryptoError, ED25519_SIGNATURE_LEN, HASH_LEN};
 
 /// The only certificate encoding version this implementation reads.
-pub const CERT_VERSION: u8 = 1;
+pub const CERT_VERSION: u8 = 2;
 /// Domain separator prefixed to the signed bytes.
 pub const CERT_SIGNING_CONTEXT: &[u8] = b"meshd certificate v1\0";
+/// Domain separator of the advert signing key's derivation
+/// ([`advert_seed`]).
+pub const ADVERT_KEY_CONTEXT: &[u8] = b"meshd advert signing key v1\0";
 /// Domain separator of the CA fingerprint hash.
 pub const CA_FINGERPRINT_CONTEXT: &[u8] = b"meshd ca fingerprint v1\0";
 /// Upper bound on an encoded certificate (implementation limit).
@@ -133,6 +136,22 @@ pub struct CertBody {
     pub not_after: u64,
     /// Fingerprint of the signing CA; all zero in a CA certificate.
     pub issuer: [u8; HASH_LEN],
+    /// Node: the Ed25519 key that signs its link-state adverts (derived
+    /// from its static secret, [`advert_seed`]), so any node can check an
+    /// advert's origin, not only the neighbour that passed it on. All zero
+    /// in CA and policy-signer certificates.
+    pub advert_key: [u8; 32],
+}
+
+/// The Ed25519 seed a node signs its link-state adverts with, derived from
+/// its X25519 static secret (one secret per node, one key file).
+pub fn advert_seed(crypto: &dyn Crypto, static_secret: &[u8; 32]) -> [u8; 32] {
+    crypto.hash(&[ADVERT_KEY_CONTEXT, static_secret])
+}
+
+/// The public half of [`advert_seed`]: what a node certificate names.
+pub fn advert_public_key(crypto: &dyn Crypto, static_secret: &[u8; 32]) -> [u8; 32] {
+    crypto.ed25519_public_key(&advert_seed(crypto, static_secret))
 }
 
 /// A parsed certificate whose encoding is canonical. Not yet verified.
@@ -457,6 +476,12 @@ fn validate_body(kind: CertKind, body: &CertBody) -> Result<(), CertError> {
         validate_name("segments", s)?;
     }
     match kind {
+        CertKind::Ca | CertKind::PolicySigner if body.advert_key != [0; 32] => {
+            return Err(CertError::InvalidField(
+                "advert-key",
+                "only node certificates name an advert key".into(),
+            ));
+        }
         CertKind::Ca => {
             if !body.addresses.is_empty() || !body.segments.is_empty() || body.issuer != [0; 32] {
                 return Err(CertError::InvalidField(
@@ -478,6 +503,12 @@ fn validate_body(kind: CertKind, body: &CertBody) -> Result<(), CertError> {
                 return Err(CertError::InvalidField(
                     "addresses",
                     "a node certificate needs at least one overlay address (--ip)".into(),
+                ));
+            }
+            if body.advert_key == [0; 32] {
+                return Err(CertError::InvalidField(
+                    "advert-key",
+                    "a node certificate names the key that signs its adverts".into(),
                 ));
             }
         }
@@ -529,6 +560,7 @@ pub fn create_ca(
         not_before,
         not_after,
         issuer: [0; 32],
+        advert_key: [0; 32],
     };
     encode_and_sign(crypto, CertKind::Ca, body, signing_seed)
 }
@@ -544,6 +576,8 @@ pub struct NodeCertParams {
     pub segments: Vec<String>,
     /// The node's X25519 static public key.
     pub static_public_key: [u8; 32],
+    /// The node's advert signing key ([`advert_public_key`]).
+    pub advert_key: [u8; 32],
     /// Valid from (Unix seconds).
     pub not_before: u64,
     /// Valid until (Unix seconds).
@@ -598,6 +632,7 @@ impl TrustedCa {
             not_before: params.not_before,
             not_after: params.not_after,
             issuer: self.fingerprint,
+            advert_key: params.advert_key,
         };
         self.sign_issued(crypto, signing_seed, CertKind::Node, body)
     }
@@ -622,6 +657,7 @@ impl TrustedCa {
             not_before,
             not_after,
             issuer: self.fingerprint,
+            advert_key: [0; 32],
         };
         self.sign_issued(crypto, signing_seed, CertKind::PolicySigner, body)
     }

@@ -9,16 +9,25 @@
 //! |---|---|---|
 //! | 1 | probe | 3 reserved, sequence u32 |
 //! | 2 | probe reply | 3 reserved, sequence u32 (echoed) |
-//! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries |
+//! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries, Ed25519 signature (64) |
 //! | 4 | sync request | 3 reserved |
 //! | 5 | bundle offer | bundle kind u8, 2 reserved, length u32, version u64 |
 //! | 6 | bundle request | bundle kind u8, 2 reserved, offset u32, version u64 |
 //! | 7 | bundle chunk | bundle kind u8, 2 reserved, offset u32, version u64, total u32, 1..=1024 bytes |
+//! | 8 | certificate request | 3 reserved, node id u64 |
+//! | 9 | certificate | 3 reserved, a node certificate's encoding (≤ 1024 bytes) |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
 //! in its hold-down, every other bit is reserved. Integers are little-endian. [`Control::decode`]
 //! checks every length and reserved byte; it cannot panic.
+//!
+//! An advert is signed by its origin's advert key (named in the origin's
+//! certificate) over [`ADVERT_SIGNING_CONTEXT`] and the advert's bytes up to
+//! the signature, so a node that floods it on can neither alter nor forge
+//! it. A node that holds no certificate for an advert's origin asks the
+//! neighbour that sent it (certificate request), which answers with the
+//! certificate it verified the advert with.
 //!
 //! Bundles (signed policy and revocation lists, [`crate::bundle`]) travel
 //! by pull: a node that puts a new version in force offers it to every
@@ -43,11 +52,19 @@ pub const KIND_BUNDLE_OFFER: u8 = 5;
 pub const KIND_BUNDLE_REQUEST: u8 = 6;
 /// Kind byte of a bundle chunk.
 pub const KIND_BUNDLE_CHUNK: u8 = 7;
+/// Kind byte of a certificate request.
+pub const KIND_CERT_REQUEST: u8 = 8;
+/// Kind byte of a certificate.
+pub const KIND_CERT: u8 = 9;
+/// Domain separator of advert signatures.
+pub const ADVERT_SIGNING_CONTEXT: &[u8] = b"meshd advert v1\0";
+/// Advert signature length.
+pub const ADVERT_SIGNATURE_LEN: usize = 64;
 /// Most bundle bytes in one chunk (keeps a chunk inside a 1280-byte path).
 pub const MAX_CHUNK: usize = 1024;
 const BUNDLE_HEADER_LEN: usize = 16;
 const CHUNK_HEADER_LEN: usize = 20;
-/// Most entries in one link-state advert (bounds gossip size: 1044 bytes).
+/// Most entries in one link-state advert (bounds gossip size: 1108 bytes).
 pub const MAX_ADVERT_ENTRIES: usize = 64;
 const ADVERT_HEADER_LEN: usize = 20;
 const ENTRY_LEN: usize = 16;
@@ -83,6 +100,35 @@ pub struct Advert {
     pub seq: u64,
     /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
     pub links: Vec<LinkEntry>,
+    /// The origin's Ed25519 signature over [`ADVERT_SIGNING_CONTEXT`] and
+    /// [`Advert::signed_bytes`].
+    pub signature: [u8; ADVERT_SIGNATURE_LEN],
+}
+
+impl Advert {
+    /// The bytes the signature covers: the encoding up to the signature.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let links = &self.links[..self.links.len().min(MAX_ADVERT_ENTRIES)];
+        let mut v = Vec::with_capacity(
+            ADVERT_SIGNING_CONTEXT.len()
+                + ADVERT_HEADER_LEN
+                + links.len() * ENTRY_LEN
+                + ADVERT_SIGNATURE_LEN,
+        );
+        v.extend_from_slice(ADVERT_SIGNING_CONTEXT);
+        v.extend_from_slice(&[KIND_LINK_STATE, 0]);
+        v.extend_from_slice(&(links.len() as u16).to_le_bytes());
+        v.extend_from_slice(&self.origin.0.to_le_bytes());
+        v.extend_from_slice(&self.seq.to_le_bytes());
+        for l in links {
+            v.extend_from_slice(&l.neighbor.0.to_le_bytes());
+            v.extend_from_slice(&l.rtt_us.to_le_bytes());
+            v.extend_from_slice(&l.loss_permille.to_le_bytes());
+            let flags = if l.settling { FLAG_SETTLING } else { 0 };
+            v.extend_from_slice(&flags.to_le_bytes());
+        }
+        v
+    }
 }
 
 /// A decoded control message.
@@ -120,6 +166,16 @@ pub enum Control {
         version: u64,
         /// First byte wanted.
         offset: u32,
+    },
+    /// "Send me the certificate of `node`" (whose advert I cannot check).
+    CertRequest {
+        /// The advert's origin.
+        node: NodeId,
+    },
+    /// A node certificate's encoding, answering a request.
+    Cert {
+        /// At most [`crate::cert::MAX_CERT_LEN`] bytes.
+        bytes: Vec<u8>,
     },
     /// Bytes `offset..offset + data.len()` of a bundle of `total` bytes.
     BundleChunk {
@@ -211,10 +267,13 @@ impl Control {
                 if count > MAX_ADVERT_ENTRIES {
                     return Err(ControlError::TooManyEntries);
                 }
-                if b.len() != ADVERT_HEADER_LEN + count * ENTRY_LEN {
+                let entries_end = ADVERT_HEADER_LEN + count * ENTRY_LEN;
+                if b.len() != entries_end + ADVERT_SIGNATURE_LEN {
                     return Err(ControlError::BadLength);
                 }
-                let links = b[ADVERT_HEADER_LEN..]
+                let mut signature = [0u8; ADVERT_SIGNATURE_LEN];
+                signature.copy_from_slice(&b[entries_end..]);
+                let links = b[ADVERT_HEADER_LEN..entries_end]
                     .chunks_exact(ENTRY_LEN)
                     .map(|e| {
                         let flags = u16_at(e, 14);
@@ -233,7 +292,30 @@ impl Control {
                     origin: NodeId(u64_at(b, 4)),
                     seq: u64_at(b, 12),
                     links,
+                    signature,
                 }))
+            }
+            KIND_CERT_REQUEST => {
+                if b.len() != 12 {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::CertRequest {
+                    node: NodeId(u64_at(b, 4)),
+                })
+            }
+            KIND_CERT => {
+                if b.len() < 5 || b.len() > 4 + crate::cert::MAX_CERT_LEN {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::Cert {
+                    bytes: b[4..].to_vec(),
+                })
             }
             KIND_SYNC_REQUEST => {
                 if b.len() != 4 {
@@ -297,6 +379,16 @@ impl Control {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::SyncRequest => vec![KIND_SYNC_REQUEST, 0, 0, 0],
+            Self::CertRequest { node } => {
+                let mut v = vec![KIND_CERT_REQUEST, 0, 0, 0];
+                v.extend_from_slice(&node.0.to_le_bytes());
+                v
+            }
+            Self::Cert { bytes } => {
+                let mut v = vec![KIND_CERT, 0, 0, 0];
+                v.extend_from_slice(bytes);
+                v
+            }
             Self::BundleOffer { kind, version, len } => {
                 bundle_header(KIND_BUNDLE_OFFER, *kind, *len, *version)
             }
@@ -328,19 +420,8 @@ impl Control {
                 v
             }
             Self::LinkState(a) => {
-                let links = &a.links[..a.links.len().min(MAX_ADVERT_ENTRIES)];
-                let mut v = Vec::with_capacity(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN);
-                v.extend_from_slice(&[KIND_LINK_STATE, 0]);
-                v.extend_from_slice(&(links.len() as u16).to_le_bytes());
-                v.extend_from_slice(&a.origin.0.to_le_bytes());
-                v.extend_from_slice(&a.seq.to_le_bytes());
-                for l in links {
-                    v.extend_from_slice(&l.neighbor.0.to_le_bytes());
-                    v.extend_from_slice(&l.rtt_us.to_le_bytes());
-                    v.extend_from_slice(&l.loss_permille.to_le_bytes());
-                    let flags = if l.settling { FLAG_SETTLING } else { 0 };
-                    v.extend_from_slice(&flags.to_le_bytes());
-                }
+                let mut v = a.signed_bytes().split_off(ADVERT_SIGNING_CONTEXT.len());
+                v.extend_from_slice(&a.signature);
                 v
             }
         }
@@ -371,12 +452,17 @@ mod tests {
                     settling: i == 1,
                 })
                 .collect(),
+            signature: [5; 64],
         };
         for m in [
             Control::Probe { seq: 7 },
             Control::ProbeReply { seq: u32::MAX },
             Control::SyncRequest,
             Control::LinkState(advert),
+            Control::CertRequest { node: NodeId(42) },
+            Control::Cert {
+                bytes: vec![2; 300],
+            },
             Control::BundleOffer {
                 kind: 1,
                 version: 9,
@@ -405,8 +491,8 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[9, 0, 0, 0]),
-            Err(ControlError::UnknownKind(9))
+            Control::decode(&[10, 0, 0, 0]),
+            Err(ControlError::UnknownKind(10))
         );
         assert_eq!(
             Control::decode(&[1, 0, 0, 0, 1]),
@@ -425,6 +511,7 @@ mod tests {
                 loss_permille: 0,
                 settling: false,
             }],
+            signature: [0; 64],
         })
         .encode();
         a[20 + 15] = 0x80; // a reserved flag bit

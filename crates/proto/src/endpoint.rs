@@ -45,8 +45,8 @@ use crate::route::{self, OwnLink, RouteConfig, Router};
 use crate::session::{Session, SessionError};
 use crate::timers::*;
 use crate::wire::{
-    classify, MessageKind, NodeId, RelayHeader, TransportHeader, WireError, COOKIE_REPLY_LEN,
-    MAX_RELAY_TTL, RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
+    classify, MessageKind, NodeId, RelayHeader, TransportHeader, COOKIE_REPLY_LEN, MAX_RELAY_TTL,
+    RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
 };
 
 /// Identifies a peer within one [`Endpoint`].
@@ -269,6 +269,14 @@ pub struct Stats {
     pub bundle_bytes_sent: u64,
     /// Peers retired: introduced themselves, then their link stayed down.
     pub peers_retired: u64,
+    /// Adverts refused, by reason: `bad_signature` (not signed by the
+    /// origin's advert key: altered or forged on the way), `bad_certificate`
+    /// (the certificate offered for the origin failed verification),
+    /// `inadmissible_origin` (revoked or outside our enclaves),
+    /// `parked_full` (too many adverts waiting for certificates).
+    pub advert_rejects: HashMap<&'static str, u64>,
+    /// Origin certificates fetched from neighbours.
+    pub certs_fetched: u64,
 }
 
 impl Stats {
@@ -395,6 +403,66 @@ pub enum SendOutcome {
     Queued,
     /// Dropped.
     Dropped(DropReason),
+}
+
+/// Outcome of [`Endpoint::prepare_send`].
+#[derive(Debug)]
+pub enum Prepared {
+    /// Everything but the AEAD pass is done: [`SealPlan::seal`] it (outside
+    /// any lock held around the endpoint) and send.
+    Seal(SealPlan),
+    /// Queued or dropped (no sealing needed).
+    Done(SendOutcome),
+}
+
+/// A packet whose counter is reserved and header written: sealing it needs
+/// the buffer only.
+#[derive(Debug)]
+pub struct SealPlan {
+    job: crate::session::SealJob,
+    dst: SocketAddr,
+    relay: Option<RelayHeader>,
+}
+
+impl SealPlan {
+    /// Seals the packet in `buf` (the buffer [`Endpoint::prepare_send`] saw)
+    /// and, on a relayed path, puts the relay header in front. Returns where
+    /// to send `buf[..len]`.
+    pub fn seal(&self, buf: &mut [u8]) -> (SocketAddr, usize) {
+        let mut n = self.job.seal(buf);
+        if let Some(h) = self.relay {
+            buf.copy_within(..n, RELAY_HEADER_LEN);
+            h.write(buf);
+            n += RELAY_HEADER_LEN;
+        }
+        (self.dst, n)
+    }
+}
+
+/// Outcome of [`Endpoint::prepare_datagram`].
+#[derive(Debug)]
+pub enum Incoming {
+    /// A transport packet for a live session: [`OpenPlan::open`] it (outside
+    /// any lock), then hand the result to [`Endpoint::finish_datagram`].
+    Open(OpenPlan),
+    /// Fully handled.
+    Done(Received),
+}
+
+/// A transport packet that passed the index and replay checks.
+#[derive(Debug)]
+pub struct OpenPlan {
+    job: crate::session::OpenJob,
+    peer: PeerId,
+    local_index: u32,
+    src: SocketAddr,
+}
+
+impl OpenPlan {
+    /// Decrypts the datagram in place.
+    pub fn open(&self, buf: &mut [u8]) -> Result<usize, SessionError> {
+        self.job.open(buf)
+    }
 }
 
 /// Outcome of [`Endpoint::handle_datagram`].
@@ -620,7 +688,28 @@ pub struct Endpoint {
     transfers: [Option<Transfer>; 2],
     /// When held bundles are next re-offered to every neighbour.
     offer_at: Option<Instant>,
+    /// Verified, admissible certificates of advert origins (peers and
+    /// nodes we only know from their adverts), by node id.
+    origin_certs: HashMap<NodeId, Certificate>,
+    /// Adverts whose origin's certificate we are fetching: the highest one
+    /// per origin, who sent it, and when we asked that neighbour.
+    parked: HashMap<NodeId, Parked>,
 }
+
+/// An advert waiting for its origin's certificate.
+#[derive(Debug)]
+struct Parked {
+    advert: Advert,
+    from: usize,
+    asked: Instant,
+}
+
+/// Most adverts waiting for a certificate at once (a node joining a mesh of
+/// thousands parks one per origin until the certificates arrive).
+const MAX_PARKED: usize = 16_384;
+/// A certificate request unanswered this long is sent again when the next
+/// advert from that origin arrives.
+const CERT_RETRY: Duration = Duration::from_secs(1);
 
 /// A bundle being pulled from a neighbour, chunk by chunk.
 #[derive(Debug)]
@@ -698,6 +787,8 @@ impl Endpoint {
             revoked: HashSet::new(),
             bundles: [None, None],
             transfers: [None, None],
+            origin_certs: HashMap::new(),
+            parked: HashMap::new(),
             offer_at: None,
         }
     }
@@ -929,30 +1020,53 @@ impl Endpoint {
         buf: &mut [u8],
         len: usize,
     ) -> SendOutcome {
+        match self.prepare_send(now, unix_nanos, rng, peer, buf, len) {
+            Prepared::Seal(plan) => {
+                let (dst, len) = plan.seal(buf);
+                SendOutcome::Send { dst, len }
+            }
+            Prepared::Done(out) => out,
+        }
+    }
+
+    /// [`Endpoint::send`] without the AEAD pass: policy, path, counter,
+    /// header, statistics and timers. A driver that shares the endpoint
+    /// between threads calls this under its lock and [`SealPlan::seal`]
+    /// after releasing it.
+    pub fn prepare_send(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        peer: PeerId,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Prepared {
+        use Prepared::Done;
         if buf.len() < len + TRANSPORT_OVERHEAD {
             self.stats.drop(DropReason::BufferTooSmall);
-            return SendOutcome::Dropped(DropReason::BufferTooSmall);
+            return Done(SendOutcome::Dropped(DropReason::BufferTooSmall));
         }
         let pi = peer.0 as usize;
         if self.peers[pi].refused {
             self.stats.drop(DropReason::PeerRefused);
-            return SendOutcome::Dropped(DropReason::PeerRefused);
+            return Done(SendOutcome::Dropped(DropReason::PeerRefused));
         }
         // Without a certificate yet (first handshake), the packet is checked
         // when the queue is flushed.
         if self.peers[pi].cert.is_some() {
             let inner = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
             if let Err(r) = self.police(now, Direction::Out, pi, inner) {
-                return SendOutcome::Dropped(r);
+                return Done(SendOutcome::Dropped(r));
             }
         }
         let Some((dst, relay)) = self.path(pi) else {
             self.stats.drop(DropReason::NoEndpoint);
-            return SendOutcome::Dropped(DropReason::NoEndpoint);
+            return Done(SendOutcome::Dropped(DropReason::NoEndpoint));
         };
         if relay.is_some() && buf.len() < len + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN {
             self.stats.drop(DropReason::BufferTooSmall);
-            return SendOutcome::Dropped(DropReason::BufferTooSmall);
+            return Done(SendOutcome::Dropped(DropReason::BufferTooSmall));
         }
         // Data makes the links it uses probed fast: the direct one, and the
         // relay's while relayed.
@@ -966,9 +1080,9 @@ impl Endpoint {
             h.on_data_sent(now);
         }
         if let Some(s) = p.current.as_mut().filter(|s| usable(s, now)) {
-            let Ok(mut n) = s.seal(buf, len) else {
+            let Ok(job) = s.reserve(buf, len) else {
                 self.stats.drop(DropReason::SessionExpired);
-                return SendOutcome::Dropped(DropReason::SessionExpired);
+                return Done(SendOutcome::Dropped(DropReason::SessionExpired));
             };
             let rekey = s.is_initiator()
                 && (now.saturating_duration_since(s.established()) >= REKEY_AFTER_TIME
@@ -979,12 +1093,7 @@ impl Endpoint {
             if rekey && p.pending.is_none() {
                 self.initiate(now, unix_nanos, rng, peer);
             }
-            if let Some(h) = relay {
-                buf.copy_within(..n, RELAY_HEADER_LEN);
-                h.write(buf);
-                n += RELAY_HEADER_LEN;
-            }
-            return SendOutcome::Send { dst, len: n };
+            return Prepared::Seal(SealPlan { job, dst, relay });
         }
         // No usable session: queue and handshake.
         let mut dropped = false;
@@ -1000,7 +1109,7 @@ impl Endpoint {
         if self.peers[pi].pending.is_none() {
             self.initiate(now, unix_nanos, rng, peer);
         }
-        SendOutcome::Queued
+        Done(SendOutcome::Queued)
     }
 
     /// Starts (or restarts) a handshake with `peer` now.
@@ -1421,6 +1530,16 @@ impl Endpoint {
     }
 
     fn enforce_admission(&mut self, now: Instant) {
+        let gone: Vec<NodeId> = self
+            .origin_certs
+            .iter()
+            .filter(|(_, c)| self.admissible(c).is_err())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.origin_certs.remove(&id);
+            self.router.forget(id);
+        }
         for pi in 0..self.peers.len() {
             let verdict = match &self.peers[pi].cert {
                 Some(c) => self.admissible(c),
@@ -1434,7 +1553,6 @@ impl Endpoint {
         }
     }
 
-    /// Tears down every session with peer `pi` and refuses it from now on.
     /// Drops peer `pi`'s sessions, pending handshake, queue, timers and
     /// link health; true if it had a probed link.
     fn drop_peer_state(&mut self, pi: usize) -> bool {
@@ -1474,6 +1592,7 @@ impl Endpoint {
         self.recompute_routes(now);
     }
 
+    /// Tears down every session with peer `pi` and refuses it from now on.
     fn refuse(&mut self, now: Instant, pi: usize, error: HandshakeError) {
         let had_link = self.drop_peer_state(pi);
         let p = &mut self.peers[pi];
@@ -1795,6 +1914,10 @@ impl Endpoint {
             let hop = self.by_endpoint.get(&hop).copied();
             self.peers[peer.0 as usize].via = hop;
         }
+        self.origin_certs.insert(
+            NodeId::of(out.peer_cert.public_key()),
+            out.peer_cert.clone(),
+        );
         let crypto = &*self.crypto;
         let p = &mut self.peers[peer.0 as usize];
         let name = out.peer_cert.name().to_string();
@@ -1895,6 +2018,10 @@ impl Endpoint {
         if let Source::Direct(a) = source {
             self.set_endpoint(peer, a);
         }
+        self.origin_certs.insert(
+            NodeId::of(out.peer_cert.public_key()),
+            out.peer_cert.clone(),
+        );
         let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
         let name = out.peer_cert.name().to_string();
@@ -2068,11 +2195,148 @@ impl Endpoint {
     /// restarted node's adverts replace the ones it sent before.
     fn own_advert(&mut self, now: Instant) -> Advert {
         self.advert_seq = (self.advert_seq + 1).max(self.last_unix_nanos);
-        Advert {
+        let mut a = Advert {
             origin: self.node_id,
             seq: self.advert_seq,
             links: route::advert_entries(&self.own_links(now)),
+            signature: [0; 64],
+        };
+        a.signature = self.identity.sign_advert(&*self.crypto, &a.signed_bytes());
+        a
+    }
+
+    /// Sends control message `msg` to `peer` in its current session, to its
+    /// current path. For tools and tests that play a misbehaving member
+    /// (meshd itself never calls it). False without a usable session.
+    pub fn send_control(&mut self, now: Instant, peer: PeerId, msg: &Control) -> bool {
+        let pi = peer.0 as usize;
+        match self.seal_control(now, pi, msg) {
+            Some(d) => {
+                self.push_to_peer(pi, d);
+                true
+            }
+            None => false,
         }
+    }
+
+    fn reject_advert(&mut self, reason: &'static str) {
+        *self.stats.advert_rejects.entry(reason).or_default() += 1;
+    }
+
+    /// An advert from neighbour `pi`: checked against its origin's
+    /// certificate (fetched from `pi` first if we have none), then taken
+    /// and flooded on if it is newer than what we hold.
+    fn on_advert(&mut self, now: Instant, pi: usize, advert: Advert) {
+        let refused = self
+            .by_node
+            .get(&advert.origin)
+            .is_some_and(|p| self.peers[p.0 as usize].refused);
+        let held = self.router.advert(advert.origin).map(|a| a.seq);
+        if refused || advert.origin == self.node_id || held.is_some_and(|s| s >= advert.seq) {
+            return;
+        }
+        let Some(cert) = self.origin_certs.get(&advert.origin) else {
+            self.park(now, pi, advert);
+            return;
+        };
+        let key = cert.body().advert_key;
+        let ok = self
+            .crypto
+            .ed25519_verify(&key, &advert.signed_bytes(), &advert.signature)
+            .is_ok();
+        if !ok {
+            self.reject_advert("bad_signature");
+            return;
+        }
+        self.take_advert(now, pi, advert);
+    }
+
+    /// Parks an advert of an origin whose certificate we lack and asks the
+    /// neighbour that sent it (which verified it) for the certificate.
+    fn park(&mut self, now: Instant, pi: usize, advert: Advert) {
+        let origin = advert.origin;
+        let full = self.parked.len() >= MAX_PARKED;
+        let ask = match self.parked.get_mut(&origin) {
+            Some(p) => {
+                let ask = now.saturating_duration_since(p.asked) >= CERT_RETRY;
+                if advert.seq > p.advert.seq {
+                    p.advert = advert;
+                    p.from = pi;
+                }
+                if ask {
+                    p.asked = now;
+                    p.from = pi;
+                }
+                ask
+            }
+            None if full => {
+                self.reject_advert("parked_full");
+                false
+            }
+            None => {
+                self.parked.insert(
+                    origin,
+                    Parked {
+                        advert,
+                        from: pi,
+                        asked: now,
+                    },
+                );
+                true
+            }
+        };
+        if ask {
+            if let Some(d) = self.seal_control(now, pi, &Control::CertRequest { node: origin }) {
+                self.push_to_peer(pi, d);
+            }
+        }
+    }
+
+    /// A certificate a neighbour sent for an origin we asked about.
+    fn on_cert(&mut self, now: Instant, bytes: &[u8]) {
+        let Ok(cert) = Certificate::from_bytes(bytes) else {
+            self.reject_advert("bad_certificate");
+            return;
+        };
+        let origin = NodeId::of(cert.public_key());
+        if !self.parked.contains_key(&origin) {
+            return; // not asked for (or already resolved)
+        }
+        let unix = self.last_unix_nanos / 1_000_000_000;
+        if self.ca.verify_node(&*self.crypto, &cert, unix).is_err() {
+            self.reject_advert("bad_certificate");
+            return;
+        }
+        let Some(parked) = self.parked.remove(&origin) else {
+            return;
+        };
+        if self.admissible(&cert).is_err() {
+            self.reject_advert("inadmissible_origin");
+            return;
+        }
+        self.stats.certs_fetched += 1;
+        self.origin_certs.insert(origin, cert);
+        self.on_advert(now, parked.from, parked.advert);
+    }
+
+    /// Takes a verified advert and floods it on.
+    fn take_advert(&mut self, now: Instant, pi: usize, advert: Advert) {
+        if !self.router.handle_advert(now, advert.clone()) {
+            return;
+        }
+        // Flood: every neighbour with a session but the sender and the
+        // origin gets it once (sequence numbers stop the echo).
+        for i in 0..self.peers.len() {
+            let q = &self.peers[i];
+            if i == pi || q.node_id == advert.origin || q.health.is_none() {
+                continue;
+            }
+            self.send_advert(now, i, &advert);
+        }
+        // Batch route computation over a burst of adverts (as OSPF's SPF
+        // delay): a node joining a large mesh gets thousands at once.
+        let soon = now + ROUTE_BATCH_DELAY;
+        self.route_at = Some(self.route_at.map_or(soon, |t| t.min(soon)));
     }
 
     /// Recomputes routes and moves peers onto their new paths.
@@ -2191,29 +2455,20 @@ impl Endpoint {
                 total,
                 data,
             } => self.on_bundle_chunk(now, pi, kind, version, offset, total, &data),
-            Control::LinkState(advert) => {
-                let refused = self
-                    .by_node
-                    .get(&advert.origin)
-                    .is_some_and(|p| self.peers[p.0 as usize].refused);
-                if !refused && self.router.handle_advert(now, advert.clone()) {
-                    // Flood: every neighbour with a session but the sender
-                    // and the origin gets it once (sequence numbers stop
-                    // the echo).
-                    for i in 0..self.peers.len() {
-                        let q = &self.peers[i];
-                        if i == pi || q.node_id == advert.origin || q.health.is_none() {
-                            continue;
-                        }
-                        self.send_advert(now, i, &advert);
+            Control::LinkState(advert) => self.on_advert(now, pi, advert),
+            Control::CertRequest { node } => {
+                let cert = if node == self.node_id {
+                    Some(self.identity.certificate().as_bytes().to_vec())
+                } else {
+                    self.origin_certs.get(&node).map(|c| c.as_bytes().to_vec())
+                };
+                if let Some(bytes) = cert {
+                    if let Some(d) = self.seal_control(now, pi, &Control::Cert { bytes }) {
+                        self.push_to_peer(pi, d);
                     }
-                    // Batch route computation over a burst of adverts (as
-                    // OSPF's SPF delay): a node joining a large mesh gets
-                    // thousands at once.
-                    let soon = now + ROUTE_BATCH_DELAY;
-                    self.route_at = Some(self.route_at.map_or(soon, |t| t.min(soon)));
                 }
             }
+            Control::Cert { bytes } => self.on_cert(now, &bytes),
         }
         Received::Control { peer }
     }
@@ -2256,6 +2511,60 @@ impl Endpoint {
         Received::Handshake
     }
 
+    /// Processes one received UDP datagram from `src` up to, not including,
+    /// the AEAD pass when it is a transport packet for a live session; any
+    /// other datagram is handled completely (as [`Endpoint::handle_datagram`]).
+    /// A driver that shares the endpoint between threads calls this under
+    /// its lock, [`OpenPlan::open`] after releasing it, and
+    /// [`Endpoint::finish_datagram`] under the lock again.
+    pub fn prepare_datagram(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Incoming {
+        if !matches!(classify(buf), Ok(MessageKind::Transport)) {
+            return Incoming::Done(self.handle_datagram(now, unix_nanos, rng, src, buf));
+        }
+        self.last_unix_nanos = unix_nanos;
+        match self.transport_lookup(now, unix_nanos, rng, Source::Direct(src), buf) {
+            Ok((peer, local_index, job)) => Incoming::Open(OpenPlan {
+                job,
+                peer,
+                local_index,
+                src,
+            }),
+            Err(r) => Incoming::Done(r),
+        }
+    }
+
+    /// The rest of a datagram [`Endpoint::prepare_datagram`] planned:
+    /// `opened` is what [`OpenPlan::open`] returned for `buf`.
+    pub fn finish_datagram(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        plan: OpenPlan,
+        buf: &mut [u8],
+        opened: Result<usize, SessionError>,
+    ) -> Received {
+        self.last_unix_nanos = unix_nanos;
+        let source = Source::Direct(plan.src);
+        let counter = plan.job.counter();
+        self.transport_opened(
+            now,
+            unix_nanos,
+            rng,
+            source,
+            (plan.peer, plan.local_index, counter),
+            buf,
+            opened,
+        )
+    }
+
     fn handle_transport(
         &mut self,
         now: Instant,
@@ -2264,20 +2573,76 @@ impl Endpoint {
         source: Source,
         buf: &mut [u8],
     ) -> Received {
+        match self.transport_lookup(now, unix_nanos, rng, source, buf) {
+            Ok((peer, local_index, job)) => {
+                let opened = job.open(buf);
+                let id = (peer, local_index, job.counter());
+                self.transport_opened(now, unix_nanos, rng, source, id, buf, opened)
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// Finds the session a transport packet is for and checks its counter
+    /// against the replay window.
+    fn transport_lookup(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        source: Source,
+        buf: &[u8],
+    ) -> Result<(PeerId, u32, crate::session::OpenJob), Received> {
         let Ok(h) = TransportHeader::parse(buf) else {
-            return self.drop_datagram(DropReason::Malformed);
+            return Err(self.drop_datagram(DropReason::Malformed));
         };
         let Some(&peer) = self.by_index.get(&h.receiver_index) else {
             self.resync(now, unix_nanos, rng, source);
-            return self.drop_datagram(DropReason::UnknownIndex);
+            return Err(self.drop_datagram(DropReason::UnknownIndex));
         };
-        let p = &mut self.peers[peer.0 as usize];
-        let slot = [&mut p.current, &mut p.next, &mut p.previous]
+        let p = &self.peers[peer.0 as usize];
+        let session = [&p.current, &p.next, &p.previous]
             .into_iter()
-            .position(|s| {
-                s.as_ref()
-                    .is_some_and(|s| s.local_index() == h.receiver_index)
-            });
+            .flatten()
+            .find(|s| s.local_index() == h.receiver_index);
+        let Some(session) = session else {
+            return Err(self.drop_datagram(DropReason::UnknownIndex));
+        };
+        if !usable(session, now) {
+            return Err(self.drop_datagram(DropReason::SessionExpired));
+        }
+        match session.open_job(buf) {
+            Ok(job) => Ok((peer, h.receiver_index, job)),
+            Err(SessionError::Replay) => Err(self.drop_datagram(DropReason::Replay)),
+            Err(SessionError::Wire(_)) => Err(self.drop_datagram(DropReason::Malformed)),
+            Err(_) => Err(self.drop_datagram(DropReason::UnknownIndex)),
+        }
+    }
+
+    /// A transport packet after its AEAD pass: commit the counter, then
+    /// session confirmation, timers, and the plaintext's checks.
+    #[allow(clippy::too_many_arguments)]
+    fn transport_opened(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        source: Source,
+        (peer, local_index, counter): (PeerId, u32, u64),
+        buf: &mut [u8],
+        opened: Result<usize, SessionError>,
+    ) -> Received {
+        let len = match opened {
+            Ok(n) => n,
+            Err(SessionError::Wire(_)) => return self.drop_datagram(DropReason::Malformed),
+            Err(_) => return self.drop_datagram(DropReason::Decrypt),
+        };
+        // The session may have moved between slots (or gone) while the
+        // packet was being opened outside the lock.
+        let p = &mut self.peers[peer.0 as usize];
+        let slot = [&p.current, &p.next, &p.previous]
+            .into_iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.local_index() == local_index));
         let session = match slot {
             Some(0) => p.current.as_mut(),
             Some(1) => p.next.as_mut(),
@@ -2287,17 +2652,9 @@ impl Endpoint {
         let Some(session) = session else {
             return self.drop_datagram(DropReason::UnknownIndex);
         };
-        if !usable(session, now) {
-            return self.drop_datagram(DropReason::SessionExpired);
+        if !session.commit(counter) {
+            return self.drop_datagram(DropReason::Replay);
         }
-        let len = match session.open(buf) {
-            Ok(n) => n,
-            Err(SessionError::Replay) => return self.drop_datagram(DropReason::Replay),
-            Err(SessionError::Wire(WireError::TooShort)) | Err(SessionError::Wire(_)) => {
-                return self.drop_datagram(DropReason::Malformed)
-            }
-            Err(_) => return self.drop_datagram(DropReason::Decrypt),
-        };
         let session_is_initiator = session.is_initiator();
         let session_age = now.saturating_duration_since(session.established());
         if slot == Some(1) {
@@ -2438,6 +2795,8 @@ impl Endpoint {
                 .advert_max_age
                 .max(4 * self.advert_refresh());
             self.router.expire(now, max_age);
+            self.parked
+                .retain(|_, p| now.saturating_duration_since(p.asked) < max_age);
             self.recompute_routes_if(now, false);
             // Periodic only while there is something to route over.
             let routing = self.router.adverts().next().is_some()

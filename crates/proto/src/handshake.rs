@@ -192,6 +192,8 @@ pub struct Identity {
     cert: Certificate,
     static_secret: [u8; 32],
     static_public: [u8; 32],
+    /// Signs this node's link-state adverts ([`crate::cert::advert_seed`]).
+    advert_seed: [u8; 32],
     /// Transport AEADs this node offers and accepts (`SUITE_*` bits).
     suites: u8,
 }
@@ -207,6 +209,7 @@ impl fmt::Debug for Identity {
 impl Drop for Identity {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.static_secret);
+        zeroize::Zeroize::zeroize(&mut self.advert_seed);
     }
 }
 
@@ -217,7 +220,8 @@ impl Drop for InitiatorHandshake {
 }
 
 impl Identity {
-    /// Pairs a certificate with its secret key; fails if they do not match.
+    /// Pairs a certificate with its secret key; fails if they do not match
+    /// (the static key, and the advert key derived from it).
     pub fn new(
         crypto: &dyn Crypto,
         cert: Certificate,
@@ -227,13 +231,23 @@ impl Identity {
         if &static_public != cert.public_key() {
             return Err(HandshakeError::StaticKeyMismatch);
         }
+        let advert_seed = crate::cert::advert_seed(crypto, &static_secret);
+        if crypto.ed25519_public_key(&advert_seed) != cert.body().advert_key {
+            return Err(HandshakeError::StaticKeyMismatch);
+        }
         let aes = if crypto.aes_hardware() { SUITE_AES } else { 0 };
         Ok(Self {
             cert,
             static_secret,
             static_public,
+            advert_seed,
             suites: SUITE_CHACHA | aes,
         })
+    }
+
+    /// Signs `msg` with this node's advert key.
+    pub fn sign_advert(&self, crypto: &dyn Crypto, msg: &[u8]) -> [u8; 64] {
+        crypto.ed25519_sign(&self.advert_seed, msg)
     }
 
     /// The transport AEADs this node offers (ChaCha20-Poly1305 always, and
@@ -673,6 +687,7 @@ pub mod dangerous {
     ) -> Identity {
         Identity {
             static_public: crypto.x25519_public_key(&static_secret),
+            advert_seed: crate::cert::advert_seed(crypto, &static_secret),
             cert,
             static_secret,
             suites: SUITE_CHACHA,

@@ -573,6 +573,7 @@ mod tests {
                     settling: false,
                 })
                 .collect(),
+            signature: [0; 64],
         }
     }
 

@@ -12,6 +12,7 @@
 //! payload and [`TAG_LEN`] bytes of tailroom; nothing is allocated per packet.
 
 use core::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::provider::{Aead, Crypto, Suite, TAG_LEN};
@@ -56,8 +57,8 @@ pub struct Session {
     suite: Suite,
     local_index: u32,
     remote_index: u32,
-    send: Box<dyn Aead>,
-    recv: Box<dyn Aead>,
+    send: Arc<dyn Aead>,
+    recv: Arc<dyn Aead>,
     send_counter: u64,
     replay: ReplayWindow,
     established: Instant,
@@ -93,8 +94,8 @@ impl Session {
             suite,
             local_index,
             remote_index,
-            send: crypto.transport_aead(suite, send_key),
-            recv: crypto.transport_aead(suite, recv_key),
+            send: Arc::from(crypto.transport_aead(suite, send_key)),
+            recv: Arc::from(crypto.transport_aead(suite, recv_key)),
             send_counter: 0,
             replay: ReplayWindow::new(),
             established,
@@ -135,8 +136,14 @@ impl Session {
     /// Seals `buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + payload_len]`
     /// in place; returns the datagram length (`payload_len + 32`).
     pub fn seal(&mut self, buf: &mut [u8], payload_len: usize) -> Result<usize, SessionError> {
-        let total = payload_len + TRANSPORT_OVERHEAD;
-        if buf.len() < total {
+        Ok(self.reserve(buf, payload_len)?.seal(buf))
+    }
+
+    /// The first half of [`Session::seal`]: takes the next counter and
+    /// writes the header. The returned job seals the payload; it needs no
+    /// access to the session, so it can run outside a lock held around it.
+    pub fn reserve(&mut self, buf: &mut [u8], payload_len: usize) -> Result<SealJob, SessionError> {
+        if buf.len() < payload_len + TRANSPORT_OVERHEAD {
             return Err(SessionError::BufferTooSmall);
         }
         let counter = self.send_counter;
@@ -149,18 +156,30 @@ impl Session {
             counter,
         }
         .write(buf);
-        let end = TRANSPORT_HEADER_LEN + payload_len;
-        let tag = self
-            .send
-            .seal_in_place(counter, &[], &mut buf[TRANSPORT_HEADER_LEN..end]);
-        buf[end..end + TAG_LEN].copy_from_slice(&tag);
-        Ok(total)
+        Ok(SealJob {
+            key: self.send.clone(),
+            counter,
+            payload_len,
+        })
     }
 
     /// Opens a transport datagram in place; returns the plaintext length, the
     /// plaintext being at `datagram[TRANSPORT_HEADER_LEN..][..len]`. The replay
     /// window is checked before decryption and updated only after the tag verified.
     pub fn open(&mut self, datagram: &mut [u8]) -> Result<usize, SessionError> {
+        let job = self.open_job(datagram)?;
+        let len = job.open(datagram)?;
+        if !self.commit(job.counter()) {
+            return Err(SessionError::Replay);
+        }
+        Ok(len)
+    }
+
+    /// The first part of [`Session::open`]: header, index and replay-window
+    /// check. The job decrypts without access to the session; then
+    /// [`Session::commit`] records the counter (and refuses it if another
+    /// copy was committed in between).
+    pub fn open_job(&self, datagram: &[u8]) -> Result<OpenJob, SessionError> {
         let h = TransportHeader::parse(datagram).map_err(SessionError::Wire)?;
         if h.receiver_index != self.local_index {
             return Err(SessionError::WrongIndex);
@@ -168,20 +187,88 @@ impl Session {
         if !self.replay.check(h.counter) {
             return Err(SessionError::Replay);
         }
-        let end = datagram.len() - TAG_LEN;
+        Ok(OpenJob {
+            key: self.recv.clone(),
+            counter: h.counter,
+        })
+    }
+
+    /// Records a counter whose packet authenticated; false if it was
+    /// already recorded (a replay that raced its original) or fell behind
+    /// the window meanwhile.
+    pub fn commit(&mut self, counter: u64) -> bool {
+        self.replay.update(counter)
+    }
+}
+
+/// Sealing of one reserved packet ([`Session::reserve`]).
+#[derive(Clone)]
+pub struct SealJob {
+    key: Arc<dyn Aead>,
+    counter: u64,
+    payload_len: usize,
+}
+
+impl fmt::Debug for SealJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealJob")
+            .field("counter", &self.counter)
+            .field("payload_len", &self.payload_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SealJob {
+    /// Encrypts the payload after the header [`Session::reserve`] wrote and
+    /// appends the tag; returns the datagram length.
+    pub fn seal(&self, buf: &mut [u8]) -> usize {
+        let end = TRANSPORT_HEADER_LEN + self.payload_len;
+        let tag = self
+            .key
+            .seal_in_place(self.counter, &[], &mut buf[TRANSPORT_HEADER_LEN..end]);
+        buf[end..end + TAG_LEN].copy_from_slice(&tag);
+        self.payload_len + TRANSPORT_OVERHEAD
+    }
+}
+
+/// Decryption of one received packet ([`Session::open_job`]).
+#[derive(Clone)]
+pub struct OpenJob {
+    key: Arc<dyn Aead>,
+    counter: u64,
+}
+
+impl fmt::Debug for OpenJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenJob")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenJob {
+    /// The packet's counter.
+    pub fn counter(&self) -> u64 {
+        self.counter
+    }
+
+    /// Decrypts in place; the plaintext length.
+    pub fn open(&self, datagram: &mut [u8]) -> Result<usize, SessionError> {
+        let end = datagram
+            .len()
+            .checked_sub(TAG_LEN)
+            .filter(|e| *e >= TRANSPORT_HEADER_LEN)
+            .ok_or(SessionError::Wire(WireError::TooShort))?;
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&datagram[end..]);
-        self.recv
+        self.key
             .open_in_place(
-                h.counter,
+                self.counter,
                 &[],
                 &mut datagram[TRANSPORT_HEADER_LEN..end],
                 &tag,
             )
             .map_err(|_| SessionError::Decrypt)?;
-        if !self.replay.update(h.counter) {
-            return Err(SessionError::Replay);
-        }
         Ok(end - TRANSPORT_HEADER_LEN)
     }
 }

@@ -54,6 +54,7 @@ fn ipv6_overlay_addresses_are_carried() {
                 ],
                 segments: vec!["a".into(), "b".into()],
                 static_public_key: [9; 32],
+                advert_key: [7; 32],
                 not_before: NOW - 1,
                 not_after: NOW + 1,
             },
@@ -160,6 +161,7 @@ fn wrong_ca_with_forged_issuer_fingerprint() {
                 addresses: vec![OverlayAddr::V4([100, 64, 0, 66], 10)],
                 segments: vec![],
                 static_public_key: [1; 32],
+                advert_key: [7; 32],
                 not_before: NOW - 1,
                 not_after: NOW + 100,
             },
@@ -182,12 +184,17 @@ fn wrong_ca_with_forged_issuer_fingerprint() {
 fn unknown_version() {
     let cert = sample(&Mesh::new(1));
     let mut b = cert.as_bytes().to_vec();
-    b[0] = 2;
+    b[0] = 3;
     assert_eq!(
         Certificate::from_bytes(&b).unwrap_err(),
-        CertError::UnknownVersion(2)
+        CertError::UnknownVersion(3)
     );
-    assert!(CertError::UnknownVersion(2).to_string().contains("upgrade"));
+    assert!(CertError::UnknownVersion(3).to_string().contains("upgrade"));
+    // A version-1 certificate (before advert keys) names the fix.
+    b[0] = 1;
+    let e = Certificate::from_bytes(&b).unwrap_err();
+    assert_eq!(e, CertError::UnknownVersion(1));
+    assert!(e.to_string().contains("reissue"), "{e}");
 }
 
 #[test]
@@ -284,6 +291,7 @@ fn invalid_fields_are_refused_at_issue() {
         addresses: vec![OverlayAddr::V4([100, 64, 0, 1], 10)],
         segments: vec![],
         static_public_key: [1; 32],
+        advert_key: [7; 32],
         not_before: NOW,
         not_after: NOW + 10,
     };

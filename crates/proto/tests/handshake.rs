@@ -10,7 +10,6 @@ use proto::cert::{CertError, TrustedCa};
 use proto::handshake::{
     self, dangerous, HandshakeError, HandshakeOutput, Identity, InitiatorHandshake, ReplayGuard,
 };
-use proto::provider::Crypto;
 use proto::wire::MAX_HANDSHAKE_DATAGRAM;
 use rand_chacha::ChaCha20Rng;
 
@@ -326,13 +325,7 @@ fn certificate_from_another_ca_is_rejected() {
 fn expired_certificate_is_rejected() {
     let mesh = Mesh::new(1);
     let secret = [9u8; 32];
-    let cert = mesh.cert(
-        "old",
-        [100, 64, 0, 9],
-        C.x25519_public_key(&secret),
-        NOW - 7200,
-        NOW - 3600,
-    );
+    let cert = mesh.cert("old", [100, 64, 0, 9], secret, NOW - 7200, NOW - 3600);
     let old = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);
@@ -348,13 +341,7 @@ fn expired_certificate_is_rejected() {
 fn not_yet_valid_certificate_is_rejected() {
     let mesh = Mesh::new(1);
     let secret = [9u8; 32];
-    let cert = mesh.cert(
-        "future",
-        [100, 64, 0, 9],
-        C.x25519_public_key(&secret),
-        NOW + 3600,
-        NOW + 7200,
-    );
+    let cert = mesh.cert("future", [100, 64, 0, 9], secret, NOW + 3600, NOW + 7200);
     let future = proto::handshake::Identity::new(C, cert, secret).unwrap();
     let bob = mesh.node("bob", 2);
     let mut r = rng(8);

@@ -50,7 +50,7 @@ impl Mesh {
         &self,
         name: &str,
         ip: [u8; 4],
-        public: [u8; 32],
+        secret: [u8; 32],
         not_before: u64,
         not_after: u64,
     ) -> Certificate {
@@ -62,7 +62,8 @@ impl Mesh {
                     name: name.into(),
                     addresses: vec![OverlayAddr::V4(ip, 10)],
                     segments: vec!["test".into()],
-                    static_public_key: public,
+                    static_public_key: RealCrypto.x25519_public_key(&secret),
+                    advert_key: proto::cert::advert_public_key(&RealCrypto, &secret),
                     not_before,
                     not_after,
                 },
@@ -71,7 +72,6 @@ impl Mesh {
     }
 
     /// A node whose static secret is derived from `n`, in `segments`.
-    #[allow(dead_code)] // not every test file uses it
     pub fn node_in(&self, name: &str, n: u8, segments: &[&str]) -> Identity {
         let secret = [n; 32];
         let public = RealCrypto.x25519_public_key(&secret);
@@ -85,6 +85,7 @@ impl Mesh {
                     addresses: vec![OverlayAddr::V4([100, 64, 0, n], 10)],
                     segments: segments.iter().map(|s| s.to_string()).collect(),
                     static_public_key: public,
+                    advert_key: proto::cert::advert_public_key(&RealCrypto, &secret),
                     not_before: NOW - 3600,
                     not_after: NOW + 86_400,
                 },
@@ -95,10 +96,7 @@ impl Mesh {
 
     /// A node whose static secret is derived from `n`.
     pub fn node(&self, name: &str, n: u8) -> Identity {
-        let secret = [n; 32];
-        let public = RealCrypto.x25519_public_key(&secret);
-        let cert = self.cert(name, [100, 64, 0, n], public, NOW - 3600, NOW + 86_400);
-        Identity::new(&RealCrypto, cert, secret).unwrap()
+        self.node_in(name, n, &["test"])
     }
 }
 
