@@ -2400,9 +2400,15 @@ impl Endpoint {
     /// changes (a node coming up with many neighbours) is one advert, not a
     /// flood per link.
     fn advert_soon(&mut self, now: Instant) {
+        // Each origination goes to every neighbour: a hub with a thousand
+        // links spaces its adverts out (1 ms per neighbour), so its advert
+        // traffic stays near 1,000 messages a second however often its
+        // links change.
+        let neighbours = self.peers.iter().filter(|p| p.health.is_some()).count() as u32;
+        let interval = MIN_ORIGINATION_INTERVAL.max(ORIGINATION_PER_NEIGHBOUR * neighbours);
         let earliest = self
             .last_originated
-            .map_or(now, |t| (t + MIN_ORIGINATION_INTERVAL).max(now));
+            .map_or(now, |t| (t + interval).max(now));
         self.advert_at = Some(earliest);
     }
 
@@ -2946,6 +2952,9 @@ pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
 const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
 /// A node originates at most one advert per this long.
 const MIN_ORIGINATION_INTERVAL: Duration = Duration::from_millis(200);
+/// ...and, on a node with many neighbours, at most one per this much per
+/// neighbour.
+const ORIGINATION_PER_NEIGHBOUR: Duration = Duration::from_millis(1);
 /// Adverts received within this long share one route computation.
 const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
 /// Refresh adverts no more often than once per this much per known origin,
