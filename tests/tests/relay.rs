@@ -75,6 +75,12 @@ fn a_reaches_d_through_two_relays_with_a_checksummed_tcp_transfer() {
         assert!(n > 10_000.0, "{relay} relayed {n}");
     }
     assert_eq!(t.peer("d", "a").path, "via c");
+    // The a–b link is 1480 bytes: full-size packets relayed from a do not
+    // fit, so a answered them with ICMP "packet too big" and the transfer
+    // went on with smaller segments (without it, TCP stalls: a PMTU black
+    // hole).
+    let too_big = t.metric("a", "meshd_dropped_packets_total{reason=\"too_big\"}");
+    assert!(too_big >= 1.0, "a sent no packet-too-big: {too_big}");
 
     // trace along the real path: b, c, then d, with a measured round trip.
     let AdminResponse::Trace(tr) = t.ask(

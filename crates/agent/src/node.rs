@@ -248,6 +248,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         identity,
         EndpointConfig {
             aes_gcm: cfg.crypto.aes_gcm,
+            underlay_mtu: usize::from(cfg.listen.underlay_mtu),
             ..EndpointConfig::default()
         },
     );
@@ -435,6 +436,7 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
     let mut sizes = vec![0usize; tun_rs::IDEAL_BATCH_SIZE];
     let mut sealed: Vec<Option<SealPlan>> = (0..tun_rs::IDEAL_BATCH_SIZE).map(|_| None).collect();
     let mut opens: Vec<(usize, OpenPlan)> = Vec::with_capacity(64);
+    let mut icmp: Vec<Vec<u8>> = Vec::new();
     let mut opened: Vec<Result<usize, proto::session::SessionError>> = Vec::with_capacity(64);
     let mut udp_buf = vec![0u8; 65_535 * udp.gro_segments().clamp(1, 64)];
     let mut to_tun: Vec<Vec<u8>> = Vec::with_capacity(tun_rs::IDEAL_BATCH_SIZE);
@@ -452,7 +454,7 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                     let mut node = shared.lock();
                     node.worker_packets[index][0] += n as u64;
                     for i in 0..n {
-                        sealed[i] = node.handle_tun_packet(now, unix, &mut segments[i], sizes[i]);
+                        sealed[i] = node.handle_tun_packet(now, unix, &mut segments[i], sizes[i], &mut icmp);
                     }
                     node.drain(&mut out);
                     node.wake_timer(&shared.timer);
@@ -465,6 +467,12 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                     }
                 }
                 out.send(&mut udp).await;
+                if !icmp.is_empty() {
+                    if let Err(e) = tun.send_multiple(&mut gro, &mut icmp, TRANSPORT_HEADER_LEN).await {
+                        debug!("TUN write (ICMP packet too big): {e}");
+                    }
+                    icmp.clear();
+                }
             }
             r = udp.recv(&mut udp_buf) => {
                 let meta = match r {
@@ -533,6 +541,7 @@ impl Node {
         unix: u64,
         buf: &mut [u8],
         n: usize,
+        icmp: &mut Vec<Vec<u8>>,
     ) -> Option<SealPlan> {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let dst = inner_destination(packet)?;
@@ -548,6 +557,17 @@ impl Node {
             .prepare_send(now, unix, &mut self.rng, peer, &mut buf[..room], n)
         {
             Prepared::Seal(plan) => Some(plan),
+            Prepared::Done(SendOutcome::TooBig { mtu }) => {
+                // Tell the sender, as a router would (written to the TUN
+                // device after the lock is released).
+                let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
+                if let Some(e) = ping::too_big(packet, mtu) {
+                    let mut b = vec![0u8; TRANSPORT_HEADER_LEN];
+                    b.extend_from_slice(&e);
+                    icmp.push(b);
+                }
+                None
+            }
             Prepared::Done(_) => None,
         }
     }

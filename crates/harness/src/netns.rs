@@ -269,13 +269,22 @@ fn build(
 
     // Configurations and agents.
     for (i, h) in topo.hosts.iter().enumerate() {
+        // The smallest MTU among the host's links: what its datagrams must fit.
+        let underlay_mtu = topo
+            .links
+            .iter()
+            .filter(|l| l.between.contains(&h.name))
+            .map(|l| l.mtu)
+            .min()
+            .unwrap_or(1500);
         let mut cfg = String::new();
         let _ = write!(
             cfg,
             "[node]\ncertificate = \"{0}.crt\"\nprivate-key = \"{0}.key\"\nca-certificate = \"ca.crt\"\n\n\
-             [listen]\naddress = \"0.0.0.0:51820\"\n\n[admin]\nsocket = \"{1}\"\n\n[log]\nlevel = \"info\"\n",
+             [listen]\naddress = \"0.0.0.0:51820\"\nunderlay-mtu = {2}\n\n[admin]\nsocket = \"{1}\"\n\n[log]\nlevel = \"info\"\n",
             h.name,
-            dir.join(format!("{}.sock", h.name)).display()
+            dir.join(format!("{}.sock", h.name)).display(),
+            underlay_mtu
         );
         for (j, p) in topo.hosts.iter().enumerate() {
             if j == i {

@@ -80,6 +80,11 @@ pub struct EndpointConfig {
     /// has AES hardware (a session uses it when both ends do); otherwise
     /// ChaCha20-Poly1305.
     pub aes_gcm: bool,
+    /// The underlay's MTU: a data packet whose sealed datagram (with outer
+    /// IP and UDP headers, and a relay header while relayed) would exceed it
+    /// is not sent; [`SendOutcome::TooBig`] says how large an inner packet
+    /// fits, for the driver's ICMP "packet too big".
+    pub underlay_mtu: usize,
 }
 
 impl Default for EndpointConfig {
@@ -95,6 +100,7 @@ impl Default for EndpointConfig {
             advert_interval: Duration::from_secs(10),
             filter: FilterLimits::default(),
             aes_gcm: true,
+            underlay_mtu: 1500,
         }
     }
 }
@@ -157,11 +163,15 @@ pub enum DropReason {
     /// The peer's certificate is revoked, or it is outside our enclaves:
     /// no session is kept with it.
     PeerRefused,
+    /// The sealed datagram would exceed the underlay MTU on its path (a
+    /// relayed path adds a relay header); the driver answers the sender with
+    /// an ICMP "packet too big" ([`SendOutcome::TooBig`]).
+    TooBig,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 26] = [
+    pub const ALL: [DropReason; 27] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -188,6 +198,7 @@ impl DropReason {
         Self::BadControl,
         Self::PolicyDenied,
         Self::PeerRefused,
+        Self::TooBig,
     ];
 
     /// Stable name for metrics labels.
@@ -219,6 +230,7 @@ impl DropReason {
             Self::BadControl => "bad_control",
             Self::PolicyDenied => "policy_denied",
             Self::PeerRefused => "peer_refused",
+            Self::TooBig => "too_big",
         }
     }
 
@@ -401,6 +413,13 @@ pub enum SendOutcome {
     },
     /// Queued until the handshake completes.
     Queued,
+    /// Dropped ([`DropReason::TooBig`]): the path fits inner packets of at
+    /// most `mtu` bytes. The driver tells the sender (ICMP fragmentation
+    /// needed / packet too big), as a router would.
+    TooBig {
+        /// Largest inner packet that fits the current path.
+        mtu: usize,
+    },
     /// Dropped.
     Dropped(DropReason),
 }
@@ -1067,6 +1086,14 @@ impl Endpoint {
         if relay.is_some() && buf.len() < len + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN {
             self.stats.drop(DropReason::BufferTooSmall);
             return Done(SendOutcome::Dropped(DropReason::BufferTooSmall));
+        }
+        let outer = if dst.is_ipv4() { 28 } else { 48 };
+        let extra = TRANSPORT_OVERHEAD + outer + relay.map_or(0, |_| RELAY_HEADER_LEN);
+        if len + extra > self.config.underlay_mtu {
+            self.stats.drop(DropReason::TooBig);
+            return Done(SendOutcome::TooBig {
+                mtu: self.config.underlay_mtu.saturating_sub(extra),
+            });
         }
         // Data makes the links it uses probed fast: the direct one, and the
         // relay's while relayed.

@@ -776,6 +776,43 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
     assert_eq!(net.b.ep.stats().drops(DropReason::Replay), replays + 1);
 }
 
+/// A packet whose datagram would not fit the underlay MTU is not sent; the
+/// outcome says how large an inner packet fits (IPv4 underlay: 32 bytes of
+/// meshd and 28 of IP/UDP).
+#[test]
+fn a_packet_too_big_for_the_underlay_is_refused_with_the_mtu_that_fits() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.a.ep = {
+        let mesh = Mesh::new(1);
+        let b_pub = *net.b.ep.identity().static_public();
+        let mut ep = Endpoint::new(
+            crypto(),
+            mesh.ca.clone(),
+            mesh.node("alice", 1),
+            EndpointConfig {
+                underlay_mtu: 1280,
+                ..EndpointConfig::default()
+            },
+        );
+        net.a.peer = ep.add_peer(b_pub, Some(addr(2)), None);
+        ep
+    };
+    net.send(true, b"hello");
+    net.pump();
+    assert!(net.b.inbox.last().unwrap().ends_with(b"hello"));
+    let before = net.a.ep.stats().drops(DropReason::TooBig);
+    // 20-byte IPv4 header + payload: 1220 fits (1220 + 60 = 1280), 1221 does not.
+    assert!(matches!(
+        net.send(true, &[7; 1220 - 20]),
+        SendOutcome::Send { .. }
+    ));
+    assert_eq!(
+        net.send(true, &[7; 1221 - 20]),
+        SendOutcome::TooBig { mtu: 1220 }
+    );
+    assert_eq!(net.a.ep.stats().drops(DropReason::TooBig), before + 1);
+}
+
 #[test]
 fn crossing_handshakes_both_work_without_lost_packets() {
     let mut net = Net::new(EndpointConfig::default());

@@ -96,12 +96,17 @@ pub struct NodeSection {
 pub struct ListenSection {
     /// Address and port to bind, e.g. `0.0.0.0:51820`.
     pub address: SocketAddr,
+    /// MTU of the underlay path, 1280..=9000. A packet whose datagram would
+    /// not fit (for example a full-size packet through a relay, which adds
+    /// 20 bytes) gets an ICMP "packet too big" back, as from a router.
+    pub underlay_mtu: u16,
 }
 
 impl Default for ListenSection {
     fn default() -> Self {
         Self {
             address: SocketAddr::from(([0, 0, 0, 0], 51820)),
+            underlay_mtu: 1500,
         }
     }
 }
@@ -250,6 +255,12 @@ impl NodeConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        if !(MIN_TUN_MTU..=MAX_TUN_MTU).contains(&self.listen.underlay_mtu) {
+            return Err(format!(
+                "field `listen.underlay-mtu`: {} is out of range; use {MIN_TUN_MTU} to {MAX_TUN_MTU} (1500 for Ethernet)",
+                self.listen.underlay_mtu
+            ));
+        }
         let t = &self.tun;
         if !(MIN_TUN_MTU..=MAX_TUN_MTU).contains(&t.mtu) {
             return Err(format!(
