@@ -14,12 +14,12 @@
 //! its own current-thread runtime, its own TUN queue (multiqueue TUN: the
 //! kernel spreads flows across queues) and its own UDP socket on the shared
 //! port (SO_REUSEPORT: spread by sender), run the two paths above. They
-//! share the endpoint behind one lock, taken once per batch and released
-//! before every system call, so the workers' reads, writes and GSO sends run
-//! in parallel. The main thread runs the endpoint's timers, the admin API
-//! and signals. Buffers are allocated once
-//! per worker and reused, with the transport header's headroom in front of
-//! every TUN read.
+//! share the endpoint behind one lock, held for the endpoint's bookkeeping
+//! only: sealing, opening and every system call happen outside it, so the
+//! workers run those in parallel. The main thread runs the endpoint's
+//! timers, the admin API and signals. Buffers are allocated once per worker
+//! and reused, with the transport header's headroom in front of every TUN
+//! read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -320,8 +320,10 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         std::thread::Builder::new()
             .name(format!("meshd-worker-{i}"))
             .spawn(move || {
-                let guard = Stopped(stopped_tx, i);
-                run_worker(i, shared, tun, sock, &guard);
+                let mut guard = Stopped(stopped_tx, i, None);
+                if let Err(why) = run_worker(i, shared, tun, sock) {
+                    guard.2 = Some(why);
+                }
             })
             .map_err(|e| format!("cannot start packet worker {i}: {e}"))?;
     }
@@ -364,17 +366,18 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     Ok(())
 }
 
-/// Tells the main task that a worker thread ended, also when it panicked.
-struct Stopped(mpsc::UnboundedSender<String>, usize);
+/// Tells the main task that worker `.1` ended, and why (`.2`), also when it
+/// panicked.
+struct Stopped(mpsc::UnboundedSender<String>, usize, Option<String>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let how = if std::thread::panicking() {
-            "panicked"
-        } else {
-            "stopped"
+        let how = match self.2.take() {
+            Some(why) => why,
+            None if std::thread::panicking() => "panicked".into(),
+            None => "stopped".into(),
         };
-        let _ = self.0.send(format!("packet worker {} {how}", self.1));
+        let _ = self.0.send(format!("packet worker {}: {how}", self.1));
     }
 }
 
@@ -386,41 +389,19 @@ fn run_worker(
     shared: Arc<Shared>,
     tun: tun_rs::SyncDevice,
     sock: std::net::UdpSocket,
-    stopped: &Stopped,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = stopped
-                .0
-                .send(format!("packet worker {index}: runtime: {e}"));
-            return;
-        }
-    };
+        .map_err(|e| format!("runtime: {e}"))?;
     rt.block_on(async move {
-        let tun = match tun_rs::AsyncDevice::new(tun) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = stopped
-                    .0
-                    .send(format!("packet worker {index}: TUN queue: {e}"));
-                return;
-            }
-        };
-        let udp = match UdpSocket::from_std(sock).and_then(Udp::new) {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = stopped
-                    .0
-                    .send(format!("packet worker {index}: UDP socket: {e}"));
-                return;
-            }
-        };
+        let tun = tun_rs::AsyncDevice::new(tun).map_err(|e| format!("TUN queue: {e}"))?;
+        let udp = UdpSocket::from_std(sock)
+            .and_then(Udp::new)
+            .map_err(|e| format!("UDP socket: {e}"))?;
         worker(index, shared, tun, udp).await;
-    });
+        Ok(())
+    })
 }
 
 /// One packet worker: its own TUN queue and UDP socket. Per batch it takes

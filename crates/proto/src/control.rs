@@ -108,14 +108,15 @@ pub struct Advert {
 impl Advert {
     /// The bytes the signature covers: the encoding up to the signature.
     pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut v = ADVERT_SIGNING_CONTEXT.to_vec();
+        self.write_unsigned(&mut v);
+        v
+    }
+
+    /// Appends the encoding up to the signature (kind byte first).
+    fn write_unsigned(&self, v: &mut Vec<u8>) {
         let links = &self.links[..self.links.len().min(MAX_ADVERT_ENTRIES)];
-        let mut v = Vec::with_capacity(
-            ADVERT_SIGNING_CONTEXT.len()
-                + ADVERT_HEADER_LEN
-                + links.len() * ENTRY_LEN
-                + ADVERT_SIGNATURE_LEN,
-        );
-        v.extend_from_slice(ADVERT_SIGNING_CONTEXT);
+        v.reserve(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN + ADVERT_SIGNATURE_LEN);
         v.extend_from_slice(&[KIND_LINK_STATE, 0]);
         v.extend_from_slice(&(links.len() as u16).to_le_bytes());
         v.extend_from_slice(&self.origin.0.to_le_bytes());
@@ -127,7 +128,6 @@ impl Advert {
             let flags = if l.settling { FLAG_SETTLING } else { 0 };
             v.extend_from_slice(&flags.to_le_bytes());
         }
-        v
     }
 }
 
@@ -420,7 +420,8 @@ impl Control {
                 v
             }
             Self::LinkState(a) => {
-                let mut v = a.signed_bytes().split_off(ADVERT_SIGNING_CONTEXT.len());
+                let mut v = Vec::new();
+                a.write_unsigned(&mut v);
                 v.extend_from_slice(&a.signature);
                 v
             }
