@@ -249,6 +249,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         EndpointConfig {
             aes_gcm: cfg.crypto.aes_gcm,
             underlay_mtu: usize::from(cfg.listen.underlay_mtu),
+            relay: cfg.routing.relay,
             ..EndpointConfig::default()
         },
     );

@@ -418,6 +418,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Control::LinkState(Advert {
             origin: proto::wire::NodeId(1),
             seq: 2,
+            stub: true,
             links: vec![LinkEntry {
                 neighbor: proto::wire::NodeId(3),
                 rtt_us: 400,

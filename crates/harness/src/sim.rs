@@ -133,6 +133,18 @@ impl Sim {
         config: EndpointConfig,
         know_all: bool,
     ) -> Self {
+        Self::build_each(seed, names, links, |_| config.clone(), know_all)
+    }
+
+    /// As [`Sim::build`] with host `i`'s endpoint configured by `config(i)`
+    /// (stubs among relays, for example).
+    pub fn build_each(
+        seed: u64,
+        names: &[String],
+        links: &[(usize, usize, Duration)],
+        config: impl Fn(usize) -> EndpointConfig,
+        know_all: bool,
+    ) -> Self {
         let c = RealCrypto;
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut ca_seed = [0u8; 32];
@@ -178,7 +190,7 @@ impl Sim {
             statics.push(public);
             nodes.push(SimNode {
                 name: name.clone(),
-                ep: Endpoint::new(crypto.clone(), ca.clone(), identity, config.clone()),
+                ep: Endpoint::new(crypto.clone(), ca.clone(), identity, config(i)),
                 addr: SocketAddr::from((
                     [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
                     51820,

@@ -332,3 +332,99 @@ fn adverts_are_signed_by_their_origin_and_a_bad_member_cannot_alter_or_forge_the
         "c's refreshed advert reached a: {now_held:?}"
     );
 }
+
+/// A hub with `leaves` leaves (host 0 is the hub), run for 3 s; with
+/// `stub_leaves` the leaves do not relay.
+fn hub(leaves: usize, stub_leaves: bool) -> Sim {
+    let names: Vec<String> = (0..=leaves).map(|i| format!("n{i}")).collect();
+    let links: Vec<(usize, usize, Duration)> = (1..=leaves).map(|i| (0, i, ms(1))).collect();
+    let mut sim = Sim::build_each(
+        13,
+        &names,
+        &links,
+        |i| EndpointConfig {
+            relay: i == 0 || !stub_leaves,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    sim.run_for(Duration::from_secs(3));
+    sim
+}
+
+#[test]
+fn a_hubs_stub_leaves_hold_no_link_state_of_each_other_and_still_reach_each_other() {
+    const LEAVES: usize = 12;
+    let mut sim = hub(LEAVES, true);
+    let hub_id = sim.nodes[0].ep.node_id();
+    for i in 1..=LEAVES {
+        let held: Vec<_> = sim.nodes[i]
+            .ep
+            .router()
+            .adverts()
+            .map(|a| a.origin)
+            .collect();
+        assert_eq!(held, vec![hub_id], "leaf {i} holds only the hub's advert");
+    }
+    assert_eq!(sim.nodes[0].ep.router().adverts().count(), LEAVES);
+    assert!((1..=LEAVES).all(|i| sim.nodes[0].ep.router().is_stub(sim.nodes[i].ep.node_id())));
+    // Leaf to leaf through the hub, both ways.
+    for _ in 0..20 {
+        sim.inject(1, 2, b"hello");
+        sim.inject(2, 1, b"hello");
+        sim.run_for(ms(10));
+    }
+    assert_eq!(sim.via(1, 2), Some(0));
+    assert_eq!(delivered(&sim, 1, 2), 20);
+    assert_eq!(delivered(&sim, 2, 1), 20);
+    // The same hub with relaying leaves floods each leaf's advert to every
+    // other leaf: the hub sends O(leaves²) adverts instead of its own
+    // advert to each leaf (once per origination: O(leaves)).
+    let stub_gossip = sim.nodes[0].ep.stats().gossip_messages_sent;
+    let relaying = hub(LEAVES, false);
+    let relay_gossip = relaying.nodes[0].ep.stats().gossip_messages_sent;
+    assert!(
+        stub_gossip < 4 * LEAVES as u64 && relay_gossip > (LEAVES * (LEAVES - 1)) as u64,
+        "hub sent {stub_gossip} adverts with stub leaves, {relay_gossip} with relaying ones"
+    );
+}
+
+#[test]
+fn a_stub_is_never_a_hop_even_when_it_is_the_only_way() {
+    // The square with c a stub: when a–b is cut, a goes through d; when
+    // a–d is cut too, b is unreachable rather than relayed by c.
+    let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| n.to_string()).collect();
+    let links: Vec<(usize, usize, Duration)> = [(A, B), (A, C), (C, B), (A, D), (D, B)]
+        .iter()
+        .map(|&(x, y)| (x, y, Duration::from_micros(200)))
+        .collect();
+    let mut sim = Sim::build_each(
+        5,
+        &names,
+        &links,
+        |i| EndpointConfig {
+            relay: i != C,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    sim.run_for(Duration::from_secs(3));
+    sim.cut(A, B);
+    stream(&mut sim, Duration::from_secs(1));
+    assert_eq!(sim.via(A, B), Some(D), "the relay, not the stub");
+    sim.cut(A, D);
+    let before = delivered(&sim, A, B);
+    stream(&mut sim, Duration::from_secs(2));
+    let c = &sim.nodes[C].ep;
+    assert_eq!(
+        c.stats().drops(proto::endpoint::DropReason::RelayRefused),
+        0,
+        "nobody tried to relay through the stub"
+    );
+    assert_eq!(c.stats().relayed_packets, 0);
+    // Only packets already in flight at the cut arrive.
+    assert!(
+        delivered(&sim, A, B) - before < 10,
+        "b unreachable without a relay"
+    );
+}

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | 1 | probe | 3 reserved, sequence u32 |
 //! | 2 | probe reply | 3 reserved, sequence u32 (echoed) |
-//! | 3 | link-state advert | reserved u8, entry count u16, origin u64, sequence u64, entries, Ed25519 signature (64) |
+//! | 3 | link-state advert | flags u8, entry count u16, origin u64, sequence u64, entries, Ed25519 signature (64) |
 //! | 4 | sync request | 3 reserved |
 //! | 5 | bundle offer | bundle kind u8, 2 reserved, length u32, version u64 |
 //! | 6 | bundle request | bundle kind u8, 2 reserved, offset u32, version u64 |
@@ -19,7 +19,10 @@
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
-//! in its hold-down, every other bit is reserved. Integers are little-endian. [`Control::decode`]
+//! in its hold-down, every other bit is reserved. An advert's flag bit 0
+//! (`stub`) says its origin does not relay: nobody routes through it, and its
+//! advert is flooded only towards nodes that do relay; every other advert flag
+//! bit is reserved. Integers are little-endian. [`Control::decode`]
 //! checks every length and reserved byte; it cannot panic.
 //!
 //! An advert is signed by its origin's advert key (named in the origin's
@@ -69,6 +72,7 @@ pub const MAX_ADVERT_ENTRIES: usize = 64;
 const ADVERT_HEADER_LEN: usize = 20;
 const ENTRY_LEN: usize = 16;
 const FLAG_SETTLING: u16 = 1;
+const ADVERT_FLAG_STUB: u8 = 1;
 
 /// Whether a transport plaintext is a control message.
 pub fn is_control(plaintext: &[u8]) -> bool {
@@ -98,6 +102,9 @@ pub struct Advert {
     /// Higher replaces lower; the origin starts from its clock so a restarted
     /// node's adverts still win.
     pub seq: u64,
+    /// The origin does not relay (a stub): it is a destination, never a
+    /// hop, and only relaying nodes need its advert.
+    pub stub: bool,
     /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
     pub links: Vec<LinkEntry>,
     /// The origin's Ed25519 signature over [`ADVERT_SIGNING_CONTEXT`] and
@@ -117,7 +124,8 @@ impl Advert {
     fn write_unsigned(&self, v: &mut Vec<u8>) {
         let links = &self.links[..self.links.len().min(MAX_ADVERT_ENTRIES)];
         v.reserve(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN + ADVERT_SIGNATURE_LEN);
-        v.extend_from_slice(&[KIND_LINK_STATE, 0]);
+        let flags = if self.stub { ADVERT_FLAG_STUB } else { 0 };
+        v.extend_from_slice(&[KIND_LINK_STATE, flags]);
         v.extend_from_slice(&(links.len() as u16).to_le_bytes());
         v.extend_from_slice(&self.origin.0.to_le_bytes());
         v.extend_from_slice(&self.seq.to_le_bytes());
@@ -260,7 +268,7 @@ impl Control {
                 if b.len() < ADVERT_HEADER_LEN {
                     return Err(ControlError::BadLength);
                 }
-                if b[1] != 0 {
+                if b[1] & !ADVERT_FLAG_STUB != 0 {
                     return Err(ControlError::ReservedNonZero);
                 }
                 let count = u16_at(b, 2) as usize;
@@ -291,6 +299,7 @@ impl Control {
                 Ok(Self::LinkState(Advert {
                     origin: NodeId(u64_at(b, 4)),
                     seq: u64_at(b, 12),
+                    stub: b[1] & ADVERT_FLAG_STUB != 0,
                     links,
                     signature,
                 }))
@@ -445,6 +454,7 @@ mod tests {
         let advert = Advert {
             origin: NodeId(1),
             seq: 99,
+            stub: true,
             links: (0..3)
                 .map(|i| LinkEntry {
                     neighbor: NodeId(10 + i),
@@ -506,6 +516,7 @@ mod tests {
         let mut a = Control::LinkState(Advert {
             origin: NodeId(1),
             seq: 1,
+            stub: false,
             links: vec![LinkEntry {
                 neighbor: NodeId(2),
                 rtt_us: 1,
@@ -515,6 +526,9 @@ mod tests {
             signature: [0; 64],
         })
         .encode();
+        a[1] = 0x02; // a reserved advert flag bit
+        assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
+        a[1] = 0;
         a[20 + 15] = 0x80; // a reserved flag bit
         assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
         a[20 + 15] = 0;

@@ -70,7 +70,10 @@ pub struct EndpointConfig {
     pub health: Option<HealthConfig>,
     /// Route computation.
     pub route: RouteConfig,
-    /// Forward relayed datagrams for other nodes.
+    /// Forward relayed datagrams for other nodes. A node that does not is a
+    /// *stub*: its adverts say so, nobody routes through it, it floods no
+    /// adverts and receives only those of relaying nodes (so a hub's leaves
+    /// carry no link state of each other).
     pub relay: bool,
     /// Own link-state advert refresh interval (also sent at once on a change).
     pub advert_interval: Duration,
@@ -2225,6 +2228,7 @@ impl Endpoint {
         let mut a = Advert {
             origin: self.node_id,
             seq: self.advert_seq,
+            stub: !self.config.relay,
             links: route::advert_entries(&self.own_links(now)),
             signature: [0; 64],
         };
@@ -2260,6 +2264,11 @@ impl Endpoint {
             .is_some_and(|p| self.peers[p.0 as usize].refused);
         let held = self.router.advert(advert.origin).map(|a| a.seq);
         if refused || advert.origin == self.node_id || held.is_some_and(|s| s >= advert.seq) {
+            return;
+        }
+        // A stub routes through relays only: another stub's links are of no
+        // use to it (a relay may send one before it knows we are a stub).
+        if advert.stub && !self.config.relay {
             return;
         }
         let Some(cert) = self.origin_certs.get(&advert.origin) else {
@@ -2352,13 +2361,24 @@ impl Endpoint {
             return;
         }
         // Flood: every neighbour with a session but the sender and the
-        // origin gets it once (sequence numbers stop the echo).
-        for i in 0..self.peers.len() {
-            let q = &self.peers[i];
-            if i == pi || q.node_id == advert.origin || q.health.is_none() {
-                continue;
+        // origin gets it once (sequence numbers stop the echo). A stub
+        // floods nothing (no path passes through it, so no advert needs
+        // to), and a stub's advert goes only to neighbours known to relay
+        // (their own advert says so): a hub's leaves never hear of each
+        // other. A neighbour whose advert we do not hold yet just came up;
+        // what it misses here it gets in answer to its sync request.
+        if self.config.relay {
+            for i in 0..self.peers.len() {
+                let q = &self.peers[i];
+                if i == pi || q.node_id == advert.origin || q.health.is_none() {
+                    continue;
+                }
+                let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
+                if advert.stub && !relays {
+                    continue;
+                }
+                self.send_advert(now, i, &advert);
             }
-            self.send_advert(now, i, &advert);
         }
         // Batch route computation over a burst of adverts (as OSPF's SPF
         // delay): a node joining a large mesh gets thousands at once.
@@ -2468,7 +2488,15 @@ impl Endpoint {
             }
             Control::SyncRequest => {
                 let own = self.current_advert(now);
-                let held: Vec<Advert> = self.router.adverts().cloned().collect();
+                // A stub needs the adverts of nodes that relay, not of other
+                // stubs (see `take_advert`).
+                let to_stub = self.router.is_stub(self.peers[pi].node_id);
+                let held: Vec<Advert> = self
+                    .router
+                    .adverts()
+                    .filter(|a| !(to_stub && a.stub))
+                    .cloned()
+                    .collect();
                 for a in std::iter::once(own).chain(held) {
                     self.send_advert(now, pi, &a);
                 }

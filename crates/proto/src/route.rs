@@ -16,6 +16,9 @@
 //! regained a link to the same destination would each route through the
 //! other, in a loop.
 //!
+//! A node whose advert is flagged `stub` does not relay: paths may end at it
+//! but never pass through it.
+//!
 //! An advertised link u→v counts only if v does not contradict it (v's own
 //! advert, if present, must list u): a stale half of a dead link is not a
 //! path. Links to or from this node come only from its own probes.
@@ -218,7 +221,8 @@ impl Graph<'_> {
             }
             return;
         }
-        let Some((a, _)) = self.adverts.get(&u) else {
+        // A stub is a destination, never a hop.
+        let Some((a, _)) = self.adverts.get(&u).filter(|(a, _)| !a.stub) else {
             return;
         };
         for l in &a.links {
@@ -355,6 +359,11 @@ impl Router {
     /// The advert held for `origin`.
     pub fn advert(&self, origin: NodeId) -> Option<&Advert> {
         self.adverts.get(&origin).map(|(a, _)| a)
+    }
+
+    /// Whether `node` said it does not relay (false while we hold no advert).
+    pub fn is_stub(&self, node: NodeId) -> bool {
+        self.adverts.get(&node).is_some_and(|(a, _)| a.stub)
     }
 
     /// All routes.
@@ -564,6 +573,7 @@ mod tests {
         Advert {
             origin,
             seq,
+            stub: false,
             links: links
                 .iter()
                 .map(|&(n, rtt_us)| LinkEntry {
@@ -670,6 +680,31 @@ mod tests {
         assert_eq!(r.trace(&cut, B), vec![(C, 90), (B, 100)]);
         assert_eq!(r.trace(&cut, C), vec![(C, 90)]);
         assert!(r.trace(&cut, NodeId(99)).is_empty());
+    }
+
+    #[test]
+    fn a_stub_is_a_destination_never_a_hop() {
+        let now = Instant::now();
+        let mut r = square(now);
+        // c says it does not relay: with a–b cut, b is reached via d, the
+        // dearer relay, and c itself stays reachable directly.
+        let mut c = advert(C, 2, &[(A, 100), (B, 100)]);
+        c.stub = true;
+        assert!(r.handle_advert(now, c));
+        assert!(r.is_stub(C) && !r.is_stub(D));
+        let cut = [link(B, 100, false), link(C, 100, true), link(D, 100, true)];
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
+        assert_eq!(r.route(C).map(|x| x.next_hop), Some(C));
+        // Without d, b is unreachable rather than routed through the stub.
+        let worse = [link(B, 100, false), link(C, 100, true), link(D, 100, false)];
+        r.recompute(now, &worse);
+        assert!(r.route(B).is_none());
+        // A path may still end at a stub: with our own link to c dead, c is
+        // reached through b.
+        let only_b = [link(B, 100, true), link(C, 100, false), link(D, 100, false)];
+        r.recompute(now, &only_b);
+        assert_eq!(r.route(C).map(|x| x.next_hop), Some(B));
     }
 
     #[test]

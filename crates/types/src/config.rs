@@ -46,6 +46,25 @@ pub struct NodeConfig {
     /// Transport cryptography.
     #[serde(default)]
     pub crypto: CryptoSection,
+    /// Routing role.
+    #[serde(default)]
+    pub routing: RoutingSection,
+}
+
+/// `[routing]`: this node's part in other nodes' paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RoutingSection {
+    /// Forward relayed traffic for other nodes. `false` makes the node a
+    /// *stub*: its adverts say so, no path passes through it, and it holds
+    /// only the link state of relaying nodes (a hub's leaves should be stubs).
+    pub relay: bool,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        Self { relay: true }
+    }
 }
 
 /// `[crypto]`: transport cryptography.
