@@ -64,9 +64,13 @@ enum Command {
     /// endpoints): bring-up, steady gossip bytes per node, convergence after a
     /// link cut. Prints one JSON line per size.
     Scale {
-        /// Mesh sizes to run (repeatable; each at most 5000).
-        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(4..=5000))]
+        /// Mesh sizes to run (repeatable; each at most 10000).
+        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(4..=10_000))]
         nodes: Vec<u64>,
+        /// Relaying nodes as a percentage of each size; the rest are stubs,
+        /// each linked to two relays (default: every node relays).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+        relay_percent: Option<u64>,
         /// Average links per node.
         #[arg(long, default_value_t = 4)]
         degree: usize,
@@ -74,7 +78,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Virtual seconds of steady state over which gossip is counted
-        /// (default: two advert refresh intervals).
+        /// (default: two advert refresh intervals; 0: skip the window and
+        /// rely on the refresh-round figure).
         #[arg(long)]
         steady_secs: Option<u64>,
         /// Also draw convergence and gossip against mesh size into this
@@ -256,6 +261,7 @@ enum Command {
 
 fn scale(
     nodes: &[u64],
+    relay_percent: Option<u64>,
     degree: usize,
     seed: u64,
     steady_secs: Option<u64>,
@@ -269,6 +275,7 @@ fn scale(
             degree,
             seed,
             steady_secs.map(Duration::from_secs),
+            relay_percent.map(|p| (n * p / 100) as usize),
         )
         .map_err(|e| format!("scale {n}: {e}"))?;
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
@@ -417,11 +424,19 @@ fn main() -> ExitCode {
         },
         Command::Scale {
             nodes,
+            relay_percent,
             degree,
             seed,
             steady_secs,
             svg,
-        } => scale(&nodes, degree, seed, steady_secs, svg.as_deref()),
+        } => scale(
+            &nodes,
+            relay_percent,
+            degree,
+            seed,
+            steady_secs,
+            svg.as_deref(),
+        ),
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,

@@ -1,18 +1,27 @@
 //! `mesh-harness scale`: route health at mesh sizes a namespace test cannot
 //! reach, in the virtual-time simulator with the real protocol endpoints.
 //!
-//! A mesh of `nodes` hosts, each linked to its two ring neighbours plus
-//! random chords up to an average `degree`, every link with a seeded latency
-//! of 1–10 ms. It measures, in virtual time:
-//! - **bring-up**: from start until 99 % of nodes hold adverts from 99 % of
-//!   the origins (every session is a full hybrid handshake);
-//! - **gossip**: link-state advert bytes each node sends per second in a
-//!   quiet steady state, as plaintext and as UDP payload on the wire
-//!   (plus the probes, reported apart);
-//! - **convergence**: one ring link is cut; from the moment one of its ends
-//!   notices (its `LinkChanged` event) until 99 % of nodes hold adverts from
-//!   both ends that no longer list the link. Detection time (idle links are
-//!   probed every second: four lost probes) is reported apart;
+//! A mesh of `nodes` hosts, each link with a seeded latency of 1–10 ms. With
+//! every node relaying (`relays` = `None`): a ring plus random chords up to
+//! an average `degree`. With `relays` = `Some(r)`: the first `r` hosts relay
+//! and form that ring-plus-chords backbone; every other host is a *stub*
+//! (`relay = false`) linked to two relays, as the members of a large mesh
+//! hang off its relays. It measures, in virtual time:
+//! - **bring-up**: from start until 99 % of nodes hold 99 % of the adverts
+//!   they should (a relay: every origin's; a stub: every relay's; every
+//!   session is a full hybrid handshake);
+//! - **gossip**, two ways: (1) link-state advert bytes each node sends per
+//!   second over a quiet steady window (sizes where the window, two refresh
+//!   intervals, can be simulated), and (2) the bytes one mesh-wide refresh
+//!   round costs per node (every node re-originates its advert once and the
+//!   floods die out) divided by the refresh interval: the same quantity
+//!   without simulating the interval, which at 10,000 nodes is 5.5 hours;
+//!   probes are reported apart;
+//! - **convergence**: one backbone ring link is cut; from the moment one of
+//!   its ends notices (its `LinkChanged` event) until 99 % of nodes hold
+//!   adverts from both ends that no longer list the link. Detection time
+//!   (idle links are probed every second: four lost probes) is reported
+//!   apart;
 //! - **revocation**: one node's certificate is revoked by a list pushed at
 //!   node 0; the time until every other node holds the list, and until
 //!   every neighbour of the revoked node has torn its session down.
@@ -33,6 +42,8 @@ use crate::sim::Sim;
 pub struct ScaleReport {
     /// Hosts.
     pub nodes: usize,
+    /// Hosts that relay (all of them unless the run had stubs).
+    pub relays: usize,
     /// Links.
     pub links: usize,
     /// Seconds until 99 % of nodes knew 99 % of the origins.
@@ -52,9 +63,20 @@ pub struct ScaleReport {
     pub revocation_spread_ms: f64,
     /// Revocation pushed → every neighbour of the revoked node has cut it, ms.
     pub revocation_cut_ms: f64,
+    /// Refresh round: advert UDP payload bytes sent per node while every
+    /// node re-originated its advert once.
+    pub refresh_round_wire_bytes_per_node: f64,
+    /// Mean advert refresh interval over the nodes, s.
+    pub refresh_secs: f64,
+    /// `refresh_round_wire_bytes_per_node` / `refresh_secs`.
+    pub gossip_refresh_wire_bytes_per_node_sec: f64,
     /// Largest advert count any node held.
     pub max_adverts_held: usize,
-    /// Virtual seconds over which gossip was counted.
+    /// Largest advert count any stub held (0 without stubs).
+    pub max_adverts_held_stub: usize,
+    /// Peak resident memory of this process so far, MB (Linux).
+    pub peak_rss_mb: f64,
+    /// Virtual seconds over which gossip was counted (0: window skipped).
     pub steady_secs: f64,
     /// Real seconds the run took.
     pub wall_secs: f64,
@@ -85,6 +107,57 @@ fn topology(nodes: usize, degree: usize, rng: &mut ChaCha20Rng) -> Vec<(usize, u
     links
 }
 
+/// Most stubs on one relay: its advert lists at most 64 links, and its
+/// backbone links need room too.
+const STUBS_PER_RELAY: usize = 48;
+
+/// The relay backbone (`topology` over hosts `0..relays`), then every host
+/// from `relays` on linked to two distinct relays with room left.
+fn two_tier(
+    nodes: usize,
+    relays: usize,
+    degree: usize,
+    rng: &mut ChaCha20Rng,
+) -> Result<Vec<(usize, usize, Duration)>, String> {
+    if relays < 3 || (nodes - relays) * 2 > relays * STUBS_PER_RELAY {
+        return Err(format!(
+            "{relays} relays cannot carry {} stubs (two links each, at most {STUBS_PER_RELAY} per relay)",
+            nodes - relays
+        ));
+    }
+    let mut links = topology(relays, degree, rng);
+    let mut load = vec![0usize; relays];
+    for stub in relays..nodes {
+        let mut first = None;
+        loop {
+            let r = rng.next_u32() as usize % relays;
+            if load[r] >= STUBS_PER_RELAY || first == Some(r) {
+                continue;
+            }
+            load[r] += 1;
+            let lat = Duration::from_micros(1000 + u64::from(rng.next_u32() % 9000));
+            links.push((r, stub, lat));
+            if first.is_some() {
+                break;
+            }
+            first = Some(r);
+        }
+    }
+    Ok(links)
+}
+
+/// Peak resident set of this process, MB (0 where /proc is not Linux's).
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn lists(sim: &Sim, at: usize, origin: NodeId, neighbor: NodeId) -> bool {
     sim.nodes[at]
         .ep
@@ -95,28 +168,41 @@ fn lists(sim: &Sim, at: usize, origin: NodeId, neighbor: NodeId) -> bool {
 
 /// Runs the measurement. Bounded: at most 120 virtual seconds of bring-up,
 /// the steady window (`None`: two advert refresh intervals, so every node's
-/// refresh is counted), and 60 s of convergence.
+/// refresh is counted; zero: skipped), 30 s for the refresh round, and 60 s
+/// of convergence. `relays`: see the module docs.
 pub fn run(
     nodes: usize,
     degree: usize,
     seed: u64,
     steady: Option<Duration>,
+    relays: Option<usize>,
 ) -> Result<ScaleReport, String> {
     let wall = Instant::now();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let links = topology(nodes, degree, &mut rng);
+    let relays = relays.unwrap_or(nodes).min(nodes);
+    let links = if relays == nodes {
+        topology(nodes, degree, &mut rng)
+    } else {
+        two_tier(nodes, relays, degree, &mut rng)?
+    };
     let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
-    let mut sim = Sim::build(seed, &names, &links, EndpointConfig::default(), false);
+    let config = |i: usize| EndpointConfig {
+        relay: i < relays,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build_each(seed, &names, &links, config, false);
 
-    // Bring-up.
-    let want = ((nodes - 1) as f64 * 0.99).floor() as usize;
+    // Bring-up: a relay should hold every other node's advert, a stub every
+    // relay's.
+    let should_hold = |i: usize| if i < relays { nodes - 1 } else { relays };
     let mut bring_up = None;
     while sim.elapsed() < Duration::from_secs(120) {
         sim.run_for(Duration::from_millis(100));
         let knowing = sim
             .nodes
             .iter()
-            .filter(|n| n.ep.router().adverts().count() >= want)
+            .enumerate()
+            .filter(|(i, n)| n.ep.router().advert_count() as f64 >= should_hold(*i) as f64 * 0.99)
             .count();
         if knowing as f64 >= nodes as f64 * 0.99 {
             bring_up = Some(sim.elapsed());
@@ -140,21 +226,57 @@ pub fn run(
         })
     };
     let steady = steady.unwrap_or_else(|| 2 * sim.nodes[0].ep.advert_refresh());
+    // Probes are counted over at least 30 s even when the gossip window is
+    // skipped.
+    let window = steady.max(Duration::from_secs(30));
     let before = totals(&sim);
-    let end = sim.now + steady;
+    let end = sim.now + window;
     while sim.now < end {
         let slice = (end - sim.now).min(Duration::from_secs(1));
         sim.run_for(slice);
     }
     let after = totals(&sim);
-    let per = |x: u64| x as f64 / nodes as f64 / steady.as_secs_f64();
-    let plain = per(after.0 - before.0);
-    let wire = per(after.0 - before.0 + (after.1 - before.1) * (TRANSPORT_OVERHEAD as u64 + 28));
+    let wire_bytes =
+        |bytes: u64, messages: u64| (bytes + messages * (TRANSPORT_OVERHEAD as u64 + 28)) as f64;
+    let per = |x: f64| x / nodes as f64 / window.as_secs_f64();
+    let plain = per((after.0 - before.0) as f64);
+    let wire = per(wire_bytes(after.0 - before.0, after.1 - before.1));
     // A probe is an 8-byte control message; its reply the same.
-    let probe_wire = per((after.2 - before.2) * 2 * (8 + TRANSPORT_OVERHEAD as u64 + 28));
+    let probe_wire = per(((after.2 - before.2) * 2 * (8 + TRANSPORT_OVERHEAD as u64 + 28)) as f64);
+    let (plain, wire) = if steady.is_zero() {
+        (0.0, 0.0)
+    } else {
+        (plain, wire)
+    };
 
-    // Cut one ring link and watch the news spread.
-    let (u, v, _) = links[nodes / 2];
+    // One refresh round: every node re-originates; wait for the floods to
+    // die out (30 s bound).
+    let before = totals(&sim);
+    let now = sim.now;
+    for n in &mut sim.nodes {
+        n.ep.readvertise(now);
+    }
+    let round_start = sim.now;
+    let mut last = before.1;
+    while sim.now - round_start < Duration::from_secs(30) {
+        sim.run_for(Duration::from_millis(500));
+        let t = totals(&sim);
+        if t.1 == last && sim.now - round_start >= Duration::from_secs(2) {
+            break;
+        }
+        last = t.1;
+    }
+    let after = totals(&sim);
+    let round = wire_bytes(after.0 - before.0, after.1 - before.1) / nodes as f64;
+    let refresh_secs = sim
+        .nodes
+        .iter()
+        .map(|n| n.ep.advert_refresh().as_secs_f64())
+        .sum::<f64>()
+        / nodes as f64;
+
+    // Cut one (backbone) ring link and watch the news spread.
+    let (u, v, _) = links[relays / 2];
     let (uid, vid) = (sim.nodes[u].ep.node_id(), sim.nodes[v].ep.node_id());
     let cut_at = sim.now;
     sim.cut(u, v);
@@ -228,8 +350,18 @@ pub fn run(
     }
     let spread = spread.ok_or("the revocation list did not reach every node within 30 s")?;
     let cut = cut.ok_or("the revoked node's neighbours did not all cut it within 30 s")?;
+    let held = |stubs: bool| {
+        sim.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (*i >= relays) == stubs)
+            .map(|(_, n)| n.ep.router().advert_count())
+            .max()
+            .unwrap_or(0)
+    };
     Ok(ScaleReport {
         nodes,
+        relays,
         links: links.len(),
         bring_up_secs: bring_up.as_secs_f64(),
         gossip_plain_bytes_per_node_sec: plain,
@@ -239,12 +371,12 @@ pub fn run(
         convergence_ms: (converged - detected).as_secs_f64() * 1e3,
         revocation_spread_ms: spread.as_secs_f64() * 1e3,
         revocation_cut_ms: cut.as_secs_f64() * 1e3,
-        max_adverts_held: sim
-            .nodes
-            .iter()
-            .map(|n| n.ep.router().adverts().count())
-            .max()
-            .unwrap_or(0),
+        refresh_round_wire_bytes_per_node: round,
+        refresh_secs,
+        gossip_refresh_wire_bytes_per_node_sec: round / refresh_secs,
+        max_adverts_held: held(false),
+        max_adverts_held_stub: held(true),
+        peak_rss_mb: peak_rss_mb(),
         steady_secs: steady.as_secs_f64(),
         wall_secs: wall.elapsed().as_secs_f64(),
     })

@@ -936,12 +936,18 @@ impl Endpoint {
     }
 
     /// How often this node re-sends its own advert when nothing changes:
-    /// `advert_interval`, stretched to 2 s per origin known, so mesh-wide
+    /// `advert_interval`, stretched to 2 s per node known, so mesh-wide
     /// refresh traffic per node stays constant as the mesh grows. Changes
     /// are flooded at once regardless; a crashed node's stale advert is
     /// harmless (its neighbours stop listing it, see `proto::route`).
+    ///
+    /// Nodes known = adverts held or destinations routed to, whichever is
+    /// more: a stub holds only relays' adverts but routes to every node, so
+    /// it reaches the same figure as a relay, and every node's refresh
+    /// interval (and the 4 × refresh after which adverts expire) agrees.
     pub fn advert_refresh(&self) -> Duration {
-        let origins = self.router.adverts().count() as u32 + 1;
+        let known = self.router.advert_count().max(self.router.route_count());
+        let origins = known as u32 + 1;
         self.config
             .advert_interval
             .max(REFRESH_PER_ORIGIN * origins)
@@ -2234,6 +2240,13 @@ impl Endpoint {
         };
         a.signature = self.identity.sign_advert(&*self.crypto, &a.signed_bytes());
         a
+    }
+
+    /// Originates this node's advert at the next opportunity, as its
+    /// periodic refresh would. For simulators measuring what a mesh-wide
+    /// refresh round costs (meshd itself never calls it).
+    pub fn readvertise(&mut self, now: Instant) {
+        self.advert_soon(now);
     }
 
     /// Sends control message `msg` to `peer` in its current session, to its

@@ -366,6 +366,16 @@ impl Router {
         self.adverts.get(&node).is_some_and(|(a, _)| a.stub)
     }
 
+    /// Adverts held.
+    pub fn advert_count(&self) -> usize {
+        self.adverts.len()
+    }
+
+    /// Destinations with a route.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
     /// All routes.
     pub fn routes(&self) -> impl Iterator<Item = (&NodeId, &Route)> {
         self.routes.iter()
