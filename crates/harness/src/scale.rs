@@ -128,18 +128,19 @@ fn two_tier(
     let mut links = topology(relays, degree, rng);
     let mut load = vec![0usize; relays];
     for stub in relays..nodes {
+        // Two distinct relays with room, drawn at random among those.
         let mut first = None;
-        loop {
-            let r = rng.next_u32() as usize % relays;
-            if load[r] >= STUBS_PER_RELAY || first == Some(r) {
-                continue;
+        for _ in 0..2 {
+            let open: Vec<usize> = (0..relays)
+                .filter(|&r| load[r] < STUBS_PER_RELAY && first != Some(r))
+                .collect();
+            if open.is_empty() {
+                return Err(format!("no relay has room left for stub {stub}"));
             }
+            let r = open[rng.next_u32() as usize % open.len()];
             load[r] += 1;
             let lat = Duration::from_micros(1000 + u64::from(rng.next_u32() % 9000));
             links.push((r, stub, lat));
-            if first.is_some() {
-                break;
-            }
             first = Some(r);
         }
     }

@@ -29,6 +29,7 @@ use proto::control::Control;
 use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
 use proto::handshake::Identity;
 use proto::provider::Crypto;
+use proto::store::SharedStore;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -65,6 +66,9 @@ pub struct SimNode {
     pub events: Vec<(Instant, Event)>,
     /// Crashed: receives nothing, runs no timers.
     pub down: bool,
+    /// Stalled (not running) until then: its timers wait, datagrams to it
+    /// queue up and are read after its timers have run (the worst order).
+    pub stalled_until: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +162,9 @@ impl Sim {
         )
         .expect("a fixed CA name and validity are valid");
         let ca = TrustedCa::new(&c, ca_cert, START_UNIX).expect("fresh CA verifies");
+        // One copy of each verified certificate and advert for all nodes
+        // (proto::store): N² copies would not fit at 10,000 nodes.
+        let store = Arc::new(SharedStore::new(*ca.fingerprint()));
         let crypto: Arc<dyn Crypto> = Arc::new(RealCrypto);
         let mut nodes = Vec::new();
         let mut statics = Vec::new();
@@ -190,7 +197,15 @@ impl Sim {
             statics.push(public);
             nodes.push(SimNode {
                 name: name.clone(),
-                ep: Endpoint::new(crypto.clone(), ca.clone(), identity, config(i)),
+                ep: Endpoint::new(
+                    crypto.clone(),
+                    ca.clone(),
+                    identity,
+                    EndpointConfig {
+                        shared: Some(store.clone()),
+                        ..config(i)
+                    },
+                ),
                 addr: SocketAddr::from((
                     [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
                     51820,
@@ -200,6 +215,7 @@ impl Sim {
                 inbox: Vec::new(),
                 events: Vec::new(),
                 down: false,
+                stalled_until: None,
             });
         }
         let mut link_map = HashMap::new();
@@ -351,6 +367,18 @@ impl Sim {
         self.nodes[n].down = true;
     }
 
+    /// Stops node `n` for `d` (a paused VM, a starved process): nothing it
+    /// should do in that time happens until `d` is over; then its timers
+    /// run first, and then it reads the datagrams that waited for it.
+    pub fn stall(&mut self, n: usize, d: Duration) {
+        self.nodes[n].stalled_until = Some(self.now + d);
+    }
+
+    /// When node `n` can run again, if it is stalled now.
+    fn stalled(&self, n: usize) -> Option<Instant> {
+        self.nodes[n].stalled_until.filter(|t| *t > self.now)
+    }
+
     /// Puts a datagram from node `from` on the link to underlay address `dst`.
     fn transmit(&mut self, from: usize, dst: SocketAddr, payload: Vec<u8>) {
         self.sent += 1;
@@ -415,7 +443,7 @@ impl Sim {
     /// Sends an IP packet (UDP-like payload `data`) from node `from` to node
     /// `to`'s overlay address. Returns what the sender's endpoint did.
     pub fn inject(&mut self, from: usize, to: usize, data: &[u8]) -> SendOutcome {
-        if self.nodes[from].down {
+        if self.nodes[from].down || self.stalled(from).is_some() {
             return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint);
         }
         let pkt = ipv4(self.nodes[from].ip, self.nodes[to].ip, data);
@@ -446,9 +474,11 @@ impl Sim {
         sent
     }
 
-    /// Runs every arrival and timer up to `until` (bounded in steps).
+    /// Runs every arrival and timer up to `until` (bounded in steps: 20,000
+    /// per node, at least 10 million).
     pub fn run_until(&mut self, until: Instant) {
-        for _ in 0..10_000_000 {
+        let bound = 20_000 * self.nodes.len().max(500);
+        for _ in 0..bound {
             let arrival = self.queue.peek().map(|Reverse((t, ..))| *t);
             let timer = self.next_timer();
             let next = [arrival, timer.map(|(t, _)| t)].into_iter().flatten().min();
@@ -459,19 +489,30 @@ impl Sim {
             self.now = self.now.max(t);
             if arrival.is_some_and(|a| a <= t) {
                 if let Some(Reverse((_, seq, from, to))) = self.queue.pop() {
+                    if let Some(resume) = self.stalled(to) {
+                        // Waits in its socket until after its timers ran.
+                        let later = resume + Duration::from_micros(1);
+                        self.queue.push(Reverse((later, seq, from, to)));
+                        continue;
+                    }
                     if let Some(d) = self.in_flight.remove(&seq) {
                         self.arrive(from, to, d);
                     }
                 }
             } else if let Some((_, i)) = timer {
                 self.timers.pop();
+                if let Some(resume) = self.stalled(i) {
+                    self.deadlines[i] = Some(resume);
+                    self.timers.push(Reverse((resume, i)));
+                    continue;
+                }
                 self.deadlines[i] = None;
                 let (now, unix) = (self.now, self.unix_nanos());
                 self.nodes[i].ep.handle_timeout(now, unix, &mut self.rng);
                 self.drain(i);
             }
         }
-        panic!("simulation did not reach {until:?} in 10 million steps");
+        panic!("simulation did not reach {until:?} in {bound} steps");
     }
 
     /// Runs for `d` of virtual time.

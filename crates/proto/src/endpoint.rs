@@ -43,6 +43,7 @@ use crate::policy::{self as pol, Compiled, Subject};
 use crate::provider::{Crypto, MAC_LEN};
 use crate::route::{self, OwnLink, RouteConfig, Router};
 use crate::session::{Session, SessionError};
+use crate::store::SharedStore;
 use crate::timers::*;
 use crate::wire::{
     classify, MessageKind, NodeId, RelayHeader, TransportHeader, COOKIE_REPLY_LEN, MAX_RELAY_TTL,
@@ -88,6 +89,10 @@ pub struct EndpointConfig {
     /// is not sent; [`SendOutcome::TooBig`] says how large an inner packet
     /// fits, for the driver's ICMP "packet too big".
     pub underlay_mtu: usize,
+    /// Verified certificates and adverts shared with other endpoints of
+    /// this process (the simulator; see [`crate::store`]). Ignored unless
+    /// made for this endpoint's CA.
+    pub shared: Option<Arc<SharedStore>>,
 }
 
 impl Default for EndpointConfig {
@@ -104,6 +109,7 @@ impl Default for EndpointConfig {
             filter: FilterLimits::default(),
             aes_gcm: true,
             underlay_mtu: 1500,
+            shared: None,
         }
     }
 }
@@ -712,7 +718,9 @@ pub struct Endpoint {
     offer_at: Option<Instant>,
     /// Verified, admissible certificates of advert origins (peers and
     /// nodes we only know from their adverts), by node id.
-    origin_certs: HashMap<NodeId, Certificate>,
+    origin_certs: HashMap<NodeId, Arc<Certificate>>,
+    /// `config.shared` when it is made for our CA.
+    shared: Option<Arc<SharedStore>>,
     /// Adverts whose origin's certificate we are fetching: the highest one
     /// per origin, who sent it, and when we asked that neighbour.
     parked: HashMap<NodeId, Parked>,
@@ -773,12 +781,19 @@ impl Endpoint {
         let cookie_checker = CookieChecker::new(&*crypto, identity.static_public());
         let node_id = NodeId::of(identity.static_public());
         let config_filter = config.filter;
+        let shared = config.shared.clone().filter(|s| s.ca() == ca.fingerprint());
         let mut identity = identity;
         identity.set_aes(&*crypto, config.aes_gcm);
         Self {
             node_id,
             by_node: HashMap::new(),
-            router: Router::new(node_id, config.route),
+            router: {
+                let mut r = Router::new(node_id, config.route);
+                if !config.relay {
+                    r.scope_routes(); // a stub routes for its own peers only
+                }
+                r
+            },
             advert_at: None,
             advert_seq: 0,
             last_originated: None,
@@ -810,6 +825,7 @@ impl Endpoint {
             bundles: [None, None],
             transfers: [None, None],
             origin_certs: HashMap::new(),
+            shared,
             parked: HashMap::new(),
             offer_at: None,
         }
@@ -878,6 +894,7 @@ impl Endpoint {
         });
         self.by_static.insert(static_public, id);
         self.by_node.insert(node_id, id);
+        self.router.want_route(node_id);
         if let Some(e) = endpoint {
             self.by_endpoint.insert(e, id);
         }
@@ -941,12 +958,15 @@ impl Endpoint {
     /// are flooded at once regardless; a crashed node's stale advert is
     /// harmless (its neighbours stop listing it, see `proto::route`).
     ///
-    /// Nodes known = adverts held or destinations routed to, whichever is
-    /// more: a stub holds only relays' adverts but routes to every node, so
-    /// it reaches the same figure as a relay, and every node's refresh
-    /// interval (and the 4 × refresh after which adverts expire) agrees.
+    /// Nodes known = adverts held or nodes reachable, whichever is more: a
+    /// stub holds only relays' adverts but reaches every node through them,
+    /// so it counts the same as a relay, and every node's refresh interval
+    /// (and the 4 × refresh after which adverts expire) agrees.
     pub fn advert_refresh(&self) -> Duration {
-        let known = self.router.advert_count().max(self.router.route_count());
+        let known = self
+            .router
+            .advert_count()
+            .max(self.router.reachable_count());
         let origins = known as u32 + 1;
         self.config
             .advert_interval
@@ -1950,10 +1970,7 @@ impl Endpoint {
             let hop = self.by_endpoint.get(&hop).copied();
             self.peers[peer.0 as usize].via = hop;
         }
-        self.origin_certs.insert(
-            NodeId::of(out.peer_cert.public_key()),
-            out.peer_cert.clone(),
-        );
+        self.keep_origin_cert(out.peer_cert.clone());
         let crypto = &*self.crypto;
         let p = &mut self.peers[peer.0 as usize];
         let name = out.peer_cert.name().to_string();
@@ -2054,10 +2071,7 @@ impl Endpoint {
         if let Source::Direct(a) = source {
             self.set_endpoint(peer, a);
         }
-        self.origin_certs.insert(
-            NodeId::of(out.peer_cert.public_key()),
-            out.peer_cert.clone(),
-        );
+        self.keep_origin_cert(out.peer_cert.clone());
         let crypto = &*self.crypto;
         let p = &mut self.peers[pi];
         let name = out.peer_cert.name().to_string();
@@ -2288,6 +2302,10 @@ impl Endpoint {
             self.park(now, pi, advert);
             return;
         };
+        if let Some(a) = self.shared.as_ref().and_then(|s| s.advert(&advert)) {
+            self.take_advert(now, pi, a); // verified by another endpoint
+            return;
+        }
         let key = cert.body().advert_key;
         let ok = self
             .crypto
@@ -2297,7 +2315,21 @@ impl Endpoint {
             self.reject_advert("bad_signature");
             return;
         }
+        let advert = match &self.shared {
+            Some(s) => s.put_advert(advert),
+            None => Arc::new(advert),
+        };
         self.take_advert(now, pi, advert);
+    }
+
+    /// Keeps a verified node certificate (shared when there is a store).
+    fn keep_origin_cert(&mut self, cert: Certificate) {
+        let node = NodeId::of(cert.public_key());
+        let cert = match &self.shared {
+            Some(s) => s.put_cert(node, cert),
+            None => Arc::new(cert),
+        };
+        self.origin_certs.insert(node, cert);
     }
 
     /// Parks an advert of an origin whose certificate we lack and asks the
@@ -2352,7 +2384,11 @@ impl Endpoint {
             return; // not asked for (or already resolved)
         }
         let unix = self.last_unix_nanos / 1_000_000_000;
-        if self.ca.verify_node(&*self.crypto, &cert, unix).is_err() {
+        let known = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.cert(origin, bytes).is_some());
+        if !known && self.ca.verify_node(&*self.crypto, &cert, unix).is_err() {
             self.reject_advert("bad_certificate");
             return;
         }
@@ -2364,12 +2400,12 @@ impl Endpoint {
             return;
         }
         self.stats.certs_fetched += 1;
-        self.origin_certs.insert(origin, cert);
+        self.keep_origin_cert(cert);
         self.on_advert(now, parked.from, parked.advert);
     }
 
     /// Takes a verified advert and floods it on.
-    fn take_advert(&mut self, now: Instant, pi: usize, advert: Advert) {
+    fn take_advert(&mut self, now: Instant, pi: usize, advert: Arc<Advert>) {
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }

@@ -31,6 +31,7 @@ pub mod provider;
 pub mod replay;
 pub mod route;
 pub mod session;
+pub mod store;
 pub mod timers;
 pub mod wire;
 

@@ -30,8 +30,9 @@
 //! back and forth.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
@@ -158,7 +159,7 @@ pub struct RouteChange {
 pub struct Router {
     me: NodeId,
     config: RouteConfig,
-    adverts: HashMap<NodeId, (Advert, Instant), Ids>,
+    adverts: HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
     routes: HashMap<NodeId, Route, Ids>,
     /// A better next hop waiting out `switch_after`, per destination.
     candidates: HashMap<NodeId, (NodeId, Instant), Ids>,
@@ -167,6 +168,11 @@ pub struct Router {
     /// The inputs of the last computation: generation and own links with
     /// RTT rounded to 4 significant bits.
     last_inputs: Option<(u64, Vec<OwnLink>)>,
+    /// Destinations routes are kept for (`None`: every one reached). A stub
+    /// forwards for nobody: it keeps routes to its own peers only.
+    scope: Option<HashSet<NodeId, Ids>>,
+    /// Nodes the last computation reached.
+    reachable: usize,
 }
 
 /// How a shortest-path run reached a node.
@@ -185,7 +191,7 @@ struct Graph<'a> {
     me: NodeId,
     config: &'a RouteConfig,
     own: &'a [OwnLink],
-    adverts: &'a HashMap<NodeId, (Advert, Instant), Ids>,
+    adverts: &'a HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
 }
 
 impl Graph<'_> {
@@ -302,12 +308,15 @@ impl Router {
             candidates: HashMap::default(),
             generation: 0,
             last_inputs: None,
+            scope: None,
+            reachable: 0,
         }
     }
 
     /// Stores `advert` if it is newer than what we hold for its origin.
     /// Returns whether it was new (and so should be flooded on).
-    pub fn handle_advert(&mut self, now: Instant, advert: Advert) -> bool {
+    pub fn handle_advert(&mut self, now: Instant, advert: impl Into<Arc<Advert>>) -> bool {
+        let advert = advert.into();
         if advert.origin == self.me {
             return false;
         }
@@ -348,7 +357,7 @@ impl Router {
 
     /// Every advert held (for syncing a new neighbour).
     pub fn adverts(&self) -> impl Iterator<Item = &Advert> {
-        self.adverts.values().map(|(a, _)| a)
+        self.adverts.values().map(|(a, _)| &**a)
     }
 
     /// The route to `dst`, if reachable.
@@ -358,12 +367,38 @@ impl Router {
 
     /// The advert held for `origin`.
     pub fn advert(&self, origin: NodeId) -> Option<&Advert> {
-        self.adverts.get(&origin).map(|(a, _)| a)
+        self.adverts.get(&origin).map(|(a, _)| &**a)
     }
 
     /// Whether `node` said it does not relay (false while we hold no advert).
     pub fn is_stub(&self, node: NodeId) -> bool {
         self.adverts.get(&node).is_some_and(|(a, _)| a.stub)
+    }
+
+    /// Keeps routes only to destinations named with [`Router::want_route`]
+    /// from now on (a stub's peers), instead of to every node reached: a
+    /// stub in a mesh of N nodes then holds routes for its peers, not N.
+    pub fn scope_routes(&mut self) {
+        if self.scope.is_none() {
+            self.scope = Some(HashSet::default());
+            self.last_inputs = None;
+        }
+    }
+
+    /// Adds `dst` to the destinations routes are kept for (no effect
+    /// without [`Router::scope_routes`]).
+    pub fn want_route(&mut self, dst: NodeId) {
+        if let Some(s) = &mut self.scope {
+            if s.insert(dst) {
+                self.last_inputs = None;
+            }
+        }
+    }
+
+    /// Nodes the last computation reached (whether or not a route to each
+    /// is kept).
+    pub fn reachable_count(&self) -> usize {
+        self.reachable
     }
 
     /// Adverts held.
@@ -442,11 +477,19 @@ impl Router {
             adverts: &self.adverts,
         };
         let best = g.shortest(self.me, None);
+        self.reachable = best.len();
         // Distances from a neighbour, avoiding us, computed on demand.
         let mut from_neighbor: HashMap<NodeId, Tree, Ids> = HashMap::default();
-        let mut next = HashMap::with_capacity_and_hasher(best.len(), Ids);
+        let kept = self
+            .scope
+            .as_ref()
+            .map_or(best.len(), |s| s.len().min(best.len()));
+        let mut next = HashMap::with_capacity_and_hasher(kept, Ids);
         let mut changes = Vec::new();
         for (&dst, r) in &best {
+            if self.scope.as_ref().is_some_and(|s| !s.contains(&dst)) {
+                continue;
+            }
             let (metric, hops, first) = (r.cost, r.hops, r.first);
             let mut chosen = Route {
                 next_hop: first,
@@ -715,6 +758,26 @@ mod tests {
         let only_b = [link(B, 100, true), link(C, 100, false), link(D, 100, false)];
         r.recompute(now, &only_b);
         assert_eq!(r.route(C).map(|x| x.next_hop), Some(B));
+    }
+
+    #[test]
+    fn a_scoped_router_keeps_routes_to_wanted_destinations_only() {
+        let now = Instant::now();
+        let mut r = square(now);
+        r.scope_routes();
+        r.want_route(B);
+        let cut = [link(B, 100, false), link(C, 100, true), link(D, 100, true)];
+        let ch = r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        assert!(r.route(C).is_none() && r.route(D).is_none());
+        assert_eq!(r.route_count(), 1);
+        assert_eq!(r.reachable_count(), 3, "c and d are still reached");
+        assert!(ch.iter().all(|c| c.dst == B));
+        // Wanting one more takes effect at the next computation, even with
+        // unchanged inputs.
+        r.want_route(D);
+        r.recompute_if_changed(now, &cut);
+        assert_eq!(r.route(D).map(|x| x.next_hop), Some(D));
     }
 
     #[test]
