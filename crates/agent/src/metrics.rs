@@ -379,6 +379,13 @@ pub fn render(
     let _ = writeln!(o, "meshd_peers_retired_total {}", s.peers_retired);
     family(
         &mut o,
+        "meshd_local_stalls_total",
+        "counter",
+        "Times meshd's own timers ran 100 ms or more late (it was not running); probes in flight were not blamed on the links.",
+    );
+    let _ = writeln!(o, "meshd_local_stalls_total {}", s.local_stalls);
+    family(
+        &mut o,
         "meshd_peers_refused",
         "gauge",
         "Peers refused: revoked, or outside this node's enclaves.",

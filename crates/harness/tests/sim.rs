@@ -15,7 +15,8 @@ use std::time::Duration;
 use crypto::RealCrypto;
 use harness::sim::Sim;
 use proto::control::Control;
-use proto::endpoint::EndpointConfig;
+use proto::endpoint::{EndpointConfig, Event};
+use proto::health::HealthConfig;
 
 const A: usize = 0;
 const B: usize = 1;
@@ -426,5 +427,65 @@ fn a_stub_is_never_a_hop_even_when_it_is_the_only_way() {
     assert!(
         delivered(&sim, A, B) - before < 10,
         "b unreachable without a relay"
+    );
+}
+
+/// a–b, 40 ms each way, a streaming to b (probes every 50 ms, so one is
+/// always in flight), then six 400 ms stalls of a. Returns a's view of the
+/// link: (loss, smoothed RTT, stalls a noticed, times a saw it go down).
+fn stalled_node(stall_threshold: Option<Duration>) -> (f64, Duration, u64, usize) {
+    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+    let config = EndpointConfig {
+        health: Some(HealthConfig {
+            stall_threshold,
+            ..HealthConfig::default()
+        }),
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build(17, &names, &[(A, B, ms(40))], config, true);
+    sim.run_for(Duration::from_secs(3));
+    for _ in 0..6 {
+        for _ in 0..30 {
+            sim.inject(A, B, b"data");
+            sim.run_for(ms(10));
+        }
+        sim.stall(A, ms(400));
+        sim.run_for(ms(400));
+    }
+    sim.run_for(ms(300));
+    let ep = &sim.nodes[A].ep;
+    let link = ep
+        .peer(sim.nodes[A].peers[&B], sim.now)
+        .and_then(|p| p.link)
+        .expect("a probes b");
+    let downs = sim.nodes[A]
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::LinkChanged { up: false, .. }))
+        .count();
+    (
+        link.loss,
+        link.srtt.expect("answered"),
+        ep.stats().local_stalls,
+        downs,
+    )
+}
+
+#[test]
+fn a_node_that_stalls_blames_neither_its_links_nor_their_rtt() {
+    let (loss, srtt, stalls, downs) = stalled_node(HealthConfig::default().stall_threshold);
+    assert_eq!(stalls, 6, "a noticed each of its stalls");
+    assert_eq!(loss, 0.0, "no probe lost to a's own stalls");
+    assert!(srtt < ms(90), "the stalls are not in the RTT: {srtt:?}");
+    assert_eq!(downs, 0);
+    // Without stall detection the same run blames the link: the probes in
+    // flight at each stall are counted lost when a's timers run before it
+    // reads their replies.
+    let (loss, _, stalls, _) = stalled_node(None);
+    assert_eq!(stalls, 0);
+    // (24 % here: past the 10 % that routing ignores, so traffic would move.)
+    assert!(
+        loss > 0.1,
+        "without stall detection a counts probes lost: {loss}"
     );
 }

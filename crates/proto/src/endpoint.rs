@@ -298,6 +298,9 @@ pub struct Stats {
     pub advert_rejects: HashMap<&'static str, u64>,
     /// Origin certificates fetched from neighbours.
     pub certs_fetched: u64,
+    /// Times this node's timers ran late by the health stall threshold or
+    /// more (it was not running; probes in flight were not blamed on peers).
+    pub local_stalls: u64,
 }
 
 impl Stats {
@@ -685,6 +688,8 @@ pub struct Endpoint {
     last_originated: Option<Instant>,
     last_advert: Option<Advert>,
     last_unix_nanos: u64,
+    /// When `handle_timeout` last ran (stall detection).
+    last_timeout: Option<Instant>,
     route_at: Option<Instant>,
     crypto: Arc<dyn Crypto>,
     ca: TrustedCa,
@@ -799,6 +804,7 @@ impl Endpoint {
             last_originated: None,
             last_advert: None,
             last_unix_nanos: 0,
+            last_timeout: None,
             route_at: None,
             reassembler: Reassembler::new(config.reassembly),
             crypto,
@@ -2894,6 +2900,7 @@ impl Endpoint {
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
         self.last_unix_nanos = unix_nanos;
+        self.detect_stall(now);
         self.reassembler.expire(now);
         self.filter.handle_timeout(now);
         self.bundle_timers(now);
@@ -2988,6 +2995,30 @@ impl Endpoint {
     /// Probing keeps sessions as data does: a probed link whose session is
     /// gone (or, for the initiator, due for rekeying) gets a handshake, so a
     /// quiet mesh keeps measuring its links and can fail over at once.
+    /// Were we called late? A deadline due `late` ago that the driver only
+    /// now acts on, with no call in between, means this node was not
+    /// running (Lifeguard's local health, see
+    /// [`HealthConfig::stall_threshold`]). A deadline merely left in the
+    /// past would be acted on at every call, so the gap since the previous
+    /// call must cover the lateness.
+    fn detect_stall(&mut self, now: Instant) {
+        let last = self.last_timeout.replace(now);
+        let Some(threshold) = self.config.health.and_then(|h| h.stall_threshold) else {
+            return;
+        };
+        let (Some(due), Some(last)) = (self.poll_timeout(), last) else {
+            return;
+        };
+        let late = now.saturating_duration_since(due);
+        if late < threshold || now.saturating_duration_since(last) < late {
+            return;
+        }
+        self.stats.local_stalls += 1;
+        for h in self.peers.iter_mut().filter_map(|p| p.health.as_mut()) {
+            h.on_local_stall(late);
+        }
+    }
+
     fn probe_links(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
         for i in 0..self.peers.len() {
             self.ensure_health(now, i);

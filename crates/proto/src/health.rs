@@ -42,6 +42,12 @@ pub struct HealthConfig {
     pub up_after_replies: u32,
     /// How long a recovered link must stay up before routes prefer it again.
     pub hold_down: Duration,
+    /// Timers firing this late mean *this* node was not running (CPU
+    /// starvation, a paused VM, SIGSTOP): probes in flight across the stall
+    /// are not counted lost for it and their replies give no RTT sample
+    /// (Lifeguard's point: a slow node must not blame its peers).
+    /// `None`: off.
+    pub stall_threshold: Option<Duration>,
 }
 
 impl Default for HealthConfig {
@@ -53,6 +59,7 @@ impl Default for HealthConfig {
             down_after_misses: 4,
             up_after_replies: 3,
             hold_down: Duration::from_secs(2),
+            stall_threshold: Some(Duration::from_millis(100)),
         }
     }
 }
@@ -96,8 +103,9 @@ pub struct LinkHealth {
     /// When the last probe reply arrived.
     last_reply: Option<Instant>,
     next_seq: u32,
-    /// Unanswered probes: sequence, sent, lost-after deadline.
-    outstanding: VecDeque<(u32, Instant, Instant)>,
+    /// Unanswered probes: sequence, sent, lost-after deadline, and whether
+    /// this node stalled while it was in flight (no RTT sample then).
+    outstanding: VecDeque<(u32, Instant, Instant, bool)>,
     srtt: Option<Duration>,
     rttvar: Duration,
     last_rtt: Option<Duration>,
@@ -240,7 +248,7 @@ impl LinkHealth {
             self.outstanding.pop_front();
         }
         let deadline = now + self.probe_timeout(now);
-        self.outstanding.push_back((seq, now, deadline));
+        self.outstanding.push_back((seq, now, deadline, false));
         self.next_probe = now + self.interval(now);
         Some(seq)
     }
@@ -258,15 +266,26 @@ impl LinkHealth {
     pub fn next_deadline(&self) -> Instant {
         self.outstanding
             .iter()
-            .map(|(_, _, d)| *d)
+            .map(|(_, _, d, _)| *d)
             .fold(self.next_probe, Instant::min)
+    }
+
+    /// This node did not run for `stalled` (see
+    /// [`HealthConfig::stall_threshold`]): every probe in flight gets that
+    /// much longer (its reply may be waiting, unread, in our socket) and
+    /// will give no RTT sample.
+    pub fn on_local_stall(&mut self, stalled: Duration) {
+        for p in &mut self.outstanding {
+            p.2 += stalled;
+            p.3 = true;
+        }
     }
 
     /// Counts probes unanswered past their timeout (fixed when each was
     /// sent) as lost.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<LinkChange> {
         let mut change = None;
-        while let Some(pos) = self.outstanding.iter().position(|(_, _, d)| *d <= now) {
+        while let Some(pos) = self.outstanding.iter().position(|(_, _, d, _)| *d <= now) {
             self.outstanding.remove(pos);
             self.record(false);
             self.misses += 1;
@@ -283,16 +302,19 @@ impl LinkHealth {
     /// A probe reply arrived on the direct path. Unknown or late sequence
     /// numbers are ignored (they were already counted as lost).
     pub fn on_reply(&mut self, now: Instant, seq: u32) -> Option<LinkChange> {
-        let pos = self.outstanding.iter().position(|(s, _, _)| *s == seq)?;
-        let (_, sent, _) = self.outstanding.remove(pos)?;
+        let pos = self.outstanding.iter().position(|(s, ..)| *s == seq)?;
+        let (_, sent, _, stalled) = self.outstanding.remove(pos)?;
         let rtt = now.saturating_duration_since(sent);
-        self.last_rtt = Some(rtt);
         match self.srtt {
+            // Our own stall is in this one: it says nothing about the link.
+            _ if stalled => {}
             None => {
+                self.last_rtt = Some(rtt);
                 self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
             }
             Some(s) => {
+                self.last_rtt = Some(rtt);
                 let diff = s.abs_diff(rtt);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + rtt) / 8);
@@ -437,6 +459,26 @@ mod tests {
             *now += ms(1);
         }
         sent
+    }
+
+    #[test]
+    fn a_local_stall_extends_probes_in_flight_and_keeps_them_out_of_the_rtt() {
+        let now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        l.on_data_sent(now); // probed every 50 ms
+        let s1 = l.poll_probe(now).unwrap();
+        l.on_reply(now + ms(10), s1);
+        let t = now + ms(50);
+        let s2 = l.poll_probe(t).unwrap();
+        // We stalled 500 ms right after sending s2: its deadline (75 ms)
+        // moves by as much, and its late reply is an answer but no RTT
+        // sample.
+        l.on_local_stall(ms(500));
+        assert_eq!(l.handle_timeout(t + ms(500)), None);
+        assert_eq!(l.loss(), 0.0);
+        l.on_reply(t + ms(510), s2);
+        assert_eq!(l.srtt(), Some(ms(10)));
+        assert_eq!(l.loss(), 0.0);
     }
 
     #[test]
