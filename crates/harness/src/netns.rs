@@ -286,6 +286,9 @@ fn build(
             dir.join(format!("{}.sock", h.name)).display(),
             underlay_mtu
         );
+        if !h.relay {
+            cfg.push_str("\n[routing]\nrelay = false\n");
+        }
         for (j, p) in topo.hosts.iter().enumerate() {
             if j == i {
                 continue;

@@ -9,6 +9,7 @@
 //! segments = ["web"]
 //! [[host]]
 //! name = "b"
+//! relay = false       # default true; false: a stub (never a hop)
 //! [[link]]
 //! between = ["a", "b"]
 //! mtu = 1500          # default 1500
@@ -53,6 +54,13 @@ pub struct Host {
     /// Segments in its certificate.
     #[serde(default)]
     pub segments: Vec<String>,
+    /// Relays for others (`[routing] relay`); false: a stub.
+    #[serde(default = "yes")]
+    pub relay: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A point-to-point underlay link.

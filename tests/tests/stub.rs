@@ -1,0 +1,91 @@
+//! A stub in real namespaces (root): the square with c configured
+//! `[routing] relay = false`. With a–b cut, a relays through d; with d
+//! killed too, b is unreachable from a rather than routed through c, and c
+//! never forwards a packet.
+//!
+//! ```text
+//!      c (stub)
+//!    /   \
+//!   a ─── b      l0 = a–b; relay d (a–d, d–b)
+//!    \   /
+//!      d
+//! ```
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use harness::netns::{self, state_dir};
+use types::admin::{AdminRequest, AdminResponse};
+
+#[test]
+fn a_stub_is_never_a_hop_in_a_real_mesh() {
+    let (sq, _down) = common::up("square-stub", "st");
+    for (x, ys) in [("a", ["b", "c", "d"]), ("b", ["a", "c", "d"])] {
+        for y in ys {
+            sq.wait_for(
+                &format!("session {x}–{y}"),
+                Duration::from_secs(10),
+                || sq.try_peer(x, y).is_some_and(|p| p.session),
+            );
+        }
+    }
+    sq.wait_for("routes at a", Duration::from_secs(5), || {
+        matches!(sq.ask("a", &AdminRequest::Routes), AdminResponse::Routes { routes } if routes.len() == 3)
+    });
+
+    for y in ["b", "c", "d"] {
+        sq.wait_for(
+            &format!("a's link to {y} measured"),
+            Duration::from_secs(5),
+            || sq.peer("a", y).link_rtt_ms.is_some(),
+        );
+    }
+
+    // a–b cut under traffic: through the relay d, never the stub c.
+    let udp = sq.udp_stream("a", "b", "100.64.0.2", 6100, 3);
+    std::thread::sleep(Duration::from_millis(1000));
+    sq.cut("a", true, true);
+    sq.wait_for("a fails over to d", Duration::from_secs(1), || {
+        sq.peer("a", "b").path == "via d"
+    });
+    let out = udp.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let gap = netns::field(&text, "max_gap_ms").unwrap_or_else(|| panic!("udp-gaps: {text}"));
+    assert!(gap < 1000.0, "failover through d took {gap} ms");
+
+    // d gone too: the only path left passes through c, which is no path.
+    let pid = std::fs::read_to_string(state_dir(&sq.name).join("d.pid")).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    sq.wait_for("a's link to d down", Duration::from_secs(2), || {
+        sq.peer("a", "d").link.as_deref() == Some("down")
+    });
+    let udp = sq.udp_stream("a", "b", "100.64.0.2", 6101, 2);
+    let out = udp.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let received = netns::field(&text, "received").unwrap_or(0.0);
+    assert!(
+        received < 10.0,
+        "b got {received} datagrams from a with no relay left: {text}"
+    );
+    assert!(
+        sq.peer("a", "b").path != "via c",
+        "a routes b through the stub: {}",
+        sq.peer("a", "b").path
+    );
+    assert_eq!(sq.metric("c", "meshd_relayed_packets_total"), 0.0);
+    let AdminResponse::Metrics { text } = sq.ask("c", &AdminRequest::Metrics) else {
+        panic!("not metrics");
+    };
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("reason=\"relay_refused\"") && !l.ends_with(" 0")),
+        "nobody tried to relay through c:\n{text}"
+    );
+}
