@@ -279,6 +279,28 @@ pub fn render(
     for (name, l) in &probed {
         let _ = writeln!(o, "meshd_link_loss_ratio{{peer=\"{name}\"}} {}", l.loss);
     }
+    family(
+        &mut o,
+        "meshd_link_path_mtu_bytes",
+        "gauge",
+        "Largest datagram (outer IP and UDP headers included) the direct link to the peer carries, by path MTU discovery.",
+    );
+    for (name, l) in &probed {
+        if let Some(mtu) = l.path_mtu {
+            let _ = writeln!(o, "meshd_link_path_mtu_bytes{{peer=\"{name}\"}} {mtu}");
+        }
+    }
+    family(
+        &mut o,
+        "meshd_pmtu_probes_sent_total",
+        "counter",
+        "Path MTU probes sent.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_pmtu_probes_sent_total {}",
+        ep.stats().pmtu_probes_sent
+    );
     let f = ep.filter();
     family(
         &mut o,

@@ -250,6 +250,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             aes_gcm: cfg.crypto.aes_gcm,
             underlay_mtu: usize::from(cfg.listen.underlay_mtu),
             relay: cfg.routing.relay,
+            pmtu_discovery: cfg.listen.pmtu_discovery,
             ..EndpointConfig::default()
         },
     );
@@ -801,6 +802,10 @@ impl Node {
                 Event::HandshakeTimedOut { peer, dropped } => {
                     warn!(?peer, dropped, "handshake timed out")
                 }
+                Event::PathMtuChanged { peer, mtu } => {
+                    let name = self.peer_name(peer);
+                    info!(peer = %name, mtu, "path MTU of the direct link (probed)");
+                }
                 Event::LinkChanged { peer, up } => {
                     let name = self.peer_name(peer);
                     if up {
@@ -1034,6 +1039,7 @@ impl Node {
                         link_rtt_ms: p.link.and_then(|l| l.srtt).map(|d| d.as_secs_f64() * 1e3),
                         link_jitter_ms: p.link.map(|l| l.jitter.as_secs_f64() * 1e3),
                         link_loss: p.link.map(|l| l.loss),
+                        path_mtu: p.link.and_then(|l| l.path_mtu),
                     })
                     .collect(),
             },

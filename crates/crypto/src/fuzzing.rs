@@ -433,6 +433,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Control::Cert {
             bytes: vec![1; 200],
         },
+        Control::MtuProbe { seq: 5, len: 64 },
+        Control::MtuProbeReply { seq: 5 },
         Control::BundleOffer {
             kind: 1,
             version: 1,

@@ -87,6 +87,15 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Draw the scale charts from the JSON lines of earlier `scale` runs.
+    ScalePlot {
+        /// Files of `scale` output (one JSON report per line; repeatable).
+        #[arg(long = "json", required = true)]
+        json: Vec<PathBuf>,
+        /// Directory for scale-convergence.svg and scale-gossip.svg.
+        #[arg(long)]
+        svg: PathBuf,
+    },
     /// Bring a topology up: namespaces, links, certificates, meshd on every host.
     Up {
         /// Topology file, e.g. configs/topologies/pair.toml.
@@ -267,7 +276,6 @@ fn scale(
     steady_secs: Option<u64>,
     svg: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    use harness::svg::{Chart, Series};
     let mut reports = Vec::new();
     for &n in nodes {
         let r = harness::scale::run(
@@ -282,57 +290,31 @@ fn scale(
         reports.push(r);
     }
     let Some(dir) = svg else { return Ok(()) };
-    let pts = |f: &dyn Fn(&harness::scale::ScaleReport) -> f64| {
-        reports
-            .iter()
-            .map(|r| (r.nodes as f64, f(r)))
-            .collect::<Vec<_>>()
-    };
-    let charts = [
-        (
-            "scale-convergence.svg",
-            Chart {
-                title: "Convergence: link cut, and a revocation".into(),
-                x_label: "nodes".into(),
-                y_label: "ms of virtual time".into(),
-                log_x: true,
-                series: vec![
-                    Series {
-                        name: "link cut: detection → 99 % agree".into(),
-                        points: pts(&|r| r.convergence_ms),
-                    },
-                    Series {
-                        name: "revocation pushed → every node holds it".into(),
-                        points: pts(&|r| r.revocation_spread_ms),
-                    },
-                ],
-                target: Some((2000.0, "target 2 s".into())),
-                markers: vec![],
-            },
-        ),
-        (
-            "scale-gossip.svg",
-            Chart {
-                title: "Control traffic per node, steady state".into(),
-                x_label: "nodes".into(),
-                y_label: "bytes/s (UDP payload)".into(),
-                log_x: true,
-                series: vec![
-                    Series {
-                        name: "link-state gossip".into(),
-                        points: pts(&|r| r.gossip_wire_bytes_per_node_sec),
-                    },
-                    Series {
-                        name: "link probes (idle links, 1/s)".into(),
-                        points: pts(&|r| r.probe_wire_bytes_per_node_sec),
-                    },
-                ],
-                target: Some((1000.0, "gossip target 1 kB/s".into())),
-                markers: vec![],
-            },
-        ),
-    ];
-    for (file, chart) in charts {
+    draw_scale(&reports, dir)
+}
+
+fn scale_plot(files: &[PathBuf], dir: &std::path::Path) -> Result<(), String> {
+    let mut reports = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| l.starts_with('{')) {
+            let r = serde_json::from_str(line)
+                .map_err(|e| format!("{}:{}: not a scale report: {e}", f.display(), n + 1))?;
+            reports.push(r);
+        }
+    }
+    if reports.is_empty() {
+        return Err("no scale reports in the files given".into());
+    }
+    draw_scale(&reports, dir)
+}
+
+/// Writes the scale charts for `reports` into `dir`.
+fn draw_scale(
+    reports: &[harness::scale::ScaleReport],
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    for (file, chart) in harness::scale::charts(reports) {
         let path = dir.join(file);
         std::fs::write(&path, chart.render()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -437,6 +419,7 @@ fn main() -> ExitCode {
             steady_secs,
             svg.as_deref(),
         ),
+        Command::ScalePlot { json, svg } => scale_plot(&json, &svg),
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,

@@ -177,6 +177,17 @@ fn build(
             let inner = format!("l{k}");
             ip(&["link", "set", dev, "netns", &ns])?;
             ip(&["-n", &ns, "link", "set", dev, "name", &inner])?;
+            let mtu = match (end, l.receive_mtu) {
+                (1, Some(r)) => r,
+                (0, Some(_)) => {
+                    // veth passes GSO batches without the receiver's MTU
+                    // check: make the sender segment first, so every
+                    // datagram meets the narrow end like on a real link.
+                    ip(&["-n", &ns, "link", "set", &inner, "gso_max_segs", "1"])?;
+                    l.mtu
+                }
+                _ => l.mtu,
+            };
             ip(&[
                 "-n",
                 &ns,
@@ -184,7 +195,7 @@ fn build(
                 "set",
                 &inner,
                 "mtu",
-                &l.mtu.to_string(),
+                &mtu.to_string(),
                 "up",
             ])?;
             ip(&[

@@ -33,12 +33,14 @@ use proto::endpoint::{EndpointConfig, Event};
 use proto::wire::{NodeId, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::svg::{Chart, Series};
 
 use crate::sim::Sim;
 
 /// Results of one scale run (all times virtual).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleReport {
     /// Hosts.
     pub nodes: usize,
@@ -381,4 +383,72 @@ pub fn run(
         steady_secs: steady.as_secs_f64(),
         wall_secs: wall.elapsed().as_secs_f64(),
     })
+}
+
+/// The two charts of docs/scale.md from any set of runs: one line per mesh
+/// shape (every node relaying, or a relay percentage), by size.
+pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
+    let shape = |r: &ScaleReport| {
+        if r.relays == r.nodes {
+            "every node relays".to_string()
+        } else {
+            format!("{} % relays", (r.relays * 100 + r.nodes / 2) / r.nodes)
+        }
+    };
+    let mut shapes: Vec<String> = reports.iter().map(shape).collect();
+    shapes.sort();
+    shapes.dedup();
+    let series = |name: &str, f: &dyn Fn(&ScaleReport) -> f64| -> Vec<Series> {
+        shapes
+            .iter()
+            .map(|sh| {
+                let mut points: Vec<(f64, f64)> = reports
+                    .iter()
+                    .filter(|r| shape(r) == *sh)
+                    .map(|r| (r.nodes as f64, f(r)))
+                    .collect();
+                points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Series {
+                    name: format!("{name}, {sh}"),
+                    points,
+                }
+            })
+            .collect()
+    };
+    let mut convergence = series("link cut: detection → 99 % agree", &|r| r.convergence_ms);
+    convergence.extend(series("revocation held by every node", &|r| {
+        r.revocation_spread_ms
+    }));
+    let mut gossip = series("link-state gossip", &|r| {
+        r.gossip_refresh_wire_bytes_per_node_sec
+    });
+    gossip.extend(series("probes (idle links, 1/s)", &|r| {
+        r.probe_wire_bytes_per_node_sec
+    }));
+    vec![
+        (
+            "scale-convergence.svg",
+            Chart {
+                title: "Convergence: link cut, and a revocation".into(),
+                x_label: "nodes".into(),
+                y_label: "ms of virtual time".into(),
+                log_x: true,
+                series: convergence,
+                target: Some((2000.0, "target 2 s".into())),
+                markers: vec![],
+            },
+        ),
+        (
+            "scale-gossip.svg",
+            Chart {
+                title: "Control traffic per node, steady state".into(),
+                x_label: "nodes".into(),
+                y_label: "bytes/s (UDP payload)".into(),
+                log_x: true,
+                series: gossip,
+                target: Some((1000.0, "gossip target 1 kB/s".into())),
+                markers: vec![],
+            },
+        ),
+    ]
 }

@@ -80,6 +80,9 @@ struct Link {
     up_fwd: bool,
     /// Whether the direction higher → lower carries packets.
     up_back: bool,
+    /// Largest IPv4 datagram carried (UDP payload + 28); larger ones are
+    /// dropped silently, as by a link that sends no ICMP.
+    mtu: usize,
 }
 
 /// The simulated mesh.
@@ -227,6 +230,7 @@ impl Sim {
                     loss: 0.0,
                     up_fwd: true,
                     up_back: true,
+                    mtu: usize::MAX,
                 },
             );
         }
@@ -362,6 +366,14 @@ impl Sim {
         }
     }
 
+    /// Makes the link a–b carry IPv4 datagrams of at most `mtu` bytes, both
+    /// ways, dropping larger ones without a word (a PMTU black hole).
+    pub fn set_mtu(&mut self, a: usize, b: usize, mtu: usize) {
+        if let Some(l) = self.links.get_mut(&key(a, b)) {
+            l.mtu = mtu;
+        }
+    }
+
     /// Crashes node `n`: it drops everything and runs no timers.
     pub fn crash(&mut self, n: usize) {
         self.nodes[n].down = true;
@@ -391,7 +403,8 @@ impl Sim {
             return;
         };
         let up = if from < to { link.up_fwd } else { link.up_back };
-        let dropped = link.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < link.loss;
+        let dropped = payload.len() + 28 > link.mtu
+            || (link.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < link.loss);
         if !up || dropped {
             self.lost += 1;
             return;

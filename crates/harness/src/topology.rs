@@ -14,6 +14,7 @@
 //! between = ["a", "b"]
 //! mtu = 1500          # default 1500
 //! rate-mbit = 1000    # optional: TBF rate limit on both ends
+//! receive-mtu = 1400  # optional: the second end's MTU only (a black hole)
 //! ```
 //!
 //! Addressing is derived, so files stay short: link `k` (0-based, in file
@@ -75,6 +76,11 @@ pub struct Link {
     /// Rate limit in Mbit/s (TBF on both ends); absent: unlimited.
     #[serde(default)]
     pub rate_mbit: Option<u32>,
+    /// MTU of the second host's end only, below `mtu`: datagrams from the
+    /// first host larger than this are dropped on arrival with no ICMP
+    /// error, a path MTU black hole that neither end is configured for.
+    #[serde(default)]
+    pub receive_mtu: Option<u32>,
 }
 
 fn default_mtu() -> u32 {
@@ -177,6 +183,14 @@ impl Topology {
                     "{here}mtu {} out of range; use 1280 to 9000",
                     l.mtu
                 ));
+            }
+            if let Some(r) = l.receive_mtu {
+                if r < 1280 || r >= l.mtu {
+                    return Err(format!(
+                        "{here}receive-mtu {r} must be at least 1280 and below mtu {}",
+                        l.mtu
+                    ));
+                }
             }
             if l.rate_mbit == Some(0) {
                 return Err(format!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crypto::RealCrypto;
 use harness::sim::Sim;
 use proto::control::Control;
-use proto::endpoint::{EndpointConfig, Event};
+use proto::endpoint::{EndpointConfig, Event, SendOutcome};
 use proto::health::HealthConfig;
 
 const A: usize = 0;
@@ -488,4 +488,61 @@ fn a_node_that_stalls_blames_neither_its_links_nor_their_rtt() {
         loss > 0.1,
         "without stall detection a counts probes lost: {loss}"
     );
+}
+
+#[test]
+fn a_narrower_path_than_configured_is_discovered_and_big_packets_get_too_big() {
+    // a–b carries 1400-byte datagrams and drops larger ones silently;
+    // both ends are configured for 1500.
+    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+    let mut sim = Sim::build(
+        21,
+        &names,
+        &[(A, B, ms(5))],
+        EndpointConfig::default(),
+        true,
+    );
+    sim.set_mtu(A, B, 1400);
+    sim.run_for(Duration::from_secs(10));
+    let link = |sim: &Sim| {
+        sim.nodes[A]
+            .ep
+            .peer(sim.nodes[A].peers[&B], sim.now)
+            .and_then(|p| p.link)
+            .unwrap()
+    };
+    let found = link(&sim).path_mtu.unwrap();
+    assert!(
+        (1400 - proto::pmtu::PRECISION..=1400).contains(&found),
+        "found {found}"
+    );
+    assert!(!link(&sim).pmtu_searching);
+    assert!(sim.nodes[A]
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::PathMtuChanged { mtu, .. } if *mtu == found)));
+    // A full-size inner packet no longer fits: refused with what fits
+    // (datagram − 28 IPv4/UDP − 32 meshd), for the agent's ICMP.
+    let big = vec![0u8; 1400];
+    match sim.inject(A, B, &big) {
+        SendOutcome::TooBig { mtu } => assert_eq!(mtu, found - 60),
+        other => panic!("a too-big packet was {other:?}"),
+    }
+    // What fits is delivered.
+    let fits = vec![0u8; found - 60 - 20];
+    let before = delivered(&sim, A, B);
+    assert!(matches!(sim.inject(A, B, &fits), SendOutcome::Send { .. }));
+    sim.run_for(ms(20));
+    assert_eq!(delivered(&sim, A, B), before + 1);
+    // A path that carries the ceiling costs one probe and keeps it.
+    let mut wide = Sim::build(
+        22,
+        &names,
+        &[(A, B, ms(5))],
+        EndpointConfig::default(),
+        true,
+    );
+    wide.run_for(Duration::from_secs(3));
+    assert_eq!(link(&wide).path_mtu, Some(1500));
+    assert_eq!(wide.nodes[A].ep.stats().pmtu_probes_sent, 1);
 }

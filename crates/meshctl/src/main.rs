@@ -1087,7 +1087,7 @@ fn peers(a: &AdminArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
+        "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
         "NAME",
         "OVERLAY",
         "ENDPOINT",
@@ -1098,7 +1098,8 @@ fn peers(a: &AdminArgs) -> Result<()> {
         "TX",
         "RTT",
         "PATH",
-        "LINK"
+        "LINK",
+        "MTU"
     );
     for p in peers {
         let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
@@ -1109,7 +1110,7 @@ fn peers(a: &AdminArgs) -> Result<()> {
             _ => "-".into(),
         };
         println!(
-            "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18}",
+            "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
             p.name,
             p.addresses.first().cloned().unwrap_or_else(|| "-".into()),
             p.endpoint.unwrap_or_else(|| "-".into()),
@@ -1129,6 +1130,9 @@ fn peers(a: &AdminArgs) -> Result<()> {
                 .unwrap_or_else(|| "-".into()),
             p.path,
             link,
+            p.path_mtu
+                .map(|m| m.to_string())
+                .unwrap_or_else(|| "-".into()),
         );
     }
     Ok(())

@@ -16,6 +16,8 @@
 //! | 7 | bundle chunk | bundle kind u8, 2 reserved, offset u32, version u64, total u32, 1..=1024 bytes |
 //! | 8 | certificate request | 3 reserved, node id u64 |
 //! | 9 | certificate | 3 reserved, a node certificate's encoding (≤ 1024 bytes) |
+//! | 10 | path MTU probe | 3 reserved, sequence u32, zero padding to the size probed |
+//! | 11 | path MTU probe reply | 3 reserved, sequence u32 (echoed) |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -59,6 +61,12 @@ pub const KIND_BUNDLE_CHUNK: u8 = 7;
 pub const KIND_CERT_REQUEST: u8 = 8;
 /// Kind byte of a certificate.
 pub const KIND_CERT: u8 = 9;
+/// Kind byte of a path MTU probe.
+pub const KIND_MTU_PROBE: u8 = 10;
+/// Kind byte of a path MTU probe reply.
+pub const KIND_MTU_PROBE_REPLY: u8 = 11;
+/// Largest path MTU probe plaintext (a 9000-byte jumbo underlay).
+pub const MAX_MTU_PROBE: usize = 9000;
 /// Domain separator of advert signatures.
 pub const ADVERT_SIGNING_CONTEXT: &[u8] = b"meshd advert v1\0";
 /// Advert signature length.
@@ -184,6 +192,18 @@ pub enum Control {
     Cert {
         /// At most [`crate::cert::MAX_CERT_LEN`] bytes.
         bytes: Vec<u8>,
+    },
+    /// A padded probe of the underlay path's MTU (see `crate::pmtu`).
+    MtuProbe {
+        /// Echoed in the reply.
+        seq: u32,
+        /// Plaintext length, padding included: 8..=[`MAX_MTU_PROBE`].
+        len: usize,
+    },
+    /// "Your MTU probe `seq` arrived."
+    MtuProbeReply {
+        /// The probe's sequence number.
+        seq: u32,
     },
     /// Bytes `offset..offset + data.len()` of a bundle of `total` bytes.
     BundleChunk {
@@ -326,6 +346,27 @@ impl Control {
                     bytes: b[4..].to_vec(),
                 })
             }
+            KIND_MTU_PROBE => {
+                if b.len() < 8 || b.len() > MAX_MTU_PROBE {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] || b[8..].iter().any(|&x| x != 0) {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::MtuProbe {
+                    seq: u32_at(b, 4),
+                    len: b.len(),
+                })
+            }
+            KIND_MTU_PROBE_REPLY => {
+                if b.len() != 8 {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1..4] != [0, 0, 0] {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::MtuProbeReply { seq: u32_at(b, 4) })
+            }
             KIND_SYNC_REQUEST => {
                 if b.len() != 4 {
                     return Err(ControlError::BadLength);
@@ -428,6 +469,17 @@ impl Control {
                 v.extend_from_slice(&seq.to_le_bytes());
                 v
             }
+            Self::MtuProbe { seq, len } => {
+                let mut v = vec![KIND_MTU_PROBE, 0, 0, 0];
+                v.extend_from_slice(&seq.to_le_bytes());
+                v.resize((*len).clamp(8, MAX_MTU_PROBE), 0);
+                v
+            }
+            Self::MtuProbeReply { seq } => {
+                let mut v = vec![KIND_MTU_PROBE_REPLY, 0, 0, 0];
+                v.extend_from_slice(&seq.to_le_bytes());
+                v
+            }
             Self::LinkState(a) => {
                 let mut v = Vec::new();
                 a.write_unsigned(&mut v);
@@ -471,6 +523,9 @@ mod tests {
             Control::SyncRequest,
             Control::LinkState(advert),
             Control::CertRequest { node: NodeId(42) },
+            Control::MtuProbe { seq: 3, len: 1400 },
+            Control::MtuProbe { seq: 4, len: 8 },
+            Control::MtuProbeReply { seq: 3 },
             Control::Cert {
                 bytes: vec![2; 300],
             },
@@ -502,8 +557,8 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[10, 0, 0, 0]),
-            Err(ControlError::UnknownKind(10))
+            Control::decode(&[12, 0, 0, 0]),
+            Err(ControlError::UnknownKind(12))
         );
         assert_eq!(
             Control::decode(&[1, 0, 0, 0, 1]),
@@ -526,6 +581,13 @@ mod tests {
             signature: [0; 64],
         })
         .encode();
+        let mut probe = Control::MtuProbe { seq: 1, len: 100 }.encode();
+        probe[99] = 1; // padding must be zero
+        assert_eq!(Control::decode(&probe), Err(ControlError::ReservedNonZero));
+        assert_eq!(
+            Control::decode(&vec![KIND_MTU_PROBE; MAX_MTU_PROBE + 1]),
+            Err(ControlError::BadLength)
+        );
         a[1] = 0x02; // a reserved advert flag bit
         assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
         a[1] = 0;

@@ -39,6 +39,7 @@ use crate::filter::{self, Denied, Direction, Filter, FilterLimits};
 use crate::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits};
 use crate::handshake::{self, HandshakeError, Identity, InitiatorHandshake, ReplayGuard};
 use crate::health::{HealthConfig, LinkChange, LinkHealth, LinkStatus};
+use crate::pmtu::PathMtu;
 use crate::policy::{self as pol, Compiled, Subject};
 use crate::provider::{Crypto, MAC_LEN};
 use crate::route::{self, OwnLink, RouteConfig, Router};
@@ -93,6 +94,10 @@ pub struct EndpointConfig {
     /// this process (the simulator; see [`crate::store`]). Ignored unless
     /// made for this endpoint's CA.
     pub shared: Option<Arc<SharedStore>>,
+    /// Measure each direct link's path MTU with padded probes
+    /// ([`crate::pmtu`]) and refuse data larger than it (with
+    /// [`SendOutcome::TooBig`]); `underlay_mtu` is the ceiling.
+    pub pmtu_discovery: bool,
 }
 
 impl Default for EndpointConfig {
@@ -110,6 +115,7 @@ impl Default for EndpointConfig {
             aes_gcm: true,
             underlay_mtu: 1500,
             shared: None,
+            pmtu_discovery: true,
         }
     }
 }
@@ -301,6 +307,8 @@ pub struct Stats {
     /// Times this node's timers ran late by the health stall threshold or
     /// more (it was not running; probes in flight were not blamed on peers).
     pub local_stalls: u64,
+    /// Path MTU probes sent.
+    pub pmtu_probes_sent: u64,
 }
 
 impl Stats {
@@ -373,6 +381,14 @@ pub enum Event {
     CookieReceived {
         /// The peer.
         peer: PeerId,
+    },
+    /// Path MTU discovery changed the largest datagram the direct link to
+    /// `peer` carries.
+    PathMtuChanged {
+        /// The peer.
+        peer: PeerId,
+        /// Datagram bytes, outer IP and UDP headers included.
+        mtu: usize,
     },
     /// Probes found the direct link to `peer` down or back up.
     LinkChanged {
@@ -554,6 +570,8 @@ struct Peer {
     node_id: NodeId,
     /// Probe state of the direct link (once it has an address and a session).
     health: Option<LinkHealth>,
+    /// Path MTU of the direct link (with `health`, when discovery is on).
+    pmtu: Option<PathMtu>,
     /// The relay datagrams go through, or `None` for the direct path.
     via: Option<PeerId>,
     /// Adverts were exchanged with this neighbour since its link last came up.
@@ -632,6 +650,11 @@ pub struct LinkInfo {
     pub jitter: Duration,
     /// Fraction of recent probes lost.
     pub loss: f64,
+    /// Largest datagram the link carries (outer headers included): the
+    /// underlay MTU until discovery found less.
+    pub path_mtu: Option<usize>,
+    /// Path MTU discovery is still probing.
+    pub pmtu_searching: bool,
 }
 
 /// One row of the route table.
@@ -872,6 +895,7 @@ impl Endpoint {
             static_public,
             node_id,
             health: None,
+            pmtu: None,
             via: None,
             synced: false,
             static_static,
@@ -918,6 +942,8 @@ impl Endpoint {
                 self.by_endpoint.remove(&old);
             }
         }
+        // A new path: measured afresh at the next probe (`probe_path_mtu`).
+        p.pmtu = None;
         self.by_endpoint.insert(addr, peer);
     }
 
@@ -952,6 +978,8 @@ impl Endpoint {
                 last_rtt: h.last_rtt(),
                 jitter: h.jitter(),
                 loss: h.loss(),
+                path_mtu: p.pmtu.as_ref().map(PathMtu::mtu),
+                pmtu_searching: p.pmtu.as_ref().is_some_and(PathMtu::searching),
             }),
             refused: p.refused,
             suite: p.current.as_ref().map(Session::suite),
@@ -1124,10 +1152,16 @@ impl Endpoint {
         }
         let outer = if dst.is_ipv4() { 28 } else { 48 };
         let extra = TRANSPORT_OVERHEAD + outer + relay.map_or(0, |_| RELAY_HEADER_LEN);
-        if len + extra > self.config.underlay_mtu {
+        // The first hop's measured path MTU (the relay's link while relayed).
+        let hop = self.peers[pi].via.map_or(pi, |r| r.0 as usize);
+        let limit = self.peers[hop]
+            .pmtu
+            .as_ref()
+            .map_or(self.config.underlay_mtu, PathMtu::mtu);
+        if len + extra > limit {
             self.stats.drop(DropReason::TooBig);
             return Done(SendOutcome::TooBig {
-                mtu: self.config.underlay_mtu.saturating_sub(extra),
+                mtu: limit.saturating_sub(extra),
             });
         }
         // Data makes the links it uses probed fast: the direct one, and the
@@ -1633,6 +1667,7 @@ impl Endpoint {
         p.new_handshake_at = None;
         p.persistent_at = None;
         p.synced = false;
+        p.pmtu = None;
         p.health.take().is_some()
     }
 
@@ -2485,6 +2520,8 @@ impl Endpoint {
         if change == LinkChange::WentDown {
             // It may miss floods while down: exchange everything again after.
             self.peers[peer.0 as usize].synced = false;
+            // And whatever path it comes back on is measured afresh.
+            self.peers[peer.0 as usize].pmtu = None;
         }
         self.events.push_back(Event::LinkChanged {
             peer,
@@ -2585,6 +2622,21 @@ impl Endpoint {
                 }
             }
             Control::Cert { bytes } => self.on_cert(now, &bytes),
+            Control::MtuProbe { seq, .. } => {
+                // Answer on the path the probe took (it measures that path).
+                if let Some(d) = self.seal_control(now, pi, &Control::MtuProbeReply { seq }) {
+                    self.push_reply(source, d);
+                }
+            }
+            Control::MtuProbeReply { seq } => {
+                if matches!(source, Source::Direct(_)) {
+                    let changed = self.peers[pi]
+                        .pmtu
+                        .as_mut()
+                        .is_some_and(|m| m.on_ack(now, seq));
+                    self.pmtu_changed(peer, changed);
+                }
+            }
         }
         Received::Control { peer }
     }
@@ -2879,10 +2931,14 @@ impl Endpoint {
                     .map(|t| t + ZERO_KEYS_AFTER),
             ]
         });
-        let health = self
-            .peers
-            .iter()
-            .filter_map(|p| p.health.as_ref().map(LinkHealth::next_deadline));
+        let health = self.peers.iter().flat_map(|p| {
+            [
+                p.health.as_ref().map(LinkHealth::next_deadline),
+                p.pmtu.as_ref().and_then(PathMtu::next_deadline),
+            ]
+            .into_iter()
+            .flatten()
+        });
         peer_deadlines
             .chain([
                 self.reassembler.next_expiry(),
@@ -3053,14 +3109,58 @@ impl Endpoint {
             if let Some(c) = change {
                 self.on_link_change(now, PeerId(i as u32), c);
             }
-            let Some(seq) = probe else { continue };
             let Some(dst) = self.peers[i].endpoint else {
                 continue;
             };
-            if let Some(d) = self.seal_control(now, i, &Control::Probe { seq }) {
-                self.stats.probes_sent += 1;
-                self.transmits.push_back(Transmit { dst, payload: d });
+            if let Some(seq) = probe {
+                if let Some(d) = self.seal_control(now, i, &Control::Probe { seq }) {
+                    self.stats.probes_sent += 1;
+                    self.transmits.push_back(Transmit { dst, payload: d });
+                }
             }
+            if session {
+                self.probe_path_mtu(now, i, dst);
+            }
+        }
+    }
+
+    /// Path MTU discovery on peer `pi`'s direct link to `dst`: a lost probe
+    /// counted, the next one sent.
+    fn probe_path_mtu(&mut self, now: Instant, pi: usize, dst: SocketAddr) {
+        if !self.config.pmtu_discovery {
+            return;
+        }
+        let ceiling = self.config.underlay_mtu;
+        let p = &mut self.peers[pi];
+        // Only a working link is measured: a dead one loses every size.
+        let Some(h) = p.health.as_ref().filter(|h| h.status() == LinkStatus::Up) else {
+            return;
+        };
+        let m = p.pmtu.get_or_insert_with(|| PathMtu::new(ceiling, now));
+        // A few RTTs; an unmeasured link gets a second.
+        let timeout = h.srtt().map_or(Duration::from_secs(1), |r| {
+            (3 * r).clamp(Duration::from_millis(200), Duration::from_secs(1))
+        });
+        let changed = m.handle_timeout(now);
+        let probe = m.poll_probe(now, timeout);
+        self.pmtu_changed(PeerId(pi as u32), changed);
+        let Some((seq, size)) = probe else { return };
+        let outer = if dst.is_ipv4() { 28 } else { 48 };
+        let len = size.saturating_sub(outer + TRANSPORT_OVERHEAD);
+        if let Some(d) = self.seal_control(now, pi, &Control::MtuProbe { seq, len }) {
+            self.stats.pmtu_probes_sent += 1;
+            self.transmits.push_back(Transmit { dst, payload: d });
+        }
+    }
+
+    fn pmtu_changed(&mut self, peer: PeerId, changed: bool) {
+        if let Some(mtu) = self.peers[peer.0 as usize]
+            .pmtu
+            .as_ref()
+            .filter(|_| changed)
+            .map(PathMtu::mtu)
+        {
+            self.events.push_back(Event::PathMtuChanged { peer, mtu });
         }
     }
 

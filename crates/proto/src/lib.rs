@@ -26,6 +26,7 @@ pub mod fragment;
 pub mod handshake;
 pub mod health;
 mod noise;
+pub mod pmtu;
 pub mod policy;
 pub mod provider;
 pub mod replay;

@@ -211,6 +211,10 @@ pub struct PeerView {
     pub link_jitter_ms: Option<f64>,
     /// Fraction of recent probes on the direct link that were lost.
     pub link_loss: Option<f64>,
+    /// Largest datagram the direct link carries, outer headers included
+    /// (path MTU discovery; the underlay MTU until it found less).
+    #[serde(default)]
+    pub path_mtu: Option<usize>,
 }
 
 /// One route, as `meshctl routes` shows it.

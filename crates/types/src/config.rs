@@ -119,6 +119,10 @@ pub struct ListenSection {
     /// not fit (for example a full-size packet through a relay, which adds
     /// 20 bytes) gets an ICMP "packet too big" back, as from a router.
     pub underlay_mtu: u16,
+    /// Measure each direct link's path MTU with padded probes (up to
+    /// `underlay-mtu`) and answer packets too big for it with ICMP, so a
+    /// narrower path than configured is no black hole.
+    pub pmtu_discovery: bool,
 }
 
 impl Default for ListenSection {
@@ -126,6 +130,7 @@ impl Default for ListenSection {
         Self {
             address: SocketAddr::from(([0, 0, 0, 0], 51820)),
             underlay_mtu: 1500,
+            pmtu_discovery: true,
         }
     }
 }
