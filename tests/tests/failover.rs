@@ -37,19 +37,7 @@ fn max_gap_ms(rx: Child) -> f64 {
 
 fn square() -> (Topo, Down) {
     let (sq, guard) = common::up("square", "fo");
-    for (x, ys) in [("a", ["b", "c", "d"]), ("b", ["a", "c", "d"])] {
-        for y in ys {
-            sq.wait_for(
-                &format!("session {x}–{y}"),
-                Duration::from_secs(10),
-                || sq.try_peer(x, y).is_some_and(|p| p.session),
-            );
-        }
-    }
-    // Probes measured and adverts exchanged: a knows routes to all three.
-    sq.wait_for("routes at a", Duration::from_secs(5), || {
-        matches!(sq.ask("a", &AdminRequest::Routes), AdminResponse::Routes { routes } if routes.len() == 3)
-    });
+    sq.wait_mesh(&[("a", &["b", "c", "d"]), ("b", &["a", "c", "d"])], "a", 3);
     (sq, guard)
 }
 
@@ -59,30 +47,12 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
     assert_eq!(sq.peer("a", "b").path, "direct");
 
     // 1. Cut a–b both ways under a TCP stream and a UDP stream; restore.
-    let sink = sq.spawn(
-        "b",
-        &[
-            "tcp-sink",
-            "--listen",
-            "100.64.0.2:5001",
-            "--timeout-secs",
-            "20",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let source = sq.spawn(
+    let tcp = sq.tcp_transfer(
         "a",
-        &[
-            "tcp-source",
-            "--connect",
-            "100.64.0.2:5001",
-            "--bytes",
-            "75000000",
-            "--rate-mbit",
-            "100",
-            "--timeout-secs",
-            "20",
-        ],
+        "b",
+        "100.64.0.2:5001",
+        75_000_000,
+        &["--rate-mbit", "100"],
     );
     let udp = sq.udp_stream("a", "b", "100.64.0.2", 6000, 6);
     std::thread::sleep(Duration::from_millis(1500));
@@ -116,16 +86,7 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
     );
     let gap = max_gap_ms(udp);
     assert!(gap < 1000.0, "failover outage {gap} ms (bound 1 s)");
-    let sent = source.wait_with_output().unwrap();
-    let got = sink.wait_with_output().unwrap();
-    let (sent, got) = (
-        String::from_utf8_lossy(&sent.stdout).to_string(),
-        String::from_utf8_lossy(&got.stdout).to_string(),
-    );
-    assert!(
-        sent.starts_with("bytes=75000000") && sent == got,
-        "the TCP connection did not survive the failover: sent '{sent}' got '{got}'"
-    );
+    tcp.check("the TCP connection did not survive the failover");
     // One failover and one return for b: no flapping.
     std::thread::sleep(Duration::from_millis(500));
     let log = std::fs::read_to_string(state_dir(&sq.name).join("a.log")).unwrap();

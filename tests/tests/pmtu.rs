@@ -33,33 +33,8 @@ fn a_path_narrower_than_configured_is_found_and_tcp_gets_through() {
         mtu as f64
     );
     // b → a carries 1500 (b's kernel fragments what its 1400 end cannot send).
-    let sink = t.spawn(
-        "b",
-        &[
-            "tcp-sink",
-            "--listen",
-            "100.64.0.2:5001",
-            "--timeout-secs",
-            "20",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let source = t.spawn(
-        "a",
-        &[
-            "tcp-source",
-            "--connect",
-            "100.64.0.2:5001",
-            "--bytes",
-            "20000000",
-            "--timeout-secs",
-            "20",
-        ],
-    );
-    let sent = String::from_utf8_lossy(&source.wait_with_output().unwrap().stdout).to_string();
-    let got = String::from_utf8_lossy(&sink.wait_with_output().unwrap().stdout).to_string();
-    assert!(sent.starts_with("bytes=20000000 "), "{sent}");
-    assert_eq!(sent.trim(), got.trim(), "content differs");
+    t.tcp_transfer("a", "b", "100.64.0.2:5001", 20_000_000, &[])
+        .check("TCP a → b over the narrow path");
     let too_big = t.metric("a", "meshd_dropped_packets_total{reason=\"too_big\"}");
     assert!(too_big >= 1.0, "a answered no packet with ICMP too big");
 }

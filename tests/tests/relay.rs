@@ -40,33 +40,8 @@ fn a_reaches_d_through_two_relays_with_a_checksummed_tcp_transfer() {
     assert!(to_d.hybrid_post_quantum);
 
     // 20 MB a → d, content verified at d.
-    let sink = t.spawn(
-        "d",
-        &[
-            "tcp-sink",
-            "--listen",
-            "100.64.0.4:5001",
-            "--timeout-secs",
-            "20",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(200));
-    let source = t.spawn(
-        "a",
-        &[
-            "tcp-source",
-            "--connect",
-            "100.64.0.4:5001",
-            "--bytes",
-            "20000000",
-            "--timeout-secs",
-            "20",
-        ],
-    );
-    let sent = String::from_utf8_lossy(&source.wait_with_output().unwrap().stdout).to_string();
-    let got = String::from_utf8_lossy(&sink.wait_with_output().unwrap().stdout).to_string();
-    assert!(sent.starts_with("bytes=20000000 "), "{sent}");
-    assert_eq!(sent.trim(), got.trim(), "content differs");
+    t.tcp_transfer("a", "d", "100.64.0.4:5001", 20_000_000, &[])
+        .check("TCP a → d through two relays");
 
     // Both relays forwarded it (each datagram crosses b and c); the far end
     // saw a's traffic arrive relayed.

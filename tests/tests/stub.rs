@@ -22,19 +22,7 @@ use types::admin::{AdminRequest, AdminResponse};
 #[test]
 fn a_stub_is_never_a_hop_in_a_real_mesh() {
     let (sq, _down) = common::up("square-stub", "st");
-    for (x, ys) in [("a", ["b", "c", "d"]), ("b", ["a", "c", "d"])] {
-        for y in ys {
-            sq.wait_for(
-                &format!("session {x}–{y}"),
-                Duration::from_secs(10),
-                || sq.try_peer(x, y).is_some_and(|p| p.session),
-            );
-        }
-    }
-    sq.wait_for("routes at a", Duration::from_secs(5), || {
-        matches!(sq.ask("a", &AdminRequest::Routes), AdminResponse::Routes { routes } if routes.len() == 3)
-    });
-
+    sq.wait_mesh(&[("a", &["b", "c", "d"]), ("b", &["a", "c", "d"])], "a", 3);
     for y in ["b", "c", "d"] {
         sq.wait_for(
             &format!("a's link to {y} measured"),

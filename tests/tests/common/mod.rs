@@ -14,6 +14,30 @@ use harness::topology::Topology;
 use meshd_tests::{binary, require_root};
 use types::admin::{AdminRequest, AdminResponse, PeerView};
 
+/// A TCP transfer between two hosts of a topology (`Topo::tcp_transfer`).
+pub struct Transfer {
+    sink: Child,
+    source: Child,
+    bytes: u64,
+}
+
+impl Transfer {
+    /// Waits for both ends; panics with `what` unless every byte arrived
+    /// and the content (BLAKE2s) matches.
+    pub fn check(self, what: &str) {
+        let sent = String::from_utf8_lossy(&self.source.wait_with_output().unwrap().stdout)
+            .trim()
+            .to_string();
+        let got = String::from_utf8_lossy(&self.sink.wait_with_output().unwrap().stdout)
+            .trim()
+            .to_string();
+        assert!(
+            sent.starts_with(&format!("bytes={} ", self.bytes)) && sent == got,
+            "{what}: sent '{sent}', received '{got}'"
+        );
+    }
+}
+
 /// Removes the topology on drop.
 pub struct Down(pub String);
 
@@ -110,6 +134,63 @@ impl Topo {
             }
         }
         panic!("{what}: not within {limit:?}{logs}");
+    }
+
+    /// Starts a TCP transfer of `bytes` from host `from` to `listen` (an
+    /// overlay address and port of host `to`), each end giving up after 20 s
+    /// without progress; `source_args` add to tcp-source's (a rate limit).
+    pub fn tcp_transfer(
+        &self,
+        from: &str,
+        to: &str,
+        listen: &str,
+        bytes: u64,
+        source_args: &[&str],
+    ) -> Transfer {
+        let sink = self.spawn(
+            to,
+            &["tcp-sink", "--listen", listen, "--timeout-secs", "20"],
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let bytes_arg = bytes.to_string();
+        let mut args = vec![
+            "tcp-source",
+            "--connect",
+            listen,
+            "--bytes",
+            &bytes_arg,
+            "--timeout-secs",
+            "20",
+        ];
+        args.extend_from_slice(source_args);
+        let source = self.spawn(from, &args);
+        Transfer {
+            sink,
+            source,
+            bytes,
+        }
+    }
+
+    /// Waits for sessions from each `(host, peers)` and for `routes_at` to
+    /// hold `routes` routes (probes measured, adverts exchanged).
+    pub fn wait_mesh(&self, sessions: &[(&str, &[&str])], routes_at: &str, routes: usize) {
+        for (x, ys) in sessions {
+            for y in *ys {
+                self.wait_for(
+                    &format!("session {x}–{y}"),
+                    Duration::from_secs(10),
+                    || self.try_peer(x, y).is_some_and(|p| p.session),
+                );
+            }
+        }
+        self.wait_for(
+            &format!("{routes} routes at {routes_at}"),
+            Duration::from_secs(5),
+            || {
+                matches!(self.ask(routes_at, &AdminRequest::Routes),
+                    AdminResponse::Routes { routes: r } if r.len() == routes)
+            },
+        );
     }
 
     /// Drops everything on `host`'s a–b interface (l0), in the directions given.
