@@ -19,7 +19,7 @@
 mod common;
 
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Down, Topo};
 use harness::netns::{self, state_dir};
@@ -70,16 +70,22 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
         "b → a relayed too"
     );
     assert_eq!(sq.peer("a", "b").link.as_deref(), Some("down"));
+    // Timed from the start of the repair: the link carries probes again
+    // once the first nft rule is gone, and on a loaded host the rest of
+    // `heal` can take a second (measured from its return, the hold-down
+    // once looked skipped: 972 ms with both cores busy).
+    let healing = Instant::now();
     sq.heal("a");
     // Usually 2.2–3.2 s (hold-down 2 s + 3 probe replies); one CI run of
     // session 3 took over 6 s, unexplained: 10 s here, and the agents' logs
     // are printed if even that is missed.
-    let back = sq.wait_for(
+    sq.wait_for(
         "a returns to the direct path",
         Duration::from_secs(10),
         || sq.peer("a", "b").path == "direct",
     );
-    eprintln!("back on the direct path {back:?} after the repair");
+    let back = healing.elapsed();
+    eprintln!("back on the direct path {back:?} after the repair began");
     assert!(
         back >= Duration::from_millis(1500),
         "returned after {back:?}: the 2 s hold-down was skipped"
