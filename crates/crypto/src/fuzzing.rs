@@ -419,6 +419,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             origin: proto::wire::NodeId(1),
             seq: 2,
             stub: true,
+            truncated: false,
             links: vec![LinkEntry {
                 neighbor: proto::wire::NodeId(3),
                 rtt_us: 400,

@@ -546,3 +546,96 @@ fn a_narrower_path_than_configured_is_discovered_and_big_packets_get_too_big() {
     assert_eq!(link(&wide).path_mtu, Some(1500));
     assert_eq!(wide.nodes[A].ep.stats().pmtu_probes_sent, 1);
 }
+
+#[test]
+fn a_hub_with_more_leaves_than_an_advert_lists_still_carries_every_leaf() {
+    // 70 stub leaves: the hub's advert lists 64 and says it left some out.
+    const LEAVES: usize = 70;
+    let mut sim = hub(LEAVES, true);
+    let hub_id = sim.nodes[0].ep.node_id();
+    let advert = sim.nodes[1].ep.router().advert(hub_id).cloned().unwrap();
+    assert!(advert.truncated && advert.links.len() == 64);
+    let listed = |sim: &Sim, i: usize| {
+        advert
+            .links
+            .iter()
+            .any(|l| l.neighbor == sim.nodes[i].ep.node_id())
+    };
+    let unlisted: Vec<usize> = (1..=LEAVES).filter(|&i| !listed(&sim, i)).collect();
+    assert_eq!(unlisted.len(), LEAVES - 64);
+    let (x, y) = (
+        unlisted[0],
+        (1..=LEAVES).find(|&i| listed(&sim, i)).unwrap(),
+    );
+    // Leaves have no route to an unlisted leaf: they send through their
+    // relay, which has its own link to it.
+    assert!(sim.nodes[y]
+        .ep
+        .router()
+        .route(sim.nodes[x].ep.node_id())
+        .is_none());
+    for _ in 0..10 {
+        sim.inject(y, x, b"to an unlisted leaf");
+        sim.inject(x, y, b"from an unlisted leaf");
+        sim.run_for(ms(10));
+    }
+    assert_eq!(delivered(&sim, y, x), 10);
+    assert_eq!(delivered(&sim, x, y), 10);
+}
+
+#[test]
+fn relays_reach_stubs_a_truncated_advert_left_out() {
+    // Relays r1–r2; 70 stubs on r2; stub s on r1. s reaches every stub of
+    // r2 (its default route to r1, and r1's route through r2 vouched for by
+    // the stubs' own adverts).
+    const STUBS: usize = 70;
+    let (r1, r2, s) = (0, 1, 2);
+    let names: Vec<String> = (0..STUBS + 3).map(|i| format!("n{i}")).collect();
+    let mut links = vec![(r1, r2, ms(1)), (r1, s, ms(1))];
+    links.extend((3..STUBS + 3).map(|i| (r2, i, ms(1))));
+    let mut sim = Sim::build_each(
+        23,
+        &names,
+        &links,
+        |i| EndpointConfig {
+            relay: i == r1 || i == r2,
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    sim.run_for(Duration::from_secs(3));
+    let r2_advert = sim.nodes[r1]
+        .ep
+        .router()
+        .advert(sim.nodes[r2].ep.node_id())
+        .cloned()
+        .unwrap();
+    assert!(r2_advert.truncated);
+    let r1_id = sim.nodes[r1].ep.node_id();
+    assert!(
+        r2_advert.links.iter().any(|l| l.neighbor == r1_id),
+        "the backbone link is kept"
+    );
+    let far: Vec<usize> = (3..STUBS + 3)
+        .filter(|&i| {
+            !r2_advert
+                .links
+                .iter()
+                .any(|l| l.neighbor == sim.nodes[i].ep.node_id())
+        })
+        .collect();
+    assert!(!far.is_empty());
+    for &t in &far {
+        let route = sim.nodes[r1].ep.router().route(sim.nodes[t].ep.node_id());
+        assert_eq!(route.map(|r| r.next_hop), Some(sim.nodes[r2].ep.node_id()));
+    }
+    for _ in 0..5 {
+        for &t in &far {
+            sim.inject(s, t, b"across the backbone");
+        }
+        sim.run_for(ms(20));
+    }
+    for &t in &far {
+        assert_eq!(delivered(&sim, s, t), 5, "stub n{t}");
+    }
+}

@@ -23,8 +23,10 @@
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
 //! in its hold-down, every other bit is reserved. An advert's flag bit 0
 //! (`stub`) says its origin does not relay: nobody routes through it, and its
-//! advert is flooded only towards nodes that do relay; every other advert flag
-//! bit is reserved. Integers are little-endian. [`Control::decode`]
+//! advert is flooded only towards nodes that do relay; bit 1 (`truncated`)
+//! says the origin has more links up than the advert lists (it lists at most
+//! [`MAX_ADVERT_ENTRIES`], relays first); every other advert flag bit is
+//! reserved. Integers are little-endian. [`Control::decode`]
 //! checks every length and reserved byte; it cannot panic.
 //!
 //! An advert is signed by its origin's advert key (named in the origin's
@@ -81,6 +83,7 @@ const ADVERT_HEADER_LEN: usize = 20;
 const ENTRY_LEN: usize = 16;
 const FLAG_SETTLING: u16 = 1;
 const ADVERT_FLAG_STUB: u8 = 1;
+const ADVERT_FLAG_TRUNCATED: u8 = 2;
 
 /// Whether a transport plaintext is a control message.
 pub fn is_control(plaintext: &[u8]) -> bool {
@@ -113,6 +116,9 @@ pub struct Advert {
     /// The origin does not relay (a stub): it is a destination, never a
     /// hop, and only relaying nodes need its advert.
     pub stub: bool,
+    /// The origin has more links up than listed (a hub): a stub's own
+    /// advert then vouches for its link to the origin.
+    pub truncated: bool,
     /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
     pub links: Vec<LinkEntry>,
     /// The origin's Ed25519 signature over [`ADVERT_SIGNING_CONTEXT`] and
@@ -132,7 +138,14 @@ impl Advert {
     fn write_unsigned(&self, v: &mut Vec<u8>) {
         let links = &self.links[..self.links.len().min(MAX_ADVERT_ENTRIES)];
         v.reserve(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN + ADVERT_SIGNATURE_LEN);
-        let flags = if self.stub { ADVERT_FLAG_STUB } else { 0 };
+        let truncated = self.truncated || self.links.len() > MAX_ADVERT_ENTRIES;
+        let mut flags = 0;
+        if self.stub {
+            flags |= ADVERT_FLAG_STUB;
+        }
+        if truncated {
+            flags |= ADVERT_FLAG_TRUNCATED;
+        }
         v.extend_from_slice(&[KIND_LINK_STATE, flags]);
         v.extend_from_slice(&(links.len() as u16).to_le_bytes());
         v.extend_from_slice(&self.origin.0.to_le_bytes());
@@ -288,7 +301,7 @@ impl Control {
                 if b.len() < ADVERT_HEADER_LEN {
                     return Err(ControlError::BadLength);
                 }
-                if b[1] & !ADVERT_FLAG_STUB != 0 {
+                if b[1] & !(ADVERT_FLAG_STUB | ADVERT_FLAG_TRUNCATED) != 0 {
                     return Err(ControlError::ReservedNonZero);
                 }
                 let count = u16_at(b, 2) as usize;
@@ -320,6 +333,7 @@ impl Control {
                     origin: NodeId(u64_at(b, 4)),
                     seq: u64_at(b, 12),
                     stub: b[1] & ADVERT_FLAG_STUB != 0,
+                    truncated: b[1] & ADVERT_FLAG_TRUNCATED != 0,
                     links,
                     signature,
                 }))
@@ -507,6 +521,7 @@ mod tests {
             origin: NodeId(1),
             seq: 99,
             stub: true,
+            truncated: true,
             links: (0..3)
                 .map(|i| LinkEntry {
                     neighbor: NodeId(10 + i),
@@ -572,6 +587,7 @@ mod tests {
             origin: NodeId(1),
             seq: 1,
             stub: false,
+            truncated: false,
             links: vec![LinkEntry {
                 neighbor: NodeId(2),
                 rtt_us: 1,
@@ -588,7 +604,7 @@ mod tests {
             Control::decode(&vec![KIND_MTU_PROBE; MAX_MTU_PROBE + 1]),
             Err(ControlError::BadLength)
         );
-        a[1] = 0x02; // a reserved advert flag bit
+        a[1] = 0x04; // a reserved advert flag bit
         assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
         a[1] = 0;
         a[20 + 15] = 0x80; // a reserved flag bit

@@ -33,7 +33,7 @@ use rand_core::CryptoRngCore;
 
 use crate::bundle::{Bundle, BundleError, BundleKind, Content, MAX_BUNDLE_LEN};
 use crate::cert::{Certificate, TrustedCa};
-use crate::control::{self, Advert, Control};
+use crate::control::{self, Advert, Control, MAX_ADVERT_ENTRIES};
 use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
 use crate::filter::{self, Denied, Direction, Filter, FilterLimits};
 use crate::fragment::{fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits};
@@ -714,6 +714,9 @@ pub struct Endpoint {
     /// When `handle_timeout` last ran (stall detection).
     last_timeout: Option<Instant>,
     route_at: Option<Instant>,
+    /// A stub's way to destinations it has no route to: its best relaying
+    /// neighbour (chosen at each route computation).
+    default_relay: Option<PeerId>,
     crypto: Arc<dyn Crypto>,
     ca: TrustedCa,
     identity: Identity,
@@ -829,6 +832,7 @@ impl Endpoint {
             last_unix_nanos: 0,
             last_timeout: None,
             route_at: None,
+            default_relay: None,
             reassembler: Reassembler::new(config.reassembly),
             crypto,
             ca,
@@ -1281,7 +1285,8 @@ impl Endpoint {
     /// relay header to put in front when that address is a relay's.
     fn path(&self, pi: usize) -> Option<(SocketAddr, Option<RelayHeader>)> {
         let p = &self.peers[pi];
-        if let Some(r) = p.via {
+        let via = p.via.or_else(|| self.default_route(pi));
+        if let Some(r) = via {
             if let Some(e) = self.peers[r.0 as usize].endpoint {
                 let h = RelayHeader {
                     ttl: MAX_RELAY_TTL,
@@ -1292,6 +1297,22 @@ impl Endpoint {
             }
         }
         p.endpoint.map(|e| (e, None))
+    }
+
+    /// A stub's relay for peer `pi` when its routes know no way there and
+    /// there is no working direct link: the relay may know more (a hub lists
+    /// at most 64 links, and stubs hold no adverts of other stubs).
+    fn default_route(&self, pi: usize) -> Option<PeerId> {
+        if self.config.relay {
+            return None;
+        }
+        let r = self.default_relay.filter(|r| r.0 as usize != pi)?;
+        let p = &self.peers[pi];
+        let direct = p.endpoint.is_some()
+            && p.health
+                .as_ref()
+                .is_none_or(|h| h.status() == LinkStatus::Up);
+        (!direct && self.router.route(p.node_id).is_none()).then_some(r)
     }
 
     /// Queues `payload` for peer `pi` on its current path.
@@ -2286,11 +2307,17 @@ impl Endpoint {
     /// restarted node's adverts replace the ones it sent before.
     fn own_advert(&mut self, now: Instant) -> Advert {
         self.advert_seq = (self.advert_seq + 1).max(self.last_unix_nanos);
+        // Relays first: a hub with more links than an advert lists keeps
+        // its backbone paths; its stubs vouch for their own links.
+        let mut links = route::advert_entries(&self.own_links(now), |n| self.router.is_stub(n));
+        let truncated = links.len() > MAX_ADVERT_ENTRIES;
+        links.truncate(MAX_ADVERT_ENTRIES);
         let mut a = Advert {
             origin: self.node_id,
             seq: self.advert_seq,
             stub: !self.config.relay,
-            links: route::advert_entries(&self.own_links(now)),
+            truncated,
+            links,
             signature: [0; 64],
         };
         a.signature = self.identity.sign_advert(&*self.crypto, &a.signed_bytes());
@@ -2450,6 +2477,19 @@ impl Endpoint {
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }
+        // A neighbour turned out to relay, and our truncated advert left it
+        // out (we listed it as we would a stub): relays come first.
+        let neighbour = self
+            .by_node
+            .get(&advert.origin)
+            .is_some_and(|p| self.peers[p.0 as usize].health.is_some());
+        let left_out = self
+            .last_advert
+            .as_ref()
+            .is_some_and(|a| a.truncated && !a.links.iter().any(|l| l.neighbor == advert.origin));
+        if neighbour && !advert.stub && left_out {
+            self.advert_soon(now);
+        }
         // Flood: every neighbour with a session but the sender and the
         // origin gets it once (sequence numbers stop the echo). A stub
         // floods nothing (no path passes through it, so no advert needs
@@ -2485,6 +2525,14 @@ impl Endpoint {
     /// inputs changed (the periodic pass).
     fn recompute_routes_if(&mut self, now: Instant, always: bool) {
         let own = self.own_links(now);
+        if !self.config.relay {
+            // The relaying neighbour with the best working link.
+            self.default_relay = own
+                .iter()
+                .filter(|l| l.up && self.router.advert(l.neighbor).is_some_and(|a| !a.stub))
+                .min_by_key(|l| (l.rtt_us, l.neighbor))
+                .and_then(|l| self.by_node.get(&l.neighbor).copied());
+        }
         let changes = if always {
             self.router.recompute(now, &own)
         } else {

@@ -17,7 +17,9 @@
 //! other, in a loop.
 //!
 //! A node whose advert is flagged `stub` does not relay: paths may end at it
-//! but never pass through it.
+//! but never pass through it. A relay with more links than an advert lists
+//! flags its advert `truncated`; its links to stubs left out count when the
+//! stub's own advert lists the relay.
 //!
 //! An advertised link u→v counts only if v does not contradict it (v's own
 //! advert, if present, must list u): a stale half of a dead link is not a
@@ -192,6 +194,28 @@ struct Graph<'a> {
     config: &'a RouteConfig,
     own: &'a [OwnLink],
     adverts: &'a HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
+    /// Links of relays whose adverts are truncated, vouched for by the
+    /// stubs at their other end: relay → (stub, the stub's entry).
+    vouched: HashMap<NodeId, Vec<(NodeId, LinkEntry)>, Ids>,
+}
+
+/// Links a truncated relay advert leaves out, from the adverts of the stubs
+/// that list the relay (see [`Advert::truncated`]).
+fn vouched_links(
+    adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
+) -> HashMap<NodeId, Vec<(NodeId, LinkEntry)>, Ids> {
+    let mut out: HashMap<NodeId, Vec<(NodeId, LinkEntry)>, Ids> = HashMap::default();
+    for (a, _) in adverts.values().filter(|(a, _)| a.stub) {
+        for l in &a.links {
+            let left_out = adverts.get(&l.neighbor).is_some_and(|(r, _)| {
+                r.truncated && !r.stub && !r.links.iter().any(|x| x.neighbor == a.origin)
+            });
+            if left_out {
+                out.entry(l.neighbor).or_default().push((a.origin, *l));
+            }
+        }
+    }
+    out
 }
 
 impl Graph<'_> {
@@ -236,6 +260,11 @@ impl Graph<'_> {
                 continue;
             }
             f(l.neighbor, self.cost(l.rtt_us, l.loss_permille, l.settling));
+        }
+        for (stub, l) in self.vouched.get(&u).into_iter().flatten() {
+            if *stub != self.me {
+                f(*stub, self.cost(l.rtt_us, l.loss_permille, l.settling));
+            }
         }
     }
 
@@ -290,10 +319,14 @@ impl Graph<'_> {
                 .find(|l| l.neighbor == v)
                 .map_or(0, |l| l.rtt_us);
         }
-        self.adverts
-            .get(&u)
-            .and_then(|(a, _)| a.links.iter().find(|l| l.neighbor == v))
-            .map_or(0, |l| l.rtt_us)
+        let listed = |from: NodeId, to: NodeId| {
+            self.adverts
+                .get(&from)
+                .and_then(|(a, _)| a.links.iter().find(|l| l.neighbor == to))
+                .map(|l| l.rtt_us)
+        };
+        // A link a truncated advert left out: the stub's side of it.
+        listed(u, v).or_else(|| listed(v, u)).unwrap_or(0)
     }
 }
 
@@ -429,6 +462,7 @@ impl Router {
             config: &self.config,
             own,
             adverts: &self.adverts,
+            vouched: vouched_links(&self.adverts),
         };
         let first = route.next_hop;
         let mut hops = vec![(first, g.link_rtt(self.me, first))];
@@ -475,6 +509,7 @@ impl Router {
             config: &self.config,
             own,
             adverts: &self.adverts,
+            vouched: vouched_links(&self.adverts),
         };
         let best = g.shortest(self.me, None);
         self.reachable = best.len();
@@ -587,8 +622,9 @@ fn quantized(own: &[OwnLink]) -> Vec<OwnLink> {
         .collect()
 }
 
-/// Own links that are up, as advert entries (best first, so the cap keeps them).
-pub fn advert_entries(own: &[OwnLink]) -> Vec<LinkEntry> {
+/// Own links that are up, as advert entries: links to relaying neighbours
+/// first, then to stubs, each by RTT (so the cap keeps the backbone).
+pub fn advert_entries(own: &[OwnLink], is_stub: impl Fn(NodeId) -> bool) -> Vec<LinkEntry> {
     let mut v: Vec<LinkEntry> = own
         .iter()
         .filter(|l| l.up)
@@ -599,7 +635,7 @@ pub fn advert_entries(own: &[OwnLink]) -> Vec<LinkEntry> {
             settling: !l.settled,
         })
         .collect();
-    v.sort_by_key(|l| (l.rtt_us, l.neighbor));
+    v.sort_by_key(|l| (is_stub(l.neighbor), l.rtt_us, l.neighbor));
     v
 }
 
@@ -627,6 +663,7 @@ mod tests {
             origin,
             seq,
             stub: false,
+            truncated: false,
             links: links
                 .iter()
                 .map(|&(n, rtt_us)| LinkEntry {
