@@ -71,9 +71,10 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
     );
     assert_eq!(sq.peer("a", "b").link.as_deref(), Some("down"));
     // Timed from the start of the repair: the link carries probes again
-    // once the first nft rule is gone, and on a loaded host the rest of
-    // `heal` can take a second (measured from its return, the hold-down
-    // once looked skipped: 972 ms with both cores busy).
+    // as soon as nft has deleted the table, and on a loaded host `heal`
+    // (the `ip netns exec nft` process) can return much later (timed from
+    // its return, the hold-down once looked skipped: 972 ms with both
+    // cores busy).
     let healing = Instant::now();
     sq.heal("a");
     // Usually 2.2–3.2 s (hold-down 2 s + 3 probe replies); one CI run of
