@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 use types::admin::{
     AdminRequest, AdminResponse, HopView, PeerView, PingView, PolicyStatusView, RevokedView,
-    RouteView, StatusView, TraceView,
+    RouteView, RoutingStatusView, StatusView, TraceView,
 };
 use types::config::NodeConfig;
 
@@ -976,6 +976,12 @@ impl Node {
                         .collect(),
                     drops,
                     policy: self.policy_status(),
+                    routing: RoutingStatusView {
+                        relay: self.cfg.routing.relay,
+                        adverts_held: self.ep.router().advert_count(),
+                        nodes_reachable: self.ep.router().reachable_count(),
+                        local_stalls: s.local_stalls,
+                    },
                 }))
             }
             AdminRequest::Ping { .. } | AdminRequest::Trace { .. } => AdminResponse::Error {

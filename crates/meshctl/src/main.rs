@@ -917,6 +917,22 @@ fn status(a: &AdminArgs) -> Result<()> {
         s.peers, s.sessions
     );
     println!("  handshakes   {} completed", s.handshakes_completed);
+    let r = &s.routing;
+    println!(
+        "  routing      {}, {} adverts held, {} nodes reachable{}",
+        if r.relay {
+            "relay"
+        } else {
+            "stub (relays for nobody)"
+        },
+        r.adverts_held,
+        r.nodes_reachable,
+        if r.local_stalls > 0 {
+            format!(", stalled {} times", r.local_stalls)
+        } else {
+            String::new()
+        }
+    );
     for (k, v) in &s.handshake_failures {
         println!("    failed     {v} {k}");
     }

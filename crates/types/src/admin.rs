@@ -135,6 +135,23 @@ pub struct StatusView {
     /// Policy and revocation state.
     #[serde(default)]
     pub policy: PolicyStatusView,
+    /// Routing: this node's role and what its link-state database holds.
+    #[serde(default)]
+    pub routing: RoutingStatusView,
+}
+
+/// This node's part in routing, as `meshctl status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RoutingStatusView {
+    /// Forwards for others (`[routing] relay`); false: a stub.
+    pub relay: bool,
+    /// Link-state adverts held (a stub holds only relays').
+    pub adverts_held: usize,
+    /// Nodes the last route computation reached.
+    pub nodes_reachable: usize,
+    /// Times this node found itself stalled (timers 100 ms or more late).
+    pub local_stalls: u64,
 }
 
 /// The policy in force, as `meshctl status` shows it.
