@@ -24,6 +24,7 @@
 //! certificate.
 
 use core::fmt;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -713,6 +714,9 @@ pub struct Endpoint {
     last_unix_nanos: u64,
     /// When `handle_timeout` last ran (stall detection).
     last_timeout: Option<Instant>,
+    /// The deadline `poll_timeout` last told the driver (stall detection
+    /// compares with it instead of scanning every peer again).
+    told_deadline: Cell<Option<Instant>>,
     route_at: Option<Instant>,
     /// A stub's way to destinations it has no route to: its best relaying
     /// neighbour (chosen at each route computation).
@@ -831,6 +835,7 @@ impl Endpoint {
             last_advert: None,
             last_unix_nanos: 0,
             last_timeout: None,
+            told_deadline: Cell::new(None),
             route_at: None,
             default_relay: None,
             reassembler: Reassembler::new(config.reassembly),
@@ -2479,15 +2484,16 @@ impl Endpoint {
         }
         // A neighbour turned out to relay, and our truncated advert left it
         // out (we listed it as we would a stub): relays come first.
-        let neighbour = self
-            .by_node
-            .get(&advert.origin)
-            .is_some_and(|p| self.peers[p.0 as usize].health.is_some());
-        let left_out = self
-            .last_advert
-            .as_ref()
-            .is_some_and(|a| a.truncated && !a.links.iter().any(|l| l.neighbor == advert.origin));
-        if neighbour && !advert.stub && left_out {
+        let left_out = !advert.stub
+            && self.last_advert.as_ref().is_some_and(|a| {
+                a.truncated && !a.links.iter().any(|l| l.neighbor == advert.origin)
+            });
+        let neighbour = || {
+            self.by_node
+                .get(&advert.origin)
+                .is_some_and(|p| self.peers[p.0 as usize].health.is_some())
+        };
+        if left_out && neighbour() {
             self.advert_soon(now);
         }
         // Flood: every neighbour with a session but the sender and the
@@ -2987,7 +2993,7 @@ impl Endpoint {
             .into_iter()
             .flatten()
         });
-        peer_deadlines
+        let next = peer_deadlines
             .chain([
                 self.reassembler.next_expiry(),
                 self.route_at,
@@ -2998,7 +3004,9 @@ impl Endpoint {
             .chain(self.transfers.iter().flatten().map(|t| Some(t.deadline)))
             .flatten()
             .chain(health)
-            .min()
+            .min();
+        self.told_deadline.set(next);
+        next
     }
 
     /// Runs every timer due at `now`.
@@ -3099,9 +3107,9 @@ impl Endpoint {
     /// Probing keeps sessions as data does: a probed link whose session is
     /// gone (or, for the initiator, due for rekeying) gets a handshake, so a
     /// quiet mesh keeps measuring its links and can fail over at once.
-    /// Were we called late? A deadline due `late` ago that the driver only
-    /// now acts on, with no call in between, means this node was not
-    /// running (Lifeguard's local health, see
+    /// Were we called late? The deadline we last told the driver, due
+    /// `late` ago and only now acted on, with no call in between, means this
+    /// node was not running (Lifeguard's local health, see
     /// [`HealthConfig::stall_threshold`]). A deadline merely left in the
     /// past would be acted on at every call, so the gap since the previous
     /// call must cover the lateness.
@@ -3110,7 +3118,7 @@ impl Endpoint {
         let Some(threshold) = self.config.health.and_then(|h| h.stall_threshold) else {
             return;
         };
-        let (Some(due), Some(last)) = (self.poll_timeout(), last) else {
+        let (Some(due), Some(last)) = (self.told_deadline.get(), last) else {
             return;
         };
         let late = now.saturating_duration_since(due);
