@@ -255,6 +255,10 @@ mod tests {
         );
         let e = Topology::parse(&format!("{PAIR}mtu = 100\n")).unwrap_err();
         assert!(e.contains("line 7") && e.contains("1280 to 9000"), "{e}");
+        let e = Topology::parse(&format!("{PAIR}receive-mtu = 1500\n")).unwrap_err();
+        assert!(e.contains("line 7") && e.contains("below mtu 1500"), "{e}");
+        let ok = Topology::parse(&format!("{PAIR}receive-mtu = 1400\n")).unwrap();
+        assert_eq!(ok.links[0].receive_mtu, Some(1400));
         let e = Topology::parse(&PAIR.replace("name = \"b\"", "name = \"a\"")).unwrap_err();
         assert!(e.contains("defined twice"), "{e}");
         let e = Topology::parse(&format!("{PAIR}colour = 1\n")).unwrap_err();
