@@ -24,7 +24,6 @@
 //! certificate.
 
 use core::fmt;
-use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -46,6 +45,7 @@ use crate::provider::{Crypto, MAC_LEN};
 use crate::route::{self, OwnLink, RouteConfig, Router};
 use crate::session::{Session, SessionError};
 use crate::store::SharedStore;
+use crate::table::Table;
 use crate::timers::*;
 use crate::wire::{
     classify, MessageKind, NodeId, RelayHeader, TransportHeader, COOKIE_REPLY_LEN, MAX_RELAY_TTL,
@@ -609,6 +609,28 @@ struct Peer {
     learned: bool,
 }
 
+/// The earliest of peer `p`'s timers: everything
+/// [`Endpoint::handle_timeout`] acts on for it. A function of the peer alone
+/// (the [`Table`] keeps it in a heap and computes it again after a write).
+fn peer_deadline(p: &Peer) -> Option<Instant> {
+    let keys = (p.current.is_some() || p.previous.is_some() || p.next.is_some())
+        .then_some(p.last_handshake)
+        .flatten()
+        .map(|t| t + ZERO_KEYS_AFTER);
+    [
+        p.retransmit_at,
+        p.keepalive_at,
+        p.new_handshake_at,
+        p.persistent_at,
+        keys,
+        p.health.as_ref().map(LinkHealth::next_deadline),
+        p.pmtu.as_ref().and_then(PathMtu::next_deadline),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
 /// A read-only view of a peer, for status output.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -716,7 +738,7 @@ pub struct Endpoint {
     last_timeout: Option<Instant>,
     /// The deadline `poll_timeout` last told the driver (stall detection
     /// compares with it instead of scanning every peer again).
-    told_deadline: Cell<Option<Instant>>,
+    told_deadline: Option<Instant>,
     route_at: Option<Instant>,
     /// A stub's way to destinations it has no route to: its best relaying
     /// neighbour (chosen at each route computation).
@@ -728,7 +750,9 @@ pub struct Endpoint {
     cookie_checker: CookieChecker,
     reassembler: Reassembler,
     replay_guard: ReplayGuard,
-    peers: Vec<Peer>,
+    /// Every peer ever added (never removed: a `PeerId` is an index), with
+    /// their timers in a heap.
+    peers: Table<Peer>,
     by_static: HashMap<[u8; 32], PeerId>,
     by_index: HashMap<u32, PeerId>,
     by_endpoint: HashMap<SocketAddr, PeerId>,
@@ -835,7 +859,7 @@ impl Endpoint {
             last_advert: None,
             last_unix_nanos: 0,
             last_timeout: None,
-            told_deadline: Cell::new(None),
+            told_deadline: None,
             route_at: None,
             default_relay: None,
             reassembler: Reassembler::new(config.reassembly),
@@ -845,7 +869,7 @@ impl Endpoint {
             config,
             cookie_checker,
             replay_guard: ReplayGuard::default(),
-            peers: Vec::new(),
+            peers: Table::default(),
             by_static: HashMap::new(),
             by_endpoint: HashMap::new(),
             by_index: HashMap::new(),
@@ -2973,39 +2997,21 @@ impl Endpoint {
     }
 
     /// The earliest deadline at which [`Endpoint::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let peer_deadlines = self.peers.iter().flat_map(|p| {
-            [
-                p.retransmit_at,
-                p.keepalive_at,
-                p.new_handshake_at,
-                p.persistent_at,
-                p.last_handshake
-                    .filter(|_| p.current.is_some() || p.previous.is_some() || p.next.is_some())
-                    .map(|t| t + ZERO_KEYS_AFTER),
-            ]
-        });
-        let health = self.peers.iter().flat_map(|p| {
-            [
-                p.health.as_ref().map(LinkHealth::next_deadline),
-                p.pmtu.as_ref().and_then(PathMtu::next_deadline),
-            ]
-            .into_iter()
-            .flatten()
-        });
-        let next = peer_deadlines
-            .chain([
-                self.reassembler.next_expiry(),
-                self.route_at,
-                self.advert_at,
-                self.filter.poll_timeout(),
-                self.offer_at,
-            ])
-            .chain(self.transfers.iter().flatten().map(|t| Some(t.deadline)))
-            .flatten()
-            .chain(health)
-            .min();
-        self.told_deadline.set(next);
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.peers.refresh(peer_deadline);
+        let next = [
+            self.peers.earliest(),
+            self.reassembler.next_expiry(),
+            self.route_at,
+            self.advert_at,
+            self.filter.poll_timeout(),
+            self.offer_at,
+        ]
+        .into_iter()
+        .chain(self.transfers.iter().flatten().map(|t| Some(t.deadline)))
+        .flatten()
+        .min();
+        self.told_deadline = next;
         next
     }
 
@@ -3016,7 +3022,10 @@ impl Endpoint {
         self.reassembler.expire(now);
         self.filter.handle_timeout(now);
         self.bundle_timers(now);
-        self.probe_links(now, unix_nanos, rng);
+        // The peers due now, and those written since the last call.
+        self.peers.refresh(peer_deadline);
+        let due = self.peers.take_due(now);
+        self.probe_links(now, unix_nanos, rng, &due);
         if self.route_at.is_none_or(|t| t <= now) {
             let max_age = self
                 .config
@@ -3043,7 +3052,7 @@ impl Endpoint {
             }
             self.advert_at = Some(now + self.advert_refresh());
         }
-        for i in 0..self.peers.len() {
+        for &i in &due {
             let peer = PeerId(i as u32);
             let p = &mut self.peers[i];
             if p.retransmit_at.is_some_and(|t| t <= now) {
@@ -3101,12 +3110,6 @@ impl Endpoint {
         }
     }
 
-    /// Counts lost probes, reacts to link changes, and sends due probes on
-    /// every probed direct link.
-    ///
-    /// Probing keeps sessions as data does: a probed link whose session is
-    /// gone (or, for the initiator, due for rekeying) gets a handshake, so a
-    /// quiet mesh keeps measuring its links and can fail over at once.
     /// Were we called late? The deadline we last told the driver, due
     /// `late` ago and only now acted on, with no call in between, means this
     /// node was not running (Lifeguard's local health, see
@@ -3118,7 +3121,7 @@ impl Endpoint {
         let Some(threshold) = self.config.health.and_then(|h| h.stall_threshold) else {
             return;
         };
-        let (Some(due), Some(last)) = (self.told_deadline.get(), last) else {
+        let (Some(due), Some(last)) = (self.told_deadline, last) else {
             return;
         };
         let late = now.saturating_duration_since(due);
@@ -3131,8 +3134,22 @@ impl Endpoint {
         }
     }
 
-    fn probe_links(&mut self, now: Instant, unix_nanos: u64, rng: &mut dyn CryptoRngCore) {
-        for i in 0..self.peers.len() {
+    /// Counts lost probes, reacts to link changes, and sends due probes on
+    /// the probed direct links of the peers in `due` (those with a timer due
+    /// and those written since the last timer call: a peer that got a
+    /// session gets its link state here).
+    ///
+    /// Probing keeps sessions as data does: a probed link whose session is
+    /// gone (or, for the initiator, due for rekeying) gets a handshake, so a
+    /// quiet mesh keeps measuring its links and can fail over at once.
+    fn probe_links(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+        due: &[usize],
+    ) {
+        for &i in due {
             self.ensure_health(now, i);
             let p = &mut self.peers[i];
             let Some(h) = p.health.as_mut() else { continue };

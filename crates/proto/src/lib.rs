@@ -33,6 +33,7 @@ pub mod replay;
 pub mod route;
 pub mod session;
 pub mod store;
+mod table;
 pub mod timers;
 pub mod wire;
 
