@@ -87,6 +87,22 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// What a hub with many peers costs to run: a star of leaves around one
+    /// relay in the simulator, in steady state. Prints one JSON line per size.
+    Hub {
+        /// Leaf counts to run (repeatable; each at most 5000).
+        #[arg(long = "leaves", required = true, value_parser = clap::value_parser!(u64).range(1..=5_000))]
+        leaves: Vec<u64>,
+        /// Leaves relay too (default: they are stubs).
+        #[arg(long)]
+        leaves_relay: bool,
+        /// Virtual seconds measured.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        secs: u64,
+        /// Seed of latencies and keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Draw the scale charts from the JSON lines of earlier `scale` runs.
     ScalePlot {
         /// Files of `scale` output (one JSON report per line; repeatable).
@@ -420,6 +436,20 @@ fn main() -> ExitCode {
             svg.as_deref(),
         ),
         Command::ScalePlot { json, svg } => scale_plot(&json, &svg),
+        Command::Hub {
+            leaves,
+            leaves_relay,
+            secs,
+            seed,
+        } => leaves.iter().try_for_each(|&n| {
+            let r = harness::scale::hub(n as usize, leaves_relay, secs, seed)
+                .map_err(|e| format!("hub with {n} leaves: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("hub: {e}"))?
+            );
+            Ok(())
+        }),
         Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
         Command::Exec {
             topology,

@@ -452,3 +452,67 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
         ),
     ]
 }
+
+/// Results of one `mesh-harness hub` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HubReport {
+    /// Leaves, each linked to the hub only.
+    pub leaves: usize,
+    /// Whether the leaves relay (otherwise they are stubs).
+    pub leaves_relay: bool,
+    /// Virtual seconds measured (after bring-up and 5 s of settling).
+    pub virtual_secs: u64,
+    /// Datagrams the whole mesh sent per virtual second in the window.
+    pub datagrams_per_virtual_sec: f64,
+    /// Wall-clock milliseconds the simulator took per virtual second: the
+    /// CPU cost of the hub and its leaves (one thread).
+    pub wall_ms_per_virtual_sec: f64,
+    /// Wall-clock microseconds per datagram.
+    pub wall_us_per_datagram: f64,
+}
+
+/// A hub with `leaves` leaves in steady state for `secs` virtual seconds:
+/// what it costs the process to run (the hub's per-event work grows with
+/// its peer count; a leaf's does not). Bounded: 60 virtual seconds of
+/// bring-up at most.
+pub fn hub(leaves: usize, leaves_relay: bool, secs: u64, seed: u64) -> Result<HubReport, String> {
+    let names: Vec<String> = (0..=leaves).map(|i| format!("n{i}")).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let links: Vec<(usize, usize, Duration)> = (1..=leaves)
+        .map(|i| (0, i, Duration::from_millis(1 + rng.next_u64() % 10)))
+        .collect();
+    let config = |i: usize| EndpointConfig {
+        relay: i == 0 || leaves_relay,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build_each(seed, &names, &links, config, false);
+    let mut up = false;
+    while !up && sim.elapsed() < Duration::from_secs(60) {
+        sim.run_for(Duration::from_millis(100));
+        let hub = &sim.nodes[0].ep;
+        up = hub.peers(sim.now).iter().all(|p| p.has_session)
+            && (!leaves_relay || hub.router().advert_count() >= leaves)
+            && sim.nodes[1..]
+                .iter()
+                .all(|n| n.ep.router().advert_count() >= 1);
+    }
+    if !up {
+        return Err("the hub's leaves were not all up within 60 virtual seconds".into());
+    }
+    sim.run_for(Duration::from_secs(5));
+    let sent = sim.sent;
+    let wall = Instant::now();
+    for _ in 0..secs {
+        sim.run_for(Duration::from_secs(1));
+    }
+    let wall = wall.elapsed().as_secs_f64();
+    let datagrams = (sim.sent - sent) as f64;
+    Ok(HubReport {
+        leaves,
+        leaves_relay,
+        virtual_secs: secs,
+        datagrams_per_virtual_sec: datagrams / secs as f64,
+        wall_ms_per_virtual_sec: wall * 1000.0 / secs as f64,
+        wall_us_per_datagram: wall * 1e6 / datagrams.max(1.0),
+    })
+}

@@ -639,3 +639,14 @@ fn relays_reach_stubs_a_truncated_advert_left_out() {
         assert_eq!(delivered(&sim, s, t), 5, "stub n{t}");
     }
 }
+
+#[test]
+fn the_hub_benchmark_brings_its_leaves_up_and_counts_their_idle_probes() {
+    // `mesh-harness hub`: idle links are probed once a second each way, a
+    // probe and its answer: four datagrams per leaf per second, plus the
+    // odd advert refresh.
+    let r = harness::scale::hub(30, false, 4, 1).unwrap();
+    let per_leaf = r.datagrams_per_virtual_sec / 30.0;
+    assert!((4.0..5.0).contains(&per_leaf), "{r:?}");
+    assert!(r.wall_ms_per_virtual_sec > 0.0 && r.wall_us_per_datagram > 0.0);
+}
