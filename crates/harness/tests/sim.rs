@@ -548,6 +548,73 @@ fn a_narrower_path_than_configured_is_discovered_and_big_packets_get_too_big() {
 }
 
 #[test]
+fn a_path_that_shrinks_under_traffic_is_found_again_within_seconds() {
+    // a–b carries full-size datagrams; a sends 1480-byte ones ten times a
+    // second. Then the path shrinks to 1400 bytes while the link stays up
+    // (small probes still pass): a's confirmation of the size in use is
+    // lost, data is refused with packet-too-big, and the search finds 1400.
+    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+    let mut sim = Sim::build(
+        23,
+        &names,
+        &[(A, B, ms(5))],
+        EndpointConfig::default(),
+        true,
+    );
+    sim.run_for(Duration::from_secs(3));
+    let link = |sim: &Sim| {
+        sim.nodes[A]
+            .ep
+            .peer(sim.nodes[A].peers[&B], sim.now)
+            .and_then(|p| p.link)
+            .unwrap()
+    };
+    assert_eq!(link(&sim).path_mtu, Some(1500));
+    // Inner packet 1420 bytes (+ 20 IPv4 in `inject`): 1480 on the wire.
+    let big = vec![0u8; 1400];
+    let probes = sim.nodes[A].ep.stats().pmtu_probes_sent;
+    for _ in 0..100 {
+        assert!(matches!(sim.inject(A, B, &big), SendOutcome::Send { .. }));
+        sim.run_for(ms(100));
+    }
+    assert_eq!(delivered(&sim, A, B), 100);
+    // One confirmation per CONFIRM_EVERY while large datagrams flow.
+    let confirmations = sim.nodes[A].ep.stats().pmtu_probes_sent - probes;
+    assert!(
+        (1..=3).contains(&confirmations),
+        "{confirmations} confirmations in 10 s"
+    );
+
+    sim.set_mtu(A, B, 1400);
+    let shrunk = sim.now;
+    let mut refused = None;
+    for _ in 0..100 {
+        if let SendOutcome::TooBig { mtu } = sim.inject(A, B, &big) {
+            refused = Some((sim.now - shrunk, mtu));
+            break;
+        }
+        sim.run_for(ms(100));
+    }
+    let (after, mtu) = refused.expect("data was never refused after the path shrank");
+    assert!(
+        after <= proto::pmtu::CONFIRM_EVERY + Duration::from_secs(1),
+        "noticed {after:?} after the shrink"
+    );
+    assert!(mtu < 1400 - 60, "told to shrink to {mtu}");
+    sim.run_for(Duration::from_secs(3));
+    let found = link(&sim).path_mtu.unwrap();
+    assert!(
+        (1400 - proto::pmtu::PRECISION..=1400).contains(&found),
+        "found {found}"
+    );
+    let fits = vec![0u8; found - 60 - 20];
+    let before = delivered(&sim, A, B);
+    assert!(matches!(sim.inject(A, B, &fits), SendOutcome::Send { .. }));
+    sim.run_for(ms(20));
+    assert_eq!(delivered(&sim, A, B), before + 1);
+}
+
+#[test]
 fn a_hub_with_more_leaves_than_an_advert_lists_still_carries_every_leaf() {
     // 70 stub leaves: the hub's advert lists 64 and says it left some out.
     const LEAVES: usize = 70;

@@ -1197,6 +1197,11 @@ impl Endpoint {
                 mtu: limit.saturating_sub(extra),
             });
         }
+        // The first hop's path MTU is confirmed while it carries large
+        // datagrams.
+        if let Some(m) = self.peers[hop].pmtu.as_mut() {
+            m.on_data_sent(len + extra);
+        }
         // Data makes the links it uses probed fast: the direct one, and the
         // relay's while relayed.
         if let Some(r) = self.peers[pi].via {
@@ -1906,6 +1911,7 @@ impl Endpoint {
             return self.drop_datagram(DropReason::RelayTtlExpired);
         }
         let next = self.router.route(h.dst).map_or(h.dst, |r| r.next_hop);
+        let payload = buf.len();
         let next = self.by_node.get(&next).and_then(|&n| {
             let p = &mut self.peers[n.0 as usize];
             let dst = p
@@ -1913,9 +1919,13 @@ impl Endpoint {
                 .as_ref()
                 .filter(|s| usable(s, now))
                 .and(p.endpoint)?;
-            // Relayed traffic makes the outgoing link probed fast too.
+            // Relayed traffic makes the outgoing link probed fast too, and
+            // its path MTU confirmed.
             if let Some(h) = p.health.as_mut() {
                 h.on_data_sent(now);
+            }
+            if let Some(m) = p.pmtu.as_mut() {
+                m.on_data_sent(payload + if dst.is_ipv4() { 28 } else { 48 });
             }
             Some(dst)
         });

@@ -21,6 +21,17 @@
 //! segments). A link below its ceiling tries the ceiling again every
 //! [`RAISE_AFTER`] (RFC 8899's raise timer), without assuming it meanwhile.
 //!
+//! A path can also shrink while the link stays up (the underlay's route
+//! moves onto a tunnel). Small probes still pass, so the link looks
+//! healthy while every full-size packet vanishes. Once the search is
+//! complete, a link that carries datagrams larger than [`MIN_PATH_MTU`]
+//! therefore confirms the size in use every [`CONFIRM_EVERY`] with one
+//! probe of exactly that size (RFC 8899's confirmation timer, §5.2). When
+//! [`TRIES`] confirmation probes in a row are lost, the path is a black
+//! hole at that size: data drops to [`MIN_PATH_MTU`] at once and the
+//! search runs again below the size that failed. An idle link, or one
+//! carrying only small packets, sends no confirmation probes.
+//!
 //! Sizes are whole IP datagrams (outer IP and UDP headers included).
 
 use std::time::{Duration, Instant};
@@ -34,6 +45,9 @@ pub const TRIES: u8 = 3;
 pub const PRECISION: usize = 8;
 /// A link below its ceiling probes the ceiling again this often.
 pub const RAISE_AFTER: Duration = Duration::from_secs(600);
+/// While datagrams larger than [`MIN_PATH_MTU`] are sent on a link whose
+/// search is complete, the size in use is confirmed this often.
+pub const CONFIRM_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 struct Probe {
@@ -41,6 +55,8 @@ struct Probe {
     size: usize,
     deadline: Instant,
     tries: u8,
+    /// A confirmation of the size in use, not a search probe.
+    confirm: bool,
 }
 
 /// Path MTU state of one direct link.
@@ -60,6 +76,12 @@ pub struct PathMtu {
     raise_pending: bool,
     next_seq: u32,
     next_at: Instant,
+    /// The size in use is next confirmed at this time (`None` while
+    /// searching).
+    confirm_at: Option<Instant>,
+    /// A datagram larger than [`MIN_PATH_MTU`] went out since the last
+    /// confirmation passed.
+    big_sent: bool,
 }
 
 impl PathMtu {
@@ -76,6 +98,29 @@ impl PathMtu {
             raise_pending: false,
             next_seq: 1,
             next_at: now,
+            confirm_at: None,
+            big_sent: false,
+        }
+        .settled(now)
+    }
+
+    /// Starts the confirmation timer once the search is complete.
+    fn settled(mut self, now: Instant) -> Self {
+        self.settle(now);
+        self
+    }
+
+    fn settle(&mut self, now: Instant) {
+        if self.target().is_none() && self.confirm_at.is_none() {
+            self.confirm_at = Some(now + CONFIRM_EVERY);
+        }
+    }
+
+    /// Counts a datagram of `size` bytes sent on this link: large ones
+    /// keep the size in use confirmed.
+    pub fn on_data_sent(&mut self, size: usize) {
+        if size > MIN_PATH_MTU {
+            self.big_sent = true;
         }
     }
 
@@ -104,24 +149,41 @@ impl PathMtu {
     /// A probe to send now, `(sequence, datagram size)`, if one is due.
     /// `timeout`: how long to wait for its answer (a few RTTs).
     pub fn poll_probe(&mut self, now: Instant, timeout: Duration) -> Option<(u32, usize)> {
-        if self.in_flight || now < self.next_at {
+        if self.in_flight {
             return None;
         }
-        if self.raise_pending {
-            // The raise timer: try the ceiling again (data stays limited).
-            self.raise_pending = false;
-            self.failed = None;
-        }
-        let Some(size) = self.target() else {
-            if self.limit.is_some() {
-                self.raise_pending = true;
-                self.next_at = now + RAISE_AFTER;
+        if now >= self.next_at {
+            if self.raise_pending {
+                // The raise timer: try the ceiling again (data stays limited).
+                self.raise_pending = false;
+                self.failed = None;
+                self.confirm_at = None;
             }
-            return None;
-        };
+            match self.target() {
+                Some(size) => return Some(self.send(now, timeout, size, false)),
+                None if self.limit.is_some() => {
+                    self.raise_pending = true;
+                    self.next_at = now + RAISE_AFTER;
+                }
+                None => {}
+            }
+        }
+        // The search is complete: confirm the size in use while it is used.
+        let confirm =
+            self.target().is_none() && self.big_sent && self.confirm_at.is_some_and(|t| now >= t);
+        confirm.then(|| self.send(now, timeout, self.mtu(), true))
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        size: usize,
+        confirm: bool,
+    ) -> (u32, usize) {
         let tries = self
             .probe
-            .filter(|p| p.size == size)
+            .filter(|p| p.size == size && p.confirm == confirm)
             .map_or(1, |p| p.tries + 1);
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1).max(1);
@@ -130,9 +192,10 @@ impl PathMtu {
             size,
             deadline: now + timeout,
             tries,
+            confirm,
         });
         self.in_flight = true;
-        Some((seq, size))
+        (seq, size)
     }
 
     /// Counts an unanswered probe past its deadline: retried, or after
@@ -142,14 +205,29 @@ impl PathMtu {
             return false;
         };
         self.in_flight = false;
-        self.next_at = now;
+        if !p.confirm {
+            self.next_at = now;
+        }
         if p.tries < TRIES {
             return false;
         }
         self.probe = None;
-        self.failed = Some(self.failed.map_or(p.size, |f| f.min(p.size)));
         let before = self.mtu();
-        self.limit = Some(self.confirmed);
+        if p.confirm {
+            // A black hole at the size in use: back to the size every path
+            // carries, and search again below the one that failed.
+            self.confirmed = MIN_PATH_MTU.min(self.ceiling);
+            self.failed = Some(p.size);
+            self.limit = Some(self.confirmed);
+            self.raise_pending = false;
+            self.next_at = now;
+            self.confirm_at = None;
+            self.big_sent = false;
+        } else {
+            self.failed = Some(self.failed.map_or(p.size, |f| f.min(p.size)));
+            self.limit = Some(self.confirmed);
+        }
+        self.settle(now);
         self.mtu() != before
     }
 
@@ -160,6 +238,11 @@ impl PathMtu {
         };
         self.in_flight = false;
         self.probe = None;
+        if p.confirm {
+            self.confirm_at = Some(now + CONFIRM_EVERY);
+            self.big_sent = false;
+            return false;
+        }
         self.next_at = now;
         self.confirmed = self.confirmed.max(p.size);
         let before = self.mtu();
@@ -169,6 +252,7 @@ impl PathMtu {
         } else if self.limit.is_some() {
             self.limit = Some(self.confirmed);
         }
+        self.settle(now);
         self.mtu() != before
     }
 
@@ -177,7 +261,11 @@ impl PathMtu {
         if self.in_flight {
             return self.probe.map(|p| p.deadline);
         }
-        (self.target().is_some() || self.limit.is_some()).then_some(self.next_at)
+        let search = (self.target().is_some() || self.limit.is_some()).then_some(self.next_at);
+        let confirm = self
+            .confirm_at
+            .filter(|_| self.big_sent && self.target().is_none());
+        search.into_iter().chain(confirm).min()
     }
 }
 
@@ -266,6 +354,95 @@ mod tests {
         // The path grew: the ceiling passes and data uses it.
         assert!(m.on_ack(at, seq));
         assert_eq!(m.mtu(), 1500);
+    }
+
+    /// Steps `m` for `secs` seconds in 100 ms steps over a path that carries
+    /// `path` bytes, sending a datagram of `data` bytes each step (`None`:
+    /// idle). Returns the probes sent, each with its time since the start,
+    /// and when the MTU first changed.
+    fn run(
+        m: &mut PathMtu,
+        start: Instant,
+        secs: u64,
+        path: usize,
+        data: Option<usize>,
+    ) -> (Vec<(Duration, usize)>, Option<Duration>) {
+        let mut sent = Vec::new();
+        let mut changed = None;
+        let mut now = start;
+        while now < start + Duration::from_secs(secs) {
+            if let Some(d) = data {
+                m.on_data_sent(d);
+            }
+            if let Some((seq, size)) = m.poll_probe(now, T) {
+                sent.push((now - start, size));
+                if size <= path && m.on_ack(now, seq) {
+                    changed.get_or_insert(now - start);
+                }
+            }
+            now += T;
+            if m.handle_timeout(now) {
+                changed.get_or_insert(now - start);
+            }
+        }
+        (sent, changed)
+    }
+
+    #[test]
+    fn a_path_that_shrinks_while_carrying_data_is_noticed_and_searched_again() {
+        let (mut m, _) = search(1500, 1500);
+        let start = Instant::now() + Duration::from_secs(1);
+        // Full-size data over a path that carries it: one confirmation
+        // every CONFIRM_EVERY, each at the size in use, nothing changes.
+        let (sent, changed) = run(&mut m, start, 30, 1500, Some(1500));
+        assert_eq!(changed, None);
+        assert!(sent.iter().all(|&(_, size)| size == 1500), "{sent:?}");
+        assert_eq!(sent.len() as u64, 30 / CONFIRM_EVERY.as_secs(), "{sent:?}");
+        // The path shrinks to 1400 while the link stays up: the next
+        // confirmation and its retries are lost, data drops to the minimum
+        // at once, and the search finds the new size.
+        let start = start + Duration::from_secs(30);
+        let (sent, changed) = run(&mut m, start, 20, 1400, Some(1400));
+        let changed = changed.expect("the shrink was never noticed");
+        assert!(
+            changed <= CONFIRM_EVERY + T * 4 * u32::from(TRIES),
+            "noticed after {changed:?}: {sent:?}"
+        );
+        assert!(
+            m.mtu() <= 1400 && m.mtu() + PRECISION > 1400,
+            "found {} after {sent:?}",
+            m.mtu()
+        );
+    }
+
+    #[test]
+    fn an_idle_link_or_one_with_small_packets_sends_no_confirmations() {
+        let (mut m, _) = search(1500, 1500);
+        let start = Instant::now() + Duration::from_secs(1);
+        assert_eq!(run(&mut m, start, 60, 1500, None).0, vec![]);
+        assert_eq!(m.next_deadline(), None);
+        let start = start + Duration::from_secs(60);
+        assert_eq!(run(&mut m, start, 60, 1500, Some(MIN_PATH_MTU)).0, vec![]);
+        // One large datagram: a confirmation is due at once (the timer ran
+        // out while idle).
+        m.on_data_sent(1500);
+        assert!(m.next_deadline().is_some());
+        let (sent, _) = run(&mut m, start + Duration::from_secs(60), 1, 1500, None);
+        assert_eq!(sent, vec![(Duration::ZERO, 1500)]);
+    }
+
+    #[test]
+    fn a_lost_confirmation_below_the_ceiling_does_not_bring_the_raise_timer_forward() {
+        let (mut m, _) = search(1500, 1400);
+        let found = m.mtu();
+        let start = Instant::now() + Duration::from_secs(1);
+        // The path shrinks further, to 1300: the confirmations at `found`
+        // are lost and the search runs again below it.
+        let (sent, changed) = run(&mut m, start, 20, 1300, Some(found));
+        assert!(changed.is_some(), "{sent:?}");
+        assert!(m.mtu() <= 1300 && m.mtu() + PRECISION > 1300, "{sent:?}");
+        // No probe of the ceiling in there: the raise timer is 10 minutes.
+        assert!(sent.iter().all(|&(_, size)| size < 1500), "{sent:?}");
     }
 
     #[test]
