@@ -2271,7 +2271,8 @@ impl Endpoint {
     /// a usable session.
     fn seal_control(&mut self, now: Instant, pi: usize, msg: &Control) -> Option<Vec<u8>> {
         let plain = msg.encode();
-        let p = &mut self.peers[pi];
+        // Sealing moves a nonce and a counter, never a timer.
+        let p = self.peers.quiet_mut(pi);
         let s = p.current.as_mut().filter(|s| usable(s, now))?;
         let mut buf = vec![0u8; plain.len() + TRANSPORT_OVERHEAD];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(&plain);
@@ -2591,10 +2592,10 @@ impl Endpoint {
                 Some(nh) if nh != c.dst && !unprobed => self.by_node.get(&nh).copied(),
                 _ => None,
             };
-            let p = &mut self.peers[peer.0 as usize];
             if p.via == via {
                 continue;
             }
+            let p = &mut self.peers[peer.0 as usize];
             if p.via.is_none() {
                 self.stats.failovers += 1;
             }
