@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crypto::RealCrypto;
 use proto::bundle::{Bundle, BundleError, BundleKind, Content};
@@ -33,6 +33,7 @@ use proto::endpoint::{
     DropReason, Endpoint, EndpointConfig, Event, Incoming, OpenPlan, PeerId, Prepared, Received,
     SealPlan, SendOutcome,
 };
+use proto::health::HealthConfig;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::net::UdpSocket;
 use tokio::signal::unix::{signal, SignalKind};
@@ -42,13 +43,25 @@ use types::admin::{
     AdminRequest, AdminResponse, HopView, PeerView, PingView, PolicyStatusView, RevokedView,
     RouteView, RoutingStatusView, StatusView, TraceView,
 };
-use types::config::NodeConfig;
+use types::config::{HealthSection, NodeConfig};
 
 use crate::admin::{self, Pending, SocketGuard};
 use crate::io::Udp;
 use crate::metrics;
 use crate::ping::{self, Pinger, Report};
 use crate::setup::Loaded;
+
+/// The probe settings of `[health]`; what the file does not set keeps the
+/// protocol's defaults (stall detection among them).
+fn health_config(h: &HealthSection) -> HealthConfig {
+    HealthConfig {
+        probe_interval: Duration::from_millis(h.active_probe_interval_ms),
+        idle_probe_interval: Duration::from_millis(h.idle_probe_interval_ms),
+        down_after_misses: h.down_after_misses,
+        hold_down: Duration::from_millis(h.hold_down_ms),
+        ..HealthConfig::default()
+    }
+}
 
 fn unix_nanos() -> u64 {
     SystemTime::now()
@@ -251,6 +264,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             underlay_mtu: usize::from(cfg.listen.underlay_mtu),
             relay: cfg.routing.relay,
             pmtu_discovery: cfg.listen.pmtu_discovery,
+            health: Some(health_config(&cfg.health)),
             ..EndpointConfig::default()
         },
     );
@@ -1050,5 +1064,26 @@ impl Node {
                     .collect(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_files_health_defaults_are_the_protocols() {
+        assert_eq!(
+            health_config(&HealthSection::default()),
+            HealthConfig::default()
+        );
+        let h = health_config(&HealthSection {
+            idle_probe_interval_ms: 250,
+            down_after_misses: 3,
+            ..HealthSection::default()
+        });
+        assert_eq!(h.idle_probe_interval, Duration::from_millis(250));
+        assert_eq!(h.down_after_misses, 3);
+        assert_eq!(h.stall_threshold, HealthConfig::default().stall_threshold);
     }
 }

@@ -717,3 +717,46 @@ fn the_hub_benchmark_brings_its_leaves_up_and_counts_their_idle_probes() {
     assert!((4.0..5.0).contains(&per_leaf), "{r:?}");
     assert!(r.wall_ms_per_virtual_sec > 0.0 && r.wall_us_per_datagram > 0.0);
 }
+
+/// How long a's idle link to b takes to be called down after it is cut,
+/// with `health`.
+fn idle_cut_detected_after(health: HealthConfig) -> Duration {
+    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+    let config = EndpointConfig {
+        health: Some(health),
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build(29, &names, &[(A, B, ms(5))], config, true);
+    // Past the active window of the handshake's traffic: the link is idle.
+    sim.run_for(Duration::from_secs(10));
+    sim.cut(A, B);
+    let cut = sim.now;
+    sim.run_for(Duration::from_secs(20));
+    let down = sim.nodes[A]
+        .events
+        .iter()
+        .find(|(t, e)| *t >= cut && matches!(e, Event::LinkChanged { up: false, .. }))
+        .map(|(t, _)| *t)
+        .expect("the cut idle link was never called down");
+    down - cut
+}
+
+#[test]
+fn a_shorter_idle_probe_interval_finds_an_idle_failure_sooner() {
+    // `[health]` in the node config maps onto these fields.
+    let default = idle_cut_detected_after(HealthConfig::default());
+    let fast = idle_cut_detected_after(HealthConfig {
+        idle_probe_interval: ms(200),
+        down_after_misses: 3,
+        ..HealthConfig::default()
+    });
+    // About misses × interval, plus a probe timeout.
+    assert!(
+        default > Duration::from_secs(3) && default < Duration::from_secs(6),
+        "default: {default:?}"
+    );
+    assert!(
+        fast < Duration::from_secs(1),
+        "fast: {fast:?} (default {default:?})"
+    );
+}
