@@ -249,6 +249,39 @@ fn revoked_relay_is_cut_everywhere_and_never_carries_traffic() {
 }
 
 #[test]
+fn a_revocation_reaches_a_neighbour_whose_route_went_through_the_revoked_node() {
+    // a–b is direct but slow (10 ms); a–v–b is faster (1 + 1 ms), so a and
+    // b route to each other through v. a revokes v and refuses it at once;
+    // b does not know yet and would still route its bundle requests to a
+    // through v, which a no longer listens to. Gossip between neighbours
+    // goes on their direct link, so b gets the list in a few RTTs.
+    const V: usize = 2;
+    let names: Vec<String> = ["a", "b", "v"].iter().map(|n| n.to_string()).collect();
+    let links = [(A, B, ms(10)), (A, V, ms(1)), (V, B, ms(1))];
+    let mut sim = Sim::build(31, &names, &links, EndpointConfig::default(), true);
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.via(B, A), Some(V), "b reaches a through v");
+    let pushed = sim.now;
+    sim.revoke(A, &[V], 1).unwrap();
+    let mut held = None;
+    while sim.now - pushed < Duration::from_secs(15) {
+        sim.run_for(ms(5));
+        if sim.nodes[B]
+            .ep
+            .bundle(proto::bundle::BundleKind::Revocation)
+            .is_some()
+        {
+            held = Some(sim.now - pushed);
+            break;
+        }
+    }
+    let held = held.expect("b never got the list");
+    assert!(held < ms(200), "b got the list after {held:?}");
+    let p = sim.nodes[B].peers[&V];
+    assert!(sim.nodes[B].ep.peer(p, sim.now).unwrap().refused);
+}
+
+#[test]
 fn a_policy_bundle_of_several_chunks_reaches_a_50_node_ring_within_a_second() {
     let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
     let links: Vec<(usize, usize, Duration)> = (0..50).map(|i| (i, (i + 1) % 50, ms(1))).collect();

@@ -1362,6 +1362,26 @@ impl Endpoint {
         self.transmits.push_back(Transmit { dst, payload });
     }
 
+    /// Queues gossip for neighbour `pi` (adverts, sync requests,
+    /// certificates, bundle offers, requests and chunks): on the direct link
+    /// while its probes say it is up, as a link-state protocol talks to its
+    /// neighbours, otherwise on the routed path. Routed gossip would depend
+    /// on routes computed from that gossip: a neighbour reached through a
+    /// relay that has just lost its sessions (a node being revoked, whose
+    /// neighbours refuse it as the list arrives) would miss the very list
+    /// that explains it, until the next offer 10 s later.
+    fn push_gossip(&mut self, pi: usize, payload: Vec<u8>) {
+        let p = &self.peers[pi];
+        let up = p
+            .health
+            .as_ref()
+            .is_some_and(|h| h.status() == LinkStatus::Up);
+        match p.endpoint.filter(|_| up) {
+            Some(dst) => self.transmits.push_back(Transmit { dst, payload }),
+            None => self.push_to_peer(pi, payload),
+        }
+    }
+
     /// Queues `payload` back the way `source` reached us.
     fn push_reply(&mut self, source: Source, payload: Vec<u8>) {
         let t = match source {
@@ -1496,7 +1516,7 @@ impl Endpoint {
             len: b.as_bytes().len() as u32,
         };
         if let Some(d) = self.seal_control(now, pi, &msg) {
-            self.push_to_peer(pi, d);
+            self.push_gossip(pi, d);
         }
     }
 
@@ -1513,7 +1533,7 @@ impl Endpoint {
             },
         );
         if let Some(d) = self.seal_control(now, pi, &msg) {
-            self.push_to_peer(pi, d);
+            self.push_gossip(pi, d);
         }
     }
 
@@ -1564,7 +1584,7 @@ impl Endpoint {
         };
         self.stats.bundle_bytes_sent += (end - start) as u64;
         if let Some(d) = self.seal_control(now, pi, &msg) {
-            self.push_to_peer(pi, d);
+            self.push_gossip(pi, d);
         }
     }
 
@@ -2288,7 +2308,7 @@ impl Endpoint {
         if let Some(d) = self.seal_control(now, pi, &msg) {
             self.stats.gossip_bytes_sent += (d.len() - TRANSPORT_OVERHEAD) as u64;
             self.stats.gossip_messages_sent += 1;
-            self.push_to_peer(pi, d);
+            self.push_gossip(pi, d);
         }
     }
 
@@ -2306,7 +2326,7 @@ impl Endpoint {
         let own = self.current_advert(now);
         self.send_advert(now, pi, &own);
         if let Some(d) = self.seal_control(now, pi, &Control::SyncRequest) {
-            self.push_to_peer(pi, d);
+            self.push_gossip(pi, d);
         }
     }
 
@@ -2476,7 +2496,7 @@ impl Endpoint {
         };
         if ask {
             if let Some(d) = self.seal_control(now, pi, &Control::CertRequest { node: origin }) {
-                self.push_to_peer(pi, d);
+                self.push_gossip(pi, d);
             }
         }
     }
@@ -2706,7 +2726,7 @@ impl Endpoint {
                 };
                 if let Some(bytes) = cert {
                     if let Some(d) = self.seal_control(now, pi, &Control::Cert { bytes }) {
-                        self.push_to_peer(pi, d);
+                        self.push_gossip(pi, d);
                     }
                 }
             }
