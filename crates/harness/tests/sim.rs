@@ -282,6 +282,50 @@ fn a_revocation_reaches_a_neighbour_whose_route_went_through_the_revoked_node() 
 }
 
 #[test]
+fn in_a_full_mesh_a_refresh_costs_one_message_per_neighbour_and_a_change_still_reaches_all() {
+    const N: usize = 8;
+    let names: Vec<String> = (0..N).map(|i| format!("n{i}")).collect();
+    let mut links = Vec::new();
+    for a in 0..N {
+        for b in a + 1..N {
+            links.push((a, b, ms(1 + ((a * 7 + b * 3) % 5) as u64)));
+        }
+    }
+    let mut sim = Sim::build(37, &names, &links, EndpointConfig::default(), true);
+    sim.run_for(Duration::from_secs(10));
+    let sent = |sim: &Sim| -> u64 {
+        sim.nodes
+            .iter()
+            .map(|n| n.ep.stats().gossip_messages_sent)
+            .sum()
+    };
+    // A refresh round: every node re-originates its unchanged advert. Each
+    // sends it to its N−1 neighbours, who pass it on to nobody (the origin
+    // reached them all itself); flooding every refresh would add
+    // (N−1)(N−2) forwards per node.
+    let before = sent(&sim);
+    let now = sim.now;
+    for n in &mut sim.nodes {
+        n.ep.readvertise(now);
+    }
+    sim.run_for(Duration::from_secs(2));
+    let round = sent(&sim) - before;
+    assert_eq!(round, (N * (N - 1)) as u64, "messages in a refresh round");
+    // A change is flooded as before: with n0–n1 cut, every node soon holds
+    // adverts of both ends without the link.
+    sim.cut(0, 1);
+    sim.run_for(Duration::from_secs(8));
+    let (id0, id1) = (sim.nodes[0].ep.node_id(), sim.nodes[1].ep.node_id());
+    for i in 2..N {
+        let r = sim.nodes[i].ep.router();
+        for (o, x) in [(id0, id1), (id1, id0)] {
+            let a = r.advert(o).unwrap();
+            assert!(!a.links.iter().any(|l| l.neighbor == x), "n{i}");
+        }
+    }
+}
+
+#[test]
 fn a_policy_bundle_of_several_chunks_reaches_a_50_node_ring_within_a_second() {
     let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
     let links: Vec<(usize, usize, Duration)> = (0..50).map(|i| (i, (i + 1) % 50, ms(1))).collect();

@@ -2534,6 +2534,12 @@ impl Endpoint {
 
     /// Takes a verified advert and floods it on.
     fn take_advert(&mut self, now: Instant, pi: usize, advert: Arc<Advert>) {
+        // A refresh: the origin's links and roles as in the advert it
+        // replaces (metrics may differ).
+        let refresh = self
+            .router
+            .advert(advert.origin)
+            .is_some_and(|held| same_topology(held, &advert));
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }
@@ -2558,10 +2564,26 @@ impl Endpoint {
         // (their own advert says so): a hub's leaves never hear of each
         // other. A neighbour whose advert we do not hold yet just came up;
         // what it misses here it gets in answer to its sync request.
+        //
+        // A refresh is not passed to neighbours the origin lists as its own:
+        // the origin sent it to each of them over that very link. In a full
+        // mesh that is everyone, and a refresh costs each node one message
+        // per origin instead of one per origin and neighbour (N² per node
+        // per round). A change is flooded to all, so one lost datagram does
+        // not hide it.
+        let covered: HashSet<NodeId> = if refresh {
+            advert.links.iter().map(|l| l.neighbor).collect()
+        } else {
+            HashSet::new()
+        };
         if self.config.relay {
             for i in 0..self.peers.len() {
                 let q = &self.peers[i];
-                if i == pi || q.node_id == advert.origin || q.health.is_none() {
+                if i == pi
+                    || q.node_id == advert.origin
+                    || q.health.is_none()
+                    || covered.contains(&q.node_id)
+                {
                     continue;
                 }
                 let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
@@ -3305,6 +3327,18 @@ fn wrap(h: RelayHeader, datagram: &[u8]) -> Vec<u8> {
     h.write(&mut v);
     v[RELAY_HEADER_LEN..].copy_from_slice(datagram);
     v
+}
+
+/// Whether adverts `a` and `b` describe the same links and roles: the
+/// same neighbours, up or settling alike, and the same stub and truncated
+/// flags (RTT and loss may differ).
+fn same_topology(a: &Advert, b: &Advert) -> bool {
+    let links = |x: &Advert| {
+        let mut v: Vec<(NodeId, bool)> = x.links.iter().map(|l| (l.neighbor, l.settling)).collect();
+        v.sort_unstable();
+        v
+    };
+    a.stub == b.stub && a.truncated == b.truncated && links(a) == links(b)
 }
 
 fn usable(s: &Session, now: Instant) -> bool {
