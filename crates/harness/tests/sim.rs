@@ -326,6 +326,38 @@ fn in_a_full_mesh_a_refresh_costs_one_message_per_neighbour_and_a_change_still_r
 }
 
 #[test]
+fn a_relay_probes_fast_for_relayed_data_not_for_relayed_handshakes() {
+    // a and b reach each other through v (1 + 1 ms against a 10 ms direct
+    // link). Idle, only handshakes (rekeys every 2 minutes) cross v; they
+    // must not put v's links on the 50 ms probe rate for 5 s each time.
+    const V: usize = 2;
+    let names: Vec<String> = ["a", "b", "v"].iter().map(|n| n.to_string()).collect();
+    let links = [(A, B, ms(10)), (A, V, ms(1)), (V, B, ms(1))];
+    let mut sim = Sim::build(41, &names, &links, EndpointConfig::default(), true);
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(sim.via(A, B), Some(V));
+    let probes = |sim: &Sim| sim.nodes[V].ep.stats().probes_sent;
+    let (p0, r0) = (probes(&sim), sim.nodes[V].ep.stats().relayed_packets);
+    sim.run_for(Duration::from_secs(150));
+    let relayed = sim.nodes[V].ep.stats().relayed_packets - r0;
+    let idle = probes(&sim) - p0;
+    assert!(relayed > 0, "no rekey crossed v in 150 s");
+    // Two links at one probe a second, and some slack.
+    assert!(
+        idle <= 2 * 150 + 20,
+        "{idle} probes in 150 idle seconds ({relayed} relayed)"
+    );
+    // Data through v: its link to b is probed at the fast rate.
+    let p1 = probes(&sim);
+    for _ in 0..200 {
+        sim.inject(A, B, b"data through v");
+        sim.run_for(ms(10));
+    }
+    let busy = probes(&sim) - p1;
+    assert!(busy >= 30, "{busy} probes in 2 s of relayed data");
+}
+
+#[test]
 fn a_policy_bundle_of_several_chunks_reaches_a_50_node_ring_within_a_second() {
     let names: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
     let links: Vec<(usize, usize, Duration)> = (0..50).map(|i| (i, (i + 1) % 50, ms(1))).collect();

@@ -49,7 +49,7 @@ use crate::table::Table;
 use crate::timers::*;
 use crate::wire::{
     classify, MessageKind, NodeId, RelayHeader, TransportHeader, COOKIE_REPLY_LEN, MAX_RELAY_TTL,
-    RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD,
+    RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD, TYPE_TRANSPORT,
 };
 
 /// Identifies a peer within one [`Endpoint`].
@@ -1932,6 +1932,10 @@ impl Endpoint {
         }
         let next = self.router.route(h.dst).map_or(h.dst, |r| r.next_hop);
         let payload = buf.len();
+        // Transport packets with a payload: not handshakes, and not the
+        // keepalives of sessions that carry nothing.
+        let carries_data = buf.get(RELAY_HEADER_LEN) == Some(&TYPE_TRANSPORT)
+            && payload > RELAY_HEADER_LEN + TRANSPORT_OVERHEAD;
         let next = self.by_node.get(&next).and_then(|&n| {
             let p = &mut self.peers[n.0 as usize];
             let dst = p
@@ -1941,7 +1945,7 @@ impl Endpoint {
                 .and(p.endpoint)?;
             // Relayed traffic makes the outgoing link probed fast too, and
             // its path MTU confirmed.
-            if let Some(h) = p.health.as_mut() {
+            if let Some(h) = p.health.as_mut().filter(|_| carries_data) {
                 h.on_data_sent(now);
             }
             if let Some(m) = p.pmtu.as_mut() {
