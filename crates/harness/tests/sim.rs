@@ -599,33 +599,34 @@ fn a_node_that_stalls_blames_neither_its_links_nor_their_rtt() {
     );
 }
 
+/// Hosts a and b on one 5 ms link.
+fn pair(seed: u64, config: EndpointConfig) -> Sim {
+    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
+    Sim::build(seed, &names, &[(A, B, ms(5))], config, true)
+}
+
+/// a's view of its direct link to b.
+fn link_ab(sim: &Sim) -> proto::endpoint::LinkInfo {
+    sim.nodes[A]
+        .ep
+        .peer(sim.nodes[A].peers[&B], sim.now)
+        .and_then(|p| p.link)
+        .unwrap()
+}
+
 #[test]
 fn a_narrower_path_than_configured_is_discovered_and_big_packets_get_too_big() {
     // a–b carries 1400-byte datagrams and drops larger ones silently;
     // both ends are configured for 1500.
-    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
-    let mut sim = Sim::build(
-        21,
-        &names,
-        &[(A, B, ms(5))],
-        EndpointConfig::default(),
-        true,
-    );
+    let mut sim = pair(21, EndpointConfig::default());
     sim.set_mtu(A, B, 1400);
     sim.run_for(Duration::from_secs(10));
-    let link = |sim: &Sim| {
-        sim.nodes[A]
-            .ep
-            .peer(sim.nodes[A].peers[&B], sim.now)
-            .and_then(|p| p.link)
-            .unwrap()
-    };
-    let found = link(&sim).path_mtu.unwrap();
+    let found = link_ab(&sim).path_mtu.unwrap();
     assert!(
         (1400 - proto::pmtu::PRECISION..=1400).contains(&found),
         "found {found}"
     );
-    assert!(!link(&sim).pmtu_searching);
+    assert!(!link_ab(&sim).pmtu_searching);
     assert!(sim.nodes[A]
         .events
         .iter()
@@ -644,15 +645,9 @@ fn a_narrower_path_than_configured_is_discovered_and_big_packets_get_too_big() {
     sim.run_for(ms(20));
     assert_eq!(delivered(&sim, A, B), before + 1);
     // A path that carries the ceiling costs one probe and keeps it.
-    let mut wide = Sim::build(
-        22,
-        &names,
-        &[(A, B, ms(5))],
-        EndpointConfig::default(),
-        true,
-    );
+    let mut wide = pair(22, EndpointConfig::default());
     wide.run_for(Duration::from_secs(3));
-    assert_eq!(link(&wide).path_mtu, Some(1500));
+    assert_eq!(link_ab(&wide).path_mtu, Some(1500));
     assert_eq!(wide.nodes[A].ep.stats().pmtu_probes_sent, 1);
 }
 
@@ -662,23 +657,9 @@ fn a_path_that_shrinks_under_traffic_is_found_again_within_seconds() {
     // second. Then the path shrinks to 1400 bytes while the link stays up
     // (small probes still pass): a's confirmation of the size in use is
     // lost, data is refused with packet-too-big, and the search finds 1400.
-    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
-    let mut sim = Sim::build(
-        23,
-        &names,
-        &[(A, B, ms(5))],
-        EndpointConfig::default(),
-        true,
-    );
+    let mut sim = pair(23, EndpointConfig::default());
     sim.run_for(Duration::from_secs(3));
-    let link = |sim: &Sim| {
-        sim.nodes[A]
-            .ep
-            .peer(sim.nodes[A].peers[&B], sim.now)
-            .and_then(|p| p.link)
-            .unwrap()
-    };
-    assert_eq!(link(&sim).path_mtu, Some(1500));
+    assert_eq!(link_ab(&sim).path_mtu, Some(1500));
     // Inner packet 1420 bytes (+ 20 IPv4 in `inject`): 1480 on the wire.
     let big = vec![0u8; 1400];
     let probes = sim.nodes[A].ep.stats().pmtu_probes_sent;
@@ -711,7 +692,7 @@ fn a_path_that_shrinks_under_traffic_is_found_again_within_seconds() {
     );
     assert!(mtu < 1400 - 60, "told to shrink to {mtu}");
     sim.run_for(Duration::from_secs(3));
-    let found = link(&sim).path_mtu.unwrap();
+    let found = link_ab(&sim).path_mtu.unwrap();
     assert!(
         (1400 - proto::pmtu::PRECISION..=1400).contains(&found),
         "found {found}"
@@ -830,12 +811,11 @@ fn the_hub_benchmark_brings_its_leaves_up_and_counts_their_idle_probes() {
 /// How long a's idle link to b takes to be called down after it is cut,
 /// with `health`.
 fn idle_cut_detected_after(health: HealthConfig) -> Duration {
-    let names: Vec<String> = ["a", "b"].iter().map(|n| n.to_string()).collect();
     let config = EndpointConfig {
         health: Some(health),
         ..EndpointConfig::default()
     };
-    let mut sim = Sim::build(29, &names, &[(A, B, ms(5))], config, true);
+    let mut sim = pair(29, config);
     // Past the active window of the handshake's traffic: the link is idle.
     sim.run_for(Duration::from_secs(10));
     sim.cut(A, B);
