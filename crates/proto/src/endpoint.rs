@@ -2548,10 +2548,16 @@ impl Endpoint {
             return;
         }
         // A neighbour turned out to relay, and our truncated advert left it
-        // out (we listed it as we would a stub): relays come first.
+        // out while listing a stub in its place: relays come first. (With
+        // more relaying neighbours than an advert lists, and no stub among
+        // those listed, a new advert would leave it out again: re-originating
+        // then, at every advert of every left-out neighbour, was an advert
+        // storm in full meshes of more than 64 nodes.)
         let left_out = !advert.stub
             && self.last_advert.as_ref().is_some_and(|a| {
-                a.truncated && !a.links.iter().any(|l| l.neighbor == advert.origin)
+                a.truncated
+                    && !a.links.iter().any(|l| l.neighbor == advert.origin)
+                    && a.links.iter().any(|l| self.router.is_stub(l.neighbor))
             });
         let neighbour = || {
             self.by_node
