@@ -248,6 +248,17 @@ fn revoked_relay_is_cut_everywhere_and_never_carries_traffic() {
     assert_eq!(sim.nodes[C].ep.stats().relayed_packets, 0);
 }
 
+/// The third host of [`triangle`].
+const V: usize = 2;
+
+/// a–b direct but slow (10 ms), a–v–b fast (1 + 1 ms): a and b route to
+/// each other through v.
+fn triangle(seed: u64) -> Sim {
+    let names: Vec<String> = ["a", "b", "v"].iter().map(|n| n.to_string()).collect();
+    let links = [(A, B, ms(10)), (A, V, ms(1)), (V, B, ms(1))];
+    Sim::build(seed, &names, &links, EndpointConfig::default(), true)
+}
+
 #[test]
 fn a_revocation_reaches_a_neighbour_whose_route_went_through_the_revoked_node() {
     // a–b is direct but slow (10 ms); a–v–b is faster (1 + 1 ms), so a and
@@ -255,10 +266,7 @@ fn a_revocation_reaches_a_neighbour_whose_route_went_through_the_revoked_node() 
     // b does not know yet and would still route its bundle requests to a
     // through v, which a no longer listens to. Gossip between neighbours
     // goes on their direct link, so b gets the list in a few RTTs.
-    const V: usize = 2;
-    let names: Vec<String> = ["a", "b", "v"].iter().map(|n| n.to_string()).collect();
-    let links = [(A, B, ms(10)), (A, V, ms(1)), (V, B, ms(1))];
-    let mut sim = Sim::build(31, &names, &links, EndpointConfig::default(), true);
+    let mut sim = triangle(31);
     sim.run_for(Duration::from_secs(5));
     assert_eq!(sim.via(B, A), Some(V), "b reaches a through v");
     let pushed = sim.now;
@@ -330,10 +338,7 @@ fn a_relay_probes_fast_for_relayed_data_not_for_relayed_handshakes() {
     // a and b reach each other through v (1 + 1 ms against a 10 ms direct
     // link). Idle, only handshakes (rekeys every 2 minutes) cross v; they
     // must not put v's links on the 50 ms probe rate for 5 s each time.
-    const V: usize = 2;
-    let names: Vec<String> = ["a", "b", "v"].iter().map(|n| n.to_string()).collect();
-    let links = [(A, B, ms(10)), (A, V, ms(1)), (V, B, ms(1))];
-    let mut sim = Sim::build(41, &names, &links, EndpointConfig::default(), true);
+    let mut sim = triangle(41);
     sim.run_for(Duration::from_secs(10));
     assert_eq!(sim.via(A, B), Some(V));
     let probes = |sim: &Sim| sim.nodes[V].ep.stats().probes_sent;
