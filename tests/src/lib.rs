@@ -6,7 +6,8 @@
 //! configuration, and [`Mesh::start`] runs `meshd` inside a host. Everything
 //! is named `mshtest-<pid>-<n>-…` and removed on drop, also when a test
 //! panics; namespaces left by a killed run (whose pid is gone) are removed by
-//! the next run. Needs root; without it the constructor panics with the reason.
+//! the next run. Needs root: tests start with `if !netns_available() { return; }`,
+//! which skips them, with a one-line reason, when they cannot run.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the failure report
 
 use std::net::Ipv4Addr;
@@ -51,23 +52,59 @@ fn ip(args: &[&str]) {
     run(Command::new("ip").args(args));
 }
 
-/// Fails loudly when the test cannot create namespaces.
-pub fn require_root() {
-    // SAFETY-free check: read the effective uid from /proc.
+/// The variable `scripts/test.sh` sets so that a namespace test that cannot
+/// run fails instead of skipping (CI runs as root and must run them all).
+pub const REQUIRE_NETNS: &str = "MESHD_TEST_REQUIRE_NETNS";
+
+/// Why this process cannot build network namespaces, if it cannot.
+fn netns_unavailable() -> Option<String> {
+    // The effective uid, from /proc (no libc call needed).
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()
         .find(|l| l.starts_with("Uid:"))
         .and_then(|l| l.split_whitespace().nth(2))
         .unwrap_or("?");
-    assert_eq!(
-        euid, "0",
-        "this test builds network namespaces and needs root (CI runs as root); run the test suite as root"
-    );
+    if euid != "0" {
+        return Some(format!(
+            "needs root to build network namespaces (euid {euid})"
+        ));
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("iproute2 ('ip') is missing: run scripts/deps.sh".into());
+    }
+    None
+}
+
+/// Whether a namespace test can run here. If not, the test should return at
+/// once: this prints one line saying which test skipped and why (straight
+/// to stderr, so it shows although the harness captures test output). With
+/// [`REQUIRE_NETNS`] set (as `scripts/test.sh` does) a test that cannot run
+/// fails instead.
+#[must_use]
+pub fn netns_available() -> bool {
+    let Some(why) = netns_unavailable() else {
+        return true;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a namespace test")
+        .to_string();
     assert!(
-        Command::new("ip").arg("-V").output().is_ok(),
-        "iproute2 ('ip') is missing: run scripts/deps.sh"
+        std::env::var_os(REQUIRE_NETNS).is_none(),
+        "{test}: {why}; {REQUIRE_NETNS} is set, so this test may not be skipped"
     );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+    false
+}
+
+/// Panics unless the test can build namespaces (for helpers deep inside a
+/// test that already checked [`netns_available`]).
+pub fn require_root() {
+    if let Some(why) = netns_unavailable() {
+        panic!("{why}; start the test with `if !netns_available() {{ return; }}`");
+    }
 }
 
 /// Removes namespaces of earlier runs whose process is gone.

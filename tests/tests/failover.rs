@@ -18,6 +18,7 @@
 
 mod common;
 
+use meshd_tests::netns_available;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,9 @@ fn square() -> (Topo, Down) {
 
 #[test]
 fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
+    if !netns_available() {
+        return;
+    }
     let (sq, _down) = square();
     assert_eq!(sq.peer("a", "b").path, "direct");
 

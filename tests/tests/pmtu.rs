@@ -9,12 +9,16 @@
 
 mod common;
 
+use meshd_tests::netns_available;
 use std::time::{Duration, Instant};
 
 use harness::netns;
 
 #[test]
 fn a_path_narrower_than_configured_is_found_and_tcp_gets_through() {
+    if !netns_available() {
+        return;
+    }
     let (t, _down) = common::up("blackhole", "pm");
     t.wait_for("session a–b", Duration::from_secs(10), || {
         t.try_peer("a", "b").is_some_and(|p| p.session)
@@ -44,6 +48,9 @@ fn a_path_narrower_than_configured_is_found_and_tcp_gets_through() {
 
 #[test]
 fn a_path_that_shrinks_mid_transfer_is_found_again_and_tcp_survives() {
+    if !netns_available() {
+        return;
+    }
     let (t, _down) = common::up("pair", "ps");
     t.wait_for("a measures the full path", Duration::from_secs(15), || {
         t.try_peer("a", "b")

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meshd_tests::{binary, Mesh, MeshOptions};
+use meshd_tests::{binary, netns_available, Mesh, MeshOptions};
 use serde_json::Value;
 
 /// Children killed on drop (servers started inside namespaces).
@@ -177,6 +177,9 @@ verdict = "deny"
 
 #[test]
 fn segment_escape_every_disallowed_pair_is_dropped_and_counted() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(
         3,
         MeshOptions {
@@ -290,6 +293,9 @@ fn mesh_with_policy_v2() -> Mesh {
 
 #[test]
 fn replayed_old_policy_bundle_is_refused_and_counted() {
+    if !netns_available() {
+        return;
+    }
     let mesh = mesh_with_policy_v2();
     for h in 0..2 {
         let (ok, text) = meshctl_try(
@@ -328,6 +334,9 @@ fn replayed_old_policy_bundle_is_refused_and_counted() {
 
 #[test]
 fn policy_signed_by_a_policy_key_the_ca_names_is_accepted_until_revoked() {
+    if !netns_available() {
+        return;
+    }
     let mesh = mesh_with_policy_v2();
     let s0 = sock(&mesh, 0);
     mesh.meshctl(&[
@@ -377,6 +386,9 @@ fn policy_signed_by_a_policy_key_the_ca_names_is_accepted_until_revoked() {
 
 #[test]
 fn forged_policy_signature_is_refused_and_counted() {
+    if !netns_available() {
+        return;
+    }
     use proto::armor::encode;
     use proto::bundle::{Bundle, LABEL_POLICY_BUNDLE};
     let mesh = mesh_with_policy_v2();
@@ -477,6 +489,9 @@ fn forged_policy_signature_is_refused_and_counted() {
 
 #[test]
 fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
+    if !netns_available() {
+        return;
+    }
     let mut mesh = Mesh::new(3, MeshOptions::default());
     mesh.configure_policy(&[]);
     mesh.start_all();
@@ -563,6 +578,9 @@ fn metric(mesh: &Mesh, host: usize, name: &str) -> f64 {
 
 #[test]
 fn enclave_traffic_steered_through_a_non_member_relay_is_refused() {
+    if !netns_available() {
+        return;
+    }
     let mesh = enclave_mesh();
     assert!(mesh.ping(0, 1, 2));
     // The outsider cannot even complete a handshake with a member.
@@ -603,6 +621,9 @@ fn enclave_traffic_steered_through_a_non_member_relay_is_refused() {
 
 #[test]
 fn enclave_metadata_is_invisible_to_an_outsider_through_meshctl_and_gossip() {
+    if !netns_available() {
+        return;
+    }
     let mesh = enclave_mesh();
     assert!(mesh.ping(0, 1, 2));
     // Let probes and adverts run for a while.

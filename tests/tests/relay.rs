@@ -6,6 +6,7 @@
 
 mod common;
 
+use meshd_tests::netns_available;
 use std::time::Duration;
 
 use harness::netns;
@@ -13,6 +14,9 @@ use types::admin::{AdminRequest, AdminResponse};
 
 #[test]
 fn a_reaches_d_through_two_relays_with_a_checksummed_tcp_transfer() {
+    if !netns_available() {
+        return;
+    }
     let (t, _down) = common::up("line", "ln");
     // Neighbours first: a–b, b–c, c–d.
     for (x, y) in [("a", "b"), ("b", "c"), ("c", "d")] {
