@@ -13,7 +13,7 @@ use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::fragment::fragment;
 use proto::handshake::{self, Identity, ReplayGuard};
 use proto::provider::Crypto;
-use proto::session::Session;
+use proto::session::{Session, SessionKeys};
 use proto::wire::MessageKind;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -72,14 +72,15 @@ fn compute() -> Value {
     )
     .unwrap();
     let mut m1b = m1.clone();
-    let (m2, r_out) = handshake::respond(
-        C,
-        &ca,
-        &responder,
+    let (m2, r_out) = handshake::Responder {
+        crypto: C,
+        ca: &ca,
+        identity: &responder,
+    }
+    .respond(
         &mut ReplayGuard::default(),
         &mut m1b,
-        0x0102_0304,
-        0x0a0b_0c0d,
+        (0x0102_0304, 0x0a0b_0c0d),
         unix_nanos,
         &mut r,
     )
@@ -113,13 +114,15 @@ fn compute() -> Value {
     let seal = |suite| {
         let mut s = Session::new(
             C,
-            0x0102_0304,
-            0x0a0b_0c0d,
-            &i_out.send_key,
-            &i_out.recv_key,
+            &SessionKeys {
+                local_index: 0x0102_0304,
+                remote_index: 0x0a0b_0c0d,
+                send: i_out.send_key,
+                recv: i_out.recv_key,
+                suite,
+            },
             std::time::Instant::now(),
             true,
-            suite,
         );
         let mut pkt = vec![0u8; 16 + payload.len() + 16];
         pkt[16..16 + payload.len()].copy_from_slice(payload);

@@ -89,7 +89,6 @@ struct Node {
     names: HashMap<String, PeerId>,
     started: Instant,
     no_route: u64,
-    rng: rand_core::OsRng,
     /// The deadline the timer task sleeps to; a worker whose batch makes the
     /// endpoint's next deadline earlier wakes it.
     timer_at: Option<Instant>,
@@ -267,6 +266,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             health: Some(health_config(&cfg.health)),
             ..EndpointConfig::default()
         },
+        Box::new(rand_core::OsRng),
     );
     // Saved and configured bundles, before any peer: the policy is in force
     // from the first packet.
@@ -295,7 +295,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         // Handshake with every reachable static peer now, so sessions are
         // ready before the first packet (and a restarted node resyncs).
         if p.endpoint.is_some() {
-            ep.initiate(Instant::now(), unix_nanos(), &mut rng, id);
+            ep.initiate(Instant::now(), unix_nanos(), id);
         }
     }
     info!(
@@ -315,7 +315,6 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         names,
         started: Instant::now(),
         no_route: 0,
-        rng,
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
     };
@@ -359,7 +358,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             _ = tokio::time::sleep_until(deadline) => {
                 let mut node = shared.lock();
                 let node = &mut *node;
-                node.ep.handle_timeout(Instant::now(), unix_nanos(), &mut node.rng);
+                node.ep.handle_timeout(Instant::now(), unix_nanos());
                 node.pinger.expire(Instant::now());
                 node.drain(&mut out);
             }
@@ -491,7 +490,7 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                     for i in 0..count {
                         let r = chunk(i);
                         let buf = &mut udp_buf[r];
-                        match node.ep.prepare_datagram(now, unix, &mut node.rng, meta.addr, buf) {
+                        match node.ep.prepare_datagram(now, unix, meta.addr, buf) {
                             Incoming::Open(plan) => opens.push((i, plan)),
                             Incoming::Done(r) => node.deliver(now, r, buf, meta.addr, &mut out, &mut to_tun, &mut used),
                         }
@@ -511,7 +510,7 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                     for ((i, plan), result) in opens.drain(..).zip(opened.drain(..)) {
                         let r = chunk(i);
                         let buf = &mut udp_buf[r];
-                        let got = node.ep.finish_datagram(now, unix, &mut node.rng, plan, buf, result);
+                        let got = node.ep.finish_datagram(now, unix, plan, buf, result);
                         node.deliver(now, got, buf, meta.addr, &mut out, &mut to_tun, &mut used);
                     }
                     node.drain(&mut out);
@@ -549,10 +548,7 @@ impl Node {
         // Room for the tag, and for a relay header should the peer be
         // reached through a relay.
         let room = (n + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN).min(buf.len());
-        match self
-            .ep
-            .prepare_send(now, unix, &mut self.rng, peer, &mut buf[..room], n)
-        {
+        match self.ep.prepare_send(now, unix, peer, &mut buf[..room], n) {
             Prepared::Seal(plan) => Some(plan),
             Prepared::Done(SendOutcome::TooBig { mtu }) => {
                 // Tell the sender, as a router would (written to the TUN
@@ -748,14 +744,10 @@ impl Node {
         );
         let mut buf = vec![0u8; packet.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + packet.len()].copy_from_slice(&packet);
-        match self.ep.send(
-            now,
-            unix_nanos(),
-            &mut self.rng,
-            peer,
-            &mut buf,
-            packet.len(),
-        ) {
+        match self
+            .ep
+            .send(now, unix_nanos(), peer, &mut buf, packet.len())
+        {
             SendOutcome::Send { dst, len } => out.push(dst, &buf[..len]),
             SendOutcome::Dropped(r @ (DropReason::PolicyDenied | DropReason::PeerRefused)) => {
                 // Say why at once rather than time out.

@@ -13,11 +13,12 @@ use proto::cert::{create_ca, Certificate, NodeCertParams, OverlayAddr, TrustedCa
 use proto::cookie::MacVerdict;
 use proto::endpoint::{Endpoint, EndpointConfig, Received};
 use proto::fragment::{
-    fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, MAX_MESSAGE_LEN,
+    fragment, FragmentView, Reassembler, Reassembly, ReassemblyLimits, VerifiedFragment,
+    MAX_MESSAGE_LEN,
 };
 use proto::handshake::{self, message2_len, Identity, ReplayGuard};
 use proto::provider::{Crypto, Suite};
-use proto::session::Session;
+use proto::session::{Session, SessionKeys};
 use proto::wire::{MessageKind, TransportHeader, TRANSPORT_HEADER_LEN};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -117,9 +118,11 @@ pub fn control(data: &[u8]) {
 /// The policy filter's packet parser and a decision with connection
 /// tracking, both directions: never panics.
 pub fn packet_filter(data: &[u8]) {
-    use proto::filter::{parse, Direction, Filter, FilterLimits};
+    use proto::filter::{Direction, Filter, FilterLimits};
     use proto::policy::{Policy, Subject};
-    let Ok(pkt) = parse(data) else { return };
+    let Ok(pkt) = proto::wire::ip::Packet::parse(data) else {
+        return;
+    };
     let policy = Arc::new(
         Policy::parse(
             "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\nproto = \"tcp\"\n",
@@ -160,13 +163,15 @@ pub fn transport(data: &[u8]) {
     let c = InsecureCrypto;
     let mut s = Session::new(
         &c,
-        7,
-        9,
-        &[0; 32],
-        &[0; 32],
+        &SessionKeys {
+            local_index: 7,
+            remote_index: 9,
+            send: [0; 32],
+            recv: [0; 32],
+            suite: Suite::ChaCha20Poly1305,
+        },
         Instant::now(),
         true,
-        Suite::ChaCha20Poly1305,
     );
     let mut buf = data.to_vec();
     if let Ok(n) = s.open(&mut buf) {
@@ -188,17 +193,14 @@ pub fn initiation(data: &[u8]) {
         0
     };
     let mut guard = ReplayGuard::new(4);
-    if let Ok((reply, out)) = handshake::respond(
-        &c,
-        &f.ca,
-        &f.bob,
-        &mut guard,
-        &mut msg,
-        sender,
-        5,
-        NOW_NANOS,
-        &mut rng(),
-    ) {
+    let responder = handshake::Responder {
+        crypto: &c,
+        ca: &f.ca,
+        identity: &f.bob,
+    };
+    if let Ok((reply, out)) =
+        responder.respond(&mut guard, &mut msg, (sender, 5), NOW_NANOS, &mut rng())
+    {
         assert_eq!(
             reply.len(),
             message2_len(f.bob.certificate().as_bytes().len())
@@ -206,18 +208,15 @@ pub fn initiation(data: &[u8]) {
         assert_eq!(out.peer_index, sender);
         // The same message again is a replay.
         let mut again = data.to_vec();
-        assert!(handshake::respond(
-            &c,
-            &f.ca,
-            &f.bob,
-            &mut guard,
-            &mut again,
-            sender,
-            6,
-            NOW_NANOS + 1_000_000_000,
-            &mut rng()
-        )
-        .is_err());
+        assert!(responder
+            .respond(
+                &mut guard,
+                &mut again,
+                (sender, 6),
+                NOW_NANOS + 1_000_000_000,
+                &mut rng()
+            )
+            .is_err());
     }
 }
 
@@ -267,7 +266,7 @@ pub fn reassembly(data: &[u8]) {
         if let Ok(v) = FragmentView::new_checked(d) {
             assert!(v.index() < v.count());
             assert!(v.payload().len() <= proto::wire::MAX_FRAGMENT_PAYLOAD);
-            if let Some(vf) = v.into_verified(MacVerdict::Valid) {
+            if let Some(vf) = VerifiedFragment::new(v, MacVerdict::Valid) {
                 if let Reassembly::Complete(m) =
                     r.insert(base + Duration::from_millis(step * 100), src, vf)
                 {
@@ -290,10 +289,10 @@ pub fn endpoint(data: &[u8]) {
         f.ca.clone(),
         f.bob.clone(),
         EndpointConfig::default(),
+        Box::new(rng()),
     );
     let src = SocketAddr::from(([198, 18, 0, 1], 51820));
     let base = Instant::now();
-    let mut rng = rng();
     let mut rest = data;
     let mut step = 0u64;
     while rest.len() >= 2 {
@@ -302,7 +301,7 @@ pub fn endpoint(data: &[u8]) {
         rest = &rest[2 + len..];
         step += 1;
         let now = base + Duration::from_millis(step * 60);
-        match ep.handle_datagram(now, NOW_NANOS + step * 60_000_000, &mut rng, src, &mut d) {
+        match ep.handle_datagram(now, NOW_NANOS + step * 60_000_000, src, &mut d) {
             Received::Data { len, .. } => assert!(TRANSPORT_HEADER_LEN + len <= d.len()),
             Received::Forward { len, .. } => assert!(len <= d.len()),
             Received::Keepalive { .. }
@@ -310,7 +309,7 @@ pub fn endpoint(data: &[u8]) {
             | Received::Control { .. }
             | Received::Dropped(_) => {}
         }
-        ep.handle_timeout(now, NOW_NANOS, &mut rng);
+        ep.handle_timeout(now, NOW_NANOS);
         while let Some(t) = ep.poll_transmit() {
             // Handshake datagrams fit 1232 bytes, plus a relay header when relayed.
             let limit = if t.payload[0] == 5 { 1232 + 20 } else { 1232 };
@@ -344,17 +343,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("initiation", m1.clone()));
     let mut m1c = m1.clone();
     let mut guard = ReplayGuard::new(4);
-    let (m2, out2) = handshake::respond(
-        &c,
-        &f.ca,
-        &f.bob,
-        &mut guard,
-        &mut m1c,
-        11,
-        5,
-        NOW_NANOS,
-        &mut rng(),
-    )
+    let (m2, out2) = handshake::Responder {
+        crypto: &c,
+        ca: &f.ca,
+        identity: &f.bob,
+    }
+    .respond(&mut guard, &mut m1c, (11, 5), NOW_NANOS, &mut rng())
     .expect("fixture response");
     out.push(("response", m2.clone()));
     // Fragments of both, as reassembly records.
@@ -373,13 +367,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     // A transport packet for the fixture session (indices 7 and 9).
     let mut s = Session::new(
         &c,
-        9,
-        7,
-        &[0; 32],
-        &[0; 32],
+        &SessionKeys {
+            local_index: 9,
+            remote_index: 7,
+            send: [0; 32],
+            recv: [0; 32],
+            suite: Suite::ChaCha20Poly1305,
+        },
         Instant::now(),
         false,
-        Suite::ChaCha20Poly1305,
     );
     let mut pkt = vec![0u8; 20 + 32];
     pkt[16] = 0x45;

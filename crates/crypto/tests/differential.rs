@@ -242,14 +242,15 @@ fn noise_transcript_matches_snow() {
     .unwrap();
     let mut rrng = Script([&encaps[..], &e_r[..]].concat(), 0);
     let mut m1c = m1.clone();
-    let (m2, bob_out) = handshake::respond(
-        C,
-        &ca,
-        &bob,
+    let (m2, bob_out) = handshake::Responder {
+        crypto: C,
+        ca: &ca,
+        identity: &bob,
+    }
+    .respond(
         &mut ReplayGuard::default(),
         &mut m1c,
-        7,
-        9,
+        (7, 9),
         now * 1_000_000_000,
         &mut rrng,
     )

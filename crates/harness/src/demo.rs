@@ -103,12 +103,7 @@ fn flush(node: &mut Node, narrate: bool, n: &mut u32) -> Result<()> {
 }
 
 /// Receives whatever is waiting on the node's socket and feeds it in.
-fn receive(
-    node: &mut Node,
-    rng: &mut dyn rand_core::CryptoRngCore,
-    narrate: bool,
-    n: &mut u32,
-) -> Result<usize> {
+fn receive(node: &mut Node, narrate: bool, n: &mut u32) -> Result<usize> {
     let mut buf = vec![0u8; 65_536];
     let mut count = 0;
     loop {
@@ -128,7 +123,7 @@ fn receive(
         let kind = kind_of(&buf[..len]);
         let r = node
             .ep
-            .handle_datagram(Instant::now(), unix_nanos(), rng, src, &mut buf[..len]);
+            .handle_datagram(Instant::now(), unix_nanos(), src, &mut buf[..len]);
         match r {
             Received::Data { len: l, .. } => {
                 node.received += 1;
@@ -237,8 +232,15 @@ pub fn run(packets: u32) -> Result<()> {
         ca.clone(),
         alpha_id,
         EndpointConfig::default(),
+        Box::new(crypto::os_rng()),
     );
-    let mut beta_ep = Endpoint::new(crypto, ca.clone(), beta_id, EndpointConfig::default());
+    let mut beta_ep = Endpoint::new(
+        crypto,
+        ca.clone(),
+        beta_id,
+        EndpointConfig::default(),
+        Box::new(crypto::os_rng()),
+    );
     let pa = alpha_ep.add_peer(b_pub, Some(beta_addr), None);
     let pb = beta_ep.add_peer(a_pub, Some(alpha_addr), None);
     let mut alpha = Node {
@@ -268,7 +270,6 @@ pub fn run(packets: u32) -> Result<()> {
     let out = alpha.ep.send(
         Instant::now(),
         unix_nanos(),
-        &mut rng,
         alpha.peer,
         &mut buf,
         pkt.len(),
@@ -283,8 +284,8 @@ pub fn run(packets: u32) -> Result<()> {
         if Instant::now() > deadline {
             return Err("handshake did not complete within 5 s".into());
         }
-        receive(&mut beta, &mut rng, true, &mut n)?;
-        receive(&mut alpha, &mut rng, true, &mut n)?;
+        receive(&mut beta, true, &mut n)?;
+        receive(&mut alpha, true, &mut n)?;
     }
     let hs_time = started.elapsed();
     step(&mut n, format!("handshake + first packet delivered in {:.2} ms (1 round trip; session keys depend on X25519 and ML-KEM-768)", hs_time.as_secs_f64() * 1e3));
@@ -303,7 +304,6 @@ pub fn run(packets: u32) -> Result<()> {
                 match from.ep.send(
                     Instant::now(),
                     unix_nanos(),
-                    &mut rng,
                     from.peer,
                     &mut sendbuf,
                     p.len(),
@@ -325,8 +325,8 @@ pub fn run(packets: u32) -> Result<()> {
         while (alpha.received < u64::from(sent) || beta.received < u64::from(sent) + 1)
             && Instant::now() < until
         {
-            receive(&mut beta, &mut rng, false, &mut n)?;
-            receive(&mut alpha, &mut rng, false, &mut n)?;
+            receive(&mut beta, false, &mut n)?;
+            receive(&mut alpha, false, &mut n)?;
         }
     }
     let secs = bulk_start.elapsed().as_secs_f64();
@@ -341,7 +341,6 @@ pub fn run(packets: u32) -> Result<()> {
     if let SendOutcome::Send { dst, len } = alpha.ep.send(
         Instant::now(),
         unix_nanos(),
-        &mut rng,
         alpha.peer,
         &mut sendbuf,
         p.len(),
@@ -353,20 +352,20 @@ pub fn run(packets: u32) -> Result<()> {
             "attacker flips one bit of a packet in flight".into(),
         );
         alpha.sock.send_to(&tampered, dst)?;
-        settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
+        settle(&mut beta, &mut alpha, &mut n)?;
         step(&mut n, "the genuine packet arrives".into());
         alpha.sock.send_to(&sendbuf[..len], dst)?;
-        settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
+        settle(&mut beta, &mut alpha, &mut n)?;
         step(&mut n, "attacker replays it".into());
         alpha.sock.send_to(&sendbuf[..len], dst)?;
-        settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
+        settle(&mut beta, &mut alpha, &mut n)?;
     }
     step(&mut n, "attacker sends random bytes".into());
     let mut junk = vec![0u8; 300];
     rng.fill_bytes(&mut junk);
     junk[0] = 1;
     alpha.sock.send_to(&junk, beta.sock.local_addr()?)?;
-    settle(&mut beta, &mut alpha, &mut rng, &mut n)?;
+    settle(&mut beta, &mut alpha, &mut n)?;
 
     println!("\nsummary");
     println!(
@@ -409,16 +408,11 @@ pub fn run(packets: u32) -> Result<()> {
     Ok(())
 }
 
-fn settle(
-    a: &mut Node,
-    b: &mut Node,
-    rng: &mut dyn rand_core::CryptoRngCore,
-    n: &mut u32,
-) -> Result<()> {
+fn settle(a: &mut Node, b: &mut Node, n: &mut u32) -> Result<()> {
     let until = Instant::now() + Duration::from_millis(50);
     while Instant::now() < until {
-        receive(a, rng, true, n)?;
-        receive(b, rng, true, n)?;
+        receive(a, true, n)?;
+        receive(b, true, n)?;
     }
     Ok(())
 }

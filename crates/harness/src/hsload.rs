@@ -95,6 +95,7 @@ pub fn run(
                     health: None,
                     ..EndpointConfig::default()
                 },
+                Box::new(OsRng),
             );
             let peer = ep.add_peer(*target.public_key(), Some(to), None);
             let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
@@ -116,8 +117,7 @@ pub fn run(
     while (completed < count) && start.elapsed() < Duration::from_secs(60) {
         while active.len() < concurrency {
             let Some(mut cl) = idle.pop() else { break };
-            cl.ep
-                .initiate(Instant::now(), unix_nanos(), &mut OsRng, cl.peer);
+            cl.ep.initiate(Instant::now(), unix_nanos(), cl.peer);
             active.push(cl);
         }
         let mut progressed = false;
@@ -128,7 +128,7 @@ pub fn run(
             while let Ok((n, src)) = cl.sock.recv_from(&mut buf) {
                 progressed = true;
                 cl.ep
-                    .handle_datagram(Instant::now(), unix_nanos(), &mut OsRng, src, &mut buf[..n]);
+                    .handle_datagram(Instant::now(), unix_nanos(), src, &mut buf[..n]);
                 // What a completed handshake sends next (the keepalive that
                 // confirms the session) is not sent: the measurement is the
                 // responder's handshake work, not the upkeep of thousands of
@@ -146,8 +146,7 @@ pub fn run(
                 }
             }
             if cl.ep.poll_timeout().is_some_and(|d| d <= Instant::now()) {
-                cl.ep
-                    .handle_timeout(Instant::now(), unix_nanos(), &mut OsRng);
+                cl.ep.handle_timeout(Instant::now(), unix_nanos());
             }
             while let Some(e) = cl.ep.poll_event() {
                 if matches!(e, Event::HandshakeCompleted { .. }) && !cl.done {

@@ -208,6 +208,7 @@ impl Sim {
                         shared: Some(store.clone()),
                         ..config(i)
                     },
+                    Box::new(ChaCha20Rng::seed_from_u64(rng.next_u64())),
                 ),
                 addr: SocketAddr::from((
                     [198, 18 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
@@ -278,7 +279,7 @@ impl Sim {
                 let unix = sim.unix_nanos();
                 let peer = sim.nodes[i].peers[&j];
                 let now = sim.now;
-                sim.nodes[i].ep.initiate(now, unix, &mut sim.rng, peer);
+                sim.nodes[i].ep.initiate(now, unix, peer);
             }
             sim.drain(i);
         }
@@ -467,7 +468,7 @@ impl Sim {
         let peer = self.nodes[from].peers[&to];
         let out = self.nodes[from]
             .ep
-            .send(now, unix, &mut self.rng, peer, &mut buf, pkt.len());
+            .send(now, unix, peer, &mut buf, pkt.len());
         if let SendOutcome::Send { dst, len } = out {
             buf.truncate(len);
             self.transmit(from, dst, buf);
@@ -521,7 +522,7 @@ impl Sim {
                 }
                 self.deadlines[i] = None;
                 let (now, unix) = (self.now, self.unix_nanos());
-                self.nodes[i].ep.handle_timeout(now, unix, &mut self.rng);
+                self.nodes[i].ep.handle_timeout(now, unix);
                 self.drain(i);
             }
         }
@@ -541,9 +542,7 @@ impl Sim {
         }
         let src = self.nodes[from].addr;
         let (now, unix) = (self.now, self.unix_nanos());
-        let r = self.nodes[to]
-            .ep
-            .handle_datagram(now, unix, &mut self.rng, src, &mut d);
+        let r = self.nodes[to].ep.handle_datagram(now, unix, src, &mut d);
         match r {
             Received::Data { peer, len } => {
                 let sender = self.nodes[to]

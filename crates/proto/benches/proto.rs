@@ -12,7 +12,7 @@ use crypto::RealCrypto;
 use proto::cert::TrustedCa;
 use proto::handshake::{self, Identity, ReplayGuard};
 use proto::provider::Crypto;
-use proto::session::Session;
+use proto::session::{Session, SessionKeys};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -43,7 +43,13 @@ fn handshakes(c: &mut Criterion) {
                ss: Option<&[u8; 32]>,
                guard: &mut ReplayGuard| {
         let (hs, mut m1) = handshake::initiate(c, &i, r.static_public(), ss, 1, t, rng).unwrap();
-        let (mut m2, _) = handshake::respond(c, &ca, &r, guard, &mut m1, 1, 2, t, rng).unwrap();
+        let (mut m2, _) = handshake::Responder {
+            crypto: c,
+            ca: &ca,
+            identity: &r,
+        }
+        .respond(guard, &mut m1, (1, 2), t, rng)
+        .unwrap();
         black_box(hs.read_response(c, &ca, &i, &mut m2, 2, NOW).unwrap());
     };
     g.bench_function("hybrid_first_contact", |b| {
@@ -128,15 +134,48 @@ fn transport(c: &mut Criterion) {
         (Suite::ChaCha20Poly1305, "seal", "open"),
         (Suite::Aes256Gcm, "seal_aes_256_gcm", "open_aes_256_gcm"),
     ] {
-        let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true, suite);
+        let mut tx = Session::new(
+            C,
+            &SessionKeys {
+                local_index: 1,
+                remote_index: 2,
+                send: [7; 32],
+                recv: [8; 32],
+                suite,
+            },
+            now,
+            true,
+        );
         let mut buf = vec![0u8; 1400 + 32];
         g.bench_function(seal_name, |b| {
             b.iter(|| black_box(tx.seal(&mut buf, 1400).unwrap()))
         });
         // Open: each iteration opens a freshly sealed packet (new counter);
         // the copy into place is part of the measured work (~1400-byte memcpy).
-        let mut tx = Session::new(C, 1, 2, &[7; 32], &[8; 32], now, true, suite);
-        let mut rx = Session::new(C, 2, 1, &[8; 32], &[7; 32], now, false, suite);
+        let mut tx = Session::new(
+            C,
+            &SessionKeys {
+                local_index: 1,
+                remote_index: 2,
+                send: [7; 32],
+                recv: [8; 32],
+                suite,
+            },
+            now,
+            true,
+        );
+        let mut rx = Session::new(
+            C,
+            &SessionKeys {
+                local_index: 2,
+                remote_index: 1,
+                send: [8; 32],
+                recv: [7; 32],
+                suite,
+            },
+            now,
+            false,
+        );
         let mut work = vec![0u8; 1432];
         g.bench_function(open_name, |b| {
             b.iter_batched_ref(
@@ -233,7 +272,7 @@ fn policy(c: &mut Criterion) {
     let mut filter = proto::filter::Filter::new(proto::filter::FilterLimits::default());
     filter.set_policy(Some(open));
     for p in &packets {
-        let pkt = proto::filter::parse(p).unwrap();
+        let pkt = proto::wire::ip::Packet::parse(p).unwrap();
         filter
             .check(now, proto::filter::Direction::Out, &pkt, |_, _| {
                 open_id.clone()
@@ -244,7 +283,7 @@ fn policy(c: &mut Criterion) {
         b.iter(|| {
             let mut passed = 0u32;
             for p in &packets {
-                let pkt = proto::filter::parse(p).unwrap();
+                let pkt = proto::wire::ip::Packet::parse(p).unwrap();
                 if filter
                     .check(now, proto::filter::Direction::Out, &pkt, |_, _| {
                         open_id.clone()

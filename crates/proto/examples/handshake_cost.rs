@@ -39,17 +39,12 @@ fn main() {
         }
         let (hs, mut m1) =
             handshake::initiate(provider, &i, r.static_public(), None, 1, t, &mut rng).unwrap();
-        let (mut m2, _) = handshake::respond(
-            provider,
-            &ca,
-            &r,
-            &mut ReplayGuard::new(1),
-            &mut m1,
-            1,
-            2,
-            t,
-            &mut rng,
-        )
+        let (mut m2, _) = handshake::Responder {
+            crypto: provider,
+            ca: &ca,
+            identity: &r,
+        }
+        .respond(&mut ReplayGuard::new(1), &mut m1, (1, 2), t, &mut rng)
         .unwrap();
         black_box(
             hs.read_response(provider, &ca, &i, &mut m2, 2, NOW)

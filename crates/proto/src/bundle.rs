@@ -249,21 +249,18 @@ impl Bundle {
         if crypto.ed25519_public_key(ca_seed) != *ca.certificate().public_key() {
             return Err(BundleError::WrongIssuer);
         }
-        Self::sign_body(
-            crypto,
-            ca_seed,
-            kind,
+        let body = BundleBody {
             version,
             issued,
-            *ca.fingerprint(),
+            issuer: *ca.fingerprint(),
             content,
-            None,
-        )
+            signer: None,
+        };
+        Self::sign_body(crypto, ca_seed, kind, body)
     }
 
     /// Signs `content` with a policy signer's key; `signer` is its
     /// certificate from `TrustedCa::issue_policy_signer`.
-    #[allow(clippy::too_many_arguments)]
     pub fn sign_as(
         crypto: &dyn Crypto,
         signer: &Certificate,
@@ -283,38 +280,22 @@ impl Bundle {
                 "the key does not belong to the signer certificate".into(),
             ));
         }
-        let issuer = signer.body().issuer;
-        let cert = Some(signer.as_bytes().to_vec());
-        Self::sign_body(
-            crypto,
-            signer_seed,
-            kind,
+        let body = BundleBody {
             version,
             issued,
-            issuer,
+            issuer: signer.body().issuer,
             content,
-            cert,
-        )
+            signer: Some(signer.as_bytes().to_vec()),
+        };
+        Self::sign_body(crypto, signer_seed, kind, body)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn sign_body(
         crypto: &dyn Crypto,
         seed: &[u8; 32],
         kind: BundleKind,
-        version: u64,
-        issued: u64,
-        issuer: [u8; HASH_LEN],
-        content: Vec<u8>,
-        signer: Option<Vec<u8>>,
+        body: BundleBody,
     ) -> Result<Self, BundleError> {
-        let body = BundleBody {
-            version,
-            issued,
-            issuer,
-            content,
-            signer,
-        };
         let body_bytes =
             postcard::to_allocvec(&body).map_err(|_| BundleError::Malformed("encoding"))?;
         let mut bytes = vec![BUNDLE_FORMAT, kind.byte()];

@@ -33,11 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::policy::{Compiled, DenyReason, Identity, Verdict};
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
+use crate::wire::ip::{Packet, TCP, UDP};
 
 /// Idle timeout of a TCP flow.
 pub const TCP_TIMEOUT: Duration = Duration::from_secs(12 * 60);
@@ -67,168 +63,6 @@ impl Direction {
             Self::In => "in",
         }
     }
-}
-
-/// What the parser found in an inner packet's headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Packet {
-    /// Source address.
-    pub src: IpAddr,
-    /// Destination address.
-    pub dst: IpAddr,
-    /// Transport protocol (after IPv6 extension headers).
-    pub proto: u8,
-    /// Source port (tcp/udp), or the ICMP echo identifier.
-    pub sport: u16,
-    /// Destination port (tcp/udp), or the ICMP echo identifier.
-    pub dport: u16,
-    /// What the policy matches as "port": the destination port for tcp/udp,
-    /// the ICMP type for ICMP, 0 otherwise.
-    pub policy_port: u16,
-    /// Fragment position, if the packet is a fragment.
-    pub fragment: Option<Fragment>,
-    /// For ICMP errors: the flow of the packet quoted inside, as the sender
-    /// of that packet saw it (src, dst, proto, sport, dport).
-    pub quoted: Option<(IpAddr, IpAddr, u8, u16, u16)>,
-}
-
-/// A fragment's identification and whether it is the first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fragment {
-    /// IPv4 identification or IPv6 fragment-header identification.
-    pub ident: u32,
-    /// Offset 0 (carries the transport header).
-    pub first: bool,
-}
-
-/// Why an inner packet could not be classified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParseError {
-    /// Not IPv4 or IPv6, or shorter than its header.
-    Truncated,
-    /// More IPv6 extension headers than we walk (8), or an unknown one.
-    ExtensionHeaders,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Ports (or echo id / type) of a transport header at `l4`.
-fn transport(proto: u8, l4: &[u8]) -> Option<(u16, u16, u16)> {
-    match proto {
-        TCP | UDP => {
-            let (s, d) = (be16(l4, 0)?, be16(l4, 2)?);
-            Some((s, d, d))
-        }
-        ICMP | ICMPV6 => {
-            let ty = *l4.first()?;
-            let echo = matches!((proto, ty), (ICMP, 8 | 0) | (ICMPV6, 128 | 129));
-            let id = if echo { be16(l4, 4)? } else { 0 };
-            Some((id, id, u16::from(ty)))
-        }
-        _ => Some((0, 0, 0)),
-    }
-}
-
-fn is_icmp_error(proto: u8, ty: u16) -> bool {
-    match proto {
-        ICMP => matches!(ty, 3 | 4 | 5 | 11 | 12),
-        ICMPV6 => matches!(ty, 1..=4),
-        _ => false,
-    }
-}
-
-/// Network header: (src, dst, proto, offset of L4, fragment).
-type Net = (IpAddr, IpAddr, u8, usize, Option<Fragment>);
-
-fn network(b: &[u8]) -> Result<Net, ParseError> {
-    match b.first().map(|v| v >> 4) {
-        Some(4) if b.len() >= 20 => {
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            if ihl < 20 || b.len() < ihl {
-                return Err(ParseError::Truncated);
-            }
-            let src = IpAddr::from(<[u8; 4]>::try_from(&b[12..16]).unwrap_or_default());
-            let dst = IpAddr::from(<[u8; 4]>::try_from(&b[16..20]).unwrap_or_default());
-            let flags_off = u16::from_be_bytes([b[6], b[7]]);
-            let offset = flags_off & 0x1fff;
-            let more = flags_off & 0x2000 != 0;
-            let fragment = (offset != 0 || more).then(|| Fragment {
-                ident: u32::from(u16::from_be_bytes([b[4], b[5]])),
-                first: offset == 0,
-            });
-            Ok((src, dst, b[9], ihl, fragment))
-        }
-        Some(6) if b.len() >= 40 => {
-            let src = IpAddr::from(<[u8; 16]>::try_from(&b[8..24]).unwrap_or_default());
-            let dst = IpAddr::from(<[u8; 16]>::try_from(&b[24..40]).unwrap_or_default());
-            let mut next = b[6];
-            let mut at = 40;
-            let mut fragment = None;
-            for _ in 0..8 {
-                match next {
-                    // Hop-by-hop, routing, destination options.
-                    0 | 43 | 60 => {
-                        let len = usize::from(*b.get(at + 1).ok_or(ParseError::Truncated)?);
-                        next = b[at];
-                        at += (len + 1) * 8;
-                    }
-                    44 => {
-                        let h = b.get(at..at + 8).ok_or(ParseError::Truncated)?;
-                        let off = u16::from_be_bytes([h[2], h[3]]) >> 3;
-                        fragment = Some(Fragment {
-                            ident: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-                            first: off == 0,
-                        });
-                        next = h[0];
-                        at += 8;
-                    }
-                    _ => return Ok((src, dst, next, at, fragment)),
-                }
-            }
-            Err(ParseError::ExtensionHeaders)
-        }
-        _ => Err(ParseError::Truncated),
-    }
-}
-
-/// Classifies an inner IPv4 or IPv6 packet. A transport header cut short
-/// yields ports 0 (the policy then sees port 0); only a broken IP header is
-/// an error.
-pub fn parse(b: &[u8]) -> Result<Packet, ParseError> {
-    let (src, dst, proto, l4, fragment) = network(b)?;
-    let later_fragment = fragment.is_some_and(|f| !f.first);
-    let (sport, dport, policy_port) = if later_fragment {
-        (0, 0, 0)
-    } else {
-        b.get(l4..)
-            .and_then(|t| transport(proto, t))
-            .unwrap_or((0, 0, 0))
-    };
-    let mut quoted = None;
-    if !later_fragment && is_icmp_error(proto, policy_port) {
-        // ICMP header is 8 bytes; the offending packet follows.
-        if let Some(inner) = b.get(l4 + 8..) {
-            if let Ok((s, d, p, il4, f)) = network(inner) {
-                if f.is_none_or(|f| f.first) {
-                    if let Some((sp, dp, _)) = inner.get(il4..).and_then(|t| transport(p, t)) {
-                        quoted = Some((s, d, p, sp, dp));
-                    }
-                }
-            }
-        }
-    }
-    Ok(Packet {
-        src,
-        dst,
-        proto,
-        sport,
-        dport,
-        policy_port,
-        fragment,
-        quoted,
-    })
 }
 
 /// A flow from this node's point of view.
@@ -703,6 +537,11 @@ fn timeout(proto: u8) -> Duration {
 mod tests {
     use super::*;
     use crate::policy::{Policy, Subject};
+    use crate::wire::ip::{Fragment, ParseError, ICMP};
+
+    fn parse(b: &[u8]) -> Result<Packet, ParseError> {
+        Packet::parse(b)
+    }
 
     const POLICY: &str = r#"
 [[rule]]

@@ -2,11 +2,12 @@
 //!
 //! Handshake messages (about 1.5 kB and 1.4 kB) exceed what a 1280-byte path
 //! MTU carries, so each is split into fragments of at most
-//! [`MAX_HANDSHAKE_DATAGRAM`] bytes, each with its own mac1/mac2 trailer.
+//! [`MAX_HANDSHAKE_DATAGRAM`](crate::wire::MAX_HANDSHAKE_DATAGRAM) bytes, each with its own mac1/mac2 trailer.
 //!
 //! Invariants:
 //! - A fragment enters the [`Reassembler`] only as a [`VerifiedFragment`],
-//!   which only [`FragmentView::into_verified`] makes, after mac1 (and, under
+//!   which only [`VerifiedFragment::new`] makes, from a
+//!   [`FragmentView`] whose mac1 (and, under
 //!   load, mac2) verified. Unauthenticated bytes never take memory.
 //! - Reassembly state is bounded per source address
 //!   ([`ReassemblyLimits::per_source`]) and in total
@@ -22,117 +23,22 @@ use std::time::{Duration, Instant};
 
 use crate::cookie::{write_macs, MacVerdict};
 use crate::provider::{Crypto, MAC_LEN};
-use crate::wire::{
-    classify, MessageKind, WireError, FRAGMENT_HEADER_LEN, FRAGMENT_TRAILER_LEN, MAX_FRAGMENTS,
-    MAX_FRAGMENT_PAYLOAD, TYPE_INITIATION, TYPE_RESPONSE,
-};
-
-/// Largest reassembled handshake message.
-pub const MAX_MESSAGE_LEN: usize = MAX_FRAGMENTS * MAX_FRAGMENT_PAYLOAD;
-
-/// A checked view over one fragment datagram. All header fields are
-/// consistent once [`FragmentView::new_checked`] returns.
-#[derive(Debug, Clone, Copy)]
-pub struct FragmentView<'a> {
-    bytes: &'a [u8],
-    kind: MessageKind,
-    index: u8,
-    count: u8,
-    sender_index: u32,
-    receiver_index: u32,
-    message_len: usize,
-}
-
-impl<'a> FragmentView<'a> {
-    /// Validates the header of a handshake fragment datagram.
-    pub fn new_checked(bytes: &'a [u8]) -> Result<Self, WireError> {
-        let kind = classify(bytes)?;
-        if !matches!(kind, MessageKind::Initiation | MessageKind::Response) {
-            return Err(WireError::UnknownType(bytes[0]));
-        }
-        let index = bytes[1];
-        let count = bytes[2];
-        if bytes[3] != 0 || bytes[14] != 0 || bytes[15] != 0 {
-            return Err(WireError::ReservedNonZero);
-        }
-        let sender_index = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-        let receiver_index = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        let message_len = usize::from(u16::from_le_bytes([bytes[12], bytes[13]]));
-        let payload_len = bytes.len() - FRAGMENT_HEADER_LEN - FRAGMENT_TRAILER_LEN;
-        let expected_count = message_len.div_ceil(MAX_FRAGMENT_PAYLOAD);
-        let ok = message_len > 0
-            && message_len <= MAX_MESSAGE_LEN
-            && usize::from(count) == expected_count
-            && index < count
-            && (kind == MessageKind::Response || receiver_index == 0)
-            && payload_len
-                == if usize::from(index) + 1 == usize::from(count) {
-                    message_len - usize::from(index) * MAX_FRAGMENT_PAYLOAD
-                } else {
-                    MAX_FRAGMENT_PAYLOAD
-                };
-        if !ok {
-            return Err(WireError::BadFragmentHeader);
-        }
-        Ok(Self {
-            bytes,
-            kind,
-            index,
-            count,
-            sender_index,
-            receiver_index,
-            message_len,
-        })
-    }
-
-    /// Initiation or response.
-    pub fn kind(&self) -> MessageKind {
-        self.kind
-    }
-
-    /// The sender's handshake index.
-    pub fn sender_index(&self) -> u32 {
-        self.sender_index
-    }
-
-    /// The receiver's index (0 in an initiation).
-    pub fn receiver_index(&self) -> u32 {
-        self.receiver_index
-    }
-
-    /// This fragment's position.
-    pub fn index(&self) -> u8 {
-        self.index
-    }
-
-    /// Fragments in the message.
-    pub fn count(&self) -> u8 {
-        self.count
-    }
-
-    /// The whole datagram.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// The fragment's slice of the message.
-    pub fn payload(&self) -> &'a [u8] {
-        &self.bytes[FRAGMENT_HEADER_LEN..self.bytes.len() - FRAGMENT_TRAILER_LEN]
-    }
-
-    /// Promotes the view after its MACs were checked. `verdict` must come from
-    /// [`crate::cookie::CookieChecker::check`] (or a comparison with the
-    /// expected mac1 for responses) on this same datagram.
-    pub fn into_verified(self, verdict: MacVerdict) -> Option<VerifiedFragment<'a>> {
-        (verdict == MacVerdict::Valid).then_some(VerifiedFragment(self))
-    }
-}
+use crate::wire::fragment::write_header;
+pub use crate::wire::fragment::MAX_MESSAGE_LEN;
+pub use crate::wire::FragmentView;
+use crate::wire::{MessageKind, FRAGMENT_HEADER_LEN, FRAGMENT_TRAILER_LEN, MAX_FRAGMENT_PAYLOAD};
 
 /// A fragment whose MACs verified; the only input the reassembler takes.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedFragment<'a>(FragmentView<'a>);
 
 impl<'a> VerifiedFragment<'a> {
+    /// Promotes `view` after its MACs were checked. `verdict` must come from
+    /// [`crate::cookie::CookieChecker::check`] on this same datagram.
+    pub fn new(view: FragmentView<'a>, verdict: MacVerdict) -> Option<Self> {
+        (verdict == MacVerdict::Valid).then_some(Self(view))
+    }
+
     /// The underlying view.
     pub fn view(&self) -> &FragmentView<'a> {
         &self.0
@@ -153,11 +59,10 @@ pub fn fragment(
         !message.is_empty() && message.len() <= MAX_MESSAGE_LEN,
         "handshake message length out of range (caller bug)"
     );
-    let type_byte = match kind {
-        MessageKind::Initiation => TYPE_INITIATION,
-        MessageKind::Response => TYPE_RESPONSE,
-        _ => panic!("only handshake messages are fragmented (caller bug)"),
-    };
+    assert!(
+        matches!(kind, MessageKind::Initiation | MessageKind::Response),
+        "only handshake messages are fragmented (caller bug)"
+    );
     let chunks: Vec<&[u8]> = message.chunks(MAX_FRAGMENT_PAYLOAD).collect();
     let count = chunks.len() as u8;
     chunks
@@ -165,12 +70,13 @@ pub fn fragment(
         .enumerate()
         .map(|(i, chunk)| {
             let mut d = vec![0u8; FRAGMENT_HEADER_LEN + chunk.len() + FRAGMENT_TRAILER_LEN];
-            d[0] = type_byte;
-            d[1] = i as u8;
-            d[2] = count;
-            d[4..8].copy_from_slice(&sender_index.to_le_bytes());
-            d[8..12].copy_from_slice(&receiver_index.to_le_bytes());
-            d[12..14].copy_from_slice(&(message.len() as u16).to_le_bytes());
+            write_header(
+                &mut d,
+                kind,
+                (i as u8, count),
+                (sender_index, receiver_index),
+                message.len(),
+            );
             d[FRAGMENT_HEADER_LEN..FRAGMENT_HEADER_LEN + chunk.len()].copy_from_slice(chunk);
             write_macs(crypto, &mut d, mac1_key, cookie);
             d
@@ -270,11 +176,11 @@ impl Reassembler {
         frag: VerifiedFragment<'_>,
     ) -> Reassembly {
         let f = frag.0;
-        if f.count == 1 {
+        if f.count() == 1 {
             return Reassembly::Complete(f.payload().to_vec());
         }
         self.expire(now);
-        let key = (src, f.kind, f.sender_index);
+        let key = (src, f.kind(), f.sender_index());
         let mut evicted = false;
         if !self.partials.contains_key(&key) {
             if self.per_source.get(&src).copied().unwrap_or(0) >= self.limits.per_source {
@@ -288,9 +194,9 @@ impl Reassembler {
             self.partials.insert(
                 key,
                 Partial {
-                    buf: vec![0u8; f.message_len],
+                    buf: vec![0u8; f.message_len()],
                     have: 0,
-                    count: f.count,
+                    count: f.count(),
                     started: now,
                 },
             );
@@ -299,14 +205,14 @@ impl Reassembler {
         let Some(p) = self.partials.get_mut(&key) else {
             return Reassembly::Inconsistent;
         };
-        if p.count != f.count || p.buf.len() != f.message_len {
+        if p.count != f.count() || p.buf.len() != f.message_len() {
             return Reassembly::Inconsistent;
         }
-        let bit = 1u8 << f.index;
+        let bit = 1u8 << f.index();
         if p.have & bit != 0 {
             return Reassembly::Duplicate;
         }
-        let off = usize::from(f.index) * MAX_FRAGMENT_PAYLOAD;
+        let off = usize::from(f.index()) * MAX_FRAGMENT_PAYLOAD;
         let payload = f.payload();
         p.buf[off..off + payload.len()].copy_from_slice(payload);
         p.have |= bit;

@@ -26,7 +26,7 @@
 //!
 //! The state machine is typed: [`initiate`] returns an [`InitiatorHandshake`]
 //! that is consumed by [`InitiatorHandshake::read_response`]; the responder
-//! side is one call, [`respond`]. Time and randomness are arguments. These
+//! side is one call, [`Responder::respond`]. Time and randomness are arguments. These
 //! functions work on whole messages; `fragment` splits them for the wire.
 //! Byte layouts are in `docs/protocol.md`.
 
@@ -42,6 +42,7 @@ use crate::provider::{
     Crypto, CryptoError, KemKeyPair, Suite, HASH_LEN, KEM_CT_LEN, KEM_EK_LEN, SUITE_AES,
     SUITE_CHACHA, TAG_LEN, X25519_LEN,
 };
+use crate::session::SessionKeys;
 
 /// Noise prologue: binds the meshd protocol version into every handshake.
 pub const PROLOGUE: &[u8] = b"meshd handshake v1";
@@ -289,6 +290,19 @@ pub struct HandshakeOutput {
     pub handshake_hash: [u8; HASH_LEN],
     /// The transport AEAD both sides use for this session.
     pub suite: Suite,
+}
+
+impl HandshakeOutput {
+    /// The session this handshake keys, with `local_index` as our index.
+    pub fn session_keys(&self, local_index: u32) -> SessionKeys {
+        SessionKeys {
+            local_index,
+            remote_index: self.peer_index,
+            send: self.send_key,
+            recv: self.recv_key,
+            suite: self.suite,
+        }
+    }
 }
 
 impl fmt::Debug for HandshakeOutput {
@@ -559,17 +573,58 @@ impl ReplayGuard {
     }
 }
 
-/// Responder: consumes message 1 (`msg`, decrypted in place) and returns
-/// message 2 and the session keys. `local_index` is the responder's index.
-#[allow(clippy::too_many_arguments)]
-pub fn respond(
-    crypto: &dyn Crypto,
-    ca: &TrustedCa,
-    identity: &Identity,
+/// What the responder side of a handshake needs of this node.
+#[derive(Clone, Copy)]
+pub struct Responder<'a> {
+    /// The cryptographic provider.
+    pub crypto: &'a dyn Crypto,
+    /// The CA initiators' certificates must chain to.
+    pub ca: &'a TrustedCa,
+    /// This node.
+    pub identity: &'a Identity,
+}
+
+impl fmt::Debug for Responder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("identity", self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Responder<'_> {
+    /// Consumes message 1 (`msg`, decrypted in place) and returns message 2
+    /// and the session keys. `header_sender_index` is the initiator's index
+    /// from the fragment header (it must match the encrypted one);
+    /// `local_index` is the responder's index.
+    pub fn respond(
+        &self,
+        replay: &mut ReplayGuard,
+        msg: &mut [u8],
+        (header_sender_index, local_index): (u32, u32),
+        unix_nanos: u64,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<(Vec<u8>, HandshakeOutput), HandshakeError> {
+        respond(
+            *self,
+            replay,
+            msg,
+            (header_sender_index, local_index),
+            unix_nanos,
+            rng,
+        )
+    }
+}
+
+fn respond(
+    Responder {
+        crypto,
+        ca,
+        identity,
+    }: Responder<'_>,
     replay: &mut ReplayGuard,
     msg: &mut [u8],
-    header_sender_index: u32,
-    local_index: u32,
+    (header_sender_index, local_index): (u32, u32),
     unix_nanos: u64,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<(Vec<u8>, HandshakeOutput), HandshakeError> {

@@ -1,7 +1,7 @@
 //! meshd's protocol core, sans IO.
 //!
 //! What it does: certificates ([`cert`]), the hybrid post-quantum handshake
-//! ([`handshake`], over Noise in [`noise`] and fragmented by [`fragment`]),
+//! ([`handshake`], over Noise in `noise` and fragmented by [`fragment`]),
 //! cookies ([`cookie`]), transport sessions ([`session`], [`replay`]) and the
 //! per-node state machine that ties them together with WireGuard's timers
 //! ([`endpoint`]); route health: link probes ([`health`]), control messages

@@ -15,6 +15,8 @@ use core::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use zeroize::Zeroize;
+
 use crate::provider::{Aead, Crypto, Suite, TAG_LEN};
 use crate::replay::{ReplayWindow, REJECT_AFTER_MESSAGES};
 use crate::wire::{TransportHeader, WireError, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
@@ -52,6 +54,38 @@ impl fmt::Display for SessionError {
 
 impl std::error::Error for SessionError {}
 
+/// What a session is made of: the indices, keys and suite one handshake
+/// agreed on. The keys are erased when it is dropped.
+pub struct SessionKeys {
+    /// Our index (the peer addresses packets to it).
+    pub local_index: u32,
+    /// The peer's index.
+    pub remote_index: u32,
+    /// Key of the packets we send.
+    pub send: [u8; 32],
+    /// Key of the packets we receive.
+    pub recv: [u8; 32],
+    /// The transport AEAD.
+    pub suite: Suite,
+}
+
+impl Drop for SessionKeys {
+    fn drop(&mut self) {
+        self.send.zeroize();
+        self.recv.zeroize();
+    }
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("local_index", &self.local_index)
+            .field("remote_index", &self.remote_index)
+            .field("suite", &self.suite)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One established session.
 pub struct Session {
     suite: Suite,
@@ -77,25 +111,19 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    /// A session from handshake output (the handshake's keys, indices and
-    /// negotiated suite, which callers pass straight through).
-    #[allow(clippy::too_many_arguments)]
+    /// A session from the keys of one handshake.
     pub fn new(
         crypto: &dyn Crypto,
-        local_index: u32,
-        remote_index: u32,
-        send_key: &[u8; 32],
-        recv_key: &[u8; 32],
+        keys: &SessionKeys,
         established: Instant,
         initiator: bool,
-        suite: Suite,
     ) -> Self {
         Self {
-            suite,
-            local_index,
-            remote_index,
-            send: Arc::from(crypto.transport_aead(suite, send_key)),
-            recv: Arc::from(crypto.transport_aead(suite, recv_key)),
+            suite: keys.suite,
+            local_index: keys.local_index,
+            remote_index: keys.remote_index,
+            send: Arc::from(crypto.transport_aead(keys.suite, &keys.send)),
+            recv: Arc::from(crypto.transport_aead(keys.suite, &keys.recv)),
             send_counter: 0,
             replay: ReplayWindow::new(),
             established,
@@ -181,6 +209,12 @@ impl Session {
     /// copy was committed in between).
     pub fn open_job(&self, datagram: &[u8]) -> Result<OpenJob, SessionError> {
         let h = TransportHeader::parse(datagram).map_err(SessionError::Wire)?;
+        self.open_job_for(h)
+    }
+
+    /// [`Session::open_job`] for a datagram whose header was parsed already
+    /// (by [`crate::wire::Datagram::parse`]).
+    pub fn open_job_for(&self, h: TransportHeader) -> Result<OpenJob, SessionError> {
         if h.receiver_index != self.local_index {
             return Err(SessionError::WrongIndex);
         }

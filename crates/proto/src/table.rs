@@ -49,10 +49,6 @@ impl<T> Table<T> {
         self.items.len()
     }
 
-    pub(crate) fn get(&self, i: usize) -> Option<&T> {
-        self.items.get(i)
-    }
-
     pub(crate) fn iter(&self) -> std::slice::Iter<'_, T> {
         self.items.iter()
     }

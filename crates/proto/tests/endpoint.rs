@@ -13,7 +13,6 @@ use proto::endpoint::{
 };
 use proto::timers::*;
 use proto::wire::{MAX_HANDSHAKE_DATAGRAM, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
-use rand_chacha::ChaCha20Rng;
 
 struct Node {
     ep: Endpoint,
@@ -27,7 +26,6 @@ struct Node {
 struct Net {
     t0: Instant,
     now: Instant,
-    rng: ChaCha20Rng,
     a: Node,
     b: Node,
     /// Datagrams on the wire: (to_b, bytes).
@@ -43,15 +41,20 @@ impl Net {
         let alice = mesh.node("alice", 1);
         let bob = mesh.node("bob", 2);
         let (a_pub, b_pub) = (*alice.static_public(), *bob.static_public());
-        let mut a = Endpoint::new(crypto(), mesh.ca.clone(), alice, EndpointConfig::default());
-        let mut b = Endpoint::new(crypto(), mesh.ca.clone(), bob, config_b);
+        let mut a = Endpoint::new(
+            crypto(),
+            mesh.ca.clone(),
+            alice,
+            EndpointConfig::default(),
+            Box::new(rng(101)),
+        );
+        let mut b = Endpoint::new(crypto(), mesh.ca.clone(), bob, config_b, Box::new(rng(102)));
         let pa = a.add_peer(b_pub, Some(addr(2)), None);
         let pb = b.add_peer(a_pub, Some(addr(1)), None);
         let t0 = Instant::now();
         Self {
             t0,
             now: t0,
-            rng: rng(42),
             a: Node {
                 ep: a,
                 addr: addr(1),
@@ -91,6 +94,7 @@ impl Net {
                 health: None,
                 ..EndpointConfig::default()
             },
+            Box::new(rng(103)),
         );
         net.a.peer = net.a.ep.add_peer(b_pub, Some(addr(2)), None);
         net
@@ -119,10 +123,8 @@ impl Net {
         let pkt = ipv4(src, dst, payload);
         let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
-        let mut rng = self.rng.clone();
         let n = self.node(from_a);
-        let out = n.ep.send(now, unix, &mut rng, n.peer, &mut buf, pkt.len());
-        self.rng = rng;
+        let out = n.ep.send(now, unix, n.peer, &mut buf, pkt.len());
         if let SendOutcome::Send { len, .. } = out {
             self.wire.push((from_a, buf[..len].to_vec()));
         }
@@ -152,15 +154,13 @@ impl Net {
     /// Delivers one datagram; returns what the receiver made of it.
     fn deliver(&mut self, to_b: bool, mut d: Vec<u8>) -> Received {
         let (now, unix) = (self.now, self.unix());
-        let mut rng = self.rng.clone();
         let src = if to_b { self.a.addr } else { self.b.addr };
         let n = self.node(!to_b);
-        let r = n.ep.handle_datagram(now, unix, &mut rng, src, &mut d);
+        let r = n.ep.handle_datagram(now, unix, src, &mut d);
         if let Received::Data { len, .. } = r {
             n.inbox
                 .push(d[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len].to_vec());
         }
-        self.rng = rng;
         self.collect();
         r
     }
@@ -194,10 +194,8 @@ impl Net {
             let Some(t) = next else { break };
             self.now = t.max(self.now);
             let unix = self.unix();
-            let mut rng = self.rng.clone();
-            self.a.ep.handle_timeout(self.now, unix, &mut rng);
-            self.b.ep.handle_timeout(self.now, unix, &mut rng);
-            self.rng = rng;
+            self.a.ep.handle_timeout(self.now, unix);
+            self.b.ep.handle_timeout(self.now, unix);
             self.collect();
             self.pump();
         }
@@ -418,8 +416,7 @@ fn one_way_silence_triggers_a_new_handshake_after_15s() {
     net.wire.clear();
     net.now += KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
     let unix = net.unix();
-    let mut rng = net.rng.clone();
-    net.a.ep.handle_timeout(net.now, unix, &mut rng);
+    net.a.ep.handle_timeout(net.now, unix);
     assert_eq!(net.a.ep.stats().initiations_sent, initiations + 1);
 }
 
@@ -469,11 +466,7 @@ fn spoofed_inner_source_is_dropped_and_counted() {
     let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
     buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
     let (now, unix) = (net.now, net.unix());
-    let mut rng = net.rng.clone();
-    let SendOutcome::Send { len, .. } =
-        net.a
-            .ep
-            .send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len())
+    let SendOutcome::Send { len, .. } = net.a.ep.send(now, unix, net.a.peer, &mut buf, pkt.len())
     else {
         panic!()
     };
@@ -527,11 +520,7 @@ fn malformed_datagram_flood_is_counted_and_session_survives() {
             }
         };
         let (now, unix) = (net.now, net.unix());
-        if let Received::Dropped(_) = net
-            .b
-            .ep
-            .handle_datagram(now, unix, &mut r, net.a.addr, &mut d)
-        {
+        if let Received::Dropped(_) = net.b.ep.handle_datagram(now, unix, net.a.addr, &mut d) {
             dropped += 1;
         }
     }
@@ -553,19 +542,16 @@ fn reassembly_state_stays_bounded_under_a_fragment_flood() {
     for _ in 0..40 {
         // A new initiation each time (new sender index).
         let (now, unix) = (net.now, net.unix());
-        let mut rng = net.rng.clone();
-        net.a.ep.initiate(now, unix, &mut rng, net.a.peer);
-        net.rng = rng;
+        net.a.ep.initiate(now, unix, net.a.peer);
         firsts.push(net.a.ep.poll_transmit().unwrap().payload);
         while net.a.ep.poll_transmit().is_some() {}
     }
     let (now, unix) = (net.now, net.unix());
-    let mut rng = net.rng.clone();
     for (i, f) in firsts.iter().enumerate() {
         for port in 0..20u16 {
             let src = SocketAddr::from(([198, 18, 1, i as u8], 1000 + port));
             let mut d = f.clone();
-            net.b.ep.handle_datagram(now, unix, &mut rng, src, &mut d);
+            net.b.ep.handle_datagram(now, unix, src, &mut d);
         }
     }
     assert!(net.b.ep.reassembly_len() <= EndpointConfig::default().reassembly.total);
@@ -583,7 +569,13 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     let mesh = Mesh::new(1);
     let bob = mesh.node("bob", 2);
     let alice_pub = *mesh.node("alice", 1).static_public();
-    net.b.ep = Endpoint::new(crypto(), mesh.ca.clone(), bob, EndpointConfig::default());
+    net.b.ep = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        bob,
+        EndpointConfig::default(),
+        Box::new(rng(104)),
+    );
     net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
     net.now += Duration::from_secs(1);
     // A's packet on the old session is unknown to B, which re-handshakes at once.
@@ -604,14 +596,11 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     // A flood of stale packets triggers no more than one initiation per REKEY_TIMEOUT.
     let before = net.b.ep.stats().initiations_sent;
     let (now, unix) = (net.now, net.unix());
-    let mut rng = net.rng.clone();
     for _ in 0..100 {
         let mut junk = vec![0u8; 48];
         junk[0] = 4;
         junk[4] = 0xee;
-        net.b
-            .ep
-            .handle_datagram(now, unix, &mut rng, addr(1), &mut junk);
+        net.b.ep.handle_datagram(now, unix, addr(1), &mut junk);
     }
     assert!(net.b.ep.stats().initiations_sent <= before + 1);
 }
@@ -627,7 +616,13 @@ fn a_vanished_learned_peer_is_retired_and_comes_back_by_initiating() {
     let bob = mesh.node("bob", 2);
     let alice_pub = *mesh.node("alice", 1).static_public();
     // B knows nobody: A introduces itself.
-    net.b.ep = Endpoint::new(crypto(), mesh.ca.clone(), bob, EndpointConfig::default());
+    net.b.ep = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        bob,
+        EndpointConfig::default(),
+        Box::new(rng(105)),
+    );
     net.send(true, b"hello");
     net.pump();
     net.b.peer = net.b.ep.peer_by_static(&alice_pub).unwrap();
@@ -691,7 +686,6 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
     net.pump();
     // A: three packets planned first, sealed afterwards in reverse order.
     let (now, unix) = (net.now, net.unix());
-    let mut rng = net.rng.clone();
     let mut bufs = Vec::new();
     let mut plans = Vec::new();
     for i in 0..3u8 {
@@ -701,7 +695,7 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
         match net
             .a
             .ep
-            .prepare_send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len())
+            .prepare_send(now, unix, net.a.peer, &mut buf, pkt.len())
         {
             Prepared::Seal(p) => plans.push(p),
             other => panic!("{other:?}"),
@@ -716,7 +710,7 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
     // B: all planned, opened in the order they came, finished in reverse.
     let mut incoming = Vec::new();
     for d in &mut wire {
-        match net.b.ep.prepare_datagram(now, unix, &mut rng, addr(1), d) {
+        match net.b.ep.prepare_datagram(now, unix, addr(1), d) {
             Incoming::Open(plan) => {
                 let opened = plan.open(d);
                 incoming.push((plan, opened));
@@ -729,7 +723,7 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
         let r = net
             .b
             .ep
-            .finish_datagram(now, unix, &mut rng, plan, &mut wire[i], opened);
+            .finish_datagram(now, unix, plan, &mut wire[i], opened);
         let Received::Data { len, .. } = r else {
             panic!("{r:?}");
         };
@@ -742,35 +736,27 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
     let pkt = ipv4(net.a.ip, net.b.ip, b"once");
     let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD];
     buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
-    let SendOutcome::Send { len, .. } =
-        net.a
-            .ep
-            .send(now, unix, &mut rng, net.a.peer, &mut buf, pkt.len())
+    let SendOutcome::Send { len, .. } = net.a.ep.send(now, unix, net.a.peer, &mut buf, pkt.len())
     else {
         panic!("send");
     };
     let mut first = buf[..len].to_vec();
     let mut second = first.clone();
-    let plan_of = |ep: &mut Endpoint, d: &mut Vec<u8>, rng: &mut ChaCha20Rng| match ep
-        .prepare_datagram(now, unix, rng, addr(1), d)
-    {
-        Incoming::Open(p) => p,
-        Incoming::Done(r) => panic!("{r:?}"),
-    };
-    let p1 = plan_of(&mut net.b.ep, &mut first, &mut rng);
-    let p2 = plan_of(&mut net.b.ep, &mut second, &mut rng);
+    let plan_of =
+        |ep: &mut Endpoint, d: &mut Vec<u8>| match ep.prepare_datagram(now, unix, addr(1), d) {
+            Incoming::Open(p) => p,
+            Incoming::Done(r) => panic!("{r:?}"),
+        };
+    let p1 = plan_of(&mut net.b.ep, &mut first);
+    let p2 = plan_of(&mut net.b.ep, &mut second);
     let (o1, o2) = (p1.open(&mut first), p2.open(&mut second));
     let replays = net.b.ep.stats().drops(DropReason::Replay);
     assert!(matches!(
-        net.b
-            .ep
-            .finish_datagram(now, unix, &mut rng, p1, &mut first, o1),
+        net.b.ep.finish_datagram(now, unix, p1, &mut first, o1),
         Received::Data { .. }
     ));
     assert_eq!(
-        net.b
-            .ep
-            .finish_datagram(now, unix, &mut rng, p2, &mut second, o2),
+        net.b.ep.finish_datagram(now, unix, p2, &mut second, o2),
         Received::Dropped(DropReason::Replay)
     );
     assert_eq!(net.b.ep.stats().drops(DropReason::Replay), replays + 1);
@@ -793,6 +779,7 @@ fn a_packet_too_big_for_the_underlay_is_refused_with_the_mtu_that_fits() {
                 underlay_mtu: 1280,
                 ..EndpointConfig::default()
             },
+            Box::new(rng(106)),
         );
         net.a.peer = ep.add_peer(b_pub, Some(addr(2)), None);
         ep
@@ -818,10 +805,8 @@ fn crossing_handshakes_both_work_without_lost_packets() {
     let mut net = Net::new(EndpointConfig::default());
     // Both sides start a handshake at the same moment (as two meshd starting together).
     let (now, unix) = (net.now, net.unix());
-    let mut rng = net.rng.clone();
-    net.a.ep.initiate(now, unix, &mut rng, net.a.peer);
-    net.b.ep.initiate(now, unix, &mut rng, net.b.peer);
-    net.rng = rng;
+    net.a.ep.initiate(now, unix, net.a.peer);
+    net.b.ep.initiate(now, unix, net.b.peer);
     net.collect();
     net.pump();
     assert_eq!(net.completed(true), 2);
@@ -916,12 +901,19 @@ fn a_non_member_cannot_complete_a_handshake_with_an_enclave_member() {
     let member = mesh.node_in("pci-1", 1, &["pci"]);
     let outsider = mesh.node_in("web-1", 2, &["web"]);
     let (m_pub, o_pub) = (*member.static_public(), *outsider.static_public());
-    let mut m = Endpoint::new(crypto(), mesh.ca.clone(), member, EndpointConfig::default());
+    let mut m = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        member,
+        EndpointConfig::default(),
+        Box::new(rng(107)),
+    );
     let mut o = Endpoint::new(
         crypto(),
         mesh.ca.clone(),
         outsider,
         EndpointConfig::default(),
+        Box::new(rng(108)),
     );
     let t = Instant::now();
     let p = policy(
@@ -930,12 +922,11 @@ fn a_non_member_cannot_complete_a_handshake_with_an_enclave_member() {
     m.set_policy(t, p.clone());
     let o_peer = o.add_peer(m_pub, Some(addr(1)), None);
     let m_peer = m.add_peer(o_pub, Some(addr(2)), None);
-    let mut r = rng(1);
     // The outsider (without the policy) initiates; the member never answers.
-    o.initiate(t, NOW_NANOS, &mut r, o_peer);
+    o.initiate(t, NOW_NANOS, o_peer);
     let mut replies = 0;
     while let Some(mut tx) = o.poll_transmit() {
-        m.handle_datagram(t, NOW_NANOS, &mut r, addr(2), &mut tx.payload);
+        m.handle_datagram(t, NOW_NANOS, addr(2), &mut tx.payload);
         while m.poll_transmit().is_some() {
             replies += 1;
         }
@@ -947,9 +938,9 @@ fn a_non_member_cannot_complete_a_handshake_with_an_enclave_member() {
     );
     // The member initiating is refused by its own check on the response.
     o.set_policy(t, p);
-    m.initiate(t, NOW_NANOS, &mut r, m_peer);
+    m.initiate(t, NOW_NANOS, m_peer);
     while let Some(mut tx) = m.poll_transmit() {
-        o.handle_datagram(t, NOW_NANOS, &mut r, addr(1), &mut tx.payload);
+        o.handle_datagram(t, NOW_NANOS, addr(1), &mut tx.payload);
     }
     assert!(
         o.poll_transmit().is_none(),

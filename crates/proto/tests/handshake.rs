@@ -28,17 +28,12 @@ fn answer(
     m1: &mut [u8],
     r: &mut ChaCha20Rng,
 ) -> Result<(Vec<u8>, HandshakeOutput), HandshakeError> {
-    handshake::respond(
-        C,
+    handshake::Responder {
+        crypto: C,
         ca,
-        to,
-        &mut ReplayGuard::default(),
-        m1,
-        1,
-        2,
-        NOW_NANOS,
-        r,
-    )
+        identity: to,
+    }
+    .respond(&mut ReplayGuard::default(), m1, (1, 2), NOW_NANOS, r)
 }
 
 fn run(
@@ -57,9 +52,12 @@ fn run(
         handshake::initiate(C, &alice, bob.static_public(), None, 100, NOW_NANOS, &mut r).unwrap();
     let mut m1b = m1.clone();
     let mut guard = ReplayGuard::default();
-    let (m2, bob_out) = handshake::respond(
-        C, &mesh.ca, &bob, &mut guard, &mut m1b, 100, 200, NOW_NANOS, &mut r,
-    )
+    let (m2, bob_out) = handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(&mut guard, &mut m1b, (100, 200), NOW_NANOS, &mut r)
     .unwrap();
     let mut m2b = m2.clone();
     let alice_out = hs
@@ -132,14 +130,15 @@ fn session_keys_depend_on_the_kem_secret() {
     )
     .unwrap();
     let mut m1b = m1.clone();
-    let (mut m2, _) = handshake::respond(
-        &FreeKem,
-        &mesh.ca,
-        &bob,
+    let (mut m2, _) = handshake::Responder {
+        crypto: &FreeKem,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(
         &mut ReplayGuard::default(),
         &mut m1b,
-        100,
-        200,
+        (100, 200),
         NOW_NANOS,
         &mut r,
     )
@@ -189,20 +188,24 @@ fn replayed_message1_is_rejected() {
     let mut guard = ReplayGuard::default();
     let (_, m1) = msg1(&alice, &bob, &mut r);
     let mut first = m1.clone();
-    handshake::respond(
-        C, &mesh.ca, &bob, &mut guard, &mut first, 1, 2, NOW_NANOS, &mut r,
-    )
+    handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(&mut guard, &mut first, (1, 2), NOW_NANOS, &mut r)
     .unwrap();
     // Replayed a minute later: well past the flood limit, still a replay.
     let mut again = m1.clone();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
+    let e = handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(
         &mut guard,
         &mut again,
-        1,
-        3,
+        (1, 3),
         NOW_NANOS + 60_000_000_000,
         &mut r,
     )
@@ -219,14 +222,15 @@ fn replayed_message1_is_rejected() {
         &mut r,
     )
     .unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
+    let e = handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(
         &mut guard,
         &mut older,
-        4,
-        5,
+        (4, 5),
         NOW_NANOS + 61_000_000_000,
         &mut r,
     )
@@ -242,14 +246,15 @@ fn replayed_message1_is_rejected() {
         &mut r,
     )
     .unwrap();
-    handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
+    handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(
         &mut guard,
         &mut newer,
-        6,
-        7,
+        (6, 7),
         NOW_NANOS + 62_000_000_000,
         &mut r,
     )
@@ -264,9 +269,12 @@ fn initiation_flood_from_one_peer_is_limited() {
     let mut r = rng(6);
     let mut guard = ReplayGuard::default();
     let (_, mut a) = msg1(&alice, &bob, &mut r);
-    handshake::respond(
-        C, &mesh.ca, &bob, &mut guard, &mut a, 1, 2, NOW_NANOS, &mut r,
-    )
+    handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(&mut guard, &mut a, (1, 2), NOW_NANOS, &mut r)
     .unwrap();
     let (_, mut b) = handshake::initiate(
         C,
@@ -278,17 +286,12 @@ fn initiation_flood_from_one_peer_is_limited() {
         &mut r,
     )
     .unwrap();
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
-        &mut guard,
-        &mut b,
-        3,
-        4,
-        NOW_NANOS + 10_000_000,
-        &mut r,
-    )
+    let e = handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(&mut guard, &mut b, (3, 4), NOW_NANOS + 10_000_000, &mut r)
     .unwrap_err();
     assert_eq!(e, HandshakeError::InitiationTooFrequent);
 }
@@ -436,14 +439,15 @@ fn header_index_must_match_the_authenticated_index() {
     let bob = mesh.node("bob", 2);
     let mut r = rng(14);
     let (_, mut m1) = msg1(&alice, &bob, &mut r);
-    let e = handshake::respond(
-        C,
-        &mesh.ca,
-        &bob,
+    let e = handshake::Responder {
+        crypto: C,
+        ca: &mesh.ca,
+        identity: &bob,
+    }
+    .respond(
         &mut ReplayGuard::default(),
         &mut m1,
-        999,
-        2,
+        (999, 2),
         NOW_NANOS,
         &mut r,
     )
@@ -496,7 +500,7 @@ fn precomputed_static_static_is_used_and_must_be_right() {
 #[test]
 fn aes_256_gcm_is_chosen_only_when_both_ends_offer_it_and_sessions_interoperate() {
     use proto::provider::{Suite, SUITE_AES, SUITE_CHACHA};
-    use proto::session::Session;
+    use proto::session::{Session, SessionKeys};
     let mesh = Mesh::new(3);
     let both = SUITE_CHACHA | SUITE_AES;
     for (a_suites, b_suites, want) in [
@@ -519,23 +523,27 @@ fn aes_256_gcm_is_chosen_only_when_both_ends_offer_it_and_sessions_interoperate(
         let now = std::time::Instant::now();
         let mut tx = Session::new(
             C,
-            1,
-            2,
-            &alice_out.send_key,
-            &alice_out.recv_key,
+            &SessionKeys {
+                local_index: 1,
+                remote_index: 2,
+                send: alice_out.send_key,
+                recv: alice_out.recv_key,
+                suite: alice_out.suite,
+            },
             now,
             true,
-            alice_out.suite,
         );
         let mut rx = Session::new(
             C,
-            2,
-            1,
-            &bob_out.send_key,
-            &bob_out.recv_key,
+            &SessionKeys {
+                local_index: 2,
+                remote_index: 1,
+                send: bob_out.send_key,
+                recv: bob_out.recv_key,
+                suite: bob_out.suite,
+            },
             now,
             false,
-            bob_out.suite,
         );
         let mut pkt = vec![0u8; 16 + 5 + 16];
         pkt[16..21].copy_from_slice(b"hello");

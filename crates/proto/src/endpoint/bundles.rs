@@ -1,0 +1,274 @@
+//! Policy and revocation bundles: the ones in force, their verification,
+//! and their spread: offered to every neighbour (on a new version, on each
+//! new session, and every `BUNDLE_OFFER_INTERVAL`), pulled chunk by chunk
+//! from whoever offers a newer one.
+//!
+//! Verifying a bundle is this part's; putting its content in force (the
+//! policy, the revocation list) is the endpoint's, which then hands the
+//! bundle back to [`BundleSync::install`].
+
+use std::time::{Duration, Instant};
+
+use crate::bundle::{Bundle, BundleError, BundleKind, Content, MAX_BUNDLE_LEN};
+use crate::control::{self, Control};
+
+use super::admission::Admission;
+use super::api::{Event, PeerId};
+use super::net::{Cx, Local};
+
+/// A chunk request unanswered this long is sent again...
+const BUNDLE_RETRY: Duration = Duration::from_millis(500);
+/// ...this many times before the download is abandoned (the next offer,
+/// from anyone, starts it again).
+const BUNDLE_RETRIES: u8 = 4;
+/// Held bundles are re-offered to every neighbour this often, so a lost
+/// offer delays a node by at most this long.
+const BUNDLE_OFFER_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A bundle being pulled from a neighbour, chunk by chunk.
+#[derive(Debug)]
+struct Transfer {
+    version: u64,
+    total: u32,
+    buf: Vec<u8>,
+    from: PeerId,
+    deadline: Instant,
+    retries: u8,
+}
+
+/// One chunk of a bundle, as a neighbour sent it.
+pub(crate) struct Chunk<'a> {
+    pub kind: u8,
+    pub version: u64,
+    pub offset: u32,
+    pub total: u32,
+    pub data: &'a [u8],
+}
+
+/// The bundles of one node.
+#[derive(Default)]
+pub(crate) struct BundleSync {
+    /// In force, by [`BundleKind::slot`].
+    bundles: [Option<Bundle>; 2],
+    /// Downloads in progress, by slot.
+    transfers: [Option<Transfer>; 2],
+    /// When held bundles are next re-offered to every neighbour.
+    offer_at: Option<Instant>,
+}
+
+impl BundleSync {
+    /// The bundle of `kind` in force.
+    pub fn get(&self, kind: BundleKind) -> Option<&Bundle> {
+        self.bundles[kind.slot()].as_ref()
+    }
+
+    /// Checks a bundle: structure, signature by the CA or a policy key it
+    /// names (not revoked), and newer than the one in force. What it puts
+    /// in force comes back with it.
+    pub fn verify(
+        &self,
+        local: &Local,
+        admission: &Admission,
+        bytes: &[u8],
+    ) -> Result<(Bundle, Content), BundleError> {
+        let b = Bundle::from_bytes(bytes)?;
+        let crypto = &*local.crypto;
+        let content = b.verify(crypto, &local.ca, local.unix_secs())?;
+        if let Some(Ok(signer)) = b.signer() {
+            if admission.is_revoked(&signer.fingerprint(crypto)) {
+                return Err(BundleError::BadSigner("its certificate is revoked".into()));
+            }
+        }
+        if let Some(cur) = &self.bundles[b.kind().slot()] {
+            if b.version() <= cur.version() {
+                return Err(BundleError::NotNewer {
+                    in_force: cur.version(),
+                    offered: b.version(),
+                });
+            }
+        }
+        Ok((b, content))
+    }
+
+    /// Keeps a verified bundle whose content is in force, and offers it to
+    /// every neighbour.
+    pub fn install(&mut self, cx: &mut Cx<'_>, now: Instant, b: Bundle) {
+        let (kind, version) = (b.kind(), b.version());
+        self.bundles[kind.slot()] = Some(b);
+        if self.transfers[kind.slot()]
+            .as_ref()
+            .is_some_and(|t| t.version <= version)
+        {
+            self.transfers[kind.slot()] = None;
+        }
+        for peer in cx.peers.ids().collect::<Vec<_>>() {
+            self.offer(cx, now, peer, kind);
+        }
+        self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
+        cx.out.stats.bundles_applied += 1;
+        cx.out.event(Event::BundleApplied { kind, version });
+    }
+
+    /// Offers every bundle we hold to `peer`.
+    pub fn offer_all(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        for kind in BundleKind::ALL {
+            self.offer(cx, now, peer, kind);
+        }
+    }
+
+    /// Offers our bundle of `kind` to `peer` (if we hold one and have a
+    /// session).
+    fn offer(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId, kind: BundleKind) {
+        let Some(b) = &self.bundles[kind.slot()] else {
+            return;
+        };
+        if cx.peers[peer].refused {
+            return;
+        }
+        let msg = Control::BundleOffer {
+            kind: kind.byte(),
+            version: b.version(),
+            len: b.as_bytes().len() as u32,
+        };
+        cx.send_gossip(now, peer, &msg);
+    }
+
+    fn request_chunk(&mut self, cx: &mut Cx<'_>, now: Instant, kind: BundleKind) {
+        let Some(t) = &self.transfers[kind.slot()] else {
+            return;
+        };
+        let msg = Control::BundleRequest {
+            kind: kind.byte(),
+            version: t.version,
+            offset: t.buf.len() as u32,
+        };
+        cx.send_gossip(now, t.from, &msg);
+    }
+
+    /// A neighbour offers a bundle: pull it if it is newer than what we hold
+    /// and than what we are pulling.
+    pub fn on_offer(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        peer: PeerId,
+        (kind, version, len): (u8, u64, u32),
+    ) {
+        let Some(kind) = BundleKind::from_byte(kind) else {
+            return;
+        };
+        let held = self.bundles[kind.slot()].as_ref().map(Bundle::version);
+        if held.is_some_and(|v| v >= version) || len as usize > MAX_BUNDLE_LEN || len == 0 {
+            return;
+        }
+        if self.transfers[kind.slot()]
+            .as_ref()
+            .is_some_and(|t| t.version >= version)
+        {
+            return;
+        }
+        self.transfers[kind.slot()] = Some(Transfer {
+            version,
+            total: len,
+            buf: Vec::with_capacity(len as usize),
+            from: peer,
+            deadline: now + BUNDLE_RETRY,
+            retries: 0,
+        });
+        self.request_chunk(cx, now, kind);
+    }
+
+    /// A neighbour asks for a chunk of a bundle we hold.
+    pub fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        peer: PeerId,
+        (kind, version, offset): (u8, u64, u32),
+    ) {
+        let Some(kind) = BundleKind::from_byte(kind) else {
+            return;
+        };
+        let Some(b) = self.bundles[kind.slot()].as_ref() else {
+            return;
+        };
+        let bytes = b.as_bytes();
+        let start = offset as usize;
+        if b.version() != version || start >= bytes.len() {
+            return;
+        }
+        let end = (start + control::MAX_CHUNK).min(bytes.len());
+        let msg = Control::BundleChunk {
+            kind: kind.byte(),
+            version,
+            offset,
+            total: bytes.len() as u32,
+            data: bytes[start..end].to_vec(),
+        };
+        cx.out.stats.bundle_bytes_sent += (end - start) as u64;
+        cx.send_gossip(now, peer, &msg);
+    }
+
+    /// A chunk of the bundle we are pulling from `peer`: the whole bundle's
+    /// bytes once complete (for the endpoint to verify and apply).
+    pub fn on_chunk(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        peer: PeerId,
+        c: Chunk<'_>,
+    ) -> Option<(BundleKind, Vec<u8>)> {
+        let kind = BundleKind::from_byte(c.kind)?;
+        let t = self.transfers[kind.slot()].as_mut()?;
+        if t.from != peer
+            || t.version != c.version
+            || t.total != c.total
+            || t.buf.len() != c.offset as usize
+        {
+            return None;
+        }
+        t.buf.extend_from_slice(c.data);
+        t.deadline = now + BUNDLE_RETRY;
+        t.retries = 0;
+        if t.buf.len() < t.total as usize {
+            self.request_chunk(cx, now, kind);
+            return None;
+        }
+        let t = self.transfers[kind.slot()].take()?;
+        Some((kind, t.buf))
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.transfers
+            .iter()
+            .flatten()
+            .map(|t| t.deadline)
+            .chain(self.offer_at)
+            .min()
+    }
+
+    /// Retries stalled downloads and re-offers held bundles.
+    pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        for kind in BundleKind::ALL {
+            let Some(t) = self.transfers[kind.slot()].as_mut() else {
+                continue;
+            };
+            if t.deadline > now {
+                continue;
+            }
+            if t.retries >= BUNDLE_RETRIES {
+                self.transfers[kind.slot()] = None;
+                continue;
+            }
+            t.retries += 1;
+            t.deadline = now + BUNDLE_RETRY;
+            self.request_chunk(cx, now, kind);
+        }
+        if self.offer_at.is_some_and(|t| t <= now) {
+            self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
+            for peer in cx.peers.ids().collect::<Vec<_>>() {
+                self.offer_all(cx, now, peer);
+            }
+        }
+    }
+}

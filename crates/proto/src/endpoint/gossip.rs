@@ -1,0 +1,574 @@
+//! Link state: this node's signed adverts, the flood of everyone else's,
+//! the certificates of advert origins, and the routes computed from them
+//! (`crate::route`), applied to the peers as paths.
+//!
+//! Flow: an advert from a neighbour is checked against its origin's
+//! certificate (fetched from that neighbour first if we lack it, the advert
+//! parked meanwhile), stored if newer, flooded on, and routes are
+//! recomputed after a short batching delay. Own adverts go out on a change
+//! (no sooner than the origination interval) and on a refresh timer.
+//! Route changes move peers onto relays and back (`Peer::via`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cert::Certificate;
+use crate::control::{Advert, Control, MAX_ADVERT_ENTRIES};
+use crate::health::LinkStatus;
+use crate::route::{self, OwnLink, Router};
+use crate::store::SharedStore;
+use crate::wire::NodeId;
+
+use super::admission::Admission;
+use super::api::{Event, PeerId};
+use super::net::{Cx, Local};
+use super::peer::Peers;
+
+/// Routes are recomputed at least this often, to follow RTT and loss.
+const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
+/// A node originates at most one advert per this long.
+const MIN_ORIGINATION_INTERVAL: Duration = Duration::from_millis(200);
+/// ...and, on a node with many neighbours, at most one per this much per
+/// neighbour.
+const ORIGINATION_PER_NEIGHBOUR: Duration = Duration::from_millis(1);
+/// Adverts received within this long share one route computation.
+const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
+/// Refresh adverts no more often than once per this much per known origin,
+/// so the refresh traffic a node forwards stays flat as the mesh grows.
+const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
+/// Most adverts waiting for a certificate at once (a node joining a mesh of
+/// thousands parks one per origin until the certificates arrive).
+const MAX_PARKED: usize = 16_384;
+/// A certificate request unanswered this long is sent again when the next
+/// advert from that origin arrives.
+const CERT_RETRY: Duration = Duration::from_secs(1);
+
+/// An advert waiting for its origin's certificate.
+#[derive(Debug)]
+struct Parked {
+    advert: Advert,
+    from: PeerId,
+    asked: Instant,
+}
+
+/// The link-state part of one node.
+pub(crate) struct Gossip {
+    router: Router,
+    /// When our advert goes out next.
+    advert_at: Option<Instant>,
+    advert_seq: u64,
+    last_originated: Option<Instant>,
+    last_advert: Option<Advert>,
+    /// When routes are computed next.
+    route_at: Option<Instant>,
+    /// Verified, admissible certificates of advert origins (peers and
+    /// nodes we only know from their adverts), by node id.
+    origin_certs: HashMap<NodeId, Arc<Certificate>>,
+    /// Shared with the other endpoints of this process (the simulator).
+    shared: Option<Arc<SharedStore>>,
+    /// Adverts whose origin's certificate we are fetching: the highest one
+    /// per origin, who sent it, and when we asked that neighbour.
+    parked: HashMap<NodeId, Parked>,
+}
+
+impl Gossip {
+    pub fn new(local: &Local) -> Self {
+        let config = &local.config;
+        let mut router = Router::new(local.node_id, config.route);
+        if !config.relay {
+            router.scope_routes(); // a stub routes for its own peers only
+        }
+        Self {
+            router,
+            advert_at: None,
+            advert_seq: 0,
+            last_originated: None,
+            last_advert: None,
+            route_at: None,
+            origin_certs: HashMap::new(),
+            shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
+            parked: HashMap::new(),
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// A new peer: whether a route to it exists (a stub keeps routes to its
+    /// peers only, from now on this one too).
+    pub fn add_peer(&mut self, node: NodeId) -> bool {
+        self.router.want_route(node);
+        self.router.route(node).is_some()
+    }
+
+    /// How often this node re-sends its own advert when nothing changes:
+    /// `advert_interval`, stretched to 2 s per node known, so mesh-wide
+    /// refresh traffic per node stays constant as the mesh grows. Changes
+    /// are flooded at once regardless; a crashed node's stale advert is
+    /// harmless (its neighbours stop listing it, see `proto::route`).
+    ///
+    /// Nodes known = adverts held or nodes reachable, whichever is more: a
+    /// stub holds only relays' adverts but reaches every node through them,
+    /// so it counts the same as a relay, and every node's refresh interval
+    /// (and the 4 × refresh after which adverts expire) agrees.
+    pub fn advert_refresh(&self, advert_interval: Duration) -> Duration {
+        let known = self
+            .router
+            .advert_count()
+            .max(self.router.reachable_count());
+        let origins = known as u32 + 1;
+        advert_interval.max(REFRESH_PER_ORIGIN * origins)
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.route_at, self.advert_at].into_iter().flatten().min()
+    }
+
+    /// This node's view of its direct links.
+    pub fn own_links(peers: &Peers, now: Instant) -> Vec<OwnLink> {
+        peers
+            .iter()
+            .filter_map(|p| {
+                let h = p.health.as_ref()?;
+                let up = p.session(now).is_some() && h.status() == LinkStatus::Up;
+                Some(OwnLink {
+                    neighbor: p.node_id,
+                    up,
+                    settled: up && h.settled(now),
+                    rtt_us: h
+                        .srtt()
+                        .map_or(1000, |d| d.as_micros().min(u32::MAX as u128) as u32),
+                    loss_permille: (h.loss() * 1000.0) as u16,
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps a verified node certificate (shared when there is a store).
+    pub fn keep_origin_cert(&mut self, cert: Certificate) {
+        let node = NodeId::of(cert.public_key());
+        let cert = match &self.shared {
+            Some(s) => s.put_cert(node, cert),
+            None => Arc::new(cert),
+        };
+        self.origin_certs.insert(node, cert);
+    }
+
+    /// Drops the link state of `node` (revoked, or outside our enclaves).
+    pub fn forget(&mut self, node: NodeId) {
+        self.router.forget(node);
+    }
+
+    /// Drops the origin certificates, and the link state, of nodes for which
+    /// `admit` fails.
+    pub fn drop_inadmissible(&mut self, admit: impl Fn(&Certificate) -> bool) {
+        let gone: Vec<NodeId> = self
+            .origin_certs
+            .iter()
+            .filter(|(_, c)| !admit(c))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.origin_certs.remove(&id);
+            self.router.forget(id);
+        }
+    }
+
+    /// Schedules our advert: at once, but no sooner than
+    /// `MIN_ORIGINATION_INTERVAL` after the previous one, so a burst of link
+    /// changes (a node coming up with many neighbours) is one advert, not a
+    /// flood per link. Each origination goes to every neighbour: a hub with a
+    /// thousand links spaces its adverts out (1 ms per neighbour), so its
+    /// advert traffic stays near 1,000 messages a second however often its
+    /// links change.
+    pub fn advert_soon(&mut self, peers: &Peers, now: Instant) {
+        let neighbours = peers.iter().filter(|p| p.health.is_some()).count() as u32;
+        let interval = MIN_ORIGINATION_INTERVAL.max(ORIGINATION_PER_NEIGHBOUR * neighbours);
+        let earliest = self
+            .last_originated
+            .map_or(now, |t| (t + interval).max(now));
+        self.advert_at = Some(earliest);
+    }
+
+    /// A fresh advert of this node's links that are up. Sequence numbers
+    /// start from the wall clock (ns) and grow by one per advert, so a
+    /// restarted node's adverts replace the ones it sent before.
+    fn own_advert(&mut self, local: &Local, peers: &Peers, now: Instant) -> Advert {
+        self.advert_seq = (self.advert_seq + 1).max(local.unix_nanos);
+        // Relays first: a hub with more links than an advert lists keeps
+        // its backbone paths; its stubs vouch for their own links.
+        let own = Self::own_links(peers, now);
+        let mut links = route::advert_entries(&own, |n| self.router.is_stub(n));
+        let truncated = links.len() > MAX_ADVERT_ENTRIES;
+        links.truncate(MAX_ADVERT_ENTRIES);
+        let mut a = Advert {
+            origin: local.node_id,
+            seq: self.advert_seq,
+            stub: !local.config.relay,
+            truncated,
+            links,
+            signature: [0; 64],
+        };
+        a.signature = local
+            .identity
+            .sign_advert(&*local.crypto, &a.signed_bytes());
+        a
+    }
+
+    /// The advert we last originated (originating one if there is none yet).
+    fn current_advert(&mut self, local: &Local, peers: &Peers, now: Instant) -> Advert {
+        match &self.last_advert {
+            Some(a) => a.clone(),
+            None => {
+                let a = self.own_advert(local, peers, now);
+                self.last_advert = Some(a.clone());
+                a
+            }
+        }
+    }
+
+    /// Sends an advert to neighbour `peer`.
+    fn send_advert(cx: &mut Cx<'_>, now: Instant, peer: PeerId, advert: &Advert) {
+        let msg = Control::LinkState(advert.clone());
+        if let Some(len) = cx.send_gossip(now, peer, &msg) {
+            cx.out.stats.gossip_bytes_sent += len as u64;
+            cx.out.stats.gossip_messages_sent += 1;
+        }
+    }
+
+    /// Our advert and a request for everything a neighbour holds: a session
+    /// with it just became usable for the first time, or after its link was
+    /// down.
+    pub fn send_sync(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        let own = self.current_advert(cx.local, cx.peers, now);
+        Self::send_advert(cx, now, peer, &own);
+        cx.send_gossip(now, peer, &Control::SyncRequest);
+    }
+
+    /// A neighbour asks for everything we hold: our advert and the ones we
+    /// hold (a stub needs only those of nodes that relay).
+    pub fn on_sync_request(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        let own = self.current_advert(cx.local, cx.peers, now);
+        let to_stub = self.router.is_stub(cx.peers[peer].node_id);
+        let held: Vec<Advert> = self
+            .router
+            .adverts()
+            .filter(|a| !(to_stub && a.stub))
+            .cloned()
+            .collect();
+        for a in std::iter::once(own).chain(held) {
+            Self::send_advert(cx, now, peer, &a);
+        }
+    }
+
+    /// A neighbour asks for the certificate of `node` (ours, or an origin's
+    /// we checked an advert with).
+    pub fn on_cert_request(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId, node: NodeId) {
+        let cert = if node == cx.local.node_id {
+            Some(cx.local.identity.certificate().as_bytes().to_vec())
+        } else {
+            self.origin_certs.get(&node).map(|c| c.as_bytes().to_vec())
+        };
+        if let Some(bytes) = cert {
+            cx.send_gossip(now, peer, &Control::Cert { bytes });
+        }
+    }
+
+    fn reject(cx: &mut Cx<'_>, reason: &'static str) {
+        *cx.out.stats.advert_rejects.entry(reason).or_default() += 1;
+    }
+
+    /// An advert from neighbour `from`: checked against its origin's
+    /// certificate (fetched from `from` first if we have none), then taken
+    /// and flooded on if it is newer than what we hold.
+    pub fn on_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Advert) {
+        let refused = cx
+            .peers
+            .by_node(advert.origin)
+            .is_some_and(|p| cx.peers[p].refused);
+        let held = self.router.advert(advert.origin).map(|a| a.seq);
+        if refused || advert.origin == cx.local.node_id || held.is_some_and(|s| s >= advert.seq) {
+            return;
+        }
+        // A stub routes through relays only: another stub's links are of no
+        // use to it (a relay may send one before it knows we are a stub).
+        if advert.stub && !cx.local.config.relay {
+            return;
+        }
+        let Some(cert) = self.origin_certs.get(&advert.origin) else {
+            self.park(cx, now, from, advert);
+            return;
+        };
+        if let Some(a) = self.shared.as_ref().and_then(|s| s.advert(&advert)) {
+            self.take_advert(cx, now, from, a); // verified by another endpoint
+            return;
+        }
+        let key = cert.body().advert_key;
+        let ok = cx
+            .local
+            .crypto
+            .ed25519_verify(&key, &advert.signed_bytes(), &advert.signature)
+            .is_ok();
+        if !ok {
+            Self::reject(cx, "bad_signature");
+            return;
+        }
+        let advert = match &self.shared {
+            Some(s) => s.put_advert(advert),
+            None => Arc::new(advert),
+        };
+        self.take_advert(cx, now, from, advert);
+    }
+
+    /// Parks an advert of an origin whose certificate we lack and asks the
+    /// neighbour that sent it (which verified it) for the certificate.
+    fn park(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Advert) {
+        let origin = advert.origin;
+        let full = self.parked.len() >= MAX_PARKED;
+        let ask = match self.parked.get_mut(&origin) {
+            Some(p) => {
+                let ask = now.saturating_duration_since(p.asked) >= CERT_RETRY;
+                if advert.seq > p.advert.seq {
+                    p.advert = advert;
+                    p.from = from;
+                }
+                if ask {
+                    p.asked = now;
+                    p.from = from;
+                }
+                ask
+            }
+            None if full => {
+                Self::reject(cx, "parked_full");
+                false
+            }
+            None => {
+                self.parked.insert(
+                    origin,
+                    Parked {
+                        advert,
+                        from,
+                        asked: now,
+                    },
+                );
+                true
+            }
+        };
+        if ask {
+            cx.send_gossip(now, from, &Control::CertRequest { node: origin });
+        }
+    }
+
+    /// A certificate a neighbour sent for an origin we asked about: verified
+    /// against the CA, admitted, kept, and the parked advert taken.
+    pub fn on_cert(&mut self, cx: &mut Cx<'_>, now: Instant, bytes: &[u8], admission: &Admission) {
+        let Ok(cert) = Certificate::from_bytes(bytes) else {
+            Self::reject(cx, "bad_certificate");
+            return;
+        };
+        let origin = NodeId::of(cert.public_key());
+        if !self.parked.contains_key(&origin) {
+            return; // not asked for (or already resolved)
+        }
+        let known = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.cert(origin, bytes).is_some());
+        let local = &*cx.local;
+        if !known
+            && local
+                .ca
+                .verify_node(&*local.crypto, &cert, local.unix_secs())
+                .is_err()
+        {
+            Self::reject(cx, "bad_certificate");
+            return;
+        }
+        let Some(parked) = self.parked.remove(&origin) else {
+            return;
+        };
+        let own = local.identity.certificate();
+        if admission.admissible(&*local.crypto, own, &cert).is_err() {
+            Self::reject(cx, "inadmissible_origin");
+            return;
+        }
+        cx.out.stats.certs_fetched += 1;
+        self.keep_origin_cert(cert);
+        self.on_advert(cx, now, parked.from, parked.advert);
+    }
+
+    /// Takes a verified advert and floods it on.
+    fn take_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Arc<Advert>) {
+        // A refresh: the origin's links and roles as in the advert it
+        // replaces (metrics may differ).
+        let refresh = self
+            .router
+            .advert(advert.origin)
+            .is_some_and(|held| same_topology(held, &advert));
+        if !self.router.handle_advert(now, advert.clone()) {
+            return;
+        }
+        // A neighbour turned out to relay, and our truncated advert left it
+        // out while listing a stub in its place: relays come first. (With
+        // more relaying neighbours than an advert lists, and no stub among
+        // those listed, a new advert would leave it out again: re-originating
+        // then, at every advert of every left-out neighbour, was an advert
+        // storm in full meshes of more than 64 nodes.)
+        let left_out = !advert.stub
+            && self.last_advert.as_ref().is_some_and(|a| {
+                a.truncated
+                    && !a.links.iter().any(|l| l.neighbor == advert.origin)
+                    && a.links.iter().any(|l| self.router.is_stub(l.neighbor))
+            });
+        let neighbour = cx
+            .peers
+            .by_node(advert.origin)
+            .is_some_and(|p| cx.peers[p].health.is_some());
+        if left_out && neighbour {
+            self.advert_soon(cx.peers, now);
+        }
+        // Flood: every neighbour with a session but the sender and the
+        // origin gets it once (sequence numbers stop the echo). A stub
+        // floods nothing (no path passes through it, so no advert needs
+        // to), and a stub's advert goes only to neighbours known to relay
+        // (their own advert says so): a hub's leaves never hear of each
+        // other. A neighbour whose advert we do not hold yet just came up;
+        // what it misses here it gets in answer to its sync request.
+        //
+        // A refresh is not passed to neighbours the origin lists as its own:
+        // the origin sent it to each of them over that very link. In a full
+        // mesh that is everyone, and a refresh costs each node one message
+        // per origin instead of one per origin and neighbour (N² per node
+        // per round). A change is flooded to all, so one lost datagram does
+        // not hide it.
+        let covered: HashSet<NodeId> = if refresh {
+            advert.links.iter().map(|l| l.neighbor).collect()
+        } else {
+            HashSet::new()
+        };
+        if cx.local.config.relay {
+            for id in cx.peers.ids().collect::<Vec<_>>() {
+                let q = &cx.peers[id];
+                if id == from
+                    || q.node_id == advert.origin
+                    || q.health.is_none()
+                    || covered.contains(&q.node_id)
+                {
+                    continue;
+                }
+                let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
+                if advert.stub && !relays {
+                    continue;
+                }
+                Self::send_advert(cx, now, id, &advert);
+            }
+        }
+        // Batch route computation over a burst of adverts (as OSPF's SPF
+        // delay): a node joining a large mesh gets thousands at once.
+        let soon = now + ROUTE_BATCH_DELAY;
+        self.route_at = Some(self.route_at.map_or(soon, |t| t.min(soon)));
+    }
+
+    /// Runs the gossip timers due at `now`: expiry and the periodic route
+    /// computation, and our advert's origination.
+    pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        if self.route_at.is_none_or(|t| t <= now) {
+            let max_age = (cx.local.config.route.advert_max_age)
+                .max(4 * self.advert_refresh(cx.local.config.advert_interval));
+            self.router.expire(now, max_age);
+            self.parked
+                .retain(|_, p| now.saturating_duration_since(p.asked) < max_age);
+            self.recompute_routes(cx, now, false);
+            // Periodic only while there is something to route over.
+            let routing = self.router.adverts().next().is_some()
+                || cx.peers.iter().any(|p| p.health.is_some());
+            self.route_at = routing.then_some(now + ROUTE_INTERVAL);
+        }
+        if self.advert_at.is_some_and(|t| t <= now) {
+            self.last_originated = Some(now);
+            let advert = self.own_advert(cx.local, cx.peers, now);
+            self.last_advert = Some(advert.clone());
+            for id in cx.peers.ids().collect::<Vec<_>>() {
+                if cx.peers[id].health.is_some() {
+                    Self::send_advert(cx, now, id, &advert);
+                }
+            }
+            let interval = cx.local.config.advert_interval;
+            self.advert_at = Some(now + self.advert_refresh(interval));
+        }
+    }
+
+    /// Recomputes routes (with `always` false, only if the router's inputs
+    /// changed: the periodic pass) and moves peers onto their new paths.
+    pub fn recompute_routes(&mut self, cx: &mut Cx<'_>, now: Instant, always: bool) {
+        let own = Self::own_links(cx.peers, now);
+        if !cx.local.config.relay {
+            // The relaying neighbour with the best working link.
+            cx.peers.default_relay = own
+                .iter()
+                .filter(|l| l.up && self.router.advert(l.neighbor).is_some_and(|a| !a.stub))
+                .min_by_key(|l| (l.rtt_us, l.neighbor))
+                .and_then(|l| cx.peers.by_node(l.neighbor));
+        }
+        let changes = if always {
+            self.router.recompute(now, &own)
+        } else {
+            self.router.recompute_if_changed(now, &own)
+        };
+        for c in changes {
+            let Some(peer) = cx.peers.by_node(c.dst) else {
+                continue;
+            };
+            if cx.peers[peer].routed != c.new.is_some() {
+                // Read by the path only, never by a timer.
+                cx.peers.quiet_mut(peer).routed = c.new.is_some();
+            }
+            let p = &cx.peers[peer];
+            // A peer with a direct address whose link is not probed yet (its
+            // session is still coming up) stays direct: there is no evidence
+            // the direct path is worse, and moving it would flap at startup.
+            let unprobed = p.endpoint.is_some() && p.health.is_none();
+            let via = match c.new {
+                Some(nh) if nh != c.dst && !unprobed => cx.peers.by_node(nh),
+                _ => None,
+            };
+            if p.via == via {
+                continue;
+            }
+            if p.via.is_none() {
+                cx.out.stats.failovers += 1;
+            }
+            cx.peers[peer].via = via;
+            cx.out.stats.route_changes += 1;
+            cx.out.event(Event::PathChanged { peer, via });
+        }
+    }
+
+    /// Debug builds: every peer's `routed` flag agrees with the router.
+    pub fn check_routed(&self, peers: &Peers) {
+        if cfg!(debug_assertions) {
+            for p in peers.iter() {
+                assert_eq!(
+                    p.routed,
+                    self.router.route(p.node_id).is_some(),
+                    "peer {}: routed flag out of step with the route table",
+                    p.node_id
+                );
+            }
+        }
+    }
+}
+
+/// Whether adverts `a` and `b` describe the same links and roles: the
+/// same neighbours, up or settling alike, and the same stub and truncated
+/// flags (RTT and loss may differ).
+fn same_topology(a: &Advert, b: &Advert) -> bool {
+    let links = |x: &Advert| {
+        let mut v: Vec<(NodeId, bool)> = x.links.iter().map(|l| (l.neighbor, l.settling)).collect();
+        v.sort_unstable();
+        v
+    };
+    a.stub == b.stub && a.truncated == b.truncated && links(a) == links(b)
+}

@@ -1,0 +1,385 @@
+//! Handshakes as the endpoint runs them: initiations and their
+//! retransmission, fragments checked (mac1, and mac2 under load) before
+//! they take memory, reassembly, cookies, and the cryptography of both
+//! roles (`crate::handshake`).
+//!
+//! A handshake that passes its cryptography comes back as [`Completed`];
+//! whether the peer is admitted, and the session that follows, are the
+//! endpoint's (`Endpoint::complete_handshake`), the same for both roles.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
+use crate::fragment::{fragment, Reassembler, Reassembly, VerifiedFragment};
+use crate::handshake::{
+    self as hs, HandshakeError, HandshakeOutput, InitiatorHandshake, ReplayGuard,
+};
+use crate::provider::MAC_LEN;
+use crate::timers::REKEY_TIMEOUT_JITTER_MAX;
+use crate::wire::{CookieReplyView, FragmentView, MessageKind};
+
+use super::api::{EndpointConfig, Event, PeerId, Received};
+use super::net::{Cx, Source};
+use super::stats::DropReason;
+
+/// Our initiation in flight with one peer.
+pub(crate) struct Pending {
+    hs: InitiatorHandshake,
+    /// mac1 of its first fragment (a cookie reply answers it).
+    sent_mac1: [u8; MAC_LEN],
+    /// Already sent again at once after a cookie reply.
+    cookie_resent: bool,
+}
+
+impl Pending {
+    /// Our index in this handshake.
+    pub fn local_index(&self) -> u32 {
+        self.hs.local_index()
+    }
+}
+
+/// A handshake whose cryptography succeeded.
+pub(crate) struct Completed {
+    pub role: Role,
+    pub out: HandshakeOutput,
+    pub source: Source,
+}
+
+/// Which side we were, with what that side still has to do.
+pub(crate) enum Role {
+    /// Our initiation to `peer` was answered; `local_index` is ours.
+    Initiator { peer: PeerId, local_index: u32 },
+    /// We answered an initiation: message 2 (`reply`) is still to be sent,
+    /// to the initiator's `sender_index`, under our `local_index` (not
+    /// recorded for any peer yet).
+    Responder {
+        reply: Vec<u8>,
+        sender_index: u32,
+        local_index: u32,
+    },
+}
+
+/// Initiation fragments counted per second, for the under-load decision.
+#[derive(Debug, Default)]
+struct LoadMeter {
+    window: Option<Instant>,
+    count: u32,
+    prev: u32,
+    forced: Option<bool>,
+}
+
+impl LoadMeter {
+    /// Counts one initiation fragment; whether mac2 is required now: more
+    /// than `threshold` fragments in this one-second window or the previous
+    /// one (windows start at the first fragment after the last ended).
+    fn count(&mut self, now: Instant, threshold: u32) -> bool {
+        let start = *self.window.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Duration::from_secs(1) {
+            self.prev = if elapsed >= Duration::from_secs(2) {
+                0
+            } else {
+                self.count
+            };
+            self.count = 0;
+            self.window = Some(now);
+        }
+        self.count = self.count.saturating_add(1);
+        self.forced
+            .unwrap_or(self.count > threshold || self.prev > threshold)
+    }
+}
+
+/// The handshake state of one node that is not any one peer's.
+pub(crate) struct Handshakes {
+    cookies: CookieChecker,
+    reassembler: Reassembler,
+    replay_guard: ReplayGuard,
+    load: LoadMeter,
+}
+
+impl Handshakes {
+    pub fn new(cookies: CookieChecker, config: &EndpointConfig) -> Self {
+        Self {
+            cookies,
+            reassembler: Reassembler::new(config.reassembly),
+            replay_guard: ReplayGuard::default(),
+            load: LoadMeter::default(),
+        }
+    }
+
+    /// Forces (or, with `None`, stops forcing) the under-load state.
+    pub fn set_under_load(&mut self, forced: Option<bool>) {
+        self.load.forced = forced;
+    }
+
+    /// Partial messages held for reassembly.
+    pub fn reassembly_len(&self) -> usize {
+        self.reassembler.len()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.reassembler.next_expiry()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.reassembler.expire(now);
+    }
+
+    /// Starts (or restarts) a handshake with `peer`: a fresh initiation on
+    /// every try, with the cookie of its last cookie reply while valid.
+    pub fn initiate(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        if cx.peers[peer].refused {
+            return;
+        }
+        if cx.peers.path(peer).is_none() {
+            cx.out.stats.drop(DropReason::NoEndpoint);
+            return;
+        }
+        if let Some(old) = cx.peers[peer].pending.take() {
+            cx.peers.release([old.local_index()]);
+        }
+        let local = &mut *cx.local;
+        let index = cx.peers.reserve_index(&mut *local.rng, peer);
+        let crypto = &*local.crypto;
+        let p = &mut cx.peers[peer];
+        let started = hs::initiate(
+            crypto,
+            &local.identity,
+            &p.static_public,
+            p.static_static.as_ref(),
+            index,
+            local.unix_nanos,
+            &mut *local.rng,
+        );
+        let (handshake, msg) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                // Only a low-order static key in our own peer table gets here.
+                cx.peers.release([index]);
+                cx.out.stats.handshake_failed(&e);
+                return;
+            }
+        };
+        let cookie = p
+            .cookie
+            .filter(|(_, at)| now.saturating_duration_since(*at) < COOKIE_VALIDITY)
+            .map(|(c, _)| c);
+        let frags = fragment(
+            crypto,
+            MessageKind::Initiation,
+            index,
+            0,
+            &msg,
+            &p.mac1_key,
+            cookie.as_ref(),
+        );
+        p.pending = Some(Pending {
+            hs: handshake,
+            sent_mac1: mac1_of(&frags[0]),
+            cookie_resent: false,
+        });
+        let jitter = Duration::from_millis(
+            u64::from(local.rng.next_u32()) % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64,
+        );
+        p.timers.on_initiation_sent(now, jitter);
+        for f in frags {
+            cx.send_on_path(peer, f);
+        }
+        cx.out.stats.initiations_sent += 1;
+    }
+
+    /// Feeds a MAC-checked fragment to the reassembler; the whole message
+    /// once complete, otherwise what to report for this datagram.
+    fn reassemble(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        source: Source,
+        view: FragmentView<'_>,
+        verdict: MacVerdict,
+    ) -> Result<Vec<u8>, Received> {
+        let Some(frag) = VerifiedFragment::new(view, verdict) else {
+            return Err(cx.out.drop(DropReason::BadMac1));
+        };
+        match self.reassembler.insert(now, source.key(), frag) {
+            Reassembly::Complete(m) => Ok(m),
+            Reassembly::Pending | Reassembly::PendingAfterEviction => Err(Received::Handshake),
+            Reassembly::Duplicate => Err(cx.out.drop(DropReason::FragmentDuplicate)),
+            Reassembly::Inconsistent => Err(cx.out.drop(DropReason::FragmentInconsistent)),
+        }
+    }
+
+    /// A fragment of message 1: mac1 (and mac2 under load, else a cookie
+    /// reply to the first fragment), reassembly, then the responder's
+    /// cryptography.
+    pub fn on_initiation(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        source: Source,
+        view: FragmentView<'_>,
+    ) -> Result<Completed, Received> {
+        let src = source.key();
+        let threshold = cx.local.config.handshake_load_threshold;
+        let under_load = self.load.count(now, threshold);
+        let (crypto, rng) = (&*cx.local.crypto, &mut *cx.local.rng);
+        let bytes = view.bytes();
+        match self
+            .cookies
+            .check(crypto, now, rng, &src, bytes, under_load)
+        {
+            MacVerdict::InvalidMac1 => return Err(cx.out.drop(DropReason::BadMac1)),
+            MacVerdict::CookieRequired => {
+                if view.index() == 0 {
+                    let reply = self.cookies.cookie_reply(
+                        crypto,
+                        now,
+                        rng,
+                        &src,
+                        bytes,
+                        view.sender_index(),
+                    );
+                    cx.send_reply(source, reply.to_vec());
+                    cx.out.stats.cookie_replies_sent += 1;
+                }
+                return Err(cx.out.drop(DropReason::CookieRequired));
+            }
+            MacVerdict::Valid => {}
+        }
+        let sender_index = view.sender_index();
+        let mut msg = self.reassemble(cx, now, source, view, MacVerdict::Valid)?;
+        // Our index, recorded for the peer once it is known.
+        let local_index = cx.peers.fresh_index(&mut *cx.local.rng);
+        let local = &mut *cx.local;
+        let responder = hs::Responder {
+            crypto: &*local.crypto,
+            ca: &local.ca,
+            identity: &local.identity,
+        };
+        let result = responder.respond(
+            &mut self.replay_guard,
+            &mut msg,
+            (sender_index, local_index),
+            local.unix_nanos,
+            &mut *local.rng,
+        );
+        match result {
+            Ok((reply, out)) => Ok(Completed {
+                role: Role::Responder {
+                    reply,
+                    sender_index,
+                    local_index,
+                },
+                out,
+                source,
+            }),
+            Err(error) => Err(failed(cx, None, src, error)),
+        }
+    }
+
+    /// A fragment of message 2, for our pending handshake with the index it
+    /// names: mac1, reassembly, then the initiator's cryptography.
+    pub fn on_response(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        source: Source,
+        view: FragmentView<'_>,
+    ) -> Result<Completed, Received> {
+        let src = source.key();
+        let Some(peer) = cx.peers.by_index(view.receiver_index()) else {
+            return Err(cx.out.drop(DropReason::UnknownIndex));
+        };
+        let pending_index = cx.peers[peer].pending.as_ref().map(Pending::local_index);
+        if pending_index != Some(view.receiver_index()) {
+            return Err(cx.out.drop(DropReason::UnknownIndex));
+        }
+        // mac1 on responses is keyed by our own static key.
+        let verdict = self.cookies.check(
+            &*cx.local.crypto,
+            now,
+            &mut *cx.local.rng,
+            &src,
+            view.bytes(),
+            false,
+        );
+        let sender_index = view.sender_index();
+        let mut msg = self.reassemble(cx, now, source, view, verdict)?;
+        let Some(pending) = cx.peers[peer].pending.take() else {
+            return Err(cx.out.drop(DropReason::UnknownIndex));
+        };
+        let local_index = pending.local_index();
+        let local = &*cx.local;
+        let result = pending.hs.read_response(
+            &*local.crypto,
+            &local.ca,
+            &local.identity,
+            &mut msg,
+            sender_index,
+            local.unix_secs(),
+        );
+        match result {
+            Ok(out) => Ok(Completed {
+                role: Role::Initiator { peer, local_index },
+                out,
+                source,
+            }),
+            Err(error) => {
+                // The pending state is spent; the retransmit timer starts afresh.
+                cx.peers.release([local_index]);
+                Err(failed(cx, Some(peer), src, error))
+            }
+        }
+    }
+
+    /// A cookie reply to our pending initiation: keep the cookie and, the
+    /// first time, send the initiation again at once with mac2.
+    pub fn on_cookie_reply(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        view: CookieReplyView<'_>,
+    ) -> Received {
+        let receiver = view.receiver_index();
+        let Some(peer) = cx.peers.by_index(receiver) else {
+            return cx.out.drop(DropReason::UnknownIndex);
+        };
+        let p = &mut cx.peers[peer];
+        let Some(pending) = p.pending.as_mut().filter(|x| x.local_index() == receiver) else {
+            return cx.out.drop(DropReason::UnknownIndex);
+        };
+        let opened = cookie::open_cookie_reply(
+            &*cx.local.crypto,
+            &p.cookie_key,
+            &pending.sent_mac1,
+            view.bytes(),
+        );
+        let Some(c) = opened else {
+            return cx.out.drop(DropReason::BadCookieReply);
+        };
+        p.cookie = Some((c, now));
+        let resend = !pending.cookie_resent;
+        cx.out.event(Event::CookieReceived { peer });
+        if resend {
+            self.initiate(cx, now, peer);
+            if let Some(pd) = cx.peers[peer].pending.as_mut() {
+                pd.cookie_resent = true;
+            }
+        }
+        Received::Handshake
+    }
+}
+
+/// Counts and reports a rejected handshake message and drops it.
+pub(crate) fn failed(
+    cx: &mut Cx<'_>,
+    peer: Option<PeerId>,
+    src: SocketAddr,
+    error: HandshakeError,
+) -> Received {
+    cx.out.stats.handshake_failed(&error);
+    cx.out.event(Event::HandshakeFailed { peer, src, error });
+    cx.out.drop(DropReason::HandshakeFailed)
+}

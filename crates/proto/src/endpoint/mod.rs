@@ -1,0 +1,816 @@
+//! The endpoint: every peer of one node, their handshakes, sessions and
+//! timers, link state and policy, as one sans-IO state machine.
+//!
+//! Call order (a driver loop):
+//! 1. [`Endpoint::handle_datagram`] for each UDP datagram received;
+//!    [`Endpoint::send`] for each IP packet to a peer (or the split forms
+//!    [`Endpoint::prepare_datagram`] / [`Endpoint::finish_datagram`] and
+//!    [`Endpoint::prepare_send`], which leave the AEAD pass to the caller,
+//!    outside any lock);
+//! 2. [`Endpoint::handle_timeout`] whenever [`Endpoint::poll_timeout`]'s
+//!    deadline passes (early calls are harmless);
+//! 3. after any of these, drain [`Endpoint::poll_transmit`] (handshake and
+//!    control datagrams to send) and [`Endpoint::poll_event`].
+//!
+//! Data packets never go through the transmit queue: `send` seals in place
+//! and tells the caller where to send the buffer, and `handle_datagram`
+//! opens in place and tells the caller where the plaintext is. Time (`now`
+//! for timers, `unix_nanos` for certificates and timestamps) is an argument
+//! of every call; randomness comes from the generator given to
+//! [`Endpoint::new`].
+//!
+//! The endpoint is a coordinator of parts that each own their state:
+//!
+//! | part | owns |
+//! |---|---|
+//! | `peer.rs` `Peers` | every peer: keys, session slots, WireGuard timers, link health, path |
+//! | `handshake.rs` `Handshakes` | cookies, reassembly, replay guard, the load meter |
+//! | `data.rs` | the send and receive paths of data packets (no state of its own) |
+//! | `relay.rs` | forwarding relayed datagrams (no state of its own) |
+//! | `gossip.rs` `Gossip` | link-state adverts, origin certificates, routes |
+//! | `bundles.rs` `BundleSync` | policy and revocation bundles and their spread |
+//! | `admission.rs` `Admission` | policy, filter, revocation list |
+//! | `probes.rs` | link probes, path MTU, stall detection |
+//!
+//! Parts reach peers and the output through one context (`net::Cx`) and
+//! report what concerns other parts (a link change, a completed handshake,
+//! a complete bundle) back to this file, which acts on it. No part calls
+//! another.
+//!
+//! A datagram in: [`wire::Datagram::parse`] once → initiation or response
+//! fragment: `Handshakes` → `complete_handshake` here; cookie reply:
+//! `Handshakes`; transport: `data` (index, replay window, open, commit,
+//! then control messages to their part, or the inner packet's source check
+//! and policy); relay: `relay` forwards it, or unwraps it for us and it
+//! goes round again as `Source::Relayed`. A timer: `handle_timeout` here
+//! runs each part's due timers and each due peer's.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use core::fmt;
+use rand_core::CryptoRngCore;
+
+use crate::bundle::{Bundle, BundleError, BundleKind, Content};
+use crate::cert::TrustedCa;
+use crate::control::Control;
+use crate::cookie::CookieChecker;
+use crate::filter::Filter;
+use crate::handshake::{HandshakeError, Identity};
+use crate::health::{LinkChange, LinkHealth};
+use crate::policy::Compiled;
+use crate::provider::Crypto;
+use crate::session::Session;
+use crate::wire::{self, Datagram, HandshakeDatagram, NodeId, RelayHeader, RELAY_HEADER_LEN};
+
+mod admission;
+mod api;
+mod bundles;
+mod data;
+mod gossip;
+mod handshake;
+mod net;
+mod peer;
+mod probes;
+mod relay;
+mod stats;
+mod status;
+
+pub use api::{
+    EndpointConfig, Event, Incoming, LinkInfo, OpenPlan, PeerId, PeerInfo, Prepared, Received,
+    RouteInfo, SealPlan, SendOutcome, Transmit,
+};
+pub use stats::{DropReason, PeerStats, Stats};
+
+use admission::Admission;
+use bundles::{BundleSync, Chunk};
+use gossip::Gossip;
+use handshake::{Completed, Handshakes, Role};
+use net::{Local, Output, Source};
+use peer::{Peers, Rotation};
+
+/// A peer that introduced itself is retired after its direct link has been
+/// down, carrying no data, for this long: no more probes or handshakes
+/// until it initiates again or we have traffic for it.
+pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// All peers of one node. See the module docs for the call order.
+pub struct Endpoint {
+    local: Local,
+    peers: Peers,
+    out: Output,
+    handshakes: Handshakes,
+    gossip: Gossip,
+    bundles: BundleSync,
+    admission: Admission,
+    stall: probes::StallDetector,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.local.identity.certificate().name())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The context for one call, from the endpoint's own fields (so that the
+/// parts beside it stay borrowable).
+macro_rules! cx {
+    ($self:ident) => {
+        &mut $crate::endpoint::net::Cx {
+            local: &mut $self.local,
+            peers: &mut $self.peers,
+            out: &mut $self.out,
+        }
+    };
+}
+use cx;
+
+impl Endpoint {
+    /// An endpoint for `identity`, trusting `ca`, drawing randomness
+    /// (session indices, ephemeral keys, cookie secrets, jitter) from `rng`.
+    pub fn new(
+        crypto: Arc<dyn Crypto>,
+        ca: TrustedCa,
+        identity: Identity,
+        config: EndpointConfig,
+        rng: Box<dyn CryptoRngCore + Send>,
+    ) -> Self {
+        let cookies = CookieChecker::new(&*crypto, identity.static_public());
+        let node_id = NodeId::of(identity.static_public());
+        let mut identity = identity;
+        identity.set_aes(&*crypto, config.aes_gcm);
+        let local = Local {
+            crypto,
+            ca,
+            identity,
+            node_id,
+            config,
+            rng,
+            unix_nanos: 0,
+        };
+        Self {
+            peers: Peers::new(node_id, local.config.relay),
+            out: Output::default(),
+            handshakes: Handshakes::new(cookies, &local.config),
+            gossip: Gossip::new(&local),
+            bundles: BundleSync::default(),
+            admission: Admission::new(local.config.filter),
+            stall: probes::StallDetector::default(),
+            local,
+        }
+    }
+
+    /// Adds (or updates) a peer known by its static key, optionally with an
+    /// underlay address and a persistent keepalive interval.
+    pub fn add_peer(
+        &mut self,
+        static_public: [u8; 32],
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+    ) -> PeerId {
+        self.insert_peer(static_public, endpoint, persistent_keepalive, false)
+    }
+
+    fn insert_peer(
+        &mut self,
+        static_public: [u8; 32],
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+        learned: bool,
+    ) -> PeerId {
+        let (id, new) = self.peers.insert(
+            &*self.local.crypto,
+            &self.local.identity,
+            static_public,
+            endpoint,
+            persistent_keepalive,
+            learned,
+        );
+        if new {
+            let routed = self.gossip.add_peer(self.peers[id].node_id);
+            self.peers.quiet_mut(id).routed = routed;
+        }
+        id
+    }
+
+    /// Forces (or, with `None`, stops forcing) the under-load state that
+    /// makes mac2 mandatory; by default it follows the initiation rate.
+    pub fn set_under_load(&mut self, forced: Option<bool>) {
+        self.handshakes.set_under_load(forced);
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.out.events.pop_front()
+    }
+
+    /// Starts (or restarts) a handshake with `peer` now.
+    pub fn initiate(&mut self, now: Instant, unix_nanos: u64, peer: PeerId) {
+        self.local.unix_nanos = unix_nanos;
+        if let Some(peer) = self.peers.checked(peer) {
+            self.handshakes.initiate(cx!(self), now, peer);
+        }
+    }
+
+    /// Processes one received UDP datagram from `src`, in place.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Received {
+        self.local.unix_nanos = unix_nanos;
+        self.dispatch(now, Source::Direct(src), buf)
+    }
+
+    /// One datagram, parsed once, to the part that handles its kind.
+    fn dispatch(&mut self, now: Instant, source: Source, buf: &mut [u8]) -> Received {
+        match Datagram::parse(buf) {
+            Err(_) => self.out.drop(DropReason::Malformed),
+            Ok(Datagram::Transport(h)) => self.handle_transport(now, source, h, buf),
+            Ok(Datagram::Relay(h)) => self.handle_relay(now, source, h, buf),
+            Ok(Datagram::Handshake(d)) => self.handle_handshake(now, source, d),
+        }
+    }
+
+    /// A handshake fragment or cookie reply.
+    fn handle_handshake(
+        &mut self,
+        now: Instant,
+        source: Source,
+        d: HandshakeDatagram<'_>,
+    ) -> Received {
+        let done = match d {
+            HandshakeDatagram::CookieReply(v) => {
+                return self.handshakes.on_cookie_reply(cx!(self), now, v)
+            }
+            HandshakeDatagram::Initiation(v) => {
+                self.handshakes.on_initiation(cx!(self), now, source, v)
+            }
+            HandshakeDatagram::Response(v) => {
+                self.handshakes.on_response(cx!(self), now, source, v)
+            }
+        };
+        match done {
+            Ok(c) => self.complete_handshake(now, c),
+            Err(r) => r,
+        }
+    }
+
+    /// A relayed datagram: deliver it if it is for us, else forward it one
+    /// hop closer. Only neighbours with a usable session may hand us relayed
+    /// datagrams; the inner datagram stays end-to-end encrypted.
+    fn handle_relay(
+        &mut self,
+        now: Instant,
+        source: Source,
+        h: RelayHeader,
+        buf: &mut [u8],
+    ) -> Received {
+        let src = match self.relayed_to_us(now, source, h, buf) {
+            Ok(src) => src,
+            Err(r) => return r,
+        };
+        let source = Source::Relayed {
+            origin: h.src,
+            hop: src,
+        };
+        let inner = &mut buf[RELAY_HEADER_LEN..];
+        let r = match Datagram::parse(inner) {
+            Ok(Datagram::Transport(t)) => self.handle_transport(now, source, t, inner),
+            Ok(Datagram::Handshake(d)) => self.handle_handshake(now, source, d),
+            // A relay header inside a relay header is never valid.
+            Ok(Datagram::Relay(_)) | Err(_) => self.out.drop(DropReason::Malformed),
+        };
+        if let Received::Data { len, .. } = r {
+            relay::move_plaintext(buf, len);
+        }
+        r
+    }
+
+    /// Checks a relayed datagram's hop, and forwards it unless it is for
+    /// us: `Ok` with the hop's address when it is ours to open.
+    fn relayed_to_us(
+        &mut self,
+        now: Instant,
+        source: Source,
+        h: RelayHeader,
+        buf: &mut [u8],
+    ) -> Result<SocketAddr, Received> {
+        let Some(src) = source.direct() else {
+            return Err(self.out.drop(DropReason::Malformed));
+        };
+        if !relay::from_neighbour(&self.peers, now, src) {
+            return Err(self.out.drop(DropReason::RelayUnknownHop));
+        }
+        if h.dst != self.local.node_id {
+            let relaying = self.local.config.relay;
+            let router = self.gossip.router();
+            return Err(relay::forward(
+                cx!(self),
+                router,
+                relaying,
+                now,
+                src,
+                h,
+                buf,
+            ));
+        }
+        Ok(src)
+    }
+
+    /// The part of a completed handshake both roles share: admission, the
+    /// peer (a responder may meet it for the first time), its certificate,
+    /// the session in its slot, and what follows (message 2 for a responder,
+    /// the queued packets for an initiator).
+    fn complete_handshake(&mut self, now: Instant, done: Completed) -> Received {
+        let Completed {
+            role,
+            mut out,
+            source,
+        } = done;
+        let src = source.key();
+        let own = self.local.identity.certificate();
+        let peer_static = *out.peer_cert.public_key();
+        if let Err(error) = self
+            .admission
+            .admissible(&*self.local.crypto, own, &out.peer_cert)
+        {
+            // A responder sends no reply: the initiator cannot complete it.
+            let known = match role {
+                Role::Initiator { peer, local_index } => {
+                    self.peers.release([local_index]);
+                    Some(peer)
+                }
+                Role::Responder { .. } => self.peers.by_static(&peer_static),
+            };
+            if let Some(peer) = known {
+                self.refuse(now, peer, error.clone());
+            }
+            let peer = known.filter(|_| matches!(role, Role::Initiator { .. }));
+            return handshake::failed(cx!(self), peer, src, error);
+        }
+        let peer = match &role {
+            Role::Initiator { peer, .. } => *peer,
+            Role::Responder { local_index, .. } => {
+                let peer = match self.peers.by_static(&peer_static) {
+                    Some(id) => id,
+                    None if self.local.config.accept_unknown_peers => {
+                        self.insert_peer(peer_static, source.direct(), None, true)
+                    }
+                    None => return self.out.drop(DropReason::UnknownPeer),
+                };
+                self.peers.record_index(*local_index, peer);
+                if let Source::Relayed { hop, .. } = source {
+                    // Answer and keep talking through the relay it came by,
+                    // until routes say otherwise.
+                    self.peers[peer].via = self.peers.by_endpoint(&hop);
+                }
+                peer
+            }
+        };
+        if let Some(a) = source.direct() {
+            self.peers.set_endpoint(peer, a);
+        }
+        self.gossip.keep_origin_cert(out.peer_cert.clone());
+        let (local_index, how, initiator) = match &role {
+            Role::Initiator { local_index, .. } => (*local_index, Rotation::Initiated, true),
+            Role::Responder { local_index, .. } => (*local_index, Rotation::Responded, false),
+        };
+        let keys = out.session_keys(local_index);
+        zeroize::Zeroize::zeroize(&mut out.send_key);
+        zeroize::Zeroize::zeroize(&mut out.recv_key);
+        let session = Session::new(&*self.local.crypto, &keys, now, initiator);
+        drop(keys);
+        let name = out.peer_cert.name().to_string();
+        let p = &mut self.peers[peer];
+        p.refused = false;
+        p.cert = Some(out.peer_cert);
+        let retired = p.sessions.rotate(session, how);
+        p.timers.on_handshake_complete(now, initiator);
+        self.peers.release(retired);
+        if let Role::Responder {
+            reply,
+            sender_index,
+            ..
+        } = role
+        {
+            let frags = crate::fragment::fragment(
+                &*self.local.crypto,
+                wire::MessageKind::Response,
+                local_index,
+                sender_index,
+                &reply,
+                &self.peers[peer].mac1_key,
+                None,
+            );
+            let cx = cx!(self);
+            for f in frags {
+                cx.send_reply(source, f);
+            }
+        }
+        self.out.stats.handshakes_completed += 1;
+        self.out.event(Event::HandshakeCompleted {
+            peer,
+            name,
+            initiator,
+        });
+        if initiator {
+            self.flush_queue(now, peer);
+        }
+        Received::Handshake
+    }
+
+    /// A control message from `peer`, already authenticated by its session,
+    /// to the part it is for.
+    fn handle_control(&mut self, now: Instant, peer: PeerId, source: Source, msg: Control) {
+        let direct = source.direct().is_some();
+        match msg {
+            // Probes are answered on the path they took (they measure it);
+            // answers count only over the direct link.
+            Control::Probe { seq } => {
+                cx!(self).answer(now, peer, source, &Control::ProbeReply { seq });
+            }
+            Control::ProbeReply { seq } if direct => {
+                if let Some(c) = probes::on_probe_reply(&mut self.peers, now, peer, seq) {
+                    self.on_link_change(now, peer, c);
+                }
+            }
+            Control::MtuProbe { seq, .. } => {
+                cx!(self).answer(now, peer, source, &Control::MtuProbeReply { seq });
+            }
+            Control::MtuProbeReply { seq } if direct => {
+                probes::on_mtu_reply(cx!(self), now, peer, seq);
+            }
+            Control::ProbeReply { .. } | Control::MtuProbeReply { .. } => {}
+            Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
+            Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
+            Control::CertRequest { node } => {
+                self.gossip.on_cert_request(cx!(self), now, peer, node);
+            }
+            Control::Cert { bytes } => {
+                self.gossip.on_cert(cx!(self), now, &bytes, &self.admission);
+            }
+            Control::BundleOffer { kind, version, len } => {
+                self.bundles
+                    .on_offer(cx!(self), now, peer, (kind, version, len));
+            }
+            Control::BundleRequest {
+                kind,
+                version,
+                offset,
+            } => {
+                self.bundles
+                    .on_request(cx!(self), now, peer, (kind, version, offset));
+            }
+            Control::BundleChunk {
+                kind,
+                version,
+                offset,
+                total,
+                data,
+            } => {
+                let chunk = Chunk {
+                    kind,
+                    version,
+                    offset,
+                    total,
+                    data: &data,
+                };
+                if let Some((kind, bytes)) = self.bundles.on_chunk(cx!(self), now, peer, chunk) {
+                    if let Err(error) = self.apply_bundle_bytes(now, &bytes) {
+                        self.out.event(Event::BundleRejected { kind, error });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Verifies a bundle (policy or revocation list) and puts it in force if
+    /// it is newer than the one held, then offers it to every neighbour.
+    /// On error the bundle in force stays and the refusal is counted.
+    pub fn apply_bundle(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        bytes: &[u8],
+    ) -> Result<(BundleKind, u64), BundleError> {
+        self.local.unix_nanos = unix_nanos;
+        self.apply_bundle_bytes(now, bytes)
+    }
+
+    fn apply_bundle_bytes(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<(BundleKind, u64), BundleError> {
+        let (b, content) = match self.bundles.verify(&self.local, &self.admission, bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                *self.out.stats.bundle_rejects.entry(e.reason()).or_insert(0) += 1;
+                return Err(e);
+            }
+        };
+        match content {
+            Content::Policy(p) => self.set_policy(now, Some(Arc::new(p.compile()))),
+            Content::Revocation(l) => {
+                let set = l.entries.iter().map(|e| e.fingerprint).collect();
+                self.set_revoked(now, set);
+            }
+        }
+        let (kind, version) = (b.kind(), b.version());
+        self.bundles.install(cx!(self), now, b);
+        Ok((kind, version))
+    }
+
+    /// The bundle of `kind` in force.
+    pub fn bundle(&self, kind: BundleKind) -> Option<&Bundle> {
+        self.bundles.get(kind)
+    }
+
+    /// Puts `policy` in force (`None`: everything passes). Tracked flows are
+    /// re-checked on their next packet; peers a new enclave definition puts
+    /// outside ours are torn down at once.
+    pub fn set_policy(&mut self, now: Instant, policy: Option<Arc<Compiled>>) {
+        self.admission.set_policy(policy);
+        self.enforce_admission(now);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Arc<Compiled>> {
+        self.admission.policy()
+    }
+
+    /// Puts a revocation list in force: fingerprints of node certificates.
+    /// Sessions with revoked peers are torn down at once and their
+    /// handshakes refused from now on.
+    pub fn set_revoked(&mut self, now: Instant, revoked: HashSet<[u8; 32]>) {
+        self.admission.set_revoked(revoked);
+        self.enforce_admission(now);
+    }
+
+    /// Whether this certificate fingerprint is revoked.
+    pub fn is_revoked(&self, fingerprint: &[u8; 32]) -> bool {
+        self.admission.is_revoked(fingerprint)
+    }
+
+    /// The policy filter: counters and tracked flows.
+    pub fn filter(&self) -> &Filter {
+        self.admission.filter()
+    }
+
+    /// Refuses every peer, and forgets every origin, that the policy and
+    /// revocation list in force no longer admit.
+    fn enforce_admission(&mut self, now: Instant) {
+        let (crypto, own) = (&*self.local.crypto, self.local.identity.certificate());
+        let admission = &self.admission;
+        self.gossip
+            .drop_inadmissible(|c| admission.admissible(crypto, own, c).is_ok());
+        let verdicts: Vec<_> = (self.peers.ids())
+            .map(|peer| {
+                let verdict = match &self.peers[peer].cert {
+                    Some(c) => admission.admissible(crypto, own, c),
+                    None => Ok(()),
+                };
+                (peer, verdict)
+            })
+            .collect();
+        for (peer, verdict) in verdicts {
+            match verdict {
+                Err(e) if !self.peers[peer].refused => self.refuse(now, peer, e),
+                Err(_) => {}
+                Ok(()) => self.peers[peer].refused = false,
+            }
+        }
+    }
+
+    /// Drops `peer`'s sessions, pending handshake, queue, timers and link
+    /// health; true if it had a probed link.
+    fn drop_peer_state(&mut self, peer: PeerId) -> bool {
+        let p = &mut self.peers[peer];
+        let retired = p.sessions.clear();
+        let pending = p.pending.take().map(|h| h.local_index());
+        p.queue.clear();
+        p.timers.stop();
+        p.synced = false;
+        p.pmtu = None;
+        let had_link = p.health.take().is_some();
+        self.peers.release(retired);
+        self.peers.release(pending);
+        had_link
+    }
+
+    /// A peer that introduced itself (not configured), whose direct link has
+    /// been down for [`RETIRE_AFTER`] without carrying data: stop probing
+    /// it and re-handshaking with it. It comes back when it initiates again
+    /// or when we have traffic for it. (A hub that saw a thousand peers
+    /// vanish would otherwise keep probing and re-handshaking with all of
+    /// them, forever.)
+    fn retire(&mut self, now: Instant, peer: PeerId) {
+        let had_link = self.drop_peer_state(peer);
+        self.out.stats.peers_retired += 1;
+        self.out.event(Event::PeerRetired { peer });
+        if had_link {
+            self.gossip.advert_soon(&self.peers, now);
+        }
+        self.gossip.recompute_routes(cx!(self), now, true);
+    }
+
+    /// Tears down every session with `peer` and refuses it from now on.
+    fn refuse(&mut self, now: Instant, peer: PeerId, error: HandshakeError) {
+        let had_link = self.drop_peer_state(peer);
+        let p = &mut self.peers[peer];
+        p.refused = true;
+        let node = p.node_id;
+        let addrs: Vec<_> = (p.cert.as_ref())
+            .map(|c| c.body().addresses.iter().map(|a| a.addr()).collect())
+            .unwrap_or_default();
+        self.admission.filter_mut().forget(&addrs);
+        // Its link state is neither used nor passed on any more.
+        self.gossip.forget(node);
+        self.out.event(Event::PeerRefused { peer, error });
+        if had_link {
+            self.gossip.advert_soon(&self.peers, now);
+        }
+        self.gossip.recompute_routes(cx!(self), now, true);
+    }
+
+    /// A session with `peer` just became usable: start probing its direct
+    /// link, and the first time (or after the link was down) exchange
+    /// everything with it: bundles, our advert, a sync request.
+    fn session_ready(&mut self, now: Instant, peer: PeerId) {
+        self.ensure_health(now, peer);
+        if self.peers[peer].synced {
+            return;
+        }
+        self.peers[peer].synced = true;
+        self.bundles.offer_all(cx!(self), now, peer);
+        self.gossip.send_sync(cx!(self), now, peer);
+    }
+
+    /// Starts probing `peer`'s direct link once it has an address and a
+    /// session; a new link changes our advert and maybe our routes.
+    fn ensure_health(&mut self, now: Instant, peer: PeerId) {
+        let Some(config) = self.local.config.health else {
+            return;
+        };
+        let p = &mut self.peers[peer];
+        if p.health.is_none() && p.endpoint.is_some() && p.session(now).is_some() {
+            p.health = Some(LinkHealth::new(config, now));
+            self.gossip.advert_soon(&self.peers, now);
+            self.gossip.recompute_routes(cx!(self), now, true);
+        }
+    }
+
+    fn on_link_change(&mut self, now: Instant, peer: PeerId, change: LinkChange) {
+        if change == LinkChange::WentDown {
+            // It may miss floods while down: exchange everything again
+            // after; and whatever path it comes back on is measured afresh.
+            let p = &mut self.peers[peer];
+            p.synced = false;
+            p.pmtu = None;
+        }
+        self.out.event(Event::LinkChanged {
+            peer,
+            up: change == LinkChange::WentUp,
+        });
+        self.gossip.advert_soon(&self.peers, now);
+        self.gossip.recompute_routes(cx!(self), now, true);
+        if change == LinkChange::WentUp {
+            self.session_ready(now, peer);
+        }
+    }
+
+    /// Originates this node's advert at the next opportunity, as its
+    /// periodic refresh would. For simulators measuring what a mesh-wide
+    /// refresh round costs (meshd itself never calls it).
+    pub fn readvertise(&mut self, now: Instant) {
+        self.gossip.advert_soon(&self.peers, now);
+    }
+
+    /// Sends control message `msg` to `peer` in its current session, to its
+    /// current path. For tools and tests that play a misbehaving member
+    /// (meshd itself never calls it). False without a usable session.
+    pub fn send_control(&mut self, now: Instant, peer: PeerId, msg: &Control) -> bool {
+        let Some(peer) = self.peers.checked(peer) else {
+            return false;
+        };
+        let cx = cx!(self);
+        match cx.seal_control(now, peer, msg) {
+            Some(d) => {
+                cx.send_on_path(peer, d);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The earliest deadline at which [`Endpoint::handle_timeout`] has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.peers.refresh();
+        self.gossip.check_routed(&self.peers);
+        let next = [
+            self.peers.earliest(),
+            self.handshakes.poll_timeout(),
+            self.gossip.poll_timeout(),
+            self.admission.filter().poll_timeout(),
+            self.bundles.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        self.stall.told(next);
+        next
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, unix_nanos: u64) {
+        self.local.unix_nanos = unix_nanos;
+        if let Some(late) = self.stall.check(now, self.local.config.health.as_ref()) {
+            self.out.stats.local_stalls += 1;
+            for h in self.peers.iter_mut().filter_map(|p| p.health.as_mut()) {
+                h.on_local_stall(late);
+            }
+        }
+        self.handshakes.handle_timeout(now);
+        self.admission.filter_mut().handle_timeout(now);
+        self.bundles.handle_timeout(cx!(self), now);
+        // The peers due now, and those written since the last call: link
+        // probes first (a peer that got a session gets its link state
+        // here), then the gossip timers, then WireGuard's.
+        let due = self.peers.take_due(now);
+        for &peer in &due {
+            self.probe_link(now, peer);
+        }
+        self.gossip.handle_timeout(cx!(self), now);
+        for &peer in &due {
+            self.peer_timers(now, peer);
+        }
+    }
+
+    /// One due peer's link: probes counted, link changes acted on, the
+    /// session kept (probing keeps sessions as data does), the next probe.
+    fn probe_link(&mut self, now: Instant, peer: PeerId) {
+        self.ensure_health(now, peer);
+        let Some(t) = probes::tick(&mut self.peers, now, peer) else {
+            return;
+        };
+        if t.retire {
+            if let Some(c) = t.change {
+                self.on_link_change(now, peer, c);
+            }
+            self.retire(now, peer);
+            return;
+        }
+        let p = &self.peers[peer];
+        if t.stale && p.pending.is_none() && p.endpoint.is_some() {
+            self.handshakes.initiate(cx!(self), now, peer);
+        }
+        if let Some(c) = t.change {
+            self.on_link_change(now, peer, c);
+        }
+        probes::send(cx!(self), now, peer, &t);
+    }
+
+    /// One due peer's WireGuard timers.
+    fn peer_timers(&mut self, now: Instant, peer: PeerId) {
+        let due = self.peers[peer].timers.take_due(now);
+        if due.give_up {
+            let p = &mut self.peers[peer];
+            let dropped = p.queue.len();
+            p.queue.clear();
+            let pending = p.pending.take().map(|h| h.local_index());
+            self.peers.release(pending);
+            for _ in 0..dropped {
+                self.out.stats.drop(DropReason::HandshakeTimeout);
+            }
+            self.out.event(Event::HandshakeTimedOut { peer, dropped });
+        }
+        if due.retransmit {
+            self.handshakes.initiate(cx!(self), now, peer);
+        }
+        if due.new_handshake && self.peers[peer].pending.is_none() {
+            self.handshakes.initiate(cx!(self), now, peer);
+        }
+        if due.keepalive {
+            self.send_keepalive(now, peer);
+        }
+        if due.zero_keys {
+            let p = &mut self.peers[peer];
+            let retired = p.sessions.clear();
+            p.synced = false;
+            self.peers.release(retired);
+        }
+    }
+}

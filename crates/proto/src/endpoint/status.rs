@@ -1,0 +1,140 @@
+//! Read-only views of an endpoint, for status output, metrics and tests.
+
+use std::time::{Duration, Instant};
+
+use crate::handshake::Identity;
+use crate::health::{LinkHealth, LinkStatus};
+use crate::pmtu::PathMtu;
+use crate::route::Router;
+use crate::session::Session;
+use crate::wire::NodeId;
+
+use super::api::{LinkInfo, PeerId, PeerInfo, RouteInfo};
+use super::gossip::Gossip;
+use super::stats::Stats;
+use super::Endpoint;
+
+impl Endpoint {
+    /// The peer with this static key.
+    pub fn peer_by_static(&self, static_public: &[u8; 32]) -> Option<PeerId> {
+        self.peers.by_static(static_public)
+    }
+
+    /// The peer with this wire id.
+    pub fn peer_by_node(&self, id: NodeId) -> Option<PeerId> {
+        self.peers.by_node(id)
+    }
+
+    /// Status of every peer.
+    pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
+        self.peers
+            .ids()
+            .filter_map(|id| self.peer(id, now))
+            .collect()
+    }
+
+    /// Status of one peer.
+    pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
+        let id = self.peers.checked(id)?;
+        let p = &self.peers[id];
+        Some(PeerInfo {
+            id,
+            static_public: p.static_public,
+            endpoint: p.endpoint,
+            cert: p.cert.clone(),
+            last_handshake: p.timers.last_handshake(),
+            has_session: p.session(now).is_some(),
+            stats: p.stats,
+            node_id: p.node_id,
+            via: p.via,
+            link: p.health.as_ref().map(|h| LinkInfo {
+                up: h.status() == LinkStatus::Up,
+                srtt: h.srtt(),
+                last_rtt: h.last_rtt(),
+                jitter: h.jitter(),
+                loss: h.loss(),
+                path_mtu: p.pmtu.as_ref().map(PathMtu::mtu),
+                pmtu_searching: p.pmtu.as_ref().is_some_and(PathMtu::searching),
+            }),
+            refused: p.refused,
+            suite: p
+                .sessions
+                .get(super::peer::Slot::Current)
+                .map(Session::suite),
+        })
+    }
+
+    /// How often this node re-sends its own advert when nothing changes
+    /// (see `Gossip::advert_refresh`): `advert_interval`, stretched to 2 s
+    /// per node known.
+    pub fn advert_refresh(&self) -> Duration {
+        self.gossip
+            .advert_refresh(self.local.config.advert_interval)
+    }
+
+    /// The link-state database and route table (read-only).
+    pub fn router(&self) -> &Router {
+        self.gossip.router()
+    }
+
+    /// This node's wire id.
+    pub fn node_id(&self) -> NodeId {
+        self.local.node_id
+    }
+
+    /// The route table, sorted by destination.
+    pub fn routes(&self, now: Instant) -> Vec<RouteInfo> {
+        let mut v: Vec<RouteInfo> = self
+            .gossip
+            .router()
+            .routes()
+            .map(|(dst, r)| RouteInfo {
+                dst: *dst,
+                dst_peer: self.peers.by_node(*dst),
+                next_hop: r.next_hop,
+                next_hop_peer: self.peers.by_node(r.next_hop),
+                metric_us: r.metric_us,
+                hops: r.hops,
+                age: now.saturating_duration_since(r.since),
+            })
+            .collect();
+        v.sort_by_key(|r| r.dst);
+        v
+    }
+
+    /// The path to `peer` hop by hop, with each link's RTT in µs (see
+    /// [`Router::trace`]). A peer with no route is listed as one direct hop;
+    /// an unknown peer id gives an empty path.
+    pub fn trace(&self, peer: PeerId, now: Instant) -> Vec<(NodeId, u32)> {
+        let Some(peer) = self.peers.checked(peer) else {
+            return Vec::new();
+        };
+        let p = &self.peers[peer];
+        let own = Gossip::own_links(&self.peers, now);
+        let hops = self.gossip.router().trace(&own, p.node_id);
+        if hops.is_empty() {
+            let rtt = p
+                .health
+                .as_ref()
+                .and_then(LinkHealth::srtt)
+                .map_or(0, |d| d.as_micros() as u32);
+            return vec![(p.node_id, rtt)];
+        }
+        hops
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.out.stats
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.local.identity
+    }
+
+    /// Partial handshake messages held for reassembly.
+    pub fn reassembly_len(&self) -> usize {
+        self.handshakes.reassembly_len()
+    }
+}
