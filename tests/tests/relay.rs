@@ -27,10 +27,22 @@ fn a_reaches_d_through_two_relays_with_a_checksummed_tcp_transfer() {
         );
     }
     // a learns a 3-hop route to d from the adverts, then its first packet to
-    // d starts a handshake that b and c relay.
+    // d starts a handshake that b and c relay. The relays need their routes
+    // too (b's to d, c's to a, which they learn from the same adverts a few
+    // milliseconds apart): a handshake they cannot forward yet is only
+    // retried after 5 s, longer than the pings below wait.
+    let route = |host: &str, dst: &'static str, hops: u8, next: &'static str| {
+        matches!(t.ask(host, &AdminRequest::Routes),
+            AdminResponse::Routes { routes } if routes.iter().any(|r| r.destination == dst && r.hops == hops && r.next_hop == next))
+    };
     t.wait_for("a's route to d", Duration::from_secs(5), || {
-        matches!(t.ask("a", &AdminRequest::Routes),
-            AdminResponse::Routes { routes } if routes.iter().any(|r| r.destination == "d" && r.hops == 3 && r.next_hop == "b"))
+        route("a", "d", 3, "b")
+    });
+    t.wait_for("b's route to d", Duration::from_secs(5), || {
+        route("b", "d", 2, "c")
+    });
+    t.wait_for("c's route to a", Duration::from_secs(5), || {
+        route("c", "a", 2, "b")
     });
     let ping = netns::output(&t.name, "a", &["ping", "-c", "3", "-W", "2", "100.64.0.4"]);
     assert!(

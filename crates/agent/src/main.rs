@@ -2,14 +2,27 @@
 //!
 //! A thin driver around `proto::endpoint::Endpoint`: it owns the TUN device,
 //! the UDP socket, the clock, the admin socket and the metrics endpoint, and
-//! feeds packets and time into the sans-IO core. See `node.rs` for the flow.
+//! feeds packets and time into the sans-IO core.
+//!
+//! | module | job |
+//! |---|---|
+//! | `startup` | files, the endpoint from the config, TUN queues, sockets |
+//! | `node` | the shared node state and the main thread: timers, admin, signals |
+//! | `worker` | the packet workers: TUN and UDP batches through the endpoint |
+//! | `events` | the endpoint's events: logs, learned routes, saved bundles |
+//! | `views` | admin answers from the endpoint's state (pure, unit-tested) |
+//! | `admin`, `metrics` | the admin socket and the Prometheus endpoint |
+//! | `io`, `ping` | batched UDP (GSO/GRO); `meshctl ping` bookkeeping |
 
 mod admin;
+mod events;
 mod io;
 mod metrics;
 mod node;
 mod ping;
-mod setup;
+mod startup;
+mod views;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let loaded = match setup::load(&cfg) {
+    let loaded = match startup::load(&cfg) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("meshd: {}: {e}", cli.config.display());

@@ -10,6 +10,7 @@ use proto::cert::{self, hex, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::endpoint::{DropReason, Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
 use proto::handshake::Identity;
 use proto::provider::Crypto;
+use proto::wire::ip;
 use proto::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_core::RngCore;
 
@@ -53,20 +54,15 @@ fn step(n: &mut u32, text: String) {
     println!("[{n:>2}] {text}");
 }
 
+/// A UDP-shaped IPv4 packet of `len` bytes numbered `seq` (its payload
+/// derived from `seq`, so the receiver can check every byte).
 fn ipv4(src: [u8; 4], dst: [u8; 4], seq: u32, len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len.max(28)];
-    p[0] = 0x45;
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17; // UDP
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p[24..28].copy_from_slice(&seq.to_be_bytes());
-    for (i, b) in p[28..].iter_mut().enumerate() {
+    let mut payload = vec![0u8; len.max(28) - 20];
+    payload[4..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in payload[8..].iter_mut().enumerate() {
         *b = (i as u32 ^ seq) as u8;
     }
-    p
+    ip::ipv4(src, dst, ip::UDP, &payload)
 }
 
 /// Flushes an endpoint's queued transmits to its socket, narrating handshake traffic.

@@ -30,6 +30,7 @@ use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOut
 use proto::handshake::Identity;
 use proto::provider::Crypto;
 use proto::store::SharedStore;
+use proto::wire::ip;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -460,7 +461,7 @@ impl Sim {
         if self.nodes[from].down || self.stalled(from).is_some() {
             return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint);
         }
-        let pkt = ipv4(self.nodes[from].ip, self.nodes[to].ip, data);
+        let pkt = ip::ipv4(self.nodes[from].ip, self.nodes[to].ip, ip::UDP, data);
         let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
         let unix = self.unix_nanos();
@@ -605,18 +606,4 @@ impl Sim {
     pub fn since_start(&self, t: Instant) -> Duration {
         t - self.t0
     }
-}
-
-/// A minimal IPv4/UDP-shaped packet from `src` to `dst` carrying `payload`.
-pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + payload.len()];
-    p[0] = 0x45;
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p[20..].copy_from_slice(payload);
-    p
 }

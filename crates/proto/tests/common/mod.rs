@@ -104,16 +104,7 @@ pub fn addr(n: u8) -> SocketAddr {
     SocketAddr::from(([198, 18, 0, n], 51820))
 }
 
-/// A minimal IPv4 packet from `src` to `dst` with `payload`.
+/// An IPv4 packet (UDP-shaped: protocol 17) from `src` to `dst` with `payload`.
 pub fn ipv4(src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 20 + payload.len()];
-    p[0] = 0x45;
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    p[20..].copy_from_slice(payload);
-    p
+    proto::wire::ip::ipv4(src, dst, proto::wire::ip::UDP, payload)
 }

@@ -1,0 +1,110 @@
+//! What the endpoint reports, acted on: transmits moved to the outbox,
+//! events logged, routes and names learned from completed handshakes,
+//! bundles put in force saved to the state directory.
+
+use std::time::Instant;
+
+use proto::bundle::BundleKind;
+use proto::endpoint::Event;
+use tracing::{debug, info, warn};
+
+use crate::node::Node;
+use crate::views::Directory;
+use crate::worker::Outbox;
+
+impl Node {
+    /// Moves handshake and control datagrams to `out`; logs events and
+    /// learns routes from new peers.
+    pub fn drain(&mut self, out: &mut Outbox) {
+        while let Some(t) = self.ep.poll_transmit() {
+            out.push_owned(t.dst, t.payload);
+        }
+        while let Some(ev) = self.ep.poll_event() {
+            self.on_event(ev);
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let dir = Directory {
+            ep: &self.ep,
+            names: &self.names,
+            now: Instant::now(),
+        };
+        match ev {
+            Event::HandshakeCompleted {
+                peer,
+                name,
+                initiator,
+            } => {
+                let info = self.ep.peer(peer, Instant::now());
+                let cipher = info
+                    .as_ref()
+                    .and_then(|p| p.suite)
+                    .map_or("-", |s| s.name());
+                info!(peer = %name, initiator, cipher, "hybrid post-quantum handshake completed");
+                if let Some(cert) = info.and_then(|p| p.cert) {
+                    for a in &cert.body().addresses {
+                        self.routes.insert(a.addr(), peer);
+                    }
+                    self.names.insert(cert.name().to_string(), peer);
+                }
+            }
+            Event::HandshakeFailed { src, error, .. } => {
+                warn!(%src, %error, "handshake failed")
+            }
+            Event::PeerRetired { peer } => {
+                info!(peer = %dir.peer_name(peer), "peer unreachable for 60 s: retired until it returns")
+            }
+            Event::PeerRefused { peer, error } => {
+                warn!(peer = %dir.peer_name(peer), %error, "sessions torn down; peer refused")
+            }
+            Event::BundleApplied { kind, version } => {
+                info!(%kind, version, "bundle in force");
+                self.save_bundle(kind);
+            }
+            Event::BundleRejected { kind, error } => {
+                warn!(%kind, %error, "bundle from gossip refused; the one in force stays")
+            }
+            Event::HandshakeTimedOut { peer, dropped } => {
+                warn!(peer = %dir.peer_name(peer), dropped, "handshake timed out")
+            }
+            Event::PathMtuChanged { peer, mtu } => {
+                info!(peer = %dir.peer_name(peer), mtu, "path MTU of the direct link (probed)");
+            }
+            Event::LinkChanged { peer, up } => {
+                let name = dir.peer_name(peer);
+                if up {
+                    info!(peer = %name, "direct link up");
+                } else {
+                    warn!(peer = %name, "direct link down");
+                }
+            }
+            Event::PathChanged { peer, via } => {
+                let name = dir.peer_name(peer);
+                match via {
+                    Some(r) => {
+                        warn!(peer = %name, via = %dir.peer_name(r), "path changed: relayed")
+                    }
+                    None => info!(peer = %name, "path changed: direct"),
+                }
+            }
+            other => debug!(?other, "event"),
+        }
+    }
+
+    /// Saves the bundle of `kind` in force to the state directory (write and
+    /// rename, so a crash never leaves half a file).
+    fn save_bundle(&self, kind: BundleKind) {
+        let (Some(dir), Some(b)) = (&self.cfg.policy.state_dir, self.ep.bundle(kind)) else {
+            return;
+        };
+        let path = crate::startup::bundle_path(dir, kind);
+        let tmp = path.with_extension("bundle.tmp");
+        let r = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, b.to_armor()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = r {
+            warn!(file = %path.display(), "cannot save bundle: {e} (policy.state-dir must be writable)");
+        }
+    }
+}

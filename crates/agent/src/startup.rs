@@ -1,0 +1,360 @@
+//! Everything before the packet loop: loading and checking the files a node
+//! needs (CA, own certificate and key, peer certificates, bundles; every
+//! error names the file and the field), the endpoint's settings from the
+//! node config, the endpoint itself with its bundles and static peers, and
+//! the TUN device and UDP sockets.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crypto::files;
+use crypto::RealCrypto;
+use proto::armor::LABEL_NODE_KEY;
+use proto::bundle::BundleError;
+use proto::cert::{Certificate, TrustedCa};
+use proto::endpoint::{Endpoint, EndpointConfig, PeerId};
+use proto::handshake::Identity;
+use proto::health::HealthConfig;
+use tracing::{info, warn};
+use types::config::{HealthSection, NodeConfig};
+
+/// A static peer, checked.
+pub struct StaticPeer {
+    pub cert: Certificate,
+    pub endpoint: Option<SocketAddr>,
+    pub persistent_keepalive: Option<Duration>,
+}
+
+/// Everything loaded from disk.
+pub struct Loaded {
+    pub ca: TrustedCa,
+    pub identity: Identity,
+    pub peers: Vec<StaticPeer>,
+    /// Signed bundles to apply at start: (where from, whether the config
+    /// named it, encoding). Verified when applied.
+    pub bundles: Vec<(std::path::PathBuf, bool, Vec<u8>)>,
+}
+
+/// Where the bundle of `kind` in force is saved.
+pub fn bundle_path(dir: &std::path::Path, kind: proto::bundle::BundleKind) -> std::path::PathBuf {
+    dir.join(format!("{}.bundle", kind.name()))
+}
+
+/// Reads an armoured bundle file.
+pub fn read_bundle(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    proto::bundle::Bundle::from_armor(&text)
+        .map(|b| b.as_bytes().to_vec())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn unix_now() -> u64 {
+    unix_nanos() / 1_000_000_000
+}
+
+/// The wall clock, Unix nanoseconds.
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
+    let c = RealCrypto;
+    let now = unix_now();
+    let n = &cfg.node;
+    let ca_cert = files::read_certificate(&n.ca_certificate)
+        .map_err(|e| format!("node.ca-certificate: {e}"))?;
+    let ca = TrustedCa::new(&c, ca_cert, now)
+        .map_err(|e| format!("node.ca-certificate: {}: {e}", n.ca_certificate.display()))?;
+    let cert =
+        files::read_certificate(&n.certificate).map_err(|e| format!("node.certificate: {e}"))?;
+    ca.verify_node(&c, &cert, now)
+        .map_err(|e| format!("node.certificate: {}: {e}", n.certificate.display()))?;
+    let secret = files::read_private_key(&n.private_key, LABEL_NODE_KEY)
+        .map_err(|e| format!("node.private-key: {e}"))?;
+    let identity = Identity::new(&c, cert, secret).map_err(|_| {
+        format!(
+            "node.private-key: {} does not belong to the certificate {}; use the key issued with it",
+            n.private_key.display(),
+            n.certificate.display()
+        )
+    })?;
+    let mut peers = Vec::new();
+    for (i, p) in cfg.peers.iter().enumerate() {
+        let cert = files::read_certificate(&p.certificate)
+            .map_err(|e| format!("peer[{i}].certificate: {e}"))?;
+        ca.verify_node(&c, &cert, now)
+            .map_err(|e| format!("peer[{i}].certificate: {}: {e}", p.certificate.display()))?;
+        if cert.public_key() == identity.static_public() {
+            return Err(format!(
+                "peer[{i}].certificate: {} is this node's own certificate; list other nodes as peers",
+                p.certificate.display()
+            ));
+        }
+        peers.push(StaticPeer {
+            cert,
+            endpoint: p.endpoint,
+            persistent_keepalive: p
+                .persistent_keepalive
+                .map(|s| Duration::from_secs(u64::from(s))),
+        });
+    }
+    let mut bundles = Vec::new();
+    for (i, path) in cfg.policy.bundles.iter().enumerate() {
+        let b = read_bundle(path).map_err(|e| {
+            format!("policy.bundles[{i}]: {e} (make it with 'meshctl policy sign' or 'meshctl revoke --out')")
+        })?;
+        proto::bundle::Bundle::from_bytes(&b)
+            .and_then(|bundle| bundle.verify(&c, &ca, now))
+            .map_err(|e| {
+                format!(
+                    "policy.bundles[{i}]: {}: {e} (sign it with this mesh's CA: meshctl policy sign --ca-crt {})",
+                    path.display(),
+                    n.ca_certificate.display()
+                )
+            })?;
+        bundles.push((path.clone(), true, b));
+    }
+    if let Some(dir) = &cfg.policy.state_dir {
+        for kind in proto::bundle::BundleKind::ALL {
+            let path = bundle_path(dir, kind);
+            if path.exists() {
+                // A damaged saved bundle is not fatal: gossip brings the
+                // current one back. It is reported when applied.
+                match read_bundle(&path) {
+                    Ok(b) => bundles.push((path, false, b)),
+                    // Logging is not set up yet; stderr reaches the journal.
+                    Err(e) => eprintln!("meshd: policy.state-dir: ignoring {e}"),
+                }
+            }
+        }
+    }
+    Ok(Loaded {
+        ca,
+        identity,
+        peers,
+        bundles,
+    })
+}
+
+/// The probe settings of `[health]`; what the file does not set keeps the
+/// protocol's defaults (stall detection among them).
+pub fn health_config(h: &HealthSection) -> HealthConfig {
+    HealthConfig {
+        probe_interval: Duration::from_millis(h.active_probe_interval_ms),
+        idle_probe_interval: Duration::from_millis(h.idle_probe_interval_ms),
+        down_after_misses: h.down_after_misses,
+        hold_down: Duration::from_millis(h.hold_down_ms),
+        ..HealthConfig::default()
+    }
+}
+
+/// The endpoint's settings from the node config.
+pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
+    EndpointConfig {
+        aes_gcm: cfg.crypto.aes_gcm,
+        underlay_mtu: usize::from(cfg.listen.underlay_mtu),
+        relay: cfg.routing.relay,
+        pmtu_discovery: cfg.listen.pmtu_discovery,
+        health: Some(health_config(&cfg.health)),
+        ..EndpointConfig::default()
+    }
+}
+
+/// The endpoint, and what the agent knows of its static peers.
+pub struct Started {
+    pub ep: Endpoint,
+    /// Overlay address → peer, from the static peers' certificates.
+    pub routes: HashMap<IpAddr, PeerId>,
+    /// Certificate name → peer.
+    pub names: HashMap<String, PeerId>,
+}
+
+/// Builds the endpoint: bundles first (the policy is in force from the
+/// first packet), then the static peers, with a handshake started to each
+/// that has an address (so sessions are ready before the first packet, and
+/// a restarted node resyncs). A configured bundle that fails is an error;
+/// a saved one is skipped with a warning.
+pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Started, String> {
+    let Loaded {
+        ca,
+        identity,
+        peers,
+        bundles,
+    } = loaded;
+    let mut ep = Endpoint::new(
+        Arc::new(RealCrypto),
+        ca,
+        identity,
+        endpoint_config(cfg),
+        Box::new(rand_core::OsRng),
+    );
+    for (path, configured, bytes) in &bundles {
+        match ep.apply_bundle(Instant::now(), unix_nanos(), bytes) {
+            Ok((kind, version)) => info!(file = %path.display(), %kind, version, "bundle in force"),
+            Err(BundleError::NotNewer { .. }) => {}
+            Err(e) if *configured => {
+                return Err(format!("policy.bundles: {}: {e}", path.display()));
+            }
+            Err(e) => warn!(file = %path.display(), "saved bundle ignored: {e}"),
+        }
+    }
+    if ep.policy().is_none() {
+        warn!("no policy bundle in force: all traffic between mesh members is allowed until one is pushed (meshctl policy push)");
+    }
+    let mut routes = HashMap::new();
+    let mut names = HashMap::new();
+    for p in &peers {
+        let id = ep.add_peer(*p.cert.public_key(), p.endpoint, p.persistent_keepalive);
+        names.insert(p.cert.name().to_string(), id);
+        for a in &p.cert.body().addresses {
+            routes.insert(a.addr(), id);
+        }
+        if p.endpoint.is_some() {
+            ep.initiate(Instant::now(), unix_nanos(), id);
+        }
+    }
+    Ok(Started { ep, routes, names })
+}
+
+/// The TUN device with one queue per worker, addressed from the node's
+/// certificate.
+pub fn tun_queues(
+    cfg: &NodeConfig,
+    own: &Certificate,
+    workers: usize,
+) -> Result<Vec<tun_rs::SyncDevice>, String> {
+    let mut builder = tun_rs::DeviceBuilder::new()
+        .name(&cfg.tun.name)
+        .mtu(cfg.tun.mtu)
+        .multi_queue(workers > 1);
+    let first_v4 = own.body().addresses.iter().find(|a| a.addr().is_ipv4());
+    if let Some(a) = first_v4 {
+        if let IpAddr::V4(v4) = a.addr() {
+            builder = builder.ipv4(v4, a.prefix_len(), None);
+        }
+    }
+    for a in own.body().addresses.iter().filter(|a| a.addr().is_ipv6()) {
+        if let IpAddr::V6(v6) = a.addr() {
+            builder = builder.ipv6(v6, a.prefix_len());
+        }
+    }
+    let tun = builder
+        .offload(true)
+        .build_sync()
+        .map_err(|e| format!("tun.name: cannot create TUN device '{}': {e} (meshd needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.tun.name))?;
+    let mut queues = Vec::with_capacity(workers);
+    for i in 1..workers {
+        queues.push(tun.try_clone().map_err(|e| {
+            format!("tun.queues: cannot open TUN queue {i} of {workers}: {e} (set tun.queues = 1 if the kernel lacks multiqueue TUN)")
+        })?);
+    }
+    queues.insert(0, tun);
+    Ok(queues)
+}
+
+/// The workers' UDP sockets on the listen port, and the main thread's own
+/// descriptor of the first one.
+pub struct Sockets {
+    pub workers: Vec<std::net::UdpSocket>,
+    /// For the timer/admin thread's sends. It never reads, so it does not
+    /// join the port's group, and it stays out of the main thread's
+    /// reactor: registered there, every datagram arriving for worker 0
+    /// would wake the main thread too (measured: ~10,000 wake-ups a second
+    /// under load).
+    pub control: std::net::UdpSocket,
+    /// The address bound (the kernel picks the port when the config says 0).
+    pub bound: SocketAddr,
+}
+
+/// Binds one socket per worker; with several they share the port
+/// (SO_REUSEPORT) and the kernel spreads senders across them.
+pub fn sockets(cfg: &NodeConfig, workers: usize) -> Result<Sockets, String> {
+    let bind_err =
+        |e: std::io::Error| format!("listen.address: cannot bind {}: {e}", cfg.listen.address);
+    let first = bind_udp(cfg.listen.address, workers > 1).map_err(bind_err)?;
+    // With port 0 the kernel picked one; the other workers join it.
+    let bound = first.local_addr().map_err(bind_err)?;
+    let control = first
+        .try_clone()
+        .map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
+    let mut socks = vec![first];
+    for _ in 1..workers {
+        socks.push(bind_udp(bound, true).map_err(bind_err)?);
+    }
+    Ok(Sockets {
+        workers: socks,
+        control,
+        bound,
+    })
+}
+
+fn bind_udp(addr: SocketAddr, shared_port: bool) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared_port {
+        s.set_reuse_port(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// How many packet workers: `tun.queues`, or one per CPU this process may
+/// run on (its affinity mask and cgroup quota).
+pub fn worker_count(cfg: &NodeConfig) -> usize {
+    match cfg.tun.queues {
+        0 => std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(usize::from(types::config::MAX_TUN_QUEUES)),
+        n => usize::from(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_files_health_defaults_are_the_protocols() {
+        assert_eq!(
+            health_config(&HealthSection::default()),
+            HealthConfig::default()
+        );
+        let h = health_config(&HealthSection {
+            idle_probe_interval_ms: 250,
+            down_after_misses: 3,
+            ..HealthSection::default()
+        });
+        assert_eq!(h.idle_probe_interval, Duration::from_millis(250));
+        assert_eq!(h.down_after_misses, 3);
+        assert_eq!(h.stall_threshold, HealthConfig::default().stall_threshold);
+    }
+
+    #[test]
+    fn the_endpoint_takes_its_settings_from_the_config_file() {
+        let base = "[node]\ncertificate = \"a.crt\"\nprivate-key = \"a.key\"\nca-certificate = \"ca.crt\"\n";
+        let cfg = NodeConfig::parse(&format!(
+            "{base}[listen]\naddress = \"198.18.0.1:51820\"\nunderlay-mtu = 1400\npmtu-discovery = false\n[crypto]\naes-gcm = false\n[routing]\nrelay = false\n[health]\ndown-after-misses = 3\n"
+        ))
+        .expect("config");
+        let e = endpoint_config(&cfg);
+        assert_eq!(e.underlay_mtu, 1400);
+        assert!(!e.pmtu_discovery && !e.aes_gcm && !e.relay);
+        assert_eq!(e.health.map(|h| h.down_after_misses), Some(3));
+        // What the file does not set is the protocol's default.
+        let cfg = NodeConfig::parse(&format!("{base}[listen]\naddress = \"198.18.0.1:51820\"\n"))
+            .expect("config");
+        let (e, d) = (endpoint_config(&cfg), EndpointConfig::default());
+        assert_eq!(
+            (e.underlay_mtu, e.pmtu_discovery, e.aes_gcm, e.relay),
+            (d.underlay_mtu, d.pmtu_discovery, d.aes_gcm, d.relay)
+        );
+        assert_eq!(e.health, d.health);
+        assert_eq!(e.queue_limit, d.queue_limit);
+    }
+}
