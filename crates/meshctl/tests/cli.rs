@@ -452,7 +452,7 @@ fn policy_check_and_test_evaluate_expectations_before_a_push() {
     assert!(out.contains("2 of 2 expectations hold"), "{out}");
     assert!(
         out.contains(
-            "pass guest-1 -> db-1 tcp/5432: expected Deny, policy says deny (no rule allows it)"
+            "pass guest-1 -> db-1 tcp/5432: expected deny, policy says deny (no rule allows it)"
         ),
         "{out}"
     );

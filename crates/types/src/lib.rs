@@ -53,6 +53,39 @@ pub struct IssuedFiles {
     pub details: CertificateView,
 }
 
+/// The policy in force, as `meshctl policy show --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyView {
+    /// Version in force (none: no policy, all traffic allowed).
+    pub version: Option<u64>,
+    /// When it was signed (Unix seconds).
+    pub issued: Option<u64>,
+    /// Who signed it: `ca` or the policy signer's certificate name.
+    pub signer: Option<String>,
+    /// The policy text as signed (TOML).
+    pub text: Option<String>,
+}
+
+/// One `[[expect]]` of a policy file and what the policy decides, as
+/// `meshctl policy test --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationView {
+    /// Sender: a node name.
+    pub from: String,
+    /// Receiver: a node name.
+    pub to: String,
+    /// Protocol.
+    pub proto: String,
+    /// Port (or ICMP type).
+    pub port: u16,
+    /// `allow` or `deny`, as written.
+    pub expected: String,
+    /// What the policy decides, with the rule or reason.
+    pub got: String,
+    /// Whether the two agree.
+    pub pass: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

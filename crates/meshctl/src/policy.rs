@@ -1,0 +1,238 @@
+//! Policy and revocation: checking and testing a policy file offline,
+//! signing bundles (with the CA key or a policy key the CA named), pushing
+//! them to a running meshd, and revoking certificates.
+
+use std::path::{Path, PathBuf};
+
+use crypto::files;
+use crypto::RealCrypto;
+use proto::bundle::{Bundle, BundleKind};
+use proto::cert::hex;
+use types::admin::{AdminRequest, AdminResponse};
+use types::{ExpectationView, PolicyView};
+
+use crate::cli::{AdminArgs, PolicyCommand, RevokeArgs, SignArgs};
+use crate::client::ask;
+use crate::render;
+use crate::{now, Result};
+
+/// `meshctl policy …`.
+pub fn run(cmd: PolicyCommand) -> Result<()> {
+    match cmd {
+        PolicyCommand::Check { file } => policy_check(&file).map(|_| ()),
+        PolicyCommand::Test { file, certs, json } => policy_test(&file, &certs, json),
+        PolicyCommand::Show(a) => policy_show(&a),
+        PolicyCommand::Sign { file, sign } => {
+            let out = sign
+                .out
+                .clone()
+                .ok_or("policy sign needs --out FILE for the bundle")?;
+            policy_check(&file)?;
+            let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let b = sign_bundle(&sign, BundleKind::Policy, text)?;
+            write_bundle(&out, &b)
+        }
+        PolicyCommand::Push {
+            file,
+            bundle,
+            sign,
+            certs,
+            socket,
+        } => {
+            let b = if bundle {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                Bundle::from_armor(&text).map_err(|e| format!("{}: {e}", file.display()))?
+            } else {
+                if certs.is_empty() {
+                    policy_check(&file)?;
+                } else {
+                    policy_test(&file, &certs, false)?;
+                }
+                let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                sign_bundle(&sign, BundleKind::Policy, text)?
+            };
+            if let Some(o) = &sign.out {
+                write_bundle(o, &b)?;
+            }
+            push_bundle(&socket, &b)
+        }
+    }
+}
+
+fn policy_show(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Policy {
+        version,
+        issued,
+        signer,
+        text,
+    } = ask(&a.socket, &AdminRequest::PolicyShow)?
+    else {
+        return Err("meshd answered something other than its policy".into());
+    };
+    let v = PolicyView {
+        version,
+        issued,
+        signer,
+        text,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", render::policy(&v));
+    }
+    Ok(())
+}
+
+pub fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundle> {
+    let version = a.version.unwrap_or_else(now);
+    if let (Some(crt), Some(key)) = (&a.signer_crt, &a.signer_key) {
+        let cert = files::read_certificate(crt)?;
+        let seed = files::read_private_key(key, proto::armor::LABEL_POLICY_SIGNER_KEY)?;
+        return Bundle::sign_as(&RealCrypto, &cert, &seed, kind, version, now(), content)
+            .map_err(|e| format!("{}: {e}", key.display()).into());
+    }
+    let (ca, seed) = a.ca.load()?;
+    Bundle::sign(&RealCrypto, &ca, &seed, kind, version, now(), content)
+        .map_err(|e| format!("{}: {e}", a.ca.ca_key.display()).into())
+}
+
+fn write_bundle(out: &Path, b: &Bundle) -> Result<()> {
+    std::fs::write(out, b.to_armor()).map_err(|e| format!("{}: {e}", out.display()))?;
+    println!(
+        "wrote {} bundle version {} to {}",
+        b.kind(),
+        b.version(),
+        out.display()
+    );
+    Ok(())
+}
+
+fn push_bundle(socket: &Path, b: &Bundle) -> Result<()> {
+    let req = AdminRequest::PushBundle {
+        bundle: b.to_armor(),
+    };
+    match ask(socket, &req)? {
+        AdminResponse::Pushed { kind, version } => {
+            println!("{kind} bundle version {version} in force on this node; spreading by gossip");
+            Ok(())
+        }
+        _ => Err("meshd answered something other than 'pushed'".into()),
+    }
+}
+
+pub fn revoke(a: RevokeArgs) -> Result<()> {
+    use proto::bundle::{Content, RevocationList};
+    let mut list = match (&a.base, a.offline) {
+        (Some(base), _) => {
+            let text =
+                std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
+            let b = Bundle::from_armor(&text).map_err(|e| format!("{}: {e}", base.display()))?;
+            match b.content() {
+                Ok(Content::Revocation(l)) => l,
+                _ => return Err(format!("{}: not a revocation list", base.display()).into()),
+            }
+        }
+        (None, true) => RevocationList::default(),
+        (None, false) => match ask(&a.socket, &AdminRequest::Revocations)? {
+            AdminResponse::Revocations { entries, .. } => RevocationList {
+                entries: entries
+                    .into_iter()
+                    .filter_map(|e| {
+                        let mut fp = [0u8; 32];
+                        (e.fingerprint.len() == 64).then_some(())?;
+                        for (i, b) in fp.iter_mut().enumerate() {
+                            *b = u8::from_str_radix(&e.fingerprint[2 * i..2 * i + 2], 16).ok()?;
+                        }
+                        Some(proto::bundle::RevokedCert {
+                            fingerprint: fp,
+                            name: e.name,
+                        })
+                    })
+                    .collect(),
+            },
+            _ => return Err("meshd answered something other than its revocation list".into()),
+        },
+    };
+    for c in &a.certs {
+        let cert = files::read_certificate(c)?;
+        list.revoke(&RealCrypto, &cert);
+        println!(
+            "revoking '{}' ({})",
+            cert.name(),
+            hex(&cert.fingerprint(&RealCrypto))
+        );
+    }
+    let content = list.encode();
+    let b = sign_bundle(&a.sign, BundleKind::Revocation, content)?;
+    if let Some(o) = &a.sign.out {
+        write_bundle(o, &b)?;
+    }
+    if a.offline {
+        if a.sign.out.is_none() {
+            return Err("--offline needs --out FILE".into());
+        }
+        return Ok(());
+    }
+    push_bundle(&a.socket, &b)
+}
+
+fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let p = proto::policy::Policy::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    println!(
+        "{}: valid: {} rule(s), {} enclave(s), {} expectation(s)",
+        file.display(),
+        p.rules.len(),
+        p.enclaves.len(),
+        p.expectations.len()
+    );
+    Ok(p)
+}
+
+fn policy_test(file: &Path, certs: &[PathBuf], json: bool) -> Result<()> {
+    use proto::policy::{DenyReason, Verdict};
+    let policy = policy_check(file)?;
+    let mut inventory = Vec::new();
+    for c in certs {
+        let cert = files::read_certificate(c)?;
+        let body = cert.body();
+        let addr = body
+            .addresses
+            .first()
+            .map(|a| a.addr())
+            .ok_or_else(|| format!("{}: certificate has no overlay address", c.display()))?;
+        inventory.push((body.name.clone(), body.segments.clone(), addr));
+    }
+    let results = policy
+        .check_expectations(&inventory)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let failed = results.iter().filter(|r| !r.pass).count();
+    let describe = |v: &Verdict| match v {
+        Verdict::Allow => "allow".to_string(),
+        Verdict::Deny(DenyReason::Enclave) => "deny (enclave boundary)".into(),
+        Verdict::Deny(DenyReason::Rule(i)) => format!("deny (rule {})", i + 1),
+        Verdict::Deny(DenyReason::Default) => "deny (no rule allows it)".into(),
+    };
+    let rows: Vec<ExpectationView> = results
+        .iter()
+        .map(|r| ExpectationView {
+            from: r.expectation.from.clone(),
+            to: r.expectation.to.clone(),
+            proto: r.expectation.proto.clone(),
+            port: r.expectation.port,
+            expected: format!("{:?}", r.expectation.verdict).to_lowercase(),
+            got: describe(&r.got),
+            pass: r.pass,
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render::expectations(&rows));
+    }
+    if failed > 0 {
+        return Err(format!("{}: {failed} expectation(s) fail", file.display()).into());
+    }
+    Ok(())
+}

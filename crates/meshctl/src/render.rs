@@ -1,0 +1,501 @@
+//! Human output: every text view `meshctl` prints, as pure functions of the
+//! `types` structs that `--json` prints as they are. One certificate
+//! printer serves `ca init`, `cert issue` and `cert show`.
+
+use std::fmt::Write as _;
+
+use crypto::RealCrypto;
+use proto::cert::{hex, CertKind, Certificate, TrustedCa};
+use types::admin::{PeerView, PingView, RouteView, StatusView, TraceView};
+use types::{CertificateView, ExpectationView, PolicyView};
+
+/// A certificate's view, verified against `ca` when one is given.
+pub fn view_of(cert: &Certificate, ca: Option<&TrustedCa>, now: u64) -> CertificateView {
+    let b = cert.body();
+    let verification = ca.map(|ca| match cert.kind() {
+        CertKind::Node => match ca.verify_node(&RealCrypto, cert, now) {
+            Ok(()) => "valid".to_string(),
+            Err(e) => e.to_string(),
+        },
+        CertKind::PolicySigner => match ca.verify_policy_signer(&RealCrypto, cert, now) {
+            Ok(()) => "valid policy signer".to_string(),
+            Err(e) => e.to_string(),
+        },
+        CertKind::Ca if cert == ca.certificate() => "valid (this is the CA)".to_string(),
+        CertKind::Ca => "a different CA".to_string(),
+    });
+    CertificateView {
+        kind: match cert.kind() {
+            CertKind::Ca => "ca",
+            CertKind::Node => "node",
+            CertKind::PolicySigner => "policy-signer",
+        }
+        .into(),
+        name: b.name.clone(),
+        addresses: b.addresses.iter().map(|a| a.to_string()).collect(),
+        segments: b.segments.clone(),
+        public_key: hex(&b.public_key),
+        not_before: b.not_before,
+        not_after: b.not_after,
+        not_before_utc: rfc3339(b.not_before),
+        not_after_utc: rfc3339(b.not_after),
+        issuer: if cert.kind() == CertKind::Ca {
+            String::new()
+        } else {
+            hex(&b.issuer)
+        },
+        fingerprint: hex(&cert.fingerprint(&RealCrypto)),
+        verification,
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// A certificate's details, one field a line, indented under a heading:
+/// what each kind holds, its fingerprint and validity, and the
+/// verification result when there is one.
+pub fn certificate(v: &CertificateView) -> String {
+    let mut o = String::new();
+    match v.kind.as_str() {
+        "node" => {
+            let _ = writeln!(o, "  addresses    {}", v.addresses.join(", "));
+            let _ = writeln!(o, "  segments     {}", list(&v.segments));
+            let _ = writeln!(o, "  static key   {} (X25519)", v.public_key);
+            let _ = writeln!(o, "  issuer       {}", v.issuer);
+        }
+        "ca" => {
+            let _ = writeln!(o, "  signing key  {} (Ed25519)", v.public_key);
+        }
+        _ => {
+            let _ = writeln!(o, "  signing key  {} (Ed25519)", v.public_key);
+            let _ = writeln!(o, "  issuer       {}", v.issuer);
+        }
+    }
+    let _ = writeln!(o, "  fingerprint  {}", v.fingerprint);
+    let _ = writeln!(o, "  not before   {}", v.not_before_utc);
+    let _ = writeln!(o, "  not after    {}", v.not_after_utc);
+    if let Some(r) = &v.verification {
+        let _ = writeln!(o, "  verification {r}");
+    }
+    o
+}
+
+/// `meshctl status`.
+pub fn status(s: &StatusView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "node '{}'  meshd {}", s.name, s.version);
+    let _ = writeln!(o, "  overlay      {}", s.addresses.join(", "));
+    let _ = writeln!(o, "  segments     {}", list(&s.segments));
+    let _ = writeln!(o, "  listen       udp {}   tun {}", s.listen, s.tun);
+    let _ = writeln!(o, "  CA           {}", s.ca_fingerprint);
+    let _ = writeln!(o, "  uptime       {}s", s.uptime_secs);
+    let _ = writeln!(
+        o,
+        "  peers        {} known, {} with a session",
+        s.peers, s.sessions
+    );
+    let _ = writeln!(o, "  handshakes   {} completed", s.handshakes_completed);
+    let r = &s.routing;
+    let _ = writeln!(
+        o,
+        "  routing      {}, {} adverts held, {} nodes reachable{}",
+        if r.relay {
+            "relay"
+        } else {
+            "stub (relays for nobody)"
+        },
+        r.adverts_held,
+        r.nodes_reachable,
+        if r.local_stalls > 0 {
+            format!(", stalled {} times", r.local_stalls)
+        } else {
+            String::new()
+        }
+    );
+    for (k, v) in &s.handshake_failures {
+        let _ = writeln!(o, "    failed     {v} {k}");
+    }
+    let p = &s.policy;
+    let _ = match p.policy_version {
+        Some(v) => writeln!(
+            o,
+            "  policy       version {v}, {} rule(s), enclaves: {}",
+            p.rules,
+            list(&p.enclaves)
+        ),
+        None => writeln!(
+            o,
+            "  policy       none in force: all traffic between members allowed"
+        ),
+    };
+    let _ = match p.revocation_version {
+        Some(v) => writeln!(
+            o,
+            "  revocations  version {v}, {} certificate(s); {} peer(s) refused",
+            p.revoked, p.refused_peers
+        ),
+        None => writeln!(o, "  revocations  none"),
+    };
+    let _ = writeln!(o, "  flows        {} tracked", p.tracked_flows);
+    for (k, v) in &p.denied {
+        let _ = writeln!(o, "    denied     {v} {k}");
+    }
+    for (k, v) in &p.bundle_rejects {
+        let _ = writeln!(o, "    refused    {v} bundle(s): {k}");
+    }
+    if s.drops.is_empty() {
+        let _ = writeln!(o, "  drops        none");
+    } else {
+        for (k, v) in &s.drops {
+            let _ = writeln!(o, "  dropped      {v} {k}");
+        }
+    }
+    o
+}
+
+/// Bytes with a binary unit.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+/// `meshctl peers`.
+pub fn peers(peers: &[PeerView]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
+        "NAME",
+        "OVERLAY",
+        "ENDPOINT",
+        "HANDSHAKE",
+        "PQ",
+        "CIPHER",
+        "RX",
+        "TX",
+        "RTT",
+        "PATH",
+        "LINK",
+        "MTU"
+    );
+    for p in peers {
+        let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
+            (Some(state), Some(rtt), Some(loss)) => {
+                format!("{state} {rtt:.2}ms {:.0}%", loss * 100.0)
+            }
+            (Some(state), _, _) => state.clone(),
+            _ => "-".into(),
+        };
+        let dash = || "-".to_string();
+        let _ = writeln!(
+            o,
+            "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
+            p.name,
+            p.addresses.first().cloned().unwrap_or_else(dash),
+            p.endpoint.clone().unwrap_or_else(dash),
+            p.handshake_age_secs
+                .map(|s| format!("{s:.0}s ago"))
+                .unwrap_or_else(|| "never".into()),
+            if p.hybrid_post_quantum { "hybrid" } else { "-" },
+            match p.cipher.as_deref() {
+                Some("aes-256-gcm") => "aes-gcm",
+                Some("chacha20-poly1305") => "chacha",
+                _ => "-",
+            },
+            human_bytes(p.rx_bytes),
+            human_bytes(p.tx_bytes),
+            p.last_rtt_ms
+                .map(|r| format!("{r:.2}ms"))
+                .unwrap_or_else(dash),
+            p.path,
+            link,
+            p.path_mtu.map(|m| m.to_string()).unwrap_or_else(dash),
+        );
+    }
+    o
+}
+
+/// `meshctl routes`.
+pub fn routes(routes: &[RouteView]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<18} {:<18} {:>12} {:>5} {:>9}",
+        "DESTINATION", "NEXT HOP", "METRIC", "HOPS", "AGE"
+    );
+    for r in routes {
+        let next = if r.next_hop == r.destination {
+            "direct"
+        } else {
+            &r.next_hop
+        };
+        let _ = writeln!(
+            o,
+            "{:<18} {:<18} {:>10}µs {:>5} {:>8.0}s",
+            r.destination, next, r.metric_us, r.hops, r.age_secs
+        );
+    }
+    o
+}
+
+/// `meshctl trace`; `timeout_ms` is what the end-to-end probe waited.
+pub fn trace(t: &TraceView, timeout_ms: u64) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "trace to {}", t.peer);
+    for (i, h) in t.hops.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "{:>3}  {:<18} link {:>8.3} ms   total {:>8.3} ms",
+            i + 1,
+            h.node,
+            h.link_rtt_ms,
+            h.cumulative_ms
+        );
+    }
+    let _ = match t.rtt_ms {
+        Some(r) => writeln!(o, "end to end: {r:.3} ms (measured ICMP round trip)"),
+        None => writeln!(o, "end to end: no reply within {timeout_ms} ms"),
+    };
+    o
+}
+
+/// One `meshctl ping` probe.
+pub fn ping_line(v: &PingView) -> String {
+    let path = match (v.path.as_str(), v.endpoint.as_deref()) {
+        ("direct", Some(e)) => format!("direct to {e}"),
+        (p, _) => p.to_string(),
+    };
+    match v.rtt_ms {
+        Some(rtt) => format!(
+            "reply from {} ({}), path {path}: seq={} time={rtt:.3} ms",
+            v.peer, v.address, v.seq
+        ),
+        None => format!(
+            "no reply from {} ({}), path {path}: seq={} timeout",
+            v.peer, v.address, v.seq
+        ),
+    }
+}
+
+/// The closing lines of `meshctl ping`: loss and round-trip statistics.
+pub fn ping_summary(results: &[PingView]) -> String {
+    let rtts: Vec<f64> = results.iter().filter_map(|v| v.rtt_ms).collect();
+    let loss = 100.0 * (results.len() - rtts.len()) as f64 / results.len().max(1) as f64;
+    let mut o = format!(
+        "{} sent, {} received, {loss:.0}% loss\n",
+        results.len(),
+        rtts.len()
+    );
+    if !rtts.is_empty() {
+        let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = rtts.iter().copied().fold(0.0, f64::max);
+        let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+        let _ = writeln!(o, "rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    o
+}
+
+/// `meshctl policy show`.
+pub fn policy(p: &PolicyView) -> String {
+    match (p.version, &p.text) {
+        (Some(v), Some(t)) => {
+            let mut o = format!(
+                "# policy version {v}, signed {} by {}\n{t}",
+                p.issued.map(rfc3339).unwrap_or_else(|| "-".into()),
+                p.signer.as_deref().unwrap_or("-")
+            );
+            if !t.ends_with('\n') {
+                o.push('\n');
+            }
+            o
+        }
+        _ => "no policy in force: all traffic between mesh members is allowed\n".into(),
+    }
+}
+
+/// `meshctl policy test`.
+pub fn expectations(rows: &[ExpectationView]) -> String {
+    let mut o = String::new();
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "{} {} -> {} {}/{}: expected {}, policy says {}",
+            if r.pass { "pass" } else { "FAIL" },
+            r.from,
+            r.to,
+            r.proto,
+            r.port,
+            r.expected,
+            r.got
+        );
+    }
+    let passed = rows.iter().filter(|r| r.pass).count();
+    let _ = writeln!(o, "{passed} of {} expectations hold", rows.len());
+    o
+}
+
+/// RFC 3339 UTC from Unix seconds (Howard Hinnant's civil-from-days).
+pub fn rfc3339(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let rem = t % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use types::admin::HopView;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn bytes_get_a_binary_unit() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.0 GiB");
+    }
+
+    fn view(kind: &str, verification: Option<&str>) -> CertificateView {
+        CertificateView {
+            kind: kind.into(),
+            name: "web-1".into(),
+            addresses: vec!["100.64.0.10/10".into(), "fd00::10/64".into()],
+            segments: vec![],
+            public_key: "ab".into(),
+            not_before: 0,
+            not_after: 1,
+            not_before_utc: "1970-01-01T00:00:00Z".into(),
+            not_after_utc: "1970-01-01T00:00:01Z".into(),
+            issuer: "cd".into(),
+            fingerprint: "ef".into(),
+            verification: verification.map(String::from),
+        }
+    }
+
+    #[test]
+    fn one_certificate_printer_for_every_kind() {
+        let node = certificate(&view("node", Some("valid")));
+        assert!(node.contains("addresses    100.64.0.10/10, fd00::10/64"));
+        assert!(node.contains("segments     -"));
+        assert!(node.contains("static key   ab (X25519)"));
+        assert!(node.contains("issuer       cd"));
+        assert!(node.contains("verification valid"));
+        let ca = certificate(&view("ca", None));
+        assert!(ca.contains("signing key  ab (Ed25519)"));
+        assert!(!ca.contains("issuer") && !ca.contains("verification"));
+        for text in [&node, &ca] {
+            assert!(
+                text.contains("fingerprint  ef")
+                    && text.contains("not after    1970-01-01T00:00:01Z")
+            );
+        }
+    }
+
+    #[test]
+    fn trace_and_ping_lines_say_what_happened() {
+        let t = TraceView {
+            peer: "d".into(),
+            hops: vec![
+                HopView {
+                    node: "b".into(),
+                    link_rtt_ms: 0.5,
+                    cumulative_ms: 0.5,
+                },
+                HopView {
+                    node: "d".into(),
+                    link_rtt_ms: 0.25,
+                    cumulative_ms: 0.75,
+                },
+            ],
+            rtt_ms: None,
+        };
+        let text = trace(&t, 900);
+        assert!(text.contains("  2  d"), "{text}");
+        assert!(text.contains("no reply within 900 ms"));
+        let mut p = PingView {
+            peer: "b".into(),
+            address: "100.64.0.2".into(),
+            seq: 3,
+            path: "direct".into(),
+            endpoint: Some("198.18.0.2:51820".into()),
+            rtt_ms: Some(0.4),
+        };
+        assert_eq!(
+            ping_line(&p),
+            "reply from b (100.64.0.2), path direct to 198.18.0.2:51820: seq=3 time=0.400 ms"
+        );
+        let lost = PingView {
+            rtt_ms: None,
+            path: "via c".into(),
+            ..p.clone()
+        };
+        assert!(ping_line(&lost).starts_with("no reply from b (100.64.0.2), path via c"));
+        p.rtt_ms = Some(0.2);
+        let s = ping_summary(&[p, lost]);
+        assert!(s.starts_with("2 sent, 1 received, 50% loss"), "{s}");
+        assert!(s.contains("rtt min/avg/max = 0.200/0.200/0.200 ms"));
+    }
+
+    #[test]
+    fn no_policy_and_expectations() {
+        let none = PolicyView {
+            version: None,
+            issued: None,
+            signer: None,
+            text: None,
+        };
+        assert!(policy(&none).starts_with("no policy in force"));
+        let some = PolicyView {
+            version: Some(2),
+            issued: Some(0),
+            signer: Some("ca".into()),
+            text: Some("[[rule]]".into()),
+        };
+        assert_eq!(
+            policy(&some),
+            "# policy version 2, signed 1970-01-01T00:00:00Z by ca\n[[rule]]\n"
+        );
+        let row = ExpectationView {
+            from: "web-1".into(),
+            to: "db-1".into(),
+            proto: "tcp".into(),
+            port: 5432,
+            expected: "allow".into(),
+            got: "deny (no rule allows it)".into(),
+            pass: false,
+        };
+        let text = expectations(&[row]);
+        assert!(text.contains("FAIL web-1 -> db-1 tcp/5432: expected allow"));
+        assert!(text.ends_with("0 of 1 expectations hold\n"));
+    }
+}
