@@ -2,6 +2,8 @@
 //! under the real provider, with seeded randomness and fixed time.
 #![allow(dead_code)]
 
+pub mod net;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -1,0 +1,262 @@
+//! The endpoint's handshakes in virtual time: first contact, fragments,
+//! cookies under load, floods, crossing handshakes, resync after a restart.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::net::*;
+use common::*;
+use proto::endpoint::*;
+use proto::wire::*;
+
+#[test]
+fn first_packet_triggers_handshake_and_is_delivered() {
+    let mut net = Net::new(EndpointConfig::default());
+    assert_eq!(net.send(true, b"hello"), SendOutcome::Queued);
+    net.pump();
+    assert_eq!(net.completed(true), 1);
+    assert_eq!(net.completed(false), 1);
+    assert_eq!(net.b.inbox.len(), 1);
+    assert!(net.b.inbox[0].ends_with(b"hello"));
+    // Responder can send once the first packet confirmed the session.
+    assert!(matches!(
+        net.send(false, b"world"),
+        SendOutcome::Send { .. }
+    ));
+    net.pump();
+    assert!(net.a.inbox[0].ends_with(b"world"));
+    let info = &net.a.ep.peers(net.now)[0];
+    assert!(info.has_session);
+    assert_eq!(info.cert.as_ref().unwrap().name(), "bob");
+}
+
+#[test]
+fn every_handshake_datagram_fits_a_1280_byte_path() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    net.pump();
+    assert!(
+        net.handshake_datagrams.len() >= 4,
+        "both messages are fragmented"
+    );
+    for len in &net.handshake_datagrams {
+        assert!(*len <= MAX_HANDSHAKE_DATAGRAM, "{len}");
+        assert!(len + 8 + 40 <= 1280);
+    }
+}
+
+#[test]
+fn fragments_out_of_order_and_duplicated_still_complete() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    let mut frags: Vec<_> = net.wire.drain(..).collect();
+    assert_eq!(frags.len(), 2);
+    frags.reverse();
+    let dup = frags[0].clone();
+    assert_eq!(net.deliver(dup.0, dup.1.clone()), Received::Handshake);
+    assert_eq!(
+        net.deliver(dup.0, dup.1),
+        Received::Dropped(DropReason::FragmentDuplicate)
+    );
+    assert_eq!(
+        net.deliver(frags[1].0, frags[1].1.clone()),
+        Received::Handshake
+    );
+    // A whole duplicate message after completion is a replay, not a second session.
+    assert_eq!(
+        net.deliver(frags[0].0, frags[0].1.clone()),
+        Received::Handshake
+    );
+    assert_eq!(
+        net.deliver(frags[1].0, frags[1].1.clone()),
+        Received::Dropped(DropReason::HandshakeFailed)
+    );
+    assert_eq!(
+        net.b
+            .ep
+            .stats()
+            .handshake_failures
+            .get("replayed_initiation"),
+        Some(&1)
+    );
+    net.pump();
+    assert_eq!(net.completed(true), 1);
+}
+
+#[test]
+fn truncated_and_oversized_fragments_are_dropped_and_counted() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"x");
+    let frags: Vec<_> = net.wire.drain(..).collect();
+    let mut cut = frags[0].1.clone();
+    cut.truncate(cut.len() - 1);
+    assert_eq!(
+        net.deliver(true, cut),
+        Received::Dropped(DropReason::Malformed)
+    );
+    let mut big = frags[0].1.clone();
+    big.extend_from_slice(&[0u8; 200]);
+    assert_eq!(
+        net.deliver(true, big),
+        Received::Dropped(DropReason::Malformed)
+    );
+    let mut bad_count = frags[0].1.clone();
+    bad_count[2] = 9;
+    assert_eq!(
+        net.deliver(true, bad_count),
+        Received::Dropped(DropReason::Malformed)
+    );
+    let mut bad_mac = frags[0].1.clone();
+    let n = bad_mac.len();
+    bad_mac[n - 20] ^= 1;
+    assert_eq!(
+        net.deliver(true, bad_mac),
+        Received::Dropped(DropReason::BadMac1)
+    );
+    assert_eq!(
+        net.b.ep.reassembly_len(),
+        0,
+        "nothing unauthenticated is stored"
+    );
+    assert_eq!(net.b.ep.stats().drops(DropReason::Malformed), 3);
+    assert_eq!(net.b.ep.stats().drops(DropReason::BadMac1), 1);
+}
+
+#[test]
+fn cookie_reply_under_load_then_handshake_completes() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.b.ep.set_under_load(Some(true));
+    net.send(true, b"x");
+    net.pump();
+    assert_eq!(net.b.ep.stats().cookie_replies_sent, 1);
+    assert!(net
+        .a
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CookieReceived { .. })));
+    assert_eq!(net.completed(true), 1, "retried with mac2 and completed");
+    assert!(net.b.inbox[0].ends_with(b"x"));
+}
+
+#[test]
+fn handshake_flood_switches_to_cookies_automatically() {
+    let mut net = Net::new(EndpointConfig {
+        handshake_load_threshold: 5,
+        ..EndpointConfig::default()
+    });
+    // Replay message 1's first fragment many times within a second.
+    net.send(true, b"x");
+    let frags: Vec<_> = net.wire.drain(..).collect();
+    for _ in 0..10 {
+        net.deliver(true, frags[0].1.clone());
+    }
+    assert!(
+        net.b.ep.stats().cookie_replies_sent >= 4,
+        "{}",
+        net.b.ep.stats().cookie_replies_sent
+    );
+    assert!(net.b.ep.reassembly_len() <= 1);
+}
+
+#[test]
+fn reassembly_state_stays_bounded_under_a_fragment_flood() {
+    let mut net = Net::new(EndpointConfig::default());
+    // Valid first fragments (mac1 is computable by anyone who knows B's
+    // public key) from many addresses and indices, never completed.
+    let mut firsts = vec![];
+    for _ in 0..40 {
+        // A new initiation each time (new sender index).
+        let (now, unix) = (net.now, net.unix());
+        net.a.ep.initiate(now, unix, net.a.peer);
+        firsts.push(net.a.ep.poll_transmit().unwrap().payload);
+        while net.a.ep.poll_transmit().is_some() {}
+    }
+    let (now, unix) = (net.now, net.unix());
+    for (i, f) in firsts.iter().enumerate() {
+        for port in 0..20u16 {
+            let src = SocketAddr::from(([198, 18, 1, i as u8], 1000 + port));
+            let mut d = f.clone();
+            net.b.ep.handle_datagram(now, unix, src, &mut d);
+        }
+    }
+    assert!(net.b.ep.reassembly_len() <= EndpointConfig::default().reassembly.total);
+    // And it all expires.
+    net.advance(Duration::from_secs(6));
+    assert_eq!(net.b.ep.reassembly_len(), 0);
+}
+
+#[test]
+fn crossing_handshakes_both_work_without_lost_packets() {
+    let mut net = Net::new(EndpointConfig::default());
+    // Both sides start a handshake at the same moment (as two meshd starting together).
+    let (now, unix) = (net.now, net.unix());
+    net.a.ep.initiate(now, unix, net.a.peer);
+    net.b.ep.initiate(now, unix, net.b.peer);
+    net.collect();
+    net.pump();
+    assert_eq!(net.completed(true), 2);
+    assert_eq!(net.completed(false), 2);
+    for i in 0..10u8 {
+        assert!(matches!(net.send(true, &[i]), SendOutcome::Send { .. }));
+        assert!(matches!(net.send(false, &[i]), SendOutcome::Send { .. }));
+        net.pump();
+    }
+    assert_eq!(net.a.inbox.len(), 10);
+    assert_eq!(net.b.inbox.len(), 10);
+    let drops = net.a.ep.stats().total_drops() + net.b.ep.stats().total_drops();
+    assert_eq!(
+        drops,
+        0,
+        "a: {:?} b: {:?}",
+        net.a.ep.stats(),
+        net.b.ep.stats()
+    );
+}
+
+#[test]
+fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    // B restarts: same identity, no sessions.
+    let mesh = Mesh::new(1);
+    let bob = mesh.node("bob", 2);
+    let alice_pub = *mesh.node("alice", 1).static_public();
+    net.b.ep = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        bob,
+        EndpointConfig::default(),
+        Box::new(rng(104)),
+    );
+    net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
+    net.now += Duration::from_secs(1);
+    // A's packet on the old session is unknown to B, which re-handshakes at once.
+    net.send(true, b"lost");
+    let pkt = net.wire.pop().unwrap();
+    assert_eq!(
+        net.deliver(pkt.0, pkt.1),
+        Received::Dropped(DropReason::UnknownIndex)
+    );
+    assert_eq!(net.b.ep.stats().initiations_sent, 1);
+    net.pump();
+    assert!(matches!(net.send(true, b"back"), SendOutcome::Send { .. }));
+    net.pump();
+    assert!(
+        net.b.inbox.last().unwrap().ends_with(b"back"),
+        "traffic resumed without waiting 15 s"
+    );
+    // A flood of stale packets triggers no more than one initiation per REKEY_TIMEOUT.
+    let before = net.b.ep.stats().initiations_sent;
+    let (now, unix) = (net.now, net.unix());
+    for _ in 0..100 {
+        let mut junk = vec![0u8; 48];
+        junk[0] = 4;
+        junk[4] = 0xee;
+        net.b.ep.handle_datagram(now, unix, addr(1), &mut junk);
+    }
+    assert!(net.b.ep.stats().initiations_sent <= before + 1);
+}
