@@ -6,6 +6,9 @@
 # TCP throughput (iperf3, 1 and 4 streams), closed-loop UDP ping-pong and
 # ICMP ping round trips (p50/p99), and meshd CPU seconds per GB carried.
 # RUNS runs (default 3); prints median [min-max] and the meshd/raw ratio.
+# BEFORE=DIR also measures the meshd binary in DIR (another build, e.g. the
+# commit before a change: git worktree add /tmp/before REV && cargo build
+# --release there) in every run, beside this tree's, as "meshd-before".
 # Bounded: every tool has a duration or a count; namespaces are removed on
 # exit, also on Ctrl-C. Needs root.
 set -euo pipefail
@@ -69,20 +72,31 @@ done
 # same run (e.g. PIN=0 QUEUES="1 2" compares one worker with two).
 PIN=${PIN:-1}
 QUEUES=${QUEUES:-0}
+# What each run measures: queues:binary, this tree's meshd and, with BEFORE,
+# the other build's, alternating.
+VARIANTS=""
+for q in $QUEUES; do
+  VARIANTS="$VARIANTS $q:$BIN/meshd"
+  if [ -n "${BEFORE:-}" ]; then
+    [ -x "$BEFORE/meshd" ] || { echo "bench-dataplane: BEFORE=$BEFORE has no meshd binary" >&2; exit 1; }
+    VARIANTS="$VARIANTS $q:$BEFORE/meshd"
+  fi
+done
 cpu() { [ "$1" = a ] && echo 0 || echo 1; }
 inns() {
   local h=$1; shift
   if [ "$PIN" = 1 ]; then ip netns exec $P-$h taskset -c "$(cpu $h)" "$@"; else ip netns exec $P-$h "$@"; fi
 }
-start_meshd() { # queues
+start_meshd() { # queues [meshd binary]
+  local meshd=${2:-$BIN/meshd}
   for h in a b; do
     sed -i -E '/^queues = /d; s/^\[tun\]$/[tun]\nqueues = '"$1"'/' $h.toml
     grep -q '^\[tun\]' $h.toml || printf '[tun]\nqueues = %s\n' "$1" >> $h.toml
     # Started directly, not through inns, so $! is meshd's own PID.
     if [ "$PIN" = 1 ]; then
-      ip netns exec $P-$h taskset -c "$(cpu $h)" "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
+      ip netns exec $P-$h taskset -c "$(cpu $h)" "$meshd" --config $h.toml >/dev/null 2>$h.log &
     else
-      ip netns exec $P-$h "$BIN/meshd" --config $h.toml >/dev/null 2>$h.log &
+      ip netns exec $P-$h "$meshd" --config $h.toml >/dev/null 2>$h.log &
     fi
     echo $! > $h.pid
   done
@@ -119,9 +133,11 @@ for run in $(seq "$RUNS"); do
   echo "tcp4 raw $(iperf 198.18.0.2 4)" >> results.txt
   read -r p50 p99 <<<"$(pingpong 198.18.0.2)"; echo "udp_rtt_p50 raw $p50" >> results.txt; echo "udp_rtt_p99 raw $p99" >> results.txt
   read -r p50 p99 <<<"$(icmp 198.18.0.2)"; echo "icmp_rtt_p50 raw $p50" >> results.txt; echo "icmp_rtt_p99 raw $p99" >> results.txt
-  for q in $QUEUES; do
+  for variant in $VARIANTS; do
+    q=${variant%%:*}; bin=${variant#*:}
     m=meshd; [ "$QUEUES" = 0 ] || m="meshd-q$q"
-    start_meshd "$q"
+    [ "$bin" = "$BIN/meshd" ] || m="$m-before"
+    start_meshd "$q" "$bin"
     t0=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
     out=$(inns a iperf3 -c 100.64.0.2 -t "$SECS" -J)
     t1=$(( $(cpu_ticks a) + $(cpu_ticks b) ))
