@@ -59,8 +59,16 @@ fn compute() -> Value {
         (s, id)
     };
     let (i_secret, initiator) = node("initiator", [100, 64, 0, 1]);
+    let initiator_suites = initiator.suites();
     let (r_secret, responder) = node("responder", [100, 64, 0, 2]);
     let unix_nanos = NOW * 1_000_000_000 + 123_456_789;
+    // What each side draws, in order (read from a copy of the generator, so
+    // the handshake below draws the very same bytes).
+    let mut peek = r.clone();
+    let i_ephemeral: [u8; 32] = bytes(&mut peek);
+    let i_kem_seed: [u8; 64] = bytes(&mut peek);
+    let r_kem_m: [u8; 32] = bytes(&mut peek);
+    let r_ephemeral: [u8; 32] = bytes(&mut peek);
     let (hs, m1) = handshake::initiate(
         C,
         &initiator,
@@ -132,6 +140,17 @@ fn compute() -> Value {
     };
     let pkt = seal(proto::provider::Suite::ChaCha20Poly1305);
     let pkt_aes = seal(proto::provider::Suite::Aes256Gcm);
+    // The KEM exchange's intermediate values, recomputed from the draws.
+    let ek = C.kem_keypair(&i_kem_seed).encapsulation_key.clone();
+    let (ct, ss) = C.kem_encapsulate(&ek, &r_kem_m).unwrap();
+    assert_eq!(&m2[..ct.len()], &ct[..], "message 2 starts with ct");
+    assert_eq!(
+        &m1[..32],
+        &C.x25519_public_key(&i_ephemeral),
+        "message 1 starts with e"
+    );
+    let psk = handshake::kem_psk(C, &ss, &ct, &ek);
+    let aes = aes_negotiated(&mut r, &ca, initiator.clone(), responder.clone());
     let h = |b: &[u8]| hex::encode(b);
     json!({
         "description": "meshd handshake v1 vectors: Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s + ML-KEM-768. All randomness from ChaCha20Rng::seed_from_u64(rng_seed), drawn in this order: CA Ed25519 seed (32), initiator X25519 static (32), responder X25519 static (32), initiator ephemeral (32), initiator ML-KEM d||z (64), responder ML-KEM m (32), responder ephemeral (32).",
@@ -156,6 +175,89 @@ fn compute() -> Value {
         "transport_plaintext": h(payload),
         "transport_packet_counter_0": h(&pkt),
         "transport_packet_counter_0_aes_256_gcm": h(&pkt_aes),
+        "ca_ed25519_seed": h(&ca_seed),
+        "initiator_ephemeral_secret": h(&i_ephemeral),
+        "initiator_mlkem_keygen_seed_d_z": h(&i_kem_seed),
+        "responder_mlkem_encaps_m": h(&r_kem_m),
+        "responder_ephemeral_secret": h(&r_ephemeral),
+        "mlkem_encapsulation_key": h(&ek[..]),
+        "mlkem_ciphertext": h(&ct[..]),
+        "mlkem_shared_secret": h(&ss),
+        "psk": h(&psk),
+        "initiator_suites_offered": initiator_suites,
+        "responder_suite_chosen": 1,
+        "aes_negotiated": aes,
+    })
+}
+
+/// A second handshake between the same nodes, both offering AES-256-GCM
+/// (suites byte 3), continuing from the same generator: the responder
+/// chooses AES-256-GCM (suite byte 2) and the first transport packet is
+/// sealed with it.
+fn aes_negotiated(
+    r: &mut ChaCha20Rng,
+    ca: &TrustedCa,
+    mut i: Identity,
+    mut resp: Identity,
+) -> Value {
+    handshake::dangerous::set_suites(&mut i, 3);
+    handshake::dangerous::set_suites(&mut resp, 3);
+    let unix_nanos = NOW * 1_000_000_000 + 987_654_321;
+    let mut peek = r.clone();
+    let draws: [u8; 160] = bytes(&mut peek);
+    let (hs, m1) = handshake::initiate(
+        C,
+        &i,
+        resp.static_public(),
+        None,
+        0x1111_2222,
+        unix_nanos,
+        r,
+    )
+    .unwrap();
+    let mut m1b = m1.clone();
+    let (m2, _) = handshake::Responder {
+        crypto: C,
+        ca,
+        identity: &resp,
+    }
+    .respond(
+        &mut ReplayGuard::default(),
+        &mut m1b,
+        (0x1111_2222, 0x3333_4444),
+        unix_nanos,
+        r,
+    )
+    .unwrap();
+    let mut m2b = m2.clone();
+    let out = hs
+        .read_response(C, ca, &i, &mut m2b, 0x3333_4444, NOW)
+        .unwrap();
+    assert_eq!(out.suite, proto::provider::Suite::Aes256Gcm);
+    let payload = b"meshd transport vector";
+    let mut s = Session::new(
+        C,
+        &out.session_keys(0x1111_2222),
+        std::time::Instant::now(),
+        true,
+    );
+    let mut pkt = vec![0u8; 16 + payload.len() + 16];
+    pkt[16..16 + payload.len()].copy_from_slice(payload);
+    let n = s.seal(&mut pkt, payload.len()).unwrap();
+    pkt.truncate(n);
+    let h = |b: &[u8]| hex::encode(b);
+    json!({
+        "description": "both nodes offer suites 3 (ChaCha20-Poly1305 and AES-256-GCM); draws continue from the generator above in the same order (initiator ephemeral 32, ML-KEM d||z 64, responder m 32, responder ephemeral 32)",
+        "unix_time_nanos": unix_nanos,
+        "randomness_drawn": h(&draws),
+        "initiator_index": 0x1111_2222u32,
+        "responder_index": 0x3333_4444u32,
+        "message1": h(&m1),
+        "message2": h(&m2),
+        "initiator_send_key": h(&out.send_key),
+        "initiator_recv_key": h(&out.recv_key),
+        "transport_plaintext": h(payload),
+        "transport_packet_counter_0": h(&pkt),
     })
 }
 
