@@ -70,6 +70,19 @@ pub fn fixture() -> Fixture {
     Fixture { ca, alice, bob }
 }
 
+/// The fuzz fixtures' session: zero keys, ChaCha20-Poly1305, indices
+/// (ours, theirs).
+fn fixture_session(local_index: u32, remote_index: u32, initiator: bool) -> Session {
+    let keys = SessionKeys {
+        local_index,
+        remote_index,
+        send: [0; 32],
+        recv: [0; 32],
+        suite: Suite::ChaCha20Poly1305,
+    };
+    Session::new(&InsecureCrypto, &keys, Instant::now(), initiator)
+}
+
 fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(7)
 }
@@ -160,19 +173,7 @@ pub fn transport(data: &[u8]) {
         h.write(&mut out);
         assert_eq!(&out[4..16], &data[4..16]);
     }
-    let c = InsecureCrypto;
-    let mut s = Session::new(
-        &c,
-        &SessionKeys {
-            local_index: 7,
-            remote_index: 9,
-            send: [0; 32],
-            recv: [0; 32],
-            suite: Suite::ChaCha20Poly1305,
-        },
-        Instant::now(),
-        true,
-    );
+    let mut s = fixture_session(7, 9, true);
     let mut buf = data.to_vec();
     if let Ok(n) = s.open(&mut buf) {
         assert_eq!(n + 32, data.len());
@@ -365,18 +366,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     out.push(("reassembly", rec));
     // A transport packet for the fixture session (indices 7 and 9).
-    let mut s = Session::new(
-        &c,
-        &SessionKeys {
-            local_index: 9,
-            remote_index: 7,
-            send: [0; 32],
-            recv: [0; 32],
-            suite: Suite::ChaCha20Poly1305,
-        },
-        Instant::now(),
-        false,
-    );
+    let mut s = fixture_session(9, 7, false);
     let mut pkt = vec![0u8; 20 + 32];
     pkt[16] = 0x45;
     let n = s.seal(&mut pkt, 20).expect("seal");

@@ -9,7 +9,7 @@
 //! to probe and gossip with thousands of peers that then vanish; with
 //! `confirm` they are confirmed, and meshd is left with that many peers
 //! that vanish (a hub's worst case: see the retirement of learned peers in
-//! docs/architecture.md).
+//! docs/decisions/retire-learned-peers.md).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;

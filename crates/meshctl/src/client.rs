@@ -36,17 +36,26 @@ pub fn ask(socket: &Path, req: &AdminRequest) -> Result<AdminResponse> {
     }
 }
 
+/// Prints `v` as JSON, or as `text` renders it.
+fn show<T: serde::Serialize + ?Sized>(
+    json: bool,
+    v: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        print!("{}", text(v));
+    }
+    Ok(())
+}
+
 /// `meshctl status`.
 pub fn status(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Status(s) = ask(&a.socket, &AdminRequest::Status)? else {
         return Err("meshd answered something other than a status".into());
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else {
-        print!("{}", render::status(&s));
-    }
-    Ok(())
+    show(a.json, &*s, render::status)
 }
 
 /// `meshctl ping`: `count` probes, `interval_ms` apart.
@@ -84,12 +93,7 @@ pub fn routes(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Routes { routes } = ask(&a.socket, &AdminRequest::Routes)? else {
         return Err("meshd answered something other than a route table".into());
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&routes)?);
-    } else {
-        print!("{}", render::routes(&routes));
-    }
-    Ok(())
+    show(a.json, &routes[..], render::routes)
 }
 
 /// `meshctl trace`.
@@ -101,11 +105,7 @@ pub fn trace(a: &TraceArgs) -> Result<()> {
     let AdminResponse::Trace(t) = ask(&a.admin.socket, &req)? else {
         return Err("meshd answered something other than a trace".into());
     };
-    if a.admin.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
-    } else {
-        print!("{}", render::trace(&t, a.timeout_ms));
-    }
+    show(a.admin.json, &t, |t| render::trace(t, a.timeout_ms))?;
     if t.rtt_ms.is_none() {
         return Err(format!("no reply from {}", a.target).into());
     }
@@ -117,10 +117,5 @@ pub fn peers(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Peers { peers } = ask(&a.socket, &AdminRequest::Peers)? else {
         return Err("meshd answered something other than a peer list".into());
     };
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&peers)?);
-    } else {
-        print!("{}", render::peers(&peers));
-    }
-    Ok(())
+    show(a.json, &peers[..], render::peers)
 }

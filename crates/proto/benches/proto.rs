@@ -126,6 +126,25 @@ fn handshakes(c: &mut Criterion) {
     g.finish();
 }
 
+/// A session with fixed keys (`keys`: send, receive) and indices (ours,
+/// theirs).
+fn session(
+    suite: proto::provider::Suite,
+    (local_index, remote_index): (u32, u32),
+    (send, recv): ([u8; 32], [u8; 32]),
+    now: Instant,
+    initiator: bool,
+) -> Session {
+    let keys = SessionKeys {
+        local_index,
+        remote_index,
+        send,
+        recv,
+        suite,
+    };
+    Session::new(C, &keys, now, initiator)
+}
+
 fn transport(c: &mut Criterion) {
     use proto::provider::Suite;
     let mut g = c.benchmark_group("transport_1400");
@@ -135,48 +154,15 @@ fn transport(c: &mut Criterion) {
         (Suite::ChaCha20Poly1305, "seal", "open"),
         (Suite::Aes256Gcm, "seal_aes_256_gcm", "open_aes_256_gcm"),
     ] {
-        let mut tx = Session::new(
-            C,
-            &SessionKeys {
-                local_index: 1,
-                remote_index: 2,
-                send: [7; 32],
-                recv: [8; 32],
-                suite,
-            },
-            now,
-            true,
-        );
+        let mut tx = session(suite, (1, 2), ([7; 32], [8; 32]), now, true);
         let mut buf = vec![0u8; 1400 + 32];
         g.bench_function(seal_name, |b| {
             b.iter(|| black_box(tx.seal(&mut buf, 1400).unwrap()))
         });
         // Open: each iteration opens a freshly sealed packet (new counter);
         // the copy into place is part of the measured work (~1400-byte memcpy).
-        let mut tx = Session::new(
-            C,
-            &SessionKeys {
-                local_index: 1,
-                remote_index: 2,
-                send: [7; 32],
-                recv: [8; 32],
-                suite,
-            },
-            now,
-            true,
-        );
-        let mut rx = Session::new(
-            C,
-            &SessionKeys {
-                local_index: 2,
-                remote_index: 1,
-                send: [8; 32],
-                recv: [7; 32],
-                suite,
-            },
-            now,
-            false,
-        );
+        let mut tx = session(suite, (1, 2), ([7; 32], [8; 32]), now, true);
+        let mut rx = session(suite, (2, 1), ([8; 32], [7; 32]), now, false);
         let mut work = vec![0u8; 1432];
         g.bench_function(open_name, |b| {
             b.iter_batched_ref(

@@ -222,16 +222,7 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     net.send(true, b"0");
     net.pump();
     // B restarts: same identity, no sessions.
-    let mesh = Mesh::new(1);
-    let bob = mesh.node("bob", 2);
-    let alice_pub = *mesh.node("alice", 1).static_public();
-    net.b.ep = Endpoint::new(
-        crypto(),
-        mesh.ca.clone(),
-        bob,
-        EndpointConfig::default(),
-        Box::new(rng(104)),
-    );
+    let alice_pub = net.restart_b(104);
     net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
     net.now += Duration::from_secs(1);
     // A's packet on the old session is unknown to B, which re-handshakes at once.

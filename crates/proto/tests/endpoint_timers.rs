@@ -7,7 +7,6 @@ mod common;
 use std::time::Duration;
 
 use common::net::*;
-use common::*;
 use proto::endpoint::*;
 use proto::timers::*;
 
@@ -114,17 +113,8 @@ fn one_way_silence_triggers_a_new_handshake_after_15s() {
 fn a_vanished_learned_peer_is_retired_and_comes_back_by_initiating() {
     use proto::endpoint::RETIRE_AFTER;
     let mut net = Net::new(EndpointConfig::default());
-    let mesh = Mesh::new(1);
-    let bob = mesh.node("bob", 2);
-    let alice_pub = *mesh.node("alice", 1).static_public();
     // B knows nobody: A introduces itself.
-    net.b.ep = Endpoint::new(
-        crypto(),
-        mesh.ca.clone(),
-        bob,
-        EndpointConfig::default(),
-        Box::new(rng(105)),
-    );
+    let alice_pub = net.restart_b(105);
     net.send(true, b"hello");
     net.pump();
     net.b.peer = net.b.ep.peer_by_static(&alice_pub).unwrap();

@@ -45,12 +45,12 @@
 //! goes round again as `Source::Relayed`. A timer: `handle_timeout` here
 //! runs each part's due timers and each due peer's.
 
+use core::fmt;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use core::fmt;
 use rand_core::CryptoRngCore;
 
 use crate::bundle::{Bundle, BundleError, BundleKind, Content};

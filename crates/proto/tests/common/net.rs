@@ -205,3 +205,21 @@ impl Net {
             .count()
     }
 }
+
+impl Net {
+    /// B restarts: the same identity, a new endpoint with no sessions and
+    /// no peers. Returns A's static key.
+    pub fn restart_b(&mut self, rng_seed: u64) -> [u8; 32] {
+        let mesh = Mesh::new(1);
+        let bob = mesh.node("bob", 2);
+        let alice_pub = *mesh.node("alice", 1).static_public();
+        self.b.ep = Endpoint::new(
+            crypto(),
+            mesh.ca.clone(),
+            bob,
+            EndpointConfig::default(),
+            Box::new(rng(rng_seed)),
+        );
+        alice_pub
+    }
+}
