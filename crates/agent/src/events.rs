@@ -1,6 +1,5 @@
 //! What the endpoint reports, acted on: transmits moved to the outbox,
-//! events logged, routes and names learned from completed handshakes,
-//! bundles put in force saved to the state directory.
+//! events logged, bundles put in force saved to the state directory.
 
 use std::time::Instant;
 
@@ -13,8 +12,7 @@ use crate::views::Directory;
 use crate::worker::Outbox;
 
 impl Node {
-    /// Moves handshake and control datagrams to `out`; logs events and
-    /// learns routes from new peers.
+    /// Moves handshake and control datagrams to `out`; logs events.
     pub fn drain(&mut self, out: &mut Outbox) {
         while let Some(t) = self.ep.poll_transmit() {
             out.push_owned(t.dst, t.payload);
@@ -27,7 +25,6 @@ impl Node {
     fn on_event(&mut self, ev: Event) {
         let dir = Directory {
             ep: &self.ep,
-            names: &self.names,
             now: Instant::now(),
         };
         match ev {
@@ -42,12 +39,6 @@ impl Node {
                     .and_then(|p| p.suite)
                     .map_or("-", |s| s.name());
                 info!(peer = %name, initiator, cipher, "hybrid post-quantum handshake completed");
-                if let Some(cert) = info.and_then(|p| p.cert) {
-                    for a in &cert.body().addresses {
-                        self.routes.insert(a.addr(), peer);
-                    }
-                    self.names.insert(cert.name().to_string(), peer);
-                }
             }
             Event::HandshakeFailed { src, error, .. } => {
                 warn!(%src, %error, "handshake failed")

@@ -36,11 +36,6 @@ pub struct Node {
     pub last_rtt: HashMap<PeerId, f64>,
     pub cfg: NodeConfig,
     pub ep: Endpoint,
-    /// Overlay address → peer: static peers' certificates at start, others
-    /// as their handshakes complete.
-    pub routes: HashMap<IpAddr, PeerId>,
-    /// Peer certificate names, for `meshctl ping NAME`.
-    pub names: HashMap<String, PeerId>,
     started: Instant,
     /// Packets from the TUN device to an address no peer has.
     pub no_route: u64,
@@ -94,9 +89,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         pinger: Pinger::new(rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u16),
         last_rtt: HashMap::new(),
         cfg,
-        ep: started.ep,
-        routes: started.routes,
-        names: started.names,
+        ep: started,
         started: Instant::now(),
         no_route: 0,
         timer_at: None,
@@ -195,7 +188,6 @@ impl Node {
     fn directory(&self) -> Directory<'_> {
         Directory {
             ep: &self.ep,
-            names: &self.names,
             now: Instant::now(),
         }
     }
@@ -203,16 +195,19 @@ impl Node {
     /// Resolves a peer name or overlay address.
     fn resolve(&self, target: &str) -> Option<(PeerId, IpAddr)> {
         if let Ok(ip) = target.parse::<IpAddr>() {
-            return self.routes.get(&ip).map(|p| (*p, ip));
+            return self.ep.peer_by_address(ip).map(|p| (p, ip));
         }
         // Names of configured peers are known from their certificates before
         // any handshake; others once their handshake completed.
-        let peer = *self.names.get(target)?;
-        self.routes
+        let peer = self.ep.peer_by_name(target)?;
+        let info = self.ep.peer(peer, Instant::now())?;
+        let v4 = info
+            .addresses
             .iter()
-            .filter(|(a, p)| **p == peer && a.is_ipv4())
-            .map(|(a, _)| (peer, *a))
-            .min()
+            .copied()
+            .filter(IpAddr::is_ipv4)
+            .min()?;
+        Some((peer, v4))
     }
 
     /// Sends one ICMP echo to `target` along the real path; answers a ping,

@@ -4,7 +4,6 @@
 //! node config, the endpoint itself with its bundles and static peers, and
 //! the TUN device and UDP sockets.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,7 +13,7 @@ use crypto::RealCrypto;
 use proto::armor::LABEL_NODE_KEY;
 use proto::bundle::BundleError;
 use proto::cert::{Certificate, TrustedCa};
-use proto::endpoint::{Endpoint, EndpointConfig, PeerId};
+use proto::endpoint::{Endpoint, EndpointConfig};
 use proto::handshake::Identity;
 use proto::health::HealthConfig;
 use tracing::{info, warn};
@@ -159,19 +158,12 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
         aes_gcm: cfg.crypto.aes_gcm,
         underlay_mtu: usize::from(cfg.listen.underlay_mtu),
         relay: cfg.routing.relay,
+        accept_unknown_peers: cfg.admission.accept_unknown_peers,
+        accept_segments: cfg.admission.accept_segments.clone(),
         pmtu_discovery: cfg.listen.pmtu_discovery,
         health: Some(health_config(&cfg.health)),
         ..EndpointConfig::default()
     }
-}
-
-/// The endpoint, and what the agent knows of its static peers.
-pub struct Started {
-    pub ep: Endpoint,
-    /// Overlay address → peer, from the static peers' certificates.
-    pub routes: HashMap<IpAddr, PeerId>,
-    /// Certificate name → peer.
-    pub names: HashMap<String, PeerId>,
 }
 
 /// Builds the endpoint: bundles first (the policy is in force from the
@@ -179,7 +171,7 @@ pub struct Started {
 /// that has an address (so sessions are ready before the first packet, and
 /// a restarted node resyncs). A configured bundle that fails is an error;
 /// a saved one is skipped with a warning.
-pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Started, String> {
+pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
     let Loaded {
         ca,
         identity,
@@ -206,19 +198,25 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Started, String> {
     if ep.policy().is_none() {
         warn!("no policy bundle in force: all traffic between mesh members is allowed until one is pushed (meshctl policy push)");
     }
-    let mut routes = HashMap::new();
-    let mut names = HashMap::new();
-    for p in &peers {
-        let id = ep.add_peer(*p.cert.public_key(), p.endpoint, p.persistent_keepalive);
-        names.insert(p.cert.name().to_string(), id);
-        for a in &p.cert.body().addresses {
-            routes.insert(a.addr(), id);
-        }
+    // Static peers hold their certificates' addresses and names from the
+    // start; two holding the same one is a configuration error.
+    for (i, p) in peers.iter().enumerate() {
+        let id = ep
+            .add_peer_certificate(
+                Instant::now(),
+                unix_nanos(),
+                &p.cert,
+                p.endpoint,
+                p.persistent_keepalive,
+            )
+            .map_err(|e| {
+                format!("peer[{i}].certificate: {e}; give each node its own address and name")
+            })?;
         if p.endpoint.is_some() {
             ep.initiate(Instant::now(), unix_nanos(), id);
         }
     }
-    Ok(Started { ep, routes, names })
+    Ok(ep)
 }
 
 /// The TUN device with one queue per worker, addressed from the node's
@@ -339,13 +337,15 @@ mod tests {
     fn the_endpoint_takes_its_settings_from_the_config_file() {
         let base = "[node]\ncertificate = \"a.crt\"\nprivate-key = \"a.key\"\nca-certificate = \"ca.crt\"\n";
         let cfg = NodeConfig::parse(&format!(
-            "{base}[listen]\naddress = \"198.18.0.1:51820\"\nunderlay-mtu = 1400\npmtu-discovery = false\n[crypto]\naes-gcm = false\n[routing]\nrelay = false\n[health]\ndown-after-misses = 3\n"
+            "{base}[listen]\naddress = \"198.18.0.1:51820\"\nunderlay-mtu = 1400\npmtu-discovery = false\n[crypto]\naes-gcm = false\n[routing]\nrelay = false\n[health]\ndown-after-misses = 3\n[admission]\naccept-unknown-peers = false\naccept-segments = [\"ops\"]\n"
         ))
         .expect("config");
         let e = endpoint_config(&cfg);
         assert_eq!(e.underlay_mtu, 1400);
         assert!(!e.pmtu_discovery && !e.aes_gcm && !e.relay);
         assert_eq!(e.health.map(|h| h.down_after_misses), Some(3));
+        assert!(!e.accept_unknown_peers);
+        assert_eq!(e.accept_segments, ["ops"]);
         // What the file does not set is the protocol's default.
         let cfg = NodeConfig::parse(&format!("{base}[listen]\naddress = \"198.18.0.1:51820\"\n"))
             .expect("config");
@@ -356,5 +356,9 @@ mod tests {
         );
         assert_eq!(e.health, d.health);
         assert_eq!(e.queue_limit, d.queue_limit);
+        assert_eq!(
+            (e.accept_unknown_peers, e.accept_segments),
+            (d.accept_unknown_peers, d.accept_segments)
+        );
     }
 }

@@ -19,8 +19,6 @@ use types::config::NodeConfig;
 /// else by their key.
 pub struct Directory<'a> {
     pub ep: &'a Endpoint,
-    /// Certificate name → peer, for peers known before any handshake.
-    pub names: &'a HashMap<String, PeerId>,
     pub now: Instant,
 }
 
@@ -39,11 +37,7 @@ impl Directory<'_> {
         if let Some(c) = &p.cert {
             return c.name().to_string();
         }
-        self.names
-            .iter()
-            .find(|(_, id)| **id == p.id)
-            .map(|(n, _)| n.clone())
-            .unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16]))
+        (p.name.clone()).unwrap_or_else(|| format!("({})", &hex(&p.static_public)[..16]))
     }
 
     /// "direct", or "via NAME" while the peer is reached through a relay.
@@ -302,9 +296,8 @@ mod tests {
         }
     }
 
-    /// Two endpoints, `a` knowing `b` by key and address, after a
-    /// handshake and a few seconds of probing in memory.
-    fn pair() -> (Endpoint, Endpoint, PeerId, Instant) {
+    /// Two endpoints, `a` and `b`, of one CA, knowing nobody.
+    fn lone() -> (Endpoint, Endpoint) {
         let ca_seed = [7u8; 32];
         let ca_cert =
             create_ca(&RealCrypto, "views-ca", &ca_seed, UNIX - 60, UNIX + 86_400).expect("CA");
@@ -313,11 +306,18 @@ mod tests {
             identity(&ca, &ca_seed, "a", 1),
             identity(&ca, &ca_seed, "b", 2),
         );
-        let b_pub = *ib.static_public();
         let rng = |s| Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(s));
         let c: Arc<dyn Crypto> = Arc::new(RealCrypto);
-        let mut a = Endpoint::new(c.clone(), ca.clone(), ia, EndpointConfig::default(), rng(1));
-        let mut b = Endpoint::new(c, ca, ib, EndpointConfig::default(), rng(2));
+        let a = Endpoint::new(c.clone(), ca.clone(), ia, EndpointConfig::default(), rng(1));
+        let b = Endpoint::new(c, ca, ib, EndpointConfig::default(), rng(2));
+        (a, b)
+    }
+
+    /// Two endpoints, `a` knowing `b` by key and address, after a
+    /// handshake and a few seconds of probing in memory.
+    fn pair() -> (Endpoint, Endpoint, PeerId, Instant) {
+        let (mut a, mut b) = lone();
+        let b_pub = *b.identity().static_public();
         let pb = a.add_peer(b_pub, Some(addr(2)), None);
         let t0 = Instant::now();
         a.initiate(t0, UNIX * 1_000_000_000, pb);
@@ -336,12 +336,7 @@ mod tests {
     #[test]
     fn peers_and_status_show_the_session_the_link_and_the_cipher() {
         let (a, _b, pb, now) = pair();
-        let names = HashMap::new();
-        let dir = Directory {
-            ep: &a,
-            names: &names,
-            now,
-        };
+        let dir = Directory { ep: &a, now };
         let rtt = HashMap::from([(pb, 1.5)]);
         let v = peers(&dir, &rtt);
         assert_eq!(v.len(), 1);
@@ -379,32 +374,24 @@ mod tests {
 
     #[test]
     fn a_configured_peer_is_named_before_its_handshake_and_unknown_keys_by_prefix() {
-        let (a, _b, pb, now) = pair();
-        let names = HashMap::from([("configured-name".to_string(), pb)]);
-        let dir = Directory {
-            ep: &a,
-            names: &names,
-            now,
-        };
-        // After the handshake the certificate's name wins.
-        assert_eq!(dir.peer_name(pb), "b");
-        // A peer without a handshake: the configured name, else its key.
-        let (mut fresh, ..) = pair();
-        let other = fresh.add_peer([9; 32], None, None);
-        let names = HashMap::from([("c".to_string(), other)]);
-        let dir = Directory {
-            ep: &fresh,
-            names: &names,
-            now,
-        };
-        assert_eq!(dir.peer_name(other), "c");
-        let empty = HashMap::new();
-        let dir = Directory {
-            ep: &fresh,
-            names: &empty,
-            now,
-        };
-        assert_eq!(dir.peer_name(other), format!("({})", "09".repeat(8)));
+        let (a, b, pb, now) = pair();
+        let dir = Directory { ep: &a, now };
+        assert_eq!(
+            dir.peer_name(pb),
+            "b",
+            "by the certificate from the handshake"
+        );
+        // A configured peer without a handshake: the configured name; a
+        // peer known by key only: its key.
+        let (mut fresh, _) = lone();
+        let cert = b.identity().certificate().clone();
+        let c = fresh
+            .add_peer_certificate(now, UNIX * 1_000_000_000, &cert, None, None)
+            .expect("b's certificate");
+        let unknown = fresh.add_peer([9; 32], None, None);
+        let dir = Directory { ep: &fresh, now };
+        assert_eq!(dir.peer_name(c), "b");
+        assert_eq!(dir.peer_name(unknown), format!("({})", "09".repeat(8)));
         assert_eq!(dir.path_name(None), "direct");
     }
 

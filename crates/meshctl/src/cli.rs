@@ -285,6 +285,10 @@ pub struct CertIssue {
     /// Where to write the generated private key (mode 0600) [default: NAME.key].
     #[arg(long)]
     pub out_key: Option<PathBuf>,
+    /// Issue even if a valid certificate of another key already carries
+    /// this name or an address (see the inventory beside the CA key).
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -10,6 +10,7 @@
 
 mod cli;
 mod client;
+mod inventory;
 mod pki;
 mod policy;
 mod render;

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use crypto::files;
 use crypto::RealCrypto;
 use proto::armor::{LABEL_CA_KEY, LABEL_NODE_KEY, LABEL_NODE_PUBLIC_KEY};
-use proto::cert::{self, NodeCertParams, OverlayAddr, TrustedCa};
+use proto::cert::{self, hex, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::provider::Crypto;
 use rand_core::RngCore;
 use types::IssuedFiles;
 
 use crate::cli::{CaInit, CertIssue, CertShow, IssuePolicyKey};
+use crate::inventory::{Inventory, Issued};
 use crate::render;
 use crate::{now, Result};
 
@@ -58,8 +59,14 @@ pub fn ca_init(a: CaInit) -> Result<()> {
         }
     }
     let seed = random_key();
-    let cert = cert::create_ca(&c, &a.name, &seed, t.saturating_sub(60), t + ttl)
-        .map_err(|e| format!("--name/--ttl: {e}"))?;
+    let cert = cert::create_ca(
+        &c,
+        &a.name,
+        &seed,
+        t.saturating_sub(60),
+        t.saturating_add(ttl),
+    )
+    .map_err(|e| format!("--name/--ttl: {e}"))?;
     files::write_private_key(&a.out_key, LABEL_CA_KEY, &seed)?;
     files::write_public(&a.out_crt, &cert.to_armor())?;
     let view = render::view_of(&cert, None, t);
@@ -133,9 +140,25 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
         .into());
     }
     let t = now();
+    // The inventory beside the CA key: no second valid certificate for a
+    // name or address by accident.
+    let mut inventory = Inventory::open(&a.ca.ca_key)?;
+    let ips: Vec<_> = addresses.iter().map(|a| a.addr()).collect();
+    if let Some((e, what)) = inventory.conflict(&a.name, &ips, &hex(&public), t) {
+        if !a.force {
+            return Err(format!(
+                "{what}: already carried by the certificate issued to '{}' (fingerprint {}, valid until {}; {}); revoke it first (meshctl revoke --cert FILE) or pass --force to issue a second one anyway (nodes let only the first valid holder use a name or address)",
+                e.name,
+                &e.fingerprint[..16],
+                render::rfc3339(e.not_after),
+                inventory.path().display()
+            )
+            .into());
+        }
+    }
     // Never outlive the CA: clamp to its validity, and say so.
     let ca_end = ca.certificate().body().not_after;
-    let not_after = (t + ttl).min(ca_end);
+    let not_after = t.saturating_add(ttl).min(ca_end);
     let cert = ca
         .issue(
             &c,
@@ -155,6 +178,14 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
         files::write_private_key(&out_key, LABEL_NODE_KEY, &s)?;
     }
     files::write_public(&out_crt, &cert.to_armor())?;
+    inventory.record(Issued {
+        name: a.name.clone(),
+        addresses: ips,
+        public_key: hex(&public),
+        fingerprint: hex(&cert.fingerprint(&c)),
+        not_after,
+        revoked: false,
+    })?;
     let view = render::view_of(&cert, Some(&ca), t);
     if a.json {
         let out = IssuedFiles {
@@ -170,7 +201,7 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
             println!("  private key  {} (mode 0600)", out_key.display());
         }
         print!("{}", render::certificate(&view));
-        if not_after < t + ttl {
+        if not_after < t.saturating_add(ttl) {
             println!("  note: validity shortened to the CA's end of validity");
         }
     }
@@ -204,7 +235,7 @@ pub fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
     let (ca, ca_seed) = a.ca.load()?;
     let seed = random_key();
     let t = now();
-    let not_after = (t + ttl).min(ca.certificate().body().not_after);
+    let not_after = t.saturating_add(ttl).min(ca.certificate().body().not_after);
     let cert = ca
         .issue_policy_signer(
             &c,

@@ -13,6 +13,7 @@ use types::{ExpectationView, PolicyView};
 
 use crate::cli::{AdminArgs, PolicyCommand, RevokeArgs, SignArgs};
 use crate::client::ask;
+use crate::inventory::Inventory;
 use crate::render;
 use crate::{now, Result};
 
@@ -86,6 +87,9 @@ fn policy_show(a: &AdminArgs) -> Result<()> {
 
 pub fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<Bundle> {
     let version = a.version.unwrap_or_else(now);
+    if version == 0 {
+        return Err("--version 0: nodes take only a version above the one in force, and none is below 0; use 1 or more (default: the Unix time)".into());
+    }
     if let (Some(crt), Some(key)) = (&a.signer_crt, &a.signer_key) {
         let cert = files::read_certificate(crt)?;
         let seed = files::read_private_key(key, proto::armor::LABEL_POLICY_SIGNER_KEY)?;
@@ -154,27 +158,33 @@ pub fn revoke(a: RevokeArgs) -> Result<()> {
             _ => return Err("meshd answered something other than its revocation list".into()),
         },
     };
+    let mut revoked = Vec::new();
     for c in &a.certs {
         let cert = files::read_certificate(c)?;
         list.revoke(&RealCrypto, &cert);
-        println!(
-            "revoking '{}' ({})",
-            cert.name(),
-            hex(&cert.fingerprint(&RealCrypto))
-        );
+        let fingerprint = hex(&cert.fingerprint(&RealCrypto));
+        println!("revoking '{}' ({fingerprint})", cert.name());
+        revoked.push(fingerprint);
     }
     let content = list.encode();
     let b = sign_bundle(&a.sign, BundleKind::Revocation, content)?;
     if let Some(o) = &a.sign.out {
         write_bundle(o, &b)?;
     }
-    if a.offline {
-        if a.sign.out.is_none() {
-            return Err("--offline needs --out FILE".into());
-        }
-        return Ok(());
+    if a.offline && a.sign.out.is_none() {
+        return Err("--offline needs --out FILE".into());
     }
-    push_bundle(&a.socket, &b)
+    if !a.offline {
+        push_bundle(&a.socket, &b)?;
+    }
+    // The names and addresses of revoked certificates may be issued again.
+    let mut inventory = Inventory::open(&a.sign.ca.ca_key)?;
+    for fingerprint in &revoked {
+        if inventory.mark_revoked(fingerprint)? {
+            println!("marked revoked in {}", inventory.path().display());
+        }
+    }
+    Ok(())
 }
 
 fn policy_check(file: &Path) -> Result<proto::policy::Policy> {

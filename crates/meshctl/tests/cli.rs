@@ -114,6 +114,140 @@ fn cert_issue_and_show_human_and_json() {
 }
 
 #[test]
+fn a_second_certificate_for_a_name_or_address_needs_force_until_the_first_is_revoked() {
+    let d = setup();
+    let p = d.path();
+    ok(
+        p,
+        &["cert", "issue", "--name", "db-1", "--ip", "100.64.0.20/10"],
+    );
+    let inventory = fs::read_to_string(p.join("ca.issued.jsonl")).unwrap();
+    assert!(
+        inventory.contains("\"name\":\"db-1\"") && inventory.contains("100.64.0.20"),
+        "{inventory}"
+    );
+    // Another node with the same address, or the same name, is refused.
+    let e = fails(
+        p,
+        &["cert", "issue", "--name", "db-2", "--ip", "100.64.0.20/10"],
+    );
+    assert!(
+        e.contains("--ip 100.64.0.20")
+            && e.contains("'db-1'")
+            && e.contains("--force")
+            && e.contains("ca.issued.jsonl"),
+        "{e}"
+    );
+    let e = fails(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "db-1",
+            "--ip",
+            "100.64.0.21/10",
+            "--out-crt",
+            "x.crt",
+            "--out-key",
+            "x.key",
+        ],
+    );
+    assert!(e.contains("--name db-1"), "{e}");
+    // --force issues it anyway.
+    ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "db-2",
+            "--ip",
+            "100.64.0.20/10",
+            "--force",
+        ],
+    );
+    // Revoking db-1 (offline) frees its name and address.
+    ok(
+        p,
+        &[
+            "revoke",
+            "--cert",
+            "db-1.crt",
+            "--offline",
+            "--out",
+            "rev.bundle",
+            "--version",
+            "1",
+        ],
+    );
+    let inventory = fs::read_to_string(p.join("ca.issued.jsonl")).unwrap();
+    assert!(inventory.contains("\"revoked\":true"), "{inventory}");
+    ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "db-1",
+            "--ip",
+            "100.64.0.30/10",
+            "--out-crt",
+            "db-1b.crt",
+            "--out-key",
+            "db-1b.key",
+        ],
+    );
+}
+
+#[test]
+fn absurd_ttls_and_bundle_versions_are_refused_not_wrapped() {
+    let d = setup();
+    let p = d.path();
+    // A TTL past the end of time is clamped to the CA's validity.
+    let out = ok(
+        p,
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "long",
+            "--ip",
+            "100.64.0.40/10",
+            "--ttl",
+            "18446744073709551615s",
+        ],
+    );
+    assert!(
+        out.contains("shortened to the CA's end of validity"),
+        "{out}"
+    );
+    let show = ok(p, &["cert", "show", "long.crt", "--ca", "ca.crt"]);
+    assert!(show.contains("verification valid"), "{show}");
+    fs::write(
+        p.join("p.toml"),
+        "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
+    )
+    .unwrap();
+    let e = fails(
+        p,
+        &[
+            "policy",
+            "sign",
+            "p.toml",
+            "--version",
+            "0",
+            "--out",
+            "p.bundle",
+        ],
+    );
+    assert!(
+        e.contains("--version 0") && e.contains("use 1 or more"),
+        "{e}"
+    );
+}
+
+#[test]
 fn cert_issue_for_an_existing_public_key() {
     let d = setup();
     ok(

@@ -122,6 +122,15 @@ pub enum HandshakeError {
     Revoked,
     /// The peer is not a member of exactly our enclaves (policy in force).
     OutsideEnclave,
+    /// The peer's certificate claims an overlay address that another node's
+    /// valid certificate holds.
+    AddressTaken(std::net::IpAddr),
+    /// The peer's certificate carries a name that another node's valid
+    /// certificate holds.
+    NameTaken(String),
+    /// This node accepts only configured peers, or only peers of given
+    /// segments, and the peer is neither.
+    NotAccepted,
 }
 
 impl fmt::Display for HandshakeError {
@@ -144,6 +153,17 @@ impl fmt::Display for HandshakeError {
             Self::InitiationTooFrequent => f.write_str("handshake initiations from this peer too frequent"),
             Self::Revoked => f.write_str("peer certificate is revoked"),
             Self::OutsideEnclave => f.write_str("peer is not a member of this node's enclaves"),
+            Self::AddressTaken(a) => write!(
+                f,
+                "peer certificate claims overlay address {a}, which another node's valid certificate holds (revoke that certificate to move the address)"
+            ),
+            Self::NameTaken(n) => write!(
+                f,
+                "peer certificate is named '{n}', a name another node's valid certificate holds (revoke that certificate to reuse the name)"
+            ),
+            Self::NotAccepted => f.write_str(
+                "peer is not configured and not in a segment [admission] accepts",
+            ),
         }
     }
 }
@@ -167,6 +187,9 @@ impl HandshakeError {
             Self::InitiationTooFrequent => "initiation_too_frequent",
             Self::Revoked => "revoked",
             Self::OutsideEnclave => "outside_enclave",
+            Self::AddressTaken(_) => "address_taken",
+            Self::NameTaken(_) => "name_taken",
+            Self::NotAccepted => "not_accepted",
         }
     }
 }

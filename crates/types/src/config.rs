@@ -52,6 +52,33 @@ pub struct NodeConfig {
     /// Link probing: how fast a failed link is noticed.
     #[serde(default)]
     pub health: HealthSection,
+    /// Which nodes besides the configured peers may hold a session.
+    #[serde(default)]
+    pub admission: AdmissionSection,
+}
+
+/// `[admission]`: which nodes that are not `[[peer]]`s may hold a session
+/// with this one. Any node with a valid certificate of the mesh's CA, by
+/// default; a node never lets one certificate take an overlay address or
+/// name another node's valid certificate holds, whatever this says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AdmissionSection {
+    /// Accept handshakes from nodes that are not configured peers. `false`:
+    /// only the `[[peer]]`s.
+    pub accept_unknown_peers: bool,
+    /// With `accept-unknown-peers`, only nodes in one of these segments
+    /// (empty: any segment).
+    pub accept_segments: Vec<String>,
+}
+
+impl Default for AdmissionSection {
+    fn default() -> Self {
+        Self {
+            accept_unknown_peers: true,
+            accept_segments: Vec::new(),
+        }
+    }
 }
 
 /// `[health]`: how each direct link is probed. A link is down after
@@ -384,6 +411,18 @@ impl NodeConfig {
                 h.hold_down_ms
             ));
         }
+        for (i, seg) in self.admission.accept_segments.iter().enumerate() {
+            let ok = (1..=63).contains(&seg.len())
+                && seg.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                return Err(format!(
+                    "field `admission.accept-segments[{i}]`: '{seg}' is not a segment name; use 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit, as in the certificates"
+                ));
+            }
+        }
         for (i, p) in self.peers.iter().enumerate() {
             if p.persistent_keepalive == Some(0) {
                 return Err(format!(
@@ -538,5 +577,26 @@ ca-certificate = "ca.crt"
             let e = parse(body).unwrap_err();
             assert!(e.contains(field) && e.contains(fix), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn admission_accepts_any_member_by_default_and_checks_segment_names() {
+        let c = NodeConfig::parse(MIN).unwrap();
+        assert!(c.admission.accept_unknown_peers);
+        assert!(c.admission.accept_segments.is_empty());
+        let c = NodeConfig::parse(&format!(
+            "{MIN}\n[admission]\naccept-unknown-peers = false\naccept-segments = [\"ops\", \"db-1\"]\n"
+        ))
+        .unwrap();
+        assert!(!c.admission.accept_unknown_peers);
+        assert_eq!(c.admission.accept_segments, ["ops", "db-1"]);
+        let e = NodeConfig::parse(&format!(
+            "{MIN}\n[admission]\naccept-segments = [\"ops\", \"no spaces\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("admission.accept-segments[1]") && e.contains("segment name"),
+            "{e}"
+        );
     }
 }

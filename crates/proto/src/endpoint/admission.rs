@@ -3,11 +3,18 @@
 //! enclave check that decides whether a session with a certificate's holder
 //! may exist at all.
 //!
+//! It also keeps who holds each overlay address and node name: the first
+//! node seen with a valid certificate for it, or the configured peer (a
+//! configured claim beats a learned one). A certificate that claims an
+//! address or name another node's valid (unexpired, unrevoked) certificate
+//! holds is refused, so a second CA-signed certificate cannot take over a
+//! node's traffic or its name; revoking the holder's certificate frees them.
+//!
 //! This part decides; it tears nothing down. When the policy or the
 //! revocation list changes, the endpoint asks [`Admission::admissible`] of
 //! every peer and origin certificate and refuses those that fail.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +26,7 @@ use crate::policy::{self as pol, Compiled, Subject};
 use crate::provider::Crypto;
 use crate::wire::ip::Packet;
 
+use super::api::PeerId;
 use super::stats::DropReason;
 
 /// Policy identities of one node's addresses, computed under one filter
@@ -65,7 +73,42 @@ pub(crate) struct Remote<'a> {
     pub idents: &'a mut IdentCache,
 }
 
-/// Policy, filter and revocation list of one node.
+/// One node's hold on an address or name.
+#[derive(Debug, Clone)]
+struct Claim {
+    peer: PeerId,
+    /// The holder's static key (a renewed certificate of the same node
+    /// keeps the claim).
+    key: [u8; 32],
+    /// The certificate that made the claim, and when it expires.
+    fingerprint: [u8; 32],
+    not_after: u64,
+    /// From the node's configuration, not learned from a handshake.
+    configured: bool,
+}
+
+/// What a certificate claims: its addresses and its name.
+fn claimed(cert: &Certificate) -> impl Iterator<Item = Key> + '_ {
+    (cert.body().addresses.iter())
+        .map(|a| Key::Addr(a.addr()))
+        .chain(std::iter::once(Key::Name(cert.name().to_string())))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Addr(IpAddr),
+    Name(String),
+}
+
+/// A new claim: who makes it, with which certificate.
+pub(crate) struct Claimant<'a> {
+    pub key: &'a [u8; 32],
+    pub cert: &'a Certificate,
+    pub configured: bool,
+}
+
+/// Policy, filter and revocation list of one node, and who holds which
+/// address and name.
 pub(crate) struct Admission {
     policy: Option<Arc<Compiled>>,
     filter: Filter,
@@ -73,16 +116,133 @@ pub(crate) struct Admission {
     own_idents: IdentCache,
     /// Fingerprints of revoked node certificates.
     revoked: HashSet<[u8; 32]>,
+    /// Holders of overlay addresses and names...
+    claims: HashMap<Key, Claim>,
+    /// ...and what each peer holds.
+    held: HashMap<PeerId, Vec<Key>>,
+    /// Segments a peer that is not configured must be in (empty: any).
+    accept_segments: Vec<String>,
 }
 
 impl Admission {
-    pub fn new(limits: FilterLimits) -> Self {
+    pub fn new(limits: FilterLimits, accept_segments: Vec<String>) -> Self {
         Self {
             policy: None,
             filter: Filter::new(limits),
             own_idents: IdentCache::default(),
             revoked: HashSet::new(),
+            claims: HashMap::new(),
+            held: HashMap::new(),
+            accept_segments,
         }
+    }
+
+    /// Whether a peer that is not configured may hold a session: in one of
+    /// the accepted segments (when any are set).
+    pub fn accepts_unconfigured(&self, cert: &Certificate) -> Result<(), HandshakeError> {
+        let segments = &cert.body().segments;
+        let ok = self.accept_segments.is_empty()
+            || segments.iter().any(|s| self.accept_segments.contains(s));
+        if ok {
+            Ok(())
+        } else {
+            Err(HandshakeError::NotAccepted)
+        }
+    }
+
+    /// Whether `c` may claim its certificate's addresses and name: none is
+    /// held by another node's certificate that is still valid (unexpired at
+    /// `now_secs`, unrevoked), unless `c` is configured and the holder only
+    /// learned. `Ok` lists the learned holders a configured claimant
+    /// displaces (the endpoint tears their sessions down).
+    pub fn check_claims(
+        &self,
+        c: &Claimant<'_>,
+        now_secs: u64,
+    ) -> Result<Vec<PeerId>, HandshakeError> {
+        let mut displaced = Vec::new();
+        for k in claimed(c.cert) {
+            let Some(h) = self.claims.get(&k) else {
+                continue;
+            };
+            let valid = h.not_after > now_secs && !self.revoked.contains(&h.fingerprint);
+            if h.key == *c.key || !valid {
+                continue;
+            }
+            if c.configured && !h.configured {
+                displaced.push(h.peer);
+                continue;
+            }
+            return Err(match k {
+                Key::Addr(a) => HandshakeError::AddressTaken(a),
+                Key::Name(n) => HandshakeError::NameTaken(n),
+            });
+        }
+        displaced.sort_unstable();
+        displaced.dedup();
+        Ok(displaced)
+    }
+
+    /// Records `peer`'s claims (after [`Admission::check_claims`]): those of
+    /// its previous certificate are let go, a configured claim stays
+    /// configured.
+    pub fn record_claims(&mut self, crypto: &dyn Crypto, peer: PeerId, c: &Claimant<'_>) {
+        let was_configured = (self.held.get(&peer).and_then(|keys| keys.first()))
+            .and_then(|k| self.claims.get(k))
+            .is_some_and(|h| h.configured);
+        self.release_claims(peer);
+        let claim = Claim {
+            peer,
+            key: *c.key,
+            fingerprint: c.cert.fingerprint(crypto),
+            not_after: c.cert.body().not_after,
+            configured: c.configured || was_configured,
+        };
+        let keys: Vec<Key> = claimed(c.cert).collect();
+        for k in &keys {
+            if let Some(old) = self.claims.insert(k.clone(), claim.clone()) {
+                // A displaced holder (check_claims allowed it): it keeps
+                // nothing of what it held.
+                if old.peer != peer {
+                    self.release_claims(old.peer);
+                    self.claims.insert(k.clone(), claim.clone());
+                }
+            }
+        }
+        self.held.insert(peer, keys);
+    }
+
+    /// Lets go of everything `peer` holds (refused, or displaced).
+    pub fn release_claims(&mut self, peer: PeerId) {
+        for k in self.held.remove(&peer).unwrap_or_default() {
+            if self.claims.get(&k).is_some_and(|h| h.peer == peer) {
+                self.claims.remove(&k);
+            }
+        }
+    }
+
+    /// The peer holding overlay address `addr`.
+    pub fn owner(&self, addr: IpAddr) -> Option<PeerId> {
+        self.claims.get(&Key::Addr(addr)).map(|h| h.peer)
+    }
+
+    /// The peer holding node name `name`.
+    pub fn named(&self, name: &str) -> Option<PeerId> {
+        self.claims
+            .get(&Key::Name(name.to_string()))
+            .map(|h| h.peer)
+    }
+
+    /// The addresses and name `peer` holds.
+    pub fn held_by(&self, peer: PeerId) -> (Vec<IpAddr>, Option<String>) {
+        let (mut addrs, mut name) = (Vec::new(), None);
+        for k in self.held.get(&peer).into_iter().flatten() {
+            match k {
+                Key::Addr(a) => addrs.push(*a),
+                Key::Name(n) => name = Some(n.clone()),
+            }
+        }
+        (addrs, name)
     }
 
     /// Puts `policy` in force (`None`: everything passes). Tracked flows are

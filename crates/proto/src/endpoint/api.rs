@@ -41,6 +41,9 @@ pub struct EndpointConfig {
     /// Accept handshakes from nodes not added with [`Endpoint::add_peer`](super::Endpoint::add_peer)
     /// (any node with a valid certificate from the mesh CA).
     pub accept_unknown_peers: bool,
+    /// With `accept_unknown_peers`: the segments such a node must be in
+    /// (one of them); empty accepts any segment.
+    pub accept_segments: Vec<String>,
     /// Initiation fragments per second above which mac2 (a cookie) is required.
     pub handshake_load_threshold: u32,
     /// Packets queued per peer while its handshake is in progress.
@@ -84,6 +87,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             accept_unknown_peers: true,
+            accept_segments: Vec::new(),
             handshake_load_threshold: 1000,
             queue_limit: 64,
             reassembly: ReassemblyLimits::default(),
@@ -328,6 +332,11 @@ pub struct PeerInfo {
     pub endpoint: Option<SocketAddr>,
     /// Verified certificate, once a handshake completed.
     pub cert: Option<Certificate>,
+    /// Its certificate's name (from the handshake, or the configured
+    /// certificate before one): the name it holds on this node.
+    pub name: Option<String>,
+    /// The overlay addresses it holds on this node (its certificate's).
+    pub addresses: Vec<std::net::IpAddr>,
     /// When the last handshake completed.
     pub last_handshake: Option<Instant>,
     /// Whether a usable session exists.

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 
 use crate::bundle::{Bundle, BundleError, BundleKind, Content};
-use crate::cert::TrustedCa;
+use crate::cert::{Certificate, TrustedCa};
 use crate::control::Control;
 use crate::cookie::CookieChecker;
 use crate::filter::Filter;
@@ -84,7 +84,7 @@ pub use api::{
 };
 pub use stats::{DropReason, PeerStats, Stats};
 
-use admission::Admission;
+use admission::{Admission, Claimant};
 use bundles::{BundleSync, Chunk};
 use gossip::Gossip;
 use handshake::{Completed, Handshakes, Role};
@@ -95,6 +95,15 @@ use peer::{Peers, Rotation};
 /// down, carrying no data, for this long: no more probes or handshakes
 /// until it initiates again or we have traffic for it.
 pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a completed handshake does not become a session.
+enum Refusal {
+    /// Inadmissible (revoked, outside our enclaves): refused from now on.
+    Refuse(HandshakeError),
+    /// Not accepted, or claiming what another node holds: this handshake
+    /// fails.
+    Fail(HandshakeError),
+}
 
 /// All peers of one node. See the module docs for the call order.
 pub struct Endpoint {
@@ -159,7 +168,7 @@ impl Endpoint {
             handshakes: Handshakes::new(cookies, &local.config),
             gossip: Gossip::new(&local),
             bundles: BundleSync::default(),
-            admission: Admission::new(local.config.filter),
+            admission: Admission::new(local.config.filter, local.config.accept_segments.clone()),
             stall: probes::StallDetector::default(),
             local,
         }
@@ -174,6 +183,39 @@ impl Endpoint {
         persistent_keepalive: Option<Duration>,
     ) -> PeerId {
         self.insert_peer(static_public, endpoint, persistent_keepalive, false)
+    }
+
+    /// Adds a configured peer by its certificate (checked against the CA at
+    /// `unix_nanos`): its addresses and name are its own from the start, a
+    /// learned peer holding any of them is displaced, and another configured
+    /// one holding any is an error.
+    pub fn add_peer_certificate(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        cert: &Certificate,
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+    ) -> Result<PeerId, HandshakeError> {
+        self.local.unix_nanos = unix_nanos;
+        let local = &self.local;
+        (local
+            .ca
+            .verify_node(&*local.crypto, cert, local.unix_secs()))
+        .map_err(HandshakeError::Certificate)?;
+        let key = *cert.public_key();
+        let claimant = Claimant {
+            key: &key,
+            cert,
+            configured: true,
+        };
+        let displaced = (self.admission.check_claims(&claimant, local.unix_secs()))?;
+        for d in displaced {
+            self.displace(now, d, &claimant);
+        }
+        let peer = self.insert_peer(key, endpoint, persistent_keepalive, false);
+        (self.admission).record_claims(&*self.local.crypto, peer, &claimant);
+        Ok(peer)
     }
 
     fn insert_peer(
@@ -341,25 +383,40 @@ impl Endpoint {
             source,
         } = done;
         let src = source.key();
-        let own = self.local.identity.certificate();
         let peer_static = *out.peer_cert.public_key();
-        if let Err(error) = self
-            .admission
-            .admissible(&*self.local.crypto, own, &out.peer_cert)
-        {
-            // A responder sends no reply: the initiator cannot complete it.
-            let known = match role {
-                Role::Initiator { peer, local_index } => {
-                    self.peers.release([local_index]);
-                    Some(peer)
+        let known = match &role {
+            Role::Initiator { peer, .. } => Some(*peer),
+            Role::Responder { .. } => self.peers.by_static(&peer_static),
+        };
+        let learned = known.is_none_or(|p| self.peers[p].learned);
+        let claimant = Claimant {
+            key: &peer_static,
+            cert: &out.peer_cert,
+            configured: !learned,
+        };
+        match self.gate(&claimant) {
+            Ok(displaced) => {
+                for d in displaced {
+                    self.displace(now, d, &claimant);
                 }
-                Role::Responder { .. } => self.peers.by_static(&peer_static),
-            };
-            if let Some(peer) = known {
-                self.refuse(now, peer, error.clone());
             }
-            let peer = known.filter(|_| matches!(role, Role::Initiator { .. }));
-            return handshake::failed(cx!(self), peer, src, error);
+            Err(refusal) => {
+                // A responder sends no reply: the initiator cannot complete it.
+                if let Role::Initiator { local_index, .. } = role {
+                    self.peers.release([local_index]);
+                }
+                let error = match refusal {
+                    Refusal::Refuse(e) => {
+                        if let Some(peer) = known {
+                            self.refuse(now, peer, e.clone());
+                        }
+                        e
+                    }
+                    Refusal::Fail(e) => e,
+                };
+                let peer = known.filter(|_| matches!(role, Role::Initiator { .. }));
+                return handshake::failed(cx!(self), peer, src, error);
+            }
         }
         let peer = match &role {
             Role::Initiator { peer, .. } => *peer,
@@ -383,6 +440,12 @@ impl Endpoint {
         if let Some(a) = source.direct() {
             self.peers.set_endpoint(peer, a);
         }
+        let claimant = Claimant {
+            key: &peer_static,
+            cert: &out.peer_cert,
+            configured: !learned,
+        };
+        (self.admission).record_claims(&*self.local.crypto, peer, &claimant);
         self.gossip.keep_origin_cert(out.peer_cert.clone());
         let (local_index, how, initiator) = match &role {
             Role::Initiator { local_index, .. } => (*local_index, Rotation::Initiated, true),
@@ -430,6 +493,37 @@ impl Endpoint {
             self.flush_queue(now, peer);
         }
         Received::Handshake
+    }
+
+    /// Whether a session with the holder of this certificate may exist:
+    /// admissible (not revoked, same enclaves; else it is refused from now
+    /// on), accepted (configured, or in an accepted segment), and claiming
+    /// no address or name another node holds. `Ok` lists learned holders a
+    /// configured claimant displaces.
+    fn gate(&self, c: &Claimant<'_>) -> Result<Vec<PeerId>, Refusal> {
+        let (crypto, own) = (&*self.local.crypto, self.local.identity.certificate());
+        (self.admission.admissible(crypto, own, c.cert)).map_err(Refusal::Refuse)?;
+        if !c.configured {
+            (self.admission.accepts_unconfigured(c.cert)).map_err(Refusal::Fail)?;
+        }
+        (self.admission.check_claims(c, self.local.unix_secs())).map_err(Refusal::Fail)
+    }
+
+    /// A learned peer whose addresses or name a configured peer claims:
+    /// its sessions go and it holds nothing; its handshakes fail from now
+    /// on while the configured certificate is valid.
+    fn displace(&mut self, now: Instant, peer: PeerId, by: &Claimant<'_>) {
+        let had_link = self.drop_peer_state(peer);
+        self.admission.release_claims(peer);
+        let error = match by.cert.body().addresses.first() {
+            Some(a) => HandshakeError::AddressTaken(a.addr()),
+            None => HandshakeError::NameTaken(by.cert.name().to_string()),
+        };
+        self.out.event(Event::PeerRefused { peer, error });
+        if had_link {
+            self.gossip.advert_soon(&self.peers, now);
+        }
+        self.gossip.recompute_routes(cx!(self), now, true);
     }
 
     /// A control message from `peer`, already authenticated by its session,
@@ -637,6 +731,7 @@ impl Endpoint {
             .map(|c| c.body().addresses.iter().map(|a| a.addr()).collect())
             .unwrap_or_default();
         self.admission.filter_mut().forget(&addrs);
+        self.admission.release_claims(peer);
         // Its link state is neither used nor passed on any more.
         self.gossip.forget(node);
         self.out.event(Event::PeerRefused { peer, error });

@@ -20,6 +20,17 @@ impl Endpoint {
         self.peers.by_static(static_public)
     }
 
+    /// The peer holding overlay address `addr` (its certificate's, first
+    /// come or configured; see `admission.rs`).
+    pub fn peer_by_address(&self, addr: std::net::IpAddr) -> Option<PeerId> {
+        self.admission.owner(addr)
+    }
+
+    /// The peer holding certificate name `name`.
+    pub fn peer_by_name(&self, name: &str) -> Option<PeerId> {
+        self.admission.named(name)
+    }
+
     /// The peer with this wire id.
     pub fn peer_by_node(&self, id: NodeId) -> Option<PeerId> {
         self.peers.by_node(id)
@@ -37,11 +48,14 @@ impl Endpoint {
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
         let id = self.peers.checked(id)?;
         let p = &self.peers[id];
+        let (addresses, name) = self.admission.held_by(id);
         Some(PeerInfo {
             id,
             static_public: p.static_public,
             endpoint: p.endpoint,
             cert: p.cert.clone(),
+            name,
+            addresses,
             last_handshake: p.timers.last_handshake(),
             has_session: p.session(now).is_some(),
             stats: p.stats,

@@ -1,0 +1,118 @@
+//! Attacks by a member holding a CA-signed certificate, against real agents
+//! in network namespaces (root; CI runs as root). Each test is named after
+//! the attack and asserts its outcome; each builds its own hosts and removes
+//! them on drop.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use meshd_tests::{netns_available, Mesh, MeshOptions};
+use serde_json::Value;
+
+/// `meshctl WHAT --json` on a host.
+fn json(mesh: &Mesh, host: usize, what: &str) -> Value {
+    let sock = mesh.hosts[host].socket.to_str().unwrap().to_string();
+    let out = mesh.meshctl(&[what, "--json", "--socket", &sock]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits up to `limit` for `cond`, panicking with `what` after.
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The peer named `name` in `host`'s `meshctl peers`.
+fn peer(mesh: &Mesh, host: usize, name: &str) -> Option<Value> {
+    json(mesh, host, "peers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+}
+
+#[test]
+fn a_certificate_claiming_another_nodes_overlay_address_is_refused_and_the_owner_keeps_its_traffic()
+{
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(3, MeshOptions::default());
+    // h2 turns impostor: a CA-signed certificate for h1's overlay address
+    // (meshctl refuses without --force), and h0 does not know h2: it would
+    // be a learned peer, as any member that dials in.
+    let dir = mesh.dir.clone();
+    std::fs::remove_file(dir.join("h2.crt")).unwrap();
+    std::fs::remove_file(dir.join("h2.key")).unwrap();
+    let refused = std::process::Command::new(meshd_tests::binary("meshctl"))
+        .current_dir(&dir)
+        .args(["cert", "issue", "--name", "h2", "--ip", "100.64.0.2/10"])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "meshctl issued a duplicate address"
+    );
+    mesh.meshctl(&[
+        "cert",
+        "issue",
+        "--name",
+        "h2",
+        "--ip",
+        "100.64.0.2/10",
+        "--force",
+    ]);
+    for host in [0, 1] {
+        let config = &mesh.hosts[host].config;
+        let text = std::fs::read_to_string(config).unwrap();
+        let h2 = format!(
+            "\n[[peer]]\ncertificate = \"h2.crt\"\nendpoint = \"{}:51820\"\n",
+            mesh.hosts[2].underlay
+        );
+        assert!(text.contains(&h2), "{text}");
+        std::fs::write(config, text.replace(&h2, "")).unwrap();
+    }
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 3), "h0 cannot reach h1");
+    // The impostor dials h0 at start (h0 is its configured peer) and every
+    // 5 s after: each time h0 refuses it.
+    wait_for("h0 refusing the impostor", Duration::from_secs(10), || {
+        json(&mesh, 0, "status")["handshake-failures"]["address_taken"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
+    let rx_before = peer(&mesh, 1, "h0").unwrap()["rx-packets"]
+        .as_u64()
+        .unwrap();
+    assert!(mesh.ping(0, 1, 10), "h0 lost h1 to the impostor");
+    let rx_after = peer(&mesh, 1, "h0").unwrap()["rx-packets"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        rx_after >= rx_before + 10,
+        "h1 got {} packets from h0 during 10 pings",
+        rx_after - rx_before
+    );
+    let h0_view = json(&mesh, 0, "peers");
+    assert!(
+        h0_view
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["name"] != "h2" || p["session"] == false),
+        "{h0_view}"
+    );
+    assert!(
+        peer(&mesh, 2, "h0").is_none_or(|p| p["session"] == false),
+        "the impostor holds a session with h0"
+    );
+    let log = mesh.log(0);
+    assert!(
+        log.contains("100.64.0.2") && log.contains("another node's valid certificate holds"),
+        "h0's log does not say why it refused:\n{log}"
+    );
+}
