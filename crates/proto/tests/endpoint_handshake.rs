@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::net::*;
 use common::*;
 use proto::endpoint::*;
+use proto::timers::REKEY_TIMEOUT;
 use proto::wire::*;
 
 #[test]
@@ -240,14 +241,43 @@ fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
         net.b.inbox.last().unwrap().ends_with(b"back"),
         "traffic resumed without waiting 15 s"
     );
-    // A flood of stale packets triggers no more than one initiation per REKEY_TIMEOUT.
+}
+
+/// Anyone can send from a peer's address: junk with an unknown receiver
+/// index, spoofed from it, must not make a node re-handshake with a peer it
+/// holds a session with (each hybrid handshake costs both ends, and it took
+/// links down and moved paths in namespaces). Without a session, at most
+/// one initiation per REKEY_TIMEOUT.
+#[test]
+fn junk_spoofed_from_a_peers_address_cannot_force_handshakes() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    net.pump();
+    let junk = |net: &mut Net| {
+        let (now, unix) = (net.now, net.unix());
+        for i in 0..100u8 {
+            let mut d = vec![0u8; 48];
+            d[0] = 4;
+            d[4] = 0xee;
+            d[5] = i;
+            net.b.ep.handle_datagram(now, unix, addr(1), &mut d);
+        }
+    };
     let before = net.b.ep.stats().initiations_sent;
-    let (now, unix) = (net.now, net.unix());
-    for _ in 0..100 {
-        let mut junk = vec![0u8; 48];
-        junk[0] = 4;
-        junk[4] = 0xee;
-        net.b.ep.handle_datagram(now, unix, addr(1), &mut junk);
+    for _ in 0..6 {
+        junk(&mut net);
+        net.now += REKEY_TIMEOUT;
     }
-    assert!(net.b.ep.stats().initiations_sent <= before + 1);
+    assert_eq!(
+        net.b.ep.stats().initiations_sent,
+        before,
+        "re-handshaked on junk"
+    );
+    assert!(net.b.ep.peer(net.b.peer, net.now).unwrap().has_session);
+    // Without a session (B restarted), the first one resyncs, the rest of
+    // the burst wait REKEY_TIMEOUT.
+    let alice_pub = net.restart_b(106);
+    net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
+    junk(&mut net);
+    assert_eq!(net.b.ep.stats().initiations_sent, 1);
 }

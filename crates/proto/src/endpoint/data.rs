@@ -462,10 +462,12 @@ impl Endpoint {
     }
 
     /// A transport packet for a session we do not have, from the address of
-    /// a known peer: the peer holds state we lost (we restarted, or it missed
-    /// our rekey). Start a handshake at once rather than waiting for its
-    /// 15-second new-handshake timer. Limited to once per REKEY_TIMEOUT per
-    /// peer, so a spoofed flood costs at most one initiation per 5 s.
+    /// a known peer with which we hold no usable session: the peer holds
+    /// state we lost (we restarted). Start a handshake at once rather than
+    /// waiting for its 15-second new-handshake timer. While we hold a usable
+    /// session with the peer, such packets are stale or spoofed (anyone can
+    /// send from a peer's address) and start nothing; otherwise at most one
+    /// initiation per REKEY_TIMEOUT per peer.
     fn resync(&mut self, now: Instant, source: Source) {
         let known = match source {
             Source::Direct(src) => self.peers.by_endpoint(&src),
@@ -474,6 +476,9 @@ impl Endpoint {
         let Some(peer) = known else {
             return;
         };
+        if self.peers[peer].session(now).is_some() {
+            return;
+        }
         let p = &mut self.peers[peer];
         if p.pending.is_some() || !p.timers.take_resync(now) {
             return;
