@@ -346,9 +346,31 @@ pub fn render(
         &mut o,
         "meshd_conntrack_full_total",
         "counter",
-        "New flows not tracked because the table was full.",
+        "New flows not tracked because the table was full of answered flows.",
     );
     let _ = writeln!(o, "meshd_conntrack_full_total {}", f.stats().conntrack_full);
+    family(
+        &mut o,
+        "meshd_conntrack_quota_total",
+        "counter",
+        "New flows not tracked because their remote address held its quota of unanswered flows.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_conntrack_quota_total {}",
+        f.stats().conntrack_quota
+    );
+    family(
+        &mut o,
+        "meshd_conntrack_evicted_total",
+        "counter",
+        "Unanswered flows dropped from a full table to make room for a new one.",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_conntrack_evicted_total {}",
+        f.stats().conntrack_evicted
+    );
     family(
         &mut o,
         "meshd_bundle_version",

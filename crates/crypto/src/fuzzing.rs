@@ -146,6 +146,7 @@ pub fn packet_filter(data: &[u8]) {
     let mut f = Filter::new(FilterLimits {
         max_flows: 4,
         max_fragments: 4,
+        max_unreplied_per_remote: 2,
     });
     f.set_policy(Some(policy.clone()));
     let t = Instant::now();

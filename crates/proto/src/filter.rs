@@ -16,18 +16,25 @@
 //! no ports: they pass if their datagram's first fragment passed (tracked
 //! by (protocol, addresses, identification) for [`FRAGMENT_TIMEOUT`]).
 //!
-//! Entries expire after an idle timeout per protocol (Nebula's defaults:
-//! TCP 12 min, UDP 3 min, other 10 min). The table is bounded; when it is
-//! full and sweeping finds nothing expired, a new flow is still decided by
-//! the policy but not tracked (its replies then need a rule of their own)
-//! and `conntrack_full` counts it (a full table is swept at most every
-//! [`SWEEP_INTERVAL`]). When the policy changes, every entry is
+//! A flow is *unreplied* until a packet of it goes the other way. Unreplied
+//! flows expire after [`UNREPLIED_TIMEOUT`]; replied ones after an idle
+//! timeout per protocol (Nebula's defaults: TCP 12 min, UDP 3 min, other
+//! 10 min). The table is bounded, and a flood of allowed flows that are
+//! never answered (a SYN flood from a member of an allowed segment) cannot
+//! lock out new connections: one remote address holds at most
+//! [`FilterLimits::max_unreplied_per_remote`] unreplied flows (past that its
+//! new flows are decided by the policy but not tracked, counted as
+//! `conntrack_quota`), and when the table is full a new flow takes the place
+//! of the oldest unreplied one. Only when every tracked flow has been
+//! replied to is a new flow left untracked (its replies then need a rule of
+//! their own), counted as `conntrack_full` (a full table is swept at most
+//! every [`SWEEP_INTERVAL`]). When the policy changes, every entry is
 //! re-checked against the new policy the next time it is hit, so tightening
 //! a policy cuts established flows too.
 //!
 //! Pure: time is an argument, nothing here touches a socket or a clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +48,9 @@ pub const TCP_TIMEOUT: Duration = Duration::from_secs(12 * 60);
 pub const UDP_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 /// Idle timeout of any other flow (ICMP echo included).
 pub const OTHER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Idle timeout of a flow no packet has answered yet (a TCP handshake or a
+/// UDP request waits this long for its first reply).
+pub const UNREPLIED_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a first fragment vouches for the rest of its datagram.
 pub const FRAGMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often expired entries are swept.
@@ -191,6 +201,8 @@ struct Flow {
     /// to re-check the flow against a new policy.
     opened: Direction,
     policy_port: u16,
+    /// A packet of it went the other way.
+    replied: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,8 +223,13 @@ pub struct FilterStats {
     pub rule_denied: Vec<u64>,
     /// Packets passed because their flow was tracked.
     pub tracked_passes: u64,
-    /// New flows not tracked because the table was full.
+    /// New flows not tracked because the table was full of replied flows.
     pub conntrack_full: u64,
+    /// New flows not tracked because their remote address held its quota
+    /// of unreplied flows.
+    pub conntrack_quota: u64,
+    /// Unreplied flows evicted to make room for a new flow.
+    pub conntrack_evicted: u64,
     /// Tracked flows cut when a new policy no longer allowed them.
     pub flows_revoked: u64,
     /// Inner packets whose IP header could not be parsed.
@@ -261,6 +278,8 @@ pub struct FilterLimits {
     pub max_flows: usize,
     /// Fragment vouchers at most.
     pub max_fragments: usize,
+    /// Unreplied flows one remote address may hold at most.
+    pub max_unreplied_per_remote: usize,
 }
 
 impl Default for FilterLimits {
@@ -268,6 +287,7 @@ impl Default for FilterLimits {
         Self {
             max_flows: 65_536,
             max_fragments: 4_096,
+            max_unreplied_per_remote: 1_024,
         }
     }
 }
@@ -279,6 +299,11 @@ pub struct Filter {
     generation: u64,
     limits: FilterLimits,
     flows: HashMap<FlowKey, Flow, Keyed>,
+    /// Unreplied flows per remote address.
+    unreplied: HashMap<IpAddr, usize>,
+    /// Unreplied flows, oldest first (entries since replied to or removed
+    /// are skipped when they come up).
+    unreplied_order: VecDeque<FlowKey>,
     fragments: HashMap<FragKey, Instant>,
     sweep_at: Option<Instant>,
     /// Earliest next sweep triggered by a full table.
@@ -303,6 +328,8 @@ impl Filter {
             generation: 0,
             limits,
             flows: HashMap::with_hasher(Keyed::new()),
+            unreplied: HashMap::new(),
+            unreplied_order: VecDeque::new(),
             fragments: HashMap::new(),
             sweep_at: None,
             full_sweep_at: None,
@@ -318,6 +345,8 @@ impl Filter {
         self.generation += 1;
         if self.policy.is_none() {
             self.flows.clear();
+            self.unreplied.clear();
+            self.unreplied_order.clear();
             self.fragments.clear();
         }
     }
@@ -364,7 +393,7 @@ impl Filter {
                 Direction::In => Direction::Out,
             };
             let key = FlowKey::of(qdir, qp, qs, qd, qsp, qdp);
-            if self.touch(now, key, &policy, &mut ident) {
+            if self.touch(now, key, None, &policy, &mut ident) {
                 return Ok(());
             }
         }
@@ -383,7 +412,7 @@ impl Filter {
             // by protocol alone, with port 0.
         }
         let key = FlowKey::of(dir, pkt.proto, pkt.src, pkt.dst, pkt.sport, pkt.dport);
-        if self.touch(now, key, &policy, &mut ident) {
+        if self.touch(now, key, Some(dir), &policy, &mut ident) {
             return Ok(());
         }
         let (local, remote) = match dir {
@@ -420,11 +449,14 @@ impl Filter {
     }
 
     /// Refreshes a tracked flow; re-checks it first if the policy changed
-    /// since. False if untracked, expired, or no longer allowed.
+    /// since. False if untracked, expired, or no longer allowed. `dir` is
+    /// the packet's direction (`None` for an ICMP error about the flow,
+    /// which is no reply).
     fn touch(
         &mut self,
         now: Instant,
         key: FlowKey,
+        dir: Option<Direction>,
         policy: &Compiled,
         ident: &mut impl FnMut(IpAddr, bool) -> Identity,
     ) -> bool {
@@ -432,7 +464,7 @@ impl Filter {
             return false;
         };
         if flow.expires <= now {
-            self.flows.remove(&key);
+            self.remove(&key);
             return false;
         }
         if flow.generation != self.generation {
@@ -442,15 +474,33 @@ impl Filter {
                 Direction::In => policy.decide(&r, &l, key.proto, flow.policy_port),
             };
             if v != Verdict::Allow {
-                self.flows.remove(&key);
+                self.remove(&key);
                 self.stats.flows_revoked += 1;
                 return false;
             }
             flow.generation = self.generation;
         }
-        flow.expires = now + timeout(key.proto);
+        if !flow.replied && dir.is_some_and(|d| d != flow.opened) {
+            flow.replied = true;
+            unreplied_done(&mut self.unreplied, key.remote);
+        }
+        flow.expires = now
+            + if flow.replied {
+                timeout(key.proto)
+            } else {
+                UNREPLIED_TIMEOUT
+            };
         self.stats.tracked_passes += 1;
         true
+    }
+
+    /// Drops a tracked flow, keeping the unreplied counts.
+    fn remove(&mut self, key: &FlowKey) {
+        if let Some(f) = self.flows.remove(key) {
+            if !f.replied {
+                unreplied_done(&mut self.unreplied, key.remote);
+            }
+        }
     }
 
     fn track(&mut self, now: Instant, key: FlowKey, dir: Direction, pkt: &Packet) {
@@ -476,22 +526,50 @@ impl Filter {
                 self.fragments.insert(fk, now + FRAGMENT_TIMEOUT);
             }
         }
-        if self.flows.len() >= self.limits.max_flows {
+        if self.unreplied.get(&key.remote).copied().unwrap_or(0)
+            >= self.limits.max_unreplied_per_remote
+        {
+            self.stats.conntrack_quota += 1;
+            return;
+        }
+        if self.flows.len() >= self.limits.max_flows && !self.evict_unreplied() {
             self.stats.conntrack_full += 1;
             return;
         }
         self.flows.insert(
             key,
             Flow {
-                expires: now + timeout(key.proto),
+                expires: now + UNREPLIED_TIMEOUT,
                 generation: self.generation,
                 opened: dir,
                 policy_port: pkt.policy_port,
+                replied: false,
             },
         );
+        *self.unreplied.entry(key.remote).or_insert(0) += 1;
+        self.unreplied_order.push_back(key);
+        // Replied and removed flows leave stale entries behind.
+        if self.unreplied_order.len() > 2 * self.limits.max_flows + 64 {
+            let flows = &self.flows;
+            self.unreplied_order
+                .retain(|k| flows.get(k).is_some_and(|f| !f.replied));
+        }
         if self.sweep_at.is_none() {
             self.sweep_at = Some(now + SWEEP_INTERVAL);
         }
+    }
+
+    /// Makes room by dropping the oldest unreplied flow; false if every
+    /// tracked flow has been replied to.
+    fn evict_unreplied(&mut self) -> bool {
+        while let Some(k) = self.unreplied_order.pop_front() {
+            if self.flows.get(&k).is_some_and(|f| !f.replied) {
+                self.remove(&k);
+                self.stats.conntrack_evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// When [`Filter::handle_timeout`] has expired entries to sweep.
@@ -509,7 +587,14 @@ impl Filter {
     }
 
     fn sweep(&mut self, now: Instant) {
-        self.flows.retain(|_, f| f.expires > now);
+        let unreplied = &mut self.unreplied;
+        self.flows.retain(|k, f| {
+            let keep = f.expires > now;
+            if !keep && !f.replied {
+                unreplied_done(unreplied, k.remote);
+            }
+            keep
+        });
         self.fragments.retain(|_, t| *t > now);
     }
 
@@ -522,6 +607,22 @@ impl Filter {
     /// whose session was refused).
     pub fn forget(&mut self, addrs: &[IpAddr]) {
         self.flows.retain(|k, _| !addrs.contains(&k.remote));
+        self.unreplied.retain(|a, _| !addrs.contains(a));
+    }
+
+    /// Unreplied flows `remote` holds.
+    pub fn unreplied(&self, remote: IpAddr) -> usize {
+        self.unreplied.get(&remote).copied().unwrap_or(0)
+    }
+}
+
+/// One fewer unreplied flow for `remote`.
+fn unreplied_done(counts: &mut HashMap<IpAddr, usize>, remote: IpAddr) {
+    if let Some(n) = counts.get_mut(&remote) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&remote);
+        }
     }
 }
 
@@ -732,19 +833,25 @@ icmp-types = [8]
     }
 
     #[test]
-    fn a_full_table_still_decides_but_does_not_track() {
+    fn a_table_full_of_replied_flows_still_decides_but_does_not_track() {
         let policy = Arc::new(Policy::parse(POLICY).unwrap().compile());
         let mut f = Filter::new(FilterLimits {
             max_flows: 2,
             max_fragments: 2,
+            max_unreplied_per_remote: 16,
         });
         f.set_policy(Some(policy.clone()));
         let t = Instant::now();
         let id = |a: IpAddr, _| Pair::ident(&policy, a);
-        for port in 1..=3 {
+        // Two connections, each answered.
+        for port in 1..=2 {
             let p = parse(&tcp(ip(1), ip(2), port, 5432)).unwrap();
             f.check(t, Direction::Out, &p, id).unwrap();
+            let r = parse(&tcp(ip(2), ip(1), 5432, port)).unwrap();
+            f.check(t, Direction::In, &r, id).unwrap();
         }
+        let p = parse(&tcp(ip(1), ip(2), 3, 5432)).unwrap();
+        f.check(t, Direction::Out, &p, id).unwrap();
         assert_eq!(f.flow_count(), 2);
         assert_eq!(f.stats().conntrack_full, 1);
         // Still full a second later: no new sweep yet, still not tracked.
@@ -757,9 +864,61 @@ icmp-types = [8]
         f.check(later, Direction::Out, &p, id).unwrap();
         assert_eq!(f.flow_count(), 1);
         assert_eq!(f.stats().conntrack_full, 2);
-        // After the timeout the sweep empties it.
-        f.handle_timeout(later + TCP_TIMEOUT + SWEEP_INTERVAL);
+        // Unanswered, it is swept after the unreplied timeout.
+        f.handle_timeout(later + UNREPLIED_TIMEOUT + SWEEP_INTERVAL);
         assert_eq!(f.flow_count(), 0);
+        assert_eq!(f.unreplied(ip(2)), 0);
+    }
+
+    #[test]
+    fn an_unanswered_flood_of_allowed_flows_cannot_lock_out_new_connections() {
+        let policy = Arc::new(Policy::parse(POLICY).unwrap().compile());
+        let mut db = Filter::new(FilterLimits {
+            max_flows: 64,
+            max_fragments: 8,
+            max_unreplied_per_remote: 16,
+        });
+        db.set_policy(Some(policy.clone()));
+        // db (100.64.0.2) is local; every remote is in segment web.
+        let id = |a: IpAddr, local: bool| {
+            let s = vec![if local { "db" } else { "web" }.to_string()];
+            policy.identity(&Subject {
+                name: "n",
+                segments: &s,
+                addr: a,
+            })
+        };
+        let t = Instant::now();
+        let syn = |from: u8, port: u16| parse(&tcp(ip(from), ip(2), port, 5432)).unwrap();
+        let ack = |to: u8, port: u16| parse(&tcp(ip(2), ip(to), 5432, port)).unwrap();
+        // An established connection from web-1.
+        db.check(t, Direction::In, &syn(1, 40000), id).unwrap();
+        db.check(t, Direction::Out, &ack(1, 40000), id).unwrap();
+        // web-3 floods SYNs on a thousand source ports: allowed, never answered.
+        for port in 1..=1000 {
+            db.check(t, Direction::In, &syn(3, port), id).unwrap();
+        }
+        assert_eq!(db.unreplied(ip(3)), 16, "one remote holds its quota");
+        assert_eq!(db.stats().conntrack_quota, 1000 - 16);
+        // Fifty more flooders fill the table; the oldest unanswered flows give way.
+        for from in 10..60 {
+            for port in 1..=15 {
+                db.check(t, Direction::In, &syn(from, port), id).unwrap();
+            }
+        }
+        assert!(db.flow_count() <= 64);
+        assert!(db.stats().conntrack_evicted > 0);
+        assert_eq!(db.stats().conntrack_full, 0);
+        // The established connection still passes both ways (an untracked
+        // db → web packet would be denied: no rule allows it).
+        db.check(t, Direction::Out, &ack(1, 40000), id).unwrap();
+        // A new connection from web-4 is tracked and its answer passes.
+        db.check(t, Direction::In, &syn(4, 50000), id).unwrap();
+        db.check(t, Direction::Out, &ack(4, 50000), id).unwrap();
+        // Unanswered flows go after UNREPLIED_TIMEOUT; answered ones stay.
+        db.handle_timeout(t + UNREPLIED_TIMEOUT + SWEEP_INTERVAL);
+        assert_eq!(db.flow_count(), 2);
+        assert_eq!(db.unreplied(ip(3)), 0);
     }
 
     #[test]
