@@ -61,6 +61,8 @@ address = "198.18.0.$n:51820"
 socket = "$DIR/$h.sock"
 [log]
 level = "warn"
+[policy]
+state-dir = "$DIR/$h-state"
 [[peer]]
 certificate = "$o.crt"
 endpoint = "198.18.0.$m:51820"

@@ -297,7 +297,8 @@ impl Mesh {
         let mut text = format!(
             "[node]\ncertificate = \"{0}.crt\"\nprivate-key = \"{0}.key\"\nca-certificate = \"ca.crt\"\n\n\
              [listen]\naddress = \"{1}:51820\"\n\n[tun]\nname = \"meshd0\"\nmtu = {2}\n\n\
-             [admin]\nsocket = \"{3}\"\n\n[metrics]\naddress = \"127.0.0.1:9720\"\n\n[log]\nlevel = \"debug\"\n",
+             [admin]\nsocket = \"{3}\"\n\n[metrics]\naddress = \"127.0.0.1:9720\"\n\n[log]\nlevel = \"debug\"\n\n\
+             [policy]\nstate-dir = \"state-{0}\"\nbundles = []\n",
             h.name,
             h.underlay,
             opts.tun_mtu,
@@ -314,22 +315,20 @@ impl Mesh {
         std::fs::write(&h.config, text).unwrap();
     }
 
-    /// Adds a `[policy]` section to every host's config: a state directory
-    /// of its own (`state-hN`) and, if given, bundle files (relative to the
-    /// mesh directory) to load at start.
+    /// Names bundle files (relative to the mesh directory) for every host
+    /// to load at start. Every host saves the bundles in force in a state
+    /// directory of its own (`state-hN`).
     pub fn configure_policy(&self, bundles: &[&str]) {
         for h in &self.hosts {
             let list: Vec<String> = bundles.iter().map(|b| format!("\"{b}\"")).collect();
-            let text = format!(
-                "\n[policy]\nstate-dir = \"state-{}\"\nbundles = [{}]\n",
-                h.name,
-                list.join(", ")
+            let text = std::fs::read_to_string(&h.config).unwrap();
+            assert!(text.contains("bundles = []\n"), "{text}");
+            let text = text.replacen(
+                "bundles = []\n",
+                &format!("bundles = [{}]\n", list.join(", ")),
+                1,
             );
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&h.config)
-                .unwrap();
-            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            std::fs::write(&h.config, text).unwrap();
         }
     }
 

@@ -116,3 +116,67 @@ fn a_certificate_claiming_another_nodes_overlay_address_is_refused_and_the_owner
         "h0's log does not say why it refused:\n{log}"
     );
 }
+
+/// The policy part of `meshctl status` on a host.
+fn policy_status(mesh: &Mesh, host: usize) -> Value {
+    json(mesh, host, "status")["policy"].clone()
+}
+
+#[test]
+fn a_restarted_node_cut_off_from_every_policy_holder_enforces_its_saved_policy_and_fails_closed_without_it(
+) {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 3));
+    // A policy in force everywhere: ICMP only.
+    std::fs::write(
+        mesh.dir.join("icmp.toml"),
+        "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\nproto = \"icmp\"\n",
+    )
+    .unwrap();
+    mesh.meshctl(&[
+        "policy",
+        "sign",
+        "icmp.toml",
+        "--version",
+        "7",
+        "--out",
+        "icmp.bundle",
+    ]);
+    let s0 = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    mesh.meshctl(&["policy", "push", "icmp.bundle", "--bundle", "--socket", &s0]);
+    wait_for("the policy on h1", Duration::from_secs(5), || {
+        policy_status(&mesh, 1)["policy-version"] == 7
+    });
+    // Both stop; h1 comes back alone: no node can give it the policy.
+    mesh.terminate(0);
+    mesh.terminate(1);
+    mesh.start(1);
+    let p = policy_status(&mesh, 1);
+    assert_eq!(p["policy-version"], 7, "{p}");
+    assert_eq!(p["fail-closed"], false, "{p}");
+    // Its saved policy damaged: it denies everything rather than nothing.
+    mesh.terminate(1);
+    let saved = mesh.dir.join("state-h1").join("policy.bundle");
+    assert!(saved.exists(), "no saved policy at {}", saved.display());
+    std::fs::write(&saved, "-----BEGIN MESHD POLICY BUNDLE-----\nbroken\n").unwrap();
+    mesh.start(1);
+    let p = policy_status(&mesh, 1);
+    assert_eq!(p["fail-closed"], true, "{p}");
+    assert_eq!(p["policy-version"], Value::Null, "{p}");
+    let log = mesh.log(1);
+    assert!(
+        log.contains("denies all traffic until a valid one arrives"),
+        "{log}"
+    );
+    // The first policy holder it meets gives the policy back.
+    mesh.start(0);
+    wait_for("the policy back on h1", Duration::from_secs(10), || {
+        let p = policy_status(&mesh, 1);
+        p["policy-version"] == 7 && p["fail-closed"] == false
+    });
+    assert!(mesh.ping(1, 0, 3), "ICMP, which the policy allows, fails");
+}

@@ -86,7 +86,8 @@ impl Node {
     /// Saves the bundle of `kind` in force to the state directory (write and
     /// rename, so a crash never leaves half a file).
     fn save_bundle(&self, kind: BundleKind) {
-        let (Some(dir), Some(b)) = (&self.cfg.policy.state_dir, self.ep.bundle(kind)) else {
+        let dir = &self.cfg.policy.state_dir;
+        let Some(b) = self.ep.bundle(kind) else {
             return;
         };
         let path = crate::startup::bundle_path(dir, kind);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crypto::files;
 use crypto::RealCrypto;
 use proto::armor::LABEL_NODE_KEY;
-use proto::bundle::BundleError;
+use proto::bundle::{BundleError, BundleKind};
 use proto::cert::{Certificate, TrustedCa};
 use proto::endpoint::{Endpoint, EndpointConfig};
 use proto::handshake::Identity;
@@ -34,6 +34,8 @@ pub struct Loaded {
     /// Signed bundles to apply at start: (where from, whether the config
     /// named it, encoding). Verified when applied.
     pub bundles: Vec<(std::path::PathBuf, bool, Vec<u8>)>,
+    /// Saved bundles that could not be read, with why.
+    pub unreadable: Vec<(std::path::PathBuf, proto::bundle::BundleKind, String)>,
 }
 
 /// Where the bundle of `kind` in force is saved.
@@ -118,17 +120,18 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
             })?;
         bundles.push((path.clone(), true, b));
     }
-    if let Some(dir) = &cfg.policy.state_dir {
-        for kind in proto::bundle::BundleKind::ALL {
-            let path = bundle_path(dir, kind);
-            if path.exists() {
-                // A damaged saved bundle is not fatal: gossip brings the
-                // current one back. It is reported when applied.
-                match read_bundle(&path) {
-                    Ok(b) => bundles.push((path, false, b)),
-                    // Logging is not set up yet; stderr reaches the journal.
-                    Err(e) => eprintln!("meshd: policy.state-dir: ignoring {e}"),
-                }
+    let dir = &cfg.policy.state_dir;
+    check_state_dir(dir)?;
+    let mut unreadable = Vec::new();
+    for kind in proto::bundle::BundleKind::ALL {
+        let path = bundle_path(dir, kind);
+        if path.exists() {
+            // A damaged saved bundle does not stop meshd: gossip brings the
+            // current one back (and a damaged policy makes it deny all
+            // until then, see `endpoint`).
+            match read_bundle(&path) {
+                Ok(b) => bundles.push((path, false, b)),
+                Err(e) => unreadable.push((path, kind, e)),
             }
         }
     }
@@ -137,7 +140,35 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
         identity,
         peers,
         bundles,
+        unreadable,
     })
+}
+
+/// `[policy] state-dir` must be a directory meshd can write (created if
+/// missing): bundles put in force are saved there.
+pub fn check_state_dir(dir: &std::path::Path) -> Result<(), String> {
+    let fix = "set [policy] state-dir to a writable directory";
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "policy.state-dir: {} is not a directory; {fix}",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "policy.state-dir: cannot create {}: {e}; {fix}",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".meshd-write-check");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            format!(
+                "policy.state-dir: {} is not writable: {e}; make it writable by the user meshd runs as, or {fix}",
+                dir.display()
+            )
+        })
 }
 
 /// The probe settings of `[health]`; what the file does not set keeps the
@@ -177,6 +208,7 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
         identity,
         peers,
         bundles,
+        unreadable,
     } = loaded;
     let mut ep = Endpoint::new(
         Arc::new(RealCrypto),
@@ -185,6 +217,9 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
         endpoint_config(cfg),
         Box::new(rand_core::OsRng),
     );
+    // The saved policy's failure, if it failed: this node had a policy.
+    let saved_policy = bundle_path(&cfg.policy.state_dir, BundleKind::Policy);
+    let mut policy_lost = None;
     for (path, configured, bytes) in &bundles {
         match ep.apply_bundle(Instant::now(), unix_nanos(), bytes) {
             Ok((kind, version)) => info!(file = %path.display(), %kind, version, "bundle in force"),
@@ -192,11 +227,35 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
             Err(e) if *configured => {
                 return Err(format!("policy.bundles: {}: {e}", path.display()));
             }
-            Err(e) => warn!(file = %path.display(), "saved bundle ignored: {e}"),
+            Err(e) => {
+                warn!(file = %path.display(), "saved bundle ignored: {e}");
+                if *path == saved_policy {
+                    policy_lost = Some(e.to_string());
+                }
+            }
         }
     }
-    if ep.policy().is_none() {
-        warn!("no policy bundle in force: all traffic between mesh members is allowed until one is pushed (meshctl policy push)");
+    for (path, kind, e) in &unreadable {
+        warn!(file = %path.display(), "saved bundle unreadable: {e}");
+        if *kind == BundleKind::Policy {
+            policy_lost = Some(e.clone());
+        }
+    }
+    match policy_lost {
+        // Fail closed: a node that had a policy never forwards without one.
+        Some(why) if ep.policy().is_none() => {
+            let deny_all = proto::policy::Policy::parse("")
+                .map_err(|e| format!("the built-in deny-all policy: {e}"))?;
+            ep.set_policy(Instant::now(), Some(Arc::new(deny_all.compile())));
+            tracing::error!(
+                file = %saved_policy.display(),
+                "saved policy did not load ({why}): this node had a policy, so it denies all traffic until a valid one arrives (meshctl policy push), or remove the file to allow all"
+            );
+        }
+        _ if ep.policy().is_none() => {
+            warn!("no policy bundle in force: all traffic between mesh members is allowed until one is pushed (meshctl policy push)");
+        }
+        _ => {}
     }
     // Static peers hold their certificates' addresses and names from the
     // start; two holding the same one is a configuration error.
@@ -360,5 +419,29 @@ mod tests {
             (e.accept_unknown_peers, e.accept_segments),
             (d.accept_unknown_peers, d.accept_segments)
         );
+    }
+
+    #[test]
+    fn the_state_directory_must_be_a_writable_directory() {
+        let base = std::env::temp_dir().join(format!("meshd-state-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // Missing: created.
+        let dir = base.join("a/b");
+        check_state_dir(&dir).unwrap();
+        assert!(dir.is_dir());
+        // A file: refused, naming the field and the fix.
+        let file = base.join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = check_state_dir(&file).unwrap_err();
+        assert!(
+            e.contains("policy.state-dir")
+                && e.contains("not a directory")
+                && e.contains("writable directory"),
+            "{e}"
+        );
+        // Under a file: cannot be created.
+        let e = check_state_dir(&file.join("sub")).unwrap_err();
+        assert!(e.contains("cannot create"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

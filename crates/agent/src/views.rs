@@ -116,6 +116,7 @@ pub fn policy_status(ep: &Endpoint, now: Instant) -> PolicyStatusView {
     };
     PolicyStatusView {
         policy_version: ep.bundle(BundleKind::Policy).map(Bundle::version),
+        fail_closed: ep.policy().is_some() && ep.bundle(BundleKind::Policy).is_none(),
         rules: ep.policy().map_or(0, |p| p.rules().len()),
         enclaves: ep
             .policy()

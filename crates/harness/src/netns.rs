@@ -292,7 +292,8 @@ fn build(
         let _ = write!(
             cfg,
             "[node]\ncertificate = \"{0}.crt\"\nprivate-key = \"{0}.key\"\nca-certificate = \"ca.crt\"\n\n\
-             [listen]\naddress = \"0.0.0.0:51820\"\nunderlay-mtu = {2}\n\n[admin]\nsocket = \"{1}\"\n\n[log]\nlevel = \"info\"\n",
+             [listen]\naddress = \"0.0.0.0:51820\"\nunderlay-mtu = {2}\n\n[admin]\nsocket = \"{1}\"\n\n[log]\nlevel = \"info\"\n\n\
+             [policy]\nstate-dir = \"{0}-state\"\n",
             h.name,
             dir.join(format!("{}.sock", h.name)).display(),
             underlay_mtu

@@ -129,6 +129,10 @@ pub fn status(s: &StatusView) -> String {
             p.rules,
             list(&p.enclaves)
         ),
+        None if p.fail_closed => writeln!(
+            o,
+            "  policy       none valid: denying all traffic (the saved policy did not load; push one)"
+        ),
         None => writeln!(
             o,
             "  policy       none in force: all traffic between members allowed"

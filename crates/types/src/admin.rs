@@ -158,8 +158,13 @@ pub struct RoutingStatusView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PolicyStatusView {
-    /// Version of the policy bundle in force (none: all traffic allowed).
+    /// Version of the policy bundle in force (none: all traffic allowed,
+    /// unless `fail_closed`).
     pub policy_version: Option<u64>,
+    /// No valid policy, but this node had one (its saved policy did not
+    /// load): it denies all traffic until a valid policy arrives.
+    #[serde(default)]
+    pub fail_closed: bool,
     /// Rules in it.
     pub rules: usize,
     /// Its enclaves.

@@ -147,7 +147,7 @@ impl Default for CryptoSection {
 
 /// `[policy]`: where signed bundles (the segment policy and the revocation
 /// list, from `meshctl policy push` / `meshctl revoke`) come from and are kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct PolicySection {
     /// Bundle files to load at start (e.g. the first policy, shipped with
@@ -155,8 +155,21 @@ pub struct PolicySection {
     pub bundles: Vec<PathBuf>,
     /// Directory where the bundles in force are saved (`policy.bundle`,
     /// `revocation.bundle`) and loaded from at start, so a restarted node
-    /// enforces them before it hears from anyone. Unset: not saved.
-    pub state_dir: Option<PathBuf>,
+    /// enforces them before it hears from anyone. It must be a writable
+    /// directory (created if missing).
+    pub state_dir: PathBuf,
+}
+
+/// Where bundles are saved unless `[policy] state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/meshd";
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            bundles: Vec::new(),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+        }
+    }
 }
 
 /// `[node]`: identity files.
@@ -449,9 +462,7 @@ impl NodeConfig {
         for b in &mut self.policy.bundles {
             fix(b);
         }
-        if let Some(d) = self.policy.state_dir.as_mut() {
-            fix(d);
-        }
+        fix(&mut self.policy.state_dir);
     }
 }
 
@@ -509,6 +520,7 @@ ca-certificate = "ca.crt"
         assert_eq!(c.tun.name, "meshd0");
         assert_eq!(c.listen.address.port(), 51820);
         assert!(c.peers.is_empty());
+        assert_eq!(c.policy.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     }
 
     #[test]
