@@ -180,3 +180,56 @@ fn a_restarted_node_cut_off_from_every_policy_holder_enforces_its_saved_policy_a
     });
     assert!(mesh.ping(1, 0, 3), "ICMP, which the policy allows, fails");
 }
+
+#[test]
+fn a_second_meshd_cannot_share_the_port_of_a_running_one() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(1, MeshOptions::default());
+    // Two packet workers each: both would bind the port with SO_REUSEPORT.
+    let config = mesh.hosts[0].config.clone();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[tun]\n", "[tun]\nqueues = 2\n");
+    std::fs::write(&config, &text).unwrap();
+    mesh.start(0);
+    let second = mesh.dir.join("second.toml");
+    let socket = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    std::fs::write(
+        &second,
+        text.replace(&socket, &format!("{socket}.second"))
+            .replace("name = \"meshd0\"", "name = \"meshd9\"")
+            .replace("state-dir = \"state-h0\"", "state-dir = \"state-second\""),
+    )
+    .unwrap();
+    let mut child = mesh.spawn(
+        0,
+        &[
+            meshd_tests::binary("meshd").to_str().unwrap(),
+            "--config",
+            second.to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second meshd started and runs on the same port");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("listen.address") && err.contains("in use") && err.contains("another meshd"),
+        "{err}"
+    );
+    // The first one is undisturbed.
+    assert_eq!(json(&mesh, 0, "status")["name"], "h0");
+}

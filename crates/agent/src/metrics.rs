@@ -41,7 +41,14 @@ pub async fn serve(listener: TcpListener, to_node: mpsc::Sender<Pending>) {
                 _ => return,
             };
             let head = String::from_utf8_lossy(&req[..n]);
-            let (status, body) = if head.starts_with("GET /metrics") || head.starts_with("GET / ") {
+            let (status, body) = if !host_is_loopback(&head) {
+                // A web page in a local browser, its name rebound to
+                // 127.0.0.1, must not read the node's metrics.
+                (
+                    "421 Misdirected Request",
+                    "metrics answer only requests for a loopback host (Host: 127.0.0.1, [::1] or localhost)\n".to_string(),
+                )
+            } else if head.starts_with("GET /metrics") || head.starts_with("GET / ") {
                 let (tx, rx) = oneshot::channel();
                 if to_node.send((AdminRequest::Metrics, tx)).await.is_err() {
                     return;
@@ -63,6 +70,26 @@ pub async fn serve(listener: TcpListener, to_node: mpsc::Sender<Pending>) {
             let _ = stream.write_all(resp.as_bytes()).await;
         });
     }
+}
+
+/// Whether an HTTP request's `Host` header, if it has one, names a
+/// loopback host (DNS rebinding defence; a request without one, as from
+/// curl 0.9 or a scraper speaking HTTP/1.0, passes).
+fn host_is_loopback(head: &str) -> bool {
+    let Some(host) = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case("host").then(|| v.trim())
+    }) else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback())
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -440,4 +467,27 @@ pub fn render(
         peers.iter().filter(|p| p.refused).count()
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn only_loopback_hosts_are_answered() {
+        for ok in [
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9720\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nhost: localhost:9720\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nHost: [::1]:9720\r\n\r\n",
+            "GET /metrics HTTP/1.0\r\n\r\n",
+        ] {
+            assert!(host_is_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "GET /metrics HTTP/1.1\r\nHost: evil.example:9720\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nHost: 198.18.0.1:9720\r\n\r\n",
+        ] {
+            assert!(!host_is_loopback(bad), "{bad}");
+        }
+    }
 }

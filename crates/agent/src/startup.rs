@@ -333,6 +333,17 @@ pub struct Sockets {
 pub fn sockets(cfg: &NodeConfig, workers: usize) -> Result<Sockets, String> {
     let bind_err =
         |e: std::io::Error| format!("listen.address: cannot bind {}: {e}", cfg.listen.address);
+    // SO_REUSEPORT would let this meshd share a port another process (a
+    // second meshd) holds, silently taking part of its datagrams: bind it
+    // alone once first, which fails if anyone holds it.
+    if workers > 1 && cfg.listen.address.port() != 0 {
+        std::net::UdpSocket::bind(cfg.listen.address).map_err(|e| {
+            format!(
+                "listen.address: {} is in use ({e}): another process (another meshd?) holds the port; stop it or choose another port",
+                cfg.listen.address
+            )
+        })?;
+    }
     let first = bind_udp(cfg.listen.address, workers > 1).map_err(bind_err)?;
     // With port 0 the kernel picked one; the other workers join it.
     let bound = first.local_addr().map_err(bind_err)?;

@@ -97,6 +97,8 @@ pub struct Session {
     replay: ReplayWindow,
     established: Instant,
     initiator: bool,
+    /// A packet was received on it (for a responder: it is confirmed).
+    received: bool,
 }
 
 impl fmt::Debug for Session {
@@ -128,6 +130,7 @@ impl Session {
             replay: ReplayWindow::new(),
             established,
             initiator,
+            received: false,
         }
     }
 
@@ -232,6 +235,12 @@ impl Session {
     /// the window meanwhile.
     pub fn commit(&mut self, counter: u64) -> bool {
         self.replay.update(counter)
+    }
+
+    /// Records that an authenticated packet arrived; true the first time
+    /// (a responder's session is confirmed then).
+    pub fn note_received(&mut self) -> bool {
+        !std::mem::replace(&mut self.received, true)
     }
 }
 

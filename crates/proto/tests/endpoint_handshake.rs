@@ -281,3 +281,43 @@ fn junk_spoofed_from_a_peers_address_cannot_force_handshakes() {
     junk(&mut net);
     assert_eq!(net.b.ep.stats().initiations_sent, 1);
 }
+
+/// A responder that restarted has forgotten the timestamps of initiations
+/// it accepted (as WireGuard), so a recorded message 1 replayed from
+/// elsewhere is answered once. It must not redirect the peer's traffic to
+/// the replayer, nor count as a completed handshake: the replayer cannot
+/// send on the session, so it is never confirmed.
+#[test]
+fn a_replayed_initiation_after_a_restart_neither_moves_the_peer_nor_completes() {
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(true, b"0");
+    let recorded: Vec<Vec<u8>> = net
+        .wire
+        .iter()
+        .filter(|(to_b, d)| *to_b && d[0] == 1)
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert!(!recorded.is_empty(), "no initiation on the wire");
+    net.pump();
+    let alice_pub = net.restart_b(107);
+    net.b.peer = net.b.ep.add_peer(alice_pub, Some(addr(1)), None);
+    let (now, unix) = (net.now, net.unix());
+    let attacker = SocketAddr::from(([198, 18, 0, 66], 4444));
+    for f in &recorded {
+        let mut d = f.clone();
+        net.b.ep.handle_datagram(now, unix, attacker, &mut d);
+    }
+    let answered = std::iter::from_fn(|| net.b.ep.poll_transmit()).count();
+    assert!(
+        answered > 0,
+        "the replay was not even answered: test is vacuous"
+    );
+    let p = net.b.ep.peer(net.b.peer, now).unwrap();
+    assert_eq!(
+        p.endpoint,
+        Some(addr(1)),
+        "the replayer took the peer's address"
+    );
+    assert_eq!(net.b.ep.stats().handshakes_completed, 0);
+    assert!(!p.has_session);
+}

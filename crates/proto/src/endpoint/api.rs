@@ -124,8 +124,9 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
-    /// A handshake completed; for the responder the session is confirmed
-    /// when the first packet arrives.
+    /// A handshake completed: for the initiator when the response arrives,
+    /// for the responder when the first packet on the new session confirms
+    /// it.
     HandshakeCompleted {
         /// The peer.
         peer: PeerId,

@@ -31,7 +31,7 @@ use crate::wire::{
 };
 
 use super::admission::Remote;
-use super::api::{Incoming, OpenPlan, PeerId, Prepared, Received, SealPlan, SendOutcome};
+use super::api::{Event, Incoming, OpenPlan, PeerId, Prepared, Received, SealPlan, SendOutcome};
 use super::net::Source;
 use super::peer::Slot;
 use super::stats::DropReason;
@@ -382,8 +382,20 @@ impl Endpoint {
         let rekey = session.is_initiator()
             && slot == Some(Slot::Current)
             && rekey_on_receive(session.established(), now);
+        // The first packet on a responder's session confirms it: that
+        // handshake is complete.
+        if !session.is_initiator() && session.note_received() {
+            let name = p.cert.as_ref().map(|c| c.name().to_string());
+            self.out.stats.handshakes_completed += 1;
+            self.out.event(Event::HandshakeCompleted {
+                peer,
+                name: name.unwrap_or_default(),
+                initiator: false,
+            });
+        }
+        let p = &mut self.peers[peer];
         if slot == Some(Slot::Next) {
-            // First packet on the responder's new session confirms it.
+            // The confirmed session becomes current.
             let retired = p.sessions.confirm_next();
             self.peers.release(retired);
             if let Some(a) = source.direct() {

@@ -437,8 +437,14 @@ impl Endpoint {
                 peer
             }
         };
+        let initiator_role = matches!(role, Role::Initiator { .. });
+        // The initiator's address is taken from its answer; a responder keeps
+        // the address it knows until the new session is confirmed (a message
+        // 1 replayed from elsewhere must not redirect the peer's traffic).
         if let Some(a) = source.direct() {
-            self.peers.set_endpoint(peer, a);
+            if initiator_role || self.peers[peer].endpoint.is_none() {
+                self.peers.set_endpoint(peer, a);
+            }
         }
         let claimant = Claimant {
             key: &peer_static,
@@ -483,13 +489,16 @@ impl Endpoint {
                 cx.send_reply(source, f);
             }
         }
-        self.out.stats.handshakes_completed += 1;
-        self.out.event(Event::HandshakeCompleted {
-            peer,
-            name,
-            initiator,
-        });
+        // A responder's handshake completes when the initiator's first
+        // packet confirms it (`data.rs`): until then it is only a replayable
+        // message 1 answered.
         if initiator {
+            self.out.stats.handshakes_completed += 1;
+            self.out.event(Event::HandshakeCompleted {
+                peer,
+                name,
+                initiator,
+            });
             self.flush_queue(now, peer);
         }
         Received::Handshake

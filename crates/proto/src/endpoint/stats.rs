@@ -151,7 +151,8 @@ impl fmt::Display for DropReason {
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     drops: [u64; DropReason::ALL.len()],
-    /// Handshakes completed (either role).
+    /// Handshakes completed (either role; a responder's when the first packet
+    /// on its new session confirms it).
     pub handshakes_completed: u64,
     /// Handshake failures by [`HandshakeError::reason`].
     pub handshake_failures: HashMap<&'static str, u64>,
