@@ -29,6 +29,7 @@ mod noise;
 pub mod pmtu;
 pub mod policy;
 pub mod provider;
+pub mod ratelimit;
 pub mod replay;
 pub mod route;
 pub mod session;

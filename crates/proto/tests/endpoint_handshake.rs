@@ -321,3 +321,50 @@ fn a_replayed_initiation_after_a_restart_neither_moves_the_peer_nor_completes() 
     assert_eq!(net.b.ep.stats().handshakes_completed, 0);
     assert!(!p.has_session);
 }
+
+/// Under handshake load, each source address gets a small share of the
+/// node's handshake work (MAC checks, cookie replies) and all sources
+/// together a bounded amount, before any hashing: a flood from one
+/// address, or from thousands of spoofed ones, costs the node no more.
+#[test]
+fn under_load_each_source_and_all_sources_together_get_a_bounded_share() {
+    let mut net = Net::new(EndpointConfig {
+        handshake_load_threshold: 5,
+        ..EndpointConfig::default()
+    });
+    net.b.ep.set_under_load(Some(true));
+    net.send(true, b"x");
+    let first = net
+        .wire
+        .iter()
+        .find(|(to_b, d)| *to_b && d[0] == 1 && d[1] == 0)
+        .map(|(_, d)| d.clone())
+        .unwrap();
+    net.wire.clear();
+    let (now, unix) = (net.now, net.unix());
+    let flood = |ep: &mut Endpoint, n: u32, src: &dyn Fn(u32) -> SocketAddr| {
+        for i in 0..n {
+            let mut d = first.clone();
+            ep.handle_datagram(now, unix, src(i), &mut d);
+        }
+        while ep.poll_transmit().is_some() {}
+    };
+    flood(&mut net.b.ep, 1000, &|_| addr(66));
+    let st = net.b.ep.stats();
+    assert_eq!(st.cookie_replies_sent, 5, "one source: its burst");
+    assert_eq!(st.drops(DropReason::RateLimited), 995);
+    flood(&mut net.b.ep, 1, &|_| addr(67));
+    assert_eq!(
+        net.b.ep.stats().cookie_replies_sent,
+        6,
+        "another source is not starved"
+    );
+    flood(&mut net.b.ep, 10_000, &|i| {
+        SocketAddr::from(([198, 19, (i >> 8) as u8, i as u8], 4000))
+    });
+    let replies = net.b.ep.stats().cookie_replies_sent;
+    assert!(
+        replies <= 6 + 50,
+        "spoofed sources got {replies} cookie replies"
+    );
+}

@@ -67,11 +67,15 @@ pub enum DropReason {
     /// relayed path adds a relay header); the driver answers the sender with
     /// an ICMP "packet too big" ([`SendOutcome::TooBig`](super::SendOutcome::TooBig)).
     TooBig,
+    /// Under handshake load, an initiation fragment beyond its source
+    /// address's share, or beyond what all sources together may have
+    /// looked at in a second; dropped before any MAC is computed.
+    RateLimited,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -99,6 +103,7 @@ impl DropReason {
         Self::PolicyDenied,
         Self::PeerRefused,
         Self::TooBig,
+        Self::RateLimited,
     ];
 
     /// Stable name for metrics labels.
@@ -131,6 +136,7 @@ impl DropReason {
             Self::PolicyDenied => "policy_denied",
             Self::PeerRefused => "peer_refused",
             Self::TooBig => "too_big",
+            Self::RateLimited => "rate_limited",
         }
     }
 
