@@ -23,6 +23,14 @@
 //! after [`HealthConfig::up_after_replies`] consecutive replies it is up
 //! again. [`LinkHealth::up_since`] lets the router hold a recovered link down
 //! for a while before moving traffic back (hysteresis).
+//!
+//! Routes weigh a link by its base RTT ([`LinkHealth::base_rtt`]: the
+//! smallest sample of the last [`BASE_RTT_WINDOW`]), not the smoothed RTT:
+//! probes queue behind the traffic the link carries, so a busy link's
+//! smoothed RTT rises with its own load, and a route weighed by it would
+//! leave a link for being used, then come back to it once idle (as BBR keeps
+//! its minimum RTT apart from queueing). Loss and failure still move routes
+//! at once.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -84,6 +92,10 @@ pub enum LinkChange {
 }
 
 const MAX_OUTSTANDING: usize = 32;
+/// The base RTT is the smallest sample of this long.
+pub const BASE_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Samples are kept as the minimum of each slice this long.
+const BASE_RTT_SLICE: Duration = Duration::from_secs(1);
 /// A down link is probed at the fast rate for this long after it failed,
 /// then at the idle rate until it answers or carries data again.
 pub const DOWN_FAST_WINDOW: Duration = Duration::from_secs(10);
@@ -109,6 +121,9 @@ pub struct LinkHealth {
     srtt: Option<Duration>,
     rttvar: Duration,
     last_rtt: Option<Duration>,
+    /// The smallest RTT sample of each slice of the base-RTT window, oldest
+    /// first: (slice start, minimum).
+    minima: VecDeque<(Instant, Duration)>,
     /// Last 64 resolved probes, newest in bit 0: 1 = answered.
     history: u64,
     resolved: u32,
@@ -132,6 +147,7 @@ impl LinkHealth {
             srtt: None,
             rttvar: Duration::ZERO,
             last_rtt: None,
+            minima: VecDeque::new(),
             history: 0,
             resolved: 0,
             misses: 0,
@@ -167,6 +183,34 @@ impl LinkHealth {
     /// The last RTT sample.
     pub fn last_rtt(&self) -> Option<Duration> {
         self.last_rtt
+    }
+
+    /// The smallest RTT sample of the last [`BASE_RTT_WINDOW`] (the smoothed
+    /// RTT when the window holds none): what the link costs without the
+    /// queue its own traffic builds.
+    pub fn base_rtt(&self, now: Instant) -> Option<Duration> {
+        self.minima
+            .iter()
+            .filter(|(start, _)| now.saturating_duration_since(*start) < BASE_RTT_WINDOW)
+            .map(|(_, rtt)| *rtt)
+            .min()
+            .or(self.srtt)
+    }
+
+    fn sample(&mut self, now: Instant, rtt: Duration) {
+        match self.minima.back_mut() {
+            Some((start, min)) if now.saturating_duration_since(*start) < BASE_RTT_SLICE => {
+                *min = (*min).min(rtt);
+            }
+            _ => self.minima.push_back((now, rtt)),
+        }
+        while self
+            .minima
+            .front()
+            .is_some_and(|(start, _)| now.saturating_duration_since(*start) >= BASE_RTT_WINDOW)
+        {
+            self.minima.pop_front();
+        }
     }
 
     /// RTT variation (jitter), RFC 6298 style.
@@ -312,12 +356,14 @@ impl LinkHealth {
                 self.last_rtt = Some(rtt);
                 self.srtt = Some(rtt);
                 self.rttvar = rtt / 2;
+                self.sample(now, rtt);
             }
             Some(s) => {
                 self.last_rtt = Some(rtt);
                 let diff = s.abs_diff(rtt);
                 self.rttvar = (self.rttvar * 3 + diff) / 4;
                 self.srtt = Some((s * 7 + rtt) / 8);
+                self.sample(now, rtt);
             }
         }
         self.record(true);
@@ -528,5 +574,22 @@ mod tests {
         assert!(l.next_deadline() <= now);
         l.defer_probe(now);
         assert!(l.next_deadline() > now, "no busy loop without a session");
+    }
+
+    #[test]
+    fn the_base_rtt_ignores_a_queue_and_follows_a_lasting_change() {
+        let mut now = Instant::now();
+        let mut link = LinkHealth::new(HealthConfig::default(), now);
+        run(&mut link, &mut now, ms(3000), ms(1), true);
+        assert_eq!(link.base_rtt(now), Some(ms(1)));
+        // The link's own traffic queues the probes: the smoothed RTT rises,
+        // the base RTT does not.
+        run(&mut link, &mut now, ms(3000), ms(20), true);
+        assert!(link.srtt().unwrap() > ms(15), "{:?}", link.srtt());
+        assert_eq!(link.base_rtt(now), Some(ms(1)));
+        // Lasting past the window, the longer path is the link's cost.
+        run(&mut link, &mut now, BASE_RTT_WINDOW, ms(20), true);
+        assert_eq!(link.base_rtt(now), Some(ms(20)));
+        assert!(link.minima.len() <= 11, "one minimum per second kept");
     }
 }

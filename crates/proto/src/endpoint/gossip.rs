@@ -138,7 +138,7 @@ impl Gossip {
                     up,
                     settled: up && h.settled(now),
                     rtt_us: h
-                        .srtt()
+                        .base_rtt(now)
                         .map_or(1000, |d| d.as_micros().min(u32::MAX as u128) as u32),
                     loss_permille: (h.loss() * 1000.0) as u16,
                 })
