@@ -5,7 +5,8 @@
 //!   (each placed after TRANSPORT_HEADER_LEN bytes of headroom, sealed in place)
 //!   ─► UdpBatch: equal-size datagrams to one destination, contiguous
 //!   ─► one sendmsg with UDP_SEGMENT (GSO)
-//! UDP (UDP_GRO) ─ one recvmsg ─► many datagrams at `stride`
+//! UDP (UDP_GRO) ─ one recvmmsg ─► up to RECV_BATCH datagrams or GRO batches,
+//!   each of many datagrams at `stride`
 //!   ─► opened in place ─► TunBatch ─► coalesced (GRO) ─► few TUN writes
 //! ```
 //!
@@ -21,6 +22,14 @@ use tracing::debug;
 
 /// Socket buffer size requested for the UDP socket (as wireguard-go).
 pub const SOCKET_BUFFER: usize = 7 << 20;
+
+/// Datagrams (or GRO batches) taken by one `recvmmsg`: a flood of small
+/// datagrams that cannot be coalesced costs one system call per this many.
+pub const RECV_BATCH: usize = 16;
+
+/// Room for one received datagram or GRO batch: the kernel coalesces at
+/// most 64 KiB into one (`GRO_LEGACY_MAX_SIZE`).
+pub const RECV_SLOT: usize = 1 << 16;
 
 /// Most bytes in one GSO send: a UDP datagram's payload limit (65507 for
 /// IPv4) rounded down; the kernel refuses larger sends, and quinn-udp drops
@@ -99,21 +108,22 @@ impl Udp {
         self.batch_count = 0;
     }
 
-    /// Receives one datagram or a GRO batch into `buf`.
-    pub async fn recv(&self, buf: &mut [u8]) -> std::io::Result<RecvMeta> {
-        let mut meta = [RecvMeta::default()];
+    /// Receives up to [`RECV_BATCH`] datagrams or GRO batches (one
+    /// `recvmmsg`), the n-th into `buf[n * RECV_SLOT..]`; returns how many.
+    pub async fn recv(
+        &self,
+        buf: &mut [u8],
+        meta: &mut [RecvMeta; RECV_BATCH],
+    ) -> std::io::Result<usize> {
         let state = &self.state;
         let sock = &self.sock;
         sock.async_io(Interest::READABLE, || {
-            let mut iov = [IoSliceMut::new(buf)];
-            state.recv(sock.into(), &mut iov, &mut meta)
+            let mut iovs: [IoSliceMut<'_>; RECV_BATCH] = {
+                let mut chunks = buf.chunks_mut(RECV_SLOT);
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
+            };
+            state.recv(sock.into(), &mut iovs, meta)
         })
-        .await?;
-        Ok(meta[0])
-    }
-
-    /// How many datagrams the kernel may coalesce into one receive.
-    pub fn gro_segments(&self) -> usize {
-        self.state.gro_segments()
+        .await
     }
 }

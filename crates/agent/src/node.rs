@@ -1,21 +1,23 @@
-//! The node: its state, shared by the packet workers (`worker.rs`) and the
-//! main thread, and the main thread's loop: the endpoint's timers, admin
-//! requests (answered from `views.rs`) and signals.
+//! The node: its state, shared by the packet workers (`worker.rs`), the
+//! handshake thread and the main thread, and the main thread's loop: the
+//! endpoint's timers, admin requests (answered from `views.rs`) and signals.
 //!
 //! ```text
 //! start: files (startup::load) → endpoint, TUN queues, sockets → workers
 //! main:  timer ──► Endpoint::handle_timeout ─┐
 //!        admin ──► views / ping / bundle push ├─► drain (events.rs) ─► send
 //!        worker woke us (earlier deadline) ───┘
+//! handshakes (a lower-priority thread): RespondPlan from a worker
+//!        ──► run (no lock) ──► Endpoint::finish_respond ──► drain ─► send
 //! ```
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use proto::bundle::Bundle;
-use proto::endpoint::{DropReason, Endpoint, PeerId, SendOutcome};
+use proto::endpoint::{DropReason, Endpoint, PeerId, RespondPlan, SendOutcome};
 use proto::wire::ip;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::signal::unix::{signal, SignalKind};
@@ -52,6 +54,9 @@ pub struct Node {
 pub struct Shared {
     node: Mutex<Node>,
     pub timer: Notify,
+    /// Complete initiations, for the handshake thread (the endpoint bounds
+    /// how many are outstanding).
+    pub plans: std_mpsc::Sender<Box<RespondPlan>>,
 }
 
 impl Shared {
@@ -95,9 +100,11 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
     };
+    let (plans, plans_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
         node: Mutex::new(node),
         timer: Notify::new(),
+        plans,
     });
     let ctl_udp = socks.control;
     let mut out = Outbox::default();
@@ -108,12 +115,25 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel::<String>();
+    {
+        let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
+        let sock = ctl_udp
+            .try_clone()
+            .map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
+        std::thread::Builder::new()
+            .name("meshd-handshakes".into())
+            .spawn(move || {
+                let _guard = Stopped(stopped_tx, "the handshake thread".into(), None);
+                handshakes(&shared, &plans_rx, &sock);
+            })
+            .map_err(|e| format!("cannot start the handshake thread: {e}"))?;
+    }
     for (i, (tun, sock)) in queues.into_iter().zip(socks.workers).enumerate() {
         let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
         std::thread::Builder::new()
             .name(format!("meshd-worker-{i}"))
             .spawn(move || {
-                let mut guard = Stopped(stopped_tx, i, None);
+                let mut guard = Stopped(stopped_tx, format!("packet worker {i}"), None);
                 if let Err(why) = worker::run(i, shared, tun, sock) {
                     guard.2 = Some(why);
                 }
@@ -158,9 +178,37 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     Ok(())
 }
 
-/// Tells the main task that worker `.1` ended, and why (`.2`), also when it
-/// panicked.
-struct Stopped(mpsc::UnboundedSender<String>, usize, Option<String>);
+/// The responder's side of handshakes, at a lower priority than the packet
+/// workers: a flood of initiations that passes every limit takes this
+/// thread's CPU share, not theirs, and never the node's lock for longer
+/// than one `finish_respond`.
+fn handshakes(
+    shared: &Shared,
+    plans: &std_mpsc::Receiver<Box<RespondPlan>>,
+    sock: &std::net::UdpSocket,
+) {
+    // Nice 10: about a tenth of a contended CPU's time against a packet
+    // worker's (it only lowers this thread's priority, so it cannot fail
+    // for want of privileges).
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        warn!("cannot lower the handshake thread's priority: {e}");
+    }
+    let mut out = Outbox::default();
+    while let Ok(plan) = plans.recv() {
+        let done = plan.run();
+        {
+            let mut node = shared.lock();
+            node.ep.finish_respond(Instant::now(), unix_nanos(), done);
+            node.drain(&mut out);
+            node.wake_timer(&shared.timer);
+        }
+        out.send_direct(sock);
+    }
+}
+
+/// Tells the main task that a thread (`.1`) ended, and why (`.2`), also
+/// when it panicked.
+struct Stopped(mpsc::UnboundedSender<String>, String, Option<String>);
 
 impl Drop for Stopped {
     fn drop(&mut self) {
@@ -169,7 +217,7 @@ impl Drop for Stopped {
             None if std::thread::panicking() => "panicked".into(),
             None => "stopped".into(),
         };
-        let _ = self.0.send(format!("packet worker {}: {how}", self.1));
+        let _ = self.0.send(format!("{}: {how}", self.1));
     }
 }
 

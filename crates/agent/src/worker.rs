@@ -6,6 +6,7 @@
 //! UDP recv ──► Endpoint::prepare_datagram (under the lock)
 //!          ──► OpenPlan::open (outside) ──► Endpoint::finish_datagram (under the lock)
 //!          ──► TUN write
+//!          (a complete initiation: RespondPlan ──► the handshake thread)
 //! after each batch: transmits and events drained (`events.rs`), then sent
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! header's headroom in front of every TUN read.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,10 +28,11 @@ use proto::endpoint::{Incoming, OpenPlan, Prepared, Received, SealPlan, SendOutc
 use proto::session::SessionError;
 use proto::wire::ip;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+use quinn_udp::RecvMeta;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
-use crate::io::Udp;
+use crate::io::{Udp, RECV_BATCH, RECV_SLOT};
 use crate::node::{Node, Shared};
 use crate::startup::unix_nanos;
 
@@ -144,7 +147,9 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
     let mut opens: Vec<(usize, OpenPlan)> = Vec::with_capacity(64);
     let mut icmp: Vec<Vec<u8>> = Vec::new();
     let mut opened: Vec<Result<usize, SessionError>> = Vec::with_capacity(64);
-    let mut udp_buf = vec![0u8; 65_535 * udp.gro_segments().clamp(1, 64)];
+    let mut udp_buf = vec![0u8; RECV_BATCH * RECV_SLOT];
+    let mut metas = [RecvMeta::default(); RECV_BATCH];
+    let mut datagrams: Vec<(Range<usize>, SocketAddr)> = Vec::with_capacity(RECV_BATCH * 64);
     let mut to_tun = ToTun {
         bufs: Vec::with_capacity(tun_rs::IDEAL_BATCH_SIZE),
         used: 0,
@@ -183,15 +188,23 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                     icmp.clear();
                 }
             }
-            r = udp.recv(&mut udp_buf) => {
-                let meta = match r {
-                    Ok(m) => m,
+            r = udp.recv(&mut udp_buf, &mut metas) => {
+                let got = match r {
+                    Ok(n) => n,
                     Err(e) => { debug!("UDP receive error: {e}"); continue; }
                 };
-                let stride = meta.stride.max(1);
-                let len = meta.len;
-                let chunk = |i: usize| i * stride..((i + 1) * stride).min(len);
-                let count = len.div_ceil(stride);
+                // Every datagram of the batch, as (its range in udp_buf, source).
+                datagrams.clear();
+                for (m, meta) in metas[..got].iter().enumerate() {
+                    let stride = meta.stride.max(1);
+                    let base = m * RECV_SLOT;
+                    let end = base + meta.len.min(RECV_SLOT);
+                    let mut at = base;
+                    while at < end {
+                        datagrams.push((at..(at + stride).min(end), meta.addr));
+                        at += stride;
+                    }
+                }
                 to_tun.used = 0;
                 let (now, unix) = (Instant::now(), unix_nanos());
                 // Plan under the lock; transport packets are opened outside
@@ -199,12 +212,14 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                 {
                     let mut node = shared.lock();
                     let node = &mut *node;
-                    node.worker_packets[index][1] += count as u64;
-                    for i in 0..count {
-                        let buf = &mut udp_buf[chunk(i)];
-                        match node.ep.prepare_datagram(now, unix, meta.addr, buf) {
+                    node.worker_packets[index][1] += datagrams.len() as u64;
+                    for (i, (range, src)) in datagrams.iter().enumerate() {
+                        let buf = &mut udp_buf[range.clone()];
+                        match node.ep.prepare_datagram(now, unix, *src, buf) {
                             Incoming::Open(plan) => opens.push((i, plan)),
-                            Incoming::Done(r) => node.deliver(now, r, buf, meta.addr, &mut out, &mut to_tun),
+                            // If the handshake thread is gone, so is meshd.
+                            Incoming::Respond(plan) => drop(shared.plans.send(plan)),
+                            Incoming::Done(r) => node.deliver(now, r, buf, *src, &mut out, &mut to_tun),
                         }
                     }
                     if opens.is_empty() {
@@ -214,14 +229,15 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
                 }
                 if !opens.is_empty() {
                     for (i, plan) in &opens {
-                        opened.push(plan.open(&mut udp_buf[chunk(*i)]));
+                        opened.push(plan.open(&mut udp_buf[datagrams[*i].0.clone()]));
                     }
                     let mut node = shared.lock();
                     let node = &mut *node;
                     for ((i, plan), result) in opens.drain(..).zip(opened.drain(..)) {
-                        let buf = &mut udp_buf[chunk(i)];
+                        let (range, src) = &datagrams[i];
+                        let buf = &mut udp_buf[range.clone()];
                         let got = node.ep.finish_datagram(now, unix, plan, buf, result);
-                        node.deliver(now, got, buf, meta.addr, &mut out, &mut to_tun);
+                        node.deliver(now, got, buf, *src, &mut out, &mut to_tun);
                     }
                     node.drain(&mut out);
                     node.wake_timer(&shared.timer);

@@ -460,6 +460,9 @@ pub struct HubReport {
     pub leaves: usize,
     /// Whether the leaves relay (otherwise they are stubs).
     pub leaves_relay: bool,
+    /// Virtual seconds from start until the hub had a session with every
+    /// leaf and every leaf a route (checked every 100 ms).
+    pub up_virtual_secs: f64,
     /// Virtual seconds measured (after bring-up and 5 s of settling).
     pub virtual_secs: u64,
     /// Datagrams the whole mesh sent per virtual second in the window.
@@ -490,7 +493,9 @@ pub fn hub(leaves: usize, leaves_relay: bool, secs: u64, seed: u64) -> Result<Hu
     while !up && sim.elapsed() < Duration::from_secs(60) {
         sim.run_for(Duration::from_millis(100));
         let hub = &sim.nodes[0].ep;
-        up = hub.peers(sim.now).iter().all(|p| p.has_session)
+        let peers = hub.peers(sim.now);
+        up = peers.len() >= leaves
+            && peers.iter().all(|p| p.has_session)
             && (!leaves_relay || hub.router().advert_count() >= leaves)
             && sim.nodes[1..]
                 .iter()
@@ -499,6 +504,7 @@ pub fn hub(leaves: usize, leaves_relay: bool, secs: u64, seed: u64) -> Result<Hu
     if !up {
         return Err("the hub's leaves were not all up within 60 virtual seconds".into());
     }
+    let up_virtual_secs = sim.elapsed().as_secs_f64();
     sim.run_for(Duration::from_secs(5));
     let sent = sim.sent;
     let wall = Instant::now();
@@ -510,6 +516,7 @@ pub fn hub(leaves: usize, leaves_relay: bool, secs: u64, seed: u64) -> Result<Hu
     Ok(HubReport {
         leaves,
         leaves_relay,
+        up_virtual_secs,
         virtual_secs: secs,
         datagrams_per_virtual_sec: datagrams / secs as f64,
         wall_ms_per_virtual_sec: wall * 1000.0 / secs as f64,

@@ -60,6 +60,19 @@ pub fn mac1_of(datagram: &[u8]) -> [u8; MAC_LEN] {
     m
 }
 
+/// Whether a fragment must carry mac2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mac2 {
+    /// Not under load: mac1 alone.
+    NotRequired,
+    /// Under load.
+    Required {
+        /// A fragment without mac2 would get a cookie reply (it is the
+        /// first of an initiation).
+        may_reply: bool,
+    },
+}
+
 /// Verdict on a fragment's MACs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MacVerdict {
@@ -130,7 +143,12 @@ impl CookieChecker {
         crypto.mac(&self.secret, &[&a[..n]])
     }
 
-    /// Checks a fragment's MACs. `under_load` makes mac2 mandatory.
+    /// Checks a fragment's MACs, mac2 as `mac2` says.
+    ///
+    /// Under load mac2 is checked first: a fragment without it is only
+    /// worth its mac1 (a second pass over the fragment) when it may earn a
+    /// cookie reply; any other is `CookieRequired` whatever its mac1, so a
+    /// spoofed flood costs one pass per fragment after the first.
     pub fn check(
         &mut self,
         crypto: &dyn Crypto,
@@ -138,25 +156,33 @@ impl CookieChecker {
         rng: &mut dyn CryptoRngCore,
         src: &SocketAddr,
         datagram: &[u8],
-        under_load: bool,
+        mac2: Mac2,
     ) -> MacVerdict {
         let n = datagram.len();
         if n < 2 * MAC_LEN {
             return MacVerdict::InvalidMac1;
         }
-        let mac1 = crypto.mac(&self.mac1_key, &[&datagram[..n - 2 * MAC_LEN]]);
-        if !constant_time_eq(&mac1, &datagram[n - 2 * MAC_LEN..n - MAC_LEN]) {
-            return MacVerdict::InvalidMac1;
-        }
-        if !under_load {
-            return MacVerdict::Valid;
-        }
+        let mac1_valid = |key: &[u8; 32]| {
+            let mac1 = crypto.mac(key, &[&datagram[..n - 2 * MAC_LEN]]);
+            constant_time_eq(&mac1, &datagram[n - 2 * MAC_LEN..n - MAC_LEN])
+        };
+        let Mac2::Required { may_reply } = mac2 else {
+            return if mac1_valid(&self.mac1_key) {
+                MacVerdict::Valid
+            } else {
+                MacVerdict::InvalidMac1
+            };
+        };
         let cookie = self.cookie_for(crypto, now, rng, src);
-        let mac2 = crypto.mac(&cookie, &[&datagram[..n - MAC_LEN]]);
-        if constant_time_eq(&mac2, &datagram[n - MAC_LEN..]) {
-            MacVerdict::Valid
-        } else {
-            MacVerdict::CookieRequired
+        let expected = crypto.mac(&cookie, &[&datagram[..n - MAC_LEN]]);
+        let mac2_valid = constant_time_eq(&expected, &datagram[n - MAC_LEN..]);
+        if !mac2_valid && !may_reply {
+            return MacVerdict::CookieRequired;
+        }
+        match (mac1_valid(&self.mac1_key), mac2_valid) {
+            (false, _) => MacVerdict::InvalidMac1,
+            (true, true) => MacVerdict::Valid,
+            (true, false) => MacVerdict::CookieRequired,
         }
     }
 

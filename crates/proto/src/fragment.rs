@@ -17,7 +17,7 @@
 //! - Duplicates are ignored; a fragment that disagrees with the header of the
 //!   message it claims to belong to is dropped and counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -131,11 +131,18 @@ struct Partial {
 type Key = (SocketAddr, MessageKind, u32);
 
 /// Bounded reassembly of verified fragments into handshake messages.
+///
+/// Partial messages are also kept in the order they started (time only
+/// moves forward), so the oldest, the next to expire or be evicted, is
+/// found without a scan; an entry whose message is gone is skipped when it
+/// reaches the front (and the queue is rebuilt if those pile up).
 #[derive(Debug, Default)]
 pub struct Reassembler {
     limits: ReassemblyLimits,
     partials: HashMap<Key, Partial>,
     per_source: HashMap<SocketAddr, usize>,
+    /// (started, key), oldest first; may name messages since removed.
+    order: VecDeque<(Instant, Key)>,
     evictions: u64,
 }
 
@@ -200,6 +207,12 @@ impl Reassembler {
                     started: now,
                 },
             );
+            self.order.push_back((now, key));
+            if self.order.len() > 2 * self.limits.total.max(self.partials.len()) {
+                let partials = &self.partials;
+                self.order
+                    .retain(|(t, k)| partials.get(k).is_some_and(|p| p.started == *t));
+            }
             *self.per_source.entry(src).or_insert(0) += 1;
         }
         let Some(p) = self.partials.get_mut(&key) else {
@@ -230,23 +243,37 @@ impl Reassembler {
     /// Drops partial messages older than the timeout.
     pub fn expire(&mut self, now: Instant) {
         let timeout = self.limits.timeout;
-        let old: Vec<Key> = self
-            .partials
-            .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.started) >= timeout)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in old {
-            self.remove(&k);
+        while let Some((started, key)) = self.oldest() {
+            if now.saturating_duration_since(started) < timeout {
+                break;
+            }
+            self.remove(&key);
         }
     }
 
     /// The earliest time a partial message expires.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.partials
-            .values()
-            .map(|p| p.started + self.limits.timeout)
-            .min()
+        // Entries of removed messages are skipped; `oldest` pops them.
+        self.order
+            .iter()
+            .find(|(t, k)| self.live(*t, k))
+            .map(|(t, _)| *t + self.limits.timeout)
+    }
+
+    /// Whether the queue entry (`started`, `key`) is a message still held.
+    fn live(&self, started: Instant, key: &Key) -> bool {
+        self.partials.get(key).is_some_and(|p| p.started == started)
+    }
+
+    /// The oldest message held, after dropping queue entries of removed ones.
+    fn oldest(&mut self) -> Option<(Instant, Key)> {
+        while let Some(&(t, k)) = self.order.front() {
+            if self.live(t, &k) {
+                return Some((t, k));
+            }
+            self.order.pop_front();
+        }
+        None
     }
 
     fn remove(&mut self, key: &Key) -> Option<Partial> {
@@ -262,11 +289,10 @@ impl Reassembler {
 
     fn evict_oldest(&mut self, filter: impl Fn(&Key) -> bool) {
         let oldest = self
-            .partials
+            .order
             .iter()
-            .filter(|(k, _)| filter(k))
-            .min_by_key(|(_, p)| p.started)
-            .map(|(k, _)| *k);
+            .find(|(t, k)| filter(k) && self.live(*t, k))
+            .map(|(_, k)| *k);
         if let Some(k) = oldest {
             self.remove(&k);
             self.evictions += 1;

@@ -4,12 +4,21 @@
 //! together so many, so that a flood costs the node a bounded amount of
 //! hashing whatever its source addresses.
 //!
-//! Bounded: at most `max_sources` addresses are remembered; idle ones (a
-//! full bucket) are forgotten first, then the one idle longest.
+//! Bounded in memory and in time: at most `max_sources` addresses are
+//! remembered. Idle ones (a full bucket) are forgotten in one sweep, at
+//! most every [`SWEEP_INTERVAL`], when a new address finds the table full;
+//! a new address that still finds no room counts as over the total. So a
+//! flood from more addresses than the table holds costs one lookup per
+//! datagram and a sweep ten times a second, never a scan per datagram, and
+//! the addresses already in the table (those of real peers among them)
+//! keep their share.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+/// How often a full table may be swept of idle addresses.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A token bucket measured in nanoseconds of credit.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +54,40 @@ impl Bucket {
     }
 }
 
+/// One token bucket: `rate` events a second, in bursts of `burst`.
+#[derive(Debug)]
+pub struct TokenBucket {
+    bucket: Option<Bucket>,
+    cost_ns: u64,
+    capacity_ns: u64,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens refilled at `rate` a second.
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let cost_ns = cost(rate);
+        Self {
+            bucket: None,
+            cost_ns,
+            capacity_ns: cost_ns * u64::from(burst.max(1)),
+        }
+    }
+
+    /// Takes a token at `now` if there is one.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let cap = self.capacity_ns;
+        (self.bucket.get_or_insert_with(|| Bucket::new(now, cap))).take(now, self.cost_ns, cap)
+    }
+
+    /// Whether [`TokenBucket::allow`] would take one at `now`.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.bucket.is_none_or(|b| {
+            let refill = now.saturating_duration_since(b.last).as_nanos();
+            (b.credit_ns as u128 + refill).min(self.capacity_ns as u128) >= self.cost_ns as u128
+        })
+    }
+}
+
 /// How a datagram fared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -62,10 +105,10 @@ pub struct RateLimiter {
     per_source: HashMap<IpAddr, Bucket>,
     source_cost_ns: u64,
     source_capacity_ns: u64,
-    total: Option<Bucket>,
-    total_cost_ns: u64,
-    total_capacity_ns: u64,
+    total: TokenBucket,
     max_sources: usize,
+    /// When the table was last swept.
+    swept: Option<Instant>,
 }
 
 /// Nanoseconds of credit one event costs at `per_second`.
@@ -82,15 +125,14 @@ impl RateLimiter {
         (total_rate, total_burst): (u32, u32),
         max_sources: usize,
     ) -> Self {
-        let (sc, tc) = (cost(source_rate), cost(total_rate));
+        let sc = cost(source_rate);
         Self {
             per_source: HashMap::new(),
             source_cost_ns: sc,
             source_capacity_ns: sc * u64::from(source_burst.max(1)),
-            total: None,
-            total_cost_ns: tc,
-            total_capacity_ns: tc * u64::from(total_burst.max(1)),
+            total: TokenBucket::new(total_rate, total_burst),
             max_sources: max_sources.max(1),
+            swept: None,
         }
     }
 
@@ -108,16 +150,17 @@ impl RateLimiter {
     /// source over its share spends nothing of the total), then the total.
     pub fn allow(&mut self, now: Instant, src: IpAddr) -> Limit {
         if !self.per_source.contains_key(&src) && self.per_source.len() >= self.max_sources {
-            self.make_room(now);
+            self.sweep(now);
+            if self.per_source.len() >= self.max_sources {
+                return Limit::Total;
+            }
         }
         let cap = self.source_capacity_ns;
         let b = (self.per_source.entry(src)).or_insert_with(|| Bucket::new(now, cap));
         if !b.take(now, self.source_cost_ns, cap) {
             return Limit::Source;
         }
-        let tcap = self.total_capacity_ns;
-        let total = self.total.get_or_insert_with(|| Bucket::new(now, tcap));
-        if total.take(now, self.total_cost_ns, tcap) {
+        if self.total.allow(now) {
             return Limit::Allowed;
         }
         // Not spent after all.
@@ -125,19 +168,18 @@ impl RateLimiter {
         Limit::Total
     }
 
-    /// Forgets addresses whose bucket is full again (idle), or else the
-    /// one idle longest.
-    fn make_room(&mut self, now: Instant) {
+    /// Forgets addresses whose bucket is full again (idle), unless the
+    /// last sweep was less than [`SWEEP_INTERVAL`] ago.
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_INTERVAL)
+        {
+            return;
+        }
+        self.swept = Some(now);
         let cap = self.source_capacity_ns;
         self.per_source.retain(|_, b| b.full_at(cap) > now);
-        if self.per_source.len() >= self.max_sources {
-            if let Some(oldest) = (self.per_source.iter())
-                .min_by_key(|(_, b)| b.last)
-                .map(|(a, _)| *a)
-            {
-                self.per_source.remove(&oldest);
-            }
-        }
     }
 }
 
@@ -198,5 +240,39 @@ mod tests {
             .count();
         assert_eq!(allowed, 10);
         assert!(r.len() <= 64);
+    }
+
+    #[test]
+    fn a_full_table_of_active_sources_turns_new_ones_away_until_a_sweep() {
+        let t = Instant::now();
+        let mut r = RateLimiter::new((20, 5), (1_000_000, 1_000_000), 4);
+        for i in 0..4 {
+            assert_eq!(r.allow(t, ip(i)), Limit::Allowed);
+        }
+        // Full of active sources: a new one counts as over the total, and
+        // the known ones keep their share.
+        assert_eq!(r.allow(t, ip(10)), Limit::Total);
+        assert_eq!(r.allow(t, ip(0)), Limit::Allowed);
+        // Their buckets refill in 250 ms (5 at 20/s); idle, they are swept.
+        let later = t + Duration::from_millis(300);
+        assert_eq!(r.allow(later, ip(10)), Limit::Allowed);
+        assert_eq!(r.len(), 1);
+        // A sweep at most every SWEEP_INTERVAL: sources that go idle just
+        // after one wait for the next.
+        for i in 20..23 {
+            assert_eq!(r.allow(later, ip(i)), Limit::Allowed);
+        }
+        let idle = later + Duration::from_millis(260);
+        assert_eq!(r.allow(idle, ip(30)), Limit::Allowed, "swept at 560 ms");
+        for i in 31..34 {
+            assert_eq!(r.allow(idle, ip(i)), Limit::Allowed);
+        }
+        let soon = idle + Duration::from_millis(260);
+        assert_eq!(r.allow(soon, ip(40)), Limit::Allowed, "swept at 820 ms");
+        for i in 41..44 {
+            assert_eq!(r.allow(soon, ip(i)), Limit::Allowed);
+        }
+        let too_soon = soon + Duration::from_millis(50);
+        assert_eq!(r.allow(too_soon, ip(50)), Limit::Total, "swept 50 ms ago");
     }
 }

@@ -127,7 +127,7 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
                 let opened = plan.open(d);
                 incoming.push((plan, opened));
             }
-            Incoming::Done(r) => panic!("{r:?}"),
+            other => panic!("{other:?}"),
         }
     }
     let mut got = Vec::new();
@@ -157,7 +157,7 @@ fn sealing_and_opening_outside_the_endpoint_keep_order_independence_and_replay_p
     let plan_of =
         |ep: &mut Endpoint, d: &mut Vec<u8>| match ep.prepare_datagram(now, unix, addr(1), d) {
             Incoming::Open(p) => p,
-            Incoming::Done(r) => panic!("{r:?}"),
+            other => panic!("{other:?}"),
         };
     let p1 = plan_of(&mut net.b.ep, &mut first);
     let p2 = plan_of(&mut net.b.ep, &mut second);

@@ -362,9 +362,130 @@ fn under_load_each_source_and_all_sources_together_get_a_bounded_share() {
     flood(&mut net.b.ep, 10_000, &|i| {
         SocketAddr::from(([198, 19, (i >> 8) as u8, i as u8], 4000))
     });
-    let replies = net.b.ep.stats().cookie_replies_sent;
-    assert!(
-        replies <= 6 + 50,
-        "spoofed sources got {replies} cookie replies"
+    // All sources together: at most twice the threshold of cookie replies
+    // (a burst of 10 here), and ten times it of fragments looked at.
+    let st = net.b.ep.stats();
+    assert_eq!(st.cookie_replies_sent, 10, "the reply budget, and no more");
+    let looked_at = st.drops(DropReason::CookieRequired);
+    assert!(looked_at <= 6 + 50, "{looked_at} fragments looked at");
+}
+
+/// Message 1 of A's handshake with B, as fragments on the wire to B.
+fn initiation_fragments(net: &mut Net) -> Vec<Vec<u8>> {
+    net.send(true, b"x");
+    let frags: Vec<Vec<u8>> = net
+        .wire
+        .drain(..)
+        .filter(|(to_b, _)| *to_b)
+        .map(|(_, d)| d)
+        .collect();
+    assert!(frags.len() >= 2, "message 1 is fragmented");
+    frags
+}
+
+/// B prepares each fragment as from `src`; the plan of the complete
+/// message, or the drop of its last fragment.
+fn prepare_all(net: &mut Net, frags: &[Vec<u8>], src: SocketAddr) -> Incoming {
+    let (now, unix) = (net.now, net.unix());
+    let mut last = None;
+    for f in frags {
+        last = Some(net.b.ep.prepare_datagram(now, unix, src, &mut f.clone()));
+    }
+    last.unwrap()
+}
+
+#[test]
+fn a_complete_initiation_is_a_plan_run_outside_the_endpoint() {
+    let mut net = Net::new(EndpointConfig::default());
+    let frags = initiation_fragments(&mut net);
+    let Incoming::Respond(plan) = prepare_all(&mut net, &frags, addr(1)) else {
+        panic!("a complete initiation is a plan");
+    };
+    assert!(net.b.ep.poll_transmit().is_none(), "no reply before it ran");
+    // The plan needs nothing of the endpoint: it runs on another thread.
+    let done = std::thread::spawn(move || plan.run()).join().unwrap();
+    let (now, unix) = (net.now, net.unix());
+    assert_eq!(
+        net.b.ep.finish_respond(now, unix, done),
+        Received::Handshake
     );
+    net.collect();
+    net.pump();
+    assert_eq!(net.completed(true), 1);
+    assert!(net.b.inbox[0].ends_with(b"x"), "A's queued packet arrived");
+    // The same message again (a replay) plans, and fails when run.
+    let Incoming::Respond(replayed) = prepare_all(&mut net, &frags, addr(1)) else {
+        panic!("a complete initiation is a plan");
+    };
+    let failed = net
+        .b
+        .ep
+        .stats()
+        .handshake_failures
+        .get("replayed_initiation")
+        .copied();
+    assert_eq!(
+        net.b.ep.finish_respond(now, unix, replayed.run()),
+        Received::Dropped(DropReason::HandshakeFailed)
+    );
+    assert_eq!(
+        net.b
+            .ep
+            .stats()
+            .handshake_failures
+            .get("replayed_initiation")
+            .copied(),
+        Some(failed.unwrap_or(0) + 1)
+    );
+}
+
+#[test]
+fn plans_outstanding_put_the_node_under_load_and_are_bounded() {
+    let mut net = Net::new(EndpointConfig::default());
+    let frags = initiation_fragments(&mut net);
+    // A driver that does not keep up: plans pile up unrun. From
+    // PLANS_UNDER_LOAD on, an initiation without mac2 gets a cookie reply.
+    let mut held = Vec::new();
+    for n in 0..PLANS_UNDER_LOAD {
+        match prepare_all(&mut net, &frags, addr(10 + n as u8)) {
+            Incoming::Respond(p) => held.push(p),
+            other => panic!("plan {n}: {other:?}"),
+        }
+    }
+    let cookies = net.b.ep.stats().cookie_replies_sent;
+    let r = prepare_all(&mut net, &frags, addr(200));
+    assert!(
+        matches!(
+            r,
+            Incoming::Done(Received::Dropped(DropReason::CookieRequired))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(net.b.ep.stats().cookie_replies_sent, cookies + 1);
+    // Past MAX_PLANS (load forced off, so mac2 is not asked for), complete
+    // initiations are dropped until plans are run or dropped.
+    net.b.ep.set_under_load(Some(false));
+    let mut n = 0u32;
+    while held.len() < MAX_PLANS {
+        n += 1;
+        let src = SocketAddr::from(([198, 18, (n >> 8) as u8, n as u8], 51820));
+        match prepare_all(&mut net, &frags, src) {
+            Incoming::Respond(p) => held.push(p),
+            other => panic!("plan {}: {other:?}", held.len()),
+        }
+    }
+    let src = SocketAddr::from(([198, 19, 0, 1], 51820));
+    let r = prepare_all(&mut net, &frags, src);
+    assert!(
+        matches!(
+            r,
+            Incoming::Done(Received::Dropped(DropReason::HandshakeBacklog))
+        ),
+        "{r:?}"
+    );
+    drop(held.pop());
+    assert!(matches!(
+        prepare_all(&mut net, &frags, src),
+        Incoming::Respond(_)
+    ));
 }

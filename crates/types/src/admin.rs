@@ -237,6 +237,10 @@ pub struct PeerView {
     /// (path MTU discovery; the underlay MTU until it found less).
     #[serde(default)]
     pub path_mtu: Option<usize>,
+    /// The index the current session's packets from the peer carry (as
+    /// they show on the wire, for matching a capture).
+    #[serde(default)]
+    pub receiver_index: Option<u32>,
 }
 
 /// One route, as `meshctl routes` shows it.

@@ -10,6 +10,8 @@ use crate::cert::Certificate;
 use crate::filter::FilterLimits;
 use crate::fragment::ReassemblyLimits;
 use crate::handshake::HandshakeError;
+
+use super::handshake::RespondPlan;
 use crate::health::HealthConfig;
 use crate::route::RouteConfig;
 use crate::session::{OpenJob, SealJob, SessionError};
@@ -266,8 +268,21 @@ pub enum Incoming {
     /// A transport packet for a live session: [`OpenPlan::open`] it (outside
     /// any lock), then hand the result to [`Endpoint::finish_datagram`](super::Endpoint::finish_datagram).
     Open(OpenPlan),
+    /// A complete initiation: [`RespondPlan::run`] it (outside any lock,
+    /// off the packet path if the driver can), then hand the result to
+    /// [`Endpoint::finish_respond`](super::Endpoint::finish_respond).
+    Respond(Box<RespondPlan>),
     /// Fully handled.
     Done(Received),
+}
+
+impl From<Result<Box<RespondPlan>, Received>> for Incoming {
+    fn from(r: Result<Box<RespondPlan>, Received>) -> Self {
+        match r {
+            Ok(plan) => Self::Respond(plan),
+            Err(r) => Self::Done(r),
+        }
+    }
 }
 
 /// A transport packet that passed the index and replay checks, received
@@ -354,6 +369,9 @@ pub struct PeerInfo {
     pub refused: bool,
     /// The current session's transport AEAD.
     pub suite: Option<crate::provider::Suite>,
+    /// The index the current session's packets from the peer carry (it
+    /// is on the wire in clear).
+    pub receiver_index: Option<u32>,
 }
 
 /// Probe results of a direct link.

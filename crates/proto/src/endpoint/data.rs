@@ -254,9 +254,7 @@ impl Endpoint {
         let (source, h) = match Datagram::parse(buf) {
             Err(_) => return Incoming::Done(self.out.drop(DropReason::Malformed)),
             Ok(Datagram::Transport(h)) => (direct, h),
-            Ok(Datagram::Handshake(d)) => {
-                return Incoming::Done(self.handle_handshake(now, direct, d))
-            }
+            Ok(Datagram::Handshake(d)) => return self.handshake_datagram(now, direct, d).into(),
             Ok(Datagram::Relay(rh)) => {
                 let hop = match self.relayed_to_us(now, direct, rh, buf) {
                     Ok(hop) => hop,
@@ -269,7 +267,7 @@ impl Endpoint {
                 match Datagram::parse(&buf[RELAY_HEADER_LEN..]) {
                     Ok(Datagram::Transport(h)) => (relayed, h),
                     Ok(Datagram::Handshake(d)) => {
-                        return Incoming::Done(self.handle_handshake(now, relayed, d))
+                        return self.handshake_datagram(now, relayed, d).into()
                     }
                     Ok(Datagram::Relay(_)) | Err(_) => {
                         return Incoming::Done(self.out.drop(DropReason::Malformed))

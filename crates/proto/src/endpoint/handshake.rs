@@ -6,17 +6,36 @@
 //! A handshake that passes its cryptography comes back as [`Completed`];
 //! whether the peer is admitted, and the session that follows, are the
 //! endpoint's (`Endpoint::complete_handshake`), the same for both roles.
+//!
+//! The responder's cryptography (two to four X25519, ML-KEM encapsulation,
+//! a certificate check: about 0.2 ms) runs outside the endpoint: a complete,
+//! MAC-checked initiation comes out as a [`RespondPlan`], which the driver
+//! runs wherever it likes (off its packet path) and hands back as
+//! [`Responded`]. Plans hold only shared, immutable state and the replay
+//! guard (its own lock, which nothing on the packet path takes). The plans
+//! outstanding are counted: past [`PLANS_UNDER_LOAD`] the node is under
+//! load (mac2 required), past [`MAX_PLANS`] initiations are dropped, so a
+//! driver that falls behind bounds its own queue.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::cookie::{self, mac1_of, CookieChecker, MacVerdict, COOKIE_VALIDITY};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::cert::TrustedCa;
+use crate::provider::Crypto;
+
+use crate::cookie::{self, mac1_of, CookieChecker, Mac2, MacVerdict, COOKIE_VALIDITY};
 use crate::fragment::{fragment, Reassembler, Reassembly, VerifiedFragment};
 use crate::handshake::{
-    self as hs, HandshakeError, HandshakeOutput, InitiatorHandshake, ReplayGuard,
+    self as hs, HandshakeError, HandshakeOutput, Identity, InitiatorHandshake, ReplayGuard,
 };
 use crate::provider::MAC_LEN;
-use crate::ratelimit::{Limit, RateLimiter};
+use crate::ratelimit::{Limit, RateLimiter, TokenBucket};
 use crate::timers::REKEY_TIMEOUT_JITTER_MAX;
 use crate::wire::{CookieReplyView, FragmentView, MessageKind};
 
@@ -61,6 +80,105 @@ pub(crate) enum Role {
     },
 }
 
+/// Responder plans outstanding past which the node is under load (mac2
+/// required), as wireguard-go's handshake queue at an eighth full.
+pub const PLANS_UNDER_LOAD: usize = 16;
+/// Responder plans outstanding past which initiations are dropped
+/// (`handshake_backlog`).
+pub const MAX_PLANS: usize = 128;
+
+/// One outstanding responder plan; dropping it (with its plan or its
+/// result, wherever that happens) counts it done.
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    fn take(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A complete initiation whose MACs (and, under load, cookie) checked:
+/// the responder's cryptography is still to run, by [`RespondPlan::run`],
+/// with no lock on the endpoint held; the result goes to
+/// [`Endpoint::finish_respond`](super::Endpoint::finish_respond).
+pub struct RespondPlan {
+    msg: Vec<u8>,
+    sender_index: u32,
+    local_index: u32,
+    source: Source,
+    unix_nanos: u64,
+    crypto: Arc<dyn Crypto>,
+    ca: Arc<TrustedCa>,
+    identity: Arc<Identity>,
+    replay: Arc<Mutex<ReplayGuard>>,
+    rng: ChaCha20Rng,
+    ticket: Ticket,
+}
+
+impl fmt::Debug for RespondPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RespondPlan")
+            .field("sender_index", &self.sender_index)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RespondPlan {
+    /// The responder's cryptography: message 1 checked (authentication,
+    /// replay, certificate), message 2 built.
+    pub fn run(self: Box<Self>) -> Responded {
+        let mut plan = *self;
+        let responder = hs::Responder {
+            crypto: &*plan.crypto,
+            ca: &plan.ca,
+            identity: &plan.identity,
+        };
+        // Only plans take this lock, and one plan holds it at a time.
+        let mut guard = plan.replay.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = responder.respond(
+            &mut guard,
+            &mut plan.msg,
+            (plan.sender_index, plan.local_index),
+            plan.unix_nanos,
+            &mut plan.rng,
+        );
+        drop(guard);
+        Responded {
+            result,
+            sender_index: plan.sender_index,
+            local_index: plan.local_index,
+            source: plan.source,
+            _ticket: plan.ticket,
+        }
+    }
+}
+
+/// What a [`RespondPlan`] came to.
+pub struct Responded {
+    result: Result<(Vec<u8>, HandshakeOutput), HandshakeError>,
+    sender_index: u32,
+    local_index: u32,
+    source: Source,
+    _ticket: Ticket,
+}
+
+impl fmt::Debug for Responded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responded")
+            .field("ok", &self.result.is_ok())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Initiation fragments counted per second, for the under-load decision.
 #[derive(Debug, Default)]
 struct LoadMeter {
@@ -73,8 +191,9 @@ struct LoadMeter {
 impl LoadMeter {
     /// Counts one initiation fragment; whether mac2 is required now: more
     /// than `threshold` fragments in this one-second window or the previous
-    /// one (windows start at the first fragment after the last ended).
-    fn count(&mut self, now: Instant, threshold: u32) -> bool {
+    /// one (windows start at the first fragment after the last ended), or
+    /// [`PLANS_UNDER_LOAD`] responder plans outstanding.
+    fn count(&mut self, now: Instant, threshold: u32, plans: usize) -> bool {
         let start = *self.window.get_or_insert(now);
         let elapsed = now.saturating_duration_since(start);
         if elapsed >= Duration::from_secs(1) {
@@ -88,7 +207,7 @@ impl LoadMeter {
         }
         self.count = self.count.saturating_add(1);
         self.forced
-            .unwrap_or(self.count > threshold || self.prev > threshold)
+            .unwrap_or(self.count > threshold || self.prev > threshold || plans >= PLANS_UNDER_LOAD)
     }
 }
 
@@ -96,11 +215,16 @@ impl LoadMeter {
 pub(crate) struct Handshakes {
     cookies: CookieChecker,
     reassembler: Reassembler,
-    replay_guard: ReplayGuard,
+    /// Newest initiation timestamp per initiator, shared with the plans.
+    replay_guard: Arc<Mutex<ReplayGuard>>,
+    /// Responder plans handed out and not yet finished or dropped.
+    plans: Arc<AtomicUsize>,
     load: LoadMeter,
     /// Under load: initiation fragments looked at per source address and
     /// in total.
     limiter: RateLimiter,
+    /// Under load: cookie replies sent, in total.
+    cookie_replies: TokenBucket,
 }
 
 /// Initiation fragments one source address may have looked at per second
@@ -112,6 +236,10 @@ pub(crate) const SOURCE_BURST: u32 = 5;
 /// Under load, all sources together may have this many times the load
 /// threshold of initiation fragments looked at per second.
 pub(crate) const TOTAL_FACTOR: u32 = 10;
+/// Under load, all sources together may have this many times the load
+/// threshold of cookie replies a second (a reply costs more than a look:
+/// an encryption and a datagram sent, to an address that may be spoofed).
+pub(crate) const COOKIE_REPLY_FACTOR: u32 = 2;
 /// Source addresses the limiter remembers at most.
 const LIMITER_SOURCES: usize = 4096;
 
@@ -120,7 +248,8 @@ impl Handshakes {
         Self {
             cookies,
             reassembler: Reassembler::new(config.reassembly),
-            replay_guard: ReplayGuard::default(),
+            replay_guard: Arc::default(),
+            plans: Arc::default(),
             load: LoadMeter::default(),
             // In total, ten times the load threshold a second (bursts of as
             // many): about 2 % of a core of hashing at the default, past
@@ -134,6 +263,15 @@ impl Handshakes {
                     config.handshake_load_threshold.saturating_mul(TOTAL_FACTOR),
                 ),
                 LIMITER_SOURCES,
+            ),
+            // Enough for a hub's 2,000 leaves to get theirs within a second.
+            cookie_replies: TokenBucket::new(
+                config
+                    .handshake_load_threshold
+                    .saturating_mul(COOKIE_REPLY_FACTOR),
+                config
+                    .handshake_load_threshold
+                    .saturating_mul(COOKIE_REPLY_FACTOR),
             ),
         }
     }
@@ -241,18 +379,19 @@ impl Handshakes {
     }
 
     /// A fragment of message 1: mac1 (and mac2 under load, else a cookie
-    /// reply to the first fragment), reassembly, then the responder's
-    /// cryptography.
+    /// reply to the first fragment), reassembly; a complete message comes
+    /// back as the plan of the responder's cryptography.
     pub fn on_initiation(
         &mut self,
         cx: &mut Cx<'_>,
         now: Instant,
         source: Source,
         view: FragmentView<'_>,
-    ) -> Result<Completed, Received> {
+    ) -> Result<Box<RespondPlan>, Received> {
         let src = source.key();
         let threshold = cx.local.config.handshake_load_threshold;
-        let under_load = self.load.count(now, threshold);
+        let plans = self.plans.load(Ordering::Relaxed);
+        let under_load = self.load.count(now, threshold, plans);
         // Under load, a source's share and the total come before any MAC
         // (each costs a BLAKE2s over up to 1.2 kB) or cookie reply.
         if under_load && self.limiter.allow(now, src.ip()) != Limit::Allowed {
@@ -260,13 +399,21 @@ impl Handshakes {
         }
         let (crypto, rng) = (&*cx.local.crypto, &mut *cx.local.rng);
         let bytes = view.bytes();
-        match self
-            .cookies
-            .check(crypto, now, rng, &src, bytes, under_load)
-        {
+        let first = view.index() == 0;
+        let mac2 = if under_load {
+            Mac2::Required {
+                may_reply: first && self.cookie_replies.ready(now),
+            }
+        } else {
+            Mac2::NotRequired
+        };
+        match self.cookies.check(crypto, now, rng, &src, bytes, mac2) {
             MacVerdict::InvalidMac1 => return Err(cx.out.drop(DropReason::BadMac1)),
+            MacVerdict::CookieRequired if first && !self.cookie_replies.allow(now) => {
+                return Err(cx.out.drop(DropReason::RateLimited));
+            }
             MacVerdict::CookieRequired => {
-                if view.index() == 0 {
+                if first {
                     let reply = self.cookies.cookie_reply(
                         crypto,
                         now,
@@ -283,23 +430,44 @@ impl Handshakes {
             MacVerdict::Valid => {}
         }
         let sender_index = view.sender_index();
-        let mut msg = self.reassemble(cx, now, source, view, MacVerdict::Valid)?;
-        // Our index, recorded for the peer once it is known.
-        let local_index = cx.peers.fresh_index(&mut *cx.local.rng);
+        let msg = self.reassemble(cx, now, source, view, MacVerdict::Valid)?;
+        if plans >= MAX_PLANS {
+            return Err(cx.out.drop(DropReason::HandshakeBacklog));
+        }
         let local = &mut *cx.local;
-        let responder = hs::Responder {
-            crypto: &*local.crypto,
-            ca: &local.ca,
-            identity: &local.identity,
-        };
-        let result = responder.respond(
-            &mut self.replay_guard,
-            &mut msg,
-            (sender_index, local_index),
-            local.unix_nanos,
-            &mut *local.rng,
-        );
+        let mut seed = [0u8; 32];
+        local.rng.fill_bytes(&mut seed);
+        Ok(Box::new(RespondPlan {
+            msg,
+            sender_index,
+            // Ours, recorded for the peer when the plan is finished.
+            local_index: cx.peers.fresh_index(&mut *local.rng),
+            source,
+            unix_nanos: local.unix_nanos,
+            crypto: local.crypto.clone(),
+            ca: local.ca.clone(),
+            identity: local.identity.clone(),
+            replay: self.replay_guard.clone(),
+            rng: ChaCha20Rng::from_seed(seed),
+            ticket: Ticket::take(&self.plans),
+        }))
+    }
+
+    /// A finished plan: the handshake that passed its cryptography, or the
+    /// drop of one that did not. Its index must still be free (another
+    /// plan may have taken it meanwhile: the initiator retries).
+    pub fn on_responded(cx: &mut Cx<'_>, done: Responded) -> Result<Completed, Received> {
+        let Responded {
+            result,
+            sender_index,
+            local_index,
+            source,
+            _ticket,
+        } = done;
         match result {
+            Ok(_) if cx.peers.by_index(local_index).is_some() => {
+                Err(cx.out.drop(DropReason::HandshakeFailed))
+            }
             Ok((reply, out)) => Ok(Completed {
                 role: Role::Responder {
                     reply,
@@ -309,7 +477,7 @@ impl Handshakes {
                 out,
                 source,
             }),
-            Err(error) => Err(failed(cx, None, src, error)),
+            Err(error) => Err(failed(cx, None, source.key(), error)),
         }
     }
 
@@ -337,7 +505,7 @@ impl Handshakes {
             &mut *cx.local.rng,
             &src,
             view.bytes(),
-            false,
+            Mac2::NotRequired,
         );
         let sender_index = view.sender_index();
         let mut msg = self.reassemble(cx, now, source, view, verdict)?;

@@ -88,6 +88,7 @@ use admission::{Admission, Claimant};
 use bundles::{BundleSync, Chunk};
 use gossip::Gossip;
 use handshake::{Completed, Handshakes, Role};
+pub use handshake::{RespondPlan, Responded, MAX_PLANS, PLANS_UNDER_LOAD};
 use net::{Local, Output, Source};
 use peer::{Peers, Rotation};
 
@@ -155,8 +156,8 @@ impl Endpoint {
         identity.set_aes(&*crypto, config.aes_gcm);
         let local = Local {
             crypto,
-            ca,
-            identity,
+            ca: Arc::new(ca),
+            identity: Arc::new(identity),
             node_id,
             config,
             rng,
@@ -286,25 +287,59 @@ impl Endpoint {
         }
     }
 
-    /// A handshake fragment or cookie reply.
+    /// A handshake fragment or cookie reply, in one call: a complete
+    /// initiation's plan is run here.
     fn handle_handshake(
         &mut self,
         now: Instant,
         source: Source,
         d: HandshakeDatagram<'_>,
     ) -> Received {
+        match self.handshake_datagram(now, source, d) {
+            Ok(plan) => {
+                let done = plan.run();
+                self.responded(now, done)
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// A handshake fragment or cookie reply: `Ok` with the plan of the
+    /// responder's cryptography once an initiation is complete, `Err` with
+    /// what became of anything else.
+    fn handshake_datagram(
+        &mut self,
+        now: Instant,
+        source: Source,
+        d: HandshakeDatagram<'_>,
+    ) -> Result<Box<RespondPlan>, Received> {
         let done = match d {
             HandshakeDatagram::CookieReply(v) => {
-                return self.handshakes.on_cookie_reply(cx!(self), now, v)
+                return Err(self.handshakes.on_cookie_reply(cx!(self), now, v))
             }
             HandshakeDatagram::Initiation(v) => {
-                self.handshakes.on_initiation(cx!(self), now, source, v)
+                return self.handshakes.on_initiation(cx!(self), now, source, v)
             }
             HandshakeDatagram::Response(v) => {
                 self.handshakes.on_response(cx!(self), now, source, v)
             }
         };
-        match done {
+        Err(match done {
+            Ok(c) => self.complete_handshake(now, c),
+            Err(r) => r,
+        })
+    }
+
+    /// The rest of an initiation [`Endpoint::prepare_datagram`] planned
+    /// ([`Incoming::Respond`]): `done` is what [`RespondPlan::run`]
+    /// returned. Message 2 goes out with the next transmits.
+    pub fn finish_respond(&mut self, now: Instant, unix_nanos: u64, done: Responded) -> Received {
+        self.local.unix_nanos = unix_nanos;
+        self.responded(now, done)
+    }
+
+    fn responded(&mut self, now: Instant, done: Responded) -> Received {
+        match Handshakes::on_responded(cx!(self), done) {
             Ok(c) => self.complete_handshake(now, c),
             Err(r) => r,
         }

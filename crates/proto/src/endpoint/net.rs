@@ -24,8 +24,9 @@ use super::stats::{DropReason, Stats};
 /// This node: identity, trust, settings, randomness and the wall clock.
 pub(crate) struct Local {
     pub crypto: Arc<dyn Crypto>,
-    pub ca: TrustedCa,
-    pub identity: Identity,
+    /// Shared with responder plans (see `handshake::RespondPlan`).
+    pub ca: Arc<TrustedCa>,
+    pub identity: Arc<Identity>,
     pub node_id: NodeId,
     pub config: EndpointConfig,
     pub rng: Box<dyn CryptoRngCore + Send>,

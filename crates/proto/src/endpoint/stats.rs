@@ -71,11 +71,14 @@ pub enum DropReason {
     /// address's share, or beyond what all sources together may have
     /// looked at in a second; dropped before any MAC is computed.
     RateLimited,
+    /// A complete initiation while [`MAX_PLANS`](super::handshake::MAX_PLANS)
+    /// responder plans are outstanding (the driver is behind).
+    HandshakeBacklog,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -104,6 +107,7 @@ impl DropReason {
         Self::PeerRefused,
         Self::TooBig,
         Self::RateLimited,
+        Self::HandshakeBacklog,
     ];
 
     /// Stable name for metrics labels.
@@ -137,6 +141,7 @@ impl DropReason {
             Self::PeerRefused => "peer_refused",
             Self::TooBig => "too_big",
             Self::RateLimited => "rate_limited",
+            Self::HandshakeBacklog => "handshake_backlog",
         }
     }
 

@@ -75,6 +75,10 @@ impl Endpoint {
                 .sessions
                 .get(super::peer::Slot::Current)
                 .map(Session::suite),
+            receiver_index: p
+                .sessions
+                .get(super::peer::Slot::Current)
+                .map(Session::local_index),
         })
     }
 
