@@ -15,6 +15,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> cargo build --bins (the end-to-end tests run meshd, meshctl and mesh-harness)"
 cargo build --locked --workspace --bins
 
+echo "==> cargo build --release --bins (the flood tests measure the release build)"
+cargo build --locked --release --workspace --bins
+
 # Namespace tests skip themselves (one line on stderr) when they cannot
 # build namespaces; here that is a failure: CI runs as root and runs them all.
 export MESHD_TEST_REQUIRE_NETNS=1

@@ -36,6 +36,27 @@ pub fn binary(name: &str) -> PathBuf {
     p
 }
 
+/// Path of a workspace binary in its release build, for tests that measure
+/// what meshd costs (floods): those measure the program users run, not a
+/// debug build tens of times slower. The test command builds it.
+pub fn release_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/release/<name>
+    let p = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("release")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} not found: build the release binaries first (cargo build --release --workspace --bins; scripts/test.sh does it)",
+        p.display()
+    );
+    p
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -153,6 +174,8 @@ pub struct MeshOptions {
     /// Segments of host i (comma-separated); hosts beyond the list, or
     /// with an empty entry, are in segment `test`.
     pub segments: Vec<&'static str>,
+    /// Run meshd's release build ([`release_binary`]).
+    pub release: bool,
 }
 
 impl Default for MeshOptions {
@@ -161,6 +184,7 @@ impl Default for MeshOptions {
             underlay_mtu: 1500,
             tun_mtu: 1420,
             segments: Vec::new(),
+            release: false,
         }
     }
 }
@@ -174,6 +198,7 @@ pub struct Mesh {
     prefix: String,
     switch: String,
     meshctl: PathBuf,
+    meshd: PathBuf,
 }
 
 impl Mesh {
@@ -194,6 +219,11 @@ impl Mesh {
             prefix,
             switch,
             meshctl: binary("meshctl"),
+            meshd: if opts.release {
+                release_binary("meshd")
+            } else {
+                binary("meshd")
+            },
         };
         ip(&["netns", "add", &mesh.switch]);
         ip(&["-n", &mesh.switch, "link", "add", "br0", "type", "bridge"]);
@@ -345,7 +375,7 @@ impl Mesh {
         let log = std::fs::File::create(self.dir.join(format!("{}.log", h.name))).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &h.ns])
-            .arg(binary("meshd"))
+            .arg(&self.meshd)
             .arg("--config")
             .arg(&h.config)
             .stdout(Stdio::null())
@@ -403,6 +433,11 @@ impl Mesh {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id of meshd on host `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.hosts[i].child.as_ref().map(Child::id)
     }
 
     /// Runs a command inside host `i`'s namespace.

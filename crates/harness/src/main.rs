@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod flood;
 mod hsload;
 mod mesh_demo;
 mod pingpong;
@@ -151,17 +152,52 @@ enum Command {
         /// Write bytes received per 50 ms here (`unix_ms bytes` lines).
         #[arg(long)]
         series: Option<PathBuf>,
+        /// Count bytes only (no hash): for throughput measurements.
+        #[arg(long)]
+        plain: bool,
     },
-    /// Send malformed datagrams (random bytes, truncated headers, fake
-    /// transport packets, fragments with bad MACs) to a meshd UDP port.
-    UdpJunk {
-        /// meshd's underlay address.
+    /// Floods a meshd UDP port (or, as the control, a closed port) with one
+    /// of the attack campaign's floods, paced and bounded; prints what it
+    /// sent.
+    Flood {
+        /// What to send: initiations, replay, junk-index, junk.
+        #[arg(long)]
+        kind: String,
+        /// The target's underlay address.
         #[arg(long)]
         to: std::net::SocketAddr,
-        /// How many datagrams (at most 1000000).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-        count: u64,
-        /// Seed of the junk generator.
+        /// The target's certificate.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Spoof this IPv4 source address (a raw socket: root).
+        #[arg(long)]
+        from: Option<std::net::SocketAddrV4>,
+        /// With --from: cycle through this many consecutive source
+        /// addresses from it.
+        #[arg(long, default_value_t = 1, requires = "from", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        spread: u32,
+        /// Datagrams per second (at most 200000).
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+        rate: u32,
+        /// Seconds (at most 120).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+        secs: u64,
+        /// Alternate with this target (a closed port: the control), a
+        /// phase of --phase-ms each, control first; prints each phase's
+        /// start.
+        #[arg(long)]
+        control_to: Option<std::net::SocketAddr>,
+        /// Length of each phase with --control-to.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+        phase_ms: u64,
+        /// `junk-index`: the receiver index of a session the target has.
+        #[arg(long)]
+        index: Option<u32>,
+        /// `replay`: the certificate and key of the identity whose
+        /// initiation is replayed.
+        #[arg(long, num_args = 2, value_names = ["CERT", "KEY"])]
+        identity: Vec<String>,
+        /// Seed of the generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -243,8 +279,8 @@ enum Command {
         /// Address to connect to.
         #[arg(long)]
         connect: std::net::SocketAddr,
-        /// Bytes to send (at most 10 GB).
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000_000))]
+        /// Bytes to send (at most 1 TB; with `--secs`, the bound is the time).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
         bytes: u64,
         /// Stream seed.
         #[arg(long, default_value_t = 1)]
@@ -255,6 +291,13 @@ enum Command {
         /// Pace the stream to this many Mbit/s (default: as fast as TCP goes).
         #[arg(long)]
         rate_mbit: Option<u64>,
+        /// Send one buffer again and again, hashing nothing: for
+        /// throughput measurements.
+        #[arg(long)]
+        plain: bool,
+        /// Stop after this many seconds (at most 600) even if bytes are left.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+        secs: Option<u64>,
     },
     /// Send a sequence-numbered UDP datagram at a fixed interval (the source
     /// of `udp-gaps`).
@@ -484,9 +527,15 @@ fn main() -> ExitCode {
             listen,
             timeout_secs,
             series,
-        } => tcp::sink(listen, Duration::from_secs(timeout_secs), series.as_deref())
-            .map(|r| println!("{r}"))
-            .map_err(|e| format!("tcp-sink: {e}")),
+            plain,
+        } => tcp::sink(
+            listen,
+            Duration::from_secs(timeout_secs),
+            series.as_deref(),
+            plain,
+        )
+        .map(|r| println!("{r}"))
+        .map_err(|e| format!("tcp-sink: {e}")),
         Command::Serve { addr, ports, secs } => reach::serve(addr, &ports, secs),
         Command::HandshakeLoad {
             dir,
@@ -556,22 +605,51 @@ fn main() -> ExitCode {
                     None => Ok(()),
                 }
             }),
-        Command::UdpJunk { to, count, seed } => tcp::udp_junk(to, count, seed)
-            .map(|n| println!("sent={n}"))
-            .map_err(|e| format!("udp-junk: {e}")),
+        Command::Flood {
+            kind,
+            to,
+            cert,
+            from,
+            spread,
+            rate,
+            secs,
+            control_to,
+            phase_ms,
+            index,
+            identity,
+            seed,
+        } => flood_kind(&kind, index, identity).and_then(|kind| {
+            flood::run(&flood::Flood {
+                kind,
+                to,
+                target_cert: &cert,
+                from,
+                spread,
+                rate,
+                duration: Duration::from_secs(secs),
+                seed,
+                control: control_to.map(|c| (c, Duration::from_millis(phase_ms))),
+            })
+            .map(|s| println!("sent={} secs={:.3}", s.datagrams, s.elapsed.as_secs_f64()))
+            .map_err(|e| format!("flood: {e}"))
+        }),
         Command::TcpSource {
             connect,
             bytes,
             seed,
             timeout_secs,
             rate_mbit,
-        } => tcp::source(
+            plain,
+            secs,
+        } => tcp::source(&tcp::Source {
             connect,
             bytes,
             seed,
-            Duration::from_secs(timeout_secs),
+            timeout: Duration::from_secs(timeout_secs),
             rate_mbit,
-        )
+            plain,
+            for_at_most: secs.map(Duration::from_secs),
+        })
         .map(|r| println!("{r}"))
         .map_err(|e| format!("tcp-source: {e}")),
         Command::UdpPace {
@@ -611,5 +689,30 @@ fn main() -> ExitCode {
             eprintln!("mesh-harness: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `flood --kind` and the options that kind needs.
+fn flood_kind(
+    kind: &str,
+    index: Option<u32>,
+    identity: Vec<String>,
+) -> Result<flood::Kind, String> {
+    match (kind, index, identity.as_slice()) {
+        ("initiations", None, []) => Ok(flood::Kind::Initiations),
+        ("junk", None, []) => Ok(flood::Kind::Junk),
+        ("junk-index", Some(i), []) => Ok(flood::Kind::JunkIndex(i)),
+        ("replay", None, [cert, key]) => Ok(flood::Kind::Replay {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        ("junk-index", None, _) => Err("flood: --kind junk-index needs --index".into()),
+        ("replay", _, []) => Err("flood: --kind replay needs --identity CERT KEY".into()),
+        ("initiations" | "junk" | "junk-index" | "replay", _, _) => Err(format!(
+            "flood: --index goes with junk-index and --identity with replay, not with {kind}"
+        )),
+        _ => Err(format!(
+            "flood: --kind {kind} is unknown; use initiations, replay, junk-index or junk"
+        )),
     }
 }

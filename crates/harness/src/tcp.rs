@@ -1,7 +1,9 @@
 //! `tcp-source` and `tcp-sink`: a bounded TCP transfer whose content is
 //! verified end to end. The source sends `bytes` of a seeded ChaCha20
 //! stream; both sides print `bytes=N blake2s=HEX`, so a test compares them.
-//! And `udp-junk`: a bounded burst of malformed datagrams.
+//! With `plain`, neither side generates nor hashes anything (one buffer sent
+//! again and again, as iperf3 does): the cost of a throughput measurement
+//! then lies with the path, not with the ends.
 
 use std::error::Error;
 use std::io::{Read, Write};
@@ -14,7 +16,10 @@ use rand_chacha::ChaCha20Rng;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
-fn report(n: u64, h: Blake2s256) -> String {
+fn report(n: u64, h: Option<Blake2s256>) -> String {
+    let Some(h) = h else {
+        return format!("bytes={n}");
+    };
     let digest = h.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("bytes={n} blake2s={hex}")
@@ -31,11 +36,31 @@ pub fn sink(
     listen: SocketAddr,
     timeout: Duration,
     series: Option<&std::path::Path>,
+    plain: bool,
 ) -> Result<String> {
     let l = TcpListener::bind(listen)?;
-    let (mut s, _) = l.accept()?;
+    // Waits for the connection no longer than for data.
+    l.set_nonblocking(true)?;
+    let waiting = std::time::Instant::now();
+    let mut s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if waiting.elapsed() >= timeout {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no connection to {listen} in {timeout:?}"),
+                    )
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    s.set_nonblocking(false)?;
     s.set_read_timeout(Some(timeout))?;
-    let mut h = Blake2s256::new();
+    let mut h = (!plain).then(Blake2s256::new);
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     let mut buckets: std::collections::BTreeMap<u64, u64> = Default::default();
@@ -48,7 +73,9 @@ pub fn sink(
             let ms = unix_ms();
             *buckets.entry(ms - ms % SERIES_BUCKET_MS).or_insert(0) += k as u64;
         }
-        h.update(&buf[..k]);
+        if let Some(h) = &mut h {
+            h.update(&buf[..k]);
+        }
         n += k as u64;
     }
     if let Some(path) = series {
@@ -73,19 +100,38 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Connects to `connect` and sends `bytes` of the stream seeded by `seed`,
-/// paced to `rate_mbit` if given.
-pub fn source(
-    connect: SocketAddr,
-    bytes: u64,
-    seed: u64,
-    timeout: Duration,
-    rate_mbit: Option<u64>,
-) -> Result<String> {
+/// What `tcp-source` sends.
+pub struct Source {
+    pub connect: SocketAddr,
+    /// Bytes at most.
+    pub bytes: u64,
+    pub seed: u64,
+    /// Give up after this long without progress.
+    pub timeout: Duration,
+    /// Paced to this rate.
+    pub rate_mbit: Option<u64>,
+    /// One buffer again and again, nothing hashed.
+    pub plain: bool,
+    /// Stop after this long (with `bytes` sent or not).
+    pub for_at_most: Option<Duration>,
+}
+
+/// Connects and sends `bytes` of the stream seeded by `seed` (or, plain,
+/// of one buffer repeated), paced to `rate_mbit` if given.
+pub fn source(o: &Source) -> Result<String> {
+    let Source {
+        connect,
+        bytes,
+        seed,
+        timeout,
+        rate_mbit,
+        plain,
+        for_at_most,
+    } = *o;
     let mut s = TcpStream::connect_timeout(&connect, timeout)?;
     s.set_write_timeout(Some(timeout))?;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut h = Blake2s256::new();
+    let mut h = (!plain).then(Blake2s256::new);
     // Small writes when paced, so the pace is smooth.
     let chunk = if rate_mbit.is_some() {
         16 * 1024
@@ -93,13 +139,18 @@ pub fn source(
         256 * 1024
     };
     let mut buf = vec![0u8; chunk];
+    if plain {
+        rng.fill_bytes(&mut buf);
+    }
     let mut left = bytes;
     let start = std::time::Instant::now();
-    while left > 0 {
+    while left > 0 && for_at_most.is_none_or(|d| start.elapsed() < d) {
         let k = (buf.len() as u64).min(left) as usize;
-        rng.fill_bytes(&mut buf[..k]);
+        if let Some(h) = &mut h {
+            rng.fill_bytes(&mut buf[..k]);
+            h.update(&buf[..k]);
+        }
         s.write_all(&buf[..k])?;
-        h.update(&buf[..k]);
         left -= k as u64;
         if let Some(r) = rate_mbit.filter(|r| *r > 0) {
             let due = Duration::from_secs_f64((bytes - left) as f64 * 8.0 / (r as f64 * 1e6));
@@ -109,50 +160,5 @@ pub fn source(
         }
     }
     s.shutdown(std::net::Shutdown::Write)?;
-    Ok(report(bytes, h))
-}
-
-/// Sends `count` malformed datagrams of four shapes to `to`; returns how many
-/// were sent.
-pub fn udp_junk(to: SocketAddr, count: u64, seed: u64) -> Result<u64> {
-    let bind: SocketAddr = if to.is_ipv4() {
-        "0.0.0.0:0".parse()?
-    } else {
-        "[::]:0".parse()?
-    };
-    let s = std::net::UdpSocket::bind(bind)?;
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mut buf = vec![0u8; 1500];
-    for i in 0..count {
-        let len = match i % 4 {
-            // Random bytes of random length.
-            0 => 1 + (rng.next_u32() as usize % 1400),
-            // Truncated headers.
-            1 => rng.next_u32() as usize % 16,
-            // Transport packets for sessions that do not exist / bad tags.
-            2 => 32 + (rng.next_u32() as usize % 1400),
-            // Handshake fragments with garbage MACs.
-            _ => 64 + (rng.next_u32() as usize % 1100),
-        };
-        rng.fill_bytes(&mut buf[..len]);
-        match i % 4 {
-            2 => {
-                buf[0] = 4;
-                buf[1..4].fill(0);
-            }
-            3 => {
-                buf[0] = 1;
-                buf[1] = 0;
-                buf[2] = 1;
-                buf[3] = 0;
-            }
-            _ => {}
-        }
-        s.send_to(&buf[..len], to)?;
-        if i % 256 == 255 {
-            // Stay bounded in rate as well as count.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    Ok(count)
+    Ok(report(bytes - left, h))
 }
