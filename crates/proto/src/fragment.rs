@@ -170,6 +170,12 @@ impl Reassembler {
         self.partials.values().map(|p| p.buf.len()).sum()
     }
 
+    /// Whether a message from `src` of `kind` and `sender_index` is
+    /// partly here.
+    pub fn has_partial(&self, src: SocketAddr, kind: MessageKind, sender_index: u32) -> bool {
+        self.partials.contains_key(&(src, kind, sender_index))
+    }
+
     /// Partial messages evicted to respect the limits, ever.
     pub fn evictions(&self) -> u64 {
         self.evictions

@@ -453,15 +453,30 @@ fn plans_outstanding_put_the_node_under_load_and_are_bounded() {
         }
     }
     let cookies = net.b.ep.stats().cookie_replies_sent;
+    let (required, orphans) = (
+        net.b.ep.stats().drops(DropReason::CookieRequired),
+        net.b.ep.stats().drops(DropReason::FragmentOrphan),
+    );
     let r = prepare_all(&mut net, &frags, addr(200));
+    // The first fragment earns the cookie reply; the later ones, with no
+    // first fragment taken to join, are dropped before any MAC.
     assert!(
         matches!(
             r,
-            Incoming::Done(Received::Dropped(DropReason::CookieRequired))
+            Incoming::Done(Received::Dropped(DropReason::FragmentOrphan))
         ),
         "{r:?}"
     );
+    assert!(frags.len() > 1);
     assert_eq!(net.b.ep.stats().cookie_replies_sent, cookies + 1);
+    assert_eq!(
+        net.b.ep.stats().drops(DropReason::CookieRequired),
+        required + 1
+    );
+    assert_eq!(
+        net.b.ep.stats().drops(DropReason::FragmentOrphan),
+        orphans + frags.len() as u64 - 1
+    );
     // Past MAX_PLANS (load forced off, so mac2 is not asked for), complete
     // initiations are dropped until plans are run or dropped.
     net.b.ep.set_under_load(Some(false));

@@ -392,6 +392,17 @@ impl Handshakes {
         let threshold = cx.local.config.handshake_load_threshold;
         let plans = self.plans.load(Ordering::Relaxed);
         let under_load = self.load.count(now, threshold, plans);
+        // Under load, a message's later fragments count only once its first
+        // passed its MACs (mac2 included): one with nothing to join costs a
+        // lookup, no hashing and no share of the limits. A real initiator
+        // sends its fragments in order; one the network reordered retries
+        // after REKEY_TIMEOUT, as after any loss.
+        if under_load
+            && view.index() != 0
+            && !(self.reassembler).has_partial(src, MessageKind::Initiation, view.sender_index())
+        {
+            return Err(cx.out.drop(DropReason::FragmentOrphan));
+        }
         // Under load, a source's share and the total come before any MAC
         // (each costs a BLAKE2s over up to 1.2 kB) or cookie reply.
         if under_load && self.limiter.allow(now, src.ip()) != Limit::Allowed {

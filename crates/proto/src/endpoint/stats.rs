@@ -19,6 +19,9 @@ pub enum DropReason {
     FragmentInconsistent,
     /// A duplicate fragment.
     FragmentDuplicate,
+    /// Under load, a fragment other than the first of a message whose first
+    /// fragment was not taken (dropped before any MAC).
+    FragmentOrphan,
     /// No session or pending handshake has this index.
     UnknownIndex,
     /// Counter replayed or behind the window.
@@ -78,12 +81,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 29] = [
+    pub const ALL: [DropReason; 30] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
         Self::FragmentInconsistent,
         Self::FragmentDuplicate,
+        Self::FragmentOrphan,
         Self::UnknownIndex,
         Self::Replay,
         Self::Decrypt,
@@ -118,6 +122,7 @@ impl DropReason {
             Self::CookieRequired => "cookie_required",
             Self::FragmentInconsistent => "fragment_inconsistent",
             Self::FragmentDuplicate => "fragment_duplicate",
+            Self::FragmentOrphan => "fragment_orphan",
             Self::UnknownIndex => "unknown_index",
             Self::Replay => "replay",
             Self::Decrypt => "decrypt",
