@@ -233,3 +233,76 @@ fn a_second_meshd_cannot_share_the_port_of_a_running_one() {
     // The first one is undisturbed.
     assert_eq!(json(&mesh, 0, "status")["name"], "h0");
 }
+
+#[test]
+fn an_enclave_pushed_to_a_running_mesh_at_an_outsider_reaches_its_members_and_shuts_the_outsider_out(
+) {
+    if !netns_available() {
+        return;
+    }
+    // h0 outside, h1 and h2 in `pci`; the mesh runs without a policy, and
+    // the enclave policy is pushed at the outsider, whose sessions with the
+    // members are exactly what it cuts.
+    let mut mesh = Mesh::new(
+        3,
+        MeshOptions {
+            segments: vec!["web", "pci", "pci"],
+            ..MeshOptions::default()
+        },
+    );
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 3) && mesh.ping(0, 2, 3) && mesh.ping(1, 2, 3));
+    std::fs::write(
+        mesh.dir.join("enclave.toml"),
+        "enclaves = [\"pci\"]\n[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
+    )
+    .unwrap();
+    let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    let pushed = mesh.meshctl(&["policy", "push", "enclave.toml", "--socket", &sock]);
+    let said = String::from_utf8_lossy(&pushed.stdout).to_string();
+    // meshctl says whom the push cuts off and that each took the policy.
+    assert!(
+        said.contains("h1: took it") && said.contains("h2: took it"),
+        "{said}"
+    );
+    let version = policy_status(&mesh, 0)["policy-version"].as_u64();
+    assert!(version.is_some());
+    for h in [1, 2] {
+        assert_eq!(
+            policy_status(&mesh, h)["policy-version"].as_u64(),
+            version,
+            "h{h} does not hold the enclave policy"
+        );
+    }
+    // The members talk; the outsider reaches neither, both ways.
+    assert!(mesh.ping(1, 2, 3), "the members lost each other");
+    for (from, to) in [(0, 1), (0, 2), (1, 0), (2, 0)] {
+        assert!(!mesh.ping(from, to, 2), "h{from} reached h{to}");
+    }
+    // From now on the members never dial the outsider (each attempt would
+    // carry a member's certificate to it, and count at h0), and the
+    // outsider knows no route to them.
+    let refused = |m: &Mesh| {
+        json(m, 0, "status")["handshake-failures"]["outside_enclave"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = refused(&mesh);
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(refused(&mesh), before, "a member initiated to the outsider");
+    for h in [1, 2] {
+        assert!(
+            peer(&mesh, 0, &format!("h{h}")).is_some_and(|p| p["session"] == false),
+            "h0 holds a session with h{h}"
+        );
+    }
+    let routes = json(&mesh, 0, "routes");
+    assert!(
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["destination"] != "h1" && r["destination"] != "h2"),
+        "the outsider routes to members: {routes}"
+    );
+}

@@ -47,7 +47,19 @@ impl Node {
                 info!(peer = %dir.peer_name(peer), "peer unreachable for 60 s: retired until it returns")
             }
             Event::PeerRefused { peer, error } => {
-                warn!(peer = %dir.peer_name(peer), %error, "sessions torn down; peer refused")
+                if matches!(error, proto::handshake::HandshakeError::OutsideEnclave) {
+                    warn!(peer = %dir.peer_name(peer), %error, "peer refused; a session it had stays open for bundle transfers alone, for up to 5 s");
+                } else {
+                    warn!(peer = %dir.peer_name(peer), %error, "sessions torn down; peer refused");
+                }
+            }
+            Event::HandoverEnded { peer, delivered } => {
+                let name = dir.peer_name(peer);
+                if delivered {
+                    info!(peer = %name, "handover over: the peer took the bundles in force; session closed");
+                } else {
+                    warn!(peer = %name, "handover over: the peer did not take the bundles in force; it keeps its old policy until another node hands them over (push them to it)");
+                }
             }
             Event::BundleApplied { kind, version } => {
                 info!(%kind, version, "bundle in force");

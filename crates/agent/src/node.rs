@@ -17,7 +17,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use proto::bundle::Bundle;
-use proto::endpoint::{DropReason, Endpoint, PeerId, RespondPlan, SendOutcome};
+use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, RespondPlan, SendOutcome};
 use proto::wire::ip;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::signal::unix::{signal, SignalKind};
@@ -388,9 +388,15 @@ impl Node {
         match self.ep.apply_bundle(now, unix_nanos(), &bytes) {
             Ok((kind, version)) => {
                 info!(%kind, version, "bundle pushed by meshctl");
+                let dir = self.directory();
+                let handing_over = (self.ep.peers(now).iter())
+                    .filter(|p| matches!(p.handover, Handover::Open { .. }))
+                    .map(|p| dir.display_name(p))
+                    .collect();
                 AdminResponse::Pushed {
                     kind: kind.name().into(),
                     version,
+                    handing_over,
                 }
             }
             Err(e) => {

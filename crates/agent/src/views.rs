@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use proto::bundle::{Bundle, BundleKind, Content};
 use proto::cert::hex;
-use proto::endpoint::{DropReason, Endpoint, PeerId, PeerInfo};
+use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo};
 use types::admin::{
     AdminResponse, HopView, PeerView, PolicyStatusView, RevokedView, RouteView, RoutingStatusView,
     StatusView,
@@ -224,6 +224,18 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
             link_loss: p.link.map(|l| l.loss),
             path_mtu: p.link.and_then(|l| l.path_mtu),
             receiver_index: p.receiver_index,
+            refused: p.refused,
+            bundle_handover: match p.handover {
+                Handover::None => None,
+                Handover::Open {
+                    delivered: false, ..
+                } => Some("open".into()),
+                Handover::Open {
+                    delivered: true, ..
+                }
+                | Handover::Closed { delivered: true } => Some("delivered".into()),
+                Handover::Closed { delivered: false } => Some("undelivered".into()),
+            },
         })
         .collect()
 }

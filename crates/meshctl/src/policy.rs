@@ -117,11 +117,59 @@ fn push_bundle(socket: &Path, b: &Bundle) -> Result<()> {
         bundle: b.to_armor(),
     };
     match ask(socket, &req)? {
-        AdminResponse::Pushed { kind, version } => {
+        AdminResponse::Pushed {
+            kind,
+            version,
+            handing_over,
+        } => {
             println!("{kind} bundle version {version} in force on this node; spreading by gossip");
-            Ok(())
+            if handing_over.is_empty() {
+                return Ok(());
+            }
+            println!(
+                "outside this node's enclaves under it, handed the bundle over their closing sessions: {}",
+                handing_over.join(", ")
+            );
+            handovers(socket, &handing_over)
         }
         _ => Err("meshd answered something other than 'pushed'".into()),
+    }
+}
+
+/// Waits (at most 7 s: a handover lasts 5) for the handovers to `names`
+/// to end and says how each went; an error if one did not take the bundle.
+fn handovers(socket: &Path, names: &[String]) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(7);
+    loop {
+        let AdminResponse::Peers { peers } = ask(socket, &AdminRequest::Peers)? else {
+            return Err("meshd answered something other than 'peers'".into());
+        };
+        let outcome = |n: &String| {
+            (peers.iter())
+                .find(|p| &p.name == n)
+                .and_then(|p| p.bundle_handover.clone())
+                .unwrap_or_else(|| "undelivered".into())
+        };
+        let open = names.iter().any(|n| outcome(n) == "open");
+        if open && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            continue;
+        }
+        let missed: Vec<&str> = (names.iter())
+            .filter(|n| outcome(n) != "delivered")
+            .map(String::as_str)
+            .collect();
+        for n in names.iter().filter(|n| outcome(n) == "delivered") {
+            println!("  {n}: took it");
+        }
+        if missed.is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "the bundle is in force here, but {} did not take it before being cut off: they keep their old policy until a node they still reach hands it over; push it to them directly (meshctl policy push --socket on each)",
+            missed.join(", ")
+        )
+        .into());
     }
 }
 

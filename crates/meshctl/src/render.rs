@@ -221,7 +221,12 @@ pub fn peers(peers: &[PeerView]) -> String {
             p.last_rtt_ms
                 .map(|r| format!("{r:.2}ms"))
                 .unwrap_or_else(dash),
-            p.path,
+            match (p.refused, &p.bundle_handover) {
+                // Refused here; a handover's state after the slash.
+                (true, Some(h)) => format!("refused/{h}"),
+                (true, None) => "refused".into(),
+                (false, _) => p.path.clone(),
+            },
             link,
             p.path_mtu.map(|m| m.to_string()).unwrap_or_else(dash),
         );

@@ -279,6 +279,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 impl Control {
+    /// A bundle transfer message (offer, request, chunk): what a session
+    /// kept for a handover carries.
+    pub fn is_bundle(&self) -> bool {
+        matches!(
+            self,
+            Self::BundleOffer { .. } | Self::BundleRequest { .. } | Self::BundleChunk { .. }
+        )
+    }
+
     /// Decodes a control plaintext (first byte below `0x40`).
     pub fn decode(b: &[u8]) -> Result<Self, ControlError> {
         let kind = *b.first().ok_or(ControlError::BadLength)?;

@@ -375,3 +375,148 @@ fn a_policy_key_the_ca_names_may_sign_until_it_expires_or_is_revoked() {
         Some(1)
     );
 }
+
+const PCI_ENCLAVE: &str =
+    "enclaves = [\"pci\"]\n[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n";
+
+#[test]
+fn an_enclave_policy_reaches_a_member_over_the_session_it_closes() {
+    use proto::bundle::BundleKind;
+    // Alice is outside the enclave, Bob in it; neither holds a policy and
+    // their only session is the one the policy cuts.
+    let mut net = Net::with_segments(EndpointConfig::default(), &["web"], &["pci"]);
+    net.send(true, b"up");
+    net.pump();
+    net.send(false, b"back");
+    net.pump();
+    assert_eq!(net.b.inbox.len(), 1);
+    // Several chunks, so the pull loops over the kept session.
+    let text = format!("{PCI_ENCLAVE}# {}\n", "x".repeat(3000));
+    let v1 = signed(1, BundleKind::Policy, 1, text.into_bytes());
+    let now = net.now;
+    net.a.ep.apply_bundle(now, NOW_NANOS, &v1).unwrap();
+    net.collect();
+    // At once: Bob is refused on Alice's side, his session kept for bundles.
+    let info = net.a.ep.peer(net.a.peer, now).unwrap();
+    assert!(info.refused && !info.has_session);
+    assert!(matches!(
+        info.handover,
+        Handover::Open {
+            delivered: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        net.send(true, b"x"),
+        SendOutcome::Dropped(DropReason::PeerRefused)
+    );
+    // Bob, not yet holding the policy, sends data: dropped at Alice.
+    let (inbox, refused) = (
+        net.a.inbox.len(),
+        net.a.ep.stats().drops(DropReason::PeerRefused),
+    );
+    assert!(matches!(net.send(false, b"data"), SendOutcome::Send { .. }));
+    let data = net.wire.pop().unwrap();
+    net.deliver(data.0, data.1);
+    assert_eq!(net.a.inbox.len(), inbox);
+    assert_eq!(net.a.ep.stats().drops(DropReason::PeerRefused), refused + 1);
+    // The offer and the chunks cross: Bob holds the policy and refuses Alice.
+    net.pump();
+    assert_eq!(
+        net.b.ep.bundle(BundleKind::Policy).map(|b| b.version()),
+        Some(1)
+    );
+    let bob_side = net.b.ep.peer(net.b.peer, net.now).unwrap();
+    assert!(bob_side.refused && !bob_side.has_session);
+    assert_eq!(
+        net.send(false, b"y"),
+        SendOutcome::Dropped(DropReason::PeerRefused)
+    );
+    assert!(matches!(
+        net.a.ep.peer(net.a.peer, net.now).unwrap().handover,
+        Handover::Open {
+            delivered: true,
+            ..
+        }
+    ));
+    // Within a second of the last chunk the session is gone at both ends,
+    // and nothing starts it again.
+    net.advance(Duration::from_millis(1100));
+    assert_eq!(
+        net.a.ep.peer(net.a.peer, net.now).unwrap().handover,
+        Handover::Closed { delivered: true }
+    );
+    assert!(net.a.events.iter().any(|e| matches!(
+        e,
+        Event::HandoverEnded {
+            delivered: true,
+            ..
+        }
+    )));
+    net.advance(HANDOVER);
+    net.advance(Duration::from_secs(30));
+    for a in [true, false] {
+        let n = net.node(a);
+        let id = n.peer;
+        let now = net.now;
+        let n = net.node(a);
+        let p = n.ep.peer(id, now).unwrap();
+        assert!(p.refused && !p.has_session && p.receiver_index.is_none());
+    }
+    assert!(net.wire.is_empty());
+    assert_eq!(net.b.inbox.len(), 1);
+}
+
+#[test]
+fn a_revoked_peer_gets_no_handover() {
+    let mut net = Net::with_segments(EndpointConfig::default(), &["web"], &["pci"]);
+    net.send(true, b"up");
+    net.pump();
+    let fp = net.b.ep.identity().certificate().fingerprint(&*crypto());
+    let now = net.now;
+    net.a.ep.set_revoked(now, [fp].into_iter().collect());
+    let info = net.a.ep.peer(net.a.peer, now).unwrap();
+    assert!(info.refused && info.receiver_index.is_none());
+    assert_eq!(info.handover, Handover::None);
+}
+
+#[test]
+fn a_configured_peer_outside_the_enclaves_is_never_initiated_to() {
+    let mesh = Mesh::new(7);
+    let member = mesh.node_in("pci-1", 1, &["pci"]);
+    let outsider = mesh.node_in("web-1", 2, &["web"]);
+    let outsider_cert = outsider.certificate().clone();
+    let mut m = Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        member,
+        EndpointConfig::default(),
+        Box::new(rng(107)),
+    );
+    let t = Instant::now();
+    m.set_policy(t, policy(PCI_ENCLAVE));
+    let peer = m
+        .add_peer_certificate(t, NOW_NANOS, &outsider_cert, Some(addr(2)), None)
+        .unwrap();
+    assert!(m.peer(peer, t).unwrap().refused);
+    // Traffic for it is refused before any handshake (which would carry
+    // the member's certificate to it), now and on every timer.
+    let pkt = ipv4([100, 64, 0, 1], [100, 64, 0, 2], b"x");
+    let mut buf = vec![0u8; pkt.len() + proto::wire::TRANSPORT_OVERHEAD];
+    buf[proto::wire::TRANSPORT_HEADER_LEN..][..pkt.len()].copy_from_slice(&pkt);
+    assert_eq!(
+        m.send(t, NOW_NANOS, peer, &mut buf, pkt.len()),
+        SendOutcome::Dropped(DropReason::PeerRefused)
+    );
+    m.initiate(t, NOW_NANOS, peer);
+    let mut now = t;
+    for _ in 0..100 {
+        assert!(
+            m.poll_transmit().is_none(),
+            "the member sent to an outsider"
+        );
+        now += Duration::from_millis(500);
+        m.handle_timeout(now, NOW_NANOS);
+    }
+    assert!(m.poll_transmit().is_none());
+}

@@ -76,6 +76,11 @@ pub enum AdminResponse {
         kind: String,
         /// Its version.
         version: u64,
+        /// Peers the bundle puts outside this node's enclaves, whose
+        /// sessions stay open a few seconds to hand it to them (their
+        /// outcome shows in `peers`, `bundle-handover`).
+        #[serde(default)]
+        handing_over: Vec<String>,
     },
     /// Answer to `policy-show`.
     Policy {
@@ -241,6 +246,15 @@ pub struct PeerView {
     /// they show on the wire, for matching a capture).
     #[serde(default)]
     pub receiver_index: Option<u32>,
+    /// Refused by this node (revoked, or outside its enclaves).
+    #[serde(default)]
+    pub refused: bool,
+    /// When a policy put it outside this node's enclaves while it had a
+    /// session, handing it the bundles over that session: `open` (still
+    /// under way), `delivered` (it fetched them), `undelivered` (the
+    /// session closed first).
+    #[serde(default)]
+    pub bundle_handover: Option<String>,
 }
 
 /// One route, as `meshctl routes` shows it.

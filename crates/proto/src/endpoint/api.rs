@@ -182,6 +182,15 @@ pub enum Event {
         /// Why.
         error: HandshakeError,
     },
+    /// A handover ended and the peer's session is gone: whether it
+    /// fetched the bundles in force before (if not, it keeps its old
+    /// policy until another node hands it the new one).
+    HandoverEnded {
+        /// The peer.
+        peer: PeerId,
+        /// Whether it fetched the last chunk of a bundle in force.
+        delivered: bool,
+    },
     /// A bundle was put in force (the driver should persist it).
     BundleApplied {
         /// Which.
@@ -372,6 +381,33 @@ pub struct PeerInfo {
     /// The index the current session's packets from the peer carry (it
     /// is on the wire in clear).
     pub receiver_index: Option<u32>,
+    /// A policy put it outside our enclaves while it had a session: how
+    /// handing it the bundles went (see [`Handover`]).
+    pub handover: Handover,
+}
+
+/// A peer that a new policy puts outside this node's enclaves may not hold
+/// that policy yet (every path to it may run through nodes the policy cuts
+/// off), so its session stays for [`HANDOVER`](super::HANDOVER), carrying
+/// bundle transfers alone: no data, no link state, no relaying, no
+/// handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handover {
+    /// None took place.
+    #[default]
+    None,
+    /// The session is open for bundles.
+    Open {
+        /// When it closes.
+        until: Instant,
+        /// The peer fetched the last chunk of a bundle in force.
+        delivered: bool,
+    },
+    /// Over: the session is gone.
+    Closed {
+        /// The peer fetched the last chunk of a bundle in force first.
+        delivered: bool,
+    },
 }
 
 /// Probe results of a direct link.

@@ -117,14 +117,11 @@ impl BundleSync {
     }
 
     /// Offers our bundle of `kind` to `peer` (if we hold one and have a
-    /// session).
+    /// session: a refused peer has none, or one kept for bundles alone).
     fn offer(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId, kind: BundleKind) {
         let Some(b) = &self.bundles[kind.slot()] else {
             return;
         };
-        if cx.peers[peer].refused {
-            return;
-        }
         let msg = Control::BundleOffer {
             kind: kind.byte(),
             version: b.version(),
@@ -178,24 +175,25 @@ impl BundleSync {
         self.request_chunk(cx, now, kind);
     }
 
-    /// A neighbour asks for a chunk of a bundle we hold.
+    /// A neighbour asks for a chunk of a bundle we hold; true if it was
+    /// the last chunk (the neighbour has the whole bundle).
     pub fn on_request(
         &mut self,
         cx: &mut Cx<'_>,
         now: Instant,
         peer: PeerId,
         (kind, version, offset): (u8, u64, u32),
-    ) {
+    ) -> bool {
         let Some(kind) = BundleKind::from_byte(kind) else {
-            return;
+            return false;
         };
         let Some(b) = self.bundles[kind.slot()].as_ref() else {
-            return;
+            return false;
         };
         let bytes = b.as_bytes();
         let start = offset as usize;
         if b.version() != version || start >= bytes.len() {
-            return;
+            return false;
         }
         let end = (start + control::MAX_CHUNK).min(bytes.len());
         let msg = Control::BundleChunk {
@@ -206,7 +204,7 @@ impl BundleSync {
             data: bytes[start..end].to_vec(),
         };
         cx.out.stats.bundle_bytes_sent += (end - start) as u64;
-        cx.send_gossip(now, peer, &msg);
+        cx.send_gossip(now, peer, &msg).is_some() && end == bytes.len()
     }
 
     /// A chunk of the bundle we are pulling from `peer`: the whole bundle's

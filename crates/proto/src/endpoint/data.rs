@@ -410,6 +410,10 @@ impl Endpoint {
         if let Some(a) = source.direct() {
             self.peers.set_endpoint(peer, a);
         }
+        if self.peers[peer].refused {
+            let plain = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];
+            return self.handover_datagram(now, peer, source, plain);
+        }
         let p = &mut self.peers[peer];
         p.stats.rx_packets += 1;
         p.stats.rx_bytes += len as u64;
@@ -433,6 +437,24 @@ impl Endpoint {
         match self.check_inner(now, peer, plain) {
             Ok(()) => Received::Data { peer, len },
             Err(r) => self.out.drop(r),
+        }
+    }
+
+    /// A packet on the session of a refused peer kept for a handover:
+    /// bundle transfers pass, anything else is dropped.
+    fn handover_datagram(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        source: Source,
+        plain: &[u8],
+    ) -> Received {
+        match control::is_control(plain).then(|| Control::decode(plain)) {
+            Some(Ok(msg)) if msg.is_bundle() => {
+                self.handle_control(now, peer, source, msg);
+                Received::Control { peer }
+            }
+            _ => self.out.drop(DropReason::PeerRefused),
         }
     }
 

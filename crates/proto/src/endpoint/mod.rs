@@ -79,8 +79,8 @@ mod stats;
 mod status;
 
 pub use api::{
-    EndpointConfig, Event, Incoming, LinkInfo, OpenPlan, PeerId, PeerInfo, Prepared, Received,
-    RouteInfo, SealPlan, SendOutcome, Transmit,
+    EndpointConfig, Event, Handover, Incoming, LinkInfo, OpenPlan, PeerId, PeerInfo, Prepared,
+    Received, RouteInfo, SealPlan, SendOutcome, Transmit,
 };
 pub use stats::{DropReason, PeerStats, Stats};
 
@@ -96,6 +96,14 @@ use peer::{Peers, Rotation};
 /// down, carrying no data, for this long: no more probes or handshakes
 /// until it initiates again or we have traffic for it.
 pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
+
+/// How long a peer that a new policy puts outside our enclaves keeps its
+/// session for bundle transfers alone ([`Handover`]): a policy of a few
+/// chunks crosses in a few round trips, or in 4 retries of 500 ms.
+pub const HANDOVER: Duration = Duration::from_secs(5);
+/// A handover ends this long after the peer fetched a bundle's last chunk
+/// (time for a lost chunk to be asked for again).
+const HANDOVER_LINGER: Duration = Duration::from_secs(1);
 
 /// Why a completed handshake does not become a session.
 enum Refusal {
@@ -116,6 +124,8 @@ pub struct Endpoint {
     bundles: BundleSync,
     admission: Admission,
     stall: probes::StallDetector,
+    /// Peers in an open [`Handover`].
+    handing_over: Vec<PeerId>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -171,6 +181,7 @@ impl Endpoint {
             bundles: BundleSync::default(),
             admission: Admission::new(local.config.filter, local.config.accept_segments.clone()),
             stall: probes::StallDetector::default(),
+            handing_over: Vec::new(),
             local,
         }
     }
@@ -216,6 +227,16 @@ impl Endpoint {
         }
         let peer = self.insert_peer(key, endpoint, persistent_keepalive, false);
         (self.admission).record_claims(&*self.local.crypto, peer, &claimant);
+        // Its certificate is known: the policy in force applies to it from
+        // the start, so a node never initiates to (and never shows its own
+        // certificate to) a configured peer outside its enclaves.
+        self.peers[peer].cert = Some(cert.clone());
+        let own = self.local.identity.certificate();
+        if let Err(error) = self.admission.admissible(&*self.local.crypto, own, cert) {
+            if !self.peers[peer].refused {
+                self.refuse(now, peer, error);
+            }
+        }
         Ok(peer)
     }
 
@@ -609,8 +630,10 @@ impl Endpoint {
                 version,
                 offset,
             } => {
-                self.bundles
-                    .on_request(cx!(self), now, peer, (kind, version, offset));
+                let last = (self.bundles).on_request(cx!(self), now, peer, (kind, version, offset));
+                if last {
+                    self.bundle_delivered(now, peer);
+                }
             }
             Control::BundleChunk {
                 kind,
@@ -728,7 +751,11 @@ impl Endpoint {
             match verdict {
                 Err(e) if !self.peers[peer].refused => self.refuse(now, peer, e),
                 Err(_) => {}
-                Ok(()) => self.peers[peer].refused = false,
+                Ok(()) => {
+                    let p = &mut self.peers[peer];
+                    p.refused = false;
+                    p.handover = Handover::None;
+                }
             }
         }
     }
@@ -736,15 +763,21 @@ impl Endpoint {
     /// Drops `peer`'s sessions, pending handshake, queue, timers and link
     /// health; true if it had a probed link.
     fn drop_peer_state(&mut self, peer: PeerId) -> bool {
+        let retired = self.peers[peer].sessions.clear();
+        self.peers.release(retired);
+        self.quiesce(peer)
+    }
+
+    /// Drops everything of `peer`'s but its sessions: pending handshake,
+    /// queue, timers, link health; true if it had a probed link.
+    fn quiesce(&mut self, peer: PeerId) -> bool {
         let p = &mut self.peers[peer];
-        let retired = p.sessions.clear();
         let pending = p.pending.take().map(|h| h.local_index());
         p.queue.clear();
         p.timers.stop();
         p.synced = false;
         p.pmtu = None;
         let had_link = p.health.take().is_some();
-        self.peers.release(retired);
         self.peers.release(pending);
         had_link
     }
@@ -765,17 +798,38 @@ impl Endpoint {
         self.gossip.recompute_routes(cx!(self), now, true);
     }
 
-    /// Tears down every session with `peer` and refuses it from now on.
+    /// Tears down every session with `peer` and refuses it from now on. A
+    /// peer outside our enclaves with a session keeps it for a
+    /// [`Handover`]: it may not hold the policy that refuses it, and
+    /// enclave members whose every path ran through nodes the policy cuts
+    /// off would otherwise never receive it.
     fn refuse(&mut self, now: Instant, peer: PeerId, error: HandshakeError) {
-        let had_link = self.drop_peer_state(peer);
+        let hand_over = matches!(error, HandshakeError::OutsideEnclave)
+            && self.peers[peer].sessions.current(now).is_some();
+        let had_link = if hand_over {
+            self.quiesce(peer)
+        } else {
+            self.drop_peer_state(peer)
+        };
         let p = &mut self.peers[peer];
         p.refused = true;
+        if hand_over {
+            p.handover = Handover::Open {
+                until: now + HANDOVER,
+                delivered: false,
+            };
+            self.handing_over.push(peer);
+        }
         let node = p.node_id;
         let addrs: Vec<_> = (p.cert.as_ref())
             .map(|c| c.body().addresses.iter().map(|a| a.addr()).collect())
             .unwrap_or_default();
         self.admission.filter_mut().forget(&addrs);
-        self.admission.release_claims(peer);
+        // A peer outside our enclaves keeps its claims (its certificate is
+        // valid, and a policy may admit it again); a revoked one frees them.
+        if !matches!(error, HandshakeError::OutsideEnclave) {
+            self.admission.release_claims(peer);
+        }
         // Its link state is neither used nor passed on any more.
         self.gossip.forget(node);
         self.out.event(Event::PeerRefused { peer, error });
@@ -783,6 +837,49 @@ impl Endpoint {
             self.gossip.advert_soon(&self.peers, now);
         }
         self.gossip.recompute_routes(cx!(self), now, true);
+    }
+
+    /// The earliest end of an open handover.
+    fn handover_deadline(&self) -> Option<Instant> {
+        (self.handing_over.iter())
+            .filter_map(|&p| match self.peers[p].handover {
+                Handover::Open { until, .. } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Closes the handovers due: the peer's sessions go.
+    fn end_handovers(&mut self, now: Instant) {
+        let mut open = std::mem::take(&mut self.handing_over);
+        open.retain(|&peer| {
+            let p = &self.peers[peer];
+            let Handover::Open { until, delivered } = p.handover else {
+                return false;
+            };
+            if !p.refused {
+                return false;
+            }
+            if until > now {
+                return true;
+            }
+            self.drop_peer_state(peer);
+            self.peers[peer].handover = Handover::Closed { delivered };
+            self.out.event(Event::HandoverEnded { peer, delivered });
+            false
+        });
+        self.handing_over = open;
+    }
+
+    /// `peer` fetched the last chunk of a bundle in force: a handover with
+    /// it has done its job and ends shortly.
+    fn bundle_delivered(&mut self, now: Instant, peer: PeerId) {
+        if let Handover::Open { until, .. } = self.peers[peer].handover {
+            self.peers[peer].handover = Handover::Open {
+                until: until.min(now + HANDOVER_LINGER),
+                delivered: true,
+            };
+        }
     }
 
     /// A session with `peer` just became usable: start probing its direct
@@ -865,6 +962,7 @@ impl Endpoint {
             self.gossip.poll_timeout(),
             self.admission.filter().poll_timeout(),
             self.bundles.poll_timeout(),
+            self.handover_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -885,6 +983,7 @@ impl Endpoint {
         self.handshakes.handle_timeout(now);
         self.admission.filter_mut().handle_timeout(now);
         self.bundles.handle_timeout(cx!(self), now);
+        self.end_handovers(now);
         // The peers due now, and those written since the last call: link
         // probes first (a peer that got a session gets its link state
         // here), then the gossip timers, then WireGuard's.

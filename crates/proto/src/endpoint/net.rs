@@ -114,6 +114,10 @@ impl Cx<'_> {
     /// Seals a control message in `peer`'s current session. `None` without
     /// a usable session.
     pub fn seal_control(&mut self, now: Instant, peer: PeerId, msg: &Control) -> Option<Vec<u8>> {
+        // A refused peer's session, kept for a handover, carries bundles alone.
+        if self.peers[peer].refused && !msg.is_bundle() {
+            return None;
+        }
         let plain = msg.encode();
         // Sealing moves a nonce and a counter, never a timer.
         let p = self.peers.quiet_mut(peer);
@@ -167,7 +171,8 @@ impl Cx<'_> {
         let d = self.seal_control(now, peer, msg)?;
         let len = d.len() - TRANSPORT_OVERHEAD;
         let p = &self.peers[peer];
-        match p.endpoint.filter(|_| p.link_up()) {
+        // A handover's bundles go straight to the peer, never through a relay.
+        match p.endpoint.filter(|_| p.link_up() || p.refused) {
             Some(dst) => self.send_direct(dst, d),
             None => self.send_on_path(peer, d),
         }

@@ -30,7 +30,7 @@ use crate::timers::{usable, PeerTimers};
 use crate::wire::{NodeId, RelayHeader};
 
 use super::admission::IdentCache;
-use super::api::PeerId;
+use super::api::{Handover, PeerId};
 use super::handshake::Pending;
 use super::stats::PeerStats;
 
@@ -67,6 +67,8 @@ pub(crate) struct Peer {
     pub idents: IdentCache,
     /// Revoked or outside our enclaves: no handshake either way.
     pub refused: bool,
+    /// Refused with a session open: bundle transfers alone until it ends.
+    pub handover: Handover,
     /// Introduced itself by a handshake rather than being added by the
     /// driver: retired when unreachable for long.
     pub learned: bool,
@@ -80,8 +82,12 @@ impl Peer {
             .is_some_and(|h| h.status() == LinkStatus::Up)
     }
 
-    /// Its current session, if usable at `now`.
+    /// Its current session, if usable at `now` (a refused peer's, kept
+    /// for a handover, is not).
     pub fn session(&self, now: Instant) -> Option<&Session> {
+        if self.refused {
+            return None;
+        }
         self.sessions.current(now)
     }
 }
@@ -322,6 +328,7 @@ impl Peers {
             stats: PeerStats::default(),
             idents: IdentCache::default(),
             refused: false,
+            handover: Handover::None,
             learned,
         });
         self.by_static.insert(static_public, id);

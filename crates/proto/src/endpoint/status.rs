@@ -71,6 +71,7 @@ impl Endpoint {
                 pmtu_searching: p.pmtu.as_ref().is_some_and(PathMtu::searching),
             }),
             refused: p.refused,
+            handover: p.handover,
             suite: p
                 .sessions
                 .get(super::peer::Slot::Current)

@@ -32,9 +32,14 @@ pub struct Net {
 
 impl Net {
     pub fn new(config_b: EndpointConfig) -> Self {
+        Self::with_segments(config_b, &["test"], &["test"])
+    }
+
+    /// Alice and Bob in these segments.
+    pub fn with_segments(config_b: EndpointConfig, alice: &[&str], bob: &[&str]) -> Self {
         let mesh = Mesh::new(1);
-        let alice = mesh.node("alice", 1);
-        let bob = mesh.node("bob", 2);
+        let alice = mesh.node_in("alice", 1, alice);
+        let bob = mesh.node_in("bob", 2, bob);
         let (a_pub, b_pub) = (*alice.static_public(), *bob.static_public());
         let mut a = Endpoint::new(
             crypto(),
