@@ -306,3 +306,44 @@ fn an_enclave_pushed_to_a_running_mesh_at_an_outsider_reaches_its_members_and_sh
         "the outsider routes to members: {routes}"
     );
 }
+
+#[test]
+fn an_identity_churn_leaves_the_peer_table_as_it_was() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 3));
+    // 200 CA-signed identities dial h0 from h1's namespace, each confirms
+    // its session, and all vanish.
+    let harness = meshd_tests::binary("mesh-harness");
+    let dir = mesh.dir.clone();
+    let to = format!("{}:51820", mesh.hosts[0].underlay);
+    let load = mesh.exec(
+        1,
+        &[
+            harness.to_str().unwrap(),
+            "handshake-load",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--cert",
+            dir.join("h0.crt").to_str().unwrap(),
+            "--to",
+            &to,
+            "--count",
+            "200",
+            "--confirm",
+        ],
+    );
+    assert!(load.status.success(), "{load:?}");
+    let count = |m: &Mesh| json(m, 0, "peers").as_array().unwrap().len();
+    assert_eq!(count(&mesh), 201, "h1 and the 200 identities");
+    // Gone for 60 s (and the next look, every 10 s), they are removed: the
+    // table is back to its size, and the configured peer still works.
+    wait_for("h0's peer table back to 1", Duration::from_secs(90), || {
+        count(&mesh) == 1
+    });
+    assert!(peer(&mesh, 0, "h1").is_some());
+    assert!(mesh.ping(0, 1, 3), "h0 lost h1");
+}

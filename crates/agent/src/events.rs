@@ -44,7 +44,12 @@ impl Node {
                 warn!(%src, %error, "handshake failed")
             }
             Event::PeerRetired { peer } => {
-                info!(peer = %dir.peer_name(peer), "peer unreachable for 60 s: retired until it returns")
+                debug!(?peer, "peer unreachable for 60 s: retired")
+            }
+            Event::PeerRemoved { peer, name } => {
+                let name = name.unwrap_or_else(|| format!("{peer:?}"));
+                info!(peer = %name, "learned peer removed: unreachable, or without a session, for 60 s; learned again from its next handshake");
+                self.last_rtt.remove(&peer);
             }
             Event::PeerRefused { peer, error } => {
                 if matches!(error, proto::handshake::HandshakeError::OutsideEnclave) {

@@ -450,6 +450,13 @@ pub fn render(
     let _ = writeln!(o, "meshd_peers_retired_total {}", s.peers_retired);
     family(
         &mut o,
+        "meshd_peers_removed_total",
+        "counter",
+        "Learned peers removed once they held nothing (retired, or no session for 60 s): the peer table returns to its size.",
+    );
+    let _ = writeln!(o, "meshd_peers_removed_total {}", s.peers_removed);
+    family(
+        &mut o,
         "meshd_local_stalls_total",
         "counter",
         "Times meshd's own timers ran 100 ms or more late (it was not running); probes in flight were not blamed on the links.",

@@ -428,6 +428,15 @@ impl Router {
         }
     }
 
+    /// Undoes [`Router::want_route`] (a peer removed).
+    pub fn unwant_route(&mut self, dst: NodeId) {
+        if let Some(s) = &mut self.scope {
+            if s.remove(&dst) {
+                self.last_inputs = None;
+            }
+        }
+    }
+
     /// Nodes the last computation reached (whether or not a route to each
     /// is kept).
     pub fn reachable_count(&self) -> usize {

@@ -107,8 +107,9 @@ fn one_way_silence_triggers_a_new_handshake_after_15s() {
 }
 
 /// A hub learns peers from their handshakes; when one vanishes it stops
-/// probing and re-handshaking with it after RETIRE_AFTER, while a configured
-/// peer keeps being tried. The retired peer comes back by initiating.
+/// probing and re-handshaking with it after RETIRE_AFTER, and removes it,
+/// while a configured peer keeps being tried. The retired peer comes back
+/// by initiating, learned afresh.
 #[test]
 fn a_vanished_learned_peer_is_retired_and_comes_back_by_initiating() {
     use proto::endpoint::RETIRE_AFTER;
@@ -147,8 +148,10 @@ fn a_vanished_learned_peer_is_retired_and_comes_back_by_initiating() {
         b_inits,
         "no handshakes either"
     );
-    assert!(net.b.ep.peers(net.now)[0].link.is_none());
-    assert!(!net.b.ep.peers(net.now)[0].has_session);
+    // Retired, it is removed: nothing of it is left, its id is refused.
+    assert!(net.b.ep.peers(net.now).is_empty());
+    assert!(net.b.ep.peer(net.b.peer, net.now).is_none());
+    assert_eq!(net.b.ep.stats().peers_removed, 1);
     assert!(
         net.a.ep.stats().initiations_sent > a_inits,
         "a configured peer is still tried"

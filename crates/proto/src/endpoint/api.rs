@@ -23,17 +23,30 @@ use super::stats::{DropReason, PeerStats};
 /// Identifies a peer within one [`Endpoint`](super::Endpoint). Only the
 /// endpoint makes them (`add_peer`, and peers learned from handshakes);
 /// a `PeerId` from another endpoint is refused, never a panic.
+/// A removed peer's id is refused too, even once its slot holds another
+/// peer (the generation tells them apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(u32);
+pub struct PeerId {
+    index: u32,
+    gen: u32,
+}
 
 impl PeerId {
-    pub(crate) fn new(index: usize) -> Self {
-        Self(index as u32)
+    pub(crate) fn new(index: usize, gen: u32) -> Self {
+        Self {
+            index: index as u32,
+            gen,
+        }
     }
 
     /// Position in the endpoint's peer table.
     pub(crate) fn index(self) -> usize {
-        self.0 as usize
+        self.index as usize
+    }
+
+    /// Generation of that position.
+    pub(crate) fn gen(self) -> u32 {
+        self.gen
     }
 }
 
@@ -125,6 +138,16 @@ pub enum Event {
     PeerRetired {
         /// The peer.
         peer: PeerId,
+    },
+    /// A learned peer that held nothing any more (retired, or its sessions
+    /// gone for [`RETIRE_AFTER`](super::RETIRE_AFTER)) was removed: its id
+    /// is refused from now on, and it is learned afresh from its next
+    /// handshake.
+    PeerRemoved {
+        /// The peer (its id no longer resolves).
+        peer: PeerId,
+        /// The name its certificate gave, if known.
+        name: Option<String>,
     },
     /// A handshake completed: for the initiator when the response arrives,
     /// for the responder when the first packet on the new session confirms

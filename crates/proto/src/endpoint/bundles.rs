@@ -236,6 +236,16 @@ impl BundleSync {
         Some((kind, t.buf))
     }
 
+    /// A peer is removed: a download from it stops (the next offer, from
+    /// anyone, starts it again).
+    pub fn remove_peer(&mut self, peer: PeerId) {
+        for t in &mut self.transfers {
+            if t.as_ref().is_some_and(|t| t.from == peer) {
+                *t = None;
+            }
+        }
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.transfers
             .iter()

@@ -367,8 +367,11 @@ impl Endpoint {
             Err(SessionError::Wire(_)) => return self.out.drop(DropReason::Malformed),
             Err(_) => return self.out.drop(DropReason::Decrypt),
         };
-        // The session may have moved between slots (or gone) while the
-        // packet was being opened outside the lock.
+        // The session may have moved between slots (or gone, with its
+        // peer) while the packet was being opened outside the lock.
+        if self.peers.checked(peer).is_none() {
+            return self.out.drop(DropReason::UnknownIndex);
+        }
         let p = &mut self.peers[peer];
         let slot = p.sessions.slot_of(plan.local_index);
         let Some(session) = slot.and_then(|s| p.sessions.get_mut(s)) else {

@@ -161,6 +161,13 @@ impl Gossip {
         self.router.forget(node);
     }
 
+    /// A peer is removed: adverts parked on its word and the route scope
+    /// it held go (its link state stays while its adverts live).
+    pub fn remove_peer(&mut self, peer: PeerId, node: NodeId) {
+        self.parked.retain(|_, p| p.from != peer);
+        self.router.unwant_route(node);
+    }
+
     /// Drops the origin certificates, and the link state, of nodes for which
     /// `admit` fails.
     pub fn drop_inadmissible(&mut self, admit: impl Fn(&Certificate) -> bool) {
@@ -480,6 +487,11 @@ impl Gossip {
             self.router.expire(now, max_age);
             self.parked
                 .retain(|_, p| now.saturating_duration_since(p.asked) < max_age);
+            // Certificates of origins gone from the link state and from the
+            // peers go with them (an identity churn leaves nothing behind).
+            self.origin_certs.retain(|id, _| {
+                self.router.advert(*id).is_some() || cx.peers.by_node(*id).is_some()
+            });
             self.recompute_routes(cx, now, false);
             // Periodic only while there is something to route over.
             let routing = self.router.adverts().next().is_some()

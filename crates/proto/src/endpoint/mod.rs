@@ -101,6 +101,10 @@ pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
 /// session for bundle transfers alone ([`Handover`]): a policy of a few
 /// chunks crosses in a few round trips, or in 4 retries of 500 ms.
 pub const HANDOVER: Duration = Duration::from_secs(5);
+/// Learned peers are looked at this often, and removed when they hold
+/// nothing (no session, handshake, queue or probed link) and have not
+/// completed a handshake for [`RETIRE_AFTER`].
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// A handover ends this long after the peer fetched a bundle's last chunk
 /// (time for a lost chunk to be asked for again).
 const HANDOVER_LINGER: Duration = Duration::from_secs(1);
@@ -126,6 +130,8 @@ pub struct Endpoint {
     stall: probes::StallDetector,
     /// Peers in an open [`Handover`].
     handing_over: Vec<PeerId>,
+    /// When learned peers are next looked at for removal (while any exist).
+    sweep_at: Option<Instant>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -182,6 +188,7 @@ impl Endpoint {
             admission: Admission::new(local.config.filter, local.config.accept_segments.clone()),
             stall: probes::StallDetector::default(),
             handing_over: Vec::new(),
+            sweep_at: None,
             local,
         }
     }
@@ -260,6 +267,48 @@ impl Endpoint {
             self.peers.quiet_mut(id).routed = routed;
         }
         id
+    }
+
+    /// Removes a learned peer and everything naming it; its id is refused
+    /// from now on. (Its link state stays while its adverts live.)
+    fn remove_peer(&mut self, now: Instant, peer: PeerId) {
+        let had_link = self.drop_peer_state(peer);
+        self.admission.release_claims(peer);
+        self.bundles.remove_peer(peer);
+        self.handing_over.retain(|p| *p != peer);
+        let node = self.peers[peer].node_id;
+        self.gossip.remove_peer(peer, node);
+        let name = (self.peers.remove(peer)).and_then(|p| p.cert.map(|c| c.name().to_string()));
+        self.out.stats.peers_removed += 1;
+        self.out.event(Event::PeerRemoved { peer, name });
+        if had_link {
+            self.gossip.advert_soon(&self.peers, now);
+        }
+        self.gossip.recompute_routes(cx!(self), now, true);
+    }
+
+    /// Removes the learned peers that hold nothing any more (see
+    /// [`SWEEP_INTERVAL`]); schedules the next look while learned peers
+    /// remain.
+    fn sweep_learned(&mut self, now: Instant) {
+        let idle = |p: &peer::Peer| {
+            p.learned
+                && !p.sessions.any()
+                && p.pending.is_none()
+                && p.queue.is_empty()
+                && p.health.is_none()
+                && !matches!(p.handover, Handover::Open { .. })
+                && (p.timers.last_handshake())
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RETIRE_AFTER)
+        };
+        let gone: Vec<PeerId> = (self.peers.ids())
+            .filter(|&id| idle(&self.peers[id]))
+            .collect();
+        for peer in gone {
+            self.remove_peer(now, peer);
+        }
+        let learned = self.peers.iter().any(|p| p.learned);
+        self.sweep_at = learned.then_some(now + SWEEP_INTERVAL);
     }
 
     /// Forces (or, with `None`, stops forcing) the under-load state that
@@ -480,6 +529,7 @@ impl Endpoint {
                 let peer = match self.peers.by_static(&peer_static) {
                     Some(id) => id,
                     None if self.local.config.accept_unknown_peers => {
+                        self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
                         self.insert_peer(peer_static, source.direct(), None, true)
                     }
                     None => return self.out.drop(DropReason::UnknownPeer),
@@ -789,13 +839,11 @@ impl Endpoint {
     /// vanish would otherwise keep probing and re-handshaking with all of
     /// them, forever.)
     fn retire(&mut self, now: Instant, peer: PeerId) {
-        let had_link = self.drop_peer_state(peer);
         self.out.stats.peers_retired += 1;
         self.out.event(Event::PeerRetired { peer });
-        if had_link {
-            self.gossip.advert_soon(&self.peers, now);
-        }
-        self.gossip.recompute_routes(cx!(self), now, true);
+        // Nothing else holds it: it goes (memory returns; it is learned
+        // again from its next handshake).
+        self.remove_peer(now, peer);
     }
 
     /// Tears down every session with `peer` and refuses it from now on. A
@@ -963,6 +1011,7 @@ impl Endpoint {
             self.admission.filter().poll_timeout(),
             self.bundles.poll_timeout(),
             self.handover_deadline(),
+            self.sweep_at,
         ]
         .into_iter()
         .flatten()
@@ -984,6 +1033,9 @@ impl Endpoint {
         self.admission.filter_mut().handle_timeout(now);
         self.bundles.handle_timeout(cx!(self), now);
         self.end_handovers(now);
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep_learned(now);
+        }
         // The peers due now, and those written since the last call: link
         // probes first (a peer that got a session gets its link state
         // here), then the gossip timers, then WireGuard's.
@@ -992,8 +1044,11 @@ impl Endpoint {
             self.probe_link(now, peer);
         }
         self.gossip.handle_timeout(cx!(self), now);
+        // A retired peer is gone by now.
         for &peer in &due {
-            self.peer_timers(now, peer);
+            if self.peers.checked(peer).is_some() {
+                self.peer_timers(now, peer);
+            }
         }
     }
 

@@ -253,9 +253,10 @@ impl SessionSlots {
     }
 }
 
-/// Every peer of one endpoint (never removed: a [`PeerId`] is an index),
-/// with their timers in a heap, the maps that find them, and what decides
-/// the path to each.
+/// Every peer of one endpoint (a [`PeerId`] is a slot and its generation:
+/// learned peers are removed when gone, and an old id never reaches the
+/// slot's next peer), with their timers in a heap, the maps that find them,
+/// and what decides the path to each.
 pub(crate) struct Peers {
     table: Table<Peer>,
     by_static: HashMap<[u8; 32], PeerId>,
@@ -305,9 +306,8 @@ impl Peers {
             p.learned &= learned;
             return (id, false);
         }
-        let id = PeerId::new(self.table.len());
         let node_id = NodeId::of(&static_public);
-        self.table.push(Peer {
+        let (index, gen) = self.table.push(Peer {
             static_public,
             node_id,
             static_static: handshake::static_static(crypto, identity, &static_public).ok(),
@@ -331,6 +331,7 @@ impl Peers {
             handover: Handover::None,
             learned,
         });
+        let id = PeerId::new(index, gen);
         self.by_static.insert(static_public, id);
         self.by_node.insert(node_id, id);
         if let Some(e) = endpoint {
@@ -360,13 +361,41 @@ impl Peers {
     }
 
     /// A peer id, if it is one of ours (a driver could hold another
-    /// endpoint's).
+    /// endpoint's, or one of a peer since removed).
     pub fn checked(&self, id: PeerId) -> Option<PeerId> {
-        (id.index() < self.table.len()).then_some(id)
+        self.table.get(id.index(), id.gen()).map(|_| id)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = PeerId> {
-        (0..self.table.len()).map(PeerId::new)
+    pub fn ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.table.handles().map(|(i, gen)| PeerId::new(i, gen))
+    }
+
+    /// Removes `peer` and every map entry naming it (its sessions must be
+    /// gone: their indices released). Its id is refused from now on.
+    pub fn remove(&mut self, peer: PeerId) -> Option<Peer> {
+        self.checked(peer)?;
+        let p = self.table.remove(peer.index())?;
+        self.by_static.remove(&p.static_public);
+        if self.by_node.get(&p.node_id) == Some(&peer) {
+            self.by_node.remove(&p.node_id);
+        }
+        if let Some(e) = p.endpoint {
+            if self.by_endpoint.get(&e) == Some(&peer) {
+                self.by_endpoint.remove(&e);
+            }
+        }
+        // Its sessions and handshake released their indices already.
+        debug_assert!(self.by_index.values().all(|id| *id != peer));
+        if self.default_relay == Some(peer) {
+            self.default_relay = None;
+        }
+        let through: Vec<PeerId> = (self.ids())
+            .filter(|&id| self[id].via == Some(peer))
+            .collect();
+        for id in through {
+            self[id].via = None;
+        }
+        Some(p)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Peer> {
@@ -444,10 +473,9 @@ impl Peers {
     /// The peers due at `now`, and those written since the last call.
     pub fn take_due(&mut self, now: Instant) -> Vec<PeerId> {
         self.table.refresh(peer_deadline);
-        self.table
-            .take_due(now)
-            .into_iter()
-            .map(PeerId::new)
+        let due = self.table.take_due(now);
+        (due.into_iter())
+            .map(|i| PeerId::new(i, self.table.gen(i)))
             .collect()
     }
 
@@ -486,15 +514,19 @@ impl Peers {
     }
 }
 
+/// Indexing with an id of a removed peer is a bug (ids from outside go
+/// through [`Peers::checked`]); debug builds catch it.
 impl Index<PeerId> for Peers {
     type Output = Peer;
     fn index(&self, id: PeerId) -> &Peer {
+        debug_assert_eq!(self.table.gen(id.index()), id.gen(), "a removed peer's id");
         &self.table[id.index()]
     }
 }
 
 impl IndexMut<PeerId> for Peers {
     fn index_mut(&mut self, id: PeerId) -> &mut Peer {
+        debug_assert_eq!(self.table.gen(id.index()), id.gen(), "a removed peer's id");
         &mut self.table[id.index()]
     }
 }

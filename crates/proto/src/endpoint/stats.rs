@@ -198,6 +198,8 @@ pub struct Stats {
     pub bundle_bytes_sent: u64,
     /// Peers retired: introduced themselves, then their link stayed down.
     pub peers_retired: u64,
+    /// Learned peers removed (see [`Event::PeerRemoved`](super::Event::PeerRemoved)).
+    pub peers_removed: u64,
     /// Adverts refused, by reason: `bad_signature` (not signed by the
     /// origin's advert key: altered or forged on the way), `bad_certificate`
     /// (the certificate offered for the origin failed verification),
