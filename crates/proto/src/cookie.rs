@@ -145,10 +145,11 @@ impl CookieChecker {
 
     /// Checks a fragment's MACs, mac2 as `mac2` says.
     ///
-    /// Under load mac2 is checked first: a fragment without it is only
-    /// worth its mac1 (a second pass over the fragment) when it may earn a
+    /// Under load mac2 is checked first (a zero mac2, a sender without a
+    /// cookie, costs no hashing at all): a fragment without a valid one is
+    /// only worth its mac1 (a pass over the fragment) when it may earn a
     /// cookie reply; any other is `CookieRequired` whatever its mac1, so a
-    /// spoofed flood costs one pass per fragment after the first.
+    /// flood without cookies costs hashing only within the reply budget.
     pub fn check(
         &mut self,
         crypto: &dyn Crypto,
@@ -173,9 +174,13 @@ impl CookieChecker {
                 MacVerdict::InvalidMac1
             };
         };
-        let cookie = self.cookie_for(crypto, now, rng, src);
-        let expected = crypto.mac(&cookie, &[&datagram[..n - MAC_LEN]]);
-        let mac2_valid = constant_time_eq(&expected, &datagram[n - MAC_LEN..]);
+        // A sender without a cookie leaves mac2 zero: no hashing for that.
+        let mac2_field = &datagram[n - MAC_LEN..];
+        let mac2_valid = mac2_field.iter().any(|&b| b != 0) && {
+            let cookie = self.cookie_for(crypto, now, rng, src);
+            let expected = crypto.mac(&cookie, &[&datagram[..n - MAC_LEN]]);
+            constant_time_eq(&expected, mac2_field)
+        };
         if !mac2_valid && !may_reply {
             return MacVerdict::CookieRequired;
         }
