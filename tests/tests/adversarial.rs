@@ -347,3 +347,108 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     assert!(peer(&mesh, 0, "h1").is_some());
     assert!(mesh.ping(0, 1, 3), "h0 lost h1");
 }
+
+/// A metric from a host's Prometheus text (through the admin API).
+fn metric(mesh: &Mesh, host: usize, name: &str) -> f64 {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&mesh.hosts[host].socket).unwrap();
+    s.write_all(b"{\"command\":\"metrics\"}\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    v["text"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing"))
+}
+
+/// A regression guard on real agents: the quota holds and others still
+/// connect. (Against the meshd before quotas this setup did not lock h2
+/// out either; `proto::filter`'s unit test with 1,750 SYNs from 51 members
+/// is the one that tells the two apart.)
+#[test]
+fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(3, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(1, 0, 3) && mesh.ping(2, 0, 3));
+    // Members may open TCP connections to h0 on 5201 and 9999; h0's
+    // answers pass by connection tracking alone.
+    std::fs::write(
+        mesh.dir.join("syn.toml"),
+        "[[rule]]\naction = \"allow\"\nfrom = \"segment:test\"\nto = \"node:h0\"\nproto = \"tcp\"\nports = [\"5201\", \"9999\"]\n",
+    )
+    .unwrap();
+    let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    mesh.meshctl(&["policy", "push", "syn.toml", "--socket", &sock]);
+    let version = policy_status(&mesh, 0)["policy-version"].as_u64();
+    wait_for("the policy on h1 and h2", Duration::from_secs(5), || {
+        [1, 2]
+            .iter()
+            .all(|&h| policy_status(&mesh, h)["policy-version"].as_u64() == version)
+    });
+    // h0's kernel drops what arrives for 9999, so every flood flow stays
+    // unanswered; 5201 is served.
+    let rules = mesh.dir.join("drop9999.nft");
+    std::fs::write(
+        &rules,
+        "table inet syn {\n  chain i {\n    type filter hook input priority 0;\n    tcp dport 9999 drop\n  }\n}\n",
+    )
+    .unwrap();
+    let nft = mesh.exec(0, &["nft", "-f", rules.to_str().unwrap()]);
+    assert!(nft.status.success(), "{nft:?}");
+    let harness = meshd_tests::binary("mesh-harness");
+    let harness = harness.to_str().unwrap();
+    let h0 = mesh.hosts[0].overlay.to_string();
+    let mut server = mesh.spawn(
+        0,
+        &[
+            harness, "serve", "--addr", &h0, "--port", "5201", "--secs", "60",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let to = format!("{h0}:5201");
+    let probe = |from: usize| {
+        mesh.exec(
+            from,
+            &[harness, "probe", "--to", &to, "--timeout-ms", "1000"],
+        )
+        .status
+        .success()
+    };
+    assert!(probe(2), "h2 cannot connect before the flood");
+    // h1 sends more allowed SYNs than h0's whole table holds (65,536),
+    // within the 30 s an unanswered flow is kept.
+    let h1 = mesh.hosts[1].overlay.to_string();
+    let flood = mesh.exec(
+        1,
+        &[
+            harness,
+            "syn-flood",
+            "--from",
+            &h1,
+            "--to",
+            &format!("{h0}:9999"),
+            "--count",
+            "150000",
+            "--rate",
+            "30000",
+        ],
+    );
+    assert!(flood.status.success(), "{flood:?}");
+    // Another member's new connections get through, every one.
+    for i in 0..10 {
+        assert!(probe(2), "h2's connection {i} after the flood failed");
+    }
+    // h0 tracked h1's flows up to its quota and counted the rest.
+    assert!(
+        metric(&mesh, 0, "meshd_conntrack_quota_total") >= 70_000.0,
+        "h0 did not hold h1 to its quota"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

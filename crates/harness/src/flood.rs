@@ -295,3 +295,77 @@ pub fn run(flood: &Flood<'_>) -> Result<Sent, String> {
         elapsed: start.elapsed(),
     })
 }
+
+/// A SYN flood through the overlay: TCP SYNs from `from` (this host's
+/// overlay address) to `to`, each from a fresh source port, written by a
+/// raw socket (root) so that they take the overlay route as a real
+/// client's would; `count` of them at `rate` a second (bounded: at most
+/// 1,000,000 at 100,000/s). Returns how many were sent.
+pub fn syn_flood(from: Ipv4Addr, to: SocketAddrV4, count: u64, rate: u32) -> Result<u64, String> {
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255)))
+        .map_err(|e| format!("raw socket (needs root): {e}"))?;
+    let count = count.min(1_000_000);
+    let rate = u64::from(rate.clamp(1, 100_000));
+    let dst = SockAddr::from(SocketAddr::V4(to));
+    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(u32::from(from)));
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut pkt = [0u8; 40];
+    while sent < count {
+        let due = (rate * start.elapsed().as_micros() as u64 / 1_000_000).min(count);
+        while sent < due {
+            let sport = 1024 + (sent % 64_000) as u16;
+            syn(&mut pkt, from, to, sport, rng.next_u32());
+            // A full socket buffer is a lost SYN, as on a wire.
+            if s.send_to(&pkt, &dst).is_ok() {
+                sent += 1;
+            } else {
+                break;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(sent)
+}
+
+/// An IPv4 TCP SYN (no options) with valid checksums.
+fn syn(pkt: &mut [u8; 40], from: Ipv4Addr, to: SocketAddrV4, sport: u16, seq: u32) {
+    pkt.fill(0);
+    pkt[..20].copy_from_slice(&[
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    pkt[12..16].copy_from_slice(&from.octets());
+    pkt[16..20].copy_from_slice(&to.ip().octets());
+    let ip_sum = checksum(&pkt[..20], 0);
+    pkt[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let t = &mut pkt[20..];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&to.port().to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4; // data offset: 5 words
+    t[13] = 0x02; // SYN
+    t[14..16].copy_from_slice(&64_240u16.to_be_bytes());
+    // Pseudo-header: source, destination, protocol, TCP length.
+    let mut pseudo = 0u32;
+    for w in from.octets().chunks(2).chain(to.ip().octets().chunks(2)) {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    pseudo += 6 + 20;
+    let tcp_sum = checksum(&pkt[20..], pseudo);
+    pkt[36..38].copy_from_slice(&tcp_sum.to_be_bytes());
+}
+
+/// The Internet checksum of `data`, starting from `sum`.
+fn checksum(data: &[u8], mut sum: u32) -> u16 {
+    for w in data.chunks(2) {
+        let hi = u32::from(w[0]) << 8;
+        sum += hi | w.get(1).map_or(0, |&b| u32::from(b));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}

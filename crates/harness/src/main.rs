@@ -201,6 +201,23 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// TCP SYNs through the overlay, each from a fresh source port, from
+    /// this host's overlay address (a raw socket: root): the allowed-flow
+    /// flood that would fill a node's connection tracking.
+    SynFlood {
+        /// This host's overlay address.
+        #[arg(long)]
+        from: std::net::Ipv4Addr,
+        /// The target's overlay address and port.
+        #[arg(long)]
+        to: std::net::SocketAddrV4,
+        /// SYNs (at most 1000000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        count: u64,
+        /// SYNs per second (at most 100000).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rate: u32,
+    },
     /// New nodes (signed with the CA key in DIR) each handshake once with a
     /// running meshd; prints the handshakes completed per second.
     HandshakeLoad {
@@ -605,6 +622,12 @@ fn main() -> ExitCode {
                     None => Ok(()),
                 }
             }),
+        Command::SynFlood {
+            from,
+            to,
+            count,
+            rate,
+        } => flood::syn_flood(from, to, count, rate).map(|n| println!("sent={n}")),
         Command::Flood {
             kind,
             to,
