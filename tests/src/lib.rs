@@ -460,6 +460,23 @@ impl Mesh {
             .unwrap()
     }
 
+    /// A metric of host `i`'s meshd, from its Prometheus text (through
+    /// the admin API).
+    pub fn metric(&self, i: usize, name: &str) -> f64 {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = UnixStream::connect(&self.hosts[i].socket).unwrap();
+        s.write_all(b"{\"command\":\"metrics\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["text"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
     /// Pings `to`'s overlay address from host `from`; true if any reply came.
     pub fn ping(&self, from: usize, to: usize, count: u32) -> bool {
         let o = self.exec(

@@ -348,22 +348,6 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     assert!(mesh.ping(0, 1, 3), "h0 lost h1");
 }
 
-/// A metric from a host's Prometheus text (through the admin API).
-fn metric(mesh: &Mesh, host: usize, name: &str) -> f64 {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(&mesh.hosts[host].socket).unwrap();
-    s.write_all(b"{\"command\":\"metrics\"}\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap();
-    v["text"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
 /// A regression guard on real agents: the quota holds and others still
 /// connect. (Against the meshd before quotas this setup did not lock h2
 /// out either; `proto::filter`'s unit test with 1,750 SYNs from 51 members
@@ -446,7 +430,7 @@ fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections()
     }
     // h0 tracked h1's flows up to its quota and counted the rest.
     assert!(
-        metric(&mesh, 0, "meshd_conntrack_quota_total") >= 70_000.0,
+        mesh.metric(0, "meshd_conntrack_quota_total") >= 70_000.0,
         "h0 did not hold h1 to its quota"
     );
     let _ = server.kill();

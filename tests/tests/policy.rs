@@ -560,22 +560,6 @@ fn enclave_mesh() -> Mesh {
     mesh
 }
 
-/// A metric from the node's Prometheus text (through the admin API).
-fn metric(mesh: &Mesh, host: usize, name: &str) -> f64 {
-    use std::io::{BufRead, BufReader, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(&mesh.hosts[host].socket).unwrap();
-    s.write_all(b"{\"command\":\"metrics\"}\n").unwrap();
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap();
-    v["text"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing"))
-}
-
 #[test]
 fn enclave_traffic_steered_through_a_non_member_relay_is_refused() {
     if !netns_available() {
@@ -615,7 +599,7 @@ fn enclave_traffic_steered_through_a_non_member_relay_is_refused() {
         !mesh.ping(0, 1, 5),
         "enclave traffic got through without the direct link"
     );
-    assert_eq!(metric(&mesh, 2, "meshd_relayed_packets_total"), 0.0);
+    assert_eq!(mesh.metric(2, "meshd_relayed_packets_total"), 0.0);
     let peers = json(&mesh, 0, "peers");
     let h1 = peers
         .as_array()
@@ -646,7 +630,7 @@ fn enclave_metadata_is_invisible_to_an_outsider_through_meshctl_and_gossip() {
     }
     let routes = json(&mesh, 2, "routes");
     assert_eq!(routes.as_array().unwrap().len(), 0, "{routes}");
-    assert_eq!(metric(&mesh, 2, "meshd_sessions"), 0.0);
+    assert_eq!(mesh.metric(2, "meshd_sessions"), 0.0);
     // And the members never gossiped to it.
     let status = json(&mesh, 2, "status");
     assert_eq!(status["sessions"], 0, "{status}");
