@@ -236,10 +236,12 @@ pub(crate) const SOURCE_BURST: u32 = 5;
 /// Under load, all sources together may have this many times the load
 /// threshold of initiation fragments looked at per second.
 pub(crate) const TOTAL_FACTOR: u32 = 10;
-/// Under load, all sources together may have this many times the load
-/// threshold of cookie replies a second (a reply costs more than a look:
-/// an encryption and a datagram sent, to an address that may be spoofed).
+/// Under load, all sources together may have a burst of this many times
+/// the load threshold of cookie replies (a reply costs more than a look:
+/// an encryption and a datagram sent, to an address that may be spoofed)...
 pub(crate) const COOKIE_REPLY_FACTOR: u32 = 2;
+/// ...refilled at the load threshold divided by this, a second.
+pub(crate) const COOKIE_REPLY_RATE_DIVISOR: u32 = 2;
 /// Source addresses the limiter remembers at most.
 const LIMITER_SOURCES: usize = 4096;
 
@@ -264,11 +266,12 @@ impl Handshakes {
                 ),
                 LIMITER_SOURCES,
             ),
-            // Enough for a hub's 2,000 leaves to get theirs within a second.
+            // A burst enough for a hub's 2,000 leaves to get theirs at
+            // once; a sustained flood gets a quarter of that a second (each
+            // reply is a datagram sent, the dearest part of a flood from
+            // many addresses).
             cookie_replies: TokenBucket::new(
-                config
-                    .handshake_load_threshold
-                    .saturating_mul(COOKIE_REPLY_FACTOR),
+                (config.handshake_load_threshold / COOKIE_REPLY_RATE_DIVISOR).max(1),
                 config
                     .handshake_load_threshold
                     .saturating_mul(COOKIE_REPLY_FACTOR),
