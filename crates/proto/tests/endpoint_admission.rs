@@ -17,6 +17,17 @@ fn udp(sport: u16, dport: u16) -> Vec<u8> {
     h
 }
 
+/// An endpoint of `mesh` with default settings.
+fn endpoint(mesh: &Mesh, identity: proto::handshake::Identity, seed: u64) -> Endpoint {
+    Endpoint::new(
+        crypto(),
+        mesh.ca.clone(),
+        identity,
+        EndpointConfig::default(),
+        Box::new(rng(seed)),
+    )
+}
+
 fn policy(text: &str) -> Option<std::sync::Arc<proto::policy::Compiled>> {
     Some(std::sync::Arc::new(
         proto::policy::Policy::parse(text).unwrap().compile(),
@@ -82,20 +93,8 @@ fn a_non_member_cannot_complete_a_handshake_with_an_enclave_member() {
     let member = mesh.node_in("pci-1", 1, &["pci"]);
     let outsider = mesh.node_in("web-1", 2, &["web"]);
     let (m_pub, o_pub) = (*member.static_public(), *outsider.static_public());
-    let mut m = Endpoint::new(
-        crypto(),
-        mesh.ca.clone(),
-        member,
-        EndpointConfig::default(),
-        Box::new(rng(107)),
-    );
-    let mut o = Endpoint::new(
-        crypto(),
-        mesh.ca.clone(),
-        outsider,
-        EndpointConfig::default(),
-        Box::new(rng(108)),
-    );
+    let mut m = endpoint(&mesh, member, 107);
+    let mut o = endpoint(&mesh, outsider, 108);
     let t = Instant::now();
     let p = policy(
         "enclaves = [\"pci\"]\n[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
@@ -486,13 +485,7 @@ fn a_configured_peer_outside_the_enclaves_is_never_initiated_to() {
     let member = mesh.node_in("pci-1", 1, &["pci"]);
     let outsider = mesh.node_in("web-1", 2, &["web"]);
     let outsider_cert = outsider.certificate().clone();
-    let mut m = Endpoint::new(
-        crypto(),
-        mesh.ca.clone(),
-        member,
-        EndpointConfig::default(),
-        Box::new(rng(107)),
-    );
+    let mut m = endpoint(&mesh, member, 107);
     let t = Instant::now();
     m.set_policy(t, policy(PCI_ENCLAVE));
     let peer = m
