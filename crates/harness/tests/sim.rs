@@ -891,3 +891,47 @@ fn a_shorter_idle_probe_interval_finds_an_idle_failure_sooner() {
         "fast: {fast:?} (default {default:?})"
     );
 }
+
+/// A node that crashes for good leaves no link state behind: once no live
+/// node reaches it, its advert goes from every database within
+/// `advert_max_age` (30 s) of the links being declared down, however many
+/// nodes the mesh holds (the refresh-scaled expiry, 4 × 2 s × 51 nodes =
+/// 408 s here, would keep it for minutes; hours at 1,000 nodes).
+#[test]
+fn a_crashed_nodes_link_state_leaves_every_database_within_a_minute() {
+    let n = 50;
+    let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+    let links: Vec<(usize, usize, Duration)> = (0..n).map(|i| (i, (i + 1) % n, ms(1))).collect();
+    let mut sim = Sim::build(8, &names, &links, EndpointConfig::default(), false);
+    sim.run_for(Duration::from_secs(5));
+    let gone = 25;
+    let id = sim.nodes[gone].ep.node_id();
+    let holding = |sim: &Sim| {
+        (0..n)
+            .filter(|&i| i != gone && sim.nodes[i].ep.router().advert(id).is_some())
+            .count()
+    };
+    assert_eq!(holding(&sim), n - 1, "every node holds the advert first");
+    sim.crash(gone);
+    let crashed = sim.now;
+    let mut cleared = None;
+    while sim.now - crashed < Duration::from_secs(120) {
+        sim.run_for(Duration::from_secs(1));
+        if holding(&sim) == 0 {
+            cleared = Some(sim.now - crashed);
+            break;
+        }
+    }
+    let cleared = cleared.unwrap_or_else(|| {
+        panic!(
+            "{} of {} nodes still hold the crashed node's advert 120 s on",
+            holding(&sim),
+            n - 1
+        )
+    });
+    eprintln!("crashed node's advert gone from all {} others in {cleared:?}", n - 1);
+    assert!(cleared <= Duration::from_secs(60), "{cleared:?}");
+    // And it stays gone: no neighbour's database sync brings it back.
+    sim.run_for(Duration::from_secs(60));
+    assert_eq!(holding(&sim), 0, "the advert came back");
+}

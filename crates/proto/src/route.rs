@@ -98,7 +98,10 @@ pub struct RouteConfig {
     pub switch_factor: f64,
     /// See `switch_factor`.
     pub switch_margin_us: u64,
-    /// Adverts not refreshed for this long are forgotten.
+    /// Adverts not refreshed for this long are forgotten (at least: the
+    /// endpoint stretches it with the refresh interval), and so are those
+    /// whose origin no link reaches for this long, however recently they
+    /// were refreshed.
     pub advert_max_age: Duration,
 }
 
@@ -175,6 +178,8 @@ pub struct Router {
     scope: Option<HashSet<NodeId, Ids>>,
     /// Nodes the last computation reached.
     reachable: usize,
+    /// Origins of held adverts that no path reached, since when.
+    unreachable_since: HashMap<NodeId, Instant, Ids>,
 }
 
 /// How a shortest-path run reached a node.
@@ -343,6 +348,7 @@ impl Router {
             last_inputs: None,
             scope: None,
             reachable: 0,
+            unreachable_since: HashMap::default(),
         }
     }
 
@@ -358,18 +364,34 @@ impl Router {
                 return false;
             }
         }
+        // A fresh advert restarts the unreachable clock: the next
+        // computation decides (a healed partition brings fresh adverts from
+        // nodes long unreachable).
+        self.unreachable_since.remove(&advert.origin);
         self.adverts.insert(advert.origin, (advert, now));
         self.generation += 1;
         true
     }
 
     /// Forgets adverts not refreshed for `max_age` (at least
-    /// `RouteConfig::advert_max_age`). Returns whether any went.
+    /// `RouteConfig::advert_max_age`), and adverts whose origin the route
+    /// computations have not reached for `RouteConfig::advert_max_age`: a
+    /// node that is gone for good leaves the database in that time, not in
+    /// the refresh-scaled `max_age` (hours in a large mesh), and a copy a
+    /// neighbour's database sync brings back goes the same way. Returns
+    /// whether any went.
     pub fn expire(&mut self, now: Instant, max_age: Duration) -> bool {
         let before = self.adverts.len();
         let max = self.config.advert_max_age.max(max_age);
-        self.adverts
-            .retain(|_, (_, at)| now.saturating_duration_since(*at) < max);
+        let cut_off = self.config.advert_max_age;
+        let unreachable = &mut self.unreachable_since;
+        self.adverts.retain(|origin, (_, at)| {
+            let lost = unreachable
+                .get(origin)
+                .is_some_and(|t| now.saturating_duration_since(*t) >= cut_off);
+            now.saturating_duration_since(*at) < max && !lost
+        });
+        unreachable.retain(|origin, _| self.adverts.contains_key(origin));
         let changed = self.adverts.len() != before;
         if changed {
             self.generation += 1;
@@ -382,6 +404,7 @@ impl Router {
     /// was held.
     pub fn forget(&mut self, origin: NodeId) -> bool {
         let had = self.adverts.remove(&origin).is_some();
+        self.unreachable_since.remove(&origin);
         if had {
             self.generation += 1;
         }
@@ -522,6 +545,12 @@ impl Router {
         };
         let best = g.shortest(self.me, None);
         self.reachable = best.len();
+        let adverts = &self.adverts;
+        self.unreachable_since
+            .retain(|o, _| adverts.contains_key(o) && !best.contains_key(o));
+        for origin in adverts.keys().filter(|o| !best.contains_key(*o)) {
+            self.unreachable_since.entry(*origin).or_insert(now);
+        }
         // Distances from a neighbour, avoiding us, computed on demand.
         let mut from_neighbor: HashMap<NodeId, Tree, Ids> = HashMap::default();
         let kept = self
@@ -768,6 +797,32 @@ mod tests {
         assert!(!r.expire(now + Duration::from_secs(31), Duration::from_secs(60)));
         assert!(r.expire(now + Duration::from_secs(31), Duration::ZERO));
         assert_eq!(r.adverts().count(), 0);
+    }
+
+    #[test]
+    fn an_origin_no_path_reaches_is_forgotten_after_max_age_however_fresh() {
+        let now = Instant::now();
+        let s = Duration::from_secs;
+        let mut r = square(now);
+        let up = [link(B, 100, true), link(C, 100, true), link(D, 100, true)];
+        r.recompute(now, &up);
+        // d is gone: our link and b's are down (b's new advert leaves d out).
+        assert!(r.handle_advert(now, advert(B, 2, &[(A, 100), (C, 100)])));
+        let cut = [link(B, 100, true), link(C, 100, true), link(D, 100, false)];
+        r.recompute(now, &cut);
+        assert!(r.route(D).is_none());
+        // The long (refresh-scaled) max age would keep it for an hour.
+        let long = s(3600);
+        assert!(!r.expire(now + s(29), long));
+        // A neighbour's sync brings its advert back: the clock restarts.
+        assert!(r.handle_advert(now + s(29), advert(D, 2, &[(A, 100), (B, 150)])));
+        r.recompute(now + s(29), &cut);
+        assert!(!r.expire(now + s(31), long), "the fresh copy's clock");
+        assert!(r.expire(now + s(59), long));
+        assert!(r.advert(D).is_none());
+        assert!(r.advert(B).is_some() && r.advert(C).is_some());
+        // Reachable origins stay however old the computation.
+        assert!(!r.expire(now + s(600), long));
     }
 
     #[test]
