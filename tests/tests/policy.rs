@@ -535,6 +535,30 @@ fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
     });
     assert!(!mesh.ping(2, 1, 2));
     assert!(mesh.ping(0, 1, 3), "h0–h1 still fine");
+    // The revoked node holds a newer, validly signed policy that nobody
+    // else has, and h1 restarts with no one but h2 up: h1 refuses h2 from
+    // its first handshake and takes nothing h2 offers.
+    write(
+        &mesh,
+        "newer.toml",
+        "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
+    );
+    mesh.meshctl(&["policy", "sign", "newer.toml", "--version", "9", "--out", "newer.bundle"]);
+    mesh.meshctl(&["policy", "push", "newer.bundle", "--bundle", "--socket", &sock(&mesh, 2)]);
+    wait_for("h2 holds policy 9", Duration::from_secs(5), || {
+        policy_field(&mesh, 2, "policy-version") == 9
+    });
+    mesh.kill9(0);
+    mesh.kill9(1);
+    mesh.start(1);
+    wait_for("h2 refused by the restarted h1", Duration::from_secs(10), || {
+        json(&mesh, 1, "status")["handshake-failures"]["revoked"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    });
+    assert_ne!(policy_field(&mesh, 1, "policy-version"), 9);
+    assert_eq!(json(&mesh, 1, "status")["sessions"].as_u64(), Some(0));
 }
 
 /// h0 and h1 in enclave `pci`, h2 outside; the policy ships with the nodes.
