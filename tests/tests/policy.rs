@@ -543,20 +543,39 @@ fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
         "newer.toml",
         "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
     );
-    mesh.meshctl(&["policy", "sign", "newer.toml", "--version", "9", "--out", "newer.bundle"]);
-    mesh.meshctl(&["policy", "push", "newer.bundle", "--bundle", "--socket", &sock(&mesh, 2)]);
+    mesh.meshctl(&[
+        "policy",
+        "sign",
+        "newer.toml",
+        "--version",
+        "9",
+        "--out",
+        "newer.bundle",
+    ]);
+    mesh.meshctl(&[
+        "policy",
+        "push",
+        "newer.bundle",
+        "--bundle",
+        "--socket",
+        &sock(&mesh, 2),
+    ]);
     wait_for("h2 holds policy 9", Duration::from_secs(5), || {
         policy_field(&mesh, 2, "policy-version") == 9
     });
     mesh.kill9(0);
     mesh.kill9(1);
     mesh.start(1);
-    wait_for("h2 refused by the restarted h1", Duration::from_secs(10), || {
-        json(&mesh, 1, "status")["handshake-failures"]["revoked"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 2
-    });
+    wait_for(
+        "h2 refused by the restarted h1",
+        Duration::from_secs(10),
+        || {
+            json(&mesh, 1, "status")["handshake-failures"]["revoked"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 2
+        },
+    );
     assert_ne!(policy_field(&mesh, 1, "policy-version"), 9);
     assert_eq!(json(&mesh, 1, "status")["sessions"].as_u64(), Some(0));
 }

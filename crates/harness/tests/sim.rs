@@ -929,7 +929,10 @@ fn a_crashed_nodes_link_state_leaves_every_database_within_a_minute() {
             n - 1
         )
     });
-    eprintln!("crashed node's advert gone from all {} others in {cleared:?}", n - 1);
+    eprintln!(
+        "crashed node's advert gone from all {} others in {cleared:?}",
+        n - 1
+    );
     assert!(cleared <= Duration::from_secs(60), "{cleared:?}");
     // And it stays gone: no neighbour's database sync brings it back.
     sim.run_for(Duration::from_secs(60));
