@@ -348,18 +348,28 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     assert!(mesh.ping(0, 1, 3), "h0 lost h1");
 }
 
-/// A regression guard on real agents: the quota holds and others still
-/// connect. (Against the meshd before quotas this setup did not lock h2
-/// out either; `proto::filter`'s unit test with 1,750 SYNs from 51 members
-/// is the one that tells the two apart.)
+/// The campaign's lock-out: two members of an allowed segment send more
+/// allowed SYNs than h0's whole flow table holds (65,536; each flooder has
+/// 64,000 source ports), to a port whose SYNs h0's kernel drops, so no flow
+/// is answered. Without per-address quotas the table filled and no new
+/// connection from the segment got an answer through (h0's replies pass by
+/// connection tracking alone) until flows idled out. With them, each
+/// flooder is held to its quota and a third member connects every time.
 #[test]
-fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections() {
+fn an_allowed_syn_flood_from_two_members_leaves_room_for_a_third_members_connections() {
     if !netns_available() {
         return;
     }
-    let mut mesh = Mesh::new(3, MeshOptions::default());
+    // Release builds: the flood must reach h0 faster than flows age out.
+    let mut mesh = Mesh::new(
+        4,
+        MeshOptions {
+            release: true,
+            ..MeshOptions::default()
+        },
+    );
     mesh.start_all();
-    assert!(mesh.ping(1, 0, 3) && mesh.ping(2, 0, 3));
+    assert!((1..4).all(|h| mesh.ping(h, 0, 3)));
     // Members may open TCP connections to h0 on 5201 and 9999; h0's
     // answers pass by connection tracking alone.
     std::fs::write(
@@ -370,10 +380,8 @@ fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections()
     let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
     mesh.meshctl(&["policy", "push", "syn.toml", "--socket", &sock]);
     let version = policy_status(&mesh, 0)["policy-version"].as_u64();
-    wait_for("the policy on h1 and h2", Duration::from_secs(5), || {
-        [1, 2]
-            .iter()
-            .all(|&h| policy_status(&mesh, h)["policy-version"].as_u64() == version)
+    wait_for("the policy on every member", Duration::from_secs(5), || {
+        (1..4).all(|h| policy_status(&mesh, h)["policy-version"].as_u64() == version)
     });
     // h0's kernel drops what arrives for 9999, so every flood flow stays
     // unanswered; 5201 is served.
@@ -385,7 +393,7 @@ fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections()
     .unwrap();
     let nft = mesh.exec(0, &["nft", "-f", rules.to_str().unwrap()]);
     assert!(nft.status.success(), "{nft:?}");
-    let harness = meshd_tests::binary("mesh-harness");
+    let harness = meshd_tests::release_binary("mesh-harness");
     let harness = harness.to_str().unwrap();
     let h0 = mesh.hosts[0].overlay.to_string();
     let mut server = mesh.spawn(
@@ -404,34 +412,43 @@ fn an_allowed_syn_flood_from_one_member_leaves_room_for_the_others_connections()
         .status
         .success()
     };
-    assert!(probe(2), "h2 cannot connect before the flood");
-    // h1 sends more allowed SYNs than h0's whole table holds (65,536),
-    // within the 30 s an unanswered flow is kept.
-    let h1 = mesh.hosts[1].overlay.to_string();
-    let flood = mesh.exec(
-        1,
-        &[
-            harness,
-            "syn-flood",
-            "--from",
-            &h1,
-            "--to",
-            &format!("{h0}:9999"),
-            "--count",
-            "150000",
-            "--rate",
-            "30000",
-        ],
-    );
-    assert!(flood.status.success(), "{flood:?}");
-    // Another member's new connections get through, every one.
-    for i in 0..10 {
-        assert!(probe(2), "h2's connection {i} after the flood failed");
+    assert!(probe(3), "h3 cannot connect before the flood");
+    // h1 and h2 at once, within the 30 s an unanswered flow is kept.
+    let target = format!("{h0}:9999");
+    let flooders: Vec<_> = [1, 2]
+        .iter()
+        .map(|&h| {
+            let from = mesh.hosts[h].overlay.to_string();
+            mesh.spawn(
+                h,
+                &[
+                    harness,
+                    "syn-flood",
+                    "--from",
+                    &from,
+                    "--to",
+                    &target,
+                    "--count",
+                    "128000",
+                    "--rate",
+                    "30000",
+                ],
+            )
+        })
+        .collect();
+    for f in flooders {
+        let out = f.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
     }
-    // h0 tracked h1's flows up to its quota and counted the rest.
+    // h3's new connections get through, every one.
+    for i in 0..10 {
+        assert!(probe(3), "h3's connection {i} after the flood failed");
+    }
+    // h0 tracked each flooder's flows up to its quota and counted the rest.
+    let quota = mesh.metric(0, "meshd_conntrack_quota_total");
     assert!(
-        mesh.metric(0, "meshd_conntrack_quota_total") >= 70_000.0,
-        "h0 did not hold h1 to its quota"
+        quota >= 100_000.0,
+        "h0 held the flooders to their quotas only {quota} times"
     );
     let _ = server.kill();
     let _ = server.wait();
