@@ -176,6 +176,10 @@ pub struct MeshOptions {
     pub segments: Vec<&'static str>,
     /// Run meshd's release build ([`release_binary`]).
     pub release: bool,
+    /// Hosts whose underlay addresses every host is given as its
+    /// `[discovery] bootstrap` list, with no `[[peer]]` at all (empty: every
+    /// host lists every other as a `[[peer]]`).
+    pub bootstrap: Vec<usize>,
 }
 
 impl Default for MeshOptions {
@@ -185,6 +189,7 @@ impl Default for MeshOptions {
             tun_mtu: 1420,
             segments: Vec::new(),
             release: false,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -334,8 +339,17 @@ impl Mesh {
             opts.tun_mtu,
             h.socket.display()
         );
+        if !opts.bootstrap.is_empty() {
+            let list: Vec<String> = (opts.bootstrap.iter())
+                .map(|&b| format!("\"{}:51820\"", self.hosts[b].underlay))
+                .collect();
+            text.push_str(&format!(
+                "\n[discovery]\nbootstrap = [{}]\n",
+                list.join(", ")
+            ));
+        }
         for (j, p) in self.hosts.iter().enumerate() {
-            if j != i {
+            if j != i && opts.bootstrap.is_empty() {
                 text.push_str(&format!(
                     "\n[[peer]]\ncertificate = \"{}.crt\"\nendpoint = \"{}:51820\"\n",
                     p.name, p.underlay

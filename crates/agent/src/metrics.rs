@@ -216,6 +216,26 @@ pub fn render(
         "meshd_cookie_replies_sent_total {}",
         s.cookie_replies_sent
     );
+    for (name, help, v) in [
+        (
+            "meshd_key_probes_sent_total",
+            "Key probes sent to bootstrap addresses.",
+            s.key_requests_sent,
+        ),
+        (
+            "meshd_key_probe_replies_sent_total",
+            "Key probes answered with this node's public key.",
+            s.key_replies_sent,
+        ),
+        (
+            "meshd_members_learned_total",
+            "Members known from the mesh that became peers when traffic or a name lookup asked for them.",
+            s.members_learned,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {v}");
+    }
     family(
         &mut o,
         "meshd_dropped_packets_total",

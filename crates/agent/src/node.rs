@@ -240,15 +240,16 @@ impl Node {
         }
     }
 
-    /// Resolves a peer name or overlay address.
-    fn resolve(&self, target: &str) -> Option<(PeerId, IpAddr)> {
+    /// Resolves a member's name or overlay address: configured peers and
+    /// peers with sessions, and members known from the mesh's link state
+    /// (which become learned peers here, as traffic to them would).
+    fn resolve(&mut self, target: &str) -> Option<(PeerId, IpAddr)> {
+        let now = Instant::now();
         if let Ok(ip) = target.parse::<IpAddr>() {
-            return self.ep.peer_by_address(ip).map(|p| (p, ip));
+            return self.ep.peer_for_address(now, ip).map(|p| (p, ip));
         }
-        // Names of configured peers are known from their certificates before
-        // any handshake; others once their handshake completed.
-        let peer = self.ep.peer_by_name(target)?;
-        let info = self.ep.peer(peer, Instant::now())?;
+        let peer = self.ep.peer_for_name(now, target)?;
+        let info = self.ep.peer(peer, now)?;
         let v4 = info
             .addresses
             .iter()

@@ -190,6 +190,7 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
         underlay_mtu: usize::from(cfg.listen.underlay_mtu),
         relay: cfg.routing.relay,
         accept_unknown_peers: cfg.admission.accept_unknown_peers,
+        answer_key_requests: cfg.discovery.answer_key_probes,
         accept_segments: cfg.admission.accept_segments.clone(),
         pmtu_discovery: cfg.listen.pmtu_discovery,
         health: Some(health_config(&cfg.health)),
@@ -274,6 +275,9 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
         if p.endpoint.is_some() {
             ep.initiate(Instant::now(), unix_nanos(), id);
         }
+    }
+    for addr in &cfg.discovery.bootstrap {
+        ep.add_bootstrap(Instant::now(), *addr);
     }
     Ok(ep)
 }

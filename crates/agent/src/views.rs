@@ -10,8 +10,8 @@ use proto::bundle::{Bundle, BundleKind, Content};
 use proto::cert::hex;
 use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo};
 use types::admin::{
-    AdminResponse, HopView, PeerView, PolicyStatusView, RevokedView, RouteView, RoutingStatusView,
-    StatusView,
+    AdminResponse, BootstrapView, HopView, PeerView, PolicyStatusView, RevokedView, RouteView,
+    RoutingStatusView, StatusView,
 };
 use types::config::NodeConfig;
 
@@ -94,6 +94,17 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
             adverts_held: ep.router().advert_count(),
             nodes_reachable: ep.router().reachable_count(),
             local_stalls: s.local_stalls,
+            members_learned: s.members_learned,
+            bootstrap: ep
+                .bootstraps()
+                .into_iter()
+                .map(|(addr, peer)| BootstrapView {
+                    address: addr.to_string(),
+                    member: peer
+                        .and_then(|p| dir.ep.peer(p, dir.now))
+                        .map(|p| dir.display_name(&p)),
+                })
+                .collect(),
         },
     }
 }

@@ -268,7 +268,7 @@ impl Node {
     ) -> Option<SealPlan> {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let dst = ip::destination(packet)?;
-        let Some(peer) = self.ep.peer_by_address(dst) else {
+        let Some(peer) = self.ep.peer_for_address(now, dst) else {
             self.no_route += 1;
             return None;
         };

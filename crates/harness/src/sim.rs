@@ -334,6 +334,27 @@ impl Sim {
         self.push_bundle(at, BundleKind::Revocation, version, list.encode())
     }
 
+    /// Node `n`, built with no links (so knowing no peer), joins the mesh:
+    /// links to each of `to` (underlay reachability only, `latency` each)
+    /// and those nodes' addresses as its bootstrap addresses.
+    pub fn join(&mut self, n: usize, to: &[usize], latency: Duration) {
+        for &b in to {
+            self.links.insert(
+                key(n, b),
+                Link {
+                    latency,
+                    loss: 0.0,
+                    up_fwd: true,
+                    up_back: true,
+                    mtu: usize::MAX,
+                },
+            );
+            let (now, addr) = (self.now, self.nodes[b].addr);
+            self.nodes[n].ep.add_bootstrap(now, addr);
+        }
+        self.drain(n);
+    }
+
     /// Cuts the link a–b in the direction a → b only.
     pub fn cut_one_way(&mut self, a: usize, b: usize) {
         self.set_direction(a, b, false);
@@ -466,7 +487,18 @@ impl Sim {
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
         let unix = self.unix_nanos();
         let now = self.now;
-        let peer = self.nodes[from].peers[&to];
+        // A node that knows `to` only from the mesh resolves it as meshd
+        // does: by the destination address.
+        let peer = match self.nodes[from].peers.get(&to) {
+            Some(p) => *p,
+            None => {
+                let dst = std::net::IpAddr::from(self.nodes[to].ip);
+                match self.nodes[from].ep.peer_for_address(now, dst) {
+                    Some(p) => p,
+                    None => return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint),
+                }
+            }
+        };
         let out = self.nodes[from]
             .ep
             .send(now, unix, peer, &mut buf, pkt.len());

@@ -938,3 +938,58 @@ fn a_crashed_nodes_link_state_leaves_every_database_within_a_minute() {
     sim.run_for(Duration::from_secs(60));
     assert_eq!(holding(&sim), 0, "the advert came back");
 }
+
+/// A node configured with nothing but two bootstrap addresses joins a
+/// running 6-node ring: it learns the bootstrap members' keys by key probe,
+/// handshakes with them, learns every other member's certificate from their
+/// link state, and its traffic reaches a member it never listed (through
+/// the mesh: it has no underlay route to that member), and back.
+#[test]
+fn a_node_with_only_bootstrap_addresses_joins_and_reaches_every_member() {
+    let names: Vec<String> = (0..7).map(|i| format!("n{i}")).collect();
+    let ring: Vec<(usize, usize, Duration)> = (0..6).map(|i| (i, (i + 1) % 6, ms(1))).collect();
+    let mut sim = Sim::build(9, &names, &ring, EndpointConfig::default(), false);
+    sim.run_for(Duration::from_secs(3));
+    let joiner = 6;
+    assert!(sim.nodes[joiner].ep.peers(sim.now).is_empty());
+    sim.join(joiner, &[0, 3], ms(1));
+    sim.run_for(Duration::from_secs(3));
+    let ep = &sim.nodes[joiner].ep;
+    let bootstraps = ep.bootstraps();
+    assert!(
+        bootstraps.iter().all(|(_, p)| p.is_some()),
+        "{bootstraps:?}"
+    );
+    let sessions = ep.peers(sim.now).iter().filter(|p| p.has_session).count();
+    assert_eq!(sessions, 2, "sessions with both bootstrap members");
+    // Every member of the ring, by its certificate, from the link state.
+    for m in [1, 2, 4, 5] {
+        let addr = std::net::IpAddr::from(sim.nodes[m].ip);
+        assert!(
+            sim.nodes[joiner]
+                .ep
+                .router()
+                .advert(sim.nodes[m].ep.node_id())
+                .is_some(),
+            "no advert of n{m}"
+        );
+        let before = sim.nodes[m].inbox.len();
+        let mut sent = 0;
+        for _ in 0..20 {
+            if !matches!(sim.inject(joiner, m, b"hello"), SendOutcome::Dropped(_)) {
+                sent += 1;
+            }
+            sim.run_for(ms(50));
+        }
+        let got = sim.nodes[m].inbox.len() - before;
+        assert!(got >= 15, "n{m} ({addr}) got {got} of 20 ({sent} sent)");
+        // And the member answers without having listed the joiner either.
+        let back = sim.nodes[joiner].inbox.len();
+        for _ in 0..10 {
+            sim.inject(m, joiner, b"back");
+            sim.run_for(ms(50));
+        }
+        assert!(sim.nodes[joiner].inbox.len() - back >= 8, "n{m} → joiner");
+    }
+    assert_eq!(sim.nodes[joiner].ep.stats().members_learned, 4);
+}

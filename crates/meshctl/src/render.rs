@@ -118,6 +118,23 @@ pub fn status(s: &StatusView) -> String {
             String::new()
         }
     );
+    if r.members_learned > 0 {
+        let _ = writeln!(
+            o,
+            "  members      {} learned from the mesh",
+            r.members_learned
+        );
+    }
+    for b in &r.bootstrap {
+        let _ = writeln!(
+            o,
+            "  bootstrap    {} {}",
+            b.address,
+            b.member
+                .as_deref()
+                .map_or_else(|| "(no answer yet)".to_string(), |m| format!("→ {m}"))
+        );
+    }
     for (k, v) in &s.handshake_failures {
         let _ = writeln!(o, "    failed     {v} {k}");
     }

@@ -157,6 +157,25 @@ pub struct RoutingStatusView {
     pub nodes_reachable: usize,
     /// Times this node found itself stalled (timers 100 ms or more late).
     pub local_stalls: u64,
+    /// Members known from the mesh (not configured, not dialled in) that
+    /// became peers when traffic or a name lookup asked for them.
+    #[serde(default)]
+    pub members_learned: u64,
+    /// Bootstrap addresses (`[discovery] bootstrap`), each with the name of
+    /// the member that answered there, if one has.
+    #[serde(default)]
+    pub bootstrap: Vec<BootstrapView>,
+}
+
+/// One bootstrap address, as `meshctl status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BootstrapView {
+    /// The underlay address.
+    pub address: String,
+    /// The member that answered there (its name once its handshake
+    /// completed), or none yet.
+    pub member: Option<String>,
 }
 
 /// The policy in force, as `meshctl status` shows it.

@@ -55,6 +55,36 @@ pub struct NodeConfig {
     /// Which nodes besides the configured peers may hold a session.
     #[serde(default)]
     pub admission: AdmissionSection,
+    /// Joining the mesh by bootstrap addresses.
+    #[serde(default)]
+    pub discovery: DiscoverySection,
+}
+
+/// `[discovery]`: how this node finds the mesh without listing its members.
+/// With `bootstrap` set, a node needs no `[[peer]]` at all: it asks each
+/// bootstrap address for the static key of the member there (a key probe),
+/// handshakes with it, and learns every other member (certificate, overlay
+/// address, name, routes) from the mesh's link state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DiscoverySection {
+    /// Underlay addresses of any members (`"198.18.0.1:51820"`); each is
+    /// asked until it answers, and again whenever its member is gone.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Answer other nodes' key probes with this node's static public key
+    /// (32 bytes, in a reply smaller than the request), so that any member
+    /// can serve as a bootstrap address. `false` keeps the key to nodes that
+    /// list this one.
+    pub answer_key_probes: bool,
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self {
+            bootstrap: Vec::new(),
+            answer_key_probes: true,
+        }
+    }
 }
 
 /// `[admission]`: which nodes that are not `[[peer]]`s may hold a session

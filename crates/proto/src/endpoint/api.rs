@@ -96,6 +96,10 @@ pub struct EndpointConfig {
     /// ([`crate::pmtu`]) and refuse data larger than it (with
     /// [`SendOutcome::TooBig`]); `underlay_mtu` is the ceiling.
     pub pmtu_discovery: bool,
+    /// Answer key requests (type 6) with this node's static public key, so
+    /// that a joining node configured with only our address can handshake
+    /// with us (see `endpoint::bootstrap`).
+    pub answer_key_requests: bool,
 }
 
 impl Default for EndpointConfig {
@@ -115,6 +119,7 @@ impl Default for EndpointConfig {
             underlay_mtu: 1500,
             shared: None,
             pmtu_discovery: true,
+            answer_key_requests: true,
         }
     }
 }

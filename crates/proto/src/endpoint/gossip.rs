@@ -22,6 +22,7 @@ use crate::wire::NodeId;
 
 use super::admission::Admission;
 use super::api::{Event, PeerId};
+use super::members::Members;
 use super::net::{Cx, Local};
 use super::peer::Peers;
 
@@ -64,7 +65,7 @@ pub(crate) struct Gossip {
     route_at: Option<Instant>,
     /// Verified, admissible certificates of advert origins (peers and
     /// nodes we only know from their adverts), by node id.
-    origin_certs: HashMap<NodeId, Arc<Certificate>>,
+    origin_certs: Members,
     /// Shared with the other endpoints of this process (the simulator).
     shared: Option<Arc<SharedStore>>,
     /// Adverts whose origin's certificate we are fetching: the highest one
@@ -86,7 +87,7 @@ impl Gossip {
             last_originated: None,
             last_advert: None,
             route_at: None,
-            origin_certs: HashMap::new(),
+            origin_certs: Members::default(),
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
             parked: HashMap::new(),
         }
@@ -94,6 +95,20 @@ impl Gossip {
 
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The members known by their verified certificates.
+    pub fn members(&self) -> &Members {
+        &self.origin_certs
+    }
+
+    /// The peer to hand `node`'s traffic to on the way, as routed now
+    /// (`None`: direct, or no route).
+    pub fn next_hop(&self, peers: &Peers, node: NodeId) -> Option<PeerId> {
+        let r = self.router.route(node)?;
+        (r.next_hop != node)
+            .then(|| peers.by_node(r.next_hop))
+            .flatten()
     }
 
     /// A new peer: whether a route to it exists (a stub keeps routes to its
@@ -178,7 +193,7 @@ impl Gossip {
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            self.origin_certs.remove(&id);
+            self.origin_certs.remove(id);
             self.router.forget(id);
         }
     }

@@ -68,11 +68,13 @@ use crate::wire::{self, Datagram, HandshakeDatagram, NodeId, RelayHeader, RELAY_
 
 mod admission;
 mod api;
+mod bootstrap;
 mod bundles;
 mod data;
 mod gossip;
 mod handshake;
 mod lifecycle;
+mod members;
 mod net;
 mod peer;
 mod probes;
@@ -134,6 +136,7 @@ pub struct Endpoint {
     handing_over: Vec<PeerId>,
     /// When learned peers are next looked at for removal (while any exist).
     sweep_at: Option<Instant>,
+    bootstraps: bootstrap::Bootstraps,
 }
 
 impl fmt::Debug for Endpoint {
@@ -191,6 +194,7 @@ impl Endpoint {
             stall: probes::StallDetector::default(),
             handing_over: Vec::new(),
             sweep_at: None,
+            bootstraps: bootstrap::Bootstraps::new(),
             local,
         }
     }
@@ -249,6 +253,44 @@ impl Endpoint {
         Ok(peer)
     }
 
+    /// Adds a bootstrap address: the member there is asked for its static
+    /// key, then added as a peer by it (with that address) and handshaken
+    /// with; asked again whenever that peer is gone. Any member will do:
+    /// the rest of the mesh comes from its link-state sync.
+    pub fn add_bootstrap(&mut self, now: Instant, addr: SocketAddr) {
+        self.bootstraps.add(now, addr);
+    }
+
+    /// The bootstrap addresses, each with the peer that answered for it.
+    pub fn bootstraps(&self) -> Vec<(SocketAddr, Option<PeerId>)> {
+        self.bootstraps.list().collect()
+    }
+
+    /// A bootstrap address answered with its key: the peer by that key
+    /// (added, kept like a configured one, with that address) and a
+    /// handshake with it.
+    fn bootstrap_answered(&mut self, now: Instant, a: bootstrap::Answer) -> Received {
+        if &a.static_public == self.local.identity.static_public() {
+            self.bootstraps.answered(a.entry, None);
+            return Received::Handshake;
+        }
+        let peer = match self.peers.by_static(&a.static_public) {
+            Some(p) => {
+                if self.peers[p].endpoint.is_none() {
+                    self.peers.set_endpoint(p, a.addr);
+                }
+                p
+            }
+            None => self.insert_peer(a.static_public, Some(a.addr), None, false),
+        };
+        self.bootstraps.answered(a.entry, Some(peer));
+        let p = &self.peers[peer];
+        if !p.refused && p.session(now).is_none() && p.pending.is_none() {
+            self.handshakes.initiate(cx!(self), now, peer);
+        }
+        Received::Handshake
+    }
+
     fn insert_peer(
         &mut self,
         static_public: [u8; 32],
@@ -265,10 +307,73 @@ impl Endpoint {
             learned,
         );
         if new {
-            let routed = self.gossip.add_peer(self.peers[id].node_id);
+            let node = self.peers[id].node_id;
+            let routed = self.gossip.add_peer(node);
             self.peers.quiet_mut(id).routed = routed;
+            // Known by key alone: reached the way the routes go now.
+            if endpoint.is_none() {
+                self.peers[id].via = self.gossip.next_hop(&self.peers, node);
+            }
         }
         id
+    }
+
+    /// The peer for overlay address `addr`: the one holding it, or a member
+    /// known only from the mesh (its certificate came with its advert),
+    /// added now as a learned peer by that certificate and reached through
+    /// the routes until a handshake brings it up. `None` when no member
+    /// holds `addr`, or when the one that does may not hold a session with
+    /// us (`[admission]`, revoked, outside our enclaves, or its address or
+    /// name held by another certificate).
+    pub fn peer_for_address(&mut self, now: Instant, addr: std::net::IpAddr) -> Option<PeerId> {
+        if let Some(p) = self.admission.owner(addr) {
+            return Some(p);
+        }
+        let node = self.gossip.members().by_address(addr)?;
+        self.learn_member(now, node)
+    }
+
+    /// As [`Endpoint::peer_for_address`], by certificate name.
+    pub fn peer_for_name(&mut self, now: Instant, name: &str) -> Option<PeerId> {
+        if let Some(p) = self.admission.named(name) {
+            return Some(p);
+        }
+        let node = self.gossip.members().by_name(name)?;
+        self.learn_member(now, node)
+    }
+
+    /// A member known from its advert becomes a learned peer, as if it had
+    /// dialled us: the same admission, the same claims, the same sweep.
+    fn learn_member(&mut self, now: Instant, node: NodeId) -> Option<PeerId> {
+        if node == self.local.node_id || self.peers.by_node(node).is_some() {
+            return None;
+        }
+        let cert = self.gossip.members().get(&node)?.clone();
+        let local = &self.local;
+        if !local.config.accept_unknown_peers
+            || self.admission.accepts_unconfigured(&cert).is_err()
+            || (self.admission)
+                .admissible(&*local.crypto, local.identity.certificate(), &cert)
+                .is_err()
+        {
+            return None;
+        }
+        let key = *cert.public_key();
+        let claimant = Claimant {
+            key: &key,
+            cert: &cert,
+            configured: false,
+        };
+        self.admission
+            .check_claims(&claimant, local.unix_secs())
+            .ok()?;
+        let peer = self.insert_peer(key, None, None, true);
+        self.admission
+            .record_claims(&*self.local.crypto, peer, &claimant);
+        self.peers[peer].cert = Some((*cert).clone());
+        self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
+        self.out.stats.members_learned += 1;
+        Some(peer)
     }
 
     /// Forces (or, with `None`, stops forcing) the under-load state that
@@ -352,6 +457,15 @@ impl Endpoint {
             }
             HandshakeDatagram::Response(v) => {
                 self.handshakes.on_response(cx!(self), now, source, v)
+            }
+            HandshakeDatagram::KeyRequest(v) => {
+                return Err(self.bootstraps.on_request(cx!(self), now, source, v))
+            }
+            HandshakeDatagram::KeyReply(v) => {
+                return Err(match self.bootstraps.on_reply(cx!(self), source, v) {
+                    Ok(a) => self.bootstrap_answered(now, a),
+                    Err(r) => r,
+                })
             }
         };
         Err(match done {
@@ -792,6 +906,7 @@ impl Endpoint {
             self.bundles.poll_timeout(),
             self.handover_deadline(),
             self.sweep_at,
+            self.bootstraps.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -810,6 +925,7 @@ impl Endpoint {
             }
         }
         self.handshakes.handle_timeout(now);
+        self.bootstraps.handle_timeout(cx!(self), now);
         self.admission.filter_mut().handle_timeout(now);
         self.bundles.handle_timeout(cx!(self), now);
         self.end_handovers(now);

@@ -77,11 +77,14 @@ pub enum DropReason {
     /// A complete initiation while [`MAX_PLANS`](super::handshake::MAX_PLANS)
     /// responder plans are outstanding (the driver is behind).
     HandshakeBacklog,
+    /// A key reply that answers no request of ours in flight (wrong
+    /// sender, nonce, or nothing asked).
+    UnexpectedKeyReply,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 30] = [
+    pub const ALL: [DropReason; 31] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -112,6 +115,7 @@ impl DropReason {
         Self::TooBig,
         Self::RateLimited,
         Self::HandshakeBacklog,
+        Self::UnexpectedKeyReply,
     ];
 
     /// Stable name for metrics labels.
@@ -147,6 +151,7 @@ impl DropReason {
             Self::TooBig => "too_big",
             Self::RateLimited => "rate_limited",
             Self::HandshakeBacklog => "handshake_backlog",
+            Self::UnexpectedKeyReply => "unexpected_key_reply",
         }
     }
 
@@ -174,6 +179,13 @@ pub struct Stats {
     pub handshake_failures: HashMap<&'static str, u64>,
     /// Cookie replies sent.
     pub cookie_replies_sent: u64,
+    /// Members known from the mesh (not configured, not dialled in) that
+    /// became peers because traffic or a name lookup asked for them.
+    pub members_learned: u64,
+    /// Key requests sent to bootstrap addresses.
+    pub key_requests_sent: u64,
+    /// Key requests answered.
+    pub key_replies_sent: u64,
     /// Handshake initiations sent (including retransmissions).
     pub initiations_sent: u64,
     /// Relayed datagrams forwarded for other nodes.

@@ -15,6 +15,7 @@
 //! | 3 | [`CookieReplyView`] | [`cookie`] |
 //! | 4 | [`TransportHeader`] | [`transport`] |
 //! | 5 | [`RelayHeader`] (the inner datagram is parsed on its own) | [`relay`] |
+//! | 6 | [`KeyRequestView`], [`KeyReplyView`] (a bootstrap's key) | [`keyprobe`] |
 //!
 //! Control messages travel inside transport packets; their codec is
 //! [`crate::control`].
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 pub mod cookie;
 pub mod fragment;
 pub mod ip;
+pub mod keyprobe;
 pub mod relay;
 pub mod transport;
 
@@ -32,6 +34,10 @@ pub use cookie::{CookieReplyView, COOKIE_REPLY_LEN};
 pub use fragment::{
     FragmentView, FRAGMENT_HEADER_LEN, FRAGMENT_TRAILER_LEN, MAX_FRAGMENTS, MAX_FRAGMENT_PAYLOAD,
     MAX_HANDSHAKE_DATAGRAM,
+};
+pub use keyprobe::{
+    key_reply, key_request, KeyReplyView, KeyRequestView, KEY_PROBE_NONCE_LEN, KEY_REPLY_LEN,
+    KEY_REQUEST_LEN,
 };
 pub use relay::{RelayHeader, MAX_RELAY_TTL, RELAY_HEADER_LEN};
 pub use transport::{TransportHeader, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
@@ -47,6 +53,9 @@ pub const TYPE_TRANSPORT: u8 = 4;
 /// Type byte of a relayed datagram: a relay header, then a whole datagram of
 /// type 1–4 between two other nodes.
 pub const TYPE_RELAY: u8 = 5;
+/// Type byte of a key probe: a request for a node's static key, or the
+/// answer (byte 1 tells them apart).
+pub const TYPE_KEY_PROBE: u8 = 6;
 
 /// Outer IPv4 + UDP header bytes in front of every datagram on the underlay.
 pub const UDP_IPV4_OVERHEAD: usize = 20 + 8;
@@ -75,6 +84,10 @@ pub enum MessageKind {
     Transport,
     /// A relayed datagram (header checked; the inner datagram is not).
     Relay,
+    /// A request for the node's static key.
+    KeyRequest,
+    /// The answer to a key request.
+    KeyReply,
 }
 
 /// Why a datagram was dropped before any cryptography.
@@ -153,6 +166,11 @@ pub fn classify(datagram: &[u8]) -> Result<MessageKind, WireError> {
             kind: TYPE_RELAY,
             len,
         }),
+        TYPE_KEY_PROBE => Ok(if keyprobe::check(datagram)? {
+            MessageKind::KeyRequest
+        } else {
+            MessageKind::KeyReply
+        }),
         t => Err(WireError::UnknownType(t)),
     }
 }
@@ -180,6 +198,10 @@ pub enum HandshakeDatagram<'a> {
     Response(FragmentView<'a>),
     /// A cookie reply.
     CookieReply(CookieReplyView<'a>),
+    /// A request for our static key.
+    KeyRequest(KeyRequestView<'a>),
+    /// The answer to our key request.
+    KeyReply(KeyReplyView<'a>),
 }
 
 impl<'a> Datagram<'a> {
@@ -198,6 +220,12 @@ impl<'a> Datagram<'a> {
             MessageKind::CookieReply => {
                 Self::Handshake(H::CookieReply(CookieReplyView::new_checked(bytes)?))
             }
+            MessageKind::KeyRequest => {
+                Self::Handshake(H::KeyRequest(KeyRequestView::new_unchecked(bytes)))
+            }
+            MessageKind::KeyReply => {
+                Self::Handshake(H::KeyReply(KeyReplyView::new_unchecked(bytes)))
+            }
         })
     }
 
@@ -209,6 +237,8 @@ impl<'a> Datagram<'a> {
             Self::Handshake(HandshakeDatagram::Initiation(_)) => MessageKind::Initiation,
             Self::Handshake(HandshakeDatagram::Response(_)) => MessageKind::Response,
             Self::Handshake(HandshakeDatagram::CookieReply(_)) => MessageKind::CookieReply,
+            Self::Handshake(HandshakeDatagram::KeyRequest(_)) => MessageKind::KeyRequest,
+            Self::Handshake(HandshakeDatagram::KeyReply(_)) => MessageKind::KeyReply,
         }
     }
 }

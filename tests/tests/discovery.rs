@@ -1,0 +1,111 @@
+//! A mesh that forms itself: hosts configured with bootstrap addresses
+//! and nothing else (root; CI runs as root). Each test builds its own
+//! hosts and removes them on drop.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use meshd_tests::{netns_available, Mesh, MeshOptions};
+use serde_json::Value;
+
+fn status(mesh: &Mesh, host: usize) -> Value {
+    let sock = mesh.hosts[host].socket.to_str().unwrap().to_string();
+    let out = mesh.meshctl(&["status", "--json", "--socket", &sock]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `meshctl ping NAME` from `from`: true when answered.
+fn ping_name(mesh: &Mesh, from: usize, name: &str) -> bool {
+    let sock = mesh.hosts[from].socket.to_str().unwrap().to_string();
+    let out = std::process::Command::new(meshd_tests::binary("meshctl"))
+        .args([
+            "ping",
+            name,
+            "--count",
+            "3",
+            "--interval-ms",
+            "100",
+            "--socket",
+            &sock,
+        ])
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+/// Twelve hosts, each configured with the same two bootstrap addresses (h0
+/// and h1, which find themselves in the list and skip it) and no peer: all
+/// learn every member's link state, and each reaches others by name and by
+/// address, though no host lists any other.
+#[test]
+fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_name() {
+    if !netns_available() {
+        return;
+    }
+    let n = 12;
+    let mut mesh = Mesh::new(
+        n,
+        MeshOptions {
+            bootstrap: vec![0, 1],
+            ..MeshOptions::default()
+        },
+    );
+    let start = Instant::now();
+    mesh.start_all();
+    // Every host holds the adverts of all eleven others.
+    let deadline = start + Duration::from_secs(30);
+    loop {
+        let held: Vec<u64> = (0..n)
+            .map(|h| {
+                status(&mesh, h)["routing"]["adverts-held"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .collect();
+        if held.iter().all(|&k| k == n as u64 - 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "adverts held per host after 30 s: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let formed = start.elapsed();
+    eprintln!(
+        "12 hosts from 2 bootstrap addresses: every advert everywhere {formed:?} after start"
+    );
+    // h0's status names the member at its other bootstrap address.
+    let b = &status(&mesh, 0)["routing"]["bootstrap"];
+    assert!(
+        b.as_array().unwrap().iter().any(|e| e["member"] == "h1"),
+        "{b}"
+    );
+    // Each host reaches three others by name (meshctl ping: meshd sends
+    // the echo itself) and by address (the kernel's ping through meshd0).
+    let mut failed = Vec::new();
+    for i in 0..n {
+        for k in [1, 4, 7] {
+            let j = (i + k) % n;
+            if !ping_name(&mesh, i, &format!("h{j}")) {
+                failed.push(format!("h{i} → h{j} by name"));
+            }
+        }
+        let j = (i + 6) % n;
+        if !mesh.ping(i, j, 3) {
+            failed.push(format!("h{i} → h{j} by address"));
+        }
+    }
+    assert!(failed.is_empty(), "unreachable: {failed:?}");
+    let learned: u64 = (0..n)
+        .map(|h| {
+            status(&mesh, h)["routing"]["members-learned"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(
+        learned >= n as u64,
+        "members learned from the mesh: {learned}"
+    );
+}
