@@ -110,6 +110,19 @@ pub struct Sim {
     ca_seed: [u8; 32],
 }
 
+impl Link {
+    /// A lossless link, up both ways, of unlimited MTU.
+    fn new(latency: Duration) -> Self {
+        Self {
+            latency,
+            loss: 0.0,
+            up_fwd: true,
+            up_back: true,
+            mtu: usize::MAX,
+        }
+    }
+}
+
 fn key(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
@@ -225,16 +238,7 @@ impl Sim {
         }
         let mut link_map = HashMap::new();
         for &(a, b, latency) in links {
-            link_map.insert(
-                key(a, b),
-                Link {
-                    latency,
-                    loss: 0.0,
-                    up_fwd: true,
-                    up_back: true,
-                    mtu: usize::MAX,
-                },
-            );
+            link_map.insert(key(a, b), Link::new(latency));
         }
         let mut neighbors: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         for &(a, b) in link_map.keys() {
@@ -339,16 +343,7 @@ impl Sim {
     /// and those nodes' addresses as its bootstrap addresses.
     pub fn join(&mut self, n: usize, to: &[usize], latency: Duration) {
         for &b in to {
-            self.links.insert(
-                key(n, b),
-                Link {
-                    latency,
-                    loss: 0.0,
-                    up_fwd: true,
-                    up_back: true,
-                    mtu: usize::MAX,
-                },
-            );
+            self.links.insert(key(n, b), Link::new(latency));
             let (now, addr) = (self.now, self.nodes[b].addr);
             self.nodes[n].ep.add_bootstrap(now, addr);
         }
