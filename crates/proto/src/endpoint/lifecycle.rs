@@ -4,7 +4,10 @@
 //! and removed (a learned peer gone), and the sweep that finds the learned
 //! peers holding nothing.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::cert::Certificate;
 
 use crate::handshake::HandshakeError;
 
@@ -15,6 +18,49 @@ use super::Refusal;
 use super::{cx, Endpoint, HANDOVER, HANDOVER_LINGER, RETIRE_AFTER, SWEEP_INTERVAL};
 
 impl Endpoint {
+    /// Adds a configured peer by its certificate (checked against the CA at
+    /// `unix_nanos`): its addresses and name are its own from the start, a
+    /// learned peer holding any of them is displaced, and another configured
+    /// one holding any is an error.
+    pub fn add_peer_certificate(
+        &mut self,
+        now: Instant,
+        unix_nanos: u64,
+        cert: &Certificate,
+        endpoint: Option<SocketAddr>,
+        persistent_keepalive: Option<Duration>,
+    ) -> Result<PeerId, HandshakeError> {
+        self.local.unix_nanos = unix_nanos;
+        let local = &self.local;
+        (local
+            .ca
+            .verify_node(&*local.crypto, cert, local.unix_secs()))
+        .map_err(HandshakeError::Certificate)?;
+        let key = *cert.public_key();
+        let claimant = Claimant {
+            key: &key,
+            cert,
+            configured: true,
+        };
+        let displaced = (self.admission.check_claims(&claimant, local.unix_secs()))?;
+        for d in displaced {
+            self.displace(now, d, &claimant);
+        }
+        let peer = self.insert_peer(key, endpoint, persistent_keepalive, false);
+        (self.admission).record_claims(&*self.local.crypto, peer, &claimant);
+        // Its certificate is known: the policy in force applies to it from
+        // the start, so a node never initiates to (and never shows its own
+        // certificate to) a configured peer outside its enclaves.
+        self.peers[peer].cert = Some(cert.clone());
+        let own = self.local.identity.certificate();
+        if let Err(error) = self.admission.admissible(&*self.local.crypto, own, cert) {
+            if !self.peers[peer].refused {
+                self.refuse(now, peer, error);
+            }
+        }
+        Ok(peer)
+    }
+
     /// Whether a session with the holder of this certificate may exist:
     /// admissible (not revoked, same enclaves; else it is refused from now
     /// on), accepted (configured, or in an accepted segment), and claiming

@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use rand_core::CryptoRngCore;
 
 use crate::bundle::{Bundle, BundleError, BundleKind, Content};
-use crate::cert::{Certificate, TrustedCa};
+use crate::cert::TrustedCa;
 use crate::control::Control;
 use crate::cookie::CookieChecker;
 use crate::filter::Filter;
@@ -71,6 +71,7 @@ mod api;
 mod bootstrap;
 mod bundles;
 mod data;
+mod discovery;
 mod gossip;
 mod handshake;
 mod lifecycle;
@@ -210,87 +211,6 @@ impl Endpoint {
         self.insert_peer(static_public, endpoint, persistent_keepalive, false)
     }
 
-    /// Adds a configured peer by its certificate (checked against the CA at
-    /// `unix_nanos`): its addresses and name are its own from the start, a
-    /// learned peer holding any of them is displaced, and another configured
-    /// one holding any is an error.
-    pub fn add_peer_certificate(
-        &mut self,
-        now: Instant,
-        unix_nanos: u64,
-        cert: &Certificate,
-        endpoint: Option<SocketAddr>,
-        persistent_keepalive: Option<Duration>,
-    ) -> Result<PeerId, HandshakeError> {
-        self.local.unix_nanos = unix_nanos;
-        let local = &self.local;
-        (local
-            .ca
-            .verify_node(&*local.crypto, cert, local.unix_secs()))
-        .map_err(HandshakeError::Certificate)?;
-        let key = *cert.public_key();
-        let claimant = Claimant {
-            key: &key,
-            cert,
-            configured: true,
-        };
-        let displaced = (self.admission.check_claims(&claimant, local.unix_secs()))?;
-        for d in displaced {
-            self.displace(now, d, &claimant);
-        }
-        let peer = self.insert_peer(key, endpoint, persistent_keepalive, false);
-        (self.admission).record_claims(&*self.local.crypto, peer, &claimant);
-        // Its certificate is known: the policy in force applies to it from
-        // the start, so a node never initiates to (and never shows its own
-        // certificate to) a configured peer outside its enclaves.
-        self.peers[peer].cert = Some(cert.clone());
-        let own = self.local.identity.certificate();
-        if let Err(error) = self.admission.admissible(&*self.local.crypto, own, cert) {
-            if !self.peers[peer].refused {
-                self.refuse(now, peer, error);
-            }
-        }
-        Ok(peer)
-    }
-
-    /// Adds a bootstrap address: the member there is asked for its static
-    /// key, then added as a peer by it (with that address) and handshaken
-    /// with; asked again whenever that peer is gone. Any member will do:
-    /// the rest of the mesh comes from its link-state sync.
-    pub fn add_bootstrap(&mut self, now: Instant, addr: SocketAddr) {
-        self.bootstraps.add(now, addr);
-    }
-
-    /// The bootstrap addresses, each with the peer that answered for it.
-    pub fn bootstraps(&self) -> Vec<(SocketAddr, Option<PeerId>)> {
-        self.bootstraps.list().collect()
-    }
-
-    /// A bootstrap address answered with its key: the peer by that key
-    /// (added, kept like a configured one, with that address) and a
-    /// handshake with it.
-    fn bootstrap_answered(&mut self, now: Instant, a: bootstrap::Answer) -> Received {
-        if &a.static_public == self.local.identity.static_public() {
-            self.bootstraps.answered(a.entry, None);
-            return Received::Handshake;
-        }
-        let peer = match self.peers.by_static(&a.static_public) {
-            Some(p) => {
-                if self.peers[p].endpoint.is_none() {
-                    self.peers.set_endpoint(p, a.addr);
-                }
-                p
-            }
-            None => self.insert_peer(a.static_public, Some(a.addr), None, false),
-        };
-        self.bootstraps.answered(a.entry, Some(peer));
-        let p = &self.peers[peer];
-        if !p.refused && p.session(now).is_none() && p.pending.is_none() {
-            self.handshakes.initiate(cx!(self), now, peer);
-        }
-        Received::Handshake
-    }
-
     fn insert_peer(
         &mut self,
         static_public: [u8; 32],
@@ -316,64 +236,6 @@ impl Endpoint {
             }
         }
         id
-    }
-
-    /// The peer for overlay address `addr`: the one holding it, or a member
-    /// known only from the mesh (its certificate came with its advert),
-    /// added now as a learned peer by that certificate and reached through
-    /// the routes until a handshake brings it up. `None` when no member
-    /// holds `addr`, or when the one that does may not hold a session with
-    /// us (`[admission]`, revoked, outside our enclaves, or its address or
-    /// name held by another certificate).
-    pub fn peer_for_address(&mut self, now: Instant, addr: std::net::IpAddr) -> Option<PeerId> {
-        if let Some(p) = self.admission.owner(addr) {
-            return Some(p);
-        }
-        let node = self.gossip.members().by_address(addr)?;
-        self.learn_member(now, node)
-    }
-
-    /// As [`Endpoint::peer_for_address`], by certificate name.
-    pub fn peer_for_name(&mut self, now: Instant, name: &str) -> Option<PeerId> {
-        if let Some(p) = self.admission.named(name) {
-            return Some(p);
-        }
-        let node = self.gossip.members().by_name(name)?;
-        self.learn_member(now, node)
-    }
-
-    /// A member known from its advert becomes a learned peer, as if it had
-    /// dialled us: the same admission, the same claims, the same sweep.
-    fn learn_member(&mut self, now: Instant, node: NodeId) -> Option<PeerId> {
-        if node == self.local.node_id || self.peers.by_node(node).is_some() {
-            return None;
-        }
-        let cert = self.gossip.members().get(&node)?.clone();
-        let local = &self.local;
-        if !local.config.accept_unknown_peers
-            || self.admission.accepts_unconfigured(&cert).is_err()
-            || (self.admission)
-                .admissible(&*local.crypto, local.identity.certificate(), &cert)
-                .is_err()
-        {
-            return None;
-        }
-        let key = *cert.public_key();
-        let claimant = Claimant {
-            key: &key,
-            cert: &cert,
-            configured: false,
-        };
-        self.admission
-            .check_claims(&claimant, local.unix_secs())
-            .ok()?;
-        let peer = self.insert_peer(key, None, None, true);
-        self.admission
-            .record_claims(&*self.local.crypto, peer, &claimant);
-        self.peers[peer].cert = Some((*cert).clone());
-        self.sweep_at.get_or_insert(now + SWEEP_INTERVAL);
-        self.out.stats.members_learned += 1;
-        Some(peer)
     }
 
     /// Forces (or, with `None`, stops forcing) the under-load state that
