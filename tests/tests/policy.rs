@@ -566,14 +566,15 @@ fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
     mesh.kill9(0);
     mesh.kill9(1);
     mesh.start(1);
+    // h2 retries every 5 s; the restarted h1's counters start at zero.
     wait_for(
         "h2 refused by the restarted h1",
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         || {
             json(&mesh, 1, "status")["handshake-failures"]["revoked"]
                 .as_u64()
                 .unwrap_or(0)
-                >= 2
+                >= 1
         },
     );
     assert_ne!(policy_field(&mesh, 1, "policy-version"), 9);
