@@ -151,8 +151,13 @@ pub struct Host {
     pub name: String,
     /// Network namespace.
     pub ns: String,
-    /// Underlay address.
+    /// Underlay address (a private one, 198.19.N.2, behind a NAT).
     pub underlay: Ipv4Addr,
+    /// The address others see its packets come from: the underlay
+    /// address, or its NAT's public one.
+    pub public: Ipv4Addr,
+    /// The namespace of its NAT, if it is behind one.
+    pub nat_ns: Option<String>,
     /// Overlay address.
     pub overlay: Ipv4Addr,
     /// Its configuration file.
@@ -180,6 +185,25 @@ pub struct MeshOptions {
     /// `[discovery] bootstrap` list, with no `[[peer]]` at all (empty: every
     /// host lists every other as a `[[peer]]`).
     pub bootstrap: Vec<usize>,
+    /// The NAT in front of host i, if any (hosts beyond the list have
+    /// none).
+    pub nat: Vec<Option<Nat>>,
+}
+
+/// A NAT in front of a host: a router namespace between the host (private
+/// side 198.19.N.0/24) and the switch, masquerading with nftables and
+/// letting in only what answers a mapping (conntrack), as a home router.
+/// Like one, it also drops what arrives unsolicited for itself: a dropped
+/// packet leaves no conntrack entry, where one answered with an ICMP error
+/// would hold the tuple and make the NAT move the host's next mapping
+/// towards that sender to another port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// `masquerade`: Linux keeps the source port, one mapping for every
+    /// destination (endpoint-independent mapping): punchable.
+    EndpointIndependent,
+    /// `masquerade random`: a new random port per destination (symmetric).
+    PerDestination,
 }
 
 impl Default for MeshOptions {
@@ -190,6 +214,7 @@ impl Default for MeshOptions {
             segments: Vec::new(),
             release: false,
             bootstrap: Vec::new(),
+            nat: Vec::new(),
         }
     }
 }
@@ -248,12 +273,19 @@ impl Mesh {
         for i in 0..n {
             let name = format!("h{i}");
             let ns = format!("{}-{name}", mesh.prefix);
-            let underlay = Ipv4Addr::new(198, 18, 0, 1 + i as u8);
+            let public = Ipv4Addr::new(198, 18, 0, 1 + i as u8);
             let overlay = Ipv4Addr::new(100, 64, 0, 1 + i as u8);
+            let nat = opts.nat.get(i).copied().flatten();
             ip(&["netns", "add", &ns]);
+            let nat_ns = nat.map(|_| format!("{}-nat{i}", mesh.prefix));
+            // The switch-side link's far end: the host, or its NAT.
+            let outside = nat_ns.as_deref().unwrap_or(&ns).to_string();
+            if let Some(r) = &nat_ns {
+                ip(&["netns", "add", r]);
+            }
             let (a, b) = (format!("m{tag}h{i}"), format!("m{tag}s{i}"));
             ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-            ip(&["link", "set", &a, "netns", &ns]);
+            ip(&["link", "set", &a, "netns", &outside]);
             ip(&["link", "set", &b, "netns", &mesh.switch]);
             ip(&[
                 "-n",
@@ -267,27 +299,16 @@ impl Mesh {
                 &opts.underlay_mtu.to_string(),
                 "up",
             ]);
-            ip(&["-n", &ns, "link", "set", &a, "name", "eth0"]);
-            ip(&[
-                "-n",
-                &ns,
-                "link",
-                "set",
-                "eth0",
-                "mtu",
-                &opts.underlay_mtu.to_string(),
-                "up",
-            ]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{underlay}/24"),
-                "dev",
-                "eth0",
-            ]);
+            let mtu = opts.underlay_mtu.to_string();
+            ip(&["-n", &outside, "link", "set", &a, "name", "eth0"]);
+            ip(&["-n", &outside, "link", "set", "eth0", "mtu", &mtu, "up"]);
+            let public_net = format!("{public}/24");
+            ip(&["-n", &outside, "addr", "add", &public_net, "dev", "eth0"]);
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            let underlay = match (nat, &nat_ns) {
+                (Some(kind), Some(r)) => mesh.nat(r, &ns, i, kind, &tag, &mtu),
+                _ => public,
+            };
             let segments = opts
                 .segments
                 .get(i)
@@ -314,6 +335,8 @@ impl Mesh {
                 name,
                 ns,
                 underlay,
+                public,
+                nat_ns,
                 overlay,
                 config,
                 socket,
@@ -325,6 +348,129 @@ impl Mesh {
             mesh.write_config(i, &opts);
         }
         mesh
+    }
+
+    /// Puts NAT namespace `r` between host namespace `ns` (private side
+    /// 198.19.(i+1).0/24, the host at .2) and its `eth0` on the switch;
+    /// the host's private address.
+    fn nat(&self, r: &str, ns: &str, i: usize, kind: Nat, tag: &str, mtu: &str) -> Ipv4Addr {
+        let net = 1 + i as u8;
+        let (gw, host) = (
+            Ipv4Addr::new(198, 19, net, 1),
+            Ipv4Addr::new(198, 19, net, 2),
+        );
+        let (c, d) = (format!("m{tag}p{i}"), format!("m{tag}q{i}"));
+        ip(&["link", "add", &c, "type", "veth", "peer", "name", &d]);
+        ip(&["link", "set", &c, "netns", ns]);
+        ip(&["link", "set", &d, "netns", r]);
+        ip(&["-n", ns, "link", "set", &c, "name", "eth0"]);
+        ip(&["-n", ns, "link", "set", "eth0", "mtu", mtu, "up"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{host}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", ns, "route", "add", "default", "via", &gw.to_string()]);
+        ip(&["-n", r, "link", "set", &d, "name", "in0"]);
+        ip(&["-n", r, "link", "set", "in0", "mtu", mtu, "up"]);
+        ip(&["-n", r, "addr", "add", &format!("{gw}/24"), "dev", "in0"]);
+        ip(&["-n", r, "link", "set", "lo", "up"]);
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            r,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]));
+        let random = match kind {
+            Nat::EndpointIndependent => "",
+            Nat::PerDestination => " random",
+        };
+        let rules = format!(
+            "table ip nat {{\n\
+             \tchain post {{ type nat hook postrouting priority srcnat; oifname \"eth0\" masquerade{random}; }}\n\
+             }}\n\
+             table ip filter {{\n\
+             \tchain forward_filter {{ type filter hook forward priority filter; policy drop;\n\
+             \t\tiifname \"in0\" accept; ct state established,related accept; }}\n\
+             \tchain input_filter {{ type filter hook input priority filter; policy drop;\n\
+             \t\tiifname {{ \"in0\", \"lo\" }} accept; ct state established,related accept; }}\n\
+             }}\n"
+        );
+        let file = self.dir.join(format!("nat{i}.nft"));
+        std::fs::write(&file, rules).unwrap();
+        run(Command::new("ip")
+            .args(["netns", "exec", r, "nft", "-f"])
+            .arg(&file));
+        host
+    }
+
+    /// Gives the NAT in front of host `i` the public address 198.18.0.`last`
+    /// in place of its first one: masquerade forgets every mapping of the
+    /// old address, as a home router given a new address by its ISP.
+    pub fn renumber_nat(&self, i: usize, last: u8) {
+        let h = &self.hosts[i];
+        let r = h.nat_ns.as_deref().expect("host behind a NAT");
+        let new = format!("{}/24", Ipv4Addr::new(198, 18, 0, last));
+        // Old first: deleting a primary address deletes the secondaries
+        // of its subnet with it.
+        let old = format!("{}/24", h.public);
+        ip(&["-n", r, "addr", "del", &old, "dev", "eth0"]);
+        ip(&["-n", r, "addr", "add", &new, "dev", "eth0"]);
+    }
+
+    /// Sends `bytes` of a seeded stream over TCP from host `from` to a
+    /// sink on host `to`'s overlay address (`port`), and checks that what
+    /// arrived is what was sent (length and BLAKE2s); `rate_mbit` paces it.
+    pub fn tcp_transfer(
+        &self,
+        from: usize,
+        to: usize,
+        port: u16,
+        bytes: u64,
+        rate_mbit: Option<u64>,
+    ) {
+        let harness = binary("mesh-harness");
+        let h = harness.to_str().unwrap();
+        let at = format!("{}:{port}", self.hosts[to].overlay);
+        let sink = self.spawn(
+            to,
+            &[h, "tcp-sink", "--listen", &at, "--timeout-secs", "60"],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let (n, rate) = (bytes.to_string(), rate_mbit.map(|r| r.to_string()));
+        let mut args = vec![
+            h,
+            "tcp-source",
+            "--connect",
+            &at,
+            "--bytes",
+            &n,
+            "--seed",
+            "7",
+        ];
+        if let Some(r) = &rate {
+            args.extend(["--rate-mbit", r]);
+        }
+        let src = self.exec(from, &args);
+        let sink = sink.wait_with_output().unwrap();
+        assert!(
+            src.status.success() && sink.status.success(),
+            "tcp h{from} -> h{to}: source: {}; sink: {}",
+            String::from_utf8_lossy(&src.stderr),
+            String::from_utf8_lossy(&sink.stderr)
+        );
+        let (sent, got) = (
+            String::from_utf8_lossy(&src.stdout),
+            String::from_utf8_lossy(&sink.stdout),
+        );
+        assert!(sent.starts_with(&format!("bytes={bytes} ")), "{sent}");
+        assert_eq!(sent.trim(), got.trim(), "h{from} -> h{to}: content differs");
     }
 
     fn write_config(&self, i: usize, opts: &MeshOptions) {
@@ -341,7 +487,7 @@ impl Mesh {
         );
         if !opts.bootstrap.is_empty() {
             let list: Vec<String> = (opts.bootstrap.iter())
-                .map(|&b| format!("\"{}:51820\"", self.hosts[b].underlay))
+                .map(|&b| format!("\"{}:51820\"", self.hosts[b].public))
                 .collect();
             text.push_str(&format!(
                 "\n[discovery]\nbootstrap = [{}]\n",
@@ -352,7 +498,7 @@ impl Mesh {
             if j != i && opts.bootstrap.is_empty() {
                 text.push_str(&format!(
                     "\n[[peer]]\ncertificate = \"{}.crt\"\nendpoint = \"{}:51820\"\n",
-                    p.name, p.underlay
+                    p.name, p.public
                 ));
             }
         }
@@ -528,6 +674,9 @@ impl Drop for Mesh {
         }
         for h in &self.hosts {
             let _ = Command::new("ip").args(["netns", "del", &h.ns]).status();
+            if let Some(r) = &h.nat_ns {
+                let _ = Command::new("ip").args(["netns", "del", r]).status();
+            }
         }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.switch])

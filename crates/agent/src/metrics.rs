@@ -232,9 +232,39 @@ pub fn render(
             "Members known from the mesh that became peers when traffic or a name lookup asked for them.",
             s.members_learned,
         ),
+        (
+            "meshd_punches_sent_total",
+            "Punches sent: this node's candidate endpoints, to a member reached through a relay.",
+            s.punches_sent,
+        ),
+        (
+            "meshd_punches_answered_total",
+            "Punches of other members answered with probes to their candidates.",
+            s.punches_answered,
+        ),
+        (
+            "meshd_punch_probes_sent_total",
+            "Probes sent directly to a member's candidate endpoints.",
+            s.punch_probes_sent,
+        ),
+        (
+            "meshd_direct_paths_punched_total",
+            "Direct paths opened by punching (an answer to a punch probe came back).",
+            s.direct_paths_punched,
+        ),
     ] {
         family(&mut o, name, "counter", help);
         let _ = writeln!(o, "{name} {v}");
+    }
+    family(
+        &mut o,
+        "meshd_punch_refusals_total",
+        "counter",
+        "Punches not acted on: rate (above one a second per member or the budget), candidate (an address never probed).",
+    );
+    for reason in ["rate", "candidate"] {
+        let n = s.punch_refusals.get(reason).copied().unwrap_or(0);
+        let _ = writeln!(o, "meshd_punch_refusals_total{{reason=\"{reason}\"}} {n}");
     }
     family(
         &mut o,

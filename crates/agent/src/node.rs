@@ -81,11 +81,14 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     }
     tokio::spawn(admin::serve(listener, admin_tx));
     let peers = loaded.peers.len();
-    let started = startup::endpoint(&cfg, loaded)?;
+    let mut started = startup::endpoint(&cfg, loaded)?;
+    let candidates = startup::local_candidates(socks.bound, &cfg.tun.name, &own);
+    started.set_local_candidates(candidates.clone());
     info!(
         name = own.name(),
         tun = %cfg.tun.name,
         listen = %socks.bound,
+        candidates = ?candidates,
         peers,
         workers,
         "meshd started"

@@ -318,6 +318,44 @@ pub fn tun_queues(
     Ok(queues)
 }
 
+/// The underlay addresses this node receives on, for the candidates its
+/// punches name: the address bound, or, bound to all addresses of a family,
+/// every address of that family on an interface that is up, except
+/// loopback, IPv6 link-local (it needs a scope a candidate cannot carry),
+/// the TUN device's own and this node's overlay addresses (which would
+/// send the underlay into the tunnel).
+pub fn local_candidates(bound: SocketAddr, tun: &str, own: &Certificate) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let overlay: Vec<IpAddr> = own.body().addresses.iter().map(|a| a.addr()).collect();
+    let Ok(interfaces) = getifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut v = Vec::new();
+    for i in interfaces {
+        let flags = i.flags;
+        if !flags.contains(getifaddrs::InterfaceFlags::UP)
+            || flags.contains(getifaddrs::InterfaceFlags::LOOPBACK)
+            || i.name == tun
+        {
+            continue;
+        }
+        let Some(ip) = i.address.ip_addr() else {
+            continue;
+        };
+        let link_local = matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80);
+        if ip.is_ipv4() != bound.is_ipv4() || link_local || overlay.contains(&ip) {
+            continue;
+        }
+        let a = SocketAddr::new(ip, bound.port());
+        if !v.contains(&a) {
+            v.push(a);
+        }
+    }
+    v
+}
+
 /// The workers' UDP sockets on the listen port, and the main thread's own
 /// descriptor of the first one.
 pub struct Sockets {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use proto::bundle::{Bundle, BundleKind, Content};
 use proto::cert::hex;
-use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo};
+use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo, Traversal};
 use types::admin::{
     AdminResponse, BootstrapView, HopView, PeerView, PolicyStatusView, RevokedView, RouteView,
     RoutingStatusView, StatusView,
@@ -62,6 +62,7 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
     let id = ep.identity().certificate();
     let s = ep.stats();
     let peers = ep.peers(dir.now);
+    let (candidates, varies, behind_nat) = ep.candidates(dir.now);
     let mut drops: BTreeMap<String, u64> = DropReason::ALL
         .iter()
         .filter(|r| s.drops(**r) > 0)
@@ -105,6 +106,13 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
                         .map(|p| dir.display_name(&p)),
                 })
                 .collect(),
+            candidates: candidates.iter().map(ToString::to_string).collect(),
+            nat: match (behind_nat, varies) {
+                (false, _) => "none",
+                (true, false) => "endpoint-independent",
+                (true, true) => "per-destination",
+            }
+            .into(),
         },
     }
 }
@@ -246,6 +254,15 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
                 }
                 | Handover::Closed { delivered: true } => Some("delivered".into()),
                 Handover::Closed { delivered: false } => Some("undelivered".into()),
+            },
+            relayed_because: match p.traversal {
+                Traversal::Punching { attempts } if p.via.is_some() || p.link.is_none() => {
+                    Some(format!("punching (attempt {attempts})"))
+                }
+                Traversal::BothEndsVary => {
+                    Some("both ends behind NATs that map per destination".into())
+                }
+                _ => None,
             },
         })
         .collect()

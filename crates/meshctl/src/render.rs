@@ -125,6 +125,14 @@ pub fn status(s: &StatusView) -> String {
             r.members_learned
         );
     }
+    if !r.candidates.is_empty() {
+        let _ = writeln!(
+            o,
+            "  candidates   {} (NAT: {})",
+            r.candidates.join(", "),
+            r.nat
+        );
+    }
     for b in &r.bootstrap {
         let _ = writeln!(
             o,
@@ -247,6 +255,9 @@ pub fn peers(peers: &[PeerView]) -> String {
             link,
             p.path_mtu.map(|m| m.to_string()).unwrap_or_else(dash),
         );
+        if let Some(why) = &p.relayed_because {
+            let _ = writeln!(o, "{:<16} relayed: {why}", "");
+        }
     }
     o
 }

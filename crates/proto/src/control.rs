@@ -18,6 +18,8 @@
 //! | 9 | certificate | 3 reserved, a node certificate's encoding (≤ 1024 bytes) |
 //! | 10 | path MTU probe | 3 reserved, sequence u32, zero padding to the size probed |
 //! | 11 | path MTU probe reply | 3 reserved, sequence u32 (echoed) |
+//! | 12 | observed address | 1 reserved, port u16, address (16) |
+//! | 13 | punch | flags u8, candidate count u8, 1 reserved, candidates (18 each), zero padding to 320 bytes |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -36,12 +38,26 @@
 //! neighbour that sent it (certificate request), which answers with the
 //! certificate it verified the advert with.
 //!
+//! An underlay address (observed address, punch candidates) is a port u16
+//! and 16 address bytes: an IPv6 address, or an IPv4 one mapped into IPv6
+//! (`::ffff:a.b.c.d`). Observed address: the address a direct neighbour's
+//! probes come from, as the prober sees it (the sender's reflexive address
+//! when a NAT is between them). Punch: the sender's candidate endpoints
+//! (at most [`MAX_CANDIDATES`]); flag bit 0 (`reply`) says it answers a
+//! punch, bit 1 (`varies`) that the sender's NAT maps it to a different
+//! port for each destination (no direct path through it can be punched);
+//! every other bit is reserved. A punch is padded to [`PUNCH_LEN`] bytes,
+//! as long as the probes it makes its receiver send (one 8-byte probe per
+//! candidate, 40 bytes sealed, 320 at most), so it buys no amplification.
+//!
 //! Bundles (signed policy and revocation lists, [`crate::bundle`]) travel
 //! by pull: a node that puts a new version in force offers it to every
 //! neighbour; a neighbour holding an older one requests it chunk by chunk
 //! from the offerer, verifies the whole, applies it, and offers it on.
 
 use core::fmt;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::wire::NodeId;
 
@@ -67,6 +83,17 @@ pub const KIND_CERT: u8 = 9;
 pub const KIND_MTU_PROBE: u8 = 10;
 /// Kind byte of a path MTU probe reply.
 pub const KIND_MTU_PROBE_REPLY: u8 = 11;
+/// Kind byte of an observed address.
+pub const KIND_OBSERVED: u8 = 12;
+/// Kind byte of a punch.
+pub const KIND_PUNCH: u8 = 13;
+/// Most candidate endpoints in a punch.
+pub const MAX_CANDIDATES: usize = 8;
+/// A punch's plaintext length, padding included.
+pub const PUNCH_LEN: usize = 320;
+const ADDR_LEN: usize = 18;
+const PUNCH_FLAG_REPLY: u8 = 1;
+const PUNCH_FLAG_VARIES: u8 = 2;
 /// Largest path MTU probe plaintext (a 9000-byte jumbo underlay).
 pub const MAX_MTU_PROBE: usize = 9000;
 /// Domain separator of advert signatures.
@@ -218,6 +245,21 @@ pub enum Control {
         /// The probe's sequence number.
         seq: u32,
     },
+    /// "Your packets come from `addr`" (to a direct neighbour).
+    Observed {
+        /// The neighbour's address as the sender sees it.
+        addr: SocketAddr,
+    },
+    /// The sender's candidate endpoints, for a direct path (see
+    /// `crate::endpoint` traversal): the receiver probes each.
+    Punch {
+        /// Answers a punch.
+        reply: bool,
+        /// The sender's NAT maps it to a different port per destination.
+        varies: bool,
+        /// At most [`MAX_CANDIDATES`] (more are cut when encoding).
+        candidates: Vec<SocketAddr>,
+    },
     /// Bytes `offset..offset + data.len()` of a bundle of `total` bytes.
     BundleChunk {
         /// Bundle kind byte.
@@ -272,6 +314,25 @@ fn u16_at(b: &[u8], at: usize) -> u16 {
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
+/// An underlay address as 18 bytes: port, then the IPv6 (or IPv4-mapped)
+/// address.
+fn write_addr(v: &mut Vec<u8>, a: &SocketAddr) {
+    v.extend_from_slice(&a.port().to_le_bytes());
+    let ip = match a.ip() {
+        IpAddr::V4(x) => x.to_ipv6_mapped(),
+        IpAddr::V6(x) => x,
+    };
+    v.extend_from_slice(&ip.octets());
+}
+
+fn addr_at(b: &[u8], at: usize) -> SocketAddr {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[at + 2..at + ADDR_LEN]);
+    let ip = Ipv6Addr::from(o);
+    let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+    SocketAddr::new(ip, u16_at(b, at))
+}
+
 fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
@@ -444,6 +505,38 @@ impl Control {
                     }
                 })
             }
+            KIND_OBSERVED => {
+                if b.len() != 2 + ADDR_LEN {
+                    return Err(ControlError::BadLength);
+                }
+                if b[1] != 0 {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::Observed {
+                    addr: addr_at(b, 2),
+                })
+            }
+            KIND_PUNCH => {
+                if b.len() != PUNCH_LEN {
+                    return Err(ControlError::BadLength);
+                }
+                let (flags, count) = (b[1], b[2] as usize);
+                if count > MAX_CANDIDATES {
+                    return Err(ControlError::TooManyEntries);
+                }
+                let end = 4 + count * ADDR_LEN;
+                if flags & !(PUNCH_FLAG_REPLY | PUNCH_FLAG_VARIES) != 0
+                    || b[3] != 0
+                    || b[end..].iter().any(|&x| x != 0)
+                {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                Ok(Self::Punch {
+                    reply: flags & PUNCH_FLAG_REPLY != 0,
+                    varies: flags & PUNCH_FLAG_VARIES != 0,
+                    candidates: (0..count).map(|i| addr_at(b, 4 + i * ADDR_LEN)).collect(),
+                })
+            }
             k => Err(ControlError::UnknownKind(k)),
         }
     }
@@ -503,6 +596,26 @@ impl Control {
                 v.extend_from_slice(&seq.to_le_bytes());
                 v
             }
+            Self::Observed { addr } => {
+                let mut v = vec![KIND_OBSERVED, 0];
+                write_addr(&mut v, addr);
+                v
+            }
+            Self::Punch {
+                reply,
+                varies,
+                candidates,
+            } => {
+                let list = &candidates[..candidates.len().min(MAX_CANDIDATES)];
+                let flags =
+                    u8::from(*reply) * PUNCH_FLAG_REPLY + u8::from(*varies) * PUNCH_FLAG_VARIES;
+                let mut v = vec![KIND_PUNCH, flags, list.len() as u8, 0];
+                for a in list {
+                    write_addr(&mut v, a);
+                }
+                v.resize(PUNCH_LEN, 0);
+                v
+            }
             Self::LinkState(a) => {
                 let mut v = Vec::new();
                 a.write_unsigned(&mut v);
@@ -550,6 +663,26 @@ mod tests {
             Control::MtuProbe { seq: 3, len: 1400 },
             Control::MtuProbe { seq: 4, len: 8 },
             Control::MtuProbeReply { seq: 3 },
+            Control::Observed {
+                addr: "198.18.0.7:51820".parse().unwrap(),
+            },
+            Control::Observed {
+                addr: "[fd00::7]:9".parse().unwrap(),
+            },
+            Control::Punch {
+                reply: true,
+                varies: false,
+                candidates: vec![
+                    "198.19.1.2:51820".parse().unwrap(),
+                    "198.18.0.3:40000".parse().unwrap(),
+                    "[fd00::1]:51820".parse().unwrap(),
+                ],
+            },
+            Control::Punch {
+                reply: false,
+                varies: true,
+                candidates: Vec::new(),
+            },
             Control::Cert {
                 bytes: vec![2; 300],
             },
@@ -581,8 +714,43 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[12, 0, 0, 0]),
-            Err(ControlError::UnknownKind(12))
+            Control::decode(&[14, 0, 0, 0]),
+            Err(ControlError::UnknownKind(14))
+        );
+        let punch = Control::Punch {
+            reply: false,
+            varies: false,
+            candidates: vec!["198.18.0.1:1".parse().unwrap()],
+        }
+        .encode();
+        assert_eq!(punch.len(), PUNCH_LEN);
+        for (at, value, error) in [
+            (1, 4, ControlError::ReservedNonZero), // a reserved flag bit
+            (3, 1, ControlError::ReservedNonZero), // the reserved byte
+            (4 + 18, 1, ControlError::ReservedNonZero), // padding
+            (2, 9, ControlError::TooManyEntries),
+        ] {
+            let mut b = punch.clone();
+            b[at] = value;
+            assert_eq!(Control::decode(&b), Err(error), "byte {at} = {value}");
+        }
+        assert_eq!(
+            Control::decode(&punch[..PUNCH_LEN - 1]),
+            Err(ControlError::BadLength)
+        );
+        let mut observed = Control::Observed {
+            addr: "198.18.0.1:1".parse().unwrap(),
+        }
+        .encode();
+        assert_eq!(observed.len(), 20);
+        observed[1] = 1;
+        assert_eq!(
+            Control::decode(&observed),
+            Err(ControlError::ReservedNonZero)
+        );
+        assert_eq!(
+            Control::decode(&observed[..19]),
+            Err(ControlError::BadLength)
         );
         assert_eq!(
             Control::decode(&[1, 0, 0, 0, 1]),

@@ -165,6 +165,17 @@ pub struct RoutingStatusView {
     /// the member that answered there, if one has.
     #[serde(default)]
     pub bootstrap: Vec<BootstrapView>,
+    /// This node's candidate endpoints, as its punches name them: the
+    /// reflexive addresses its direct neighbours observe, then its local
+    /// ones.
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// What its neighbours' observations say of a NAT in front of it:
+    /// `none`, `endpoint-independent` (one public port for every
+    /// destination: punchable), or `per-destination` (a new port per
+    /// destination, symmetric: punchable only towards open nodes).
+    #[serde(default)]
+    pub nat: String,
 }
 
 /// One bootstrap address, as `meshctl status` shows it.
@@ -274,6 +285,11 @@ pub struct PeerView {
     /// session closed first).
     #[serde(default)]
     pub bundle_handover: Option<String>,
+    /// Why traffic to it goes through a relay while it does: `punching
+    /// (attempt N)`, or `both ends behind NATs that map per destination`
+    /// (no direct path can be opened; the relayed one stays).
+    #[serde(default)]
+    pub relayed_because: Option<String>,
 }
 
 /// One route, as `meshctl routes` shows it.

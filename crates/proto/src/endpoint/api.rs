@@ -412,6 +412,8 @@ pub struct PeerInfo {
     /// A policy put it outside our enclaves while it had a session: how
     /// handing it the bundles went (see [`Handover`]).
     pub handover: Handover,
+    /// Why it is not reached directly, while it is not.
+    pub traversal: super::Traversal,
 }
 
 /// A peer that a new policy puts outside this node's enclaves may not hold

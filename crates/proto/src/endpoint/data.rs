@@ -410,7 +410,15 @@ impl Endpoint {
                 self.flush_queue(now, peer);
             }
         }
-        if let Some(a) = source.direct() {
+        // Roaming: an authenticated packet from a new address moves a peer
+        // with a direct address there. One known only through a relay gets
+        // a direct address when its answer to our punch probe proves the
+        // path both ways (`traversal.rs`): a packet that came one way says
+        // nothing of the other.
+        if let Some(a) = source
+            .direct()
+            .filter(|_| self.peers[peer].endpoint.is_some())
+        {
             self.peers.set_endpoint(peer, a);
         }
         if self.peers[peer].refused {

@@ -11,6 +11,14 @@ use super::{bootstrap, cx, Endpoint, PeerId, Received, SWEEP_INTERVAL};
 use crate::wire::NodeId;
 
 impl Endpoint {
+    /// Sets the local underlay addresses this node receives on (its
+    /// listening address, or each interface address with the listening
+    /// port when it listens on all): candidates its punches name beside
+    /// the reflexive addresses neighbours observe.
+    pub fn set_local_candidates(&mut self, addrs: Vec<SocketAddr>) {
+        self.candidates.set_local(addrs);
+    }
+
     /// Adds a bootstrap address: the member there is asked for its static
     /// key, then added as a peer by it (with that address) and handshaken
     /// with; asked again whenever that peer is gone. Any member will do:

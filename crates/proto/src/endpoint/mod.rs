@@ -82,12 +82,14 @@ mod probes;
 mod relay;
 mod stats;
 mod status;
+mod traversal;
 
 pub use api::{
     EndpointConfig, Event, Handover, Incoming, LinkInfo, OpenPlan, PeerId, PeerInfo, Prepared,
     Received, RouteInfo, SealPlan, SendOutcome, Transmit,
 };
 pub use stats::{DropReason, PeerStats, Stats};
+pub use traversal::Traversal;
 
 use admission::{Admission, Claimant};
 use bundles::{BundleSync, Chunk};
@@ -138,6 +140,8 @@ pub struct Endpoint {
     /// When learned peers are next looked at for removal (while any exist).
     sweep_at: Option<Instant>,
     bootstraps: bootstrap::Bootstraps,
+    /// Our candidate endpoints (see `traversal.rs`).
+    candidates: traversal::Candidates,
 }
 
 impl fmt::Debug for Endpoint {
@@ -196,6 +200,7 @@ impl Endpoint {
             handing_over: Vec::new(),
             sweep_at: None,
             bootstraps: bootstrap::Bootstraps::new(),
+            candidates: traversal::Candidates::default(),
             local,
         }
     }
@@ -555,6 +560,31 @@ impl Endpoint {
             // answers count only over the direct link.
             Control::Probe { seq } => {
                 cx!(self).answer(now, peer, source, &Control::ProbeReply { seq });
+                traversal::tell_observed(cx!(self), now, peer, source);
+                traversal::on_punch_probe(cx!(self), now, peer, source, seq);
+            }
+            Control::ProbeReply { seq }
+                if direct && traversal::is_proof(&self.peers[peer], seq) =>
+            {
+                // Our punch probe went there and its answer came back: the
+                // path works both ways.
+                if let Some(a) = source.direct() {
+                    traversal::on_proof(cx!(self), peer, a);
+                    self.ensure_health(now, peer);
+                }
+            }
+            Control::Observed { addr } if direct => {
+                let node = self.peers[peer].node_id;
+                self.candidates.on_observed(now, node, addr);
+            }
+            Control::Observed { .. } => {}
+            Control::Punch {
+                reply,
+                varies,
+                candidates,
+            } => {
+                let punch = (reply, varies, candidates);
+                traversal::on_punch(cx!(self), &mut self.candidates, now, peer, punch);
             }
             Control::ProbeReply { seq } if direct => {
                 if let Some(c) = probes::on_probe_reply(&mut self.peers, now, peer, seq) {
@@ -691,6 +721,7 @@ impl Endpoint {
     /// everything with it: bundles, our advert, a sync request.
     fn session_ready(&mut self, now: Instant, peer: PeerId) {
         self.ensure_health(now, peer);
+        traversal::arm(cx!(self), now, peer);
         if self.peers[peer].synced {
             return;
         }
@@ -720,6 +751,9 @@ impl Endpoint {
             let p = &mut self.peers[peer];
             p.synced = false;
             p.pmtu = None;
+            traversal::arm(cx!(self), now, peer);
+        } else {
+            traversal::on_link_up(cx!(self), peer);
         }
         self.out.event(Event::LinkChanged {
             peer,
@@ -800,6 +834,9 @@ impl Endpoint {
         let due = self.peers.take_due(now);
         for &peer in &due {
             self.probe_link(now, peer);
+            if self.peers.checked(peer).is_some() {
+                traversal::tick(cx!(self), &self.candidates, now, peer);
+            }
         }
         self.gossip.handle_timeout(cx!(self), now);
         // A retired peer is gone by now.

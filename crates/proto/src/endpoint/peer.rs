@@ -33,6 +33,7 @@ use super::admission::IdentCache;
 use super::api::{Handover, PeerId};
 use super::handshake::Pending;
 use super::stats::PeerStats;
+use super::traversal::PeerPunch;
 
 /// One peer.
 pub(crate) struct Peer {
@@ -72,6 +73,8 @@ pub(crate) struct Peer {
     /// Introduced itself by a handshake rather than being added by the
     /// driver: retired when unreachable for long.
     pub learned: bool,
+    /// Hole punching towards it (see `traversal.rs`).
+    pub punch: PeerPunch,
 }
 
 impl Peer {
@@ -100,6 +103,7 @@ pub(crate) fn peer_deadline(p: &Peer) -> Option<Instant> {
         p.timers.deadline(p.sessions.any()),
         p.health.as_ref().map(LinkHealth::next_deadline),
         p.pmtu.as_ref().and_then(PathMtu::next_deadline),
+        p.punch.next_at,
     ]
     .into_iter()
     .flatten()
@@ -330,6 +334,7 @@ impl Peers {
             refused: false,
             handover: Handover::None,
             learned,
+            punch: PeerPunch::default(),
         });
         let id = PeerId::new(index, gen);
         self.by_static.insert(static_public, id);

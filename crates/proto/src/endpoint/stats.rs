@@ -225,6 +225,19 @@ pub struct Stats {
     pub local_stalls: u64,
     /// Path MTU probes sent.
     pub pmtu_probes_sent: u64,
+    /// Punches sent (our candidates, to a member reached through a relay).
+    pub punches_sent: u64,
+    /// Punches of other members answered with probes.
+    pub punches_answered: u64,
+    /// Probes sent directly to a member's candidates.
+    pub punch_probes_sent: u64,
+    /// Punches not acted on, by reason: `rate` (a member's punches came
+    /// faster than one a second, or all together above the budget) and
+    /// `candidate` (a loopback, unspecified, multicast or broadcast
+    /// address, not probed).
+    pub punch_refusals: HashMap<&'static str, u64>,
+    /// Direct links that came up after punching.
+    pub direct_paths_punched: u64,
 }
 
 impl Stats {

@@ -44,6 +44,15 @@ impl Endpoint {
             .collect()
     }
 
+    /// This node's candidate endpoints, as its punches name them
+    /// (reflexive first), whether a NAT maps it to a different port per
+    /// destination, and whether it is behind a NAT at all (a neighbour saw
+    /// an address that is none of the local ones).
+    pub fn candidates(&self, now: Instant) -> (Vec<std::net::SocketAddr>, bool, bool) {
+        let c = &self.candidates;
+        (c.list(now), c.varies(now), c.behind_nat(now))
+    }
+
     /// Status of one peer.
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
         let id = self.peers.checked(id)?;
@@ -72,6 +81,7 @@ impl Endpoint {
             }),
             refused: p.refused,
             handover: p.handover,
+            traversal: super::traversal::state(p, &self.candidates, now),
             suite: p
                 .sessions
                 .get(super::peer::Slot::Current)
