@@ -637,6 +637,25 @@ impl Mesh {
             .unwrap_or_else(|| panic!("{name} missing"))
     }
 
+    /// `meshctl WHAT --json` against host `i`'s meshd, parsed.
+    pub fn admin_json(&self, i: usize, what: &str) -> serde_json::Value {
+        let sock = self.hosts[i].socket.to_str().unwrap();
+        let out = self.meshctl(&[what, "--json", "--socket", sock]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `meshctl ping NAME` from host `from` (meshd sends the echo itself,
+    /// resolving the name from certificates): true when answered.
+    pub fn ping_name(&self, from: usize, name: &str) -> bool {
+        let sock = self.hosts[from].socket.to_str().unwrap();
+        let out = Command::new(&self.meshctl)
+            .args(["ping", name, "--count", "3", "--interval-ms", "100"])
+            .args(["--socket", sock])
+            .output()
+            .unwrap();
+        out.status.success()
+    }
+
     /// Pings `to`'s overlay address from host `from`; true if any reply came.
     pub fn ping(&self, from: usize, to: usize, count: u32) -> bool {
         let o = self.exec(

@@ -9,28 +9,7 @@ use meshd_tests::{netns_available, Mesh, MeshOptions};
 use serde_json::Value;
 
 fn status(mesh: &Mesh, host: usize) -> Value {
-    let sock = mesh.hosts[host].socket.to_str().unwrap().to_string();
-    let out = mesh.meshctl(&["status", "--json", "--socket", &sock]);
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `meshctl ping NAME` from `from`: true when answered.
-fn ping_name(mesh: &Mesh, from: usize, name: &str) -> bool {
-    let sock = mesh.hosts[from].socket.to_str().unwrap().to_string();
-    let out = std::process::Command::new(meshd_tests::binary("meshctl"))
-        .args([
-            "ping",
-            name,
-            "--count",
-            "3",
-            "--interval-ms",
-            "100",
-            "--socket",
-            &sock,
-        ])
-        .output()
-        .unwrap();
-    out.status.success()
+    mesh.admin_json(host, "status")
 }
 
 /// Twelve hosts, each configured with the same two bootstrap addresses (h0
@@ -87,7 +66,7 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
     for i in 0..n {
         for k in [1, 4, 7] {
             let j = (i + k) % n;
-            if !ping_name(&mesh, i, &format!("h{j}")) {
+            if !mesh.ping_name(i, &format!("h{j}")) {
                 failed.push(format!("h{i} → h{j} by name"));
             }
         }
@@ -97,6 +76,10 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
         }
     }
     assert!(failed.is_empty(), "unreachable: {failed:?}");
+    // Checksummed TCP transfers between members that list nobody: one
+    // through a bootstrap host's relay or direct, both learned.
+    mesh.tcp_transfer(2, 11, 5001, 5_000_000, None);
+    mesh.tcp_transfer(9, 4, 5002, 5_000_000, None);
     let learned: u64 = (0..n)
         .map(|h| {
             status(&mesh, h)["routing"]["members-learned"]

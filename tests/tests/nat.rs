@@ -9,9 +9,7 @@ use meshd_tests::{netns_available, Mesh, MeshOptions, Nat};
 use serde_json::Value;
 
 fn json(mesh: &Mesh, host: usize, what: &str) -> Value {
-    let sock = mesh.hosts[host].socket.to_str().unwrap().to_string();
-    let out = mesh.meshctl(&[what, "--json", "--socket", &sock]);
-    serde_json::from_slice(&out.stdout).unwrap()
+    mesh.admin_json(host, what)
 }
 
 /// Host `on`'s view of the peer named `name`, if it has one.
@@ -22,25 +20,6 @@ fn peer(mesh: &Mesh, on: usize, name: &str) -> Option<Value> {
         .iter()
         .find(|p| p["name"] == name)
         .cloned()
-}
-
-/// `meshctl ping NAME` from `from`: true when answered.
-fn ping_name(mesh: &Mesh, from: usize, name: &str) -> bool {
-    let sock = mesh.hosts[from].socket.to_str().unwrap().to_string();
-    let out = std::process::Command::new(meshd_tests::binary("meshctl"))
-        .args([
-            "ping",
-            name,
-            "--count",
-            "3",
-            "--interval-ms",
-            "100",
-            "--socket",
-            &sock,
-        ])
-        .output()
-        .unwrap();
-    out.status.success()
 }
 
 /// Waits up to `limit` for host `on` to reach `name` directly (path
@@ -61,7 +40,7 @@ fn wait_direct(mesh: &Mesh, on: usize, name: &str, limit: Duration) -> Duration 
             mesh.log(on)
         );
         // Keep traffic flowing: punching is for members we talk to.
-        ping_name(mesh, on, name);
+        mesh.ping_name(on, name);
     }
 }
 
@@ -128,7 +107,7 @@ fn nodes_behind_nat_punch_direct_paths_where_nat_allows_and_stay_relayed_where_n
     }
     // NAT (endpoint-independent) ↔ NAT: relayed at first, then direct.
     let first = Instant::now();
-    assert!(ping_name(&mesh, 2, "h3"), "{}", mesh.log(2));
+    assert!(mesh.ping_name(2, "h3"), "{}", mesh.log(2));
     wait_direct(&mesh, 2, "h3", Duration::from_secs(20));
     let took = first.elapsed();
     eprintln!("h2 -> h3 through two NATs: direct {took:?} after the first ping");
@@ -137,10 +116,10 @@ fn nodes_behind_nat_punch_direct_paths_where_nat_allows_and_stay_relayed_where_n
     assert_eq!(p["endpoint"], "198.18.0.4:51820", "h3's NAT's address: {p}");
     wait_direct(&mesh, 3, "h2", Duration::from_secs(10));
     // Per-destination ↔ per-destination: relayed, working, and says why.
-    assert!(ping_name(&mesh, 4, "h5"), "{}", mesh.log(4));
+    assert!(mesh.ping_name(4, "h5"), "{}", mesh.log(4));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        assert!(ping_name(&mesh, 4, "h5"));
+        assert!(mesh.ping_name(4, "h5"));
         let p = peer(&mesh, 4, "h5").unwrap();
         let why = p["relayed-because"].as_str().unwrap_or("").to_string();
         if why.contains("both ends behind NATs") {
@@ -170,4 +149,47 @@ fn nodes_behind_nat_punch_direct_paths_where_nat_allows_and_stay_relayed_where_n
     let punched = mesh.metric(2, "meshd_direct_paths_punched_total")
         + mesh.metric(3, "meshd_direct_paths_punched_total");
     assert!(punched >= 2.0, "{punched} direct paths punched");
+}
+
+/// A peer configured at an address that never answers (its NAT's public
+/// address, where the NAT has no mapping): after the first unanswered
+/// retransmission its traffic goes through a relay, a log line and a
+/// counter say so, and punching then finds the direct path through that
+/// very address.
+#[test]
+fn a_configured_address_that_never_answers_falls_back_to_a_relay_and_is_punched_through() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(
+        4,
+        MeshOptions {
+            bootstrap: vec![0, 1],
+            nat: vec![None, None, Some(Nat::EndpointIndependent)],
+            ..MeshOptions::default()
+        },
+    );
+    // h3 lists h2 at its NAT's address, as an operator might.
+    let mut text = std::fs::read_to_string(&mesh.hosts[3].config).unwrap();
+    text.push_str("\n[[peer]]\ncertificate = \"h2.crt\"\nendpoint = \"198.18.0.3:51820\"\n");
+    std::fs::write(&mesh.hosts[3].config, text).unwrap();
+    let start = Instant::now();
+    mesh.start_all();
+    let reached = loop {
+        if mesh.ping_name(3, "h2") {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "h3 never reached h2:\n{}",
+            mesh.log(3)
+        );
+    };
+    eprintln!("h3 -> h2 (configured at a silent address) answered {reached:?} after start");
+    assert!(mesh.log(3).contains("go unanswered"), "{}", mesh.log(3));
+    assert!(mesh.metric(3, "meshd_endpoints_silent_total") >= 1.0);
+    let took = wait_direct(&mesh, 3, "h2", Duration::from_secs(30));
+    let p = peer(&mesh, 3, "h2").unwrap();
+    assert_eq!(p["endpoint"], "198.18.0.3:51820", "{p}");
+    eprintln!("h3 -> h2 direct {took:?} later");
 }

@@ -9,13 +9,7 @@ use meshd_tests::{binary, netns_available, Mesh, MeshOptions};
 use serde_json::Value;
 
 fn meshctl_json(mesh: &Mesh, host: usize, what: &str) -> Value {
-    let out = mesh.meshctl(&[
-        what,
-        "--json",
-        "--socket",
-        mesh.hosts[host].socket.to_str().unwrap(),
-    ]);
-    serde_json::from_slice(&out.stdout).unwrap()
+    mesh.admin_json(host, what)
 }
 
 fn drops(mesh: &Mesh, host: usize, reason: &str) -> u64 {
@@ -39,50 +33,7 @@ fn three_hosts_ping_and_transfer_100mb_with_checksum() {
         );
     }
     // 100 MB over TCP from h0 to h2, content verified end to end.
-    let harness = binary("mesh-harness");
-    let h = harness.to_str().unwrap();
-    let sink = mesh.spawn(
-        2,
-        &[
-            h,
-            "tcp-sink",
-            "--listen",
-            "100.64.0.3:5001",
-            "--timeout-secs",
-            "60",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let src = mesh.exec(
-        0,
-        &[
-            h,
-            "tcp-source",
-            "--connect",
-            "100.64.0.3:5001",
-            "--bytes",
-            "100000000",
-            "--seed",
-            "7",
-        ],
-    );
-    assert!(
-        src.status.success(),
-        "tcp-source: {}",
-        String::from_utf8_lossy(&src.stderr)
-    );
-    let sink = sink.wait_with_output().unwrap();
-    assert!(
-        sink.status.success(),
-        "tcp-sink: {}",
-        String::from_utf8_lossy(&sink.stderr)
-    );
-    let (sent, got) = (
-        String::from_utf8_lossy(&src.stdout),
-        String::from_utf8_lossy(&sink.stdout),
-    );
-    assert!(sent.starts_with("bytes=100000000 "), "{sent}");
-    assert_eq!(sent.trim(), got.trim(), "content differs");
+    mesh.tcp_transfer(0, 2, 5001, 100_000_000, None);
 
     // Every session is a hybrid post-quantum one, and traffic was counted.
     let peers = meshctl_json(&mesh, 0, "peers");

@@ -73,6 +73,13 @@ impl Node {
             Event::BundleRejected { kind, error } => {
                 warn!(%kind, %error, "bundle from gossip refused; the one in force stays")
             }
+            Event::EndpointSilent { peer, endpoint } => {
+                warn!(
+                    peer = %dir.peer_name(peer),
+                    %endpoint,
+                    "handshakes to the peer's address go unanswered: traffic goes through a relay meanwhile, and a direct path is looked for"
+                );
+            }
             Event::HandshakeTimedOut { peer, dropped } => {
                 warn!(peer = %dir.peer_name(peer), dropped, "handshake timed out")
             }

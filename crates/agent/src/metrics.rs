@@ -248,6 +248,11 @@ pub fn render(
             s.punch_probes_sent,
         ),
         (
+            "meshd_endpoints_silent_total",
+            "Times a peer's direct address did not answer handshakes (its traffic then goes through a relay).",
+            s.endpoints_silent,
+        ),
+        (
             "meshd_direct_paths_punched_total",
             "Direct paths opened by punching (an answer to a punch probe came back).",
             s.direct_paths_punched,

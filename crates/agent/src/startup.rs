@@ -194,6 +194,10 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
         accept_segments: cfg.admission.accept_segments.clone(),
         pmtu_discovery: cfg.listen.pmtu_discovery,
         health: Some(health_config(&cfg.health)),
+        route: proto::route::RouteConfig {
+            direct_margin_us: u64::from(cfg.routing.direct_margin_us),
+            ..proto::route::RouteConfig::default()
+        },
         ..EndpointConfig::default()
     }
 }

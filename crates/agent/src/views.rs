@@ -256,6 +256,11 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
                 Handover::Closed { delivered: false } => Some("undelivered".into()),
             },
             relayed_because: match p.traversal {
+                _ if p.endpoint_silent => Some(format!(
+                    "{} does not answer",
+                    p.endpoint
+                        .map_or_else(|| "its address".to_string(), |e| e.to_string())
+                )),
                 Traversal::Punching { attempts } if p.via.is_some() || p.link.is_none() => {
                     Some(format!("punching (attempt {attempts})"))
                 }

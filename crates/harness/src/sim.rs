@@ -75,6 +75,9 @@ pub struct SimNode {
 #[derive(Debug, Clone, Copy)]
 struct Link {
     latency: Duration,
+    /// Extra delay of each datagram, uniform in `0..jitter` (seeded; the
+    /// order of datagrams may change).
+    jitter: Duration,
     /// Probability that a datagram is lost (seeded).
     loss: f64,
     /// Whether the direction lower index → higher index carries packets.
@@ -115,6 +118,7 @@ impl Link {
     fn new(latency: Duration) -> Self {
         Self {
             latency,
+            jitter: Duration::ZERO,
             loss: 0.0,
             up_fwd: true,
             up_back: true,
@@ -384,6 +388,14 @@ impl Sim {
         }
     }
 
+    /// Delays each datagram on the link a–b by up to `jitter` more than its
+    /// latency (uniform, seeded), both ways.
+    pub fn set_jitter(&mut self, a: usize, b: usize, jitter: Duration) {
+        if let Some(l) = self.links.get_mut(&key(a, b)) {
+            l.jitter = jitter;
+        }
+    }
+
     /// Makes the link a–b carry IPv4 datagrams of at most `mtu` bytes, both
     /// ways, dropping larger ones without a word (a PMTU black hole).
     pub fn set_mtu(&mut self, a: usize, b: usize, mtu: usize) {
@@ -427,10 +439,20 @@ impl Sim {
             self.lost += 1;
             return;
         }
+        let extra = if link.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            link.jitter
+                .mul_f64(self.rng.next_u64() as f64 / u64::MAX as f64)
+        };
         self.seq += 1;
         self.in_flight.insert(self.seq, payload);
-        self.queue
-            .push(Reverse((self.now + link.latency, self.seq, from, to)));
+        self.queue.push(Reverse((
+            self.now + link.latency + extra,
+            self.seq,
+            from,
+            to,
+        )));
     }
 
     /// Moves node `i`'s pending transmits onto links and records its events.

@@ -122,8 +122,8 @@ pub struct LinkHealth {
     rttvar: Duration,
     last_rtt: Option<Duration>,
     /// The smallest RTT sample of each slice of the base-RTT window, oldest
-    /// first: (slice start, minimum).
-    minima: VecDeque<(Instant, Duration)>,
+    /// first: (slice start, minimum, maximum).
+    minima: VecDeque<(Instant, Duration, Duration)>,
     /// Last 64 resolved probes, newest in bit 0: 1 = answered.
     history: u64,
     resolved: u32,
@@ -191,23 +191,41 @@ impl LinkHealth {
     pub fn base_rtt(&self, now: Instant) -> Option<Duration> {
         self.minima
             .iter()
-            .filter(|(start, _)| now.saturating_duration_since(*start) < BASE_RTT_WINDOW)
-            .map(|(_, rtt)| *rtt)
+            .filter(|(start, ..)| now.saturating_duration_since(*start) < BASE_RTT_WINDOW)
+            .map(|(_, rtt, _)| *rtt)
             .min()
             .or(self.srtt)
     }
 
+    /// The spread of the RTT samples of the last [`BASE_RTT_WINDOW`]: the
+    /// largest minus the smallest (zero with fewer than two). How far the
+    /// base RTT may be off by noise alone: routes leave a working direct
+    /// link only for a path better by more than this.
+    pub fn rtt_spread(&self, now: Instant) -> Duration {
+        let live = || {
+            (self.minima.iter())
+                .filter(|(start, ..)| now.saturating_duration_since(*start) < BASE_RTT_WINDOW)
+        };
+        let lo = live().map(|(_, min, _)| *min).min();
+        let hi = live().map(|(.., max)| *max).max();
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => hi.saturating_sub(lo),
+            _ => Duration::ZERO,
+        }
+    }
+
     fn sample(&mut self, now: Instant, rtt: Duration) {
         match self.minima.back_mut() {
-            Some((start, min)) if now.saturating_duration_since(*start) < BASE_RTT_SLICE => {
+            Some((start, min, max)) if now.saturating_duration_since(*start) < BASE_RTT_SLICE => {
                 *min = (*min).min(rtt);
+                *max = (*max).max(rtt);
             }
-            _ => self.minima.push_back((now, rtt)),
+            _ => self.minima.push_back((now, rtt, rtt)),
         }
         while self
             .minima
             .front()
-            .is_some_and(|(start, _)| now.saturating_duration_since(*start) >= BASE_RTT_WINDOW)
+            .is_some_and(|(start, ..)| now.saturating_duration_since(*start) >= BASE_RTT_WINDOW)
         {
             self.minima.pop_front();
         }

@@ -98,6 +98,14 @@ pub struct RouteConfig {
     pub switch_factor: f64,
     /// See `switch_factor`.
     pub switch_margin_us: u64,
+    /// A destination with a working direct link is reached directly unless
+    /// a relayed path is cheaper by more than this, or by more than
+    /// `direct_spread_factor` times the link's measured RTT spread
+    /// (whichever is more): RTT noise never moves traffic off a working
+    /// direct link.
+    pub direct_margin_us: u64,
+    /// See `direct_margin_us`.
+    pub direct_spread_factor: f64,
     /// Adverts not refreshed for this long are forgotten (at least: the
     /// endpoint stretches it with the refresh interval), and so are those
     /// whose origin no link reaches for this long, however recently they
@@ -115,6 +123,8 @@ impl Default for RouteConfig {
             hold_down_penalty_us: 1_000_000,
             switch_factor: 1.25,
             switch_margin_us: 100,
+            direct_margin_us: 1_000,
+            direct_spread_factor: 2.0,
             advert_max_age: Duration::from_secs(30),
         }
     }
@@ -133,6 +143,9 @@ pub struct OwnLink {
     pub rtt_us: u32,
     /// Probe loss, ‰.
     pub loss_permille: u16,
+    /// How much its RTT varies: the largest minus the smallest probe RTT
+    /// of the base-RTT window, µs.
+    pub spread_us: u32,
 }
 
 /// The chosen route to one destination.
@@ -563,7 +576,28 @@ impl Router {
             if self.scope.as_ref().is_some_and(|s| !s.contains(&dst)) {
                 continue;
             }
-            let (metric, hops, first) = (r.cost, r.hops, r.first);
+            let (mut metric, mut hops, mut first) = (r.cost, r.hops, r.first);
+            // Direct paths preferred: a working direct link keeps its
+            // destination unless a relayed path beats it by the margin, and
+            // takes it back from a relay, at once, within half the margin
+            // (the other half, with the switch factor, keeps it from
+            // flapping).
+            let mut back_direct = false;
+            if first != dst {
+                let direct = own.iter().find(|l| l.neighbor == dst);
+                if let Some((l, c)) = direct.and_then(|l| Some((l, g.own_cost(l)?))) {
+                    let spread = self.config.direct_spread_factor * f64::from(l.spread_us);
+                    let mut margin = spread.max(self.config.direct_margin_us as f64);
+                    let relayed = self.routes.get(&dst).is_some_and(|r| r.next_hop != dst);
+                    if relayed {
+                        margin /= 2.0;
+                    }
+                    if (c as f64) <= metric as f64 + margin {
+                        (metric, hops, first) = (c, 1, dst);
+                        back_direct = relayed;
+                    }
+                }
+            }
             let mut chosen = Route {
                 next_hop: first,
                 metric_us: metric,
@@ -590,7 +624,7 @@ impl Router {
                         // Still works: keep it unless the better hop is much
                         // better and has been for `switch_after` (going back
                         // to a settled direct link needs no extra wait).
-                        let better = (m as f64) > bar;
+                        let better = (m as f64) > bar || back_direct;
                         if !better {
                             self.candidates.remove(&dst);
                         }
@@ -652,8 +686,10 @@ fn quantized(own: &[OwnLink]) -> Vec<OwnLink> {
     own.iter()
         .map(|l| {
             let shift = (32 - l.rtt_us.leading_zeros()).saturating_sub(4);
+            let spread_shift = (32 - l.spread_us.leading_zeros()).saturating_sub(2);
             OwnLink {
                 rtt_us: (l.rtt_us >> shift) << shift,
+                spread_us: (l.spread_us >> spread_shift) << spread_shift,
                 ..*l
             }
         })
@@ -693,6 +729,7 @@ mod tests {
             settled: up,
             rtt_us,
             loss_permille: 0,
+            spread_us: 0,
         }
     }
 
@@ -747,6 +784,41 @@ mod tests {
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
         // Settled: back to direct.
         r.recompute(now, &up);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(B));
+    }
+
+    #[test]
+    fn a_working_direct_link_is_left_only_for_a_path_better_by_more_than_its_spread() {
+        let now = Instant::now();
+        // a–b 3,000 µs direct; a–c–b 1,300 µs with hops: better by 1,800.
+        let mut r = Router::new(A, RouteConfig::default());
+        r.handle_advert(now, advert(B, 1, &[(A, 3000), (C, 600)]));
+        r.handle_advert(now, advert(C, 1, &[(A, 500), (B, 600)]));
+        let own = |ab: u32, spread: u32| {
+            [
+                OwnLink {
+                    spread_us: spread,
+                    ..link(B, ab, true)
+                },
+                link(C, 500, true),
+            ]
+        };
+        // Its probes spread over 1,000 µs: 2 × that is more than the gain.
+        r.recompute(now, &own(3000, 1000));
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(B), "direct kept");
+        // A steady link (spread 100 µs): the relay is better by more than
+        // the 1 ms floor, and takes over once it has been for
+        // `switch_after`.
+        r.recompute(now, &own(3000, 100));
+        let later = now + RouteConfig::default().switch_after;
+        r.recompute(later, &own(3000, 100));
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // Within the margin but not half of it: the relay stays (no
+        // flapping at the margin's edge).
+        r.recompute(later, &own(2000, 100));
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // Within half the margin: back direct at once.
+        r.recompute(later, &own(1700, 100));
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(B));
     }
 

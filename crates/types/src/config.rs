@@ -151,11 +151,19 @@ pub struct RoutingSection {
     /// *stub*: its adverts say so, no path passes through it, and it holds
     /// only the link state of relaying nodes (a hub's leaves should be stubs).
     pub relay: bool,
+    /// A working direct link keeps its destination unless a relayed path
+    /// is cheaper by more than this many µs, or by more than the link's
+    /// measured RTT spread (largest minus smallest probe RTT of the last
+    /// 10 s), whichever is more.
+    pub direct_margin_us: u32,
 }
 
 impl Default for RoutingSection {
     fn default() -> Self {
-        Self { relay: true }
+        Self {
+            relay: true,
+            direct_margin_us: 1_000,
+        }
     }
 }
 

@@ -194,6 +194,15 @@ pub enum Event {
         /// Datagram bytes, outer IP and UDP headers included.
         mtu: usize,
     },
+    /// Handshakes sent to `peer`'s direct address went unanswered (the
+    /// first retransmission was due): its traffic goes through a relay
+    /// where one is known, and punching looks for a direct path.
+    EndpointSilent {
+        /// The peer.
+        peer: PeerId,
+        /// The address that does not answer.
+        endpoint: SocketAddr,
+    },
     /// Probes found the direct link to `peer` down or back up.
     LinkChanged {
         /// The peer.
@@ -414,6 +423,9 @@ pub struct PeerInfo {
     pub handover: Handover,
     /// Why it is not reached directly, while it is not.
     pub traversal: super::Traversal,
+    /// Its direct address did not answer our handshakes (no packet came
+    /// from it directly since): traffic goes through a relay.
+    pub endpoint_silent: bool,
 }
 
 /// A peer that a new policy puts outside this node's enclaves may not hold

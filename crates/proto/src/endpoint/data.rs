@@ -420,6 +420,7 @@ impl Endpoint {
             .filter(|_| self.peers[peer].endpoint.is_some())
         {
             self.peers.set_endpoint(peer, a);
+            self.peers.heard_directly(peer);
         }
         if self.peers[peer].refused {
             let plain = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + len];

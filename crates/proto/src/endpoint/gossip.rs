@@ -156,6 +156,7 @@ impl Gossip {
                         .base_rtt(now)
                         .map_or(1000, |d| d.as_micros().min(u32::MAX as u128) as u32),
                     loss_permille: (h.loss() * 1000.0) as u16,
+                    spread_us: h.rtt_spread(now).as_micros().min(u32::MAX as u128) as u32,
                 })
             })
             .collect()
@@ -552,11 +553,18 @@ impl Gossip {
                 // Read by the path only, never by a timer.
                 cx.peers.quiet_mut(peer).routed = c.new.is_some();
             }
+            let hop = c
+                .new
+                .filter(|nh| *nh != c.dst)
+                .and_then(|nh| cx.peers.by_node(nh));
+            // Read by the path only, never by a timer.
+            cx.peers.quiet_mut(peer).route_hop = hop;
             let p = &cx.peers[peer];
             // A peer with a direct address whose link is not probed yet (its
             // session is still coming up) stays direct: there is no evidence
             // the direct path is worse, and moving it would flap at startup.
-            let unprobed = p.endpoint.is_some() && p.health.is_none();
+            // One whose address is silent takes the route.
+            let unprobed = p.endpoint.is_some() && p.health.is_none() && !p.silent;
             let via = match c.new {
                 Some(nh) if nh != c.dst && !unprobed => cx.peers.by_node(nh),
                 _ => None,

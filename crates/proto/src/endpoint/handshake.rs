@@ -303,9 +303,16 @@ impl Handshakes {
         if cx.peers[peer].refused {
             return;
         }
-        if cx.peers.path(peer).is_none() {
+        let Some((dst, relay)) = cx.peers.path(peer) else {
             cx.out.stats.drop(DropReason::NoEndpoint);
             return;
+        };
+        if relay.is_none() && cx.peers.note_direct_initiation(peer) {
+            cx.out.stats.endpoints_silent += 1;
+            cx.out.event(Event::EndpointSilent {
+                peer,
+                endpoint: dst,
+            });
         }
         if let Some(old) = cx.peers[peer].pending.take() {
             cx.peers.release([old.local_index()]);

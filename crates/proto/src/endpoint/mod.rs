@@ -492,6 +492,9 @@ impl Endpoint {
             if initiator_role || self.peers[peer].endpoint.is_none() {
                 self.peers.set_endpoint(peer, a);
             }
+            if initiator_role {
+                self.peers.heard_directly(peer);
+            }
         }
         let claimant = Claimant {
             key: &peer_static,
@@ -737,7 +740,8 @@ impl Endpoint {
             return;
         };
         let p = &mut self.peers[peer];
-        if p.health.is_none() && p.endpoint.is_some() && p.session(now).is_some() {
+        // A silent address is not a link until a punch's answer proves it.
+        if p.health.is_none() && p.endpoint.is_some() && !p.silent && p.session(now).is_some() {
             p.health = Some(LinkHealth::new(config, now));
             self.gossip.advert_soon(&self.peers, now);
             self.gossip.recompute_routes(cx!(self), now, true);

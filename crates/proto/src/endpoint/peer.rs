@@ -75,6 +75,16 @@ pub(crate) struct Peer {
     pub learned: bool,
     /// Hole punching towards it (see `traversal.rs`).
     pub punch: PeerPunch,
+    /// Initiations sent to its direct address since a packet last came
+    /// from it directly.
+    pub direct_initiations: u8,
+    /// Its direct address does not answer (see [`Peers::note_direct_initiation`]):
+    /// traffic goes through a relay where one is known, and the address
+    /// is not probed as a link until something proves it.
+    pub silent: bool,
+    /// The next hop of the route table's route to it, whether or not
+    /// traffic takes it (a silent address falls back to it).
+    pub route_hop: Option<PeerId>,
 }
 
 impl Peer {
@@ -335,6 +345,9 @@ impl Peers {
             handover: Handover::None,
             learned,
             punch: PeerPunch::default(),
+            direct_initiations: 0,
+            silent: false,
+            route_hop: None,
         });
         let id = PeerId::new(index, gen);
         self.by_static.insert(static_public, id);
@@ -399,6 +412,12 @@ impl Peers {
             .collect();
         for id in through {
             self[id].via = None;
+        }
+        let hop: Vec<PeerId> = (self.ids())
+            .filter(|&id| self[id].route_hop == Some(peer))
+            .collect();
+        for id in hop {
+            self.quiet_mut(id).route_hop = None;
         }
         Some(p)
     }
@@ -484,6 +503,33 @@ impl Peers {
             .collect()
     }
 
+    /// An initiation went to `peer`'s direct address: whether that made
+    /// the address silent (the second one unanswered, a retransmission
+    /// [`REKEY_TIMEOUT`](crate::timers::REKEY_TIMEOUT) after the first).
+    /// A silent peer's traffic moves to its route's next hop at once.
+    pub fn note_direct_initiation(&mut self, peer: PeerId) -> bool {
+        let p = &mut self[peer];
+        p.direct_initiations = p.direct_initiations.saturating_add(1);
+        if p.silent || p.direct_initiations < 2 || p.link_up() {
+            return false;
+        }
+        p.silent = true;
+        if p.via.is_none() {
+            p.via = p.route_hop;
+        }
+        true
+    }
+
+    /// A packet came from `peer` directly: its address answers.
+    pub fn heard_directly(&mut self, peer: PeerId) {
+        let p = &self[peer];
+        if p.direct_initiations != 0 || p.silent {
+            let p = &mut self[peer];
+            p.direct_initiations = 0;
+            p.silent = false;
+        }
+    }
+
     /// Where datagrams for `peer` go now: the underlay address, and the
     /// relay header to put in front when that address is a relay's.
     pub fn path(&self, peer: PeerId) -> Option<(SocketAddr, Option<RelayHeader>)> {
@@ -507,6 +553,7 @@ impl Peers {
         let r = self.default_relay.filter(|r| *r != peer)?;
         let p = &self[peer];
         let direct = p.endpoint.is_some()
+            && !p.silent
             && p.health
                 .as_ref()
                 .is_none_or(|h| h.status() == LinkStatus::Up);

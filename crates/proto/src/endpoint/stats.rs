@@ -238,6 +238,9 @@ pub struct Stats {
     pub punch_refusals: HashMap<&'static str, u64>,
     /// Direct links that came up after punching.
     pub direct_paths_punched: u64,
+    /// Times a peer's direct address went silent (handshakes sent there
+    /// unanswered; see [`Event::EndpointSilent`](super::Event::EndpointSilent)).
+    pub endpoints_silent: u64,
 }
 
 impl Stats {

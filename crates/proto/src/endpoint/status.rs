@@ -82,6 +82,7 @@ impl Endpoint {
             refused: p.refused,
             handover: p.handover,
             traversal: super::traversal::state(p, &self.candidates, now),
+            endpoint_silent: p.silent,
             suite: p
                 .sessions
                 .get(super::peer::Slot::Current)

@@ -226,6 +226,7 @@ pub(crate) fn on_link_up(cx: &mut Cx<'_>, peer: PeerId) {
 /// there (its link is probed from now on).
 pub(crate) fn on_proof(cx: &mut Cx<'_>, peer: PeerId, addr: SocketAddr) {
     cx.peers.set_endpoint(peer, addr);
+    cx.peers.heard_directly(peer);
     on_link_up(cx, peer);
     cx.out.stats.direct_paths_punched += 1;
 }
@@ -240,16 +241,14 @@ pub(crate) fn tick(cx: &mut Cx<'_>, mine: &Candidates, now: Instant, peer: PeerI
         cx.peers[peer].punch.next_at = None;
         return;
     }
-    let msg = Control::Punch {
-        reply: false,
-        varies: mine.varies(now),
-        candidates: mine.list(now),
-    };
-    if let Some(d) = cx.seal_control(now, peer, &msg) {
-        cx.out.stats.punches_sent += 1;
-        cx.send_on_path(peer, d);
+    send_punch(cx, mine, now, peer, false);
+    // Its candidates, and the address we hold for it (configured, or
+    // where it last was), which may answer once our NAT has a mapping.
+    let p = &cx.peers[peer];
+    let mut theirs = p.punch.candidates.clone();
+    if let Some(e) = p.endpoint.filter(|e| !theirs.contains(e)) {
+        theirs.push(e);
     }
-    let theirs = cx.peers[peer].punch.candidates.clone();
     probe_candidates(cx, now, peer, &theirs);
     let p = &mut cx.peers[peer];
     let wait = RETRY_MIN
@@ -312,15 +311,21 @@ pub(crate) fn on_punch(
         probe_candidates(cx, now, peer, &theirs);
     }
     if !reply {
-        let msg = Control::Punch {
-            reply: true,
-            varies: mine.varies(now),
-            candidates: mine.list(now),
-        };
-        if let Some(d) = cx.seal_control(now, peer, &msg) {
-            cx.out.stats.punches_sent += 1;
-            cx.send_on_path(peer, d);
-        }
+        send_punch(cx, mine, now, peer, true);
+    }
+}
+
+/// Our punch (candidates, whether our NAT maps per destination) to `peer`,
+/// in its session, along its current path.
+fn send_punch(cx: &mut Cx<'_>, mine: &Candidates, now: Instant, peer: PeerId, reply: bool) {
+    let msg = Control::Punch {
+        reply,
+        varies: mine.varies(now),
+        candidates: mine.list(now),
+    };
+    if let Some(d) = cx.seal_control(now, peer, &msg) {
+        cx.out.stats.punches_sent += 1;
+        cx.send_on_path(peer, d);
     }
 }
 
