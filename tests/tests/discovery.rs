@@ -80,6 +80,31 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
     // through a bootstrap host's relay or direct, both learned.
     mesh.tcp_transfer(2, 11, 5001, 5_000_000, None);
     mesh.tcp_transfer(9, 4, 5002, 5_000_000, None);
+    // Names over DNS: h3's resolver is its own meshd (the documented
+    // /etc/resolv.conf setting); the system's resolver finds h7.mesh, and
+    // ping reaches it by that name.
+    let resolver = format!("nameserver {}\nsearch mesh\n", mesh.hosts[3].overlay);
+    mesh.set_resolver(3, &resolver);
+    let out = mesh.exec(3, &["getent", "hosts", "h7.mesh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("100.64.0.8 "),
+        "getent hosts h7.mesh: {text}"
+    );
+    let out = mesh.exec(3, &["getent", "hosts", "nosuch.mesh"]);
+    assert!(!out.status.success(), "an unknown name resolves");
+    let out = mesh.exec(3, &["ping", "-c", "2", "-W", "2", "h7.mesh"]);
+    assert!(
+        out.status.success(),
+        "ping h7.mesh: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = mesh.exec(3, &["ping", "-c", "1", "-W", "2", "h9"]);
+    assert!(
+        out.status.success(),
+        "ping h9 (search mesh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let learned: u64 = (0..n)
         .map(|h| {
             status(&mesh, h)["routing"]["members-learned"]

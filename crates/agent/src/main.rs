@@ -15,6 +15,7 @@
 //! | `io`, `ping` | batched UDP (GSO/GRO); `meshctl ping` bookkeeping |
 
 mod admin;
+mod dns;
 mod events;
 mod io;
 mod metrics;

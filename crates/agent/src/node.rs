@@ -114,6 +114,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     shared.lock().drain(&mut out);
     out.send_direct(&ctl_udp);
 
+    start_dns(&shared, &own);
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
@@ -409,6 +410,34 @@ impl Node {
                     message: format!("{e}; the bundle in force stays"),
                 }
             }
+        }
+    }
+}
+
+/// Answers DNS for member names on each of this node's overlay addresses
+/// (`[discovery] dns-domain`), one thread per address. A address that
+/// cannot be bound is logged and skipped: names are a convenience, the
+/// mesh works without them.
+fn start_dns(shared: &Arc<Shared>, own: &proto::cert::Certificate) {
+    let domain = shared.lock().cfg.discovery.dns_domain.clone();
+    if domain.is_empty() {
+        return;
+    }
+    for a in &own.body().addresses {
+        let at = std::net::SocketAddr::new(a.addr(), 53);
+        let sock = match std::net::UdpSocket::bind(at) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(address = %at, error = %e, "dns: cannot listen; member names are not served there");
+                continue;
+            }
+        };
+        let (shared, domain) = (shared.clone(), domain.clone());
+        let spawned = std::thread::Builder::new()
+            .name("meshd-dns".into())
+            .spawn(move || crate::dns::serve(sock, shared, domain));
+        if let Err(e) = spawned {
+            warn!(error = %e, "dns: cannot start its thread");
         }
     }
 }

@@ -76,6 +76,10 @@ pub struct DiscoverySection {
     /// can serve as a bootstrap address. `false` keeps the key to nodes that
     /// list this one.
     pub answer_key_probes: bool,
+    /// Answer DNS queries (A, AAAA) for `<member name>.<this domain>` on
+    /// this node's overlay addresses, port 53, from the certificates it
+    /// holds; empty: no DNS.
+    pub dns_domain: String,
 }
 
 impl Default for DiscoverySection {
@@ -83,6 +87,7 @@ impl Default for DiscoverySection {
         Self {
             bootstrap: Vec::new(),
             answer_key_probes: true,
+            dns_domain: "mesh".into(),
         }
     }
 }

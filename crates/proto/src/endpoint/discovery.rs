@@ -72,6 +72,27 @@ impl Endpoint {
         self.learn_member(now, node)
     }
 
+    /// The overlay addresses of the member named `name` (this node, a
+    /// peer, or a member known from the link state), read only: nothing is
+    /// learned or dialled (a name lookup is not traffic). Exact name first,
+    /// then as lowercase.
+    pub fn addresses_named(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let lower = name.to_ascii_lowercase();
+        let found = [name, lower.as_str()].into_iter().find_map(|n| {
+            let own = self.local.identity.certificate();
+            if own.name() == n {
+                return Some(own.body().addresses.iter().map(|a| a.addr()).collect());
+            }
+            if let Some(p) = self.admission.named(n) {
+                return Some(self.admission.held_by(p).0);
+            }
+            let node = self.gossip.members().by_name(n)?;
+            let cert = self.gossip.members().get(&node)?;
+            Some(cert.body().addresses.iter().map(|a| a.addr()).collect())
+        });
+        found
+    }
+
     /// As [`Endpoint::peer_for_address`], by certificate name.
     pub fn peer_for_name(&mut self, now: Instant, name: &str) -> Option<PeerId> {
         if let Some(p) = self.admission.named(name) {

@@ -767,6 +767,13 @@ impl Endpoint {
         self.gossip.recompute_routes(cx!(self), now, true);
         if change == LinkChange::WentUp {
             self.session_ready(now, peer);
+        } else if self.peers[peer].pending.is_none() {
+            // The peer may have restarted and lost our session (its
+            // answers stop just the same, and a node that does not list us
+            // cannot ask for a new one): a handshake now, along whatever
+            // path the routes give, finds out at once instead of after the
+            // data timers' 15 s.
+            self.handshakes.initiate(cx!(self), now, peer);
         }
     }
 
