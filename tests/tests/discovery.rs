@@ -76,6 +76,19 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
         }
     }
     assert!(failed.is_empty(), "unreachable: {failed:?}");
+    // Routes name every node by its certificate, peer or not.
+    let routes = mesh.admin_json(5, "routes");
+    let names: Vec<String> = (routes.as_array().unwrap().iter())
+        .flat_map(|r| [r["destination"].clone(), r["next-hop"].clone()])
+        .map(|v| v.as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(routes.as_array().unwrap().len(), n - 1, "{routes}");
+    assert!(
+        names
+            .iter()
+            .all(|s| s.starts_with('h') && s[1..].parse::<u32>().is_ok()),
+        "routes with a node id for a name: {names:?}"
+    );
     // Checksummed TCP transfers between members that list nobody: one
     // through a bootstrap host's relay or direct, both learned.
     mesh.tcp_transfer(2, 11, 5001, 5_000_000, None);

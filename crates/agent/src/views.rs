@@ -23,6 +23,15 @@ pub struct Directory<'a> {
 }
 
 impl Directory<'_> {
+    /// A node's name: the peer's, else a member's from the link state,
+    /// else its id (its certificate has not arrived).
+    pub fn node_name(&self, peer: Option<PeerId>, id: proto::wire::NodeId) -> String {
+        match peer {
+            Some(p) => self.peer_name(p),
+            None => self.ep.member_name(id).unwrap_or_else(|| id.to_string()),
+        }
+    }
+
     /// A peer's certificate name, or its key prefix before a handshake.
     pub fn peer_name(&self, peer: PeerId) -> String {
         match self.ep.peer(peer, self.now) {
@@ -194,17 +203,12 @@ pub fn routes(dir: &Directory<'_>) -> Vec<RouteView> {
     dir.ep
         .routes(dir.now)
         .into_iter()
-        .map(|r| {
-            let name = |peer: Option<PeerId>, id: proto::wire::NodeId| {
-                peer.map_or_else(|| id.to_string(), |p| dir.peer_name(p))
-            };
-            RouteView {
-                destination: name(r.dst_peer, r.dst),
-                next_hop: name(r.next_hop_peer, r.next_hop),
-                metric_us: r.metric_us,
-                hops: r.hops,
-                age_secs: r.age.as_secs_f64(),
-            }
+        .map(|r| RouteView {
+            destination: dir.node_name(r.dst_peer, r.dst),
+            next_hop: dir.node_name(r.next_hop_peer, r.next_hop),
+            metric_us: r.metric_us,
+            hops: r.hops,
+            age_secs: r.age.as_secs_f64(),
         })
         .collect()
 }
@@ -283,10 +287,7 @@ pub fn trace_hops(dir: &Directory<'_>, peer: PeerId) -> Vec<HopView> {
             let ms = f64::from(rtt_us) / 1e3;
             cumulative += ms;
             HopView {
-                node: dir
-                    .ep
-                    .peer_by_node(node)
-                    .map_or_else(|| node.to_string(), |p| dir.peer_name(p)),
+                node: dir.node_name(dir.ep.peer_by_node(node), node),
                 link_rtt_ms: ms,
                 cumulative_ms: cumulative,
             }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use proto::control::{Control, PUNCH_LEN};
-use proto::endpoint::{Endpoint, EndpointConfig, PeerId, SendOutcome, Traversal};
+use proto::endpoint::{DropReason, Endpoint, EndpointConfig, PeerId, SendOutcome, Traversal};
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 
 /// A NAT: its public address, the mappings it made (inside address and
@@ -380,4 +380,56 @@ fn punches_cannot_aim_a_stream_of_probes_at_a_third_party() {
         refused(&after, "candidate") - refused(&before, "candidate"),
         1
     );
+}
+
+/// A punch altered on the way, and the real one captured and sent again a
+/// second later (when a fresh one would be answered): refused by the
+/// session (AEAD, replay window) and counted, and no probe goes anywhere
+/// for either.
+#[test]
+fn replayed_or_forged_punches_are_refused_and_counted() {
+    let mut net = Net::new(44, true, false);
+    net.advance(Duration::from_secs(3));
+    net.a_to_b(b"one");
+    net.advance(Duration::from_millis(1500));
+    let punch = Control::Punch {
+        reply: true,
+        varies: false,
+        candidates: vec![sa([198, 18, 0, 99], 9)],
+    };
+    let peer = net.peer(A, B);
+    let now = net.now;
+    assert!(net.nodes[A].ep.send_control(now, peer, &punch));
+    net.collect(A);
+    // The punch, relayed: its plaintext sealed, behind a relay header;
+    // taken off the wire.
+    let len = PUNCH_LEN + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN;
+    let (punches, rest): (Vec<_>, Vec<_>) = net.wire.drain(..).partition(|(.., p)| p.len() == len);
+    net.wire.extend(rest);
+    assert_eq!(punches.len(), 1, "one punch on the wire");
+    let (src, dst, original) = punches[0].clone();
+    net.pump();
+    let probes = |net: &Net| net.nodes[B].ep.stats().punch_probes_sent;
+    let drops = |net: &Net, r| net.nodes[B].ep.stats().drops(r);
+    let deliver = |net: &mut Net, payload: Vec<u8>| {
+        net.wire.push_back((src, dst, payload));
+        net.pump();
+    };
+    // Altered (a bit of its tag): refused before anything reads it.
+    let (p0, decrypt0) = (probes(&net), drops(&net, DropReason::Decrypt));
+    let mut forged = original.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    deliver(&mut net, forged);
+    assert_eq!(drops(&net, DropReason::Decrypt), decrypt0 + 1);
+    assert_eq!(probes(&net), p0, "no probe for a forged punch");
+    // The real one is answered (one probe to its one candidate).
+    deliver(&mut net, original.clone());
+    assert_eq!(probes(&net), p0 + 1, "the real punch is answered");
+    // The same bytes again, a second later: a replay.
+    net.advance(Duration::from_millis(1100));
+    let (p1, replay1) = (probes(&net), drops(&net, DropReason::Replay));
+    deliver(&mut net, original);
+    assert_eq!(drops(&net, DropReason::Replay), replay1 + 1);
+    assert_eq!(probes(&net), p1, "no probe for a replayed punch");
 }

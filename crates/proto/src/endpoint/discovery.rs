@@ -93,6 +93,13 @@ impl Endpoint {
         found
     }
 
+    /// The certificate name of a member known from the link state (for
+    /// showing node ids that are not peers by name).
+    pub fn member_name(&self, node: NodeId) -> Option<String> {
+        let cert = self.gossip.members().get(&node)?;
+        Some(cert.name().to_string())
+    }
+
     /// As [`Endpoint::peer_for_address`], by certificate name.
     pub fn peer_for_name(&mut self, now: Instant, name: &str) -> Option<PeerId> {
         if let Some(p) = self.admission.named(name) {
