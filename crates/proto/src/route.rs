@@ -571,6 +571,10 @@ impl Router {
             .as_ref()
             .map_or(best.len(), |s| s.len().min(best.len()));
         let mut next = HashMap::with_capacity_and_hasher(kept, Ids);
+        // A hub has thousands of own links: looked up, not searched, per
+        // destination.
+        let own_by_neighbor: HashMap<NodeId, &OwnLink, Ids> =
+            own.iter().map(|l| (l.neighbor, l)).collect();
         let mut changes = Vec::new();
         for (&dst, r) in &best {
             if self.scope.as_ref().is_some_and(|s| !s.contains(&dst)) {
@@ -584,7 +588,7 @@ impl Router {
             // flapping).
             let mut back_direct = false;
             if first != dst {
-                let direct = own.iter().find(|l| l.neighbor == dst);
+                let direct = own_by_neighbor.get(&dst).copied();
                 if let Some((l, c)) = direct.and_then(|l| Some((l, g.own_cost(l)?))) {
                     let spread = self.config.direct_spread_factor * f64::from(l.spread_us);
                     let mut margin = spread.max(self.config.direct_margin_us as f64);
@@ -607,7 +611,7 @@ impl Router {
             if let Some(cur) = self.routes.get(&dst) {
                 if cur.next_hop == first {
                     chosen.since = cur.since;
-                } else if let Some(link) = own.iter().find(|l| l.neighbor == cur.next_hop) {
+                } else if let Some(&link) = own_by_neighbor.get(&cur.next_hop) {
                     // What the current next hop costs now.
                     let via = g.own_cost(link).and_then(|c| {
                         if cur.next_hop == dst {

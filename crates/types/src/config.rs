@@ -428,6 +428,25 @@ impl NodeConfig {
                 t.name
             ));
         }
+        let d = self.discovery.dns_domain.trim_end_matches('.');
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !d.is_empty() && (d.len() > 200 || !d.split('.').all(label_ok)) {
+            return Err(format!(
+                "field `discovery.dns-domain`: '{}' is not a domain name; use labels of letters, digits and - joined by dots (e.g. \"mesh\"), or \"\" for no DNS",
+                self.discovery.dns_domain
+            ));
+        }
+        if self.routing.direct_margin_us > 1_000_000 {
+            return Err(format!(
+                "field `routing.direct-margin-us`: {} is out of range; use 0 to 1000000 (default 1000)",
+                self.routing.direct_margin_us
+            ));
+        }
         if let Some(m) = self.metrics.address {
             if !m.ip().is_loopback() {
                 return Err(format!(
@@ -590,6 +609,19 @@ ca-certificate = "ca.crt"
             e.contains("metrics.address") && e.contains("loopback"),
             "{e}"
         );
+        let e = NodeConfig::parse(&format!("{MIN}\n[discovery]\ndns-domain = \"my mesh\"\n"))
+            .unwrap_err();
+        assert!(
+            e.contains("discovery.dns-domain") && e.contains("labels"),
+            "{e}"
+        );
+        for ok in ["mesh", "corp.mesh.", ""] {
+            let text = format!("{MIN}\n[discovery]\ndns-domain = \"{ok}\"\n");
+            assert!(NodeConfig::parse(&text).is_ok(), "{ok}");
+        }
+        let e = NodeConfig::parse(&format!("{MIN}\n[routing]\ndirect-margin-us = 5000000\n"))
+            .unwrap_err();
+        assert!(e.contains("routing.direct-margin-us"), "{e}");
         let e = NodeConfig::parse(&format!("{MIN}\n[listen]\naddress = \"nope\"\n")).unwrap_err();
         assert!(
             e.contains("line 8") && e.contains("listen") || e.contains("line 8"),

@@ -407,17 +407,16 @@ impl Peers {
         if self.default_relay == Some(peer) {
             self.default_relay = None;
         }
+        // Nothing goes through it any more (the route hop is read by the
+        // path alone; `via` is written as every path change is).
         let through: Vec<PeerId> = (self.ids())
-            .filter(|&id| self[id].via == Some(peer))
+            .filter(|&id| self[id].via == Some(peer) || self[id].route_hop == Some(peer))
             .collect();
         for id in through {
-            self[id].via = None;
-        }
-        let hop: Vec<PeerId> = (self.ids())
-            .filter(|&id| self[id].route_hop == Some(peer))
-            .collect();
-        for id in hop {
-            self.quiet_mut(id).route_hop = None;
+            self.quiet_mut(id).route_hop = self[id].route_hop.filter(|h| *h != peer);
+            if self[id].via == Some(peer) {
+                self[id].via = None;
+            }
         }
         Some(p)
     }
