@@ -188,7 +188,8 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
     EndpointConfig {
         aes_gcm: cfg.crypto.aes_gcm,
         underlay_mtu: usize::from(cfg.listen.underlay_mtu),
-        relay: cfg.routing.relay,
+        relay: cfg.routing.relay.relays(),
+        relay_behind_nat: cfg.routing.relay == types::config::RelayMode::On,
         accept_unknown_peers: cfg.admission.accept_unknown_peers,
         answer_key_requests: cfg.discovery.answer_key_probes,
         accept_segments: cfg.admission.accept_segments.clone(),

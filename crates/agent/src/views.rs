@@ -100,7 +100,15 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
         drops,
         policy: policy_status(ep, dir.now),
         routing: RoutingStatusView {
-            relay: cfg.routing.relay,
+            relay: cfg.routing.relay.relays() && !ep.no_transit(),
+            role: if !cfg.routing.relay.relays() {
+                "stub"
+            } else if ep.no_transit() {
+                "no-transit"
+            } else {
+                "relay"
+            }
+            .into(),
             adverts_held: ep.router().advert_count(),
             nodes_reachable: ep.router().reachable_count(),
             local_stalls: s.local_stalls,

@@ -407,6 +407,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             seq: 2,
             stub: true,
             truncated: false,
+            no_transit: true,
             links: vec![LinkEntry {
                 neighbor: proto::wire::NodeId(3),
                 rtt_us: 400,

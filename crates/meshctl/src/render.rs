@@ -105,10 +105,10 @@ pub fn status(s: &StatusView) -> String {
     let _ = writeln!(
         o,
         "  routing      {}, {} adverts held, {} nodes reachable{}",
-        if r.relay {
-            "relay"
-        } else {
-            "stub (relays for nobody)"
+        match r.role.as_str() {
+            "stub" => "stub (relays for nobody)",
+            "no-transit" => "no transit (behind a NAT; [routing] relay = true relays anyway)",
+            _ => "relay",
         },
         r.adverts_held,
         r.nodes_reachable,

@@ -27,8 +27,10 @@
 //! (`stub`) says its origin does not relay: nobody routes through it, and its
 //! advert is flooded only towards nodes that do relay; bit 1 (`truncated`)
 //! says the origin has more links up than the advert lists (it lists at most
-//! [`MAX_ADVERT_ENTRIES`], relays first); every other advert flag bit is
-//! reserved. Integers are little-endian. [`Control::decode`]
+//! [`MAX_ADVERT_ENTRIES`], relays first); bit 2 (`no transit`) says the
+//! origin holds full link state but carries no traffic for others (it is
+//! behind a NAT): paths may end at it, none passes through it; every other
+//! advert flag bit is reserved. Integers are little-endian. [`Control::decode`]
 //! checks every length and reserved byte; it cannot panic.
 //!
 //! An advert is signed by its origin's advert key (named in the origin's
@@ -111,6 +113,7 @@ const ENTRY_LEN: usize = 16;
 const FLAG_SETTLING: u16 = 1;
 const ADVERT_FLAG_STUB: u8 = 1;
 const ADVERT_FLAG_TRUNCATED: u8 = 2;
+const ADVERT_FLAG_NO_TRANSIT: u8 = 4;
 
 /// Whether a transport plaintext is a control message.
 pub fn is_control(plaintext: &[u8]) -> bool {
@@ -146,6 +149,11 @@ pub struct Advert {
     /// The origin has more links up than listed (a hub): a stub's own
     /// advert then vouches for its link to the origin.
     pub truncated: bool,
+    /// The origin carries no traffic for others, though it relays adverts
+    /// and holds full link state (a node behind a NAT, whose links last
+    /// only as long as its mappings): paths may end at it, none passes
+    /// through it.
+    pub no_transit: bool,
     /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
     pub links: Vec<LinkEntry>,
     /// The origin's Ed25519 signature over [`ADVERT_SIGNING_CONTEXT`] and
@@ -172,6 +180,9 @@ impl Advert {
         }
         if truncated {
             flags |= ADVERT_FLAG_TRUNCATED;
+        }
+        if self.no_transit {
+            flags |= ADVERT_FLAG_NO_TRANSIT;
         }
         v.extend_from_slice(&[KIND_LINK_STATE, flags]);
         v.extend_from_slice(&(links.len() as u16).to_le_bytes());
@@ -371,7 +382,8 @@ impl Control {
                 if b.len() < ADVERT_HEADER_LEN {
                     return Err(ControlError::BadLength);
                 }
-                if b[1] & !(ADVERT_FLAG_STUB | ADVERT_FLAG_TRUNCATED) != 0 {
+                if b[1] & !(ADVERT_FLAG_STUB | ADVERT_FLAG_TRUNCATED | ADVERT_FLAG_NO_TRANSIT) != 0
+                {
                     return Err(ControlError::ReservedNonZero);
                 }
                 let count = u16_at(b, 2) as usize;
@@ -404,6 +416,7 @@ impl Control {
                     seq: u64_at(b, 12),
                     stub: b[1] & ADVERT_FLAG_STUB != 0,
                     truncated: b[1] & ADVERT_FLAG_TRUNCATED != 0,
+                    no_transit: b[1] & ADVERT_FLAG_NO_TRANSIT != 0,
                     links,
                     signature,
                 }))
@@ -644,6 +657,7 @@ mod tests {
             seq: 99,
             stub: true,
             truncated: true,
+            no_transit: true,
             links: (0..3)
                 .map(|i| LinkEntry {
                     neighbor: NodeId(10 + i),
@@ -765,6 +779,7 @@ mod tests {
             seq: 1,
             stub: false,
             truncated: false,
+            no_transit: false,
             links: vec![LinkEntry {
                 neighbor: NodeId(2),
                 rtt_us: 1,
@@ -781,7 +796,7 @@ mod tests {
             Control::decode(&vec![KIND_MTU_PROBE; MAX_MTU_PROBE + 1]),
             Err(ControlError::BadLength)
         );
-        a[1] = 0x04; // a reserved advert flag bit
+        a[1] = 0x08; // a reserved advert flag bit
         assert_eq!(Control::decode(&a), Err(ControlError::ReservedNonZero));
         a[1] = 0;
         a[20 + 15] = 0x80; // a reserved flag bit

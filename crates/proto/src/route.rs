@@ -16,8 +16,8 @@
 //! regained a link to the same destination would each route through the
 //! other, in a loop.
 //!
-//! A node whose advert is flagged `stub` does not relay: paths may end at it
-//! but never pass through it. A relay with more links than an advert lists
+//! A node whose advert is flagged `stub` or `no_transit` does not relay:
+//! paths may end at it but never pass through it. A relay with more links than an advert lists
 //! flags its advert `truncated`; its links to stubs left out count when the
 //! stub's own advert lists the relay.
 //!
@@ -269,8 +269,8 @@ impl Graph<'_> {
             }
             return;
         }
-        // A stub is a destination, never a hop.
-        let Some((a, _)) = self.adverts.get(&u).filter(|(a, _)| !a.stub) else {
+        // A stub, or a node behind a NAT, is a destination, never a hop.
+        let Some((a, _)) = (self.adverts.get(&u)).filter(|(a, _)| !a.stub && !a.no_transit) else {
             return;
         };
         for l in &a.links {
@@ -743,6 +743,7 @@ mod tests {
             seq,
             stub: false,
             truncated: false,
+            no_transit: false,
             links: links
                 .iter()
                 .map(|&(n, rtt_us)| LinkEntry {
@@ -935,6 +936,36 @@ mod tests {
         let only_b = [link(B, 100, true), link(C, 100, false), link(D, 100, false)];
         r.recompute(now, &only_b);
         assert_eq!(r.route(C).map(|x| x.next_hop), Some(B));
+    }
+
+    #[test]
+    fn a_no_transit_node_is_left_by_the_paths_through_it() {
+        let now = Instant::now();
+        let mut r = square(now);
+        // b through c, the cheaper relay.
+        let cut = [link(B, 100, false), link(C, 90, true), link(D, 100, true)];
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+        // c finds itself behind a NAT: b moves to d at once (hysteresis
+        // keeps a next hop only while a path through it exists), and c
+        // stays a destination.
+        let mut c = advert(C, 2, &[(A, 90), (B, 100)]);
+        c.no_transit = true;
+        assert!(r.handle_advert(now, c.clone()));
+        assert!(!r.is_stub(C), "it keeps full link state");
+        r.recompute(now, &cut);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
+        assert_eq!(r.route(C).map(|x| x.next_hop), Some(C));
+        // Without d, b is unreachable rather than routed through c.
+        let no_d = [link(B, 100, false), link(C, 90, true), link(D, 100, false)];
+        r.recompute(now, &no_d);
+        assert!(r.route(B).is_none());
+        // Its NAT gone, c carries traffic again.
+        c.seq = 3;
+        c.no_transit = false;
+        assert!(r.handle_advert(now, c));
+        r.recompute(now, &no_d);
+        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
     }
 
     #[test]

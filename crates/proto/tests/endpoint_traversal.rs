@@ -103,6 +103,15 @@ impl Net {
     /// Relays r1 and r2 in public; stubs a and b each behind a NAT of the
     /// given kind (true: a new port per destination).
     fn new(seed: u64, a_varies: bool, b_varies: bool) -> Self {
+        let stub = EndpointConfig {
+            relay: false,
+            ..EndpointConfig::default()
+        };
+        Self::build(seed, a_varies, b_varies, stub)
+    }
+
+    /// As [`Net::new`], with a and b configured as `behind_nat`.
+    fn build(seed: u64, a_varies: bool, b_varies: bool, behind_nat: EndpointConfig) -> Self {
         let mesh = Mesh::new(seed);
         let names = ["r1", "r2", "a", "b"];
         let addrs = [
@@ -116,9 +125,9 @@ impl Net {
         let t0 = Instant::now();
         let mut nodes = Vec::new();
         for (i, id) in ids.into_iter().enumerate() {
-            let config = EndpointConfig {
-                relay: i < 2,
-                ..EndpointConfig::default()
+            let config = match i {
+                R1 | R2 => EndpointConfig::default(),
+                _ => behind_nat.clone(),
             };
             let mut ep = Endpoint::new(
                 crypto(),
@@ -315,6 +324,39 @@ fn stubs_behind_endpoint_independent_nats_punch_a_direct_path_and_lose_nothing()
     let info = net.nodes[A].ep.peer(net.peer(A, B), net.now).unwrap();
     assert!(info.link.is_some_and(|l| l.up) && info.via.is_none());
     assert_eq!(info.traversal, Traversal::NotNeeded);
+}
+
+/// Nodes that would relay but find themselves behind a NAT (a neighbour
+/// sees them at an address none of their own) say "no transit" in their
+/// adverts: r1 and r2, which meet only through them, get no path through
+/// them, while the NATed nodes stay reachable. Configured to relay behind a
+/// NAT anyway, they carry r1's traffic for r2.
+#[test]
+fn relaying_nodes_behind_nats_carry_no_transit_unless_told_to() {
+    for relay_behind_nat in [false, true] {
+        let config = EndpointConfig {
+            relay_behind_nat,
+            ..EndpointConfig::default()
+        };
+        let mut net = Net::build(43, false, false, config);
+        net.advance(Duration::from_secs(5));
+        for i in [A, B] {
+            assert_eq!(net.nodes[i].ep.no_transit(), !relay_behind_nat, "node {i}");
+        }
+        for i in [R1, R2] {
+            assert!(!net.nodes[i].ep.no_transit(), "a public node relays");
+        }
+        let r1 = net.nodes[R1].ep.router();
+        let r2 = net.nodes[R2].ep.node_id();
+        let a = net.nodes[A].ep.node_id();
+        let via = r1.route(r2).map(|r| r.next_hop);
+        if relay_behind_nat {
+            assert!(via.is_some(), "r1 reaches r2 through a or b");
+        } else {
+            assert_eq!(via, None, "no path passes through a NATed node");
+        }
+        assert_eq!(r1.route(a).map(|r| r.next_hop), Some(a));
+    }
 }
 
 /// Behind NATs that map each destination to a new port, neither end can be

@@ -149,8 +149,13 @@ pub struct StatusView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RoutingStatusView {
-    /// Forwards for others (`[routing] relay`); false: a stub.
+    /// Carries traffic for others: `[routing] relay` is not `false`, and
+    /// not `"auto"` behind a NAT.
     pub relay: bool,
+    /// `relay`, `stub` (`[routing] relay = false`) or `no-transit` (behind
+    /// a NAT with `relay = "auto"`: full link state, no path through it).
+    #[serde(default)]
+    pub role: String,
     /// Link-state adverts held (a stub holds only relays').
     pub adverts_held: usize,
     /// Nodes the last route computation reached.

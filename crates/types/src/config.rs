@@ -152,10 +152,14 @@ impl Default for HealthSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct RoutingSection {
-    /// Forward relayed traffic for other nodes. `false` makes the node a
-    /// *stub*: its adverts say so, no path passes through it, and it holds
-    /// only the link state of relaying nodes (a hub's leaves should be stubs).
-    pub relay: bool,
+    /// Carry relayed traffic for other nodes. `"auto"` (the default) relays
+    /// unless a neighbour sees this node behind a NAT (at an address that is
+    /// none of its own): it then keeps full link state but its adverts say
+    /// *no transit*, so no path passes through it. `true` relays behind a
+    /// NAT as well. `false` makes the node a *stub*: its adverts say so, no
+    /// path passes through it, and it holds only the link state of relaying
+    /// nodes (a hub's leaves should be stubs).
+    pub relay: RelayMode,
     /// A working direct link keeps its destination unless a relayed path
     /// is cheaper by more than this many µs, or by more than the link's
     /// measured RTT spread (largest minus smallest probe RTT of the last
@@ -166,9 +170,70 @@ pub struct RoutingSection {
 impl Default for RoutingSection {
     fn default() -> Self {
         Self {
-            relay: true,
+            relay: RelayMode::Auto,
             direct_margin_us: 1_000,
         }
+    }
+}
+
+/// `[routing] relay`: `true`, `false` or `"auto"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RelayMode {
+    /// Relay unless behind a NAT.
+    #[default]
+    Auto,
+    /// Relay, behind a NAT too.
+    On,
+    /// A stub: relay for nobody.
+    Off,
+}
+
+impl RelayMode {
+    /// Whether the node relays at all (is not a stub).
+    pub fn relays(self) -> bool {
+        self != Self::Off
+    }
+}
+
+impl std::fmt::Display for RelayMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::On => "true",
+            Self::Off => "false",
+        })
+    }
+}
+
+impl Serialize for RelayMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Auto => s.serialize_str("auto"),
+            Self::On => s.serialize_bool(true),
+            Self::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RelayMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RelayMode;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RelayMode, E> {
+                Ok(if v { RelayMode::On } else { RelayMode::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RelayMode, E> {
+                match v {
+                    "auto" => Ok(RelayMode::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -622,6 +687,16 @@ ca-certificate = "ca.crt"
         let e = NodeConfig::parse(&format!("{MIN}\n[routing]\ndirect-margin-us = 5000000\n"))
             .unwrap_err();
         assert!(e.contains("routing.direct-margin-us"), "{e}");
+        let relay = |v: &str| NodeConfig::parse(&format!("{MIN}\n[routing]\nrelay = {v}\n"));
+        assert_eq!(
+            NodeConfig::parse(MIN).unwrap().routing.relay,
+            RelayMode::Auto
+        );
+        assert_eq!(relay("\"auto\"").unwrap().routing.relay, RelayMode::Auto);
+        assert_eq!(relay("true").unwrap().routing.relay, RelayMode::On);
+        assert_eq!(relay("false").unwrap().routing.relay, RelayMode::Off);
+        let e = relay("\"sometimes\"").unwrap_err();
+        assert!(e.contains("relay") && e.contains("\"auto\""), "{e}");
         let e = NodeConfig::parse(&format!("{MIN}\n[listen]\naddress = \"nope\"\n")).unwrap_err();
         assert!(
             e.contains("line 8") && e.contains("listen") || e.contains("line 8"),

@@ -75,6 +75,12 @@ pub struct EndpointConfig {
     /// adverts and receives only those of relaying nodes (so a hub's leaves
     /// carry no link state of each other).
     pub relay: bool,
+    /// Carry traffic for others also while behind a NAT. Without it, a
+    /// relaying node that a neighbour sees at an address none of its own
+    /// (`Candidates::behind_nat`) flags its adverts *no transit*: it keeps
+    /// full link state and floods, but no path passes through it, since its
+    /// links last only as long as its NAT's mappings.
+    pub relay_behind_nat: bool,
     /// Own link-state advert refresh interval (also sent at once on a change).
     pub advert_interval: Duration,
     /// Connection-tracking bounds of the policy filter.
@@ -113,6 +119,7 @@ impl Default for EndpointConfig {
             health: Some(HealthConfig::default()),
             route: RouteConfig::default(),
             relay: true,
+            relay_behind_nat: false,
             advert_interval: Duration::from_secs(10),
             filter: FilterLimits::default(),
             aes_gcm: true,

@@ -63,6 +63,8 @@ pub(crate) struct Gossip {
     last_advert: Option<Advert>,
     /// When routes are computed next.
     route_at: Option<Instant>,
+    /// Our adverts say we carry no traffic for others (behind a NAT).
+    no_transit: bool,
     /// Verified, admissible certificates of advert origins (peers and
     /// nodes we only know from their adverts), by node id.
     origin_certs: Members,
@@ -87,6 +89,7 @@ impl Gossip {
             last_originated: None,
             last_advert: None,
             route_at: None,
+            no_transit: false,
             origin_certs: Members::default(),
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
             parked: HashMap::new(),
@@ -215,6 +218,19 @@ impl Gossip {
         self.advert_at = Some(earliest);
     }
 
+    /// Sets whether our adverts refuse transit, advertising the change soon.
+    pub fn set_no_transit(&mut self, peers: &Peers, now: Instant, no_transit: bool) {
+        if self.no_transit != no_transit {
+            self.no_transit = no_transit;
+            self.advert_soon(peers, now);
+        }
+    }
+
+    /// Whether our adverts refuse transit.
+    pub fn no_transit(&self) -> bool {
+        self.no_transit
+    }
+
     /// A fresh advert of this node's links that are up. Sequence numbers
     /// start from the wall clock (ns) and grow by one per advert, so a
     /// restarted node's adverts replace the ones it sent before.
@@ -231,6 +247,7 @@ impl Gossip {
             seq: self.advert_seq,
             stub: !local.config.relay,
             truncated,
+            no_transit: self.no_transit && local.config.relay,
             links,
             signature: [0; 64],
         };
@@ -536,7 +553,10 @@ impl Gossip {
             // The relaying neighbour with the best working link.
             cx.peers.default_relay = own
                 .iter()
-                .filter(|l| l.up && self.router.advert(l.neighbor).is_some_and(|a| !a.stub))
+                .filter(|l| {
+                    l.up && (self.router.advert(l.neighbor))
+                        .is_some_and(|a| !a.stub && !a.no_transit)
+                })
                 .min_by_key(|l| (l.rtt_us, l.neighbor))
                 .and_then(|l| cx.peers.by_node(l.neighbor));
         }
@@ -597,13 +617,16 @@ impl Gossip {
 }
 
 /// Whether adverts `a` and `b` describe the same links and roles: the
-/// same neighbours, up or settling alike, and the same stub and truncated
-/// flags (RTT and loss may differ).
+/// same neighbours, up or settling alike, and the same stub, truncated and
+/// no-transit flags (RTT and loss may differ).
 fn same_topology(a: &Advert, b: &Advert) -> bool {
     let links = |x: &Advert| {
         let mut v: Vec<(NodeId, bool)> = x.links.iter().map(|l| (l.neighbor, l.settling)).collect();
         v.sort_unstable();
         v
     };
-    a.stub == b.stub && a.truncated == b.truncated && links(a) == links(b)
+    a.stub == b.stub
+        && a.truncated == b.truncated
+        && a.no_transit == b.no_transit
+        && links(a) == links(b)
 }

@@ -579,6 +579,7 @@ impl Endpoint {
             Control::Observed { addr } if direct => {
                 let node = self.peers[peer].node_id;
                 self.candidates.on_observed(now, node, addr);
+                self.update_transit(now);
             }
             Control::Observed { .. } => {}
             Control::Punch {
@@ -849,6 +850,7 @@ impl Endpoint {
                 traversal::tick(cx!(self), &self.candidates, now, peer);
             }
         }
+        self.update_transit(now);
         self.gossip.handle_timeout(cx!(self), now);
         // A retired peer is gone by now.
         for &peer in &due {
@@ -856,6 +858,14 @@ impl Endpoint {
                 self.peer_timers(now, peer);
             }
         }
+    }
+
+    /// Refuses transit in our adverts while a neighbour sees us behind a
+    /// NAT, unless configured to relay anyway.
+    fn update_transit(&mut self, now: Instant) {
+        let config = &self.local.config;
+        let behind = config.relay && !config.relay_behind_nat && self.candidates.behind_nat(now);
+        self.gossip.set_no_transit(&self.peers, now, behind);
     }
 
     /// One due peer's link: probes counted, link changes acted on, the

@@ -53,6 +53,12 @@ impl Endpoint {
         (c.list(now), c.varies(now), c.behind_nat(now))
     }
 
+    /// Whether our adverts refuse transit: we relay, but a neighbour sees
+    /// us behind a NAT (and `relay_behind_nat` is off).
+    pub fn no_transit(&self) -> bool {
+        self.local.config.relay && self.gossip.no_transit()
+    }
+
     /// Status of one peer.
     pub fn peer(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
         let id = self.peers.checked(id)?;

@@ -149,9 +149,9 @@ impl Candidates {
     }
 
     /// Whether we are behind a NAT: a neighbour saw an address that is
-    /// none of our local ones.
+    /// none of our local ones (unknowable until the driver gave them).
     pub fn behind_nat(&self, now: Instant) -> bool {
-        self.fresh(now).any(|a| !self.local.contains(&a))
+        !self.local.is_empty() && self.fresh(now).any(|a| !self.local.contains(&a))
     }
 
     /// Takes one answer from the budget of the current second.
