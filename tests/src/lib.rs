@@ -188,6 +188,8 @@ pub struct MeshOptions {
     /// The NAT in front of host i, if any (hosts beyond the list have
     /// none).
     pub nat: Vec<Option<Nat>>,
+    /// Hosts configured as stubs (`[routing] relay = false`).
+    pub stubs: Vec<usize>,
 }
 
 /// A NAT in front of a host: a router namespace between the host (private
@@ -214,6 +216,7 @@ impl Default for MeshOptions {
             segments: Vec::new(),
             release: false,
             bootstrap: Vec::new(),
+            stubs: Vec::new(),
             nat: Vec::new(),
         }
     }
@@ -493,6 +496,9 @@ impl Mesh {
                 "\n[discovery]\nbootstrap = [{}]\n",
                 list.join(", ")
             ));
+        }
+        if opts.stubs.contains(&i) {
+            text.push_str("\n[routing]\nrelay = false\n");
         }
         for (j, p) in self.hosts.iter().enumerate() {
             if j != i && opts.bootstrap.is_empty() {

@@ -130,3 +130,74 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
         "members learned from the mesh: {learned}"
     );
 }
+
+/// Stubs joined by bootstrap address alone (h0 and h1 relay, h2–h4 are
+/// stubs): a stub holds no other stub's certificate, so it asks its relay
+/// for the member behind a name or address, and then reaches it by name
+/// (meshctl ping, DNS through the system resolver) and by address, with a
+/// checksummed TCP transfer.
+#[test]
+fn stubs_joined_by_bootstrap_reach_each_other_by_name_through_member_lookups() {
+    if !netns_available() {
+        return;
+    }
+    let n = 5;
+    let mut mesh = Mesh::new(
+        n,
+        MeshOptions {
+            bootstrap: vec![0, 1],
+            stubs: vec![2, 3, 4],
+            ..MeshOptions::default()
+        },
+    );
+    mesh.start_all();
+    // Each stub holds the relays' adverts, and nobody else's.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let held: Vec<u64> = (2..n)
+            .map(|h| {
+                status(&mesh, h)["routing"]["adverts-held"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .collect();
+        if held.iter().all(|&k| k == 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "adverts held by the stubs: {held:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(status(&mesh, 2)["routing"]["role"], "stub");
+    // By name with meshctl: the first ping waits for the lookup.
+    assert!(mesh.ping_name(2, "h3"), "{}", mesh.log(2));
+    // By name through the system resolver, for a member h4 never met.
+    let resolver = format!("nameserver {}\nsearch mesh\n", mesh.hosts[4].overlay);
+    mesh.set_resolver(4, &resolver);
+    let out = mesh.exec(4, &["getent", "hosts", "h2.mesh"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("100.64.0.3 "),
+        "getent hosts h2.mesh: {text}"
+    );
+    let out = mesh.exec(4, &["ping", "-c", "2", "-W", "2", "h2"]);
+    assert!(
+        out.status.success(),
+        "ping h2 (search mesh): {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // By address, for a pair that has not talked yet: the kernel's ping
+    // (its first echo may go while the lookup is out) and a transfer.
+    assert!(mesh.ping(3, 4, 3), "{}", mesh.log(3));
+    mesh.tcp_transfer(4, 3, 5003, 5_000_000, None);
+    let looked_up: f64 = (2..n)
+        .map(|h| mesh.metric(h, "meshd_members_looked_up_total"))
+        .sum();
+    assert!(looked_up >= 3.0, "members the stubs looked up: {looked_up}");
+    let answered: f64 = (0..2)
+        .map(|h| mesh.metric(h, "meshd_lookups_answered_total"))
+        .sum();
+    assert!(answered >= looked_up, "lookups answered: {answered}");
+}

@@ -12,9 +12,12 @@
 use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use tracing::warn;
 
 use crate::node::Shared;
+use crate::worker::Outbox;
 
 /// Seconds a client may keep an answer (a renumbered member is seen
 /// within this).
@@ -120,6 +123,11 @@ pub fn answer(
 
 /// A response header: `flags` (QR is added), one question or none, `an`
 /// answers.
+/// Whether response `r` says the name does not exist.
+fn is_nxdomain(r: &[u8]) -> bool {
+    r.len() >= 4 && u16::from_be_bytes([r[2], r[3]]) & 0xf == RCODE_NXDOMAIN
+}
+
 fn header(id: [u8; 2], flags: u16, qd: u16, an: u16) -> Vec<u8> {
     let mut h = Vec::with_capacity(512);
     h.extend_from_slice(&id);
@@ -154,9 +162,18 @@ fn qname(q: &[u8]) -> Option<(String, usize)> {
     }
 }
 
-/// Answers queries on `sock` for as long as meshd runs.
-pub fn serve(sock: UdpSocket, shared: Arc<Shared>, domain: String) {
+/// How long a stub waits for its relay to answer a member lookup before
+/// answering a query for a name it did not know, and how often it looks.
+const LOOKUP_WAIT: Duration = Duration::from_millis(500);
+const LOOKUP_POLL: Duration = Duration::from_millis(25);
+
+/// Answers queries on `sock` for as long as meshd runs. A stub that knows
+/// no member of the name asks its relay (sent on `udp`, the mesh socket)
+/// and answers once the certificate came, or NXDOMAIN after
+/// [`LOOKUP_WAIT`].
+pub fn serve(sock: UdpSocket, shared: Arc<Shared>, domain: String, udp: UdpSocket) {
     let mut buf = [0u8; 1500];
+    let mut out = Outbox::default();
     loop {
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(v) => v,
@@ -166,10 +183,23 @@ pub fn serve(sock: UdpSocket, shared: Arc<Shared>, domain: String) {
                 continue;
             }
         };
-        let reply = {
-            let node = shared.lock();
-            answer(&buf[..n], &domain, |name| node.ep.addresses_named(name))
+        let (mut reply, asked) = {
+            let mut node = shared.lock();
+            let now = Instant::now();
+            let r = answer(&buf[..n], &domain, |name| {
+                node.ep.addresses_named_or_look_up(now, name)
+            });
+            node.drain(&mut out);
+            node.wake_timer(&shared.timer);
+            (r, node.ep.looks_up())
         };
+        out.send_direct(&udp);
+        let start = Instant::now();
+        while asked && reply.as_deref().is_some_and(is_nxdomain) && start.elapsed() < LOOKUP_WAIT {
+            std::thread::sleep(LOOKUP_POLL);
+            let node = shared.lock();
+            reply = answer(&buf[..n], &domain, |name| node.ep.addresses_named(name));
+        }
         if let Some(r) = reply {
             let _ = sock.send_to(&r, from);
         }

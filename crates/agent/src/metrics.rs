@@ -233,6 +233,31 @@ pub fn render(
             s.members_learned,
         ),
         (
+            "meshd_lookups_sent_total",
+            "Member lookups a stub sent its relay (traffic or a name for a member it held no certificate of).",
+            s.lookups_sent,
+        ),
+        (
+            "meshd_lookups_answered_total",
+            "Member lookups of other nodes answered with a certificate.",
+            s.lookups_answered,
+        ),
+        (
+            "meshd_lookups_refused_total",
+            "Member lookups not answered: above this node's budget of 200 a second.",
+            s.lookups_refused,
+        ),
+        (
+            "meshd_members_looked_up_total",
+            "Members learned from the answer to a lookup.",
+            s.members_looked_up,
+        ),
+        (
+            "meshd_lookup_answers_refused_total",
+            "Answers to lookups refused (CA check failed, revoked, or outside this node's enclaves).",
+            s.lookup_answers_refused,
+        ),
+        (
             "meshd_punches_sent_total",
             "Punches sent: this node's candidate endpoints, to a member reached through a relay.",
             s.punches_sent,

@@ -46,7 +46,23 @@ pub struct Node {
     timer_at: Option<Instant>,
     /// Packets each worker took from the TUN device and from UDP.
     pub worker_packets: Vec<[u64; 2]>,
+    /// Pings and traces waiting for a member lookup to name their target
+    /// (a stub asked its relay), retried every [`RESOLVE_POLL`].
+    resolving: Vec<Resolving>,
 }
+
+/// A ping or trace whose target is being looked up.
+struct Resolving {
+    target: String,
+    timeout_ms: u64,
+    trace: bool,
+    reply: oneshot::Sender<AdminResponse>,
+    until: Instant,
+}
+
+/// How long a ping waits for a member lookup, and how often it looks.
+const RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const RESOLVE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The node state, shared by the packet workers and the timer/admin task.
 /// A worker holds the lock for one batch's endpoint work and releases it
@@ -102,6 +118,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         no_route: 0,
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
+        resolving: Vec::new(),
     };
     let (plans, plans_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
@@ -114,7 +131,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     shared.lock().drain(&mut out);
     out.send_direct(&ctl_udp);
 
-    start_dns(&shared, &own);
+    start_dns(&shared, &own, &ctl_udp);
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
@@ -147,7 +164,8 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     loop {
         let deadline = {
             let mut node = shared.lock();
-            let next = [node.ep.poll_timeout(), node.pinger.next_deadline()]
+            let resolve = (!node.resolving.is_empty()).then(|| Instant::now() + RESOLVE_POLL);
+            let next = [node.ep.poll_timeout(), node.pinger.next_deadline(), resolve]
                 .into_iter()
                 .flatten()
                 .min();
@@ -161,14 +179,15 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
                 let mut node = shared.lock();
                 node.ep.handle_timeout(Instant::now(), unix_nanos());
                 node.pinger.expire(Instant::now());
+                node.retry_resolving(&mut out);
                 node.drain(&mut out);
             }
             _ = shared.timer.notified() => {}
             Some((req, reply)) = admin_rx.recv() => {
                 let mut node = shared.lock();
                 match req {
-                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, false, reply),
-                    AdminRequest::Trace { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, true, reply),
+                    AdminRequest::Ping { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, false, reply, Instant::now() + RESOLVE_WAIT),
+                    AdminRequest::Trace { target, timeout_ms } => node.start_ping(&mut out, &target, timeout_ms, true, reply, Instant::now() + RESOLVE_WAIT),
                     req => { let _ = reply.send(node.answer(req)); }
                 }
                 node.drain(&mut out);
@@ -244,6 +263,14 @@ impl Node {
         }
     }
 
+    /// Pings and traces waiting for a lookup: started once their target
+    /// resolves, or failed once they waited [`RESOLVE_WAIT`].
+    fn retry_resolving(&mut self, out: &mut Outbox) {
+        for r in std::mem::take(&mut self.resolving) {
+            self.start_ping(out, &r.target, r.timeout_ms, r.trace, r.reply, r.until);
+        }
+    }
+
     /// Resolves a member's name or overlay address: configured peers and
     /// peers with sessions, and members known from the mesh's link state
     /// (which become learned peers here, as traffic to them would).
@@ -272,9 +299,22 @@ impl Node {
         timeout_ms: u64,
         trace: bool,
         reply: oneshot::Sender<AdminResponse>,
+        until: Instant,
     ) {
         let fail = |message: String| AdminResponse::Error { message };
-        let Some((peer, IpAddr::V4(dst))) = self.resolve(target) else {
+        let resolved = self.resolve(target);
+        if resolved.is_none() && self.ep.looks_up() && Instant::now() < until {
+            // A stub asked its relay for the member: try again shortly.
+            self.resolving.push(Resolving {
+                target: target.to_string(),
+                timeout_ms,
+                trace,
+                reply,
+                until,
+            });
+            return;
+        }
+        let Some((peer, IpAddr::V4(dst))) = resolved else {
             let _ = reply.send(fail(format!("no peer named or addressed '{target}' (see meshctl peers); only IPv4 overlay addresses can be pinged")));
             return;
         };
@@ -418,7 +458,7 @@ impl Node {
 /// (`[discovery] dns-domain`), one thread per address. A address that
 /// cannot be bound is logged and skipped: names are a convenience, the
 /// mesh works without them.
-fn start_dns(shared: &Arc<Shared>, own: &proto::cert::Certificate) {
+fn start_dns(shared: &Arc<Shared>, own: &proto::cert::Certificate, udp: &std::net::UdpSocket) {
     let domain = shared.lock().cfg.discovery.dns_domain.clone();
     if domain.is_empty() {
         return;
@@ -432,10 +472,17 @@ fn start_dns(shared: &Arc<Shared>, own: &proto::cert::Certificate) {
                 continue;
             }
         };
+        let udp = match udp.try_clone() {
+            Ok(u) => u,
+            Err(e) => {
+                warn!(error = %e, "dns: UDP socket setup failed; member names are not served");
+                return;
+            }
+        };
         let (shared, domain) = (shared.clone(), domain.clone());
         let spawned = std::thread::Builder::new()
             .name("meshd-dns".into())
-            .spawn(move || crate::dns::serve(sock, shared, domain));
+            .spawn(move || crate::dns::serve(sock, shared, domain, udp));
         if let Err(e) = spawned {
             warn!(error = %e, "dns: cannot start its thread");
         }

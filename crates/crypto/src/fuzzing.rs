@@ -441,6 +441,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             total: 2000,
             data: vec![7; 100],
         },
+        Control::Observed {
+            addr: std::net::SocketAddr::from(([198, 18, 0, 7], 51820)),
+        },
+        Control::Punch {
+            reply: false,
+            varies: true,
+            candidates: vec![std::net::SocketAddr::from(([198, 19, 1, 2], 51820))],
+        },
+        Control::Lookup(proto::control::Lookup::Name("beta".into())),
+        Control::Lookup(proto::control::Lookup::Address(std::net::IpAddr::from([
+            100, 64, 0, 9,
+        ]))),
     ] {
         out.push(("control", m.encode()));
     }

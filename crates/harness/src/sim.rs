@@ -455,8 +455,9 @@ impl Sim {
         )));
     }
 
-    /// Moves node `i`'s pending transmits onto links and records its events.
-    fn drain(&mut self, i: usize) {
+    /// Moves node `i`'s pending transmits onto links and records its events
+    /// (after a test called its endpoint directly).
+    pub fn drain(&mut self, i: usize) {
         let now = self.now;
         let mut out = Vec::new();
         while let Some(t) = self.nodes[i].ep.poll_transmit() {
@@ -512,7 +513,10 @@ impl Sim {
                 let dst = std::net::IpAddr::from(self.nodes[to].ip);
                 match self.nodes[from].ep.peer_for_address(now, dst) {
                     Some(p) => p,
-                    None => return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint),
+                    None => {
+                        self.drain(from); // a stub's lookup
+                        return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint);
+                    }
                 }
             }
         };

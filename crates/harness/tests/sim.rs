@@ -1048,3 +1048,65 @@ fn rtt_jitter_on_a_healthy_full_mesh_moves_no_route() {
         "(node, route changes, failovers) in 10 jittery minutes: {moved:?}"
     );
 }
+
+/// Stubs that join through bootstrap addresses only hold no other stub's
+/// certificate (they take relays' adverts alone), so traffic or a name
+/// query for another stub asks the default relay, whose answer makes it a
+/// learned peer: every stub reaches every other, by address and by name;
+/// an address no member holds is asked about at most once a second and
+/// learns nothing.
+#[test]
+fn stubs_joined_by_bootstrap_find_each_other_through_their_relays() {
+    let names: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    let ring: Vec<(usize, usize, Duration)> = (0..4).map(|i| (i, (i + 1) % 4, ms(1))).collect();
+    let config = |i: usize| EndpointConfig {
+        relay: i < 4,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build_each(12, &names, &ring, config, false);
+    sim.run_for(Duration::from_secs(2));
+    for (stub, to) in [(4, [0, 2]), (5, [1, 3]), (6, [0, 1]), (7, [2, 3])] {
+        sim.join(stub, &to, ms(1));
+    }
+    sim.run_for(Duration::from_secs(3));
+    // By name: unknown at first, known once the relay answered.
+    let now = sim.now;
+    assert_eq!(sim.nodes[4].ep.addresses_named_or_look_up(now, "n7"), None);
+    sim.drain(4);
+    sim.run_for(ms(100));
+    let now = sim.now;
+    let n7 = sim.nodes[4].ep.addresses_named_or_look_up(now, "n7");
+    assert_eq!(n7, Some(vec![std::net::IpAddr::from(sim.nodes[7].ip)]));
+    for a in 4..8 {
+        for b in (4..8).filter(|b| *b != a) {
+            let before = sim.nodes[b].inbox.len();
+            let mut tries = 0;
+            while sim.nodes[b].inbox.len() == before {
+                tries += 1;
+                assert!(tries <= 20, "n{a} never reached n{b}");
+                sim.inject(a, b, b"hello");
+                sim.run_for(ms(50));
+            }
+            assert!(tries <= 3, "n{a} → n{b} after {tries} packets");
+        }
+    }
+    let looked_up: u64 = (4..8)
+        .map(|s| sim.nodes[s].ep.stats().members_looked_up)
+        .sum();
+    let answered: u64 = (0..4)
+        .map(|r| sim.nodes[r].ep.stats().lookups_answered)
+        .sum();
+    assert!(looked_up >= 6, "{looked_up} members looked up");
+    assert!(answered >= looked_up, "{answered} answers");
+    // An address no member holds: asked once a second, never learned.
+    let sent = sim.nodes[4].ep.stats().lookups_sent;
+    for _ in 0..20 {
+        let now = sim.now;
+        let nobody = std::net::IpAddr::from([100, 64, 9, 9]);
+        assert!(sim.nodes[4].ep.peer_for_address(now, nobody).is_none());
+        sim.drain(4);
+        sim.run_for(ms(50));
+    }
+    let asked = sim.nodes[4].ep.stats().lookups_sent - sent;
+    assert!((1..=2).contains(&asked), "{asked} lookups in 1 s");
+}

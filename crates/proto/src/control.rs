@@ -20,6 +20,7 @@
 //! | 11 | path MTU probe reply | 3 reserved, sequence u32 (echoed) |
 //! | 12 | observed address | 1 reserved, port u16, address (16) |
 //! | 13 | punch | flags u8, candidate count u8, 1 reserved, candidates (18 each), zero padding to 320 bytes |
+//! | 14 | member lookup | what u8 (1 address, 2 name), length u8, 1 reserved, the address (16, IPv4 mapped) or name (1–63 bytes) |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -89,6 +90,10 @@ pub const KIND_MTU_PROBE_REPLY: u8 = 11;
 pub const KIND_OBSERVED: u8 = 12;
 /// Kind byte of a punch.
 pub const KIND_PUNCH: u8 = 13;
+/// Kind byte of a member lookup.
+pub const KIND_LOOKUP: u8 = 14;
+const LOOKUP_ADDRESS: u8 = 1;
+const LOOKUP_NAME: u8 = 2;
 /// Most candidate endpoints in a punch.
 pub const MAX_CANDIDATES: usize = 8;
 /// A punch's plaintext length, padding included.
@@ -261,6 +266,10 @@ pub enum Control {
         /// The neighbour's address as the sender sees it.
         addr: SocketAddr,
     },
+    /// "Send me the certificate of the member holding this": a stub, which
+    /// holds no other stub's certificate, asks its relay (answered with a
+    /// certificate message, or not at all).
+    Lookup(Lookup),
     /// The sender's candidate endpoints, for a direct path (see
     /// `crate::endpoint` traversal): the receiver probes each.
     Punch {
@@ -327,6 +336,15 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 /// An underlay address as 18 bytes: port, then the IPv6 (or IPv4-mapped)
 /// address.
+/// What a member lookup asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// The member holding this overlay address.
+    Address(IpAddr),
+    /// The member of this name (at most [`crate::cert::MAX_NAME_LEN`] bytes).
+    Name(String),
+}
+
 fn write_addr(v: &mut Vec<u8>, a: &SocketAddr) {
     v.extend_from_slice(&a.port().to_le_bytes());
     let ip = match a.ip() {
@@ -550,6 +568,31 @@ impl Control {
                     candidates: (0..count).map(|i| addr_at(b, 4 + i * ADDR_LEN)).collect(),
                 })
             }
+            KIND_LOOKUP => {
+                if b.len() < 4 || b.len() != 4 + b[2] as usize {
+                    return Err(ControlError::BadLength);
+                }
+                if b[3] != 0 {
+                    return Err(ControlError::ReservedNonZero);
+                }
+                let (what, len) = (b[1], b[2] as usize);
+                match what {
+                    LOOKUP_ADDRESS if len == 16 => {
+                        let mut o = [0u8; 16];
+                        o.copy_from_slice(&b[4..]);
+                        let ip = Ipv6Addr::from(o);
+                        let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+                        Ok(Self::Lookup(Lookup::Address(ip)))
+                    }
+                    LOOKUP_NAME if (1..=crate::cert::MAX_NAME_LEN).contains(&len) => {
+                        let name =
+                            std::str::from_utf8(&b[4..]).map_err(|_| ControlError::BadLength)?;
+                        Ok(Self::Lookup(Lookup::Name(name.to_string())))
+                    }
+                    LOOKUP_ADDRESS | LOOKUP_NAME => Err(ControlError::BadLength),
+                    _ => Err(ControlError::ReservedNonZero),
+                }
+            }
             k => Err(ControlError::UnknownKind(k)),
         }
     }
@@ -629,6 +672,21 @@ impl Control {
                 v.resize(PUNCH_LEN, 0);
                 v
             }
+            Self::Lookup(Lookup::Address(ip)) => {
+                let o = match ip {
+                    IpAddr::V4(x) => x.to_ipv6_mapped().octets(),
+                    IpAddr::V6(x) => x.octets(),
+                };
+                let mut v = vec![KIND_LOOKUP, LOOKUP_ADDRESS, 16, 0];
+                v.extend_from_slice(&o);
+                v
+            }
+            Self::Lookup(Lookup::Name(name)) => {
+                let name = &name.as_bytes()[..name.len().min(crate::cert::MAX_NAME_LEN)];
+                let mut v = vec![KIND_LOOKUP, LOOKUP_NAME, name.len() as u8, 0];
+                v.extend_from_slice(name);
+                v
+            }
             Self::LinkState(a) => {
                 let mut v = Vec::new();
                 a.write_unsigned(&mut v);
@@ -700,6 +758,10 @@ mod tests {
             Control::Cert {
                 bytes: vec![2; 300],
             },
+            Control::Lookup(Lookup::Address("100.64.0.9".parse().unwrap())),
+            Control::Lookup(Lookup::Address("fd00::9".parse().unwrap())),
+            Control::Lookup(Lookup::Name("beta".into())),
+            Control::Lookup(Lookup::Name("n".repeat(63))),
             Control::BundleOffer {
                 kind: 1,
                 version: 9,
@@ -728,9 +790,38 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[14, 0, 0, 0]),
-            Err(ControlError::UnknownKind(14))
+            Control::decode(&[15, 0, 0, 0]),
+            Err(ControlError::UnknownKind(15))
         );
+        // Lookups: the length byte must match, names 1–63 bytes of UTF-8,
+        // addresses 16 bytes, the reserved byte and unknown kinds refused.
+        let name = Control::Lookup(Lookup::Name("beta".into())).encode();
+        assert_eq!(name, [14, 2, 4, 0, b'b', b'e', b't', b'a']);
+        assert_eq!(Control::decode(&name[..7]), Err(ControlError::BadLength));
+        assert_eq!(
+            Control::decode(&[14, 2, 0, 0]),
+            Err(ControlError::BadLength)
+        );
+        assert_eq!(
+            Control::decode(&[14, 2, 1, 0, 0xff]),
+            Err(ControlError::BadLength)
+        );
+        assert_eq!(
+            Control::decode(&[14, 1, 4, 0, 1, 2, 3, 4]),
+            Err(ControlError::BadLength)
+        );
+        assert_eq!(
+            Control::decode(&[14, 3, 1, 0, 1]),
+            Err(ControlError::ReservedNonZero)
+        );
+        assert_eq!(
+            Control::decode(&[14, 2, 1, 1, b'a']),
+            Err(ControlError::ReservedNonZero)
+        );
+        assert_eq!(Control::decode(&[14, 2]), Err(ControlError::BadLength));
+        let mut long = vec![14, 2, 64, 0];
+        long.extend_from_slice(&[b'a'; 64]);
+        assert_eq!(Control::decode(&long), Err(ControlError::BadLength));
         let punch = Control::Punch {
             reply: false,
             varies: false,

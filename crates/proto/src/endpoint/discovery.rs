@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::admission::Claimant;
 use super::{bootstrap, cx, Endpoint, PeerId, Received, SWEEP_INTERVAL};
+use crate::control::Lookup;
 use crate::wire::NodeId;
 
 impl Endpoint {
@@ -63,12 +64,16 @@ impl Endpoint {
     /// the routes until a handshake brings it up. `None` when no member
     /// holds `addr`, or when the one that does may not hold a session with
     /// us (`[admission]`, revoked, outside our enclaves, or its address or
-    /// name held by another certificate).
+    /// name held by another certificate). A stub that knows no member
+    /// holding `addr` asks its relay (`lookup.rs`): a later call may find it.
     pub fn peer_for_address(&mut self, now: Instant, addr: IpAddr) -> Option<PeerId> {
         if let Some(p) = self.admission.owner(addr) {
             return Some(p);
         }
-        let node = self.gossip.members().by_address(addr)?;
+        let Some(node) = self.gossip.members().by_address(addr) else {
+            self.look_up(now, Lookup::Address(addr));
+            return None;
+        };
         self.learn_member(now, node)
     }
 
@@ -105,13 +110,16 @@ impl Endpoint {
         if let Some(p) = self.admission.named(name) {
             return Some(p);
         }
-        let node = self.gossip.members().by_name(name)?;
+        let Some(node) = self.gossip.members().by_name(name) else {
+            self.look_up(now, Lookup::Name(name.to_string()));
+            return None;
+        };
         self.learn_member(now, node)
     }
 
     /// A member known from its advert becomes a learned peer, as if it had
     /// dialled us: the same admission, the same claims, the same sweep.
-    fn learn_member(&mut self, now: Instant, node: NodeId) -> Option<PeerId> {
+    pub(super) fn learn_member(&mut self, now: Instant, node: NodeId) -> Option<PeerId> {
         if node == self.local.node_id || self.peers.by_node(node).is_some() {
             return None;
         }

@@ -75,6 +75,7 @@ mod discovery;
 mod gossip;
 mod handshake;
 mod lifecycle;
+mod lookup;
 mod members;
 mod net;
 mod peer;
@@ -142,6 +143,8 @@ pub struct Endpoint {
     bootstraps: bootstrap::Bootstraps,
     /// Our candidate endpoints (see `traversal.rs`).
     candidates: traversal::Candidates,
+    /// Member lookups this stub has outstanding, and a relay's answer budget.
+    lookups: lookup::Lookups,
 }
 
 impl fmt::Debug for Endpoint {
@@ -201,6 +204,7 @@ impl Endpoint {
             sweep_at: None,
             bootstraps: bootstrap::Bootstraps::new(),
             candidates: traversal::Candidates::default(),
+            lookups: lookup::Lookups::default(),
             local,
         }
     }
@@ -608,8 +612,11 @@ impl Endpoint {
                 self.gossip.on_cert_request(cx!(self), now, peer, node);
             }
             Control::Cert { bytes } => {
-                self.gossip.on_cert(cx!(self), now, &bytes, &self.admission);
+                if !self.on_looked_up(now, &bytes) {
+                    self.gossip.on_cert(cx!(self), now, &bytes, &self.admission);
+                }
             }
+            Control::Lookup(what) => self.on_lookup(now, peer, what),
             Control::BundleOffer { kind, version, len } => {
                 self.bundles
                     .on_offer(cx!(self), now, peer, (kind, version, len));

@@ -241,6 +241,18 @@ pub struct Stats {
     /// Times a peer's direct address went silent (handshakes sent there
     /// unanswered; see [`Event::EndpointSilent`](super::Event::EndpointSilent)).
     pub endpoints_silent: u64,
+    /// Member lookups sent to the default relay (a stub that met traffic
+    /// or a name for a member it holds no certificate of).
+    pub lookups_sent: u64,
+    /// Lookups of other members answered with a certificate.
+    pub lookups_answered: u64,
+    /// Lookups not answered for being above the budget of a second.
+    pub lookups_refused: u64,
+    /// Members learned from the answer to a lookup.
+    pub members_looked_up: u64,
+    /// Answers to lookups refused: the certificate failed the CA check,
+    /// is revoked, or is outside our enclaves.
+    pub lookup_answers_refused: u64,
 }
 
 impl Stats {
