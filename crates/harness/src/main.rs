@@ -104,6 +104,32 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Members joining a running mesh with two bootstrap addresses and
+    /// nothing else, in the simulator: join time, whether the relays know
+    /// them, first packets between joiners, traffic. Prints one JSON line
+    /// per size (see docs/scale.md).
+    Join {
+        /// Mesh sizes to run (repeatable; each at most 10000).
+        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+        nodes: Vec<u64>,
+        /// Relays (the running mesh) as a percentage of each size; the
+        /// rest join as stubs.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
+        relay_percent: u64,
+        /// Average links per relay in the backbone.
+        #[arg(long, default_value_t = 4)]
+        degree: usize,
+        /// Virtual seconds over which the joins are spread evenly.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        window_secs: u64,
+        /// Nodes that join (default: every node but the relays); the rest
+        /// are stubs configured with two relays, the running mesh.
+        #[arg(long)]
+        joiners: Option<usize>,
+        /// Seed of topology, latencies, bootstrap choices and keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Draw the scale charts from the JSON lines of earlier `scale` runs.
     ScalePlot {
         /// Files of `scale` output (one JSON report per line; repeatable).
@@ -496,6 +522,24 @@ fn main() -> ExitCode {
             svg.as_deref(),
         ),
         Command::ScalePlot { json, svg } => scale_plot(&json, &svg),
+        Command::Join {
+            nodes,
+            relay_percent,
+            degree,
+            window_secs,
+            joiners,
+            seed,
+        } => nodes.iter().try_for_each(|&n| {
+            let window = Duration::from_secs(window_secs);
+            let pct = relay_percent as usize;
+            let r = harness::join::run(n as usize, pct, degree, window, joiners, seed)
+                .map_err(|e| format!("join {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("join: {e}"))?
+            );
+            Ok(())
+        }),
         Command::Hub {
             leaves,
             leaves_relay,

@@ -85,7 +85,11 @@ pub struct ScaleReport {
 }
 
 /// Ring plus random chords: `(a, b, latency)` with average degree `degree`.
-fn topology(nodes: usize, degree: usize, rng: &mut ChaCha20Rng) -> Vec<(usize, usize, Duration)> {
+pub(crate) fn topology(
+    nodes: usize,
+    degree: usize,
+    rng: &mut ChaCha20Rng,
+) -> Vec<(usize, usize, Duration)> {
     let mut seen = HashSet::new();
     let mut links = Vec::new();
     let mut add = |a: usize, b: usize, rng: &mut ChaCha20Rng, links: &mut Vec<_>| {
@@ -115,7 +119,7 @@ const STUBS_PER_RELAY: usize = 48;
 
 /// The relay backbone (`topology` over hosts `0..relays`), then every host
 /// from `relays` on linked to two distinct relays with room left.
-fn two_tier(
+pub(crate) fn two_tier(
     nodes: usize,
     relays: usize,
     degree: usize,
@@ -150,7 +154,7 @@ fn two_tier(
 }
 
 /// Peak resident set of this process, MB (0 where /proc is not Linux's).
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -70,6 +70,8 @@ pub struct SimNode {
     /// Stalled (not running) until then: its timers wait, datagrams to it
     /// queue up and are read after its timers have run (the worst order).
     pub stalled_until: Option<Instant>,
+    /// UDP payload bytes this node put on links (all kinds).
+    pub bytes_sent: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -238,6 +240,7 @@ impl Sim {
                 events: Vec::new(),
                 down: false,
                 stalled_until: None,
+                bytes_sent: 0,
             });
         }
         let mut link_map = HashMap::new();
@@ -424,6 +427,7 @@ impl Sim {
     /// Puts a datagram from node `from` on the link to underlay address `dst`.
     fn transmit(&mut self, from: usize, dst: SocketAddr, payload: Vec<u8>) {
         self.sent += 1;
+        self.nodes[from].bytes_sent += payload.len() as u64;
         let Some(&to) = self.by_addr.get(&dst) else {
             self.lost += 1;
             return;

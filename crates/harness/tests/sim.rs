@@ -1110,3 +1110,41 @@ fn stubs_joined_by_bootstrap_find_each_other_through_their_relays() {
     let asked = sim.nodes[4].ep.stats().lookups_sent - sent;
     assert!((1..=2).contains(&asked), "{asked} lookups in 1 s");
 }
+
+/// A relayed path through a long chain of relays (the diameter of a sparse
+/// backbone of hundreds of relays, with a stub at each end) delivers: the
+/// relay header's TTL leaves room for 15 relays.
+#[test]
+fn a_path_through_twelve_relays_delivers_end_to_end() {
+    let names: Vec<String> = (0..14).map(|i| format!("n{i}")).collect();
+    let chain: Vec<(usize, usize, Duration)> = (0..13).map(|i| (i, i + 1, ms(1))).collect();
+    let mut sim = Sim::build(21, &names, &chain, EndpointConfig::default(), true);
+    sim.run_for(Duration::from_secs(3));
+    let before = sim.nodes[13].inbox.len();
+    for _ in 0..20 {
+        sim.inject(0, 13, b"far");
+        sim.run_for(ms(100));
+    }
+    let got = sim.nodes[13].inbox.len() - before;
+    assert!(got >= 15, "{got} of 20 across 12 relays");
+    let ttl: u64 = (0..14)
+        .map(|i| {
+            let s = sim.nodes[i].ep.stats();
+            s.drops(proto::endpoint::DropReason::RelayTtlExpired)
+        })
+        .sum();
+    assert_eq!(ttl, 0);
+}
+
+/// `mesh-harness join` at a small size: every joiner joins, every relay
+/// holds every joiner's advert, and first packets between joiners arrive.
+#[test]
+fn the_join_measurement_sees_every_joiner_join_and_reach_others() {
+    let r = harness::join::run(80, 10, 4, Duration::from_secs(2), None, 3).unwrap();
+    assert_eq!((r.relays, r.joiners), (8, 72));
+    assert_eq!(r.not_joined, 0, "{r:?}");
+    assert!(r.join_p99_ms < 500.0, "{r:?}");
+    assert_eq!(r.known_by_relays, 1.0, "{r:?}");
+    assert_eq!((r.reach_pairs, r.reach_failed), (72, 0), "{r:?}");
+    assert!(r.lookups_answered >= 50, "{r:?}");
+}

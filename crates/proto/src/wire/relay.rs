@@ -6,8 +6,9 @@ use super::{classify, u64_le, MessageKind, NodeId, WireError, TYPE_RELAY};
 
 /// Relay header: type, TTL, 2 reserved, destination node id, origin node id.
 pub const RELAY_HEADER_LEN: usize = 20;
-/// Largest TTL a relayed datagram may start with.
-pub const MAX_RELAY_TTL: u8 = 8;
+/// Largest TTL a relayed datagram may start with: 15 relays, room for the
+/// diameter of a sparse backbone of hundreds of relays plus a stub at each end.
+pub const MAX_RELAY_TTL: u8 = 16;
 
 /// The fields of a relay header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
