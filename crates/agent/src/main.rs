@@ -62,6 +62,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for s in &loaded.skipped {
+        eprintln!("meshd: warning: {}: {s}", cli.config.display());
+    }
     if cli.check {
         println!(
             "{}: configuration valid: node '{}', {} static peer(s)",

@@ -36,6 +36,11 @@ pub struct Loaded {
     pub bundles: Vec<(std::path::PathBuf, bool, Vec<u8>)>,
     /// Saved bundles that could not be read, with why.
     pub unreadable: Vec<(std::path::PathBuf, proto::bundle::BundleKind, String)>,
+    /// `[[peer]]` entries left out, each with why and the fix: a peer's
+    /// certificate that cannot be read, has expired or is not the CA's
+    /// never stops this node (one decommissioned host must not keep the
+    /// others from starting).
+    pub skipped: Vec<String>,
 }
 
 /// Where the bundle of `kind` in force is saved.
@@ -85,11 +90,24 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
         )
     })?;
     let mut peers = Vec::new();
+    let mut skipped = Vec::new();
     for (i, p) in cfg.peers.iter().enumerate() {
-        let cert = files::read_certificate(&p.certificate)
-            .map_err(|e| format!("peer[{i}].certificate: {e}"))?;
-        ca.verify_node(&c, &cert, now)
-            .map_err(|e| format!("peer[{i}].certificate: {}: {e}", p.certificate.display()))?;
+        let checked = files::read_certificate(&p.certificate)
+            .map_err(|e| e.to_string())
+            .and_then(|cert| {
+                ca.verify_node(&c, &cert, now)
+                    .map(|()| cert)
+                    .map_err(|e| format!("{}: {e}", p.certificate.display()))
+            });
+        let cert = match checked {
+            Ok(cert) => cert,
+            Err(e) => {
+                skipped.push(format!(
+                    "peer[{i}].certificate: {e}; this peer is skipped (put its renewed certificate there, or remove the [[peer]] entry; it can still dial in with a valid one)"
+                ));
+                continue;
+            }
+        };
         if cert.public_key() == identity.static_public() {
             return Err(format!(
                 "peer[{i}].certificate: {} is this node's own certificate; list other nodes as peers",
@@ -141,6 +159,7 @@ pub fn load(cfg: &NodeConfig) -> Result<Loaded, String> {
         peers,
         bundles,
         unreadable,
+        skipped,
     })
 }
 
@@ -215,7 +234,11 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
         peers,
         bundles,
         unreadable,
+        skipped,
     } = loaded;
+    for s in &skipped {
+        warn!("{s}");
+    }
     let mut ep = Endpoint::new(
         Arc::new(RealCrypto),
         ca,
