@@ -60,6 +60,7 @@ fn every_file_in_configs_parses() {
             Some("service") => {
                 for key in [
                     "ExecStart=",
+                    "ExecReload=/bin/kill -HUP $MAINPID",
                     "AmbientCapabilities=CAP_NET_ADMIN",
                     "[Install]",
                 ] {

@@ -13,6 +13,7 @@
 //! | `views` | admin answers from the endpoint's state (pure, unit-tested) |
 //! | `admin`, `metrics` | the admin socket and the Prometheus endpoint |
 //! | `io`, `ping` | batched UDP (GSO/GRO); `meshctl ping` bookkeeping |
+//! | `reload` | SIGHUP / `meshctl reload`: the file checked, what can change applied |
 
 mod admin;
 mod dns;
@@ -21,6 +22,7 @@ mod io;
 mod metrics;
 mod node;
 mod ping;
+mod reload;
 mod startup;
 mod views;
 mod worker;
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_logging(&cfg);
+    let set_level = init_logging(&cfg);
     // The timer/admin task; packet workers run on their own threads.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +88,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(node::run(cfg, loaded)) {
+    match rt.block_on(node::run(cfg, loaded, cli.config.clone(), set_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -96,17 +98,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(cfg: &NodeConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.log.level.to_ascii_lowercase()));
+/// Starts logging; the returned function sets the level on reload (it
+/// refuses while `MESHD_LOG` decides the filter).
+fn init_logging(cfg: &NodeConfig) -> reload::SetLevel {
+    use tracing_subscriber::EnvFilter;
+    let from_env = EnvFilter::try_from_env("MESHD_LOG").ok();
+    let pinned = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| EnvFilter::new(cfg.log.level.to_ascii_lowercase()));
     // Colours only on a terminal: a log file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
+    macro_rules! settable {
+        ($b:expr) => {{
+            let b = $b.with_filter_reloading();
+            let handle = b.reload_handle();
+            b.init();
+            Box::new(move |level: &str| {
+                if pinned {
+                    return Err("MESHD_LOG is set and decides the log filter".into());
+                }
+                handle
+                    .reload(EnvFilter::new(level.to_ascii_lowercase()))
+                    .map_err(|e| format!("cannot set the log level: {e}"))
+            })
+        }};
+    }
     match cfg.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => settable!(builder.json()),
+        LogFormat::Text => settable!(builder),
     }
 }

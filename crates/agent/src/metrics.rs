@@ -117,6 +117,23 @@ pub fn render(
     let _ = writeln!(o, "meshd_uptime_seconds {uptime_secs}");
     family(
         &mut o,
+        "meshd_certificate_not_after_seconds",
+        "gauge",
+        "End of a certificate's validity, Unix seconds: this node's (peer=\"\") and each peer's whose certificate is known. Alert on it minus time() (meshctl cert renew, then reload).",
+    );
+    let own = ep.identity().certificate().body().not_after;
+    let _ = writeln!(o, "meshd_certificate_not_after_seconds{{peer=\"\"}} {own}");
+    for p in &peers {
+        if let (Some(name), Some(c)) = (&p.name, &p.cert) {
+            let _ = writeln!(
+                o,
+                "meshd_certificate_not_after_seconds{{peer=\"{name}\"}} {}",
+                c.body().not_after
+            );
+        }
+    }
+    family(
+        &mut o,
         "meshd_worker_packets_total",
         "counter",
         "Packets each worker took in, from the TUN device (tun) or UDP (udp).",

@@ -29,6 +29,7 @@ use types::config::NodeConfig;
 use crate::admin::{self, Pending, SocketGuard};
 use crate::metrics;
 use crate::ping::{self, Pinger, Report};
+use crate::reload::{self, SetLevel};
 use crate::startup::{self, unix_nanos, Loaded};
 use crate::views::{self, AgentCounters, Directory};
 use crate::worker::{self, Outbox};
@@ -49,6 +50,14 @@ pub struct Node {
     /// Pings and traces waiting for a member lookup to name their target
     /// (a stub asked its relay), retried every [`RESOLVE_POLL`].
     resolving: Vec<Resolving>,
+    /// Static keys of the `[[peer]]` entries in force (reload compares).
+    pub configured: Vec<[u8; 32]>,
+    /// The configuration file (reload reads it again).
+    config_path: std::path::PathBuf,
+    /// Sets the log filter (`log.level` on reload).
+    pub set_level: SetLevel,
+    /// When certificate expiry was last checked (daily).
+    expiry_checked: Option<Instant>,
 }
 
 /// A ping or trace whose target is being looked up.
@@ -83,7 +92,12 @@ impl Shared {
     }
 }
 
-pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
+pub async fn run(
+    cfg: NodeConfig,
+    loaded: Loaded,
+    config_path: std::path::PathBuf,
+    set_level: SetLevel,
+) -> Result<(), String> {
     let workers = startup::worker_count(&cfg);
     let own = loaded.identity.certificate().clone();
     let queues = startup::tun_queues(&cfg, &own, workers)?;
@@ -97,6 +111,9 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     }
     tokio::spawn(admin::serve(listener, admin_tx));
     let peers = loaded.peers.len();
+    let configured = (loaded.peers.iter())
+        .map(|p| *p.cert.public_key())
+        .collect();
     let mut started = startup::endpoint(&cfg, loaded)?;
     let candidates = startup::local_candidates(socks.bound, &cfg.tun.name, &own);
     started.set_local_candidates(candidates.clone());
@@ -119,6 +136,10 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
         resolving: Vec::new(),
+        configured,
+        config_path,
+        set_level,
+        expiry_checked: None,
     };
     let (plans, plans_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
@@ -135,6 +156,12 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
     let mut sigterm =
         signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| format!("signal handler: {e}"))?;
+    // Signals whose default would end the daemon, handled so they do not.
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut sigusr2 =
+        signal(SignalKind::user_defined2()).map_err(|e| format!("signal handler: {e}"))?;
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel::<String>();
     {
         let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
@@ -180,6 +207,7 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
                 node.ep.handle_timeout(Instant::now(), unix_nanos());
                 node.pinger.expire(Instant::now());
                 node.retry_resolving(&mut out);
+                node.check_expiry();
                 node.drain(&mut out);
             }
             _ = shared.timer.notified() => {}
@@ -195,6 +223,14 @@ pub async fn run(cfg: NodeConfig, loaded: Loaded) -> Result<(), String> {
             Some(why) = stopped.recv() => return Err(why),
             _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = sighup.recv() => {
+                let mut node = shared.lock();
+                info!("SIGHUP: reloading {}", node.config_path.display());
+                let _ = node.reload();
+                node.drain(&mut out);
+            }
+            _ = sigusr1.recv() => info!("SIGUSR1 ignored (SIGHUP reloads, SIGTERM stops)"),
+            _ = sigusr2.recv() => info!("SIGUSR2 ignored (SIGHUP reloads, SIGTERM stops)"),
         }
         out.send_direct(&ctl_udp);
     }
@@ -383,6 +419,54 @@ impl Node {
         }
     }
 
+    /// Logs certificates near their end, at start and then daily.
+    fn check_expiry(&mut self) {
+        let now = Instant::now();
+        if self
+            .expiry_checked
+            .is_some_and(|t| now.duration_since(t).as_secs() < 86_400)
+        {
+            return;
+        }
+        self.expiry_checked = Some(now);
+        for w in reload::expiry_warnings(&self.ep, now, startup::unix_now()) {
+            warn!("{w}");
+        }
+    }
+
+    /// Reloads the configuration file, logging the outcome: every change
+    /// applied, every one needing a restart, or why the file was refused
+    /// (the configuration in force then stays).
+    fn reload(&mut self) -> Result<types::admin::ReloadView, String> {
+        let path = self.config_path.clone();
+        match reload::reload(self, &path) {
+            Ok(v) => {
+                self.expiry_checked = None; // renewed certificates re-checked
+                for a in &v.applied {
+                    info!("reload: {a}");
+                }
+                for r in &v.restart_needed {
+                    warn!("reload: {r}");
+                }
+                for w in &v.warnings {
+                    warn!("reload: {w}");
+                }
+                info!(
+                    applied = v.applied.len(),
+                    restart_needed = v.restart_needed.len(),
+                    "configuration reloaded"
+                );
+                Ok(v)
+            }
+            Err(e) => {
+                tracing::error!("reload refused, the configuration in force stays: {e}");
+                Err(format!(
+                    "reload refused, the configuration in force stays: {e}"
+                ))
+            }
+        }
+    }
+
     /// Answers an admin request other than ping and trace.
     fn answer(&mut self, req: AdminRequest) -> AdminResponse {
         let now = Instant::now();
@@ -390,6 +474,10 @@ impl Node {
             AdminRequest::PushBundle { bundle } => self.push_bundle(now, &bundle),
             AdminRequest::PolicyShow => views::policy_show(&self.ep),
             AdminRequest::Revocations => views::revocations(&self.ep),
+            AdminRequest::Reload => match self.reload() {
+                Ok(v) => AdminResponse::Reloaded(v),
+                Err(message) => AdminResponse::Error { message },
+            },
             AdminRequest::Status => {
                 let counters = AgentCounters {
                     uptime_secs: self.started.elapsed().as_secs(),

@@ -89,6 +89,7 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
         listen: cfg.listen.address.to_string(),
         tun: cfg.tun.name.clone(),
         uptime_secs: counters.uptime_secs,
+        certificate_not_after: id.body().not_after,
         peers: peers.len(),
         sessions: peers.iter().filter(|p| p.has_session).count(),
         handshakes_completed: s.handshakes_completed,
@@ -256,6 +257,7 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
             path_mtu: p.link.and_then(|l| l.path_mtu),
             receiver_index: p.receiver_index,
             refused: p.refused,
+            certificate_not_after: p.cert.as_ref().map(|c| c.body().not_after),
             bundle_handover: match p.handover {
                 Handover::None => None,
                 Handover::Open {
@@ -471,5 +473,20 @@ mod tests {
             "[node]\ncertificate = \"a.crt\"\nprivate-key = \"a.key\"\nca-certificate = \"ca.crt\"\n[listen]\naddress = \"198.18.0.1:51820\"\n",
         )
         .expect("minimal config")
+    }
+
+    #[test]
+    fn certificates_near_their_end_are_warned_about_with_the_fix() {
+        let (a, _b, _pb, now) = pair();
+        // Both certificates end a day after UNIX.
+        let w = crate::reload::expiry_warnings(&a, now, UNIX);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("this node's certificate expires") && w[0].contains("in 1 days"));
+        assert!(w[0].contains("meshctl cert renew"), "{w:?}");
+        assert!(w[1].contains("peer 'b'"), "{w:?}");
+        let after = crate::reload::expiry_warnings(&a, now, UNIX + 2 * 86_400);
+        assert!(after.iter().all(|x| x.contains("expired at")), "{after:?}");
+        let long_before = UNIX - crate::reload::EXPIRY_WARNING_SECS;
+        assert!(crate::reload::expiry_warnings(&a, now, long_before).is_empty());
     }
 }

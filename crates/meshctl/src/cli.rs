@@ -44,6 +44,10 @@ pub enum Command {
     /// The path to a peer hop by hop with each link's RTT, and a measured
     /// round trip along it.
     Trace(TraceArgs),
+    /// Make the running meshd re-read its configuration file (as SIGHUP
+    /// does): what can change live is applied, what needs a restart is
+    /// named, and a file that does not check changes nothing.
+    Reload(AdminArgs),
     /// Segment policy: check and test offline, sign, push to the mesh.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -236,6 +240,10 @@ pub enum CertCommand {
     Issue(CertIssue),
     /// Show a certificate; with --ca, also verify it.
     Show(CertShow),
+    /// Renew a node certificate: the same key, name, addresses and
+    /// segments, a new validity (the old one may have expired). Put it in
+    /// place of the old one on the node and reload meshd; no peer changes.
+    Renew(CertRenew),
     /// Name a policy-signing key: a new Ed25519 key and a certificate by
     /// which the CA lets it sign policy bundles and revocation lists (so the
     /// CA key can stay offline). Revoke it like a node certificate.
@@ -289,6 +297,23 @@ pub struct CertIssue {
     /// this name or an address (see the inventory beside the CA key).
     #[arg(long)]
     pub force: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CertRenew {
+    /// The certificate to renew (signed by this CA; it may have expired).
+    pub path: PathBuf,
+    /// Validity from now, e.g. 365d, 12h.
+    #[arg(long, default_value = "365d")]
+    pub ttl: String,
+    #[command(flatten)]
+    pub ca: CaFiles,
+    /// Where to write the renewed certificate [default: NAME.renewed.crt].
+    #[arg(long)]
+    pub out_crt: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -50,6 +50,14 @@ fn show<T: serde::Serialize + ?Sized>(
     Ok(())
 }
 
+/// `meshctl reload`.
+pub fn reload(a: &AdminArgs) -> Result<()> {
+    let AdminResponse::Reloaded(v) = ask(&a.socket, &AdminRequest::Reload)? else {
+        return Err("meshd answered something other than a reload".into());
+    };
+    show(a.json, &v, render::reload)
+}
+
 /// `meshctl status`.
 pub fn status(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Status(s) = ask(&a.socket, &AdminRequest::Status)? else {

@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ca(CaCommand::Init(a)) => pki::ca_init(a),
         Command::Cert(CertCommand::Issue(a)) => pki::cert_issue(a),
         Command::Cert(CertCommand::Show(a)) => pki::cert_show(a),
+        Command::Cert(CertCommand::Renew(a)) => pki::cert_renew(a),
         Command::Cert(CertCommand::IssuePolicyKey(a)) => pki::issue_policy_key(a),
         Command::Key(KeyCommand::Generate { out, public_out }) => {
             pki::key_generate(&out, &public_out)
@@ -57,6 +58,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Peers(a) => client::peers(&a),
         Command::Ping(a) => client::ping(&a),
         Command::Routes(a) => client::routes(&a),
+        Command::Reload(a) => client::reload(&a),
         Command::Trace(a) => client::trace(&a),
         Command::Policy(p) => policy::run(p),
         Command::Revoke(a) => policy::revoke(a),

@@ -12,7 +12,7 @@ use proto::provider::Crypto;
 use rand_core::RngCore;
 use types::IssuedFiles;
 
-use crate::cli::{CaInit, CertIssue, CertShow, IssuePolicyKey};
+use crate::cli::{CaInit, CertIssue, CertRenew, CertShow, IssuePolicyKey};
 use crate::inventory::{Inventory, Issued};
 use crate::render;
 use crate::{now, Result};
@@ -204,6 +204,80 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
         if not_after < t.saturating_add(ttl) {
             println!("  note: validity shortened to the CA's end of validity");
         }
+    }
+    Ok(())
+}
+
+/// `meshctl cert renew`: the old certificate's key, name, addresses and
+/// segments, signed again with a new validity.
+pub fn cert_renew(a: CertRenew) -> Result<()> {
+    let c = RealCrypto;
+    let ttl = parse_ttl(&a.ttl)?;
+    let (ca, ca_seed) = a.ca.load()?;
+    let old = files::read_certificate(&a.path)?;
+    let body = old.body().clone();
+    // Signed by this CA (checked at a moment it was valid: an expired one
+    // may be renewed).
+    ca.verify_node(&c, &old, body.not_before).map_err(|e| {
+        format!(
+            "{}: {e}; renew only certificates of this CA ({})",
+            a.path.display(),
+            a.ca.ca_crt.display()
+        )
+    })?;
+    let out_crt = a
+        .out_crt
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.renewed.crt", body.name)));
+    if out_crt.exists() {
+        return Err(format!(
+            "{}: already exists; remove it or choose another path (--out-crt)",
+            out_crt.display()
+        )
+        .into());
+    }
+    let t = now();
+    let not_after = t.saturating_add(ttl).min(ca.certificate().body().not_after);
+    let cert = ca
+        .issue(
+            &c,
+            &ca_seed,
+            NodeCertParams {
+                name: body.name.clone(),
+                addresses: body.addresses.clone(),
+                segments: body.segments.clone(),
+                static_public_key: body.public_key,
+                advert_key: body.advert_key,
+                not_before: t.saturating_sub(60).max(ca.certificate().body().not_before),
+                not_after,
+            },
+        )
+        .map_err(|e| format!("{}: {e}", a.path.display()))?;
+    files::write_public(&out_crt, &cert.to_armor())?;
+    let mut inventory = Inventory::open(&a.ca.ca_key)?;
+    inventory.record(Issued {
+        name: body.name.clone(),
+        addresses: body.addresses.iter().map(|x| x.addr()).collect(),
+        public_key: hex(&body.public_key),
+        fingerprint: hex(&cert.fingerprint(&c)),
+        not_after,
+        revoked: false,
+    })?;
+    let view = render::view_of(&cert, Some(&ca), t);
+    if a.json {
+        let out = IssuedFiles {
+            certificate: out_crt.display().to_string(),
+            private_key: None,
+            details: view,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("renewed certificate for '{}' (same key)", cert.name());
+        println!("  certificate  {}", out_crt.display());
+        print!("{}", render::certificate(&view));
+        println!(
+            "  next: replace the node's certificate file with it and run 'meshctl reload' there (or systemctl reload meshd)"
+        );
     }
     Ok(())
 }

@@ -95,6 +95,13 @@ pub fn status(s: &StatusView) -> String {
     let _ = writeln!(o, "  listen       udp {}   tun {}", s.listen, s.tun);
     let _ = writeln!(o, "  CA           {}", s.ca_fingerprint);
     let _ = writeln!(o, "  uptime       {}s", s.uptime_secs);
+    if s.certificate_not_after > 0 {
+        let _ = writeln!(
+            o,
+            "  certificate  valid until {}",
+            rfc3339(s.certificate_not_after)
+        );
+    }
     let _ = writeln!(
         o,
         "  peers        {} known, {} with a session",
@@ -381,25 +388,24 @@ pub fn expectations(rows: &[ExpectationView]) -> String {
     o
 }
 
-/// RFC 3339 UTC from Unix seconds (Howard Hinnant's civil-from-days).
-pub fn rfc3339(t: u64) -> String {
-    let days = (t / 86_400) as i64;
-    let rem = t % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+pub use types::rfc3339;
+
+/// `meshctl reload`.
+pub fn reload(v: &types::admin::ReloadView) -> String {
+    let mut o = String::new();
+    if v.applied.is_empty() && v.restart_needed.is_empty() {
+        o.push_str("reloaded: nothing changed\n");
+    }
+    for a in &v.applied {
+        let _ = writeln!(o, "applied        {a}");
+    }
+    for r in &v.restart_needed {
+        let _ = writeln!(o, "needs restart  {r}");
+    }
+    for w in &v.warnings {
+        let _ = writeln!(o, "warning        {w}");
+    }
+    o
 }
 
 #[cfg(test)]

@@ -615,3 +615,63 @@ fn policy_check_and_test_evaluate_expectations_before_a_push() {
         "{err}"
     );
 }
+
+/// `cert renew`: the same key, name, addresses and segments with a new
+/// validity, from a certificate that has expired; a certificate of another
+/// CA is refused with the fix.
+#[test]
+fn cert_renew_keeps_the_key_and_names_and_takes_an_expired_certificate() {
+    let d = setup();
+    ok(
+        d.path(),
+        &[
+            "cert",
+            "issue",
+            "--name",
+            "web",
+            "--ip",
+            "100.64.0.7/10",
+            "--segment",
+            "web",
+            "--ttl",
+            "1s",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = ok(
+        d.path(),
+        &["cert", "renew", "web.crt", "--ttl", "30d", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["certificate"], "web.renewed.crt");
+    let show = |f: &str| -> CertificateView {
+        serde_json::from_str(&ok(
+            d.path(),
+            &["cert", "show", f, "--ca", "ca.crt", "--json"],
+        ))
+        .unwrap()
+    };
+    let (old, new) = (show_any(d.path(), "web.crt"), show("web.renewed.crt"));
+    assert_eq!(
+        (&old.name, &old.addresses, &old.segments, &old.public_key),
+        (&new.name, &new.addresses, &new.segments, &new.public_key)
+    );
+    assert!(new.not_after >= old.not_after + 29 * 86_400);
+    // Not over an existing file, and never another CA's certificate.
+    assert!(fails(d.path(), &["cert", "renew", "web.crt"]).contains("already exists"));
+    let other = tempfile::tempdir().unwrap();
+    ok(other.path(), &["ca", "init", "--name", "other"]);
+    ok(
+        other.path(),
+        &["cert", "issue", "--name", "x", "--ip", "100.64.0.8/10"],
+    );
+    let foreign = other.path().join("x.crt");
+    let e = fails(d.path(), &["cert", "renew", foreign.to_str().unwrap()]);
+    assert!(e.contains("renew only certificates of this CA"), "{e}");
+}
+
+/// `cert show --json` of a certificate, whatever its validity.
+fn show_any(dir: &Path, f: &str) -> CertificateView {
+    let o = meshctl(dir, &["cert", "show", f, "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap()
+}

@@ -269,6 +269,23 @@ impl Identity {
         })
     }
 
+    /// This identity with a renewed certificate for the same keys (checked
+    /// by the caller against the CA).
+    pub fn renewed(&self, cert: Certificate) -> Result<Self, HandshakeError> {
+        if cert.public_key() != &self.static_public
+            || cert.body().advert_key != self.cert.body().advert_key
+        {
+            return Err(HandshakeError::StaticKeyMismatch);
+        }
+        Ok(Self {
+            cert,
+            static_secret: self.static_secret,
+            static_public: self.static_public,
+            advert_seed: self.advert_seed,
+            suites: self.suites,
+        })
+    }
+
     /// Signs `msg` with this node's advert key.
     pub fn sign_advert(&self, crypto: &dyn Crypto, msg: &[u8]) -> [u8; 64] {
         crypto.ed25519_sign(&self.advert_seed, msg)

@@ -134,6 +134,12 @@ pub struct LinkHealth {
 }
 
 impl LinkHealth {
+    /// Takes new settings (a reloaded configuration); the link's state and
+    /// measurements stay.
+    pub fn set_config(&mut self, config: HealthConfig) {
+        self.config = config;
+    }
+
     /// A link first seen at `now`; the first probe is due at once.
     pub fn new(config: HealthConfig, now: Instant) -> Self {
         Self {

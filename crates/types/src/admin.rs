@@ -43,6 +43,9 @@ pub enum AdminRequest {
     Revocations,
     /// The policy in force: its text, version and signer.
     PolicyShow,
+    /// Re-read the configuration file and apply what can change while
+    /// running (as SIGHUP does).
+    Reload,
 }
 
 /// A response.
@@ -100,11 +103,28 @@ pub enum AdminResponse {
         /// The revoked certificates.
         entries: Vec<RevokedView>,
     },
+    /// Answer to `reload`: the new configuration is in force, but for what
+    /// `restart_needed` names.
+    Reloaded(ReloadView),
     /// The request failed.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ReloadView {
+    /// Changes put in force, one line each (`peer h3 added`, …).
+    pub applied: Vec<String>,
+    /// Settings that changed in the file but take effect only after a
+    /// restart, each with the field named.
+    pub restart_needed: Vec<String>,
+    /// Entries left out (a peer's certificate expired, missing or not the
+    /// CA's), each naming the field and the fix.
+    pub warnings: Vec<String>,
 }
 
 /// This node, as `meshctl status` shows it.
@@ -127,6 +147,9 @@ pub struct StatusView {
     pub tun: String,
     /// Seconds since start.
     pub uptime_secs: u64,
+    /// End of this node's certificate validity, Unix seconds.
+    #[serde(default)]
+    pub certificate_not_after: u64,
     /// Peers known.
     pub peers: usize,
     /// Peers with a usable session.
@@ -284,6 +307,9 @@ pub struct PeerView {
     /// Refused by this node (revoked, or outside its enclaves).
     #[serde(default)]
     pub refused: bool,
+    /// End of its certificate's validity, Unix seconds (once known).
+    #[serde(default)]
+    pub certificate_not_after: Option<u64>,
     /// When a policy put it outside this node's enclaves while it had a
     /// session, handing it the bundles over that session: `open` (still
     /// under way), `delivered` (it fetched them), `undelivered` (the

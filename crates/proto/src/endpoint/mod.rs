@@ -80,6 +80,7 @@ mod members;
 mod net;
 mod peer;
 mod probes;
+mod reconfigure;
 mod relay;
 mod stats;
 mod status;
