@@ -43,9 +43,9 @@ fn show<T: serde::Serialize + ?Sized>(
     text: impl FnOnce(&T) -> String,
 ) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        outln!("{}", serde_json::to_string_pretty(v)?);
     } else {
-        print!("{}", text(v));
+        out!("{}", text(v));
     }
     Ok(())
 }
@@ -81,14 +81,14 @@ pub fn ping(a: &PingArgs) -> Result<()> {
             return Err("meshd answered something other than a ping result".into());
         };
         if !a.admin.json {
-            println!("{}", render::ping_line(&v));
+            outln!("{}", render::ping_line(&v));
         }
         results.push(v);
     }
     if a.admin.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        outln!("{}", serde_json::to_string_pretty(&results)?);
     } else {
-        print!("{}", render::ping_summary(&results));
+        out!("{}", render::ping_summary(&results));
     }
     if results.iter().all(|v| v.rtt_ms.is_none()) {
         return Err(format!("no reply from {}", a.target).into());

@@ -8,6 +8,27 @@
 //! written with mode 0600 and never printed. Errors name the file and the
 //! fix.
 
+/// `println!` to stdout that ends meshctl quietly when the reader has gone
+/// (`meshctl peers | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// `print!` as [`outln!`] does it.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
 mod cli;
 mod client;
 mod inventory;
@@ -31,6 +52,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Stdout failed: a reader that went away (a pipe closed early) ends
+/// meshctl successfully, as it ends `head`'s writer; anything else is an
+/// error.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("meshctl: error: cannot write the output: {e}");
+    std::process::exit(1);
 }
 
 /// Any error, shown to the operator as `meshctl: error: …`.

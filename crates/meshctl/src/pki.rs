@@ -76,15 +76,15 @@ pub fn ca_init(a: CaInit) -> Result<()> {
             private_key: Some(a.out_key.display().to_string()),
             details: view,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("created CA '{}'", cert.name());
-        println!("  certificate  {}", a.out_crt.display());
-        println!(
+        outln!("created CA '{}'", cert.name());
+        outln!("  certificate  {}", a.out_crt.display());
+        outln!(
             "  private key  {} (mode 0600; keep it offline)",
             a.out_key.display()
         );
-        print!("{}", render::certificate(&view));
+        out!("{}", render::certificate(&view));
     }
     Ok(())
 }
@@ -193,16 +193,16 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
             private_key: secret.map(|_| out_key.display().to_string()),
             details: view,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("issued certificate for '{}'", cert.name());
-        println!("  certificate  {}", out_crt.display());
+        outln!("issued certificate for '{}'", cert.name());
+        outln!("  certificate  {}", out_crt.display());
         if secret.is_some() {
-            println!("  private key  {} (mode 0600)", out_key.display());
+            outln!("  private key  {} (mode 0600)", out_key.display());
         }
-        print!("{}", render::certificate(&view));
+        out!("{}", render::certificate(&view));
         if not_after < t.saturating_add(ttl) {
-            println!("  note: validity shortened to the CA's end of validity");
+            outln!("  note: validity shortened to the CA's end of validity");
         }
     }
     Ok(())
@@ -270,12 +270,12 @@ pub fn cert_renew(a: CertRenew) -> Result<()> {
             private_key: None,
             details: view,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("renewed certificate for '{}' (same key)", cert.name());
-        println!("  certificate  {}", out_crt.display());
-        print!("{}", render::certificate(&view));
-        println!(
+        outln!("renewed certificate for '{}' (same key)", cert.name());
+        outln!("  certificate  {}", out_crt.display());
+        out!("{}", render::certificate(&view));
+        outln!(
             "  next: replace the node's certificate file with it and run 'meshctl reload' there (or systemctl reload meshd)"
         );
     }
@@ -295,10 +295,10 @@ pub fn cert_show(a: CertShow) -> Result<()> {
         .filter(|v| !v.starts_with("valid"))
         .map(|v| format!("{}: {v}", a.path.display()));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        outln!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        println!("{} certificate '{}'", view.kind, view.name);
-        print!("{}", render::certificate(&view));
+        outln!("{} certificate '{}'", view.kind, view.name);
+        out!("{}", render::certificate(&view));
     }
     failed.map_or(Ok(()), |f| Err(f.into()))
 }
@@ -328,7 +328,7 @@ pub fn issue_policy_key(a: IssuePolicyKey) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("{}.key", a.name)));
     files::write_private_key(&out_key, proto::armor::LABEL_POLICY_SIGNER_KEY, &seed)?;
     files::write_public(&out_crt, &cert.to_armor())?;
-    println!(
+    outln!(
         "wrote policy signer '{}': {} and {} (mode 0600); valid until {}",
         a.name,
         out_crt.display(),
@@ -344,7 +344,7 @@ pub fn key_generate(out: &Path, public_out: &Path) -> Result<()> {
     p.extend_from_slice(&proto::cert::advert_public_key(&RealCrypto, &s));
     files::write_private_key(out, LABEL_NODE_KEY, &s)?;
     files::write_public(public_out, &proto::armor::encode(LABEL_NODE_PUBLIC_KEY, &p))?;
-    println!(
+    outln!(
         "wrote {} (mode 0600) and {}",
         out.display(),
         public_out.display()

@@ -78,9 +78,9 @@ fn policy_show(a: &AdminArgs) -> Result<()> {
         text,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", render::policy(&v));
+        out!("{}", render::policy(&v));
     }
     Ok(())
 }
@@ -103,7 +103,7 @@ pub fn sign_bundle(a: &SignArgs, kind: BundleKind, content: Vec<u8>) -> Result<B
 
 fn write_bundle(out: &Path, b: &Bundle) -> Result<()> {
     std::fs::write(out, b.to_armor()).map_err(|e| format!("{}: {e}", out.display()))?;
-    println!(
+    outln!(
         "wrote {} bundle version {} to {}",
         b.kind(),
         b.version(),
@@ -122,11 +122,11 @@ fn push_bundle(socket: &Path, b: &Bundle) -> Result<()> {
             version,
             handing_over,
         } => {
-            println!("{kind} bundle version {version} in force on this node; spreading by gossip");
+            outln!("{kind} bundle version {version} in force on this node; spreading by gossip");
             if handing_over.is_empty() {
                 return Ok(());
             }
-            println!(
+            outln!(
                 "outside this node's enclaves under it, handed the bundle over their closing sessions: {}",
                 handing_over.join(", ")
             );
@@ -160,7 +160,7 @@ fn handovers(socket: &Path, names: &[String]) -> Result<()> {
             .map(String::as_str)
             .collect();
         for n in names.iter().filter(|n| outcome(n) == "delivered") {
-            println!("  {n}: took it");
+            outln!("  {n}: took it");
         }
         if missed.is_empty() {
             return Ok(());
@@ -211,7 +211,7 @@ pub fn revoke(a: RevokeArgs) -> Result<()> {
         let cert = files::read_certificate(c)?;
         list.revoke(&RealCrypto, &cert);
         let fingerprint = hex(&cert.fingerprint(&RealCrypto));
-        println!("revoking '{}' ({fingerprint})", cert.name());
+        outln!("revoking '{}' ({fingerprint})", cert.name());
         revoked.push(fingerprint);
     }
     let content = list.encode();
@@ -229,7 +229,7 @@ pub fn revoke(a: RevokeArgs) -> Result<()> {
     let mut inventory = Inventory::open(&a.sign.ca.ca_key)?;
     for fingerprint in &revoked {
         if inventory.mark_revoked(fingerprint)? {
-            println!("marked revoked in {}", inventory.path().display());
+            outln!("marked revoked in {}", inventory.path().display());
         }
     }
     Ok(())
@@ -238,7 +238,7 @@ pub fn revoke(a: RevokeArgs) -> Result<()> {
 fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let p = proto::policy::Policy::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    println!(
+    outln!(
         "{}: valid: {} rule(s), {} enclave(s), {} expectation(s)",
         file.display(),
         p.rules.len(),
@@ -285,9 +285,9 @@ fn policy_test(file: &Path, certs: &[PathBuf], json: bool) -> Result<()> {
         })
         .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", render::expectations(&rows));
+        out!("{}", render::expectations(&rows));
     }
     if failed > 0 {
         return Err(format!("{}: {failed} expectation(s) fail", file.display()).into());

@@ -675,3 +675,25 @@ fn show_any(dir: &Path, f: &str) -> CertificateView {
     let o = meshctl(dir, &["cert", "show", f, "--json"]);
     serde_json::from_slice(&o.stdout).unwrap()
 }
+
+/// Output into a pipe whose reader has gone (`meshctl … | head`) ends
+/// meshctl quietly and successfully, never with a panic.
+#[test]
+fn a_closed_pipe_ends_meshctl_quietly() {
+    let d = setup();
+    ok(
+        d.path(),
+        &["cert", "issue", "--name", "web", "--ip", "100.64.0.7/10"],
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .current_dir(d.path())
+        .args(["cert", "show", "web.crt", "--ca", "ca.crt"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
