@@ -154,4 +154,10 @@ fn sighup_and_meshctl_reload_apply_changes_and_refuse_a_bad_file() {
     );
     assert!(mesh.ping(0, 1, 3));
     assert_eq!(handshakes(&mesh, 0), before, "a session was redone");
+    // The kernel's own IPv6 chatter on the TUN device (router
+    // solicitations, MLD) is not counted as traffic without a route.
+    for h in 0..3 {
+        let no_route = mesh.metric(h, "meshd_dropped_packets_total{reason=\"no_route\"}");
+        assert_eq!(no_route, 0.0, "h{h}");
+    }
 }

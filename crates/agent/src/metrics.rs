@@ -102,7 +102,7 @@ pub fn render(
     ep: &Endpoint,
     now: std::time::Instant,
     uptime_secs: u64,
-    no_route: u64,
+    [no_route, local_scope]: [u64; 2],
     workers: &[[u64; 2]],
 ) -> String {
     let mut o = String::new();
@@ -331,6 +331,13 @@ pub fn render(
         o,
         "meshd_dropped_packets_total{{reason=\"no_route\"}} {no_route}"
     );
+    family(
+        &mut o,
+        "meshd_tun_local_scope_packets_total",
+        "counter",
+        "Packets from the TUN device to multicast, broadcast or link-local addresses (the kernel's router solicitations, MLD reports), which the mesh does not carry; not drops.",
+    );
+    let _ = writeln!(o, "meshd_tun_local_scope_packets_total {local_scope}");
     for (name, help, value) in [
         (
             "meshd_route_changes_total",

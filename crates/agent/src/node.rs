@@ -42,6 +42,10 @@ pub struct Node {
     started: Instant,
     /// Packets from the TUN device to an address no peer has.
     pub no_route: u64,
+    /// Packets from the TUN device to multicast, broadcast or link-local
+    /// addresses (the kernel's own: router solicitations, MLD), which the
+    /// mesh does not carry: not a drop.
+    pub local_scope: u64,
     /// The deadline the timer task sleeps to; a worker whose batch makes the
     /// endpoint's next deadline earlier wakes it.
     timer_at: Option<Instant>,
@@ -133,6 +137,7 @@ pub async fn run(
         ep: started,
         started: Instant::now(),
         no_route: 0,
+        local_scope: 0,
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
         resolving: Vec::new(),
@@ -497,7 +502,7 @@ impl Node {
                     &self.ep,
                     now,
                     self.started.elapsed().as_secs(),
-                    self.no_route,
+                    [self.no_route, self.local_scope],
                     &self.worker_packets,
                 ),
             },

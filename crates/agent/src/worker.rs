@@ -268,6 +268,10 @@ impl Node {
     ) -> Option<SealPlan> {
         let packet = &buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + n];
         let dst = ip::destination(packet)?;
+        if ip::is_local_scope(dst) {
+            self.local_scope += 1;
+            return None;
+        }
         let Some(peer) = self.ep.peer_for_address(now, dst) else {
             self.no_route += 1;
             return None;

@@ -97,7 +97,9 @@ impl Endpoint {
     /// The answer makes the member a learned peer; until then traffic for
     /// it has no peer.
     pub fn look_up(&mut self, now: Instant, what: Lookup) {
-        if self.local.config.relay {
+        if self.local.config.relay
+            || matches!(what, Lookup::Address(ip) if crate::wire::ip::is_local_scope(ip))
+        {
             return;
         }
         let Some(relay) = self.peers.default_relay else {

@@ -37,6 +37,28 @@ pub fn source(packet: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// Whether `ip` is an address the mesh never carries traffic to: multicast,
+/// broadcast, link-local, loopback or unspecified (the kernel's router
+/// solicitations and MLD reports on the TUN device, for instance). No
+/// member holds one; it is no route and no lookup.
+pub fn is_local_scope(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            a.is_multicast()
+                || a.is_broadcast()
+                || a.is_link_local()
+                || a.is_loopback()
+                || a.is_unspecified()
+        }
+        IpAddr::V6(a) => {
+            a.is_multicast()
+                || (a.segments()[0] & 0xffc0) == 0xfe80
+                || a.is_loopback()
+                || a.is_unspecified()
+        }
+    }
+}
+
 /// The destination address of an IPv4 or IPv6 packet (fixed offsets only).
 pub fn destination(packet: &[u8]) -> Option<IpAddr> {
     match packet.first()? >> 4 {
@@ -378,6 +400,28 @@ pub fn too_big(packet: &[u8], mtu: usize) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn local_scope_addresses_are_the_kernels_own_never_members() {
+        for a in [
+            "ff02::2",
+            "ff02::16",
+            "fe80::1",
+            "::1",
+            "::",
+            "224.0.0.22",
+            "255.255.255.255",
+            "169.254.1.1",
+            "127.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(is_local_scope(a.parse().unwrap()), "{a}");
+        }
+        for a in ["100.64.0.1", "fd00::1", "198.18.0.1"] {
+            assert!(!is_local_scope(a.parse().unwrap()), "{a}");
+        }
+    }
+
     use super::*;
 
     #[test]
