@@ -516,6 +516,10 @@ fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
     assert!(spread < Duration::from_secs(2), "{spread:?}");
     assert!(!mesh.ping(2, 0, 2));
     assert!(!mesh.ping(2, 1, 2));
+    // `meshctl revoked` lists it on a node that learned it by gossip.
+    let listed = json(&mesh, 1, "revoked");
+    assert_eq!(listed["entries"][0]["name"], "h2", "{listed}");
+    assert!(listed["version"].as_u64().is_some(), "{listed}");
     // The revoked node restarts and tries again: refused at the handshake.
     mesh.kill9(2);
     mesh.start(2);

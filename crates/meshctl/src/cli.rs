@@ -44,6 +44,9 @@ pub enum Command {
     /// The path to a peer hop by hop with each link's RTT, and a measured
     /// round trip along it.
     Trace(TraceArgs),
+    /// The revocation list in force on the running meshd: its version and
+    /// every revoked certificate by name and fingerprint.
+    Revoked(AdminArgs),
     /// Make the running meshd re-read its configuration file (as SIGHUP
     /// does): what can change live is applied, what needs a restart is
     /// named, and a file that does not check changes nothing.
@@ -326,6 +329,10 @@ pub struct CertShow {
     /// Verify against this CA certificate.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// And against this revocation list (a bundle file, from `meshctl
+    /// revoke --out`; needs --ca): "revoked" if it names the certificate.
+    #[arg(long, requires = "ca")]
+    pub revocations: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

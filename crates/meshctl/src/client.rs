@@ -50,6 +50,15 @@ fn show<T: serde::Serialize + ?Sized>(
     Ok(())
 }
 
+/// `meshctl revoked`.
+pub fn revoked(a: &AdminArgs) -> Result<()> {
+    let r = ask(&a.socket, &AdminRequest::Revocations)?;
+    let AdminResponse::Revocations { .. } = &r else {
+        return Err("meshd answered something other than its revocation list".into());
+    };
+    show(a.json, &r, render::revoked)
+}
+
 /// `meshctl reload`.
 pub fn reload(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Reloaded(v) = ask(&a.socket, &AdminRequest::Reload)? else {

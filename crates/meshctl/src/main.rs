@@ -91,6 +91,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ping(a) => client::ping(&a),
         Command::Routes(a) => client::routes(&a),
         Command::Reload(a) => client::reload(&a),
+        Command::Revoked(a) => client::revoked(&a),
         Command::Trace(a) => client::trace(&a),
         Command::Policy(p) => policy::run(p),
         Command::Revoke(a) => policy::revoke(a),

@@ -288,7 +288,28 @@ pub fn cert_show(a: CertShow) -> Result<()> {
         Some(p) => Some(load_ca(p)?),
         None => None,
     };
-    let view = render::view_of(&cert, ca.as_ref(), now());
+    let mut view = render::view_of(&cert, ca.as_ref(), now());
+    if let (Some(list), Some(ca)) = (&a.revocations, &ca) {
+        let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
+        let bundle = proto::bundle::Bundle::from_armor(&text)
+            .map_err(|e| format!("{}: {e}", list.display()))?;
+        let content = bundle.verify(&RealCrypto, ca, now()).map_err(|e| {
+            format!(
+                "{}: {e} (a revocation list signed for this CA)",
+                list.display()
+            )
+        })?;
+        let proto::bundle::Content::Revocation(l) = content else {
+            return Err(format!("{}: a policy, not a revocation list", list.display()).into());
+        };
+        let fp = cert.fingerprint(&RealCrypto);
+        if l.entries.iter().any(|e| e.fingerprint == fp) {
+            view.verification = Some(format!(
+                "revoked (revocation list version {})",
+                bundle.version()
+            ));
+        }
+    }
     let failed = view
         .verification
         .as_ref()

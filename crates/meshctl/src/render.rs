@@ -390,6 +390,28 @@ pub fn expectations(rows: &[ExpectationView]) -> String {
 
 pub use types::rfc3339;
 
+/// `meshctl revoked`.
+pub fn revoked(r: &types::admin::AdminResponse) -> String {
+    let mut o = String::new();
+    let types::admin::AdminResponse::Revocations { version, entries } = r else {
+        return o;
+    };
+    match version {
+        None => o.push_str("no revocation list in force: nothing is revoked\n"),
+        Some(v) => {
+            let _ = writeln!(
+                o,
+                "revocation list version {v}: {} certificate(s) revoked",
+                entries.len()
+            );
+            for e in entries {
+                let _ = writeln!(o, "  {:<24} {}", e.name, e.fingerprint);
+            }
+        }
+    }
+    o
+}
+
 /// `meshctl reload`.
 pub fn reload(v: &types::admin::ReloadView) -> String {
     let mut o = String::new();

@@ -697,3 +697,78 @@ fn a_closed_pipe_ends_meshctl_quietly() {
     assert!(o.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `cert show --revocations`: a certificate the list names is "revoked"
+/// (exit 1), another one "valid"; a list of another CA is refused.
+#[test]
+fn cert_show_says_revoked_when_the_list_names_it() {
+    let d = setup();
+    let p = d.path();
+    ok(
+        p,
+        &["cert", "issue", "--name", "lost", "--ip", "100.64.0.7/10"],
+    );
+    ok(
+        p,
+        &["cert", "issue", "--name", "kept", "--ip", "100.64.0.8/10"],
+    );
+    ok(
+        p,
+        &[
+            "revoke",
+            "--cert",
+            "lost.crt",
+            "--offline",
+            "--out",
+            "rev.bundle",
+            "--version",
+            "3",
+        ],
+    );
+    let o = meshctl(
+        p,
+        &[
+            "cert",
+            "show",
+            "lost.crt",
+            "--ca",
+            "ca.crt",
+            "--revocations",
+            "rev.bundle",
+        ],
+    );
+    assert!(!o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        text.contains("revoked (revocation list version 3)"),
+        "{text}"
+    );
+    let out = ok(
+        p,
+        &[
+            "cert",
+            "show",
+            "kept.crt",
+            "--ca",
+            "ca.crt",
+            "--revocations",
+            "rev.bundle",
+        ],
+    );
+    assert!(out.contains("valid") && !out.contains("revoked"), "{out}");
+    let other = tempfile::tempdir().unwrap();
+    ok(other.path(), &["ca", "init", "--name", "other"]);
+    let e = fails(
+        p,
+        &[
+            "cert",
+            "show",
+            "kept.crt",
+            "--ca",
+            other.path().join("ca.crt").to_str().unwrap(),
+            "--revocations",
+            "rev.bundle",
+        ],
+    );
+    assert!(e.contains("rev.bundle"), "{e}");
+}
