@@ -317,6 +317,10 @@ pub struct CertRenew {
     /// Where to write the renewed certificate [default: NAME.renewed.crt].
     #[arg(long)]
     pub out_crt: Option<PathBuf>,
+    /// Renew even though a certificate of this key was revoked (to undo a
+    /// mistaken revocation; never for a stolen key).
+    #[arg(long)]
+    pub force: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -110,6 +110,11 @@ impl Inventory {
         Ok(())
     }
 
+    /// A revoked certificate issued for this public key (hex), if any.
+    pub fn revoked_key(&self, public_key: &str) -> Option<&Issued> {
+        (self.entries.iter()).find(|e| e.revoked && e.public_key == public_key)
+    }
+
     /// Marks the certificate with this fingerprint revoked; false if the
     /// inventory does not list it.
     pub fn mark_revoked(&mut self, fingerprint: &str) -> Result<bool> {

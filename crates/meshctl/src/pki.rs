@@ -236,6 +236,18 @@ pub fn cert_renew(a: CertRenew) -> Result<()> {
         )
         .into());
     }
+    let mut inventory = Inventory::open(&a.ca.ca_key)?;
+    if let Some(e) = inventory.revoked_key(&hex(&body.public_key)) {
+        if !a.force {
+            return Err(format!(
+                "a certificate of this key ('{}', fingerprint {}) was revoked ({}): a renewal would let the key back in; pass --force only to undo a mistaken revocation, never for a stolen key",
+                e.name,
+                &e.fingerprint[..16],
+                inventory.path().display()
+            )
+            .into());
+        }
+    }
     let t = now();
     let not_after = t.saturating_add(ttl).min(ca.certificate().body().not_after);
     let cert = ca
@@ -254,7 +266,6 @@ pub fn cert_renew(a: CertRenew) -> Result<()> {
         )
         .map_err(|e| format!("{}: {e}", a.path.display()))?;
     files::write_public(&out_crt, &cert.to_armor())?;
-    let mut inventory = Inventory::open(&a.ca.ca_key)?;
     inventory.record(Issued {
         name: body.name.clone(),
         addresses: body.addresses.iter().map(|x| x.addr()).collect(),

@@ -758,6 +758,26 @@ fn cert_show_says_revoked_when_the_list_names_it() {
     assert!(out.contains("valid") && !out.contains("revoked"), "{out}");
     let other = tempfile::tempdir().unwrap();
     ok(other.path(), &["ca", "init", "--name", "other"]);
+    // Renewing the revoked one needs --force (a mistaken revocation).
+    let e = fails(p, &["cert", "renew", "lost.crt"]);
+    assert!(e.contains("was revoked") && e.contains("--force"), "{e}");
+    ok(p, &["cert", "renew", "lost.crt", "--force", "--ttl", "30d"]);
+    let o = meshctl(
+        p,
+        &[
+            "cert",
+            "show",
+            "lost.renewed.crt",
+            "--ca",
+            "ca.crt",
+            "--revocations",
+            "rev.bundle",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "the renewed certificate is not on the list"
+    );
     let e = fails(
         p,
         &[
