@@ -139,6 +139,20 @@ pub fn write_public(path: &Path, text: &str) -> Result<(), FileError> {
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    // A missing directory is made: 0700 for a private key's, 0755 for a
+    // public file's.
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir_mode = if mode & 0o044 != 0 { 0o755 } else { 0o700 };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(dir_mode)
+            .create(dir)
+            .map_err(|e| err(dir, FileErrorKind::Io(e)))?;
+    }
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -94,7 +94,7 @@ pub fn status(s: &StatusView) -> String {
     let _ = writeln!(o, "  segments     {}", list(&s.segments));
     let _ = writeln!(o, "  listen       udp {}   tun {}", s.listen, s.tun);
     let _ = writeln!(o, "  CA           {}", s.ca_fingerprint);
-    let _ = writeln!(o, "  uptime       {}s", s.uptime_secs);
+    let _ = writeln!(o, "  uptime       {}", duration(s.uptime_secs));
     if s.certificate_not_after > 0 {
         let _ = writeln!(
             o,
@@ -390,6 +390,17 @@ pub fn expectations(rows: &[ExpectationView]) -> String {
 
 pub use types::rfc3339;
 
+/// A duration for people: `45s`, `12m 5s`, `3h 2m`, `4d 7h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
 /// `meshctl revoked`.
 pub fn revoked(r: &types::admin::AdminResponse) -> String {
     let mut o = String::new();
@@ -434,6 +445,14 @@ pub fn reload(v: &types::admin::ReloadView) -> String {
 mod tests {
     use super::*;
     use types::admin::HopView;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(725), "12m 5s");
+        assert_eq!(duration(3 * 3600 + 125), "3h 2m");
+        assert_eq!(duration(4 * 86_400 + 7 * 3600 + 59), "4d 7h");
+    }
 
     #[test]
     fn rfc3339_known_dates() {

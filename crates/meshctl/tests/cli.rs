@@ -262,6 +262,22 @@ fn cert_issue_for_an_existing_public_key() {
         ],
     );
     assert_eq!(mode(&d.path().join("db.key")), 0o600);
+    // Into directories that do not exist yet: made, 0700 for the key's.
+    ok(
+        d.path(),
+        &[
+            "key",
+            "generate",
+            "--out",
+            "etc/meshd/node.key",
+            "--public-out",
+            "out/db2.pub",
+        ],
+    );
+    // (The umask may take bits away, never add them.)
+    assert_eq!(mode(&d.path().join("etc/meshd")) & 0o077, 0);
+    assert_eq!(mode(&d.path().join("etc/meshd/node.key")), 0o600);
+    assert!(d.path().join("out/db2.pub").exists());
     let out = ok(
         d.path(),
         &[
