@@ -88,3 +88,23 @@ fn bad_peer_certificates_are_skipped_with_a_warning_never_a_refusal_to_start() {
     assert!(warning("peer[3].certificate", "e.crt"), "{err}");
     assert!(!err.contains("peer[1]"), "{err}");
 }
+
+/// `meshd --version` names the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let o = Command::new(binary("meshd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    let v = String::from_utf8_lossy(&o.stdout);
+    let commit = v
+        .split_once('(')
+        .and_then(|(_, c)| c.split_once(')'))
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{v}"
+    );
+}

@@ -161,3 +161,47 @@ fn sighup_and_meshctl_reload_apply_changes_and_refuse_a_bad_file() {
         assert_eq!(no_route, 0.0, "h{h}");
     }
 }
+
+/// Metrics served on the node's overlay address for a monitoring member
+/// (`[metrics] allow`): that member scrapes them through the mesh, another
+/// member's connection is closed unanswered; the scrape carries build,
+/// process and per-peer figures.
+#[test]
+fn metrics_on_the_overlay_answer_allowed_members_only() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(3, MeshOptions::default());
+    let config = mesh.hosts[0].config.clone();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[metrics]\naddress = \"127.0.0.1:9720\"\n",
+        &format!(
+            "[metrics]\naddress = \"{}:9720\"\nallow = [\"{}/32\"]\n",
+            mesh.hosts[0].overlay, mesh.hosts[1].overlay
+        ),
+    );
+    assert!(text.contains("allow"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    mesh.start_all();
+    assert!(mesh.ping(1, 0, 5) && mesh.ping(2, 0, 5));
+    let scrape = |from: usize| {
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/9720 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 5 cat <&3",
+            mesh.hosts[0].overlay
+        );
+        String::from_utf8_lossy(&mesh.exec(from, &["bash", "-c", &script]).stdout).to_string()
+    };
+    let allowed = scrape(1);
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    for family in [
+        "meshd_build_info{version=",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "meshd_peer_rx_bytes_total{peer=\"h1\"} ",
+        "meshd_peer_last_handshake_seconds{peer=\"h2\"} ",
+    ] {
+        assert!(allowed.contains(family), "no {family} in:\n{allowed}");
+    }
+    let refused = scrape(2);
+    assert!(refused.is_empty(), "h2 is not allowed: {refused}");
+}

@@ -33,10 +33,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use types::config::{LogFormat, NodeConfig};
 
+/// The version with the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MESHD_COMMIT"), ")");
+
 #[derive(Parser)]
 #[command(
     name = "meshd",
-    version,
+    version = VERSION,
     about = "meshd: post-quantum secure mesh agent"
 )]
 struct Cli {

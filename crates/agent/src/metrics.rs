@@ -15,6 +15,97 @@ use types::admin::{AdminRequest, AdminResponse};
 
 use crate::admin::Pending;
 
+/// `process_*` as Prometheus clients export them, from /proc/self.
+fn process_metrics(o: &mut String) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<f64>().ok());
+    let tick = 100.0; // USER_HZ on Linux
+    let page = 4096.0;
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    });
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).ok();
+    let rows = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of meshd, seconds.",
+            field(14).zip(field(15)).map(|(u, s)| (u + s) / tick),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory of meshd, bytes.",
+            field(24).map(|p| p * page),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors of meshd.",
+            fds.map(|n| n as f64),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "When meshd started, Unix seconds.",
+            field(22).zip(boot).map(|(t, b)| b + t / tick),
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        if let Some(v) = v {
+            family(o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
+        }
+    }
+}
+
+/// Per-peer traffic and handshake time, by certificate name.
+fn peer_metrics(o: &mut String, peers: &[proto::endpoint::PeerInfo], now: std::time::Instant) {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let named: Vec<(&str, &proto::endpoint::PeerInfo)> = peers
+        .iter()
+        .filter_map(|p| p.name.as_deref().map(|n| (n, p)))
+        .collect();
+    for (name, help, v) in [
+        (
+            "meshd_peer_rx_bytes_total",
+            "Plaintext bytes received from a peer in its sessions: data and control (probes, link state) alike, as meshctl peers counts them.",
+            &(|p: &proto::endpoint::PeerInfo| Some(p.stats.rx_bytes as f64))
+                as &dyn Fn(&proto::endpoint::PeerInfo) -> Option<f64>,
+        ),
+        (
+            "meshd_peer_tx_bytes_total",
+            "Plaintext bytes sent to a peer in its sessions: data and control alike.",
+            &|p: &proto::endpoint::PeerInfo| Some(p.stats.tx_bytes as f64),
+        ),
+        (
+            "meshd_peer_last_handshake_seconds",
+            "When the last handshake with a peer completed, Unix seconds.",
+            &|p: &proto::endpoint::PeerInfo| {
+                p.last_handshake
+                    .map(|t| unix - now.saturating_duration_since(t).as_secs_f64())
+            },
+        ),
+    ] {
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        family(o, name, kind, help);
+        for (peer, p) in &named {
+            if let Some(v) = v(p) {
+                let _ = writeln!(o, "{name}{{peer=\"{peer}\"}} {v:.0}");
+            }
+        }
+    }
+}
+
 /// Binds the metrics listener.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
@@ -22,12 +113,21 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
         .map_err(|e| format!("metrics.address: cannot bind {addr}: {e}"))
 }
 
-/// Serves scrapes until the process ends.
-pub async fn serve(listener: TcpListener, to_node: mpsc::Sender<Pending>) {
+/// Serves scrapes until the process ends: from loopback, or from a
+/// source `[metrics] allow` names (others are closed unanswered).
+pub async fn serve(
+    listener: TcpListener,
+    to_node: mpsc::Sender<Pending>,
+    cfg: types::config::MetricsSection,
+) {
+    let on_loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((mut stream, from)) = listener.accept().await else {
             continue;
         };
+        if !cfg.allows(from.ip()) {
+            continue; // dropped: closed unanswered
+        }
         let to_node = to_node.clone();
         tokio::spawn(async move {
             let mut req = [0u8; 1024];
@@ -41,7 +141,7 @@ pub async fn serve(listener: TcpListener, to_node: mpsc::Sender<Pending>) {
                 _ => return,
             };
             let head = String::from_utf8_lossy(&req[..n]);
-            let (status, body) = if !host_is_loopback(&head) {
+            let (status, body) = if on_loopback && !host_is_loopback(&head) {
                 // A web page in a local browser, its name rebound to
                 // 127.0.0.1, must not read the node's metrics.
                 (
@@ -115,6 +215,20 @@ pub fn render(
         "Seconds since meshd started.",
     );
     let _ = writeln!(o, "meshd_uptime_seconds {uptime_secs}");
+    family(
+        &mut o,
+        "meshd_build_info",
+        "gauge",
+        "The meshd version and the commit it was built from (always 1).",
+    );
+    let _ = writeln!(
+        o,
+        "meshd_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        env!("MESHD_COMMIT")
+    );
+    process_metrics(&mut o);
+    peer_metrics(&mut o, &peers, now);
     family(
         &mut o,
         "meshd_certificate_not_after_seconds",

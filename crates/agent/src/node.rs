@@ -111,7 +111,7 @@ pub async fn run(
     let (admin_tx, mut admin_rx) = mpsc::channel::<Pending>(16);
     if let Some(addr) = cfg.metrics.address {
         let l = metrics::bind(addr).await?;
-        tokio::spawn(metrics::serve(l, admin_tx.clone()));
+        tokio::spawn(metrics::serve(l, admin_tx.clone(), cfg.metrics.clone()));
     }
     tokio::spawn(admin::serve(listener, admin_tx));
     let peers = loaded.peers.len();

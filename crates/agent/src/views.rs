@@ -81,7 +81,7 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
         drops.insert("no_route".into(), counters.no_route);
     }
     StatusView {
-        version: env!("CARGO_PKG_VERSION").into(),
+        version: crate::VERSION.into(),
         name: id.name().into(),
         addresses: id.body().addresses.iter().map(|a| a.to_string()).collect(),
         segments: id.body().segments.clone(),

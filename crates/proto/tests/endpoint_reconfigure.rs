@@ -114,3 +114,18 @@ fn a_peer_no_longer_configured_is_kept_while_up_and_removed_once_gone() {
     // Bob, which still lists Alice, keeps trying her.
     assert!(net.b.ep.peer(net.b.peer, net.now).is_some());
 }
+
+/// Traffic counters count alike both ways: what one end sent (data and
+/// control: probes, link state) is what the other received, in plaintext
+/// bytes, on a lossless network.
+#[test]
+fn peer_byte_counters_count_control_both_ways_alike() {
+    let mut net = up();
+    net.advance(Duration::from_secs(30));
+    let a = net.a.ep.peer(net.a.peer, net.now).unwrap().stats;
+    let b = net.b.ep.peer(net.b.peer, net.now).unwrap().stats;
+    assert!(a.tx_bytes > 100, "{a:?}");
+    assert_eq!(a.tx_bytes, b.rx_bytes, "{a:?} {b:?}");
+    assert_eq!(b.tx_bytes, a.rx_bytes, "{a:?} {b:?}");
+    assert_eq!((a.tx_packets, b.tx_packets), (b.rx_packets, a.rx_packets));
+}

@@ -6,7 +6,7 @@
 //! the fix.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -366,15 +366,65 @@ impl Default for AdminSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct MetricsSection {
-    /// Loopback address to serve `/metrics` on (default 127.0.0.1:9720).
+    /// Address to serve `/metrics` on (default 127.0.0.1:9720). Any other
+    /// than loopback needs `allow`.
     pub address: Option<SocketAddr>,
+    /// Source networks that may scrape a listener on a non-loopback
+    /// address, as `ADDRESS/PREFIX` (e.g. the monitoring host's overlay
+    /// address, `100.64.0.10/32`: bound on this node's overlay address, the
+    /// scrape is then encrypted and its source authenticated by the mesh).
+    /// Connections from elsewhere are closed unanswered.
+    pub allow: Vec<String>,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
         Self {
             address: Some(SocketAddr::from(([127, 0, 0, 1], 9720))),
+            allow: Vec::new(),
         }
+    }
+}
+
+/// `ADDRESS/PREFIX` parsed, or why not.
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, p) = s.split_once('/').ok_or("no /PREFIX")?;
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("'{a}' is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let p: u8 = p
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("prefix '{p}' is not 0 to {max}"))?;
+    Ok((ip, p))
+}
+
+impl MetricsSection {
+    /// Whether a connection from `ip` may scrape: always on loopback,
+    /// otherwise when an `allow` network holds it.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_loopback()
+            || self
+                .allow
+                .iter()
+                .filter_map(|s| parse_cidr(s).ok())
+                .any(|(net, p)| match (net, ip) {
+                    (IpAddr::V4(n), IpAddr::V4(a)) => {
+                        let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+                        u32::from(n) & mask == u32::from(a) & mask
+                    }
+                    (IpAddr::V6(n), IpAddr::V6(a)) => {
+                        let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+                        u128::from(n) & mask == u128::from(a) & mask
+                    }
+                    _ => false,
+                })
     }
 }
 
@@ -512,10 +562,15 @@ impl NodeConfig {
                 self.routing.direct_margin_us
             ));
         }
+        for (i, a) in self.metrics.allow.iter().enumerate() {
+            parse_cidr(a).map_err(|e| {
+                format!("field `metrics.allow[{i}]`: '{a}': {e}; write ADDRESS/PREFIX, e.g. 100.64.0.10/32")
+            })?;
+        }
         if let Some(m) = self.metrics.address {
-            if !m.ip().is_loopback() {
+            if !m.ip().is_loopback() && self.metrics.allow.is_empty() {
                 return Err(format!(
-                    "field `metrics.address`: {m} is not a loopback address; metrics are served on loopback only, e.g. 127.0.0.1:9720"
+                    "field `metrics.address`: {m} is not a loopback address and `metrics.allow` names no source network; add the scraper's network (e.g. allow = [\"100.64.0.10/32\"], best with the address on this node's overlay address) or serve on 127.0.0.1:9720"
                 ));
             }
         }
@@ -671,9 +726,24 @@ ca-certificate = "ca.crt"
         ))
         .unwrap_err();
         assert!(
-            e.contains("metrics.address") && e.contains("loopback"),
+            e.contains("metrics.address") && e.contains("metrics.allow"),
             "{e}"
         );
+        let e = NodeConfig::parse(&format!(
+            "{MIN}\n[metrics]\naddress = \"100.64.0.1:9720\"\nallow = [\"100.64.0.10\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("metrics.allow[0]") && e.contains("/PREFIX"),
+            "{e}"
+        );
+        let c = NodeConfig::parse(&format!(
+            "{MIN}\n[metrics]\naddress = \"100.64.0.1:9720\"\nallow = [\"100.64.0.8/30\", \"fd00::/8\"]\n"
+        ))
+        .unwrap();
+        let ok = |a: &str| c.metrics.allows(a.parse().unwrap());
+        assert!(ok("100.64.0.10") && ok("fd00::5") && ok("127.0.0.1") && ok("::ffff:100.64.0.9"));
+        assert!(!ok("100.64.0.12") && !ok("198.18.0.1") && !ok("fe80::1"));
         let e = NodeConfig::parse(&format!("{MIN}\n[discovery]\ndns-domain = \"my mesh\"\n"))
             .unwrap_err();
         assert!(

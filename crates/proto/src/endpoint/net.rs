@@ -126,7 +126,9 @@ impl Cx<'_> {
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(&plain);
         let n = s.seal(&mut buf, plain.len()).ok()?;
         buf.truncate(n);
+        // Counted as received control is: plaintext bytes.
         p.stats.tx_packets += 1;
+        p.stats.tx_bytes += plain.len() as u64;
         Some(buf)
     }
 

@@ -278,9 +278,9 @@ impl Stats {
 /// Per-peer traffic counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PeerStats {
-    /// Payload bytes sent.
+    /// Plaintext bytes sent in its sessions: data and control alike.
     pub tx_bytes: u64,
-    /// Payload bytes received.
+    /// Plaintext bytes received in its sessions: data and control alike.
     pub rx_bytes: u64,
     /// Packets sent (including keepalives).
     pub tx_packets: u64,
