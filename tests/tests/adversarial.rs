@@ -258,6 +258,24 @@ fn an_enclave_pushed_to_a_running_mesh_at_an_outsider_reaches_its_members_and_sh
     )
     .unwrap();
     let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    // A typo in the enclave's segment is caught against the members the
+    // running node knows, before anything is signed or pushed.
+    std::fs::write(
+        mesh.dir.join("typo.toml"),
+        "enclaves = [\"pcii\"]\n[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\n",
+    )
+    .unwrap();
+    let typo = std::process::Command::new(meshd_tests::binary("meshctl"))
+        .current_dir(&mesh.dir)
+        .args(["policy", "push", "typo.toml", "--socket", &sock])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(!typo.status.success(), "pushed a typo");
+    assert!(
+        err.contains("'pcii'") && err.contains("known: pci, web"),
+        "{err}"
+    );
     let pushed = mesh.meshctl(&["policy", "push", "enclave.toml", "--socket", &sock]);
     let said = String::from_utf8_lossy(&pushed.stdout).to_string();
     // meshctl says whom the push cuts off and that each took the policy.

@@ -235,6 +235,9 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
                 .as_ref()
                 .map(|c| c.body().addresses.iter().map(|a| a.to_string()).collect())
                 .unwrap_or_default(),
+            segments: (p.cert.as_ref())
+                .map(|c| c.body().segments.clone())
+                .unwrap_or_default(),
             endpoint: p.endpoint.map(|e| e.to_string()),
             handshake_age_secs: p
                 .last_handshake

@@ -134,29 +134,48 @@ pub enum PolicyCommand {
         file: PathBuf,
     },
     /// Evaluate the policy's [[expect]] entries against node certificates,
-    /// before anything is pushed; exits 1 if any expectation fails.
+    /// before anything is pushed; exits 1 if any expectation fails. Also
+    /// says whether it allows nothing, or names a segment or node no member
+    /// has.
     Test {
         /// The policy file.
         file: PathBuf,
-        /// Node certificates naming the nodes the expectations use (repeatable).
-        #[arg(long = "cert", required = true)]
+        /// Node certificates naming the nodes the expectations use
+        /// (repeatable; default: the running meshd's peers and itself).
+        #[arg(long = "cert")]
         certs: Vec<PathBuf>,
+        /// meshd's admin socket, asked for its members when no --cert is given.
+        #[arg(long, env = "MESHD_SOCKET", default_value = "/run/meshd/meshd.sock")]
+        socket: PathBuf,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show the policy in force on a running meshd: version, signer, text.
     Show(AdminArgs),
-    /// Sign a policy file into a bundle (offline; writes --out).
+    /// Sign a policy file into a bundle (offline; writes --out). Its
+    /// expectations must hold against --cert (needed when it has any), and
+    /// a policy that allows nothing or names an unknown segment or node
+    /// needs --force.
     Sign {
         /// The policy file.
         file: PathBuf,
         #[command(flatten)]
         sign: SignArgs,
+        /// Node certificates: the members the expectations and names are
+        /// checked against (repeatable).
+        #[arg(long = "cert")]
+        certs: Vec<PathBuf>,
+        /// Sign even if the policy allows nothing, or names a segment or
+        /// node no member given has.
+        #[arg(long)]
+        force: bool,
     },
     /// Sign a policy file (or take a signed bundle) and push it to the local
-    /// meshd, which puts it in force and gossips it mesh-wide. With --cert,
-    /// the policy's expectations must hold first.
+    /// meshd, which puts it in force and gossips it mesh-wide. The policy's
+    /// expectations must hold first, against --cert or else the members
+    /// the running meshd knows; a policy that allows nothing or names an
+    /// unknown segment or node needs --force.
     Push {
         /// The policy file, or with --bundle a signed bundle file.
         file: PathBuf,
@@ -165,9 +184,14 @@ pub enum PolicyCommand {
         bundle: bool,
         #[command(flatten)]
         sign: SignArgs,
-        /// Node certificates for the expectations (repeatable).
+        /// Node certificates for the expectations (repeatable; default:
+        /// the running meshd's peers and itself).
         #[arg(long = "cert")]
         certs: Vec<PathBuf>,
+        /// Push even if the policy allows nothing, or names a segment or
+        /// node no known member has.
+        #[arg(long)]
+        force: bool,
         /// meshd's admin socket.
         #[arg(long, env = "MESHD_SOCKET", default_value = "/run/meshd/meshd.sock")]
         socket: PathBuf,

@@ -20,15 +20,42 @@ use crate::{now, Result};
 /// `meshctl policy …`.
 pub fn run(cmd: PolicyCommand) -> Result<()> {
     match cmd {
-        PolicyCommand::Check { file } => policy_check(&file).map(|_| ()),
-        PolicyCommand::Test { file, certs, json } => policy_test(&file, &certs, json),
+        PolicyCommand::Check { file } => policy_check(&file, true).map(|_| ()),
+        PolicyCommand::Test {
+            file,
+            certs,
+            socket,
+            json,
+        } => {
+            let members = members(&certs, Some(&socket))?;
+            let policy = policy_check(&file, !json)?;
+            policy_test(&file, &policy, &members, json)?;
+            for h in hazards(&policy, &members) {
+                eprintln!("meshctl: warning: {}: {h}", file.display());
+            }
+            Ok(())
+        }
         PolicyCommand::Show(a) => policy_show(&a),
-        PolicyCommand::Sign { file, sign } => {
+        PolicyCommand::Sign {
+            file,
+            sign,
+            certs,
+            force,
+        } => {
             let out = sign
                 .out
                 .clone()
                 .ok_or("policy sign needs --out FILE for the bundle")?;
-            policy_check(&file)?;
+            let policy = policy_check(&file, true)?;
+            let members = members(&certs, None)?;
+            if !policy.expectations.is_empty() && members.is_empty() {
+                return Err(format!(
+                    "{}: its [[expect]] entries need the members they name: pass --cert FILE for each (or push from a node, which knows its peers)",
+                    file.display()
+                )
+                .into());
+            }
+            guard(&file, &policy, &members, force)?;
             let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let b = sign_bundle(&sign, BundleKind::Policy, text)?;
             write_bundle(&out, &b)
@@ -38,6 +65,7 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
             bundle,
             sign,
             certs,
+            force,
             socket,
         } => {
             let b = if bundle {
@@ -45,11 +73,9 @@ pub fn run(cmd: PolicyCommand) -> Result<()> {
                     .map_err(|e| format!("{}: {e}", file.display()))?;
                 Bundle::from_armor(&text).map_err(|e| format!("{}: {e}", file.display()))?
             } else {
-                if certs.is_empty() {
-                    policy_check(&file)?;
-                } else {
-                    policy_test(&file, &certs, false)?;
-                }
+                let policy = policy_check(&file, true)?;
+                let members = members(&certs, Some(&socket))?;
+                guard(&file, &policy, &members, force)?;
                 let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                 sign_bundle(&sign, BundleKind::Policy, text)?
             };
@@ -235,9 +261,129 @@ pub fn revoke(a: RevokeArgs) -> Result<()> {
     Ok(())
 }
 
-fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
+/// A member as expectations see it: name, segments, first overlay address.
+type Member = (String, Vec<String>, std::net::IpAddr);
+
+/// The members a policy is checked against: the certificates given, else
+/// (with a socket) the running meshd's peers and itself.
+fn members(certs: &[PathBuf], socket: Option<&Path>) -> Result<Vec<Member>> {
+    let mut v = Vec::new();
+    for c in certs {
+        let cert = files::read_certificate(c)?;
+        let body = cert.body();
+        let addr = body
+            .addresses
+            .first()
+            .map(|a| a.addr())
+            .ok_or_else(|| format!("{}: certificate has no overlay address", c.display()))?;
+        v.push((body.name.clone(), body.segments.clone(), addr));
+    }
+    let Some(socket) = socket.filter(|_| certs.is_empty()) else {
+        return Ok(v);
+    };
+    let known = |e: Box<dyn std::error::Error>| {
+        format!("{e} (or name the members with --cert FILE, one per node)")
+    };
+    let AdminResponse::Status(me) = ask(socket, &AdminRequest::Status).map_err(known)? else {
+        return Err("meshd answered something other than a status".into());
+    };
+    let AdminResponse::Peers { peers } = ask(socket, &AdminRequest::Peers).map_err(known)? else {
+        return Err("meshd answered something other than its peers".into());
+    };
+    let first = |a: &[String]| {
+        a.first()
+            .and_then(|s| s.split('/').next())
+            .and_then(|s| s.parse().ok())
+    };
+    if let Some(addr) = first(&me.addresses) {
+        v.push((me.name.clone(), me.segments.clone(), addr));
+    }
+    for p in peers.iter().filter(|p| !p.name.is_empty()) {
+        if let Some(addr) = first(&p.addresses) {
+            v.push((p.name.clone(), p.segments.clone(), addr));
+        }
+    }
+    Ok(v)
+}
+
+/// What makes a policy dangerous to put in force: it allows nothing, or
+/// names a segment or node none of `members` has (a typo denies what it
+/// meant to allow).
+fn hazards(p: &proto::policy::Policy, members: &[Member]) -> Vec<String> {
+    use proto::policy::{Action, Selector};
+    let mut v = Vec::new();
+    if !p.rules.iter().any(|r| r.action == Action::Allow) {
+        v.push("it allows nothing: every packet between members would be denied".to_string());
+    }
+    if members.is_empty() {
+        return v;
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+    let mut segments: Vec<&str> = members
+        .iter()
+        .flat_map(|m| m.1.iter().map(String::as_str))
+        .collect();
+    segments.sort_unstable();
+    segments.dedup();
+    for (i, r) in p.rules.iter().enumerate() {
+        for sel in [&r.from, &r.to] {
+            match sel {
+                Selector::Segment(s) if !segments.contains(&s.as_str()) => v.push(format!(
+                    "rule {} names segment '{s}', which no known member has (known: {})",
+                    i + 1,
+                    segments.join(", ")
+                )),
+                Selector::Node(n) if !names.contains(&n.as_str()) => v.push(format!(
+                    "rule {} names node '{n}', which is no known member",
+                    i + 1
+                )),
+                _ => {}
+            }
+        }
+    }
+    for e in &p.enclaves {
+        if !segments.contains(&e.as_str()) {
+            v.push(format!(
+                "enclave '{e}' is a segment no known member has (known: {})",
+                segments.join(", ")
+            ));
+        }
+    }
+    v
+}
+
+/// Before a policy is signed or pushed: its expectations hold against
+/// `members` (when it has any and members are known), and it has no
+/// hazard unless `force`.
+fn guard(file: &Path, p: &proto::policy::Policy, members: &[Member], force: bool) -> Result<()> {
+    if !p.expectations.is_empty() && !members.is_empty() {
+        policy_test(file, p, members, false)?;
+    }
+    let hazards = hazards(p, members);
+    if hazards.is_empty() {
+        return Ok(());
+    }
+    if force {
+        for h in &hazards {
+            eprintln!("meshctl: warning: {}: {h} (--force)", file.display());
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {}; fix the policy, or pass --force if that is what you mean",
+        file.display(),
+        hazards.join("; ")
+    )
+    .into())
+}
+
+/// Parses a policy file; `say` prints the one-line summary.
+fn policy_check(file: &Path, say: bool) -> Result<proto::policy::Policy> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let p = proto::policy::Policy::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    if !say {
+        return Ok(p);
+    }
     outln!(
         "{}: valid: {} rule(s), {} enclave(s), {} expectation(s)",
         file.display(),
@@ -248,22 +394,17 @@ fn policy_check(file: &Path) -> Result<proto::policy::Policy> {
     Ok(p)
 }
 
-fn policy_test(file: &Path, certs: &[PathBuf], json: bool) -> Result<()> {
+/// Evaluates the expectations of `policy` against `members` and prints
+/// them; an error if any fails.
+fn policy_test(
+    file: &Path,
+    policy: &proto::policy::Policy,
+    members: &[Member],
+    json: bool,
+) -> Result<()> {
     use proto::policy::{DenyReason, Verdict};
-    let policy = policy_check(file)?;
-    let mut inventory = Vec::new();
-    for c in certs {
-        let cert = files::read_certificate(c)?;
-        let body = cert.body();
-        let addr = body
-            .addresses
-            .first()
-            .map(|a| a.addr())
-            .ok_or_else(|| format!("{}: certificate has no overlay address", c.display()))?;
-        inventory.push((body.name.clone(), body.segments.clone(), addr));
-    }
     let results = policy
-        .check_expectations(&inventory)
+        .check_expectations(members)
         .map_err(|e| format!("{}: {e}", file.display()))?;
     let failed = results.iter().filter(|r| !r.pass).count();
     let describe = |v: &Verdict| match v {

@@ -630,6 +630,51 @@ fn policy_check_and_test_evaluate_expectations_before_a_push() {
         err.contains("broken.toml: line 3: rule 1: from:") && err.contains("segment:NAME"),
         "{err}"
     );
+    // `policy test --json` prints JSON alone.
+    let mut args = vec!["policy", "test", "good.toml", "--json"];
+    args.extend(certs);
+    let rows: serde_json::Value = serde_json::from_str(&ok(p, &args)).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    // Signing: the expectations need the members they name...
+    let err = fails(p, &["policy", "sign", "good.toml", "--out", "g.bundle"]);
+    assert!(err.contains("pass --cert"), "{err}");
+    let mut args = vec!["policy", "sign", "good.toml", "--out", "g.bundle"];
+    args.extend(certs);
+    ok(p, &args);
+    // ...a policy that allows nothing needs --force...
+    fs::write(p.join("empty.toml"), "").unwrap();
+    let err = fails(p, &["policy", "sign", "empty.toml", "--out", "e.bundle"]);
+    assert!(
+        err.contains("allows nothing") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!p.join("e.bundle").exists());
+    ok(
+        p,
+        &[
+            "policy",
+            "sign",
+            "empty.toml",
+            "--out",
+            "e.bundle",
+            "--force",
+        ],
+    );
+    // ...and so does one naming a segment no member has (a typo).
+    fs::write(
+        p.join("typo.toml"),
+        rules.replace("segment:db", "segment:dbs"),
+    )
+    .unwrap();
+    let mut args = vec!["policy", "sign", "typo.toml", "--out", "t.bundle"];
+    args.extend(certs);
+    let err = fails(p, &args);
+    assert!(
+        err.contains("segment 'dbs'") && err.contains("known: db, guest, web"),
+        "{err}"
+    );
+    args.push("--force");
+    ok(p, &args);
 }
 
 /// `cert renew`: the same key, name, addresses and segments with a new

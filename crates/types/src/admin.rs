@@ -264,6 +264,9 @@ pub struct PeerView {
     pub name: String,
     /// Overlay addresses from its certificate.
     pub addresses: Vec<String>,
+    /// Segments from its certificate (once known).
+    #[serde(default)]
+    pub segments: Vec<String>,
     /// Underlay endpoint.
     pub endpoint: Option<String>,
     /// Seconds since the last handshake completed.
