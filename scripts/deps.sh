@@ -10,9 +10,10 @@ PACKAGES=(
   iputils-ping procps          # ping, ps in end-to-end tests
   valgrind linux-perf          # instruction counts and profiles (scripts/handshake-cost.sh)
   python3                      # benchmark result tables
+  systemd                      # systemd-analyze: the unit's sandbox rating (tests/tests/configs.rs)
 )
 # A command each package provides, to tell quickly whether it is installed.
-CHECKS=(gcc pkg-config ip nft iperf3 ping ps valgrind perf python3)
+CHECKS=(gcc pkg-config ip nft iperf3 ping ps valgrind perf python3 systemd-analyze)
 
 missing=0
 for c in "${CHECKS[@]}"; do

@@ -62,10 +62,34 @@ fn every_file_in_configs_parses() {
                     "ExecStart=",
                     "ExecReload=/bin/kill -HUP $MAINPID",
                     "AmbientCapabilities=CAP_NET_ADMIN",
+                    "User=meshd",
+                    "SystemCallFilter=@system-service",
                     "[Install]",
                 ] {
                     assert!(text.contains(key), "{name} lacks {key}");
                 }
+                // systemd's own rating of the sandbox (scripts/deps.sh
+                // installs systemd-analyze): below 3 is "OK".
+                let out = std::process::Command::new("systemd-analyze")
+                    .args(["security", "--offline=true"])
+                    .arg(&path)
+                    .output()
+                    .expect("systemd-analyze (Debian package systemd; bash scripts/deps.sh)");
+                let text = String::from_utf8_lossy(&out.stdout);
+                let level: f64 = text
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once("Overall exposure level for ")?
+                            .1
+                            .split_once(": ")?
+                            .1
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
+                    .unwrap_or_else(|| panic!("no exposure level in: {text}"));
+                assert!(level < 3.0, "{name}: exposure {level}:\n{text}");
                 seen += 1;
             }
             _ => panic!(
