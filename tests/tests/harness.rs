@@ -47,17 +47,47 @@ fn up_exec_down_and_cleanup_after_an_interrupted_run() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(netns_with(&prefix).len(), 3);
-    // The next run cleans up the leftovers and comes up again.
+    // The next run refuses to tear someone's topology down: it says how.
+    let o = harness(&["up", topo.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("already up") && err.contains(&format!("mesh-harness down {name}")),
+        "{err}"
+    );
+    // A second copy under another name, whose name extends the first's:
+    // `down` of one never touches the other.
+    let other = format!("{name}-2");
+    let _other_guard = Cleanup(other.clone(), h.clone());
+    let o = harness(&["up", topo.to_str().unwrap(), "--name", &other]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(netns_with(&format!("mh-{other}-")).len(), 3);
+    // With two up, a bare `down` names them and removes nothing.
+    let o = harness(&["down"]);
+    assert_eq!(
+        netns_with(&prefix).len(),
+        6,
+        "mh-{name}- also prefixes mh-{other}-"
+    );
+    if !o.status.success() {
+        assert!(String::from_utf8_lossy(&o.stderr).contains(&other));
+    }
+    let o = harness(&["down", &other]);
+    assert!(o.status.success());
+    assert!(netns_with(&format!("mh-{other}-")).is_empty());
+    assert_eq!(
+        netns_with(&prefix).len(),
+        3,
+        "down {other} removed {name}'s"
+    );
+    // Leftovers of the interrupted run: down, then up again.
+    assert!(harness(&["down", &name]).status.success());
     let o = harness(&["up", topo.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        text.contains("removed leftovers of an earlier run"),
-        "{text}"
     );
     assert!(
         text.contains("200 Mbit/s") && text.contains("MTU 1280"),
@@ -153,8 +183,9 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     if !netns_available() {
         return;
     }
+    let name = format!("demo{}", std::process::id() % 10_000);
     let o = Command::new(binary("mesh-harness"))
-        .args(["demo", "--bytes", "20000000"])
+        .args(["demo", "--bytes", "20000000", "--name", &name])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
@@ -185,7 +216,7 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no outage in:\n{out}"));
     assert!(outage < 1000.0, "failover outage {outage} ms:\n{out}");
-    assert!(netns_with("mh-demo-").is_empty());
+    assert!(netns_with(&format!("mh-{name}-")).is_empty());
 }
 
 #[test]
@@ -216,9 +247,12 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     .unwrap();
     let json = dir.join("out.json");
     let h = binary("mesh-harness");
+    let check_name = format!("ck{}", std::process::id() % 100_000);
     let o = Command::new(&h)
         .args([
             "check",
+            "--name",
+            &check_name,
             "--quick",
             "--targets",
             loose.to_str().unwrap(),
@@ -262,7 +296,8 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
         assert_eq!(r["pass"], true, "{r}");
         assert!(r["measured"].as_f64().is_some(), "{r}");
     }
-    assert!(netns_with("mh-check-").is_empty());
+    assert!(netns_with(&format!("mh-{check_name}-")).is_empty());
+    assert!(netns_with(&format!("mh-{check_name}f-")).is_empty());
     // An unknown metric is refused before anything is built.
     std::fs::write(
         &loose,

@@ -14,7 +14,23 @@ use harness::netns::{self, state_dir};
 use harness::targets::{load_targets, Target};
 use harness::topology::Topology;
 
-const NAME: &str = "check";
+/// This run's topology name (`--name`; default `check` and the process id,
+/// so that two runs on one host never meet).
+static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets this run's topology name (once, before [`run`]).
+pub fn set_name(name: Option<String>) {
+    let _ = NAME.set(name.unwrap_or_else(|| format!("check{}", std::process::id() % 10_000)));
+}
+
+fn name() -> &'static str {
+    NAME.get_or_init(|| format!("check{}", std::process::id() % 10_000))
+}
+
+/// The failover run's topology: this run's name and `f`.
+fn failover_name() -> String {
+    format!("{}f", name())
+}
 const TOPOLOGY: &str = "name = \"check\"\n[[host]]\nname = \"a\"\n[[host]]\nname = \"b\"\n[[link]]\nbetween = [\"a\", \"b\"]\n";
 /// meshd's TUN MTU in the check topology (the agent's default).
 const TUN_MTU: f64 = 1420.0;
@@ -30,7 +46,7 @@ pub struct Row {
 }
 
 fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
-    netns::output(NAME, host, args)
+    netns::output(name(), host, args)
 }
 
 /// Closed-loop ping-pong; (p50, p99, p99.9) in µs. With `cdf`, the round-trip
@@ -74,7 +90,7 @@ fn long_run(me: &Path, addr: &str, secs: u64) -> Result<f64, String> {
     let me_s = me.to_str().unwrap_or_default();
     let listen = format!("{addr}:7100");
     let rx = netns::spawn(
-        NAME,
+        name(),
         "b",
         &[
             me_s,
@@ -91,7 +107,7 @@ fn long_run(me: &Path, addr: &str, secs: u64) -> Result<f64, String> {
     let mut guard = Reap(vec![]);
     std::thread::sleep(Duration::from_millis(200));
     guard.0.push(netns::spawn(
-        NAME,
+        name(),
         "a",
         &[
             me_s,
@@ -197,8 +213,6 @@ fn udp_delivered(addr: &str, secs: u64, mbit: u64) -> Result<f64, String> {
     }
 }
 
-const FAILOVER: &str = "check-fo";
-
 /// Processes killed (and reaped) on drop.
 struct Reap(Vec<std::process::Child>);
 
@@ -224,16 +238,22 @@ struct Failover {
 /// silence (ms) in a 1000 datagram/s stream a → b, and the throughput over
 /// time of a TCP stream a → b paced at 100 Mbit/s.
 fn failover(me: &Path, meshd: &Path, work: &Path) -> Result<Failover, String> {
-    let text = include_str!("../../../configs/topologies/square.toml")
-        .replace("name = \"square\"", &format!("name = \"{FAILOVER}\""));
+    let text = include_str!("../../../configs/topologies/square.toml").replace(
+        "name = \"square\"",
+        &format!("name = \"{}\"", failover_name()),
+    );
     let topo = Topology::parse(&text)?;
     netns::up(&topo, meshd, &mut |l| println!("  {l}"))?;
     // Sessions and adverts: wait until a reaches b through the overlay, then
     // give the link-state exchange a moment.
     let t = Instant::now();
-    while !netns::output(FAILOVER, "a", &["ping", "-c", "1", "-W", "1", "100.64.0.2"])
-        .status
-        .success()
+    while !netns::output(
+        &failover_name(),
+        "a",
+        &["ping", "-c", "1", "-W", "1", "100.64.0.2"],
+    )
+    .status
+    .success()
     {
         if t.elapsed() > Duration::from_secs(10) {
             return Err("a cannot reach b through the overlay".into());
@@ -244,7 +264,7 @@ fn failover(me: &Path, meshd: &Path, work: &Path) -> Result<Failover, String> {
     let series = work.join("failover.series");
     let series_s = series.to_string_lossy().to_string();
     let sink = netns::spawn(
-        FAILOVER,
+        &failover_name(),
         "b",
         &[
             me_s,
@@ -262,7 +282,7 @@ fn failover(me: &Path, meshd: &Path, work: &Path) -> Result<Failover, String> {
     std::thread::sleep(Duration::from_millis(200));
     // 100 Mbit/s for about 4 s: from before the cut to well after the return.
     tcp.0.push(netns::spawn(
-        FAILOVER,
+        &failover_name(),
         "a",
         &[
             me_s,
@@ -278,10 +298,10 @@ fn failover(me: &Path, meshd: &Path, work: &Path) -> Result<Failover, String> {
         ],
         Stdio::null(),
     )?);
-    let stream = netns::OutageStream::start(FAILOVER, me, "a", "b", "100.64.0.2:6000", 3)?;
+    let stream = netns::OutageStream::start(&failover_name(), me, "a", "b", "100.64.0.2:6000", 3)?;
     std::thread::sleep(Duration::from_millis(1000));
     let cut_ms = crate::tcp::unix_ms();
-    netns::cut(FAILOVER, "a", "l0", true, true)?;
+    netns::cut(&failover_name(), "a", "l0", true, true)?;
     let outage_ms = stream.finish()?;
     // The TCP transfer ends by itself (bounded by its 10 s timeouts).
     let t = Instant::now();
@@ -348,9 +368,11 @@ pub fn run(
     let targets = load_targets(targets_path)?;
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let meshd = me.with_file_name("meshd");
-    let topo = Topology::parse(TOPOLOGY)?;
+    let topo =
+        Topology::parse(&TOPOLOGY.replace("name = \"check\"", &format!("name = \"{}\"", name())))?;
     let _ = ctrlc::set_handler(|| {
-        netns::down(NAME);
+        netns::down(name());
+        netns::down(&failover_name());
         std::process::exit(130);
     });
     println!("mesh-harness check: 2 hosts, one veth link; every metric also over the raw underlay");
@@ -358,7 +380,7 @@ pub fn run(
     let cdf_dir = std::env::temp_dir().join(format!("mesh-harness-cdf-{}", std::process::id()));
     std::fs::create_dir_all(&cdf_dir).map_err(|e| format!("{}: {e}", cdf_dir.display()))?;
     let result = measure(&me, &meshd, opts, &cdf_dir);
-    netns::down(NAME);
+    netns::down(name());
     let cdfs = [
         ("raw underlay", read_cdf(&cdf_dir.join("raw.cdf"))),
         ("through meshd", read_cdf(&cdf_dir.join("meshd.cdf"))),
@@ -391,7 +413,7 @@ pub fn run(
         let work = std::env::temp_dir().join(format!("mesh-harness-fo-{}", std::process::id()));
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         let r = failover(&me, &meshd, &work);
-        netns::down(FAILOVER);
+        netns::down(&failover_name());
         let _ = std::fs::remove_dir_all(&work);
         let r = r?;
         meshd_m.insert("failover-ms".into(), r.outage_ms);
@@ -497,7 +519,7 @@ fn measure(
     let me_s = me.to_str().unwrap_or_default();
 
     let mut echo = netns::spawn(
-        NAME,
+        name(),
         "b",
         &[
             me_s,
@@ -509,7 +531,7 @@ fn measure(
         ],
         Stdio::null(),
     )?;
-    let mut iperf = netns::spawn(NAME, "b", &["iperf3", "-s"], Stdio::null())?;
+    let mut iperf = netns::spawn(name(), "b", &["iperf3", "-s"], Stdio::null())?;
     std::thread::sleep(Duration::from_millis(300));
     let r = (|| -> Result<(), String> {
         println!("  idle latency (closed-loop UDP ping-pong, {count} round trips)");
@@ -529,7 +551,7 @@ fn measure(
         println!("  latency under load (ping-pong during a TCP transfer)");
         for (addr, into) in [("198.18.0.2", &mut raw), ("100.64.0.2", &mut m)] {
             let load = netns::spawn(
-                NAME,
+                name(),
                 "a",
                 &["iperf3", "-c", addr, "-t", &(secs + 2).to_string()],
                 Stdio::null(),
@@ -561,7 +583,7 @@ fn measure(
         raw.insert("wire-efficiency".into(), 1.0);
         let n = if opts.quick { 100 } else { 1000 };
         println!("  handshake rate ({n} new nodes each handshake once with b, 64 in flight)");
-        let dir = state_dir(NAME);
+        let dir = state_dir(name());
         let (dir_s, cert_s) = (
             dir.to_string_lossy().to_string(),
             dir.join("b.crt").to_string_lossy().to_string(),
@@ -594,12 +616,12 @@ fn measure(
             netns::field(&text, "rate").ok_or_else(|| format!("handshake-load: {text}"))?,
         );
         println!("  time from agent start to first packet through");
-        let dir = state_dir(NAME);
+        let dir = state_dir(name());
         let pid = std::fs::read_to_string(dir.join("a.pid")).unwrap_or_default();
         let _ = Command::new("kill").arg(pid.trim()).status();
         std::thread::sleep(Duration::from_millis(500));
         let t = Instant::now();
-        netns::start_agent(NAME, "a", meshd)?;
+        netns::start_agent(name(), "a", meshd)?;
         let mut first = None;
         while t.elapsed() < Duration::from_secs(10) {
             if in_ns("a", &["ping", "-c", "1", "-W", "1", "100.64.0.2"])

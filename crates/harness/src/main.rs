@@ -37,6 +37,10 @@ enum Command {
         /// Bytes for each TCP transfer (at most 10 GB).
         #[arg(long, default_value_t = 200_000_000, value_parser = clap::value_parser!(u64).range(1_000_000..=10_000_000_000))]
         bytes: u64,
+        /// Topology name, part of its namespaces' names (default: demo and
+        /// this process's id, so concurrent runs never meet).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Measure a two-host mesh against written targets (root); exits 1 when one is missed.
     Check {
@@ -60,6 +64,11 @@ enum Command {
         /// (default 60; 3 with --quick).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
         long_run_secs: Option<u64>,
+        /// Topology name, part of its namespaces' names (default: check and
+        /// this process's id; the failover run adds `f`). At most 11 of a-z
+        /// 0-9 -.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Route health at scale in the virtual-time simulator (real protocol
     /// endpoints): bring-up, steady gossip bytes per node, convergence after a
@@ -143,6 +152,10 @@ enum Command {
     Up {
         /// Topology file, e.g. configs/topologies/pair.toml.
         topology: PathBuf,
+        /// Bring it up under this name instead of the file's (two copies
+        /// of one topology side by side).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Run a command inside a host of a running topology.
     Exec {
@@ -155,7 +168,8 @@ enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Tear a topology down (default: every topology that is up).
+    /// Tear a topology down: exactly its own namespaces, links, processes
+    /// and state (default: the only topology that is up).
     Down {
         /// Topology name.
         topology: Option<String>,
@@ -423,8 +437,17 @@ fn draw_scale(
     Ok(())
 }
 
-fn cmd_up(path: &std::path::Path) -> Result<(), String> {
-    let topo = harness::topology::Topology::load(path)?;
+fn cmd_up(path: &std::path::Path, name: Option<String>) -> Result<(), String> {
+    let mut topo = harness::topology::Topology::load(path)?;
+    if let Some(n) = name {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        topo = harness::topology::Topology::parse(&text.replacen(
+            &format!("name = \"{}\"", topo.name),
+            &format!("name = \"{n}\""),
+            1,
+        ))
+        .map_err(|e| format!("--name: {e}"))?;
+    }
     let meshd = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("meshd")))
@@ -481,7 +504,7 @@ fn running_topology(given: Option<String>) -> Result<String, String> {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Up { topology } => cmd_up(&topology),
+        Command::Up { topology, name } => cmd_up(&topology, name),
         Command::Check {
             targets,
             json,
@@ -489,16 +512,20 @@ fn main() -> ExitCode {
             svg,
             offered_mbit,
             long_run_secs,
-        } => match check::run(
-            &targets,
-            json,
-            check::Options {
-                quick,
-                offered_mbit,
-                long_run_secs,
-            },
-            svg,
-        ) {
+            name,
+        } => match {
+            check::set_name(name);
+            check::run(
+                &targets,
+                json,
+                check::Options {
+                    quick,
+                    offered_mbit,
+                    long_run_secs,
+                },
+                svg,
+            )
+        } {
             Ok(true) => Ok(()),
             Ok(false) => {
                 eprintln!("mesh-harness: check: some targets were missed (see the table)");
@@ -554,7 +581,10 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Demo { bytes } => mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}")),
+        Command::Demo { bytes, name } => {
+            mesh_demo::set_name(name);
+            mesh_demo::run(bytes).map_err(|e| format!("demo failed: {e}"))
+        }
         Command::Exec {
             topology,
             host,
@@ -570,17 +600,10 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Down { topology } => {
-            let names = match topology {
-                Some(t) => vec![t],
-                None => up_topologies(),
-            };
-            for t in names {
-                let removed = harness::netns::down(&t);
-                println!("{t}: removed {} item(s)", removed.len());
-            }
-            Ok(())
-        }
+        Command::Down { topology } => running_topology(topology).map(|t| {
+            let removed = harness::netns::down(&t);
+            println!("{t}: removed {} item(s)", removed.len());
+        }),
         Command::HandshakeDemo { packets } => {
             demo::run(packets).map_err(|e| format!("demo failed: {e}"))
         }

@@ -18,7 +18,17 @@ use harness::topology::Topology;
 use types::admin::{AdminRequest, AdminResponse, PeerView};
 
 const TOPOLOGY: &str = include_str!("../../../configs/topologies/square.toml");
-const NAME: &str = "demo";
+/// This run's topology name (`--name`; default `demo` and the process id).
+static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets this run's topology name (once, before [`run`]).
+pub fn set_name(name: Option<String>) {
+    let _ = NAME.set(name.unwrap_or_else(|| format!("demo{}", std::process::id() % 100_000)));
+}
+
+fn name() -> &'static str {
+    NAME.get_or_init(|| format!("demo{}", std::process::id() % 100_000))
+}
 
 fn ask(sock: &Path, req: &AdminRequest) -> Option<AdminResponse> {
     let mut s = UnixStream::connect(sock).ok()?;
@@ -33,7 +43,7 @@ fn ask(sock: &Path, req: &AdminRequest) -> Option<AdminResponse> {
 
 fn peers(host: &str) -> Vec<PeerView> {
     match ask(
-        &state_dir(NAME).join(format!("{host}.sock")),
+        &state_dir(name()).join(format!("{host}.sock")),
         &AdminRequest::Peers,
     ) {
         Some(AdminResponse::Peers { peers }) => peers,
@@ -42,14 +52,14 @@ fn peers(host: &str) -> Vec<PeerView> {
 }
 
 fn in_ns(host: &str, args: &[&str]) -> std::process::Output {
-    netns::output(NAME, host, args)
+    netns::output(name(), host, args)
 }
 
 /// Closed-loop UDP ping-pong from a to b's `addr`; (p50, p99) in µs.
 fn pingpong(me: &Path, addr: &str, count: u32) -> Result<(f64, f64), String> {
     let me_s = me.to_str().unwrap_or_default();
     let mut echo = netns::spawn(
-        NAME,
+        name(),
         "b",
         &[
             me_s,
@@ -88,7 +98,7 @@ fn pingpong(me: &Path, addr: &str, count: u32) -> Result<(f64, f64), String> {
 /// A checksummed TCP transfer of `bytes` from a to b's `addr`; Gbit/s.
 fn transfer(me: &Path, addr: &str, bytes: u64) -> Result<f64, String> {
     let sink = netns::spawn(
-        NAME,
+        name(),
         "b",
         &[
             me.to_str().unwrap_or_default(),
@@ -140,7 +150,7 @@ pub fn run(bytes: u64) -> Result<(), String> {
         ));
     }
     let topo =
-        Topology::parse(&TOPOLOGY.replace("name = \"square\"", &format!("name = \"{NAME}\"")))?;
+        Topology::parse(&TOPOLOGY.replace("name = \"square\"", &format!("name = \"{}\"", name())))?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let _ = ctrlc::set_handler(move || {
@@ -148,11 +158,11 @@ pub fn run(bytes: u64) -> Result<(), String> {
             std::process::exit(130);
         }
         eprintln!("\ninterrupted: tearing down");
-        netns::down(NAME);
+        netns::down(name());
         std::process::exit(130);
     });
     let result = steps(&topo, &me, &meshd, bytes);
-    let removed = netns::down(NAME);
+    let removed = netns::down(name());
     println!(
         "\nteardown: removed {} namespace(s) and the demo's state",
         removed
@@ -219,9 +229,9 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
     );
     // A paced stream a → b (1 datagram per ms) across the cut; the receiver
     // reports the longest silence: the outage the application sees.
-    let stream = netns::OutageStream::start(NAME, me, "a", "b", "100.64.0.2:6000", 3)?;
+    let stream = netns::OutageStream::start(name(), me, "a", "b", "100.64.0.2:6000", 3)?;
     std::thread::sleep(Duration::from_millis(1000));
-    netns::cut(NAME, "a", "l0", true, true)?;
+    netns::cut(name(), "a", "l0", true, true)?;
     let path = |host: &str, peer: &str| {
         peers(host)
             .into_iter()
@@ -250,7 +260,7 @@ fn steps(topo: &Topology, me: &Path, meshd: &Path, bytes: u64) -> Result<(), Str
         "{} TCP through the relay: {relayed_bw:.2} Gbit/s, checksum verified",
         stamp(t0)
     );
-    netns::heal(NAME, "a")?;
+    netns::heal(name(), "a")?;
     let healed = Instant::now();
     let mut back = None;
     while healed.elapsed() < Duration::from_secs(15) {

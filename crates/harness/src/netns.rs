@@ -3,10 +3,12 @@
 //!
 //! Names: namespaces `mh-TOPO-HOST`; veth ends `mhTAGlKa`/`mhTAGlKb` in the
 //! root namespace until moved (TAG: 4 hex digits of the topology name's
-//! hash), `lK` inside hosts. State (CA, certificates, configs, logs, pids)
-//! lives in `/tmp/mesh-harness/TOPO/`. `down` removes everything by these
-//! names, so it also cleans up after a run that was killed midway; `up`
-//! runs `down` first.
+//! hash), `lK` inside hosts. State (CA, certificates, configs, logs, pids,
+//! and `hosts`, the host names, written before anything is made) lives in
+//! `/tmp/mesh-harness/TOPO/`. `down TOPO` removes exactly what these names
+//! say, so it also cleans up after a run that was killed midway, and never
+//! another topology's (`sq` is not `sq-2`); `up` refuses a topology that is
+//! already up rather than tearing someone's down.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
@@ -56,21 +58,63 @@ fn ip(args: &[&str]) -> Result<(), String> {
     run(Command::new("ip").args(args))
 }
 
-/// Removes everything named after `topo`: processes, namespaces, stray
-/// links, state. Returns what it removed, for the log.
-pub fn down(topo: &str) -> Vec<String> {
-    let mut removed = Vec::new();
-    let prefix = format!("mh-{topo}-");
+/// The host names `up` recorded for `topo`, if its state is there.
+fn recorded_hosts(topo: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(state_dir(topo).join("hosts")).ok()?;
+    Some(text.lines().map(str::to_string).collect())
+}
+
+/// Every network namespace on the host.
+fn namespaces() -> Vec<String> {
     let list = Command::new("ip")
         .args(["netns", "list"])
         .output()
         .map(|o| o.stdout)
         .unwrap_or_default();
-    for line in String::from_utf8_lossy(&list).lines() {
-        let ns = line.split_whitespace().next().unwrap_or("");
-        if !ns.starts_with(&prefix) {
-            continue;
-        }
+    String::from_utf8_lossy(&list)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// The namespaces of `topo`: its recorded hosts' where its state is there;
+/// otherwise (state gone) every `mh-TOPO-*` that no other topology's
+/// recorded hosts name.
+fn namespaces_of(topo: &str) -> Vec<String> {
+    let all = namespaces();
+    if let Some(hosts) = recorded_hosts(topo) {
+        let mine: Vec<String> = hosts.iter().map(|h| namespace(topo, h)).collect();
+        return all.into_iter().filter(|ns| mine.contains(ns)).collect();
+    }
+    let others: Vec<String> = std::fs::read_dir("/tmp/mesh-harness")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|t| t != topo)
+                .flat_map(|t| {
+                    let hosts = recorded_hosts(&t).unwrap_or_default();
+                    hosts.into_iter().map(move |h| namespace(&t, &h))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let prefix = format!("mh-{topo}-");
+    all.into_iter()
+        .filter(|ns| ns.starts_with(&prefix) && !others.contains(ns))
+        .collect()
+}
+
+/// Whether `topo` is up (its state or any of its namespaces is there).
+pub fn is_up(topo: &str) -> bool {
+    recorded_hosts(topo).is_some() || !namespaces_of(topo).is_empty()
+}
+
+/// Removes everything named after `topo`, and nothing else: processes,
+/// namespaces, stray links, state. Returns what it removed, for the log.
+pub fn down(topo: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    for ns in namespaces_of(topo) {
+        let ns = ns.as_str();
         let pids = Command::new("ip")
             .args(["netns", "pids", ns])
             .output()
@@ -136,15 +180,17 @@ fn now() -> u64 {
 /// certificates, a meshd per host. `meshd` is the agent binary. Calls
 /// `progress` with a line per step.
 pub fn up(topo: &Topology, meshd: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), String> {
-    let removed = down(&topo.name);
-    if !removed.is_empty() {
-        progress(&format!(
-            "removed leftovers of an earlier run: {}",
-            removed.len()
+    if is_up(&topo.name) {
+        return Err(format!(
+            "topology '{}' is already up (or left over from a run that was killed): remove it with 'mesh-harness down {0}', or give this one another name (--name)",
+            topo.name
         ));
     }
     let dir = state_dir(&topo.name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Recorded before anything is made: `down` removes exactly these.
+    let hosts: String = topo.hosts.iter().map(|h| format!("{}\n", h.name)).collect();
+    std::fs::write(dir.join("hosts"), hosts).map_err(|e| format!("{}: {e}", dir.display()))?;
     let result = build(topo, meshd, &dir, progress);
     if result.is_err() {
         down(&topo.name);
