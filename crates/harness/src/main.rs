@@ -513,9 +513,9 @@ fn main() -> ExitCode {
             offered_mbit,
             long_run_secs,
             name,
-        } => match {
+        } => {
             check::set_name(name);
-            check::run(
+            match check::run(
                 &targets,
                 json,
                 check::Options {
@@ -524,15 +524,15 @@ fn main() -> ExitCode {
                     long_run_secs,
                 },
                 svg,
-            )
-        } {
-            Ok(true) => Ok(()),
-            Ok(false) => {
-                eprintln!("mesh-harness: check: some targets were missed (see the table)");
-                return ExitCode::from(1);
+            ) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    eprintln!("mesh-harness: check: some targets were missed (see the table)");
+                    return ExitCode::from(1);
+                }
+                Err(e) => Err(format!("check: {e}")),
             }
-            Err(e) => Err(format!("check: {e}")),
-        },
+        }
         Command::Scale {
             nodes,
             relay_percent,
