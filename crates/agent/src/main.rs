@@ -44,8 +44,11 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MESHD_C
 )]
 struct Cli {
     /// Node configuration file.
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required_unless_present = "man_page")]
+    config: Option<PathBuf>,
+    /// Print meshd's man page (roff) and exit (for packaging).
+    #[arg(long, hide = true)]
+    man_page: bool,
     /// Check the configuration and the files it names, then exit.
     #[arg(long)]
     check: bool,
@@ -53,7 +56,22 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match NodeConfig::load(&cli.config) {
+    if cli.man_page {
+        use clap::CommandFactory;
+        let mut out = std::io::stdout();
+        return match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meshd: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(config) = cli.config else {
+        eprintln!("meshd: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let cfg = match NodeConfig::load(&config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshd: {e}");
@@ -63,17 +81,17 @@ fn main() -> ExitCode {
     let loaded = match startup::load(&cfg) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("meshd: {}: {e}", cli.config.display());
+            eprintln!("meshd: {}: {e}", config.display());
             return ExitCode::from(2);
         }
     };
     for s in &loaded.skipped {
-        eprintln!("meshd: warning: {}: {s}", cli.config.display());
+        eprintln!("meshd: warning: {}: {s}", config.display());
     }
     if cli.check {
         println!(
             "{}: configuration valid: node '{}', {} static peer(s)",
-            cli.config.display(),
+            config.display(),
             loaded.identity.certificate().name(),
             loaded.peers.len()
         );
@@ -91,7 +109,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(node::run(cfg, loaded, cli.config.clone(), set_level)) {
+    match rt.block_on(node::run(cfg, loaded, config.clone(), set_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -58,6 +58,12 @@ pub enum Command {
     /// one in force plus these) and pushes it; sessions with the revoked
     /// nodes are torn down and refused everywhere as it spreads.
     Revoke(RevokeArgs),
+    /// Write meshctl's man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        /// Directory for `man/*.1` and `completions/` (bash, zsh, fish).
+        dir: PathBuf,
+    },
 }
 
 /// The CA's certificate and key, for commands that sign.

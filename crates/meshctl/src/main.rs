@@ -54,6 +54,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// `meshctl generate DIR`: a man page per command (`man/meshctl.1`,
+/// `man/meshctl-cert-issue.1`, …) and completions for bash, zsh and fish.
+fn generate(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let cmd = Cli::command();
+    clap_mangen::generate_to(cmd.clone(), &man).map_err(|e| format!("{}: {e}", man.display()))?;
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd.clone(), "meshctl", &completions)
+            .map_err(|e| format!("{}: {e}", completions.display()))?;
+    }
+    outln!("wrote {} and {}", man.display(), completions.display());
+    Ok(())
+}
+
 /// Stdout failed: a reader that went away (a pipe closed early) ends
 /// meshctl successfully, as it ends `head`'s writer; anything else is an
 /// error.
@@ -95,5 +118,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => client::trace(&a),
         Command::Policy(p) => policy::run(p),
         Command::Revoke(a) => policy::revoke(a),
+        Command::Generate { dir } => generate(&dir),
     }
 }
