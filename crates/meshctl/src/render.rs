@@ -207,10 +207,49 @@ pub fn human_bytes(n: u64) -> String {
 
 /// `meshctl peers`.
 pub fn peers(peers: &[PeerView]) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
+    let dash = || "-".to_string();
+    // Rows first: the text columns are as wide as their widest cell.
+    let rows: Vec<[String; 12]> = peers
+        .iter()
+        .map(|p| {
+            let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
+                (Some(state), Some(rtt), Some(loss)) => {
+                    format!("{state} {rtt:.2}ms {:.0}%", loss * 100.0)
+                }
+                (Some(state), _, _) => state.clone(),
+                _ => dash(),
+            };
+            [
+                p.name.clone(),
+                p.addresses.first().cloned().unwrap_or_else(dash),
+                p.endpoint.clone().unwrap_or_else(dash),
+                p.handshake_age_secs
+                    .map(|s| format!("{} ago", duration(s as u64)))
+                    .unwrap_or_else(|| "never".into()),
+                if p.hybrid_post_quantum { "hybrid" } else { "-" }.into(),
+                match p.cipher.as_deref() {
+                    Some("aes-256-gcm") => "aes-gcm",
+                    Some("chacha20-poly1305") => "chacha",
+                    _ => "-",
+                }
+                .into(),
+                human_bytes(p.rx_bytes),
+                human_bytes(p.tx_bytes),
+                p.last_rtt_ms
+                    .map(|r| format!("{r:.2}ms"))
+                    .unwrap_or_else(dash),
+                match (p.refused, &p.bundle_handover) {
+                    // Refused here; a handover's state after the slash.
+                    (true, Some(h)) => format!("refused/{h}"),
+                    (true, None) => "refused".into(),
+                    (false, _) => p.path.clone(),
+                },
+                link,
+                p.path_mtu.map(|m| m.to_string()).unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let head = [
         "NAME",
         "OVERLAY",
         "ENDPOINT",
@@ -222,48 +261,44 @@ pub fn peers(peers: &[PeerView]) -> String {
         "RTT",
         "PATH",
         "LINK",
-        "MTU"
-    );
-    for p in peers {
-        let link = match (&p.link, p.link_rtt_ms, p.link_loss) {
-            (Some(state), Some(rtt), Some(loss)) => {
-                format!("{state} {rtt:.2}ms {:.0}%", loss * 100.0)
+        "MTU",
+    ];
+    // Numbers right-aligned, text left-aligned.
+    let right = [
+        false, false, false, true, false, false, true, true, true, false, false, true,
+    ];
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = width[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                l.push(' ');
             }
-            (Some(state), _, _) => state.clone(),
-            _ => "-".into(),
-        };
-        let dash = || "-".to_string();
-        let _ = writeln!(
-            o,
-            "{:<16} {:<18} {:<22} {:>10} {:<8} {:<8} {:>12} {:>12} {:>9} {:<12} {:<18} {:>5}",
-            p.name,
-            p.addresses.first().cloned().unwrap_or_else(dash),
-            p.endpoint.clone().unwrap_or_else(dash),
-            p.handshake_age_secs
-                .map(|s| format!("{s:.0}s ago"))
-                .unwrap_or_else(|| "never".into()),
-            if p.hybrid_post_quantum { "hybrid" } else { "-" },
-            match p.cipher.as_deref() {
-                Some("aes-256-gcm") => "aes-gcm",
-                Some("chacha20-poly1305") => "chacha",
-                _ => "-",
-            },
-            human_bytes(p.rx_bytes),
-            human_bytes(p.tx_bytes),
-            p.last_rtt_ms
-                .map(|r| format!("{r:.2}ms"))
-                .unwrap_or_else(dash),
-            match (p.refused, &p.bundle_handover) {
-                // Refused here; a handover's state after the slash.
-                (true, Some(h)) => format!("refused/{h}"),
-                (true, None) => "refused".into(),
-                (false, _) => p.path.clone(),
-            },
-            link,
-            p.path_mtu.map(|m| m.to_string()).unwrap_or_else(dash),
-        );
+            if right[i] {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                if i + 1 < cells.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        l
+    };
+    let mut o = String::new();
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    let _ = writeln!(o, "{}", line(&head));
+    for (p, r) in peers.iter().zip(&rows) {
+        let _ = writeln!(o, "{}", line(r));
         if let Some(why) = &p.relayed_because {
-            let _ = writeln!(o, "{:<16} relayed: {why}", "");
+            let _ = writeln!(o, "{:<w$} relayed: {why}", "", w = width[0]);
         }
     }
     o
@@ -445,6 +480,38 @@ pub fn reload(v: &types::admin::ReloadView) -> String {
 mod tests {
     use super::*;
     use types::admin::HopView;
+
+    #[test]
+    fn the_peers_table_fits_long_names_and_keeps_its_columns() {
+        let long = "a-member-name-much-longer-than-sixteen";
+        let rows = [
+            PeerView {
+                name: long.into(),
+                addresses: vec!["100.64.0.2/10".into()],
+                path: "direct".into(),
+                handshake_age_secs: Some(3725.0),
+                ..PeerView::default()
+            },
+            PeerView {
+                name: "b".into(),
+                addresses: vec!["100.64.0.3/10".into()],
+                path: format!("via {long}"),
+                ..PeerView::default()
+            },
+        ];
+        let t = peers(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        let col = |l: &str, what: &str| l.find(what).unwrap();
+        // OVERLAY starts where each row's overlay address starts.
+        assert_eq!(col(lines[0], "OVERLAY"), col(lines[1], "100.64.0.2"), "{t}");
+        assert_eq!(col(lines[0], "OVERLAY"), col(lines[2], "100.64.0.3"), "{t}");
+        assert_eq!(
+            col(lines[0], "LINK"),
+            col(lines[1], "direct") + long.len() + 5,
+            "{t}"
+        );
+        assert!(lines[1].contains("1h 2m ago"), "{t}");
+    }
 
     #[test]
     fn durations_read_as_people_say_them() {

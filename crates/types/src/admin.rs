@@ -257,7 +257,7 @@ pub struct RevokedView {
 }
 
 /// One peer, as `meshctl peers` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct PeerView {
     /// Certificate name (once known).
