@@ -178,14 +178,7 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
         files::write_private_key(&out_key, LABEL_NODE_KEY, &s)?;
     }
     files::write_public(&out_crt, &cert.to_armor())?;
-    inventory.record(Issued {
-        name: a.name.clone(),
-        addresses: ips,
-        public_key: hex(&public),
-        fingerprint: hex(&cert.fingerprint(&c)),
-        not_after,
-        revoked: false,
-    })?;
+    inventory.record(issued(&cert))?;
     let view = render::view_of(&cert, Some(&ca), t);
     if a.json {
         let out = IssuedFiles {
@@ -206,6 +199,19 @@ pub fn cert_issue(a: CertIssue) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The inventory's entry for a certificate just issued.
+fn issued(cert: &proto::cert::Certificate) -> Issued {
+    let b = cert.body();
+    Issued {
+        name: b.name.clone(),
+        addresses: b.addresses.iter().map(|x| x.addr()).collect(),
+        public_key: hex(&b.public_key),
+        fingerprint: hex(&cert.fingerprint(&RealCrypto)),
+        not_after: b.not_after,
+        revoked: false,
+    }
 }
 
 /// `meshctl cert renew`: the old certificate's key, name, addresses and
@@ -266,14 +272,7 @@ pub fn cert_renew(a: CertRenew) -> Result<()> {
         )
         .map_err(|e| format!("{}: {e}", a.path.display()))?;
     files::write_public(&out_crt, &cert.to_armor())?;
-    inventory.record(Issued {
-        name: body.name.clone(),
-        addresses: body.addresses.iter().map(|x| x.addr()).collect(),
-        public_key: hex(&body.public_key),
-        fingerprint: hex(&cert.fingerprint(&c)),
-        not_after,
-        revoked: false,
-    })?;
+    inventory.record(issued(&cert))?;
     let view = render::view_of(&cert, Some(&ca), t);
     if a.json {
         let out = IssuedFiles {

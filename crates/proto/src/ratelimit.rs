@@ -17,6 +17,30 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// At most so many events in each second (a fixed window): the answer
+/// budgets of punches and member lookups.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PerSecond {
+    /// The second being counted, and the events in it.
+    window: Option<(Instant, u32)>,
+}
+
+impl PerSecond {
+    /// Takes one event from the budget of `limit` a second; false when
+    /// this second's is spent.
+    pub fn take(&mut self, now: Instant, limit: u32) -> bool {
+        let (start, n) = match self.window {
+            Some((s, n)) if now.saturating_duration_since(s) < Duration::from_secs(1) => (s, n),
+            _ => (now, 0),
+        };
+        if n >= limit {
+            return false;
+        }
+        self.window = Some((start, n + 1));
+        true
+    }
+}
+
 /// How often a full table may be swept of idle addresses.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 

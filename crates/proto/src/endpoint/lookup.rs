@@ -40,7 +40,7 @@ const ANSWERS_PER_SECOND: u32 = 200;
 #[derive(Debug, Default)]
 pub(crate) struct Lookups {
     pending: HashMap<Lookup, (Instant, Instant)>,
-    window: Option<(Instant, u32)>,
+    answers: crate::ratelimit::PerSecond,
 }
 
 impl Lookups {
@@ -78,15 +78,7 @@ impl Lookups {
 
     /// Takes one answer from this second's budget.
     fn take_answer(&mut self, now: Instant) -> bool {
-        let (start, n) = match self.window {
-            Some((s, n)) if now.saturating_duration_since(s) < Duration::from_secs(1) => (s, n),
-            _ => (now, 0),
-        };
-        if n >= ANSWERS_PER_SECOND {
-            return false;
-        }
-        self.window = Some((start, n + 1));
-        true
+        self.answers.take(now, ANSWERS_PER_SECOND)
     }
 }
 

@@ -92,8 +92,8 @@ pub(crate) struct Candidates {
     local: Vec<SocketAddr>,
     /// Reflexive addresses: what each direct neighbour observed, and when.
     observed: HashMap<NodeId, (SocketAddr, Instant)>,
-    /// The second the answer budget counts, and the answers in it.
-    window: Option<(Instant, u32)>,
+    /// Punches answered this second.
+    answers: crate::ratelimit::PerSecond,
 }
 
 impl Candidates {
@@ -156,15 +156,7 @@ impl Candidates {
 
     /// Takes one answer from the budget of the current second.
     fn take_answer(&mut self, now: Instant) -> bool {
-        let (start, n) = match self.window {
-            Some((s, n)) if now.saturating_duration_since(s) < Duration::from_secs(1) => (s, n),
-            _ => (now, 0),
-        };
-        if n >= ANSWERS_PER_SECOND {
-            return false;
-        }
-        self.window = Some((start, n + 1));
-        true
+        self.answers.take(now, ANSWERS_PER_SECOND)
     }
 }
 
