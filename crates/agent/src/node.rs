@@ -434,7 +434,8 @@ impl Node {
             return;
         }
         self.expiry_checked = Some(now);
-        for w in reload::expiry_warnings(&self.ep, now, startup::unix_now()) {
+        let days = self.cfg.node.expiry_warning_days;
+        for w in reload::expiry_warnings(&self.ep, now, startup::unix_now(), days) {
             warn!("{w}");
         }
     }

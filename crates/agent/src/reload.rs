@@ -23,14 +23,20 @@ use types::config::NodeConfig;
 use crate::node::Node;
 use crate::startup::{self, unix_nanos};
 
-/// Certificates this close to their end are warned about.
-pub const EXPIRY_WARNING_SECS: u64 = 30 * 86_400;
-
 /// Warnings for this node's certificate and its peers' that end within
-/// [`EXPIRY_WARNING_SECS`] of `now_unix` (or have ended), each with the fix.
-pub fn expiry_warnings(ep: &proto::endpoint::Endpoint, now: Instant, now_unix: u64) -> Vec<String> {
+/// `within_days` of `now_unix` (or have ended), each with the fix; none
+/// with `within_days` 0 (`[node] expiry-warning-days`).
+pub fn expiry_warnings(
+    ep: &proto::endpoint::Endpoint,
+    now: Instant,
+    now_unix: u64,
+    within_days: u32,
+) -> Vec<String> {
+    if within_days == 0 {
+        return Vec::new();
+    }
     let left = |not_after: u64| -> Option<String> {
-        if not_after > now_unix.saturating_add(EXPIRY_WARNING_SECS) {
+        if not_after > now_unix.saturating_add(u64::from(within_days) * 86_400) {
             return None;
         }
         let when = types::rfc3339(not_after);

@@ -482,14 +482,18 @@ mod tests {
     fn certificates_near_their_end_are_warned_about_with_the_fix() {
         let (a, _b, _pb, now) = pair();
         // Both certificates end a day after UNIX.
-        let w = crate::reload::expiry_warnings(&a, now, UNIX);
+        let w = crate::reload::expiry_warnings(&a, now, UNIX, 30);
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("this node's certificate expires") && w[0].contains("in 1 days"));
         assert!(w[0].contains("meshctl cert renew"), "{w:?}");
         assert!(w[1].contains("peer 'b'"), "{w:?}");
-        let after = crate::reload::expiry_warnings(&a, now, UNIX + 2 * 86_400);
+        let after = crate::reload::expiry_warnings(&a, now, UNIX + 2 * 86_400, 30);
         assert!(after.iter().all(|x| x.contains("expired at")), "{after:?}");
-        let long_before = UNIX - crate::reload::EXPIRY_WARNING_SECS;
-        assert!(crate::reload::expiry_warnings(&a, now, long_before).is_empty());
+        let long_before = UNIX - 30 * 86_400;
+        assert!(crate::reload::expiry_warnings(&a, now, long_before, 30).is_empty());
+        assert!(
+            crate::reload::expiry_warnings(&a, now, UNIX, 0).is_empty(),
+            "0: never"
+        );
     }
 }

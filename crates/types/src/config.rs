@@ -290,6 +290,14 @@ pub struct NodeSection {
     pub private_key: PathBuf,
     /// The mesh CA certificate.
     pub ca_certificate: PathBuf,
+    /// Log a warning (daily) when this node's certificate, or a peer's,
+    /// ends within this many days (0: never).
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    30
 }
 
 /// `[listen]`: the UDP socket.
@@ -554,6 +562,12 @@ impl NodeConfig {
             return Err(format!(
                 "field `discovery.dns-domain`: '{}' is not a domain name; use labels of letters, digits and - joined by dots (e.g. \"mesh\"), or \"\" for no DNS",
                 self.discovery.dns_domain
+            ));
+        }
+        if self.node.expiry_warning_days > 3650 {
+            return Err(format!(
+                "field `node.expiry-warning-days`: {} is out of range; use 0 (never) to 3650 (default 30)",
+                self.node.expiry_warning_days
             ));
         }
         if self.routing.direct_margin_us > 1_000_000 {
