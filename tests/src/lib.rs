@@ -190,6 +190,8 @@ pub struct MeshOptions {
     pub nat: Vec<Option<Nat>>,
     /// Hosts configured as stubs (`[routing] relay = false`).
     pub stubs: Vec<usize>,
+    /// Every host also gets the IPv6 overlay address fd00::N+1/64.
+    pub ipv6: bool,
 }
 
 /// A NAT in front of a host: a router namespace between the host (private
@@ -217,6 +219,7 @@ impl Default for MeshOptions {
             release: false,
             bootstrap: Vec::new(),
             stubs: Vec::new(),
+            ipv6: false,
             nat: Vec::new(),
         }
     }
@@ -326,6 +329,10 @@ impl Mesh {
                 "--ip".into(),
                 format!("{overlay}/10"),
             ];
+            if opts.ipv6 {
+                args.push("--ip".into());
+                args.push(format!("fd00::{:x}/64", i + 1));
+            }
             for seg in segments.split(',') {
                 args.push("--segment".into());
                 args.push(seg.to_string());

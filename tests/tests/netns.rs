@@ -496,3 +496,53 @@ fn meshctl_ping_reports_round_trips_through_the_overlay() {
         "{err}"
     );
 }
+
+/// Members with IPv6 overlay addresses as well: `meshctl ping` reaches one
+/// by its IPv6 address (ICMPv6 echo sent and timed by meshd), by name it
+/// takes the IPv4 address, and the kernel's own ping6 crosses the overlay.
+#[test]
+fn meshctl_pings_ipv6_overlay_addresses_and_names_prefer_ipv4() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(
+        2,
+        MeshOptions {
+            ipv6: true,
+            ..MeshOptions::default()
+        },
+    );
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 5), "{}", mesh.log(0));
+    let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    let ping = |target: &str| -> Value {
+        let out = mesh.meshctl(&[
+            "ping",
+            target,
+            "--count",
+            "3",
+            "--interval-ms",
+            "100",
+            "--json",
+            "--socket",
+            &sock,
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v6 = ping("fd00::2");
+    assert_eq!(v6[0]["address"], "fd00::2", "{v6}");
+    let answered = v6
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["rtt-ms"].is_number())
+        .count();
+    assert!(answered >= 2, "{v6}");
+    assert_eq!(ping("h1")[0]["address"], "100.64.0.2");
+    let kernel = mesh.exec(0, &["ping", "-6", "-c", "2", "-W", "2", "fd00::2"]);
+    assert!(
+        kernel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kernel.stdout)
+    );
+}

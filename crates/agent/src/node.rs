@@ -322,13 +322,9 @@ impl Node {
         }
         let peer = self.ep.peer_for_name(now, target)?;
         let info = self.ep.peer(peer, now)?;
-        let v4 = info
-            .addresses
-            .iter()
-            .copied()
-            .filter(IpAddr::is_ipv4)
-            .min()?;
-        Some((peer, v4))
+        // Its first IPv4 address, else its first IPv6 one.
+        let addr = (info.addresses.iter().copied()).min_by_key(|a| (a.is_ipv6(), *a))?;
+        Some((peer, addr))
     }
 
     /// Sends one ICMP echo to `target` along the real path; answers a ping,
@@ -355,21 +351,31 @@ impl Node {
             });
             return;
         }
-        let Some((peer, IpAddr::V4(dst))) = resolved else {
-            let _ = reply.send(fail(format!("no peer named or addressed '{target}' (see meshctl peers); only IPv4 overlay addresses can be pinged")));
+        let Some((peer, dst)) = resolved else {
+            let _ = reply.send(fail(format!(
+                "no member named or addressed '{target}' (see meshctl peers)"
+            )));
             return;
         };
-        let Some(IpAddr::V4(src)) = (self.ep.identity().certificate().body().addresses.iter())
+        // From our own address of the same family.
+        let src = (self.ep.identity().certificate().body().addresses.iter())
             .map(|a| a.addr())
-            .find(IpAddr::is_ipv4)
-        else {
-            let _ = reply.send(fail("this node has no IPv4 overlay address".into()));
-            return;
-        };
+            .find(|a| a.is_ipv4() == dst.is_ipv4());
         let now = Instant::now();
         let info = self.ep.peer(peer, now);
         let seq = self.pinger.next_seq();
-        let packet = ip::echo_request(src, dst, self.pinger.ident, seq);
+        let ident = self.pinger.ident;
+        let packet = match (src, dst) {
+            (Some(IpAddr::V4(s)), IpAddr::V4(d)) => ip::echo_request(s, d, ident, seq),
+            (Some(IpAddr::V6(s)), IpAddr::V6(d)) => ip::echo_request_v6(s, d, ident, seq),
+            _ => {
+                let family = if dst.is_ipv4() { "IPv4" } else { "IPv6" };
+                let _ = reply.send(fail(format!(
+                    "this node has no {family} overlay address to ping {dst} from"
+                )));
+                return;
+            }
+        };
         let name = (info.as_ref())
             .and_then(|p| p.cert.as_ref())
             .map(|c| c.name().to_string())

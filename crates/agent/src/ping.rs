@@ -1,6 +1,7 @@
 //! `meshctl ping`: ICMP echo through the overlay, measured by the agent.
 //!
-//! The agent writes an ICMPv4 echo request from its own overlay address into
+//! The agent writes an ICMP echo request (ICMPv6 for an IPv6 target) from
+//! its own overlay address of the target's family into
 //! the data path, exactly as a packet from the TUN device would go, and
 //! catches the matching echo reply (by identifier) before it reaches the TUN
 //! device. The RTT therefore covers the real path: seal, underlay, the peer's

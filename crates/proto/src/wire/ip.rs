@@ -8,7 +8,7 @@
 //! valid input; [`Packet::parse`] fails only on a broken IP header, and a
 //! transport header cut short reads as ports 0.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of TCP.
 pub const TCP: u8 = 6;
@@ -314,14 +314,47 @@ pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, seq: u16) -> Vec<u
     p
 }
 
-/// If `packet` is an ICMPv4 echo reply to `ident`, its sequence number.
-pub fn echo_reply_seq(packet: &[u8], ident: u16) -> Option<u16> {
-    if packet.len() < 28 || packet[0] >> 4 != 4 || packet[9] != ICMP {
-        return None;
+/// An ICMPv6 echo request (RFC 4443), hop limit 64, the payload as
+/// [`echo_request`]'s.
+pub fn echo_request_v6(src: Ipv6Addr, dst: Ipv6Addr, ident: u16, seq: u16) -> Vec<u8> {
+    let body_len = 8 + ECHO_PAYLOAD;
+    let mut p = vec![0u8; IPV6_HEADER_LEN + body_len];
+    p[0] = 0x60;
+    p[4..6].copy_from_slice(&(body_len as u16).to_be_bytes());
+    p[6] = ICMPV6;
+    p[7] = 64;
+    p[8..24].copy_from_slice(&src.octets());
+    p[24..40].copy_from_slice(&dst.octets());
+    p[40] = 128; // echo request
+    p[44..46].copy_from_slice(&ident.to_be_bytes());
+    p[46..48].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in p[48..].iter_mut().enumerate() {
+        *b = i as u8;
     }
-    let ihl = usize::from(packet[0] & 0x0f) * 4;
-    let icmp = packet.get(ihl..)?;
-    if icmp.len() < 8 || icmp[0] != 0 || u16::from_be_bytes([icmp[4], icmp[5]]) != ident {
+    let mut pseudo = Vec::with_capacity(40 + body_len);
+    pseudo.extend_from_slice(&p[8..40]);
+    pseudo.extend_from_slice(&(body_len as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+    pseudo.extend_from_slice(&p[40..]);
+    let c = checksum(&pseudo);
+    p[42..44].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// If `packet` is an ICMPv4 or ICMPv6 echo reply to `ident`, its sequence
+/// number.
+pub fn echo_reply_seq(packet: &[u8], ident: u16) -> Option<u16> {
+    let icmp = match packet.first()? >> 4 {
+        4 if packet.len() >= 28 && packet[9] == ICMP => {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            packet.get(ihl..).filter(|i| i.first() == Some(&0))?
+        }
+        6 if packet.len() >= IPV6_HEADER_LEN + 8 && packet[6] == ICMPV6 => packet
+            .get(IPV6_HEADER_LEN..)
+            .filter(|i| i.first() == Some(&129))?,
+        _ => return None,
+    };
+    if icmp.len() < 8 || u16::from_be_bytes([icmp[4], icmp[5]]) != ident {
         return None;
     }
     Some(u16::from_be_bytes([icmp[6], icmp[7]]))
@@ -548,6 +581,31 @@ mod tests {
         r[16..20].copy_from_slice(&p[12..16]);
         r[20] = 0;
         assert_eq!(echo_reply_seq(&r, 0x4d53), Some(7));
+        assert_eq!(echo_reply_seq(&r, 0x4d54), None);
+        assert_eq!(echo_reply_seq(&p, 0x4d53), None, "a request is not a reply");
+    }
+
+    #[test]
+    fn icmpv6_echo_checksums_verify_and_replies_match() {
+        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        let p = echo_request_v6(a, b, 0x4d53, 9);
+        assert_eq!(p.len(), 40 + 8 + ECHO_PAYLOAD);
+        let pseudo = |p: &[u8]| {
+            let mut v = p[8..40].to_vec();
+            v.extend_from_slice(&((p.len() - 40) as u32).to_be_bytes());
+            v.extend_from_slice(&[0, 0, 0, ICMPV6]);
+            v.extend_from_slice(&p[40..]);
+            v
+        };
+        assert_eq!(checksum(&pseudo(&p)), 0, "ICMPv6 checksum");
+        let parsed = Packet::parse(&p).expect("parses");
+        assert_eq!(parsed.proto, ICMPV6);
+        // The kernel's reply: addresses swapped, type 129.
+        let mut r = p.clone();
+        r[8..24].copy_from_slice(&p[24..40]);
+        r[24..40].copy_from_slice(&p[8..24]);
+        r[40] = 129;
+        assert_eq!(echo_reply_seq(&r, 0x4d53), Some(9));
         assert_eq!(echo_reply_seq(&r, 0x4d54), None);
         assert_eq!(echo_reply_seq(&p, 0x4d53), None, "a request is not a reply");
     }
