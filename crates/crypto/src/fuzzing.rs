@@ -322,6 +322,135 @@ pub fn endpoint(data: &[u8]) {
     }
 }
 
+/// Two endpoints, alice and bob, after a real handshake in memory, each
+/// with the other as a configured peer at its address.
+struct Pair {
+    alice: Endpoint,
+    bob: Endpoint,
+    to_bob: proto::endpoint::PeerId,
+    base: Instant,
+}
+
+const ALICE: ([u8; 4], u16) = ([198, 18, 0, 1], 51820);
+const BOB: ([u8; 4], u16) = ([198, 18, 0, 2], 51820);
+
+impl Pair {
+    fn new() -> Self {
+        let f = fixture();
+        let crypto: Arc<dyn Crypto> = Arc::new(InsecureCrypto);
+        let mk = |id: &Identity| {
+            Endpoint::new(
+                crypto.clone(),
+                f.ca.clone(),
+                id.clone(),
+                EndpointConfig::default(),
+                Box::new(rng()),
+            )
+        };
+        let (mut alice, mut bob) = (mk(&f.alice), mk(&f.bob));
+        let base = Instant::now();
+        let to_bob = alice
+            .add_peer_certificate(base, NOW_NANOS, f.bob.certificate(), Some(BOB.into()), None)
+            .expect("fixture peer");
+        bob.add_peer_certificate(
+            base,
+            NOW_NANOS,
+            f.alice.certificate(),
+            Some(ALICE.into()),
+            None,
+        )
+        .expect("fixture peer");
+        alice.initiate(base, NOW_NANOS, to_bob);
+        let mut pair = Self {
+            alice,
+            bob,
+            to_bob,
+            base,
+        };
+        pair.exchange(base, NOW_NANOS);
+        let up = (pair.alice.peer(to_bob, base)).is_some_and(|i| i.has_session);
+        assert!(up, "the fixture handshake completes");
+        pair
+    }
+
+    /// Delivers what each side has to send to the other until both are
+    /// quiet (bounded), checking what they send.
+    fn exchange(&mut self, now: Instant, unix: u64) {
+        for _ in 0..64 {
+            let mut quiet = true;
+            for a_to_b in [true, false] {
+                let (from, to, src) = if a_to_b {
+                    (&mut self.alice, &mut self.bob, SocketAddr::from(ALICE))
+                } else {
+                    (&mut self.bob, &mut self.alice, SocketAddr::from(BOB))
+                };
+                let mut out = Vec::new();
+                while let Some(t) = from.poll_transmit() {
+                    // Never larger than a jumbo underlay (path MTU probes).
+                    assert!(t.payload.len() <= 9000 + 64, "{} bytes", t.payload.len());
+                    out.push(t.payload);
+                }
+                while from.poll_event().is_some() {}
+                for mut d in out {
+                    quiet = false;
+                    let r = to.handle_datagram(now, unix, src, &mut d);
+                    if let Received::Data { len, .. } = r {
+                        assert!(TRANSPORT_HEADER_LEN + len <= d.len());
+                    }
+                }
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+}
+
+/// Two endpoints with an established session, alice sending bob arbitrary
+/// plaintexts in it: control messages of every kind (link state,
+/// certificates, bundles, probes, path MTU, observed addresses, punches,
+/// member lookups) reach their handlers without guessing a session index.
+/// Input: records of `[milliseconds to advance: u8][length: u16 le][plaintext]`;
+/// both sides answer, and their timers run between records.
+pub fn session(data: &[u8]) {
+    session_run(data);
+}
+
+/// [`session`]'s body; how many of alice's plaintexts bob took as control
+/// messages.
+fn session_run(data: &[u8]) -> usize {
+    let mut p = Pair::new();
+    let mut controls = 0;
+    let mut rest = data;
+    let mut at = Duration::ZERO;
+    while rest.len() >= 3 {
+        at += Duration::from_millis(u64::from(rest[0]) * 10);
+        let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(rest.len() - 3);
+        let plain = &rest[3..3 + len];
+        rest = &rest[3 + len..];
+        let now = p.base + at;
+        let unix = NOW_NANOS + at.as_nanos() as u64;
+        let mut buf = vec![0u8; plain.len() + proto::wire::TRANSPORT_OVERHEAD + 20];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(plain);
+        let peer = p.to_bob;
+        if let proto::endpoint::SendOutcome::Send { dst, len } =
+            p.alice.send(now, unix, peer, &mut buf, plain.len())
+        {
+            assert_eq!(dst, SocketAddr::from(BOB));
+            let mut d = buf[..len].to_vec();
+            let r = p
+                .bob
+                .handle_datagram(now, unix, SocketAddr::from(ALICE), &mut d);
+            controls += usize::from(matches!(r, Received::Control { .. }));
+        }
+        p.alice.handle_timeout(now, unix);
+        p.bob.handle_timeout(now, unix);
+        p.exchange(now, unix);
+        assert!(p.bob.reassembly_len() <= EndpointConfig::default().reassembly.total);
+    }
+    controls
+}
+
 /// Valid inputs for each target, for the committed seed corpora.
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let c = InsecureCrypto;
@@ -396,7 +525,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             .expect("fixture bundle");
         out.push(("bundle", b.as_bytes().to_vec()));
     }
-    // Every kind of control message.
+    // Every kind of control message, alone (control) and all in one
+    // session (session).
+    let mut session = Vec::new();
     use proto::control::{Advert, Control, LinkEntry};
     for m in [
         Control::Probe { seq: 1 },
@@ -454,8 +585,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             100, 64, 0, 9,
         ]))),
     ] {
-        out.push(("control", m.encode()));
+        let bytes = m.encode();
+        // Each control message alone through a live session, 100 ms apart.
+        let mut record = vec![10];
+        record.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        record.extend_from_slice(&bytes);
+        session.extend_from_slice(&record);
+        out.push(("control", bytes));
     }
+    out.push(("session", session));
     // Inner packets: TCP over IPv4, an ICMP error quoting UDP, IPv6 with a
     // hop-by-hop and a fragment header.
     let mut tcp = vec![
@@ -490,6 +628,7 @@ pub fn run(name: &str, data: &[u8]) {
         "response" => response(data),
         "reassembly" => reassembly(data),
         "endpoint" => endpoint(data),
+        "session" => session(data),
         "bundle" => bundle(data),
         "control" => control(data),
         "packet_filter" => packet_filter(data),
@@ -498,14 +637,28 @@ pub fn run(name: &str, data: &[u8]) {
 }
 
 /// Every target name.
-pub const TARGETS: [&str; 9] = [
+pub const TARGETS: [&str; 10] = [
     "certificate",
     "transport",
     "initiation",
     "response",
     "reassembly",
     "endpoint",
+    "session",
     "bundle",
     "control",
     "packet_filter",
 ];
+
+#[cfg(test)]
+mod tests {
+    /// The session seed reaches bob's control handlers, message by
+    /// message, through the fixture's live session.
+    #[test]
+    fn the_session_seed_is_taken_as_control_messages() {
+        let seeds = super::seeds();
+        let session = &seeds.iter().find(|(t, _)| *t == "session").unwrap().1;
+        let controls = seeds.iter().filter(|(t, _)| *t == "control").count();
+        assert_eq!(super::session_run(session), controls);
+    }
+}
