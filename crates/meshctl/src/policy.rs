@@ -419,7 +419,7 @@ fn policy_test(
             from: r.expectation.from.clone(),
             to: r.expectation.to.clone(),
             proto: r.expectation.proto.clone(),
-            port: r.expectation.port,
+            port: r.expectation.port_for(false).unwrap_or(0),
             expected: format!("{:?}", r.expectation.verdict).to_lowercase(),
             got: describe(&r.got),
             pass: r.pass,

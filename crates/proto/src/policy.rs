@@ -202,11 +202,54 @@ pub struct Expectation {
     pub to: String,
     /// Protocol: tcp, udp or icmp.
     pub proto: String,
-    /// Destination port (tcp/udp) or ICMP type.
+    /// Destination port (tcp/udp), or an ICMP type number.
     #[serde(default)]
-    pub port: u16,
+    pub port: Option<u16>,
+    /// ICMP type by name (`echo-request`, `echo-reply`): an icmp
+    /// expectation names one, or a type number as `port`.
+    #[serde(default)]
+    pub icmp_type: Option<String>,
     /// allow or deny.
     pub verdict: Action,
+}
+
+/// ICMP types by name, as (ICMPv4, ICMPv6) numbers: a rule naming one
+/// matches both families.
+const ICMP_NAMES: [(&str, u8, u8); 2] = [("echo-request", 8, 128), ("echo-reply", 0, 129)];
+
+fn icmp_name(name: &str) -> Result<(u8, u8), String> {
+    (ICMP_NAMES.iter())
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, v4, v6)| (*v4, *v6))
+        .ok_or_else(|| format!("ICMP type '{name}': use echo-request, echo-reply or a type number"))
+}
+
+impl Expectation {
+    /// The destination port, or the ICMP type for a destination of this
+    /// family; an icmp expectation that names no type is an error (port 0
+    /// would silently mean echo-reply).
+    pub fn port_for(&self, dst_v6: bool) -> Result<u16, String> {
+        match (&self.icmp_type, self.port) {
+            (Some(n), _) => {
+                let (v4, v6) = icmp_name(n)?;
+                Ok(u16::from(if dst_v6 { v6 } else { v4 }))
+            }
+            (None, Some(p)) => Ok(p),
+            (None, None) if self.proto == "icmp" => Err(
+                "icmp needs the type it expects: icmp-type = \"echo-request\" (or port = TYPE)"
+                    .into(),
+            ),
+            (None, None) => Ok(0),
+        }
+    }
+}
+
+/// An ICMP type in a rule: a number, or a name matching both families.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IcmpTypeSpec {
+    Number(u8),
+    Name(String),
 }
 
 #[derive(Deserialize)]
@@ -220,7 +263,7 @@ struct RuleSpec {
     #[serde(default)]
     ports: Vec<String>,
     #[serde(default)]
-    icmp_types: Vec<u8>,
+    icmp_types: Vec<IcmpTypeSpec>,
 }
 
 fn any() -> String {
@@ -264,6 +307,14 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Expectations.
     pub expectations: Vec<Expectation>,
+}
+
+/// The line of the n-th (0-based) `header` line, 0 when absent.
+fn nth_line(text: &str, header: &str, n: usize) -> usize {
+    (text.lines().enumerate())
+        .filter(|(_, l)| l.trim() == header)
+        .nth(n)
+        .map_or(0, |(i, _)| i + 1)
 }
 
 fn line_of(text: &str, needle_index: usize) -> usize {
@@ -326,10 +377,18 @@ impl Policy {
                 return Err(err("icmp-types need proto = \"icmp\"".into()));
             }
             let ranges = if proto == Proto::Icmp {
-                r.icmp_types
-                    .iter()
-                    .map(|t| (u16::from(*t), u16::from(*t)))
-                    .collect()
+                let mut v = Vec::new();
+                for t in &r.icmp_types {
+                    match t {
+                        IcmpTypeSpec::Number(n) => v.push((u16::from(*n), u16::from(*n))),
+                        IcmpTypeSpec::Name(n) => {
+                            let (v4, v6) = icmp_name(n).map_err(err)?;
+                            v.push((u16::from(v4), u16::from(v4)));
+                            v.push((u16::from(v6), u16::from(v6)));
+                        }
+                    }
+                }
+                v
             } else {
                 r.ports
                     .iter()
@@ -344,6 +403,12 @@ impl Policy {
                 proto,
                 ranges,
             });
+        }
+        for (i, e) in spec.expect.iter().enumerate() {
+            e.port_for(false).map_err(|m| PolicyError {
+                line: nth_line(text, "[[expect]]", i),
+                message: format!("expect {}: {m}", i + 1),
+            })?;
         }
         Ok(Self {
             enclaves: spec.enclaves,
@@ -438,11 +503,14 @@ impl Policy {
                     segments: ds,
                     addr: *da,
                 };
+                let port = e
+                    .port_for(da.is_ipv6())
+                    .map_err(|m| format!("expectation {}: {m}", i + 1))?;
                 let got = compiled.decide(
                     &compiled.identity(&src),
                     &compiled.identity(&dst),
                     proto,
-                    e.port,
+                    port,
                 );
                 let pass = matches!(
                     (e.verdict, got),
@@ -739,6 +807,42 @@ icmp-types = [8, 0]
         assert_eq!(r[1].got, Verdict::Deny(DenyReason::Default));
         let e = p.check_expectations(&inv[..1]).unwrap_err();
         assert!(e.contains("db-1"), "{e}");
+    }
+
+    #[test]
+    fn icmp_types_by_name_match_both_families_and_expectations_must_name_one() {
+        let text = "[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\nproto = \"icmp\"\nicmp-types = [\"echo-request\"]\n\
+                    [[expect]]\nfrom = \"a\"\nto = \"b\"\nproto = \"icmp\"\nicmp-type = \"echo-request\"\nverdict = \"allow\"\n\
+                    [[expect]]\nfrom = \"a\"\nto = \"b\"\nproto = \"icmp\"\nicmp-type = \"echo-reply\"\nverdict = \"deny\"\n";
+        let p = Policy::parse(text).unwrap();
+        assert_eq!(p.rules[0].ranges, vec![(8, 8), (128, 128)]);
+        let seg = ["x".to_string()];
+        let (a, b) = (
+            who("a", &seg, [100, 64, 0, 1]),
+            who("b", &seg, [100, 64, 0, 2]),
+        );
+        assert_eq!(p.decide_naive(&a, &b, ICMP, 8), Verdict::Allow);
+        assert_eq!(p.decide_naive(&a, &b, ICMPV6, 128), Verdict::Allow);
+        assert!(matches!(p.decide_naive(&a, &b, ICMP, 0), Verdict::Deny(_)));
+        let inv = vec![
+            ("a".to_string(), seg.to_vec(), IpAddr::from([100, 64, 0, 1])),
+            ("b".to_string(), seg.to_vec(), IpAddr::from([100, 64, 0, 2])),
+        ];
+        let r = p.check_expectations(&inv).unwrap();
+        assert!(r.iter().all(|r| r.pass), "{r:?}");
+        // An icmp expectation without a type no longer means echo-reply.
+        let e = Policy::parse(
+            "\n[[expect]]\nfrom = \"a\"\nto = \"b\"\nproto = \"icmp\"\nverdict = \"allow\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("icmp-type = \"echo-request\""), "{e}");
+        let e = Policy::parse("[[rule]]\naction = \"allow\"\nfrom = \"any\"\nto = \"any\"\nproto = \"icmp\"\nicmp-types = [\"ping\"]\n")
+            .unwrap_err();
+        assert!(
+            e.message.contains("'ping'") && e.message.contains("echo-request"),
+            "{e}"
+        );
     }
 
     #[test]

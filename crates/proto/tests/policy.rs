@@ -90,3 +90,21 @@ proptest! {
         }
     }
 }
+
+/// Every TOML example in docs/policy.md is a policy this parser takes.
+#[test]
+fn the_policy_examples_in_the_docs_parse() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/policy.md"))
+        .unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(!blocks.is_empty(), "no toml example in docs/policy.md");
+    for b in blocks {
+        if let Err(e) = proto::policy::Policy::parse(b) {
+            panic!("docs/policy.md example does not parse: {e}\n{b}");
+        }
+    }
+}
