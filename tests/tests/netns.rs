@@ -477,7 +477,7 @@ fn meshctl_ping_reports_round_trips_through_the_overlay() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no peer named or addressed 'nobody'"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no member named or addressed 'nobody'"));
     mesh.terminate(1);
     let o = std::process::Command::new(binary("meshctl"))
         .args(["ping", "h1", "-c", "1", "-W", "300", "--socket", &sock])
