@@ -231,6 +231,13 @@ pub fn render(
     peer_metrics(&mut o, &peers, now);
     family(
         &mut o,
+        "meshd_adverts_unacknowledged",
+        "gauge",
+        "Adverts and sync requests sent to neighbours and not acknowledged yet (each is sent again until it is, a few times at most).",
+    );
+    let _ = writeln!(o, "meshd_adverts_unacknowledged {}", ep.adverts_unacked());
+    family(
+        &mut o,
         "meshd_certificate_not_after_seconds",
         "gauge",
         "End of a certificate's validity, Unix seconds: this node's (peer=\"\") and each peer's whose certificate is known. Alert on it minus time() (meshctl cert renew, then reload).",
@@ -480,8 +487,13 @@ pub fn render(
         ),
         (
             "meshd_gossip_bytes_sent_total",
-            "Link-state advert bytes sent (own and flooded).",
+            "Link-state bytes sent: adverts (own, flooded, sent again), acknowledgements, sync requests.",
             s.gossip_bytes_sent,
+        ),
+        (
+            "meshd_adverts_retransmitted_total",
+            "Adverts sent again because a neighbour did not acknowledge them in time (lost on the way, or the neighbour was slow).",
+            s.adverts_retransmitted,
         ),
     ] {
         family(&mut o, name, "counter", help);

@@ -584,6 +584,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         Control::Lookup(proto::control::Lookup::Address(std::net::IpAddr::from([
             100, 64, 0, 9,
         ]))),
+        Control::LinkStateAck(proto::control::Ack {
+            sync: true,
+            entries: vec![(proto::wire::NodeId(1), 2)],
+        }),
     ] {
         let bytes = m.encode();
         // Each control message alone through a live session, 100 ms apart.

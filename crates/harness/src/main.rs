@@ -92,6 +92,13 @@ enum Command {
         /// rely on the refresh-round figure).
         #[arg(long)]
         steady_secs: Option<u64>,
+        /// Every link loses this percentage of its datagrams, each way.
+        #[arg(long, default_value_t = 0.0)]
+        loss_percent: f64,
+        /// Every datagram is delayed by up to this many ms more than its
+        /// link's latency (uniform).
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
         /// Also draw convergence and gossip against mesh size into this
         /// directory (scale-convergence.svg, scale-gossip.svg).
         #[arg(long)]
@@ -390,6 +397,7 @@ fn scale(
     degree: usize,
     seed: u64,
     steady_secs: Option<u64>,
+    impair: harness::scale::Impairment,
     svg: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let mut reports = Vec::new();
@@ -400,6 +408,7 @@ fn scale(
             seed,
             steady_secs.map(Duration::from_secs),
             relay_percent.map(|p| (n * p / 100) as usize),
+            impair,
         )
         .map_err(|e| format!("scale {n}: {e}"))?;
         println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
@@ -539,15 +548,28 @@ fn main() -> ExitCode {
             degree,
             seed,
             steady_secs,
+            loss_percent,
+            jitter_ms,
             svg,
-        } => scale(
-            &nodes,
-            relay_percent,
-            degree,
-            seed,
-            steady_secs,
-            svg.as_deref(),
-        ),
+        } => {
+            let impair = harness::scale::Impairment {
+                loss: loss_percent / 100.0,
+                jitter: Duration::from_secs_f64(jitter_ms.clamp(0.0, 1000.0) / 1e3),
+            };
+            if !(0.0..=50.0).contains(&loss_percent) || !(0.0..=1000.0).contains(&jitter_ms) {
+                Err("scale: --loss-percent takes 0 to 50, --jitter-ms 0 to 1000".into())
+            } else {
+                scale(
+                    &nodes,
+                    relay_percent,
+                    degree,
+                    seed,
+                    steady_secs,
+                    impair,
+                    svg.as_deref(),
+                )
+            }
+        }
         Command::ScalePlot { json, svg } => scale_plot(&json, &svg),
         Command::Join {
             nodes,

@@ -82,10 +82,46 @@ pub struct ScaleReport {
     pub steady_secs: f64,
     /// Real seconds the run took.
     pub wall_secs: f64,
+    /// Datagrams every link lost (each way, uniform), %.
+    #[serde(default)]
+    pub loss_percent: f64,
+    /// Extra delay of each datagram on every link, uniform in 0..this, ms.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Seconds until every node held every advert it should (`None`: not
+    /// within 120 virtual seconds).
+    #[serde(default)]
+    pub bring_up_all_secs: Option<f64>,
+    /// Detection to every node agreeing on the cut, ms (`None`: not within
+    /// 60 s).
+    #[serde(default)]
+    pub convergence_all_ms: Option<f64>,
+    /// Refresh round, per relay: the largest relay's link-state bytes
+    /// (adverts, acknowledgements) per second of refresh interval.
+    #[serde(default)]
+    pub gossip_refresh_wire_bytes_per_relay_sec_max: f64,
+    /// ...and the mean over relays.
+    #[serde(default)]
+    pub gossip_refresh_wire_bytes_per_relay_sec_mean: f64,
+    /// ...and the largest stub's (0 without stubs).
+    #[serde(default)]
+    pub gossip_refresh_wire_bytes_per_stub_sec_max: f64,
+    /// Adverts sent again over the whole run, all nodes.
+    #[serde(default)]
+    pub adverts_retransmitted: u64,
+}
+
+/// What every link of a scale run does to the datagrams it carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Impairment {
+    /// Probability a datagram is lost, each way.
+    pub loss: f64,
+    /// Extra delay, uniform in `0..jitter`.
+    pub jitter: Duration,
 }
 
 /// Ring plus random chords: `(a, b, latency)` with average degree `degree`.
-pub(crate) fn topology(
+pub fn topology(
     nodes: usize,
     degree: usize,
     rng: &mut ChaCha20Rng,
@@ -173,7 +209,8 @@ fn lists(sim: &Sim, at: usize, origin: NodeId, neighbor: NodeId) -> bool {
         .is_some_and(|a| a.links.iter().any(|l| l.neighbor == neighbor))
 }
 
-/// Runs the measurement. Bounded: at most 120 virtual seconds of bring-up,
+/// Runs the measurement, every link impaired by `impair`. Bounded: at most
+/// 120 virtual seconds of bring-up,
 /// the steady window (`None`: two advert refresh intervals, so every node's
 /// refresh is counted; zero: skipped), 30 s for the refresh round, and 60 s
 /// of convergence. `relays`: see the module docs.
@@ -183,6 +220,7 @@ pub fn run(
     seed: u64,
     steady: Option<Duration>,
     relays: Option<usize>,
+    impair: Impairment,
 ) -> Result<ScaleReport, String> {
     let wall = Instant::now();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -198,21 +236,30 @@ pub fn run(
         ..EndpointConfig::default()
     };
     let mut sim = Sim::build_each(seed, &names, &links, config, false);
+    for &(a, b, _) in &links {
+        sim.set_loss(a, b, impair.loss);
+        sim.set_jitter(a, b, impair.jitter);
+    }
 
     // Bring-up: a relay should hold every other node's advert, a stub every
-    // relay's.
+    // relay's; 99 % of nodes holding 99 % of theirs, then all of them all.
     let should_hold = |i: usize| if i < relays { nodes - 1 } else { relays };
-    let mut bring_up = None;
-    while sim.elapsed() < Duration::from_secs(120) {
-        sim.run_for(Duration::from_millis(100));
-        let knowing = sim
-            .nodes
+    let knowing = |sim: &Sim, share: f64| {
+        sim.nodes
             .iter()
             .enumerate()
-            .filter(|(i, n)| n.ep.router().advert_count() as f64 >= should_hold(*i) as f64 * 0.99)
-            .count();
-        if knowing as f64 >= nodes as f64 * 0.99 {
+            .filter(|(i, n)| n.ep.router().advert_count() as f64 >= should_hold(*i) as f64 * share)
+            .count()
+    };
+    let mut bring_up = None;
+    let mut bring_up_all = None;
+    while sim.elapsed() < Duration::from_secs(120) {
+        sim.run_for(Duration::from_millis(100));
+        if bring_up.is_none() && knowing(&sim, 0.99) as f64 >= nodes as f64 * 0.99 {
             bring_up = Some(sim.elapsed());
+        }
+        if bring_up.is_some() && knowing(&sim, 1.0) == nodes {
+            bring_up_all = Some(sim.elapsed());
             break;
         }
     }
@@ -259,6 +306,14 @@ pub fn run(
     // One refresh round: every node re-originates; wait for the floods to
     // die out (30 s bound).
     let before = totals(&sim);
+    let each_before: Vec<(u64, u64)> = (sim.nodes.iter())
+        .map(|n| {
+            (
+                n.ep.stats().gossip_bytes_sent,
+                n.ep.stats().gossip_messages_sent,
+            )
+        })
+        .collect();
     let now = sim.now;
     for n in &mut sim.nodes {
         n.ep.readvertise(now);
@@ -281,6 +336,17 @@ pub fn run(
         .map(|n| n.ep.advert_refresh().as_secs_f64())
         .sum::<f64>()
         / nodes as f64;
+    // Per role: each node's bytes in the round over its own interval.
+    let rates: Vec<f64> = (sim.nodes.iter().zip(&each_before))
+        .map(|(n, b)| {
+            let s = n.ep.stats();
+            wire_bytes(s.gossip_bytes_sent - b.0, s.gossip_messages_sent - b.1)
+                / n.ep.advert_refresh().as_secs_f64()
+        })
+        .collect();
+    let (relay_rates, stub_rates) = rates.split_at(relays);
+    let max = |r: &[f64]| r.iter().copied().fold(0.0, f64::max);
+    let relay_mean = relay_rates.iter().sum::<f64>() / relays.max(1) as f64;
 
     // Cut one (backbone) ring link and watch the news spread.
     let (u, v, _) = links[relays / 2];
@@ -289,6 +355,7 @@ pub fn run(
     sim.cut(u, v);
     let mut detected = None;
     let mut converged = None;
+    let mut converged_all = None;
     while sim.now - cut_at < Duration::from_secs(60) {
         sim.run_for(Duration::from_millis(5));
         if detected.is_none() {
@@ -305,8 +372,11 @@ pub fn run(
                 n == u || n == v || (!lists(&sim, n, uid, vid) && !lists(&sim, n, vid, uid))
             })
             .count();
-        if agree as f64 >= nodes as f64 * 0.99 {
+        if converged.is_none() && agree as f64 >= nodes as f64 * 0.99 {
             converged = Some(sim.now);
+        }
+        if agree == nodes {
+            converged_all = Some(sim.now);
             break;
         }
     }
@@ -386,6 +456,16 @@ pub fn run(
         peak_rss_mb: peak_rss_mb(),
         steady_secs: steady.as_secs_f64(),
         wall_secs: wall.elapsed().as_secs_f64(),
+        loss_percent: impair.loss * 100.0,
+        jitter_ms: impair.jitter.as_secs_f64() * 1e3,
+        bring_up_all_secs: bring_up_all.map(|d| d.as_secs_f64()),
+        convergence_all_ms: converged_all.map(|t| (t - detected).as_secs_f64() * 1e3),
+        gossip_refresh_wire_bytes_per_relay_sec_max: max(relay_rates),
+        gossip_refresh_wire_bytes_per_relay_sec_mean: relay_mean,
+        gossip_refresh_wire_bytes_per_stub_sec_max: max(stub_rates),
+        adverts_retransmitted: (sim.nodes.iter())
+            .map(|n| n.ep.stats().adverts_retransmitted)
+            .sum(),
     })
 }
 

@@ -303,12 +303,7 @@ fn in_a_full_mesh_a_refresh_costs_one_message_per_neighbour_and_a_change_still_r
     }
     let mut sim = Sim::build(37, &names, &links, EndpointConfig::default(), true);
     sim.run_for(Duration::from_secs(10));
-    let sent = |sim: &Sim| -> u64 {
-        sim.nodes
-            .iter()
-            .map(|n| n.ep.stats().gossip_messages_sent)
-            .sum()
-    };
+    let sent = |sim: &Sim| -> u64 { sim.nodes.iter().map(|n| n.ep.stats().adverts_sent).sum() };
     // A refresh round: every node re-originates its unchanged advert. Each
     // sends it to its N−1 neighbours, who pass it on to nobody (the origin
     // reached them all itself); flooding every refresh would add
@@ -534,9 +529,9 @@ fn a_hubs_stub_leaves_hold_no_link_state_of_each_other_and_still_reach_each_othe
     // The same hub with relaying leaves floods each leaf's advert to every
     // other leaf: the hub sends O(leaves²) adverts instead of its own
     // advert to each leaf (once per origination: O(leaves)).
-    let stub_gossip = sim.nodes[0].ep.stats().gossip_messages_sent;
+    let stub_gossip = sim.nodes[0].ep.stats().adverts_sent;
     let relaying = hub(LEAVES, false);
-    let relay_gossip = relaying.nodes[0].ep.stats().gossip_messages_sent;
+    let relay_gossip = relaying.nodes[0].ep.stats().adverts_sent;
     assert!(
         stub_gossip < 4 * LEAVES as u64 && relay_gossip > (LEAVES * (LEAVES - 1)) as u64,
         "hub sent {stub_gossip} adverts with stub leaves, {relay_gossip} with relaying ones"

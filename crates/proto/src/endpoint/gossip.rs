@@ -2,19 +2,23 @@
 //! the certificates of advert origins, and the routes computed from them
 //! (`crate::route`), applied to the peers as paths.
 //!
-//! Flow: an advert from a neighbour is checked against its origin's
-//! certificate (fetched from that neighbour first if we lack it, the advert
-//! parked meanwhile), stored if newer, flooded on, and routes are
+//! Flow: an advert from a neighbour is acknowledged, checked against its
+//! origin's certificate (fetched from that neighbour first if we lack it,
+//! the advert parked meanwhile), stored if newer, flooded on, and routes are
 //! recomputed after a short batching delay. Own adverts go out on a change
-//! (no sooner than the origination interval) and on a refresh timer.
-//! Route changes move peers onto relays and back (`Peer::via`).
+//! (no sooner than the origination interval) and on a refresh timer. Every
+//! advert sent to a neighbour is sent again until acknowledged
+//! (`super::flooding`), and a neighbour that sends an older advert than we
+//! hold gets ours back, so a lost datagram costs a retransmission timeout,
+//! not the origin's next refresh. Route changes move peers onto relays and
+//! back (`Peer::via`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cert::Certificate;
-use crate::control::{Advert, Control, MAX_ADVERT_ENTRIES};
+use crate::control::{Ack, Advert, Control, MAX_ADVERT_ENTRIES};
 use crate::health::LinkStatus;
 use crate::route::{self, OwnLink, Router};
 use crate::store::SharedStore;
@@ -22,6 +26,7 @@ use crate::wire::NodeId;
 
 use super::admission::Admission;
 use super::api::{Event, PeerId};
+use super::flooding::Flooding;
 use super::members::Members;
 use super::net::{Cx, Local};
 use super::peer::Peers;
@@ -41,9 +46,11 @@ const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
 /// Most adverts waiting for a certificate at once (a node joining a mesh of
 /// thousands parks one per origin until the certificates arrive).
 const MAX_PARKED: usize = 16_384;
-/// A certificate request unanswered this long is sent again when the next
-/// advert from that origin arrives.
+/// A certificate request unanswered this long is sent again (when the next
+/// advert from that origin arrives, or at the next route pass).
 const CERT_RETRY: Duration = Duration::from_secs(1);
+/// Most certificate requests sent again per route pass.
+const CERT_RETRY_BURST: usize = 256;
 
 /// An advert waiting for its origin's certificate.
 #[derive(Debug)]
@@ -73,6 +80,8 @@ pub(crate) struct Gossip {
     /// Adverts whose origin's certificate we are fetching: the highest one
     /// per origin, who sent it, and when we asked that neighbour.
     parked: HashMap<NodeId, Parked>,
+    /// Acknowledgements and retransmissions.
+    flooding: Flooding,
 }
 
 impl Gossip {
@@ -93,6 +102,7 @@ impl Gossip {
             origin_certs: Members::default(),
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
             parked: HashMap::new(),
+            flooding: Flooding::default(),
         }
     }
 
@@ -141,7 +151,21 @@ impl Gossip {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.route_at, self.advert_at].into_iter().flatten().min()
+        [self.route_at, self.advert_at, self.flooding.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Adverts (and sync requests) sent and not acknowledged yet.
+    pub fn unacked_count(&self) -> usize {
+        self.flooding.unacked_count()
+    }
+
+    /// `peer`'s link went down: what it has not acknowledged goes with the
+    /// sync when the link comes back.
+    pub fn link_down(&mut self, peer: PeerId) {
+        self.flooding.forget(peer);
     }
 
     /// This node's view of its direct links.
@@ -184,6 +208,7 @@ impl Gossip {
     /// it held go (its link state stays while its adverts live).
     pub fn remove_peer(&mut self, peer: PeerId, node: NodeId) {
         self.parked.retain(|_, p| p.from != peer);
+        self.flooding.forget(peer);
         self.router.unwant_route(node);
     }
 
@@ -269,37 +294,81 @@ impl Gossip {
         }
     }
 
-    /// Sends an advert to neighbour `peer`.
-    fn send_advert(cx: &mut Cx<'_>, now: Instant, peer: PeerId, advert: &Advert) {
-        let msg = Control::LinkState(advert.clone());
-        if let Some(len) = cx.send_gossip(now, peer, &msg) {
-            cx.out.stats.gossip_bytes_sent += len as u64;
-            cx.out.stats.gossip_messages_sent += 1;
+    /// Sends a link-state message to neighbour `peer`, counted as gossip;
+    /// whether it went.
+    fn send_counted(cx: &mut Cx<'_>, now: Instant, peer: PeerId, msg: &Control) -> bool {
+        let Some(len) = cx.send_gossip(now, peer, msg) else {
+            return false;
+        };
+        cx.out.stats.gossip_bytes_sent += len as u64;
+        cx.out.stats.gossip_messages_sent += 1;
+        true
+    }
+
+    /// Sends an advert to neighbour `peer`, to be acknowledged.
+    fn send_advert(
+        flooding: &mut Flooding,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        peer: PeerId,
+        advert: &Advert,
+    ) {
+        if Self::send_counted(cx, now, peer, &Control::LinkState(advert.clone())) {
+            cx.out.stats.adverts_sent += 1;
+            let rto = Self::rto(cx, peer);
+            flooding.sent(peer, advert.origin, advert.seq, now, rto);
         }
+    }
+
+    /// The retransmission timeout towards neighbour `peer`.
+    fn rto(cx: &Cx<'_>, peer: PeerId) -> Duration {
+        let rtt = cx.peers[peer].health.as_ref().and_then(|h| h.srtt());
+        Flooding::rto(rtt)
     }
 
     /// Our advert and a request for everything a neighbour holds: a session
     /// with it just became usable for the first time, or after its link was
-    /// down.
+    /// down. Both are sent again until acknowledged.
     pub fn send_sync(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        self.flooding.forget(peer);
         let own = self.current_advert(cx.local, cx.peers, now);
-        Self::send_advert(cx, now, peer, &own);
-        cx.send_gossip(now, peer, &Control::SyncRequest);
+        Self::send_advert(&mut self.flooding, cx, now, peer, &own);
+        if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
+            let rto = Self::rto(cx, peer);
+            self.flooding.sync_sent(peer, now, rto);
+        }
+    }
+
+    /// An acknowledgement from neighbour `peer`.
+    pub fn on_ack(&mut self, peer: PeerId, ack: &Ack) {
+        self.flooding.on_ack(peer, ack);
+    }
+
+    /// Queues an acknowledgement to `peer` (sending a full message at once).
+    fn acknowledge(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId, advert: &Advert) {
+        if let Some(ack) = self.flooding.owe(peer, advert.origin, advert.seq, now) {
+            Self::send_counted(cx, now, peer, &Control::LinkStateAck(ack));
+        }
     }
 
     /// A neighbour asks for everything we hold: our advert and the ones we
-    /// hold (a stub needs only those of nodes that relay).
+    /// hold (a stub needs only those of nodes that relay). A repeat of a
+    /// request just answered is only acknowledged.
     pub fn on_sync_request(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        if !self.flooding.owe_sync(peer, now) {
+            return;
+        }
         let own = self.current_advert(cx.local, cx.peers, now);
-        let to_stub = self.router.is_stub(cx.peers[peer].node_id);
+        let node = cx.peers[peer].node_id;
+        let to_stub = self.router.is_stub(node);
         let held: Vec<Advert> = self
             .router
             .adverts()
-            .filter(|a| !(to_stub && a.stub))
+            .filter(|a| !(to_stub && a.stub) && a.origin != node)
             .cloned()
             .collect();
         for a in std::iter::once(own).chain(held) {
-            Self::send_advert(cx, now, peer, &a);
+            Self::send_advert(&mut self.flooding, cx, now, peer, &a);
         }
     }
 
@@ -320,10 +389,53 @@ impl Gossip {
         *cx.out.stats.advert_rejects.entry(reason).or_default() += 1;
     }
 
-    /// An advert from neighbour `from`: checked against its origin's
-    /// certificate (fetched from `from` first if we have none), then taken
-    /// and flooded on if it is newer than what we hold.
+    /// An advert from neighbour `from`: acknowledged (it has reached us,
+    /// whatever we make of it), answered with ours if we hold a newer one,
+    /// else considered.
     pub fn on_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Advert) {
+        self.flooding.heard(from, advert.origin, advert.seq);
+        self.acknowledge(cx, now, from, &advert);
+        if advert.origin == cx.local.node_id {
+            self.on_own_advert(cx, now, from, advert.seq);
+            return;
+        }
+        let Some(held) = self.router.advert(advert.origin) else {
+            self.consider(cx, now, from, advert);
+            return;
+        };
+        if held.seq < advert.seq {
+            self.consider(cx, now, from, advert);
+        } else if held.seq > advert.seq {
+            // It missed the newer one (a flood lost, or a link that was
+            // down): repair it now, as OSPF answers an older LSA.
+            let to_stub = self.router.is_stub(cx.peers[from].node_id);
+            let sent = self.flooding.in_flight(from, held.origin, held.seq);
+            if !(sent || to_stub && held.stub) {
+                let held = held.clone();
+                Self::send_advert(&mut self.flooding, cx, now, from, &held);
+            }
+        }
+    }
+
+    /// A copy of our own advert came back: older than ours, the neighbour
+    /// gets ours; newer (we restarted with a clock behind the one that
+    /// numbered it), our next advert is numbered past it, at once.
+    fn on_own_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, seq: u64) {
+        if seq > self.advert_seq {
+            self.advert_seq = seq;
+            self.advert_soon(cx.peers, now);
+        } else if let Some(own) = (self.last_advert.as_ref())
+            .filter(|a| a.seq > seq && !self.flooding.in_flight(from, a.origin, a.seq))
+        {
+            let own = own.clone();
+            Self::send_advert(&mut self.flooding, cx, now, from, &own);
+        }
+    }
+
+    /// An advert newer than what we hold (or of a new origin): checked
+    /// against its origin's certificate (fetched from `from` first if we
+    /// have none), then taken and flooded on.
+    fn consider(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Advert) {
         let refused = cx
             .peers
             .by_node(advert.origin)
@@ -436,7 +548,7 @@ impl Gossip {
         }
         cx.out.stats.certs_fetched += 1;
         self.keep_origin_cert(cert);
-        self.on_advert(cx, now, parked.from, parked.advert);
+        self.consider(cx, now, parked.from, parked.advert);
     }
 
     /// Takes a verified advert and floods it on.
@@ -502,7 +614,7 @@ impl Gossip {
                 if advert.stub && !relays {
                     continue;
                 }
-                Self::send_advert(cx, now, id, &advert);
+                Self::send_advert(&mut self.flooding, cx, now, id, &advert);
             }
         }
         // Batch route computation over a burst of adverts (as OSPF's SPF
@@ -520,6 +632,7 @@ impl Gossip {
             self.router.expire(now, max_age);
             self.parked
                 .retain(|_, p| now.saturating_duration_since(p.asked) < max_age);
+            self.ask_again(cx, now);
             // Certificates of origins gone from the link state and from the
             // peers go with them (an identity churn leaves nothing behind).
             self.origin_certs.retain(|id, _| {
@@ -531,17 +644,72 @@ impl Gossip {
                 || cx.peers.iter().any(|p| p.health.is_some());
             self.route_at = routing.then_some(now + ROUTE_INTERVAL);
         }
+        self.retransmit(cx, now);
         if self.advert_at.is_some_and(|t| t <= now) {
             self.last_originated = Some(now);
             let advert = self.own_advert(cx.local, cx.peers, now);
             self.last_advert = Some(advert.clone());
             for id in cx.peers.ids().collect::<Vec<_>>() {
                 if cx.peers[id].health.is_some() {
-                    Self::send_advert(cx, now, id, &advert);
+                    Self::send_advert(&mut self.flooding, cx, now, id, &advert);
                 }
             }
             let interval = cx.local.config.advert_interval;
             self.advert_at = Some(now + self.advert_refresh(interval));
+        }
+    }
+
+    /// Sends what the flooding lists say is due: acknowledgements, adverts
+    /// not acknowledged in time (unless a newer one replaced them, or we
+    /// hold them no longer), sync requests.
+    fn retransmit(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        let due = self.flooding.due(now);
+        for (peer, ack) in due.acks {
+            if cx.peers.checked(peer).is_some() {
+                Self::send_counted(cx, now, peer, &Control::LinkStateAck(ack));
+            }
+        }
+        for (peer, origin, seq) in due.adverts {
+            let advert = if origin == cx.local.node_id {
+                self.last_advert.as_ref()
+            } else {
+                self.router.advert(origin)
+            };
+            let advert = advert.filter(|a| a.seq == seq).cloned();
+            match (advert, cx.peers.checked(peer)) {
+                (Some(a), Some(_)) => {
+                    let msg = Control::LinkState(a);
+                    if Self::send_counted(cx, now, peer, &msg) {
+                        cx.out.stats.adverts_retransmitted += 1;
+                    }
+                }
+                _ => self.flooding.heard(peer, origin, seq),
+            }
+        }
+        for peer in due.syncs {
+            if cx.peers.checked(peer).is_some() {
+                Self::send_counted(cx, now, peer, &Control::SyncRequest);
+            }
+        }
+    }
+
+    /// Asks again for the certificates of parked adverts whose request (or
+    /// its answer) was lost, of the neighbour that sent the advert.
+    fn ask_again(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        let mut asked = 0;
+        for (origin, p) in &mut self.parked {
+            if asked == CERT_RETRY_BURST {
+                break;
+            }
+            if now.saturating_duration_since(p.asked) < CERT_RETRY {
+                continue;
+            }
+            if cx.peers.checked(p.from).is_none() {
+                continue;
+            }
+            p.asked = now;
+            asked += 1;
+            cx.send_gossip(now, p.from, &Control::CertRequest { node: *origin });
         }
     }
 

@@ -72,6 +72,7 @@ mod bootstrap;
 mod bundles;
 mod data;
 mod discovery;
+mod flooding;
 mod gossip;
 mod handshake;
 mod lifecycle;
@@ -609,6 +610,7 @@ impl Endpoint {
             Control::ProbeReply { .. } | Control::MtuProbeReply { .. } => {}
             Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
             Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
+            Control::LinkStateAck(ack) => self.gossip.on_ack(peer, &ack),
             Control::CertRequest { node } => {
                 self.gossip.on_cert_request(cx!(self), now, peer, node);
             }
@@ -764,6 +766,7 @@ impl Endpoint {
             let p = &mut self.peers[peer];
             p.synced = false;
             p.pmtu = None;
+            self.gossip.link_down(peer);
             traversal::arm(cx!(self), now, peer);
         } else {
             traversal::on_link_up(cx!(self), peer);

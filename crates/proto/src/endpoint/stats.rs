@@ -198,10 +198,16 @@ pub struct Stats {
     pub failovers: u64,
     /// Probes sent.
     pub probes_sent: u64,
-    /// Link-state advert bytes sent (own and flooded), before encryption.
+    /// Link-state bytes sent (adverts own, flooded and sent again,
+    /// acknowledgements, sync requests), before encryption.
     pub gossip_bytes_sent: u64,
-    /// Link-state advert messages sent (own and flooded).
+    /// Link-state messages sent (as `gossip_bytes_sent`).
     pub gossip_messages_sent: u64,
+    /// Adverts sent (own, flooded, in answer to a sync request or an older
+    /// copy; retransmissions apart).
+    pub adverts_sent: u64,
+    /// Adverts sent again because a neighbour did not acknowledge them.
+    pub adverts_retransmitted: u64,
     /// Bundles (policy, revocation) put in force.
     pub bundles_applied: u64,
     /// Bundles refused, by [`BundleError::reason`](crate::bundle::BundleError::reason).

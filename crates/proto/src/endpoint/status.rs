@@ -53,6 +53,12 @@ impl Endpoint {
         (c.list(now), c.varies(now), c.behind_nat(now))
     }
 
+    /// Adverts (and sync requests) sent to neighbours and not acknowledged
+    /// yet.
+    pub fn adverts_unacked(&self) -> usize {
+        self.gossip.unacked_count()
+    }
+
     /// Whether our adverts refuse transit: we relay, but a neighbour sees
     /// us behind a NAT (and `relay_behind_nat` is off).
     pub fn no_transit(&self) -> bool {

@@ -21,6 +21,7 @@
 //! | 12 | observed address | 1 reserved, port u16, address (16) |
 //! | 13 | punch | flags u8, candidate count u8, 1 reserved, candidates (18 each), zero padding to 320 bytes |
 //! | 14 | member lookup | what u8 (1 address, 2 name), length u8, 1 reserved, the address (16, IPv4 mapped) or name (1–63 bytes) |
+//! | 15 | link-state acknowledgement | flags u8, entry count u16, entries: origin u64, sequence u64 (16 each, at most 64) |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -64,6 +65,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::wire::NodeId;
 
+mod advert;
+
+pub use advert::{Ack, Advert, LinkEntry, MAX_ACK_ENTRIES};
+
 /// Kind byte of a probe.
 pub const KIND_PROBE: u8 = 1;
 /// Kind byte of a probe reply.
@@ -92,6 +97,8 @@ pub const KIND_OBSERVED: u8 = 12;
 pub const KIND_PUNCH: u8 = 13;
 /// Kind byte of a member lookup.
 pub const KIND_LOOKUP: u8 = 14;
+/// Kind byte of a link-state acknowledgement.
+pub const KIND_LINK_STATE_ACK: u8 = 15;
 const LOOKUP_ADDRESS: u8 = 1;
 const LOOKUP_NAME: u8 = 2;
 /// Most candidate endpoints in a punch.
@@ -113,94 +120,10 @@ const BUNDLE_HEADER_LEN: usize = 16;
 const CHUNK_HEADER_LEN: usize = 20;
 /// Most entries in one link-state advert (bounds gossip size: 1108 bytes).
 pub const MAX_ADVERT_ENTRIES: usize = 64;
-const ADVERT_HEADER_LEN: usize = 20;
-const ENTRY_LEN: usize = 16;
-const FLAG_SETTLING: u16 = 1;
-const ADVERT_FLAG_STUB: u8 = 1;
-const ADVERT_FLAG_TRUNCATED: u8 = 2;
-const ADVERT_FLAG_NO_TRANSIT: u8 = 4;
 
 /// Whether a transport plaintext is a control message.
 pub fn is_control(plaintext: &[u8]) -> bool {
     plaintext.first().is_some_and(|b| *b < 0x40)
-}
-
-/// One link in an advert: the origin's view of its direct link to `neighbor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkEntry {
-    /// The node at the other end.
-    pub neighbor: NodeId,
-    /// Smoothed round-trip time in microseconds.
-    pub rtt_us: u32,
-    /// Probe loss in thousandths.
-    pub loss_permille: u16,
-    /// The link came back recently and is in its hold-down: every node adds
-    /// the same penalty, so all agree on it (a penalty only its owner knew
-    /// would make neighbours route through each other in a loop).
-    pub settling: bool,
-}
-
-/// A node's sequence-numbered list of its working direct links.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Advert {
-    /// The node whose links these are.
-    pub origin: NodeId,
-    /// Higher replaces lower; the origin starts from its clock so a restarted
-    /// node's adverts still win.
-    pub seq: u64,
-    /// The origin does not relay (a stub): it is a destination, never a
-    /// hop, and only relaying nodes need its advert.
-    pub stub: bool,
-    /// The origin has more links up than listed (a hub): a stub's own
-    /// advert then vouches for its link to the origin.
-    pub truncated: bool,
-    /// The origin carries no traffic for others, though it relays adverts
-    /// and holds full link state (a node behind a NAT, whose links last
-    /// only as long as its mappings): paths may end at it, none passes
-    /// through it.
-    pub no_transit: bool,
-    /// Links that are up, at most [`MAX_ADVERT_ENTRIES`].
-    pub links: Vec<LinkEntry>,
-    /// The origin's Ed25519 signature over [`ADVERT_SIGNING_CONTEXT`] and
-    /// [`Advert::signed_bytes`].
-    pub signature: [u8; ADVERT_SIGNATURE_LEN],
-}
-
-impl Advert {
-    /// The bytes the signature covers: the encoding up to the signature.
-    pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut v = ADVERT_SIGNING_CONTEXT.to_vec();
-        self.write_unsigned(&mut v);
-        v
-    }
-
-    /// Appends the encoding up to the signature (kind byte first).
-    fn write_unsigned(&self, v: &mut Vec<u8>) {
-        let links = &self.links[..self.links.len().min(MAX_ADVERT_ENTRIES)];
-        v.reserve(ADVERT_HEADER_LEN + links.len() * ENTRY_LEN + ADVERT_SIGNATURE_LEN);
-        let truncated = self.truncated || self.links.len() > MAX_ADVERT_ENTRIES;
-        let mut flags = 0;
-        if self.stub {
-            flags |= ADVERT_FLAG_STUB;
-        }
-        if truncated {
-            flags |= ADVERT_FLAG_TRUNCATED;
-        }
-        if self.no_transit {
-            flags |= ADVERT_FLAG_NO_TRANSIT;
-        }
-        v.extend_from_slice(&[KIND_LINK_STATE, flags]);
-        v.extend_from_slice(&(links.len() as u16).to_le_bytes());
-        v.extend_from_slice(&self.origin.0.to_le_bytes());
-        v.extend_from_slice(&self.seq.to_le_bytes());
-        for l in links {
-            v.extend_from_slice(&l.neighbor.0.to_le_bytes());
-            v.extend_from_slice(&l.rtt_us.to_le_bytes());
-            v.extend_from_slice(&l.loss_permille.to_le_bytes());
-            let flags = if l.settling { FLAG_SETTLING } else { 0 };
-            v.extend_from_slice(&flags.to_le_bytes());
-        }
-    }
 }
 
 /// A decoded control message.
@@ -218,6 +141,8 @@ pub enum Control {
     },
     /// A link-state advert, gossiped.
     LinkState(Advert),
+    /// Adverts received (and a sync request answered).
+    LinkStateAck(Ack),
     /// Asks a neighbour for every advert it holds (sent once per neighbour
     /// when its session first comes up, and again after the link was down).
     SyncRequest,
@@ -305,7 +230,7 @@ pub enum ControlError {
     BadLength,
     /// A reserved byte is not zero.
     ReservedNonZero,
-    /// More entries than [`MAX_ADVERT_ENTRIES`].
+    /// An advert or acknowledgement with more entries than allowed.
     TooManyEntries,
     /// A bundle kind this version does not know, or a chunk outside its
     /// bundle.
@@ -318,7 +243,9 @@ impl fmt::Display for ControlError {
             Self::UnknownKind(k) => write!(f, "unknown control message kind {k}"),
             Self::BadLength => f.write_str("control message length does not match its kind"),
             Self::ReservedNonZero => f.write_str("reserved control message bytes are not zero"),
-            Self::TooManyEntries => write!(f, "advert has more than {MAX_ADVERT_ENTRIES} links"),
+            Self::TooManyEntries => {
+                f.write_str("advert or acknowledgement with more entries than allowed")
+            }
             Self::BadBundle => {
                 f.write_str("bundle message with an unknown kind or a chunk outside its bundle")
             }
@@ -396,49 +323,8 @@ impl Control {
                     Self::ProbeReply { seq }
                 })
             }
-            KIND_LINK_STATE => {
-                if b.len() < ADVERT_HEADER_LEN {
-                    return Err(ControlError::BadLength);
-                }
-                if b[1] & !(ADVERT_FLAG_STUB | ADVERT_FLAG_TRUNCATED | ADVERT_FLAG_NO_TRANSIT) != 0
-                {
-                    return Err(ControlError::ReservedNonZero);
-                }
-                let count = u16_at(b, 2) as usize;
-                if count > MAX_ADVERT_ENTRIES {
-                    return Err(ControlError::TooManyEntries);
-                }
-                let entries_end = ADVERT_HEADER_LEN + count * ENTRY_LEN;
-                if b.len() != entries_end + ADVERT_SIGNATURE_LEN {
-                    return Err(ControlError::BadLength);
-                }
-                let mut signature = [0u8; ADVERT_SIGNATURE_LEN];
-                signature.copy_from_slice(&b[entries_end..]);
-                let links = b[ADVERT_HEADER_LEN..entries_end]
-                    .chunks_exact(ENTRY_LEN)
-                    .map(|e| {
-                        let flags = u16_at(e, 14);
-                        if flags & !FLAG_SETTLING != 0 {
-                            return Err(ControlError::ReservedNonZero);
-                        }
-                        Ok(LinkEntry {
-                            neighbor: NodeId(u64_at(e, 0)),
-                            rtt_us: u32_at(e, 8),
-                            loss_permille: u16_at(e, 12),
-                            settling: flags & FLAG_SETTLING != 0,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Self::LinkState(Advert {
-                    origin: NodeId(u64_at(b, 4)),
-                    seq: u64_at(b, 12),
-                    stub: b[1] & ADVERT_FLAG_STUB != 0,
-                    truncated: b[1] & ADVERT_FLAG_TRUNCATED != 0,
-                    no_transit: b[1] & ADVERT_FLAG_NO_TRANSIT != 0,
-                    links,
-                    signature,
-                }))
-            }
+            KIND_LINK_STATE => Advert::decode(b).map(Self::LinkState),
+            KIND_LINK_STATE_ACK => Ack::decode(b).map(Self::LinkStateAck),
             KIND_CERT_REQUEST => {
                 if b.len() != 12 {
                     return Err(ControlError::BadLength);
@@ -689,8 +575,12 @@ impl Control {
             }
             Self::LinkState(a) => {
                 let mut v = Vec::new();
-                a.write_unsigned(&mut v);
-                v.extend_from_slice(&a.signature);
+                a.write(&mut v);
+                v
+            }
+            Self::LinkStateAck(a) => {
+                let mut v = Vec::new();
+                a.write(&mut v);
                 v
             }
         }
@@ -762,6 +652,13 @@ mod tests {
             Control::Lookup(Lookup::Address("fd00::9".parse().unwrap())),
             Control::Lookup(Lookup::Name("beta".into())),
             Control::Lookup(Lookup::Name("n".repeat(63))),
+            Control::LinkStateAck(Ack::default()),
+            Control::LinkStateAck(Ack {
+                sync: true,
+                entries: (0..MAX_ACK_ENTRIES as u64)
+                    .map(|i| (NodeId(i * 3), i << 40))
+                    .collect(),
+            }),
             Control::BundleOffer {
                 kind: 1,
                 version: 9,
@@ -790,9 +687,26 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[15, 0, 0, 0]),
-            Err(ControlError::UnknownKind(15))
+            Control::decode(&[16, 0, 0, 0]),
+            Err(ControlError::UnknownKind(16))
         );
+        // Acknowledgements: the count must match the length, at most 64
+        // entries, only the sync flag.
+        let ack = Control::LinkStateAck(Ack {
+            sync: false,
+            entries: vec![(NodeId(1), 2)],
+        })
+        .encode();
+        assert_eq!(ack.len(), 20);
+        assert_eq!(Control::decode(&ack[..19]), Err(ControlError::BadLength));
+        assert_eq!(Control::decode(&ack[..3]), Err(ControlError::BadLength));
+        assert_eq!(
+            Control::decode(&[15, 2, 0, 0]),
+            Err(ControlError::ReservedNonZero)
+        );
+        let mut many = vec![15, 0, 65, 0];
+        many.resize(4 + 65 * 16, 0);
+        assert_eq!(Control::decode(&many), Err(ControlError::TooManyEntries));
         // Lookups: the length byte must match, names 1–63 bytes of UTF-8,
         // addresses 16 bytes, the reserved byte and unknown kinds refused.
         let name = Control::Lookup(Lookup::Name("beta".into())).encode();

@@ -1,0 +1,356 @@
+//! Reliable flooding: the bookkeeping that makes a lost advert cost a
+//! retransmission timeout instead of its origin's next refresh.
+//!
+//! As OSPF and IS-IS flood: every advert sent to a neighbour waits on that
+//! neighbour's retransmission list until the neighbour acknowledges it
+//! (origin and sequence number, many to one acknowledgement message, sent
+//! [`ACK_DELAY`] after the first is owed), or sends the same or a newer
+//! advert of that origin itself (an implicit acknowledgement). Unanswered,
+//! it goes again after a timeout of twice the link's RTT (at least
+//! [`RTO_MIN`]), doubling at each try, at most [`MAX_RETRIES`] times: by
+//! then the link is down by its probes, and the sync when it comes back
+//! repairs the rest. A sync request (sent when a link comes up) is
+//! retransmitted alike until the answer's acknowledgement says it arrived.
+//!
+//! Bounded work: one entry per (neighbour, origin), replaced by a newer
+//! advert; at most [`RETRANSMIT_BURST`] retransmissions per neighbour per
+//! pass, passes at most every [`PASS_INTERVAL`].
+//!
+//! This part only keeps the lists and says what is due; the gossip part
+//! (`super::gossip`) sends.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::control::{Ack, MAX_ACK_ENTRIES};
+use crate::wire::NodeId;
+
+use super::api::PeerId;
+
+/// Acknowledgements owed to a neighbour wait this long to share a message.
+pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Shortest retransmission timeout.
+const RTO_MIN: Duration = Duration::from_millis(250);
+/// Longest retransmission timeout, backoff included.
+const RTO_MAX: Duration = Duration::from_secs(8);
+/// Retransmissions of one advert to one neighbour before it is abandoned.
+const MAX_RETRIES: u8 = 6;
+/// Most retransmissions to one neighbour per pass (the rest wait a pass).
+const RETRANSMIT_BURST: usize = 64;
+/// Passes over the retransmission lists run at most this often.
+const PASS_INTERVAL: Duration = Duration::from_millis(50);
+/// A sync request repeated within this long of the dump that answered it
+/// is only acknowledged: the dump's adverts are on the retransmission list.
+const SYNC_REPEAT: Duration = Duration::from_secs(10);
+
+/// Something sent and not acknowledged yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    due: Instant,
+    tries: u8,
+    rto: Duration,
+}
+
+impl Pending {
+    fn new(seq: u64, now: Instant, rto: Duration) -> Self {
+        Self {
+            seq,
+            due: now + rto,
+            tries: 0,
+            rto,
+        }
+    }
+
+    /// Counts a retransmission at `now` and schedules the next one; false
+    /// when the retries are used up.
+    fn again(&mut self, now: Instant) -> bool {
+        self.tries += 1;
+        let backoff = self.rto.saturating_mul(1 << self.tries.min(6)).min(RTO_MAX);
+        self.due = now + backoff;
+        self.tries <= MAX_RETRIES
+    }
+}
+
+/// Acknowledgements owed to one neighbour.
+#[derive(Debug, Default)]
+struct Owed {
+    entries: Vec<(NodeId, u64)>,
+    sync: bool,
+}
+
+/// What a pass found due.
+#[derive(Debug, Default)]
+pub(crate) struct Due {
+    /// Adverts to send again: to whom, whose, which sequence number.
+    pub adverts: Vec<(PeerId, NodeId, u64)>,
+    /// Neighbours to send our sync request again.
+    pub syncs: Vec<PeerId>,
+    /// Acknowledgements to send.
+    pub acks: Vec<(PeerId, Ack)>,
+}
+
+/// Retransmission lists and owed acknowledgements of one node.
+#[derive(Debug, Default)]
+pub(crate) struct Flooding {
+    unacked: HashMap<PeerId, HashMap<NodeId, Pending>>,
+    syncs: HashMap<PeerId, Pending>,
+    owed: HashMap<PeerId, Owed>,
+    /// When each neighbour's sync request was last answered with a dump.
+    dumped: HashMap<PeerId, Instant>,
+    /// When the next retransmission pass runs.
+    pass_at: Option<Instant>,
+    /// When owed acknowledgements go out.
+    ack_at: Option<Instant>,
+}
+
+impl Flooding {
+    /// The retransmission timeout of a link with smoothed RTT `rtt`.
+    pub fn rto(rtt: Option<Duration>) -> Duration {
+        rtt.map_or(RTO_MIN, |r| 2 * r + 2 * ACK_DELAY).max(RTO_MIN)
+    }
+
+    fn schedule_pass(&mut self, at: Instant) {
+        self.pass_at = Some(self.pass_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// An advert went to `peer`: it waits for an acknowledgement.
+    pub fn sent(&mut self, peer: PeerId, origin: NodeId, seq: u64, now: Instant, rto: Duration) {
+        let p = Pending::new(seq, now, rto);
+        self.unacked.entry(peer).or_default().insert(origin, p);
+        self.schedule_pass(p.due);
+    }
+
+    /// Our sync request went to `peer`.
+    pub fn sync_sent(&mut self, peer: PeerId, now: Instant, rto: Duration) {
+        let p = Pending::new(0, now, rto);
+        self.syncs.insert(peer, p);
+        self.schedule_pass(p.due);
+    }
+
+    /// `peer` has the advert `origin`/`seq` (or a newer one of `origin`).
+    pub fn heard(&mut self, peer: PeerId, origin: NodeId, seq: u64) {
+        if let Some(list) = self.unacked.get_mut(&peer) {
+            if list.get(&origin).is_some_and(|p| p.seq <= seq) {
+                list.remove(&origin);
+            }
+        }
+    }
+
+    /// Whether `origin`'s advert `seq` (or a newer one) is on its way to
+    /// `peer`, sent and not acknowledged yet.
+    pub fn in_flight(&self, peer: PeerId, origin: NodeId, seq: u64) -> bool {
+        (self.unacked.get(&peer))
+            .and_then(|list| list.get(&origin))
+            .is_some_and(|p| p.seq >= seq)
+    }
+
+    /// An acknowledgement from `peer`.
+    pub fn on_ack(&mut self, peer: PeerId, ack: &Ack) {
+        if ack.sync {
+            self.syncs.remove(&peer);
+        }
+        for &(origin, seq) in &ack.entries {
+            self.heard(peer, origin, seq);
+        }
+    }
+
+    /// We owe `peer` an acknowledgement of `origin`/`seq`; a full message's
+    /// worth goes out at once (returned), the rest after [`ACK_DELAY`].
+    pub fn owe(&mut self, peer: PeerId, origin: NodeId, seq: u64, now: Instant) -> Option<Ack> {
+        let o = self.owed.entry(peer).or_default();
+        o.entries.push((origin, seq));
+        if o.entries.len() >= MAX_ACK_ENTRIES {
+            let entries = std::mem::take(&mut o.entries);
+            let sync = std::mem::take(&mut o.sync);
+            return Some(Ack { sync, entries });
+        }
+        self.ack_soon(now);
+        None
+    }
+
+    /// We owe `peer` word that its sync request arrived. True if the
+    /// request is to be answered with a dump (not a repeat of one answered
+    /// moments ago).
+    pub fn owe_sync(&mut self, peer: PeerId, now: Instant) -> bool {
+        self.owed.entry(peer).or_default().sync = true;
+        self.ack_soon(now);
+        let repeat = self
+            .dumped
+            .get(&peer)
+            .is_some_and(|t| now.saturating_duration_since(*t) < SYNC_REPEAT);
+        if !repeat {
+            self.dumped.insert(peer, now);
+        }
+        !repeat
+    }
+
+    fn ack_soon(&mut self, now: Instant) {
+        let at = now + ACK_DELAY;
+        self.ack_at = Some(self.ack_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Forgets everything about `peer` (gone, or its link went down: the
+    /// sync when it comes back starts afresh).
+    pub fn forget(&mut self, peer: PeerId) {
+        self.unacked.remove(&peer);
+        self.syncs.remove(&peer);
+        self.owed.remove(&peer);
+        self.dumped.remove(&peer);
+    }
+
+    /// Adverts waiting for an acknowledgement, over all neighbours.
+    pub fn unacked_count(&self) -> usize {
+        self.unacked.values().map(HashMap::len).sum::<usize>() + self.syncs.len()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.pass_at, self.ack_at].into_iter().flatten().min()
+    }
+
+    /// What is due at `now`: acknowledgements, and retransmissions (each
+    /// counted as a try; one past its last try is dropped instead).
+    pub fn due(&mut self, now: Instant) -> Due {
+        let mut due = Due::default();
+        if self.ack_at.is_some_and(|t| t <= now) {
+            self.ack_at = None;
+            for (peer, o) in &mut self.owed {
+                if o.sync || !o.entries.is_empty() {
+                    let entries = std::mem::take(&mut o.entries);
+                    let sync = std::mem::take(&mut o.sync);
+                    due.acks.push((*peer, Ack { sync, entries }));
+                }
+            }
+            self.owed.clear();
+        }
+        if self.pass_at.is_none_or(|t| t > now) {
+            return due;
+        }
+        let mut next: Option<Instant> = None;
+        let mut later = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for (peer, list) in &mut self.unacked {
+            let mut burst = 0;
+            list.retain(|origin, p| {
+                if p.due > now {
+                    later(p.due);
+                    return true;
+                }
+                if burst == RETRANSMIT_BURST {
+                    later(now + PASS_INTERVAL);
+                    return true;
+                }
+                burst += 1;
+                let keep = p.again(now);
+                if keep {
+                    due.adverts.push((*peer, *origin, p.seq));
+                    later(p.due);
+                }
+                keep
+            });
+        }
+        self.unacked.retain(|_, list| !list.is_empty());
+        self.syncs.retain(|peer, p| {
+            if p.due > now {
+                later(p.due);
+                return true;
+            }
+            let keep = p.again(now);
+            if keep {
+                due.syncs.push(*peer);
+                later(p.due);
+            }
+            keep
+        });
+        self.pass_at = next.map(|t| t.max(now + PASS_INTERVAL));
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(i: usize) -> PeerId {
+        PeerId::new(i, 0)
+    }
+
+    #[test]
+    fn an_unacknowledged_advert_is_sent_again_with_backoff_then_abandoned() {
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(None);
+        f.sent(peer(1), NodeId(7), 3, t0, rto);
+        assert!(f.due(t0 + rto / 2).adverts.is_empty());
+        let mut sent_at = Vec::new();
+        while let Some(t) = f.poll_timeout() {
+            if !f.due(t).adverts.is_empty() {
+                sent_at.push(t - t0);
+            }
+            assert!(t - t0 < Duration::from_secs(60), "never abandoned");
+        }
+        assert_eq!(sent_at.len(), MAX_RETRIES as usize, "{sent_at:?}");
+        // Each gap at least as long as the one before: backoff.
+        let gaps: Vec<_> = sent_at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "{gaps:?}");
+        assert_eq!(sent_at[0], rto);
+        assert_eq!(f.unacked_count(), 0);
+    }
+
+    #[test]
+    fn acknowledgements_and_newer_copies_clear_the_list_older_ones_do_not() {
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(Some(Duration::from_millis(1)));
+        f.sent(peer(1), NodeId(7), 5, t0, rto);
+        f.sent(peer(1), NodeId(8), 5, t0, rto);
+        f.sent(peer(2), NodeId(7), 5, t0, rto);
+        f.heard(peer(1), NodeId(7), 4); // older: not an acknowledgement
+        f.on_ack(
+            peer(1),
+            &Ack {
+                sync: false,
+                entries: vec![(NodeId(8), 5)],
+            },
+        );
+        f.heard(peer(2), NodeId(7), 6); // newer: implies it
+        let due = f.due(t0 + rto);
+        assert_eq!(due.adverts, vec![(peer(1), NodeId(7), 5)]);
+    }
+
+    #[test]
+    fn acknowledgements_are_batched_and_a_full_message_goes_at_once() {
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        for i in 0..MAX_ACK_ENTRIES as u64 - 1 {
+            assert!(f.owe(peer(1), NodeId(i), i, t0).is_none());
+        }
+        let full = f.owe(peer(1), NodeId(99), 1, t0).expect("a full message");
+        assert_eq!(full.entries.len(), MAX_ACK_ENTRIES);
+        assert!(f.owe(peer(1), NodeId(100), 1, t0).is_none());
+        assert!(f.owe_sync(peer(2), t0), "a first sync request is answered");
+        assert!(!f.owe_sync(peer(2), t0), "its repeat only acknowledged");
+        assert!(f.due(t0).acks.is_empty(), "held for the delay");
+        let mut acks = f.due(t0 + ACK_DELAY).acks;
+        acks.sort_by_key(|(p, _)| *p);
+        assert_eq!(acks.len(), 2);
+        assert_eq!(acks[0].1.entries, vec![(NodeId(100), 1)]);
+        assert!(acks[1].1.sync && acks[1].1.entries.is_empty());
+    }
+
+    #[test]
+    fn a_sync_request_is_repeated_until_its_answer_is_acknowledged() {
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(None);
+        f.sync_sent(peer(3), t0, rto);
+        assert_eq!(f.due(t0 + rto).syncs, vec![peer(3)]);
+        f.on_ack(
+            peer(3),
+            &Ack {
+                sync: true,
+                entries: vec![],
+            },
+        );
+        assert_eq!(f.unacked_count(), 0);
+    }
+}
