@@ -104,3 +104,48 @@ fn on_a_lossless_underlay_nothing_is_sent_again() {
     // a spurious one.
     assert_eq!(retransmitted, 0);
 }
+
+#[test]
+fn the_end_of_a_hold_down_is_advertised_within_a_second() {
+    // a–b cut and healed in a square: once a's link to b is out of its
+    // hold-down, c must stop adding the hold-down penalty to it, well
+    // before a's next refresh (10 s here; hours in a large mesh).
+    let mut sim = Sim::new(
+        5,
+        &["a", "b", "c", "d"],
+        &[(0, 1), (0, 2), (2, 1), (0, 3), (3, 1)],
+        Duration::from_millis(1),
+        EndpointConfig::default(),
+    );
+    sim.run_for(Duration::from_secs(15));
+    let (a, b) = (sim.nodes[0].ep.node_id(), sim.nodes[1].ep.node_id());
+    let settling_at_c = |sim: &Sim| {
+        let advert = sim.nodes[2].ep.router().advert(a).cloned().unwrap();
+        (advert.links.iter())
+            .find(|l| l.neighbor == b)
+            .map(|l| l.settling)
+    };
+    assert_eq!(settling_at_c(&sim), Some(false));
+    sim.cut(0, 1);
+    sim.run_for(Duration::from_secs(8));
+    assert_eq!(settling_at_c(&sim), None, "the cut link still listed");
+    sim.heal(0, 1);
+    let healed = sim.now;
+    let mut up_at = None;
+    while sim.now - healed < Duration::from_secs(10) {
+        sim.run_for(Duration::from_millis(50));
+        if up_at.is_none() && settling_at_c(&sim) == Some(true) {
+            up_at = Some(sim.now);
+        }
+        if up_at.is_some() && settling_at_c(&sim) == Some(false) {
+            break;
+        }
+    }
+    let up_at = up_at.expect("the healed link, in hold-down, reached c");
+    let settled = sim.now - up_at;
+    // Hold-down 2 s, checked every second, flooded in milliseconds.
+    assert!(
+        settled <= Duration::from_millis(3_500),
+        "c saw the hold-down end {settled:?} after the link came back"
+    );
+}

@@ -414,7 +414,8 @@ pub struct PeerInfo {
     pub stats: PeerStats,
     /// Wire id.
     pub node_id: NodeId,
-    /// The relay traffic goes through, or `None` when direct.
+    /// The relay traffic goes through, or `None` when direct: routed, or
+    /// (a stub with no route there) its default relay.
     pub via: Option<PeerId>,
     /// The direct link's probe results, if it is probed.
     pub link: Option<LinkInfo>,

@@ -63,8 +63,11 @@ struct Parked {
 /// The link-state part of one node.
 pub(crate) struct Gossip {
     router: Router,
-    /// When our advert goes out next.
-    advert_at: Option<Instant>,
+    /// When a change of our links is advertised (if it changed what our
+    /// advert says).
+    change_at: Option<Instant>,
+    /// When our advert is refreshed (sent again, changed or not).
+    refresh_at: Option<Instant>,
     advert_seq: u64,
     last_originated: Option<Instant>,
     last_advert: Option<Advert>,
@@ -93,7 +96,8 @@ impl Gossip {
         }
         Self {
             router,
-            advert_at: None,
+            change_at: None,
+            refresh_at: None,
             advert_seq: 0,
             last_originated: None,
             last_advert: None,
@@ -151,8 +155,10 @@ impl Gossip {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.route_at, self.advert_at, self.flooding.poll_timeout()]
+        let timers = [self.route_at, self.change_at, self.refresh_at];
+        timers
             .into_iter()
+            .chain([self.flooding.poll_timeout()])
             .flatten()
             .min()
     }
@@ -234,13 +240,24 @@ impl Gossip {
     /// thousand links spaces its adverts out (1 ms per neighbour), so its
     /// advert traffic stays near 1,000 messages a second however often its
     /// links change.
+    ///
+    /// A change that leaves the advert saying what it said (a link to a
+    /// stub, which relays' adverts do not list) sends nothing.
     pub fn advert_soon(&mut self, peers: &Peers, now: Instant) {
+        self.change_at = Some(self.earliest_origination(peers, now));
+    }
+
+    /// Sends our advert again at the next opportunity, changed or not (a
+    /// refresh ahead of time).
+    pub fn refresh_soon(&mut self, peers: &Peers, now: Instant) {
+        self.refresh_at = Some(self.earliest_origination(peers, now));
+    }
+
+    fn earliest_origination(&self, peers: &Peers, now: Instant) -> Instant {
         let neighbours = peers.iter().filter(|p| p.health.is_some()).count() as u32;
         let interval = MIN_ORIGINATION_INTERVAL.max(ORIGINATION_PER_NEIGHBOUR * neighbours);
-        let earliest = self
-            .last_originated
-            .map_or(now, |t| (t + interval).max(now));
-        self.advert_at = Some(earliest);
+        self.last_originated
+            .map_or(now, |t| (t + interval).max(now))
     }
 
     /// Sets whether our adverts refuse transit, advertising the change soon.
@@ -256,26 +273,37 @@ impl Gossip {
         self.no_transit
     }
 
+    /// What our advert says now, unsigned and unnumbered. Relays first: a
+    /// hub with more links than an advert lists keeps its backbone paths;
+    /// its stubs vouch for their own links.
+    fn draft_advert(&self, local: &Local, peers: &Peers, now: Instant) -> Advert {
+        let own = Self::own_links(peers, now);
+        let relay = local.config.relay;
+        let mut links = route::advert_entries(&own, |n| self.router.is_stub(n));
+        let truncated = links.len() > MAX_ADVERT_ENTRIES;
+        links.truncate(MAX_ADVERT_ENTRIES);
+        Advert {
+            origin: local.node_id,
+            seq: 0,
+            stub: !relay,
+            truncated,
+            no_transit: self.no_transit && relay,
+            links,
+            signature: [0; 64],
+        }
+    }
+
     /// A fresh advert of this node's links that are up. Sequence numbers
     /// start from the wall clock (ns) and grow by one per advert, so a
     /// restarted node's adverts replace the ones it sent before.
     fn own_advert(&mut self, local: &Local, peers: &Peers, now: Instant) -> Advert {
+        let a = self.draft_advert(local, peers, now);
+        self.sign(local, a)
+    }
+
+    fn sign(&mut self, local: &Local, mut a: Advert) -> Advert {
         self.advert_seq = (self.advert_seq + 1).max(local.unix_nanos);
-        // Relays first: a hub with more links than an advert lists keeps
-        // its backbone paths; its stubs vouch for their own links.
-        let own = Self::own_links(peers, now);
-        let mut links = route::advert_entries(&own, |n| self.router.is_stub(n));
-        let truncated = links.len() > MAX_ADVERT_ENTRIES;
-        links.truncate(MAX_ADVERT_ENTRIES);
-        let mut a = Advert {
-            origin: local.node_id,
-            seq: self.advert_seq,
-            stub: !local.config.relay,
-            truncated,
-            no_transit: self.no_transit && local.config.relay,
-            links,
-            signature: [0; 64],
-        };
+        a.seq = self.advert_seq;
         a.signature = local
             .identity
             .sign_advert(&*local.crypto, &a.signed_bytes());
@@ -289,6 +317,8 @@ impl Gossip {
             None => {
                 let a = self.own_advert(local, peers, now);
                 self.last_advert = Some(a.clone());
+                let refresh = now + self.advert_refresh(local.config.advert_interval);
+                self.refresh_at.get_or_insert(refresh);
                 a
             }
         }
@@ -423,7 +453,7 @@ impl Gossip {
     fn on_own_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, seq: u64) {
         if seq > self.advert_seq {
             self.advert_seq = seq;
-            self.advert_soon(cx.peers, now);
+            self.refresh_soon(cx.peers, now);
         } else if let Some(own) = (self.last_advert.as_ref())
             .filter(|a| a.seq > seq && !self.flooding.in_flight(from, a.origin, a.seq))
         {
@@ -563,16 +593,14 @@ impl Gossip {
             return;
         }
         // A neighbour turned out to relay, and our truncated advert left it
-        // out while listing a stub in its place: relays come first. (With
-        // more relaying neighbours than an advert lists, and no stub among
-        // those listed, a new advert would leave it out again: re-originating
-        // then, at every advert of every left-out neighbour, was an advert
-        // storm in full meshes of more than 64 nodes.)
+        // out: relays come first, so the next advert may list it (if a
+        // stub held a slot). One that would not change is not sent: with
+        // more relaying neighbours than an advert lists, re-originating at
+        // every advert of every left-out neighbour was an advert storm in
+        // full meshes of more than 64 nodes.
         let left_out = !advert.stub
-            && self.last_advert.as_ref().is_some_and(|a| {
-                a.truncated
-                    && !a.links.iter().any(|l| l.neighbor == advert.origin)
-                    && a.links.iter().any(|l| self.router.is_stub(l.neighbor))
+            && (self.last_advert.as_ref()).is_some_and(|a| {
+                a.truncated && !a.links.iter().any(|l| l.neighbor == advert.origin)
             });
         let neighbour = cx
             .peers
@@ -600,6 +628,13 @@ impl Gossip {
         } else {
             HashSet::new()
         };
+        // ...nor to neighbours whose own advert lists the origin (stubs a
+        // relay's advert leaves out): the origin reached them itself too.
+        let lists_origin = |n: NodeId| {
+            refresh
+                && (self.router.advert(n))
+                    .is_some_and(|a| a.links.iter().any(|l| l.neighbor == advert.origin))
+        };
         if cx.local.config.relay {
             for id in cx.peers.ids().collect::<Vec<_>>() {
                 let q = &cx.peers[id];
@@ -607,6 +642,7 @@ impl Gossip {
                     || q.node_id == advert.origin
                     || q.health.is_none()
                     || covered.contains(&q.node_id)
+                    || lists_origin(q.node_id)
                 {
                     continue;
                 }
@@ -639,23 +675,37 @@ impl Gossip {
                 self.router.advert(*id).is_some() || cx.peers.by_node(*id).is_some()
             });
             self.recompute_routes(cx, now, false);
+            // A link's hold-down ending changes our advert with no event
+            // of its own; so might anything a trigger missed.
+            if let Some(last) = &self.last_advert {
+                let draft = self.draft_advert(cx.local, cx.peers, now);
+                if self.change_at.is_none() && !same_topology(last, &draft) {
+                    self.advert_soon(cx.peers, now);
+                }
+            }
             // Periodic only while there is something to route over.
             let routing = self.router.adverts().next().is_some()
                 || cx.peers.iter().any(|p| p.health.is_some());
             self.route_at = routing.then_some(now + ROUTE_INTERVAL);
         }
         self.retransmit(cx, now);
-        if self.advert_at.is_some_and(|t| t <= now) {
-            self.last_originated = Some(now);
-            let advert = self.own_advert(cx.local, cx.peers, now);
-            self.last_advert = Some(advert.clone());
-            for id in cx.peers.ids().collect::<Vec<_>>() {
-                if cx.peers[id].health.is_some() {
-                    Self::send_advert(&mut self.flooding, cx, now, id, &advert);
+        let refresh = self.refresh_at.is_some_and(|t| t <= now);
+        if refresh || self.change_at.is_some_and(|t| t <= now) {
+            self.change_at = None;
+            let draft = self.draft_advert(cx.local, cx.peers, now);
+            let same = (self.last_advert.as_ref()).is_some_and(|a| same_topology(a, &draft));
+            if refresh || !same {
+                self.last_originated = Some(now);
+                let advert = self.sign(cx.local, draft);
+                self.last_advert = Some(advert.clone());
+                for id in cx.peers.ids().collect::<Vec<_>>() {
+                    if cx.peers[id].health.is_some() {
+                        Self::send_advert(&mut self.flooding, cx, now, id, &advert);
+                    }
                 }
+                let interval = cx.local.config.advert_interval;
+                self.refresh_at = Some(now + self.advert_refresh(interval));
             }
-            let interval = cx.local.config.advert_interval;
-            self.advert_at = Some(now + self.advert_refresh(interval));
         }
     }
 

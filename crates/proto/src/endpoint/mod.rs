@@ -793,7 +793,7 @@ impl Endpoint {
     /// periodic refresh would. For simulators measuring what a mesh-wide
     /// refresh round costs (meshd itself never calls it).
     pub fn readvertise(&mut self, now: Instant) {
-        self.gossip.advert_soon(&self.peers, now);
+        self.gossip.refresh_soon(&self.peers, now);
     }
 
     /// Sends control message `msg` to `peer` in its current session, to its

@@ -545,7 +545,7 @@ impl Peers {
     /// A stub's relay for `peer` when its routes know no way there and
     /// there is no working direct link: the relay may know more (a hub lists
     /// at most 64 links, and stubs hold no adverts of other stubs).
-    fn default_route(&self, peer: PeerId) -> Option<PeerId> {
+    pub(crate) fn default_route(&self, peer: PeerId) -> Option<PeerId> {
         if self.relay {
             return None;
         }

@@ -81,7 +81,7 @@ impl Endpoint {
             has_session: p.session(now).is_some(),
             stats: p.stats,
             node_id: p.node_id,
-            via: p.via,
+            via: p.via.or_else(|| self.peers.default_route(id)),
             link: p.health.as_ref().map(|h| LinkInfo {
                 up: h.status() == LinkStatus::Up,
                 srtt: h.srtt(),
