@@ -80,6 +80,13 @@ pub struct JoinReport {
     pub relay_bytes_per_sec_max: f64,
     /// Advert bytes per relay per second over the window.
     pub relay_advert_bytes_per_sec: f64,
+    /// Route computations per relay per second over the window (mean)
+    /// and the busiest relay's.
+    #[serde(default)]
+    pub relay_route_computations_per_sec: f64,
+    /// See `relay_route_computations_per_sec`.
+    #[serde(default)]
+    pub relay_route_computations_per_sec_max: f64,
     /// Member lookups answered in the reach sample.
     pub lookups_answered: u64,
     /// Peak resident memory of this process so far, MB (Linux).
@@ -153,7 +160,13 @@ pub fn run(
             .map(|r| sim.nodes[r].ep.stats().gossip_bytes_sent)
             .sum()
     };
+    let computations = |sim: &Sim| -> Vec<u64> {
+        (0..relays)
+            .map(|r| sim.nodes[r].ep.router().computations())
+            .collect()
+    };
     let (relay_before, advert_before) = (relay_bytes(&sim), advert_bytes(&sim));
+    let computed_before = computations(&sim);
     let mut started = vec![None; nodes];
     let mut took: Vec<f64> = Vec::new();
     let mut bytes: Vec<f64> = Vec::new();
@@ -186,6 +199,7 @@ pub fn run(
     }
     let window_end = sim.now;
     let (relay_after, advert_after) = (relay_bytes(&sim), advert_bytes(&sim));
+    let computed_after = computations(&sim);
     while !pending.is_empty() && sim.now - window_end < Duration::from_secs(60) {
         sim.run_for(Duration::from_millis(1));
         check(&sim, &mut pending, &started);
@@ -243,6 +257,9 @@ pub fn run(
         .collect();
     let relay_mean = per_relay.iter().sum::<f64>() / relays as f64;
     let relay_max = per_relay.iter().copied().fold(0.0, f64::max);
+    let computed: Vec<f64> = (computed_after.iter().zip(&computed_before))
+        .map(|(a, b)| (a - b) as f64 / secs)
+        .collect();
     let joined_count = took.len();
     Ok(JoinReport {
         nodes,
@@ -263,6 +280,8 @@ pub fn run(
         relay_bytes_per_sec: relay_mean,
         relay_bytes_per_sec_max: relay_max,
         relay_advert_bytes_per_sec: (advert_after - advert_before) as f64 / relays as f64 / secs,
+        relay_route_computations_per_sec: computed.iter().sum::<f64>() / relays as f64,
+        relay_route_computations_per_sec_max: computed.iter().copied().fold(0.0, f64::max),
         lookups_answered,
         peak_rss_mb: peak_rss_mb(),
         wall_secs: wall.elapsed().as_secs_f64(),

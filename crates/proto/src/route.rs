@@ -191,6 +191,8 @@ pub struct Router {
     scope: Option<HashSet<NodeId, Ids>>,
     /// Nodes the last computation reached.
     reachable: usize,
+    /// Shortest-path computations run.
+    computations: u64,
     /// Origins of held adverts that no path reached, since when.
     unreachable_since: HashMap<NodeId, Instant, Ids>,
 }
@@ -361,6 +363,7 @@ impl Router {
             last_inputs: None,
             scope: None,
             reachable: 0,
+            computations: 0,
             unreachable_since: HashMap::default(),
         }
     }
@@ -473,6 +476,11 @@ impl Router {
         }
     }
 
+    /// Route computations run (each a shortest-path tree from this node).
+    pub fn computations(&self) -> u64 {
+        self.computations
+    }
+
     /// Nodes the last computation reached (whether or not a route to each
     /// is kept).
     pub fn reachable_count(&self) -> usize {
@@ -549,6 +557,7 @@ impl Router {
     /// current next hops where hysteresis says so.
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
         self.last_inputs = Some((self.generation, quantized(own)));
+        self.computations += 1;
         let g = Graph {
             me: self.me,
             config: &self.config,

@@ -38,8 +38,12 @@ const MIN_ORIGINATION_INTERVAL: Duration = Duration::from_millis(200);
 /// ...and, on a node with many neighbours, at most one per this much per
 /// neighbour.
 const ORIGINATION_PER_NEIGHBOUR: Duration = Duration::from_millis(1);
-/// Adverts received within this long share one route computation.
+/// Adverts received within this long share one route computation...
 const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
+/// ...and while they keep coming, computations they trigger are spaced by
+/// a hold that doubles from `ROUTE_BATCH_DELAY` up to this (OSPF's SPF
+/// throttle), resetting after a quiet spell of twice the hold.
+const ROUTE_HOLD_MAX: Duration = Duration::from_secs(1);
 /// Refresh adverts no more often than once per this much per known origin,
 /// so the refresh traffic a node forwards stays flat as the mesh grows.
 const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
@@ -73,6 +77,11 @@ pub(crate) struct Gossip {
     last_advert: Option<Advert>,
     /// When routes are computed next.
     route_at: Option<Instant>,
+    /// The least spacing of advert-triggered route computations now, when
+    /// the last one ran, and whether one is scheduled.
+    route_hold: Duration,
+    last_triggered: Option<Instant>,
+    triggered: bool,
     /// Our adverts say we carry no traffic for others (behind a NAT).
     no_transit: bool,
     /// Verified, admissible certificates of advert origins (peers and
@@ -102,6 +111,9 @@ impl Gossip {
             last_originated: None,
             last_advert: None,
             route_at: None,
+            route_hold: ROUTE_BATCH_DELAY,
+            last_triggered: None,
+            triggered: false,
             no_transit: false,
             origin_certs: Members::default(),
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
@@ -654,15 +666,28 @@ impl Gossip {
             }
         }
         // Batch route computation over a burst of adverts (as OSPF's SPF
-        // delay): a node joining a large mesh gets thousands at once.
-        let soon = now + ROUTE_BATCH_DELAY;
+        // delay): a node joining a large mesh gets thousands at once, and
+        // a relay of a large mesh sees joins and leaves all the time.
+        let held = self.last_triggered.map_or(now, |t| t + self.route_hold);
+        let soon = (now + ROUTE_BATCH_DELAY).max(held);
         self.route_at = Some(self.route_at.map_or(soon, |t| t.min(soon)));
+        self.triggered = true;
     }
 
     /// Runs the gossip timers due at `now`: expiry and the periodic route
     /// computation, and our advert's origination.
     pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) {
         if self.route_at.is_none_or(|t| t <= now) {
+            if std::mem::take(&mut self.triggered) {
+                let busy = (self.last_triggered)
+                    .is_some_and(|t| now.saturating_duration_since(t) < 2 * self.route_hold);
+                self.route_hold = if busy {
+                    (2 * self.route_hold).min(ROUTE_HOLD_MAX)
+                } else {
+                    ROUTE_BATCH_DELAY
+                };
+                self.last_triggered = Some(now);
+            }
             let max_age = (cx.local.config.route.advert_max_age)
                 .max(4 * self.advert_refresh(cx.local.config.advert_interval));
             self.router.expire(now, max_age);
