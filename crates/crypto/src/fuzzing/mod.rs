@@ -25,6 +25,10 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::insecure::InsecureCrypto;
 
+mod deep;
+
+pub use deep::{certificate_validation, policy_filter, transport_sequence};
+
 /// Wall-clock time the fixtures live at (Unix seconds).
 pub const NOW_SECS: u64 = 1_800_000_000;
 const NOW_NANOS: u64 = NOW_SECS * 1_000_000_000;
@@ -87,7 +91,9 @@ fn rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(7)
 }
 
-/// Certificate decoder: never panics; whatever decodes re-encodes to the same bytes.
+/// Certificate decoder and validation: never panics; whatever decodes
+/// re-encodes to the same bytes, and is validated against the fixture CA
+/// ([`certificate_validation`]).
 pub fn certificate(data: &[u8]) {
     if let Ok(cert) = Certificate::from_bytes(data) {
         assert_eq!(
@@ -97,6 +103,7 @@ pub fn certificate(data: &[u8]) {
         );
         let again = Certificate::from_armor(&cert.to_armor()).expect("armour round trip");
         assert_eq!(again, cert);
+        certificate_validation(&cert);
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Certificate::from_armor(text);
@@ -619,9 +626,63 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     v6.extend_from_slice(&[44, 0, 0, 0, 0, 0, 0, 0]);
     v6.extend_from_slice(&[6, 0, 0, 0, 0, 0, 0, 9]);
     v6.extend_from_slice(&[0x9c, 0x40, 0x15, 0x38, 0, 0, 0, 0]);
-    out.push(("packet_filter", v6));
+    out.push(("packet_filter", v6.clone()));
+    // A policy with segments, ports, ICMP types, a deny and an enclave,
+    // then packets both ways; and the same packets under no rules.
+    let mut reply = tcp.clone();
+    reply[12..16].copy_from_slice(&[100, 64, 0, 2]);
+    reply[16..20].copy_from_slice(&[100, 64, 0, 1]);
+    reply[20..24].copy_from_slice(&[0x15, 0x38, 0x9c, 0x40]);
+    let packets: Vec<u8> = [&tcp, &reply, &out.last().expect("seeds").1, &v6]
+        .iter()
+        .flat_map(|p| std::iter::once(p.len() as u8).chain(p.iter().copied()))
+        .collect();
+    let icmp_seed = out
+        .iter()
+        .rfind(|(t, d)| *t == "packet_filter" && d.len() == 56)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_default();
+    for policy in [POLICY_SEED, ""] {
+        let mut seed = policy.as_bytes().to_vec();
+        seed.push(0);
+        seed.extend_from_slice(&packets);
+        seed.push(icmp_seed.len() as u8);
+        seed.extend_from_slice(&icmp_seed);
+        out.push(("policy_filter", seed));
+    }
+    // Counters: in order, a replay, reordering, jumps past the window and
+    // old ones after them.
+    let mut seq = vec![0x80, 0x80, 0, 1, 0x85, 3, 2, 2];
+    let past = proto::replay::WINDOW_SIZE as usize / 128 + 2;
+    seq.extend(std::iter::repeat_n(0xff, past));
+    seq.extend_from_slice(&[0x7f, 0x40, 0, 0x81, 1, 1]);
+    out.push(("transport_sequence", seq));
     out
 }
+
+/// The policy of the `policy_filter` seed.
+const POLICY_SEED: &str = r#"enclaves = ["ops"]
+
+[[rule]]
+action = "allow"
+from = "segment:web"
+to = "segment:db"
+proto = "tcp"
+ports = ["5432", "8000-8100"]
+
+[[rule]]
+action = "allow"
+from = "any"
+to = "any"
+proto = "icmp"
+icmp-types = ["echo-request", "echo-reply"]
+
+[[rule]]
+action = "deny"
+from = "node:bob"
+to = "cidr:100.64.0.0/10"
+proto = "udp"
+"#;
 
 /// Runs the body of the target called `name`.
 pub fn run(name: &str, data: &[u8]) {
@@ -636,12 +697,14 @@ pub fn run(name: &str, data: &[u8]) {
         "bundle" => bundle(data),
         "control" => control(data),
         "packet_filter" => packet_filter(data),
+        "policy_filter" => policy_filter(data),
+        "transport_sequence" => transport_sequence(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
 
 /// Every target name.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 12] = [
     "certificate",
     "transport",
     "initiation",
@@ -652,12 +715,36 @@ pub const TARGETS: [&str; 10] = [
     "bundle",
     "control",
     "packet_filter",
+    "policy_filter",
+    "transport_sequence",
 ];
 
 #[cfg(test)]
 mod tests {
     /// The session seed reaches bob's control handlers, message by
     /// message, through the fixture's live session.
+    #[test]
+    fn the_policy_seed_parses_and_the_sequence_seed_crosses_the_window() {
+        let policy = proto::policy::Policy::parse(super::POLICY_SEED).unwrap();
+        assert_eq!(policy.compile().rules().len(), 3);
+        let seeds = super::seeds();
+        let seq = &seeds
+            .iter()
+            .find(|(t, _)| *t == "transport_sequence")
+            .unwrap()
+            .1;
+        let sealed: u64 = (seq.iter())
+            .filter(|b| **b >= 0x80)
+            .map(|b| u64::from(b - 0x7f))
+            .sum();
+        assert!(sealed > proto::replay::WINDOW_SIZE + 0x7f);
+        super::transport_sequence(seq);
+        assert_eq!(
+            seeds.iter().filter(|(t, _)| *t == "policy_filter").count(),
+            2
+        );
+    }
+
     #[test]
     fn the_session_seed_is_taken_as_control_messages() {
         let seeds = super::seeds();
