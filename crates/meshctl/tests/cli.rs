@@ -527,6 +527,45 @@ fn expired_and_not_yet_valid_certificate_files() {
     );
 }
 
+/// docs/policy.md's `policy test` example is what meshctl prints for its
+/// example policy and the members it names.
+#[test]
+fn the_policy_test_output_in_the_docs_is_the_real_output() {
+    let d = setup();
+    let p = d.path();
+    for (name, ip, segment) in [
+        ("web-1", "100.64.0.10/10", "web"),
+        ("db-1", "100.64.0.20/10", "db"),
+        ("guest-1", "100.64.0.30/10", "guest"),
+    ] {
+        let args = [
+            "cert",
+            "issue",
+            "--name",
+            name,
+            "--ip",
+            ip,
+            "--segment",
+            segment,
+        ];
+        ok(p, &args);
+    }
+    let doc =
+        fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/policy.md")).unwrap();
+    let block = |fence: &str, first: &str| -> String {
+        (doc.split(fence).skip(1))
+            .map(|b| b.split("```").next().unwrap())
+            .find(|b| b.starts_with(first))
+            .unwrap_or_else(|| panic!("no {fence} block starting {first:?} in docs/policy.md"))
+            .to_string()
+    };
+    fs::write(p.join("policy.toml"), block("```toml\n", "enclaves")).unwrap();
+    let example = block("```text\n", "$ meshctl policy test");
+    let (command, expected) = example.split_once('\n').unwrap();
+    let args: Vec<&str> = command.split_whitespace().skip(2).collect();
+    assert_eq!(ok(p, &args), expected, "docs/policy.md shows other output");
+}
+
 #[test]
 fn policy_check_and_test_evaluate_expectations_before_a_push() {
     let d = setup();
