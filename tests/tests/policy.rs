@@ -519,6 +519,11 @@ fn revoked_node_reconnecting_is_refused_mesh_wide_within_2s() {
     // `meshctl revoked` lists it on a node that learned it by gossip.
     let listed = json(&mesh, 1, "revoked");
     assert_eq!(listed["entries"][0]["name"], "h2", "{listed}");
+    let h2 = (peers_of(1).as_array().unwrap().iter())
+        .find(|p| p["name"] == "h2")
+        .cloned()
+        .unwrap();
+    assert_eq!(h2["refused-because"], "revoked", "{h2}");
     assert!(listed["version"].as_u64().is_some(), "{listed}");
     // The revoked node restarts and tries again: refused at the handshake.
     mesh.kill9(2);
@@ -629,6 +634,7 @@ fn enclave_traffic_steered_through_a_non_member_relay_is_refused() {
             .find(|p| p["name"] == other)
             .unwrap();
         assert!(p["refused"] == true && p["session"] == false, "{p}");
+        assert_eq!(p["refused-because"], "enclave", "{p}");
     }
     // Cut the members' direct link: the only other path is through h2, a
     // non-member, so enclave traffic must stop rather than be relayed.

@@ -260,6 +260,12 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
             path_mtu: p.link.and_then(|l| l.path_mtu),
             receiver_index: p.receiver_index,
             refused: p.refused,
+            refused_because: p.refused.then(|| {
+                let c = crypto::RealCrypto;
+                let revoked =
+                    (p.cert.as_ref()).is_some_and(|c2| dir.ep.is_revoked(&c2.fingerprint(&c)));
+                if revoked { "revoked" } else { "enclave" }.to_string()
+            }),
             certificate_not_after: p.cert.as_ref().map(|c| c.body().not_after),
             bundle_handover: match p.handover {
                 Handover::None => None,

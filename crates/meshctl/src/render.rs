@@ -239,9 +239,19 @@ pub fn peers(peers: &[PeerView]) -> String {
                     .map(|r| format!("{r:.2}ms"))
                     .unwrap_or_else(dash),
                 match (p.refused, &p.bundle_handover) {
-                    // Refused here; a handover's state after the slash.
-                    (true, Some(h)) => format!("refused/{h}"),
-                    (true, None) => "refused".into(),
+                    // Refused here, and why (revoked, or outside our
+                    // enclaves); a handover's state after the slash.
+                    (true, h) => {
+                        let why = match p.refused_because.as_deref() {
+                            Some("revoked") => "revoked",
+                            Some("enclave") => "other-enclave",
+                            _ => "refused",
+                        };
+                        match h {
+                            Some(h) => format!("{why}/{h}"),
+                            None => why.to_string(),
+                        }
+                    }
                     (false, _) => p.path.clone(),
                 },
                 link,

@@ -310,6 +310,11 @@ pub struct PeerView {
     /// Refused by this node (revoked, or outside its enclaves).
     #[serde(default)]
     pub refused: bool,
+    /// Why it is refused: `revoked` (its certificate is on the revocation
+    /// list in force) or `enclave` (the policy puts it outside this
+    /// node's enclaves).
+    #[serde(default)]
+    pub refused_because: Option<String>,
     /// End of its certificate's validity, Unix seconds (once known).
     #[serde(default)]
     pub certificate_not_after: Option<u64>,
