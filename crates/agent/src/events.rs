@@ -83,6 +83,20 @@ impl Node {
             Event::HandshakeTimedOut { peer, dropped } => {
                 warn!(peer = %dir.peer_name(peer), dropped, "handshake timed out")
             }
+            Event::Alert { peer, alert } => {
+                let until = alert
+                    .until
+                    .map(|t| t.saturating_duration_since(alert.at).as_secs());
+                warn!(
+                    peer = %dir.peer_name(peer),
+                    scenario = alert.scenario,
+                    response = alert.response.name(),
+                    offence = alert.offence,
+                    for_secs = until,
+                    "intrusion detection: {} against the peer (meshctl alerts; meshctl quarantine --release NAME lifts it)",
+                    alert.response.name()
+                );
+            }
             Event::PathMtuChanged { peer, mtu } => {
                 info!(peer = %dir.peer_name(peer), mtu, "path MTU of the direct link (probed)");
             }

@@ -238,6 +238,37 @@ pub fn render(
     let _ = writeln!(o, "meshd_adverts_unacknowledged {}", ep.adverts_unacked());
     family(
         &mut o,
+        "meshd_ids_alerts_total",
+        "counter",
+        "Intrusion-detection alerts raised against peers, by scenario and the response taken (meshctl alerts).",
+    );
+    for ((scenario, response), n) in ep.alert_counts() {
+        let r = response.name();
+        let _ = writeln!(
+            o,
+            "meshd_ids_alerts_total{{scenario=\"{scenario}\",response=\"{r}\"}} {n}"
+        );
+    }
+    family(
+        &mut o,
+        "meshd_ids_sanctioned_peers",
+        "gauge",
+        "Peers under an intrusion-detection sanction now, by response (meshctl quarantine).",
+    );
+    let held = ep.sanctioned(now);
+    for r in [
+        proto::ids::Response::RateLimit,
+        proto::ids::Response::Quarantine,
+    ] {
+        let n = held.iter().filter(|x| x.1 == r).count();
+        let _ = writeln!(
+            o,
+            "meshd_ids_sanctioned_peers{{response=\"{}\"}} {n}",
+            r.name()
+        );
+    }
+    family(
+        &mut o,
         "meshd_certificate_not_after_seconds",
         "gauge",
         "End of a certificate's validity, Unix seconds: this node's (peer=\"\") and each peer's whose certificate is known. Alert on it minus time() (meshctl cert renew, then reload).",

@@ -479,6 +479,30 @@ impl Node {
         }
     }
 
+    /// `meshctl quarantine [--release PEER]`: lifts the sanction on the
+    /// peer named (by name or overlay address), then lists who is under one.
+    fn quarantine(&mut self, now: Instant, release: Option<String>) -> AdminResponse {
+        let Some(who) = release else {
+            return views::sanctioned(&self.directory(), None);
+        };
+        let peer = match who.parse::<std::net::IpAddr>() {
+            Ok(ip) => self.ep.peer_by_address(ip),
+            Err(_) => self.ep.peer_by_name(&who),
+        };
+        let Some(node) = peer.and_then(|p| self.ep.peer(p, now)).map(|p| p.node_id) else {
+            return AdminResponse::Error {
+                message: format!("no peer named or addressed '{who}'"),
+            };
+        };
+        if !self.ep.release(now, node) {
+            return AdminResponse::Error {
+                message: format!("'{who}' is under no sanction (meshctl quarantine lists who is)"),
+            };
+        }
+        tracing::warn!(peer = %who, "intrusion detection: released by the operator; its evidence is forgotten");
+        views::sanctioned(&self.directory(), Some(who))
+    }
+
     /// Answers an admin request other than ping and trace.
     fn answer(&mut self, req: AdminRequest) -> AdminResponse {
         let now = Instant::now();
@@ -486,6 +510,8 @@ impl Node {
             AdminRequest::PushBundle { bundle } => self.push_bundle(now, &bundle),
             AdminRequest::PolicyShow => views::policy_show(&self.ep),
             AdminRequest::Revocations => views::revocations(&self.ep),
+            AdminRequest::Alerts => views::alerts(&self.directory()),
+            AdminRequest::Quarantine { release } => self.quarantine(now, release),
             AdminRequest::Reload => match self.reload() {
                 Ok(v) => AdminResponse::Reloaded(v),
                 Err(message) => AdminResponse::Error { message },

@@ -112,6 +112,7 @@ pub fn reload(node: &mut Node, path: &Path) -> Result<ReloadView, String> {
         ("metrics", old.metrics != new.metrics),
         ("log.format", old.log.format != new.log.format),
         ("crypto", old.crypto != new.crypto),
+        ("ids", old.ids != new.ids),
         ("routing", old.routing != new.routing),
         ("admission", old.admission != new.admission),
         (
@@ -193,6 +194,7 @@ pub fn reload(node: &mut Node, path: &Path) -> Result<ReloadView, String> {
     effective.metrics = old.metrics;
     effective.log.format = old.log.format;
     effective.crypto = old.crypto;
+    effective.ids = old.ids;
     effective.routing = old.routing;
     effective.admission = old.admission;
     effective.policy.state_dir = old.policy.state_dir;

@@ -218,8 +218,25 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
             direct_margin_us: u64::from(cfg.routing.direct_margin_us),
             ..proto::route::RouteConfig::default()
         },
+        ids: ids_config(&cfg.ids),
         ..EndpointConfig::default()
     }
+}
+
+/// Intrusion detection from `[ids]` (`None`: off).
+pub fn ids_config(s: &types::config::IdsSection) -> Option<proto::ids::IdsConfig> {
+    use types::config::IdsMode;
+    let prevent = match s.mode {
+        IdsMode::Off => return None,
+        IdsMode::Detect => false,
+        IdsMode::Prevent => true,
+    };
+    Some(proto::ids::IdsConfig {
+        prevent,
+        quarantine: Duration::from_secs(u64::from(s.quarantine_secs.max(1))),
+        rate_limit_pps: s.rate_limit_pps.max(1),
+        ..proto::ids::IdsConfig::default()
+    })
 }
 
 /// Builds the endpoint: bundles first (the policy is in force from the

@@ -10,8 +10,8 @@ use proto::bundle::{Bundle, BundleKind, Content};
 use proto::cert::hex;
 use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo, Traversal};
 use types::admin::{
-    AdminResponse, BootstrapView, HopView, PeerView, PolicyStatusView, RevokedView, RouteView,
-    RoutingStatusView, StatusView,
+    AdminResponse, AlertView, BootstrapView, HopView, PeerView, PolicyStatusView, RevokedView,
+    RouteView, RoutingStatusView, SanctionView, StatusView,
 };
 use types::config::NodeConfig;
 
@@ -204,6 +204,45 @@ pub fn revocations(ep: &Endpoint) -> AdminResponse {
     AdminResponse::Revocations {
         version: b.map(Bundle::version),
         entries,
+    }
+}
+
+/// `meshctl alerts`.
+pub fn alerts(dir: &Directory<'_>) -> AdminResponse {
+    let name = |id| dir.node_name(dir.ep.peer_by_node(id), id);
+    let alerts = (dir.ep.alerts().into_iter())
+        .map(|a| AlertView {
+            age_secs: dir.now.saturating_duration_since(a.at).as_secs_f64(),
+            peer: name(a.node),
+            scenario: a.scenario.to_string(),
+            response: a.response.name().to_string(),
+            offence: a.offence,
+            for_secs: a.until.map(|t| t.saturating_duration_since(a.at).as_secs()),
+        })
+        .collect();
+    let counts = (dir.ep.alert_counts().into_iter())
+        .map(|((scenario, response), n)| (format!("{scenario}/{}", response.name()), n))
+        .collect();
+    AdminResponse::Alerts {
+        mode: dir.ep.ids_mode().to_string(),
+        alerts,
+        counts,
+    }
+}
+
+/// `meshctl quarantine`: who is under a sanction (after `released`).
+pub fn sanctioned(dir: &Directory<'_>, released: Option<String>) -> AdminResponse {
+    let sanctioned = (dir.ep.sanctioned(dir.now).into_iter())
+        .map(|(id, response, until, quarantines)| SanctionView {
+            peer: dir.node_name(dir.ep.peer_by_node(id), id),
+            response: response.name().to_string(),
+            remaining_secs: until.saturating_duration_since(dir.now).as_secs(),
+            quarantines,
+        })
+        .collect();
+    AdminResponse::Quarantine {
+        released,
+        sanctioned,
     }
 }
 

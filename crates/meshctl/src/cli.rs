@@ -47,6 +47,13 @@ pub enum Command {
     /// The revocation list in force on the running meshd: its version and
     /// every revoked certificate by name and fingerprint.
     Revoked(AdminArgs),
+    /// Intrusion-detection alerts raised by the running meshd against its
+    /// peers (scans, spoofing, malformed control messages…), and what was
+    /// done about each.
+    Alerts(AdminArgs),
+    /// Peers the running meshd holds under a rate limit or quarantine;
+    /// `--release PEER` lifts one.
+    Quarantine(QuarantineArgs),
     /// Make the running meshd re-read its configuration file (as SIGHUP
     /// does): what can change live is applied, what needs a restart is
     /// named, and a file that does not check changes nothing.
@@ -228,6 +235,16 @@ pub struct PingArgs {
     /// Milliseconds to wait for each reply.
     #[arg(short = 'W', long, default_value_t = 2000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args)]
+pub struct QuarantineArgs {
+    /// Lift the sanction on this peer (a name or overlay address) and
+    /// forget the evidence against it.
+    #[arg(long, value_name = "PEER")]
+    pub release: Option<String>,
     #[command(flatten)]
     pub admin: AdminArgs,
 }

@@ -59,6 +59,28 @@ pub fn revoked(a: &AdminArgs) -> Result<()> {
     show(a.json, &r, render::revoked)
 }
 
+/// `meshctl alerts`.
+pub fn alerts(a: &AdminArgs) -> Result<()> {
+    let r = ask(&a.socket, &AdminRequest::Alerts)?;
+    let AdminResponse::Alerts { .. } = &r else {
+        return Err("meshd answered something other than its alerts".into());
+    };
+    show(a.json, &r, render::alerts)
+}
+
+/// `meshctl quarantine [--release PEER]`.
+pub fn quarantine(a: &crate::cli::QuarantineArgs) -> Result<()> {
+    let req = AdminRequest::Quarantine {
+        release: a.release.clone(),
+    };
+    let r = ask(&a.admin.socket, &req)?;
+    match &r {
+        AdminResponse::Quarantine { .. } => show(a.admin.json, &r, render::quarantine),
+        AdminResponse::Error { message } => Err(message.clone().into()),
+        _ => Err("meshd answered something other than its sanctions".into()),
+    }
+}
+
 /// `meshctl reload`.
 pub fn reload(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Reloaded(v) = ask(&a.socket, &AdminRequest::Reload)? else {

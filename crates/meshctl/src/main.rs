@@ -115,6 +115,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Routes(a) => client::routes(&a),
         Command::Reload(a) => client::reload(&a),
         Command::Revoked(a) => client::revoked(&a),
+        Command::Alerts(a) => client::alerts(&a),
+        Command::Quarantine(a) => client::quarantine(&a),
         Command::Trace(a) => client::trace(&a),
         Command::Policy(p) => policy::run(p),
         Command::Revoke(a) => policy::revoke(a),

@@ -446,6 +446,78 @@ pub fn duration(secs: u64) -> String {
     }
 }
 
+/// `meshctl alerts`.
+pub fn alerts(r: &types::admin::AdminResponse) -> String {
+    let mut o = String::new();
+    let types::admin::AdminResponse::Alerts {
+        mode,
+        alerts,
+        counts,
+    } = r
+    else {
+        return o;
+    };
+    if mode == "off" {
+        o.push_str("intrusion detection is off ([ids] mode = \"off\")\n");
+        return o;
+    }
+    if alerts.is_empty() {
+        let _ = writeln!(o, "no alerts (intrusion detection: {mode})");
+        return o;
+    }
+    let _ = writeln!(o, "intrusion detection: {mode}; {} alert(s)", alerts.len());
+    for a in alerts {
+        let held = a
+            .for_secs
+            .map(|s| format!(" for {}", duration(s)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {:>9} ago  {:<20} {:<12} offence {:<3} {}{held}",
+            duration(a.age_secs as u64),
+            a.peer,
+            a.scenario,
+            a.offence,
+            a.response
+        );
+    }
+    let total: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(o, "since start: {}", total.join(", "));
+    o
+}
+
+/// `meshctl quarantine`.
+pub fn quarantine(r: &types::admin::AdminResponse) -> String {
+    let mut o = String::new();
+    let types::admin::AdminResponse::Quarantine {
+        released,
+        sanctioned,
+    } = r
+    else {
+        return o;
+    };
+    if let Some(p) = released {
+        let _ = writeln!(
+            o,
+            "released {p}: its sanction is lifted and its evidence forgotten"
+        );
+    }
+    if sanctioned.is_empty() {
+        o.push_str("no peer is rate-limited or quarantined\n");
+    }
+    for s in sanctioned {
+        let _ = writeln!(
+            o,
+            "  {:<20} {:<11} {} left, {} quarantine(s) so far",
+            s.peer,
+            s.response,
+            duration(s.remaining_secs),
+            s.quarantines
+        );
+    }
+    o
+}
+
 /// `meshctl revoked`.
 pub fn revoked(r: &types::admin::AdminResponse) -> String {
     let mut o = String::new();

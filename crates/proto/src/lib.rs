@@ -25,6 +25,7 @@ pub mod filter;
 pub mod fragment;
 pub mod handshake;
 pub mod health;
+pub mod ids;
 mod noise;
 pub mod pmtu;
 pub mod policy;

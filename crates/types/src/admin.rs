@@ -46,6 +46,16 @@ pub enum AdminRequest {
     /// Re-read the configuration file and apply what can change while
     /// running (as SIGHUP does).
     Reload,
+    /// Intrusion-detection alerts, most recent last, and counts since start.
+    Alerts,
+    /// Peers under an intrusion-detection sanction (rate limit or
+    /// quarantine); with `release`, the sanction on that peer (a name or
+    /// overlay address) is lifted first.
+    Quarantine {
+        /// The peer to release.
+        #[serde(default)]
+        release: Option<String>,
+    },
 }
 
 /// A response.
@@ -106,11 +116,60 @@ pub enum AdminResponse {
     /// Answer to `reload`: the new configuration is in force, but for what
     /// `restart_needed` names.
     Reloaded(ReloadView),
+    /// Answer to `alerts`.
+    Alerts {
+        /// Detection in force: `prevent`, `detect` (alerts only) or `off`.
+        mode: String,
+        /// The most recent alerts (at most 256), oldest first.
+        alerts: Vec<AlertView>,
+        /// Alerts since start, keyed `scenario/response`.
+        counts: BTreeMap<String, u64>,
+    },
+    /// Answer to `quarantine`.
+    Quarantine {
+        /// The peer released, if one was asked for and held.
+        released: Option<String>,
+        /// Peers under a sanction now.
+        sanctioned: Vec<SanctionView>,
+    },
     /// The request failed.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// One intrusion-detection alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AlertView {
+    /// Seconds since it was raised.
+    pub age_secs: f64,
+    /// The peer it is against.
+    pub peer: String,
+    /// The scenario that overflowed (`scan`, `denied-flood`, `spoofing`,
+    /// `replay`, `bad-control`).
+    pub scenario: String,
+    /// What was done: `alert`, `rate-limit` or `quarantine`.
+    pub response: String,
+    /// The peer's offences in that scenario, this one included.
+    pub offence: u32,
+    /// How long the rate limit or quarantine was set for, seconds.
+    pub for_secs: Option<u64>,
+}
+
+/// A peer under a sanction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SanctionView {
+    /// The peer.
+    pub peer: String,
+    /// `quarantine` or `rate-limit`.
+    pub response: String,
+    /// Seconds until it ends.
+    pub remaining_secs: u64,
+    /// Quarantines it has had (each doubles the next).
+    pub quarantines: u32,
 }
 
 /// What a reload did.

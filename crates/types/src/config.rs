@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// Joining the mesh by bootstrap addresses.
     #[serde(default)]
     pub discovery: DiscoverySection,
+    /// Intrusion detection over what peers do in their sessions.
+    #[serde(default)]
+    pub ids: IdsSection,
 }
 
 /// `[discovery]`: how this node finds the mesh without listing its members.
@@ -251,6 +254,44 @@ impl Default for CryptoSection {
     fn default() -> Self {
         Self { aes_gcm: true }
     }
+}
+
+/// `[ids]`: intrusion detection over what peers do inside their sessions
+/// (docs/threat-model.md, "Detection and quarantine").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct IdsSection {
+    /// `prevent`: alert, then rate-limit, then quarantine a peer whose
+    /// evidence keeps overflowing a scenario; `detect`: alerts only;
+    /// `off`.
+    pub mode: IdsMode,
+    /// The first quarantine's length, seconds (each further one doubles,
+    /// up to an hour).
+    pub quarantine_secs: u32,
+    /// Data packets a second a rate-limited peer may send.
+    pub rate_limit_pps: u32,
+}
+
+impl Default for IdsSection {
+    fn default() -> Self {
+        Self {
+            mode: IdsMode::Prevent,
+            quarantine_secs: 60,
+            rate_limit_pps: 100,
+        }
+    }
+}
+
+/// `[ids] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdsMode {
+    /// Alert, rate-limit, quarantine.
+    Prevent,
+    /// Alerts only.
+    Detect,
+    /// No detection.
+    Off,
 }
 
 /// `[policy]`: where signed bundles (the segment policy and the revocation

@@ -13,6 +13,7 @@ use crate::handshake::HandshakeError;
 
 use super::handshake::RespondPlan;
 use crate::health::HealthConfig;
+use crate::ids::{Alert, IdsConfig};
 use crate::route::RouteConfig;
 use crate::session::{OpenJob, SealJob, SessionError};
 use crate::store::SharedStore;
@@ -106,6 +107,9 @@ pub struct EndpointConfig {
     /// that a joining node configured with only our address can handshake
     /// with us (see `endpoint::bootstrap`).
     pub answer_key_requests: bool,
+    /// Intrusion detection over what peers do in their sessions, and the
+    /// responses it may take ([`crate::ids`]); `None`: off.
+    pub ids: Option<IdsConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -127,6 +131,7 @@ impl Default for EndpointConfig {
             shared: None,
             pmtu_discovery: true,
             answer_key_requests: true,
+            ids: Some(IdsConfig::default()),
         }
     }
 }
@@ -192,6 +197,14 @@ pub enum Event {
     CookieReceived {
         /// The peer.
         peer: PeerId,
+    },
+    /// Intrusion detection raised an alert against `peer`, and took the
+    /// response it names ([`crate::ids`]).
+    Alert {
+        /// The peer.
+        peer: PeerId,
+        /// The alert.
+        alert: Alert,
     },
     /// Path MTU discovery changed the largest datagram the direct link to
     /// `peer` carries.

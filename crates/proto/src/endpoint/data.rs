@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use crate::control::{self, Control};
 use crate::filter::Direction;
+use crate::ids::Evidence;
 use crate::pmtu::PathMtu;
 use crate::session::SessionError;
 use crate::timers::{rekey_before_send, rekey_on_receive};
@@ -99,6 +100,9 @@ impl Endpoint {
             .ok_or(Dropped(DropReason::NoEndpoint))?;
         if self.peers[peer].refused {
             return Err(Dropped(DropReason::PeerRefused));
+        }
+        if self.quarantined(now, peer) {
+            return Err(Dropped(DropReason::Quarantined));
         }
         // Without a certificate yet (first handshake), the packet is checked
         // when the queue is flushed.
@@ -443,8 +447,14 @@ impl Endpoint {
                     self.handle_control(now, peer, source, msg);
                     Received::Control { peer }
                 }
-                Err(_) => self.out.drop(DropReason::BadControl),
+                Err(_) => {
+                    self.report(now, peer, Evidence::BadControl);
+                    self.out.drop(DropReason::BadControl)
+                }
             };
+        }
+        if let Err(r) = self.sanction(now, peer) {
+            return self.out.drop(r);
         }
         match self.check_inner(now, peer, plain) {
             Ok(()) => Received::Data { peer, len },
@@ -491,6 +501,7 @@ impl Endpoint {
         };
         let p = self.peers.quiet_mut(peer);
         if !p.cert.as_ref().is_some_and(|c| c.has_address(src)) {
+            self.report(now, peer, Evidence::Spoofed);
             return Err(DropReason::SpoofedSource);
         }
         let Some(pkt) = parsed else {
@@ -501,8 +512,18 @@ impl Endpoint {
             cert: p.cert.as_ref(),
             idents: &mut p.idents,
         };
-        self.admission
-            .police_parsed(now, Direction::In, own, remote, &pkt)
+        let verdict = self
+            .admission
+            .police_parsed(now, Direction::In, own, remote, &pkt);
+        if verdict == Err(DropReason::PolicyDenied) {
+            let ev = Evidence::Denied {
+                dst: pkt.dst,
+                proto: pkt.proto,
+                port: pkt.policy_port,
+            };
+            self.report(now, peer, ev);
+        }
+        verdict
     }
 
     /// A transport packet for a session we do not have, from the address of

@@ -86,6 +86,7 @@ mod relay;
 mod stats;
 mod status;
 mod traversal;
+mod watch;
 
 pub use api::{
     EndpointConfig, Event, Handover, Incoming, LinkInfo, OpenPlan, PeerId, PeerInfo, Prepared,
@@ -147,6 +148,8 @@ pub struct Endpoint {
     candidates: traversal::Candidates,
     /// Member lookups this stub has outstanding, and a relay's answer budget.
     lookups: lookup::Lookups,
+    /// Intrusion detection (`watch.rs`); `None` when configured off.
+    ids: Option<crate::ids::Detector>,
 }
 
 impl fmt::Debug for Endpoint {
@@ -199,6 +202,7 @@ impl Endpoint {
             out: Output::default(),
             handshakes: Handshakes::new(cookies, &local.config),
             gossip: Gossip::new(&local),
+            ids: local.config.ids.clone().map(crate::ids::Detector::new),
             bundles: BundleSync::default(),
             admission: Admission::new(local.config.filter, local.config.accept_segments.clone()),
             stall: probes::StallDetector::default(),
@@ -863,6 +867,7 @@ impl Endpoint {
         }
         self.update_transit(now);
         self.gossip.handle_timeout(cx!(self), now);
+        self.expire_evidence(now);
         // A retired peer is gone by now.
         for &peer in &due {
             if self.peers.checked(peer).is_some() {

@@ -80,11 +80,17 @@ pub enum DropReason {
     /// A key reply that answers no request of ours in flight (wrong
     /// sender, nonce, or nothing asked).
     UnexpectedKeyReply,
+    /// Data from or to a peer that intrusion detection quarantined
+    /// ([`crate::ids`]).
+    Quarantined,
+    /// Data from a peer that intrusion detection rate-limited, over its
+    /// rate.
+    PeerRateLimited,
 }
 
 impl DropReason {
     /// All reasons, in counter order.
-    pub const ALL: [DropReason; 31] = [
+    pub const ALL: [DropReason; 33] = [
         Self::Malformed,
         Self::BadMac1,
         Self::CookieRequired,
@@ -116,6 +122,8 @@ impl DropReason {
         Self::RateLimited,
         Self::HandshakeBacklog,
         Self::UnexpectedKeyReply,
+        Self::Quarantined,
+        Self::PeerRateLimited,
     ];
 
     /// Stable name for metrics labels.
@@ -152,6 +160,8 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::HandshakeBacklog => "handshake_backlog",
             Self::UnexpectedKeyReply => "unexpected_key_reply",
+            Self::Quarantined => "quarantined",
+            Self::PeerRateLimited => "peer_rate_limited",
         }
     }
 
@@ -168,10 +178,20 @@ impl fmt::Display for DropReason {
     }
 }
 
+/// Drops by reason, in [`DropReason::ALL`] order.
+#[derive(Debug, Clone)]
+struct Drops([u64; DropReason::ALL.len()]);
+
+impl Default for Drops {
+    fn default() -> Self {
+        Self([0; DropReason::ALL.len()])
+    }
+}
+
 /// Counters of one endpoint.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
-    drops: [u64; DropReason::ALL.len()],
+    drops: Drops,
     /// Handshakes completed (either role; a responder's when the first packet
     /// on its new session confirms it).
     pub handshakes_completed: u64,
@@ -264,16 +284,16 @@ pub struct Stats {
 impl Stats {
     /// Drops counted for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
-        self.drops[reason.slot()]
+        self.drops.0[reason.slot()]
     }
 
     /// Total drops.
     pub fn total_drops(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.0.iter().sum()
     }
 
     pub(crate) fn drop(&mut self, reason: DropReason) {
-        self.drops[reason.slot()] += 1;
+        self.drops.0[reason.slot()] += 1;
     }
 
     pub(crate) fn handshake_failed(&mut self, e: &HandshakeError) {

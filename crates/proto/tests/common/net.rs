@@ -37,6 +37,21 @@ impl Net {
 
     /// Alice and Bob in these segments.
     pub fn with_segments(config_b: EndpointConfig, alice: &[&str], bob: &[&str]) -> Self {
+        Self::build(EndpointConfig::default(), config_b, alice, bob)
+    }
+
+    /// Alice and Bob each with their own settings.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn with_config_a(config_a: EndpointConfig, config_b: EndpointConfig) -> Self {
+        Self::build(config_a, config_b, &["test"], &["test"])
+    }
+
+    fn build(
+        config_a: EndpointConfig,
+        config_b: EndpointConfig,
+        alice: &[&str],
+        bob: &[&str],
+    ) -> Self {
         let mesh = Mesh::new(1);
         let alice = mesh.node_in("alice", 1, alice);
         let bob = mesh.node_in("bob", 2, bob);
@@ -45,7 +60,7 @@ impl Net {
             crypto(),
             mesh.ca.clone(),
             alice,
-            EndpointConfig::default(),
+            config_a,
             Box::new(rng(101)),
         );
         let mut b = Endpoint::new(crypto(), mesh.ca.clone(), bob, config_b, Box::new(rng(102)));

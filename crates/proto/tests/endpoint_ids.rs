@@ -1,0 +1,169 @@
+//! Intrusion detection through the endpoint: a peer scanning what the
+//! policy denies is alerted on, rate-limited, then quarantined, its data
+//! dropped both ways while its control traffic still flows; an operator
+//! releases it; detection-only mode never sanctions.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use std::time::Duration;
+
+use common::net::*;
+use proto::endpoint::*;
+use proto::ids::{IdsConfig, Response};
+
+fn udp(sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = sport.to_be_bytes().to_vec();
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&[0, 8, 0, 0]);
+    h
+}
+
+/// Alice allows Bob DNS only; Bob holds no policy, so what he sends
+/// reaches Alice's filter.
+fn scanned(config_a: Option<IdsConfig>) -> Net {
+    let mut net = Net::new(EndpointConfig::default());
+    if config_a.as_ref() != EndpointConfig::default().ids.as_ref() {
+        // Alice with other detection settings: rebuild her side.
+        net = Net::with_config_a(
+            EndpointConfig {
+                ids: config_a,
+                ..EndpointConfig::default()
+            },
+            EndpointConfig::default(),
+        );
+    }
+    let p = proto::policy::Policy::parse(
+        "[[rule]]\naction = \"allow\"\nfrom = \"node:bob\"\nto = \"node:alice\"\nproto = \"udp\"\nports = [\"53\"]\n",
+    )
+    .unwrap()
+    .compile();
+    let now = net.now;
+    net.a.ep.set_policy(now, Some(std::sync::Arc::new(p)));
+    // A session first, with an allowed packet.
+    net.send(false, &udp(40000, 53));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), 1);
+    net
+}
+
+fn alerts(net: &Net) -> Vec<Response> {
+    (net.a.events.iter())
+        .filter_map(|e| match e {
+            Event::Alert { alert, .. } => Some(alert.response),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_scanning_peer_is_alerted_on_then_rate_limited_then_quarantined_and_released() {
+    let mut net = scanned(EndpointConfig::default().ids);
+    let bob = net.b.ep.node_id();
+    // Bob walks Alice's ports, a millisecond apart.
+    let mut quarantined_after = None;
+    for port in 1000..1100u16 {
+        net.send(false, &udp(40000, port));
+        net.pump();
+        net.advance(Duration::from_millis(1));
+        if quarantined_after.is_none() && !net.a.ep.sanctioned(net.now).is_empty() {
+            let s = net.a.ep.sanctioned(net.now);
+            if s[0].1 == Response::Quarantine {
+                quarantined_after = Some(port - 1000 + 1);
+            }
+        }
+    }
+    assert_eq!(quarantined_after, Some(63), "{:?}", alerts(&net));
+    assert_eq!(
+        alerts(&net)[..3],
+        [Response::Alert, Response::RateLimit, Response::Quarantine]
+    );
+    let held = net.a.ep.sanctioned(net.now);
+    assert_eq!((held[0].0, held[0].1), (bob, Response::Quarantine));
+    // Quarantined: even what the policy allows is dropped, both ways...
+    let before = net.a.inbox.len();
+    let dropped = net.a.ep.stats().drops(DropReason::Quarantined);
+    net.send(false, &udp(40000, 53));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), before);
+    assert!(net.a.ep.stats().drops(DropReason::Quarantined) > dropped);
+    assert_eq!(
+        net.send(true, &udp(53, 40000)),
+        SendOutcome::Dropped(DropReason::Quarantined)
+    );
+    // ...while the session and its control traffic live on: the link stays
+    // up by its probes.
+    net.advance(Duration::from_secs(3));
+    let pb = net.a.peer;
+    let link = net.a.ep.peer(pb, net.now).unwrap().link.unwrap();
+    assert!(link.up, "probes stopped under quarantine");
+    // The operator releases Bob: his allowed traffic passes again.
+    assert!(net.a.ep.release(net.now, bob));
+    assert!(net.a.ep.sanctioned(net.now).is_empty());
+    net.send(false, &udp(40000, 53));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), before + 1);
+}
+
+#[test]
+fn a_quarantine_ends_by_itself() {
+    let mut net = scanned(Some(IdsConfig {
+        quarantine: Duration::from_secs(5),
+        ..IdsConfig::default()
+    }));
+    for port in 2000..2063u16 {
+        net.send(false, &udp(40000, port));
+        net.pump();
+    }
+    assert!(net
+        .a
+        .ep
+        .sanctioned(net.now)
+        .iter()
+        .any(|s| s.1 == Response::Quarantine));
+    net.advance(Duration::from_secs(6));
+    let before = net.a.inbox.len();
+    net.send(false, &udp(40000, 53));
+    net.pump();
+    assert_eq!(
+        net.a.inbox.len(),
+        before + 1,
+        "still quarantined after it ended"
+    );
+}
+
+#[test]
+fn detection_only_raises_alerts_and_drops_nothing_more() {
+    let mut net = scanned(Some(IdsConfig {
+        prevent: false,
+        ..IdsConfig::default()
+    }));
+    for port in 3000..3200u16 {
+        net.send(false, &udp(40000, port));
+        net.pump();
+    }
+    let raised = alerts(&net);
+    assert!(raised.len() >= 5, "{raised:?}");
+    assert!(raised.iter().all(|r| *r == Response::Alert));
+    assert!(net.a.ep.sanctioned(net.now).is_empty());
+    assert_eq!(net.a.ep.ids_mode(), "detect");
+    let before = net.a.inbox.len();
+    net.send(false, &udp(40000, 53));
+    net.pump();
+    assert_eq!(net.a.inbox.len(), before + 1);
+}
+
+#[test]
+fn policy_denials_the_peer_did_not_send_count_against_nobody() {
+    // Alice's own packets refused by her policy on send are her business,
+    // not evidence against Bob.
+    let mut net = scanned(EndpointConfig::default().ids);
+    for port in 4000..4200u16 {
+        assert_eq!(
+            net.send(true, &udp(40000, port)),
+            SendOutcome::Dropped(DropReason::PolicyDenied)
+        );
+    }
+    assert!(alerts(&net).is_empty());
+    assert!(net.a.ep.sanctioned(net.now).is_empty());
+}
