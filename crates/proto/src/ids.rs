@@ -1,9 +1,10 @@
 //! Intrusion detection and prevention, per peer identity (sans-IO).
 //!
 //! The endpoint reports what it already counts, attributed to the
-//! authenticated peer that caused it ([`Evidence`]): packets the policy
+//! authenticated peer that sent it ([`Evidence`]): packets the policy
 //! denied (with their destination), inner sources not in the sender's
-//! certificate, replayed counters, control messages that do not decode.
+//! certificate, control messages that do not decode. (Replayed counters
+//! are not evidence: anyone on the path can replay a peer's packets.)
 //! Each [`Scenario`] is a leaky bucket over one kind of evidence: every
 //! piece adds one (for a scan, every *distinct* denied destination and
 //! port, so a client retrying one denied service is not a scanner), the
@@ -39,8 +40,6 @@ pub enum Evidence {
     },
     /// An inner packet whose source is not in its certificate.
     Spoofed,
-    /// A transport packet whose counter was replayed or behind the window.
-    Replay,
     /// A control message that does not decode.
     BadControl,
 }
@@ -54,8 +53,6 @@ pub enum EvidenceKind {
     Denied,
     /// See [`Evidence::Spoofed`].
     Spoofed,
-    /// See [`Evidence::Replay`].
-    Replay,
     /// See [`Evidence::BadControl`].
     BadControl,
 }
@@ -159,14 +156,6 @@ pub fn default_scenarios() -> Vec<Scenario> {
             capacity: 10.0,
             leak_per_sec: 1.0,
             max_response: Response::Quarantine,
-        },
-        // Replays past what reordering on a path explains.
-        Scenario {
-            name: "replay",
-            evidence: EvidenceKind::Replay,
-            capacity: 200.0,
-            leak_per_sec: 20.0,
-            max_response: Response::RateLimit,
         },
         // Malformed control messages in an authenticated session: no
         // correct implementation sends one.
@@ -312,7 +301,6 @@ impl Detector {
                 (EvidenceKind::DeniedTargets, Evidence::Denied { .. }) => new_target,
                 (EvidenceKind::Denied, Evidence::Denied { .. })
                 | (EvidenceKind::Spoofed, Evidence::Spoofed)
-                | (EvidenceKind::Replay, Evidence::Replay)
                 | (EvidenceKind::BadControl, Evidence::BadControl) => true,
                 _ => false,
             };
@@ -587,8 +575,8 @@ mod tests {
     fn a_rate_limited_peer_gets_its_rate_and_no_more() {
         let t = Instant::now();
         let mut d = Detector::new(IdsConfig::default());
-        for _ in 0..2 * 201 {
-            d.observe(t, N, Evidence::Replay);
+        for _ in 0..2 * 501 {
+            d.observe(t, N, denied(5432));
         }
         assert_eq!(d.sanctioned(t)[0].1, Response::RateLimit);
         // Burst of twice the rate, then the rate: 100 packets a second.

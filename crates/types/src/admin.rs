@@ -148,7 +148,7 @@ pub struct AlertView {
     /// The peer it is against.
     pub peer: String,
     /// The scenario that overflowed (`scan`, `denied-flood`, `spoofing`,
-    /// `replay`, `bad-control`).
+    /// `bad-control`).
     pub scenario: String,
     /// What was done: `alert`, `rate-limit` or `quarantine`.
     pub response: String,
