@@ -447,6 +447,10 @@ impl Endpoint {
                     self.handle_control(now, peer, source, msg);
                     Received::Control { peer }
                 }
+                // A kind this version does not know may be a newer
+                // version's (a rolling upgrade): dropped, not held against
+                // the peer; a known kind that does not decode is.
+                Err(control::ControlError::UnknownKind(_)) => self.out.drop(DropReason::BadControl),
                 Err(_) => {
                     self.report(now, peer, Evidence::BadControl);
                     self.out.drop(DropReason::BadControl)
