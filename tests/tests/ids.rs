@@ -64,6 +64,19 @@ fn a_member_spoofing_addresses_is_quarantined_until_released() {
         "{}",
         mesh.log(1)
     );
+    // meshctl doctor on h1 names it, with what to do.
+    let doctor = mesh.admin_json(1, "doctor");
+    let ids = (doctor.as_array().unwrap().iter())
+        .find(|f| f["check"] == "ids")
+        .unwrap_or_else(|| panic!("{doctor}"));
+    assert!(
+        ids["found"]
+            .as_str()
+            .unwrap()
+            .contains("h0 is under a quarantine"),
+        "{ids}"
+    );
+    assert!(ids["fix"].as_str().unwrap().contains("--release"), "{ids}");
     // Quarantined: h0's genuine traffic to h1 is dropped; h2 is untouched,
     // and h0 still reaches h2 (the quarantine is h1's, not the mesh's).
     assert!(

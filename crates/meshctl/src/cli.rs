@@ -51,6 +51,11 @@ pub enum Command {
     /// peers (scans, spoofing, malformed control messages…), and what was
     /// done about each.
     Alerts(AdminArgs),
+    /// Check the running meshd: certificates about to expire, peers that
+    /// never answered, links down or lossy, narrow paths, policy and
+    /// bundles, drops worth knowing, sanctions; each finding with what to
+    /// do. Exits 1 when any finding is an error.
+    Doctor(AdminArgs),
     /// Peers the running meshd holds under a rate limit or quarantine;
     /// `--release PEER` lifts one.
     Quarantine(QuarantineArgs),

@@ -31,6 +31,7 @@ macro_rules! out {
 
 mod cli;
 mod client;
+mod doctor;
 mod inventory;
 mod pki;
 mod policy;
@@ -116,6 +117,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reload(a) => client::reload(&a),
         Command::Revoked(a) => client::revoked(&a),
         Command::Alerts(a) => client::alerts(&a),
+        Command::Doctor(a) => match doctor::doctor(&a) {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(e) => Err(e),
+        },
         Command::Quarantine(a) => client::quarantine(&a),
         Command::Trace(a) => client::trace(&a),
         Command::Policy(p) => policy::run(p),

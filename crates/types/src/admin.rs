@@ -187,7 +187,7 @@ pub struct ReloadView {
 }
 
 /// This node, as `meshctl status` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct StatusView {
     /// meshd version.

@@ -1,0 +1,311 @@
+//! `meshctl doctor`: this node checked from what it reports (status,
+//! peers, intrusion detection), each finding with what to do about it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use types::admin::{AdminRequest, AdminResponse, PeerView, StatusView};
+
+use crate::cli::AdminArgs;
+use crate::client::ask;
+use crate::render::duration;
+use crate::Result;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Worth knowing; nothing is wrong.
+    Info,
+    /// Something will go wrong, or goes wrong for some peers.
+    Warning,
+    /// Something is wrong now.
+    Error,
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Finding {
+    /// How bad.
+    pub severity: Severity,
+    /// What was checked (`certificate`, `peers`, `policy`, …).
+    pub check: &'static str,
+    /// What was found.
+    pub found: String,
+    /// What to do.
+    pub fix: String,
+}
+
+/// Certificates expiring within this long are flagged.
+const EXPIRY_WARNING_SECS: u64 = 14 * 86_400;
+/// A direct link whose path carries less than this (outer headers
+/// included) cannot carry a 1280-byte inner packet sealed.
+const MIN_PATH_MTU: usize = 1280 + 60 + 28;
+
+fn finding(severity: Severity, check: &'static str, found: String, fix: &str) -> Finding {
+    Finding {
+        severity,
+        check,
+        found,
+        fix: fix.to_string(),
+    }
+}
+
+/// The findings for a node that reports `s`, `peers` and `sanctioned`
+/// (peer, response, seconds left) at Unix time `now`.
+pub fn diagnose(
+    s: &StatusView,
+    peers: &[PeerView],
+    sanctioned: &[(String, String, u64)],
+    ids_mode: &str,
+    now: u64,
+) -> Vec<Finding> {
+    use Severity::{Error, Info, Warning};
+    let mut v = Vec::new();
+    // Certificates.
+    let left = s.certificate_not_after.saturating_sub(now);
+    if s.certificate_not_after <= now {
+        v.push(finding(Error, "certificate", "this node's certificate has expired: no peer accepts a new session with it".into(),
+            "meshctl cert renew --cert NODE.crt --ca-crt ca.crt --ca-key ca.key (on the CA machine), install it, then meshctl reload"));
+    } else if left < EXPIRY_WARNING_SECS {
+        v.push(finding(Warning, "certificate", format!("this node's certificate expires in {}", duration(left)),
+            "meshctl cert renew (same key, name and addresses), install it, then meshctl reload; no peer needs editing"));
+    }
+    let expiring: Vec<String> = (peers.iter())
+        .filter(|p| {
+            (p.certificate_not_after).is_some_and(|t| t.saturating_sub(now) < EXPIRY_WARNING_SECS)
+        })
+        .map(|p| p.name.clone())
+        .collect();
+    if !expiring.is_empty() {
+        v.push(finding(Warning, "certificate", format!("peer certificates expiring within 14 days (or expired): {}", expiring.join(", ")),
+            "renew them on the CA machine and reload those nodes (meshctl peers shows each not-after)"));
+    }
+    // Peers.
+    let silent: Vec<String> = (peers.iter())
+        .filter(|p| !p.refused && p.handshake_age_secs.is_none())
+        .map(|p| p.name.clone())
+        .collect();
+    if !silent.is_empty() {
+        v.push(finding(Warning, "peers", format!("never completed a handshake with: {}", silent.join(", ")),
+            "check that meshd runs there and UDP reaches its listen port (meshctl status there; handshake failures here name a wrong CA or an expired certificate)"));
+    }
+    let down: Vec<String> = (peers.iter())
+        .filter(|p| p.link.as_deref() == Some("down"))
+        .map(|p| format!("{} ({})", p.name, p.path))
+        .collect();
+    if !down.is_empty() {
+        v.push(finding(Warning, "links", format!("direct links down: {}", down.join(", ")),
+            "traffic goes through relays meanwhile; check the underlay between the hosts (firewall, routing, NAT mappings)"));
+    }
+    let lossy: Vec<String> = (peers.iter())
+        .filter(|p| p.link_loss.is_some_and(|l| l > 0.1) && p.link.as_deref() == Some("up"))
+        .map(|p| format!("{} ({:.0} %)", p.name, p.link_loss.unwrap_or(0.0) * 100.0))
+        .collect();
+    if !lossy.is_empty() {
+        v.push(finding(
+            Warning,
+            "links",
+            format!("direct links losing probes: {}", lossy.join(", ")),
+            "a lossy underlay path; routes avoid it when a relayed path is better",
+        ));
+    }
+    let narrow: Vec<String> = (peers.iter())
+        .filter(|p| p.path_mtu.is_some_and(|m| m < MIN_PATH_MTU))
+        .map(|p| format!("{} ({} bytes)", p.name, p.path_mtu.unwrap_or(0)))
+        .collect();
+    if !narrow.is_empty() {
+        v.push(finding(Warning, "mtu", format!("paths too narrow for a 1280-byte inner packet: {}", narrow.join(", ")),
+            "raise the underlay MTU on that path; large packets to these peers are refused with ICMP too-big"));
+    }
+    // Handshakes and drops.
+    for (reason, n) in &s.handshake_failures {
+        let fix = match reason.as_str() {
+            "certificate" => "a peer presents a certificate of another CA, or an expired one: meshd's log names it",
+            "revoked" => "a revoked node keeps dialling in: expected after a revocation; stop that host",
+            "outside_enclave" => "a node outside this node's enclaves keeps dialling in: expected under an enclave policy",
+            _ => "meshd's log names the peer and the reason",
+        };
+        v.push(finding(
+            Info,
+            "handshakes",
+            format!("{n} handshake failure(s): {reason}"),
+            fix,
+        ));
+    }
+    let notable = [
+        ("spoofed_source", "a peer sent from an address its certificate does not hold (a misconfigured route or a compromised host)"),
+        ("decrypt", "packets failed authentication: corruption on the path, or forgery"),
+        ("quarantined", "intrusion detection dropped a sanctioned peer's data (meshctl alerts)"),
+        ("peer_rate_limited", "intrusion detection rate-limited a peer (meshctl alerts)"),
+        ("too_big", "packets larger than the path carries were refused: lower the TUN MTU or raise the underlay's"),
+    ];
+    for (reason, what) in notable {
+        if let Some(n) = s.drops.get(reason).filter(|n| **n > 0) {
+            v.push(finding(
+                Info,
+                "drops",
+                format!("{n} dropped as {reason}"),
+                what,
+            ));
+        }
+    }
+    if s.routing.local_stalls > 0 {
+        v.push(finding(Warning, "host", format!("meshd's timers ran 100 ms or more late {} time(s)", s.routing.local_stalls),
+            "the host was starved of CPU or suspended; links may have been declared down falsely meanwhile"));
+    }
+    // Policy and revocation.
+    let p = &s.policy;
+    if p.fail_closed {
+        v.push(finding(
+            Error,
+            "policy",
+            "denying all traffic: the saved policy did not load at start".into(),
+            "push a policy (meshctl policy push) or put a valid bundle in [policy] bundles",
+        ));
+    } else if p.policy_version.is_none() {
+        v.push(finding(
+            Info,
+            "policy",
+            "no policy in force: every member may reach every other".into(),
+            "write one and push it (docs/policy.md) to enforce segments",
+        ));
+    }
+    if !p.bundle_rejects.is_empty() {
+        let r: Vec<String> = p
+            .bundle_rejects
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        v.push(finding(
+            Warning,
+            "policy",
+            format!("bundles refused: {}", r.join(", ")),
+            "someone pushed an older, altered or foreign bundle; the one in force stays",
+        ));
+    }
+    // Intrusion detection.
+    if ids_mode == "off" {
+        v.push(finding(
+            Info,
+            "ids",
+            "intrusion detection is off".into(),
+            "[ids] mode = \"prevent\" (or \"detect\")",
+        ));
+    }
+    for (peer, response, left) in sanctioned {
+        v.push(finding(Warning, "ids", format!("{peer} is under a {response} for {} more", duration(*left)),
+            "meshctl alerts says why; meshctl quarantine --release PEER lifts it if it is a false alarm"));
+    }
+    v.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    v
+}
+
+/// `meshctl doctor`: exits 1 when any finding is an error.
+pub fn doctor(a: &AdminArgs) -> Result<bool> {
+    let AdminResponse::Status(s) = ask(&a.socket, &AdminRequest::Status)? else {
+        return Err("meshd answered something other than a status".into());
+    };
+    let AdminResponse::Peers { peers } = ask(&a.socket, &AdminRequest::Peers)? else {
+        return Err("meshd answered something other than its peers".into());
+    };
+    let AdminResponse::Alerts { mode, .. } = ask(&a.socket, &AdminRequest::Alerts)? else {
+        return Err("meshd answered something other than its alerts".into());
+    };
+    let req = AdminRequest::Quarantine { release: None };
+    let AdminResponse::Quarantine { sanctioned, .. } = ask(&a.socket, &req)? else {
+        return Err("meshd answered something other than its sanctions".into());
+    };
+    let held: Vec<(String, String, u64)> = (sanctioned.into_iter())
+        .map(|x| (x.peer, x.response, x.remaining_secs))
+        .collect();
+    let findings = diagnose(&s, &peers, &held, &mode, crate::now());
+    let failed = findings.iter().any(|f| f.severity == Severity::Error);
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&findings)?);
+        return Ok(!failed);
+    }
+    let mut o = String::new();
+    if findings.iter().all(|f| f.severity == Severity::Info) {
+        let _ = writeln!(o, "{}: nothing wrong found", s.name);
+    }
+    for f in &findings {
+        let tag = match f.severity {
+            Severity::Error => "ERROR",
+            Severity::Warning => "warn ",
+            Severity::Info => "info ",
+        };
+        let _ = writeln!(
+            o,
+            "{tag} {:<12} {}\n      {:<12} → {}",
+            f.check, f.found, "", f.fix
+        );
+    }
+    out!("{o}");
+    Ok(!failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status() -> StatusView {
+        StatusView {
+            name: "h0".into(),
+            certificate_not_after: 2_000_000_000,
+            ..StatusView::default()
+        }
+    }
+
+    fn peer(name: &str) -> PeerView {
+        PeerView {
+            name: name.into(),
+            handshake_age_secs: Some(3.0),
+            link: Some("up".into()),
+            certificate_not_after: Some(2_000_000_000),
+            path: "direct".into(),
+            ..PeerView::default()
+        }
+    }
+
+    #[test]
+    fn a_healthy_node_has_only_information() {
+        let mut s = status();
+        s.policy.policy_version = Some(3);
+        let f = diagnose(&s, &[peer("h1")], &[], "prevent", 1_900_000_000);
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn each_problem_is_named_with_its_fix_worst_first() {
+        let now = 1_999_000_000; // 11.6 days before the certificates end
+        let mut s = status();
+        s.policy.fail_closed = true;
+        s.drops.insert("spoofed_source".into(), 4);
+        let mut down = peer("h2");
+        down.link = Some("down".into());
+        down.path = "via h1".into();
+        let mut silent = peer("h3");
+        silent.handshake_age_secs = None;
+        let held = [("h4".to_string(), "quarantine".to_string(), 50)];
+        let f = diagnose(&s, &[peer("h1"), down, silent], &held, "prevent", now);
+        let checks: Vec<(Severity, &str)> = f.iter().map(|x| (x.severity, x.check)).collect();
+        assert_eq!(checks[0], (Severity::Error, "policy"), "{f:?}");
+        for want in ["certificate", "peers", "links", "ids", "drops"] {
+            assert!(
+                checks.iter().any(|c| c.1 == want),
+                "no {want} finding: {f:?}"
+            );
+        }
+        let links = f.iter().find(|x| x.check == "links").unwrap();
+        assert!(links.found.contains("h2 (via h1)"), "{links:?}");
+        assert!(f.iter().all(|x| !x.fix.is_empty()));
+        // Expired: an error.
+        let f = diagnose(&status(), &[], &[], "prevent", 2_000_000_001);
+        assert_eq!(
+            (f[0].severity, f[0].check),
+            (Severity::Error, "certificate")
+        );
+    }
+}
