@@ -233,8 +233,8 @@ pub fn ids_config(s: &types::config::IdsSection) -> Option<proto::ids::IdsConfig
     };
     Some(proto::ids::IdsConfig {
         prevent,
-        quarantine: Duration::from_secs(u64::from(s.quarantine_secs.max(1))),
-        rate_limit_pps: s.rate_limit_pps.max(1),
+        quarantine: Duration::from_secs(u64::from(s.quarantine_secs)),
+        rate_limit_pps: s.rate_limit_pps,
         ..proto::ids::IdsConfig::default()
     })
 }

@@ -257,6 +257,9 @@ pub struct Detector {
     /// Alerts raised, by scenario and response.
     pub counts: HashMap<(&'static str, Response), u64>,
     last_expiry: Option<Instant>,
+    /// The latest end of any sanction ever set: before it, packets need a
+    /// lookup; after it (the usual case), none does.
+    sanctions_until: Option<Instant>,
 }
 
 /// [`Detector::expire`] does its work at most this often.
@@ -271,6 +274,7 @@ impl Detector {
             alerts: VecDeque::new(),
             counts: HashMap::new(),
             last_expiry: None,
+            sanctions_until: None,
         }
     }
 
@@ -360,6 +364,9 @@ impl Detector {
                     st.quarantined_until
                 }
             };
+            if let Some(t) = until {
+                self.sanctions_until = Some(self.sanctions_until.map_or(t, |u| u.max(t)));
+            }
             let alert = Alert {
                 at: now,
                 node,
@@ -373,7 +380,12 @@ impl Detector {
                 self.alerts.pop_front();
             }
             self.alerts.push_back(alert.clone());
-            raised = raised.max_by_response(alert);
+            if raised
+                .as_ref()
+                .is_none_or(|r: &Alert| r.response < alert.response)
+            {
+                raised = Some(alert);
+            }
         }
         raised
     }
@@ -381,6 +393,9 @@ impl Detector {
     /// Whether a data packet from or to `node` may pass now (a
     /// rate-limited peer's packets take tokens).
     pub fn verdict(&mut self, now: Instant, node: NodeId) -> Verdict {
+        if self.sanctions_until.is_none_or(|t| t <= now) {
+            return Verdict::Pass;
+        }
         let Some(st) = self.peers.get_mut(&node) else {
             return Verdict::Pass;
         };
@@ -406,7 +421,8 @@ impl Detector {
 
     /// Whether `node` is quarantined now.
     pub fn is_quarantined(&self, now: Instant, node: NodeId) -> bool {
-        (self.peers.get(&node)).is_some_and(|s| s.quarantined_until.is_some_and(|t| t > now))
+        self.sanctions_until.is_some_and(|t| t > now)
+            && (self.peers.get(&node)).is_some_and(|s| s.quarantined_until.is_some_and(|t| t > now))
     }
 
     /// Peers under a sanction now: who, the strongest response, until when,
@@ -466,20 +482,6 @@ impl Detector {
                         .is_some_and(|t| now.saturating_duration_since(t) < forgive)
             })
         });
-    }
-}
-
-/// `Option<Alert>::max_by_response`: the stronger of two alerts.
-trait Stronger {
-    fn max_by_response(self, other: Alert) -> Self;
-}
-
-impl Stronger for Option<Alert> {
-    fn max_by_response(self, other: Alert) -> Self {
-        match self {
-            Some(a) if a.response >= other.response => Some(a),
-            _ => Some(other),
-        }
     }
 }
 

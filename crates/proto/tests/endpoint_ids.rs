@@ -22,17 +22,13 @@ fn udp(sport: u16, dport: u16) -> Vec<u8> {
 /// Alice allows Bob DNS only; Bob holds no policy, so what he sends
 /// reaches Alice's filter.
 fn scanned(config_a: Option<IdsConfig>) -> Net {
-    let mut net = Net::new(EndpointConfig::default());
-    if config_a.as_ref() != EndpointConfig::default().ids.as_ref() {
-        // Alice with other detection settings: rebuild her side.
-        net = Net::with_config_a(
-            EndpointConfig {
-                ids: config_a,
-                ..EndpointConfig::default()
-            },
-            EndpointConfig::default(),
-        );
-    }
+    let mut net = Net::with_config_a(
+        EndpointConfig {
+            ids: config_a,
+            ..EndpointConfig::default()
+        },
+        EndpointConfig::default(),
+    );
     let p = proto::policy::Policy::parse(
         "[[rule]]\naction = \"allow\"\nfrom = \"node:bob\"\nto = \"node:alice\"\nproto = \"udp\"\nports = [\"53\"]\n",
     )

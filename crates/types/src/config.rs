@@ -617,6 +617,18 @@ impl NodeConfig {
                 self.routing.direct_margin_us
             ));
         }
+        if !(1..=86_400).contains(&self.ids.quarantine_secs) {
+            return Err(format!(
+                "field `ids.quarantine-secs`: {} is out of range; use 1 to 86400 (default 60)",
+                self.ids.quarantine_secs
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.ids.rate_limit_pps) {
+            return Err(format!(
+                "field `ids.rate-limit-pps`: {} is out of range; use 1 to 1000000 (default 100)",
+                self.ids.rate_limit_pps
+            ));
+        }
         for (i, a) in self.metrics.allow.iter().enumerate() {
             parse_cidr(a).map_err(|e| {
                 format!("field `metrics.allow[{i}]`: '{a}': {e}; write ADDRESS/PREFIX, e.g. 100.64.0.10/32")
@@ -812,6 +824,16 @@ ca-certificate = "ca.crt"
         let e = NodeConfig::parse(&format!("{MIN}\n[routing]\ndirect-margin-us = 5000000\n"))
             .unwrap_err();
         assert!(e.contains("routing.direct-margin-us"), "{e}");
+        for bad in [
+            "quarantine-secs = 0",
+            "rate-limit-pps = 0",
+            "mode = \"block\"",
+        ] {
+            let e = NodeConfig::parse(&format!("{MIN}\n[ids]\n{bad}\n")).unwrap_err();
+            assert!(e.contains("ids") || e.contains("mode"), "{bad}: {e}");
+        }
+        let ids = NodeConfig::parse(&format!("{MIN}\n[ids]\nmode = \"detect\"\n")).unwrap();
+        assert_eq!(ids.ids.mode, IdsMode::Detect);
         let relay = |v: &str| NodeConfig::parse(&format!("{MIN}\n[routing]\nrelay = {v}\n"));
         assert_eq!(
             NodeConfig::parse(MIN).unwrap().routing.relay,
