@@ -337,6 +337,10 @@ enum Command {
         /// Also write the round-trip CDF here ("microseconds fraction" lines).
         #[arg(long)]
         cdf: Option<PathBuf>,
+        /// Stop after this many seconds even if fewer round trips were made
+        /// (measuring beside a transfer of a known length).
+        #[arg(long)]
+        secs: Option<f64>,
     },
     /// Send a seeded pseudorandom byte stream over TCP; print its length and BLAKE2s.
     TcpSource {
@@ -691,26 +695,33 @@ fn main() -> ExitCode {
             count,
             size,
             cdf,
-        } => pingpong::client(to, count as usize, size, Duration::from_secs(1))
-            .map_err(|e| format!("udp-ping: {e}"))
-            .and_then(|s| {
-                println!(
-                    "count={} lost={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
-                    s.count, s.lost, s.p50, s.p99, s.p999, s.max
-                );
-                match cdf {
-                    Some(path) => {
-                        let text: String = s
-                            .cdf
-                            .iter()
-                            .map(|(x, f)| format!("{x:.3} {f:.6}\n"))
-                            .collect();
-                        std::fs::write(&path, text)
-                            .map_err(|e| format!("udp-ping: {}: {e}", path.display()))
-                    }
-                    None => Ok(()),
+            secs,
+        } => pingpong::client(
+            to,
+            count as usize,
+            size,
+            Duration::from_secs(1),
+            secs.map(Duration::from_secs_f64),
+        )
+        .map_err(|e| format!("udp-ping: {e}"))
+        .and_then(|s| {
+            println!(
+                "count={} lost={} p50_us={:.1} p99_us={:.1} p999_us={:.1} max_us={:.1}",
+                s.count, s.lost, s.p50, s.p99, s.p999, s.max
+            );
+            match cdf {
+                Some(path) => {
+                    let text: String = s
+                        .cdf
+                        .iter()
+                        .map(|(x, f)| format!("{x:.3} {f:.6}\n"))
+                        .collect();
+                    std::fs::write(&path, text)
+                        .map_err(|e| format!("udp-ping: {}: {e}", path.display()))
                 }
-            }),
+                None => Ok(()),
+            }
+        }),
         Command::SynFlood {
             from,
             to,

@@ -47,8 +47,15 @@ pub struct Stats {
     pub cdf: Vec<(f64, f64)>,
 }
 
-/// Sends `count` datagrams of `size` bytes one at a time to `server`.
-pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) -> Result<Stats> {
+/// Sends `count` datagrams of `size` bytes one at a time to `server`,
+/// stopping early once `for_at_most` has passed (if given).
+pub fn client(
+    server: SocketAddr,
+    count: usize,
+    size: usize,
+    timeout: Duration,
+    for_at_most: Option<Duration>,
+) -> Result<Stats> {
     let bind: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
@@ -69,7 +76,11 @@ pub fn client(server: SocketAddr, count: usize, size: usize, timeout: Duration) 
         s.send(&out)?;
         let _ = s.recv(&mut buf);
     }
+    let start = Instant::now();
     for i in 0..count as u64 {
+        if for_at_most.is_some_and(|d| start.elapsed() >= d) {
+            break;
+        }
         out[..8].copy_from_slice(&i.to_le_bytes());
         let t = Instant::now();
         s.send(&out)?;
