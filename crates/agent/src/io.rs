@@ -108,6 +108,23 @@ impl Udp {
         self.batch_count = 0;
     }
 
+    /// As [`Self::recv`], without waiting: `WouldBlock` when nothing is in.
+    pub fn try_recv(
+        &self,
+        buf: &mut [u8],
+        meta: &mut [RecvMeta; RECV_BATCH],
+    ) -> std::io::Result<usize> {
+        let state = &self.state;
+        let sock = &self.sock;
+        sock.try_io(Interest::READABLE, || {
+            let mut iovs: [IoSliceMut<'_>; RECV_BATCH] = {
+                let mut chunks = buf.chunks_mut(RECV_SLOT);
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
+            };
+            state.recv(sock.into(), &mut iovs, meta)
+        })
+    }
+
     /// Receives up to [`RECV_BATCH`] datagrams or GRO batches (one
     /// `recvmmsg`), the n-th into `buf[n * RECV_SLOT..]`; returns how many.
     pub async fn recv(

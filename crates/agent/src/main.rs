@@ -18,6 +18,7 @@
 mod admin;
 mod dns;
 mod events;
+mod fq;
 mod io;
 mod metrics;
 mod node;

@@ -203,6 +203,7 @@ pub fn render(
     now: std::time::Instant,
     uptime_secs: u64,
     [no_route, local_scope]: [u64; 2],
+    [queue_codel, queue_full]: [u64; 2],
     workers: &[[u64; 2]],
 ) -> String {
     let mut o = String::new();
@@ -482,6 +483,14 @@ pub fn render(
     let _ = writeln!(
         o,
         "meshd_dropped_packets_total{{reason=\"no_route\"}} {no_route}"
+    );
+    let _ = writeln!(
+        o,
+        "meshd_dropped_packets_total{{reason=\"queue_codel\"}} {queue_codel}"
+    );
+    let _ = writeln!(
+        o,
+        "meshd_dropped_packets_total{{reason=\"queue_full\"}} {queue_full}"
     );
     family(
         &mut o,

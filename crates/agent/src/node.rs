@@ -46,6 +46,9 @@ pub struct Node {
     /// addresses (the kernel's own: router solicitations, MLD), which the
     /// mesh does not carry: not a drop.
     pub local_scope: u64,
+    /// Packets from the TUN device the workers' flow queues dropped: CoDel
+    /// (a flow's standing delay) and overflow (`fq.rs`).
+    pub queue_drops: [u64; 2],
     /// The deadline the timer task sleeps to; a worker whose batch makes the
     /// endpoint's next deadline earlier wakes it.
     timer_at: Option<Instant>,
@@ -105,6 +108,7 @@ pub async fn run(
     let workers = startup::worker_count(&cfg);
     let own = loaded.identity.certificate().clone();
     let queues = startup::tun_queues(&cfg, &own, workers)?;
+    let tun_mtu = usize::from(cfg.tun.mtu);
     let socks = startup::sockets(&cfg, workers)?;
     let listener = admin::bind(&cfg.admin.socket)?;
     let _socket_guard = SocketGuard(cfg.admin.socket.clone());
@@ -137,6 +141,7 @@ pub async fn run(
         ep: started,
         started: Instant::now(),
         no_route: 0,
+        queue_drops: [0; 2],
         local_scope: 0,
         timer_at: None,
         worker_packets: vec![[0; 2]; workers],
@@ -187,7 +192,7 @@ pub async fn run(
             .name(format!("meshd-worker-{i}"))
             .spawn(move || {
                 let mut guard = Stopped(stopped_tx, format!("packet worker {i}"), None);
-                if let Err(why) = worker::run(i, shared, tun, sock) {
+                if let Err(why) = worker::run(i, shared, tun, sock, tun_mtu) {
                     guard.2 = Some(why);
                 }
             })
@@ -520,6 +525,7 @@ impl Node {
                 let counters = AgentCounters {
                     uptime_secs: self.started.elapsed().as_secs(),
                     no_route: self.no_route,
+                    queue_drops: self.queue_drops,
                 };
                 let s = views::status(&self.directory(), &self.cfg, &counters);
                 AdminResponse::Status(Box::new(s))
@@ -536,6 +542,7 @@ impl Node {
                     now,
                     self.started.elapsed().as_secs(),
                     [self.no_route, self.local_scope],
+                    self.queue_drops,
                     &self.worker_packets,
                 ),
             },

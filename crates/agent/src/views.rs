@@ -63,6 +63,8 @@ pub struct AgentCounters {
     pub uptime_secs: u64,
     /// Packets from the TUN device to an address no peer has.
     pub no_route: u64,
+    /// Packets the flow queues dropped: CoDel, overflow.
+    pub queue_drops: [u64; 2],
 }
 
 /// `meshctl status`.
@@ -77,8 +79,13 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
         .filter(|r| s.drops(**r) > 0)
         .map(|r| (r.name().to_string(), s.drops(*r)))
         .collect();
-    if counters.no_route > 0 {
-        drops.insert("no_route".into(), counters.no_route);
+    let agent = [
+        ("no_route", counters.no_route),
+        ("queue_codel", counters.queue_drops[0]),
+        ("queue_full", counters.queue_drops[1]),
+    ];
+    for (reason, n) in agent.into_iter().filter(|(_, n)| *n > 0) {
+        drops.insert(reason.into(), n);
     }
     StatusView {
         version: crate::VERSION.into(),
@@ -465,11 +472,14 @@ mod tests {
             &AgentCounters {
                 uptime_secs: 3,
                 no_route: 2,
+                queue_drops: [0, 1],
             },
         );
         assert_eq!((s.name.as_str(), s.peers, s.sessions), ("a", 1, 1));
         assert_eq!(s.handshakes_completed, 1);
         assert_eq!(s.drops.get("no_route"), Some(&2));
+        assert_eq!(s.drops.get("queue_full"), Some(&1));
+        assert_eq!(s.drops.get("queue_codel"), None);
         assert_eq!(s.policy.policy_version, None);
         assert!(s.routing.relay);
         let hops = trace_hops(&dir, pb);

@@ -1,7 +1,8 @@
 //! The packet workers.
 //!
 //! ```text
-//! TUN read ──► inner destination ──► route (overlay address → peer)
+//! TUN read until empty ──► flow queues (fq.rs: per flow, CoDel)
+//!          ──► a batch, sparse flows first ──► route (overlay address → peer)
 //!          ──► Endpoint::prepare_send (under the lock) ──► seal (outside) ──► UDP send
 //! UDP recv ──► Endpoint::prepare_datagram (under the lock)
 //!          ──► OpenPlan::open (outside) ──► Endpoint::finish_datagram (under the lock)
@@ -32,6 +33,7 @@ use quinn_udp::RecvMeta;
 use tokio::net::UdpSocket;
 use tracing::debug;
 
+use crate::fq::{Drops, FlowQueues};
 use crate::io::{Udp, RECV_BATCH, RECV_SLOT};
 use crate::node::{Node, Shared};
 use crate::startup::unix_nanos;
@@ -95,6 +97,7 @@ pub fn run(
     shared: Arc<Shared>,
     tun: tun_rs::SyncDevice,
     sock: std::net::UdpSocket,
+    tun_mtu: usize,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,13 +108,14 @@ pub fn run(
         let udp = UdpSocket::from_std(sock)
             .and_then(Udp::new)
             .map_err(|e| format!("UDP socket: {e}"))?;
-        worker(index, shared, tun, udp).await;
+        worker(index, shared, tun, udp, tun_mtu).await;
         Ok(())
     })
 }
 
-/// IP packets for the TUN device, in reused buffers with the virtio
-/// header's headroom in front.
+/// IP packets for the TUN device, each in a buffer with the virtio
+/// header's headroom in front, taken from the receive side's flow queues'
+/// pool and queued there once the lock is released.
 struct ToTun {
     bufs: Vec<Vec<u8>>,
     used: usize,
@@ -120,8 +124,7 @@ struct ToTun {
 impl ToTun {
     fn push(&mut self, packet: &[u8]) {
         if self.used == self.bufs.len() {
-            self.bufs
-                .push(Vec::with_capacity(TRANSPORT_HEADER_LEN + 65_535));
+            self.bufs.push(Vec::new());
         }
         let out = &mut self.bufs[self.used];
         out.clear();
@@ -131,19 +134,47 @@ impl ToTun {
     }
 }
 
-/// One packet worker: its own TUN queue and UDP socket. Per batch it takes
-/// the lock once, runs the endpoint over every packet (sealing or opening
-/// in place outside it), collects what to send, releases the lock, then
-/// does the I/O.
-async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut udp: Udp) {
+/// Packets sent per turn of the TUN side (two GSO sends); a packet
+/// of a sparse flow waits behind at most this many.
+const TUN_TURN: usize = 128;
+
+/// TUN reads per turn (each up to one 64 KB super-packet): enough to empty
+/// the device's queue at line rate between two turns.
+const TUN_READS: usize = 8;
+
+/// Receive batches (`recvmmsg`) per turn of the UDP side: enough to empty
+/// the socket at line rate between two turns.
+const UDP_READS: usize = 8;
+
+/// Packets written to the TUN device per turn (one GRO-coalesced write
+/// batch).
+const TO_TUN_TURN: usize = tun_rs::IDEAL_BATCH_SIZE;
+
+/// One packet worker: its own TUN queue and UDP socket, and a pair of flow
+/// queues (`fq.rs`), one per direction, where packets wait instead of in
+/// the kernel's FIFOs. Each turn empties one side's kernel queue into its
+/// flow queue (bounded), runs the endpoint over what it read under the
+/// lock once (sealing and opening outside it), and sends a batch taken
+/// fairly from the flow queue: sparse flows first, bulk flows by bytes.
+async fn worker(
+    index: usize,
+    shared: Arc<Shared>,
+    tun: tun_rs::AsyncDevice,
+    mut udp: Udp,
+    tun_mtu: usize,
+) {
     // Buffers, allocated once. TUN reads land after the transport header's
-    // headroom with room for the tag behind; UDP receives take a GRO batch.
+    // headroom with room for the tag (and a relay header) behind; UDP
+    // receives take a GRO batch.
     let mut tun_raw = vec![0u8; tun_rs::VIRTIO_NET_HDR_LEN + 65_535];
-    let mut segments: Vec<Vec<u8>> = (0..tun_rs::IDEAL_BATCH_SIZE)
-        .map(|_| vec![0u8; TRANSPORT_HEADER_LEN + 65_535 + TRANSPORT_OVERHEAD])
-        .collect();
+    let buf_size = TRANSPORT_HEADER_LEN + tun_mtu.max(1500) + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN;
+    let mut fq = FlowQueues::new(buf_size);
+    let mut fq_in = FlowQueues::new(buf_size);
+    let mut segments: Vec<Vec<u8>> = (0..tun_rs::IDEAL_BATCH_SIZE).map(|_| fq.buffer()).collect();
     let mut sizes = vec![0usize; tun_rs::IDEAL_BATCH_SIZE];
-    let mut sealed: Vec<Option<SealPlan>> = (0..tun_rs::IDEAL_BATCH_SIZE).map(|_| None).collect();
+    let mut batch: Vec<(Vec<u8>, usize)> = Vec::with_capacity(TUN_TURN);
+    let mut writes: Vec<Vec<u8>> = Vec::with_capacity(TO_TUN_TURN);
+    let mut sealed: Vec<Option<SealPlan>> = (0..TUN_TURN).map(|_| None).collect();
     let mut opens: Vec<(usize, OpenPlan)> = Vec::with_capacity(64);
     let mut icmp: Vec<Vec<u8>> = Vec::new();
     let mut opened: Vec<Result<usize, SessionError>> = Vec::with_capacity(64);
@@ -157,101 +188,252 @@ async fn worker(index: usize, shared: Arc<Shared>, tun: tun_rs::AsyncDevice, mut
     let mut gro = tun_rs::GROTable::default();
     let mut out = Outbox::default();
     loop {
-        tokio::select! {
-            r = tun.recv_multiple(&mut tun_raw, &mut segments, &mut sizes, TRANSPORT_HEADER_LEN) => {
-                let n = match r {
-                    Ok(n) => n,
-                    Err(e) => { debug!("TUN read: {e}"); continue; }
-                };
-                {
-                    let (now, unix) = (Instant::now(), unix_nanos());
+        let turn = tokio::select! {
+            r = tun.readable(), if fq.is_empty() => {
+                if let Err(e) = r {
+                    debug!("TUN: {e}");
+                }
+                Turn::Tun
+            }
+            // Packets queued: that side's turn again (the other side's, if
+            // it has work, comes by the select's random order).
+            _ = std::future::ready(()), if !fq.is_empty() => Turn::Tun,
+            _ = std::future::ready(()), if !fq_in.is_empty() => Turn::ToTun,
+            r = udp.recv(&mut udp_buf, &mut metas) => match r {
+                Ok(n) => Turn::Udp(n),
+                Err(e) => { debug!("UDP receive error: {e}"); continue; }
+            },
+        };
+        match turn {
+            Turn::Tun => {
+                // Read the device until it is empty (bounded), into the queues.
+                let now = Instant::now();
+                for _ in 0..TUN_READS {
+                    match tun.try_recv_multiple(
+                        &mut tun_raw,
+                        &mut segments,
+                        &mut sizes,
+                        TRANSPORT_HEADER_LEN,
+                    ) {
+                        Ok(n) => {
+                            for (seg, &len) in segments.iter_mut().zip(&sizes).take(n) {
+                                let buf = std::mem::replace(seg, fq.buffer());
+                                fq.enqueue(now, buf, TRANSPORT_HEADER_LEN, len);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => debug!("TUN read: {e}"),
+                    }
+                }
+                // One batch, fairly across flows.
+                while batch.len() < TUN_TURN {
+                    match fq.dequeue(now) {
+                        Some(p) => batch.push(p),
+                        None => break,
+                    }
+                }
+                let drops = fq.take_drops();
+                if !batch.is_empty() || drops != Drops::default() {
+                    let unix = unix_nanos();
                     let mut node = shared.lock();
-                    node.worker_packets[index][0] += n as u64;
-                    for i in 0..n {
-                        sealed[i] = node.handle_tun_packet(now, unix, &mut segments[i], sizes[i], &mut icmp);
+                    node.worker_packets[index][0] += batch.len() as u64;
+                    node.queue_drops[0] += drops.codel;
+                    node.queue_drops[1] += drops.overflow;
+                    for (i, (buf, len)) in batch.iter_mut().enumerate() {
+                        sealed[i] = node.handle_tun_packet(now, unix, buf, *len, &mut icmp);
                     }
                     node.drain(&mut out);
                     node.wake_timer(&shared.timer);
                 }
                 // Sealing outside the lock: another worker's batch runs meanwhile.
-                for i in 0..n {
+                for (i, (buf, _)) in batch.iter_mut().enumerate() {
                     if let Some(plan) = sealed[i].take() {
-                        let (dst, len) = plan.seal(&mut segments[i]);
-                        udp.queue(dst, &segments[i][..len]).await;
+                        let (dst, len) = plan.seal(buf);
+                        udp.queue(dst, &buf[..len]).await;
                     }
+                }
+                for (buf, _) in batch.drain(..) {
+                    fq.recycle(buf);
                 }
                 out.send(&mut udp).await;
                 if !icmp.is_empty() {
-                    if let Err(e) = tun.send_multiple(&mut gro, &mut icmp, TRANSPORT_HEADER_LEN).await {
+                    if let Err(e) = tun
+                        .send_multiple(&mut gro, &mut icmp, TRANSPORT_HEADER_LEN)
+                        .await
+                    {
                         debug!("TUN write (ICMP packet too big): {e}");
                     }
                     icmp.clear();
                 }
             }
-            r = udp.recv(&mut udp_buf, &mut metas) => {
-                let got = match r {
-                    Ok(n) => n,
-                    Err(e) => { debug!("UDP receive error: {e}"); continue; }
-                };
-                // Every datagram of the batch, as (its range in udp_buf, source).
-                datagrams.clear();
-                for (m, meta) in metas[..got].iter().enumerate() {
-                    let stride = meta.stride.max(1);
-                    let base = m * RECV_SLOT;
-                    let end = base + meta.len.min(RECV_SLOT);
-                    let mut at = base;
-                    while at < end {
-                        datagrams.push((at..(at + stride).min(end), meta.addr));
-                        at += stride;
-                    }
-                }
-                to_tun.used = 0;
-                let (now, unix) = (Instant::now(), unix_nanos());
-                // Plan under the lock; transport packets are opened outside
-                // it, then finished under it again.
-                {
-                    let mut node = shared.lock();
-                    let node = &mut *node;
-                    node.worker_packets[index][1] += datagrams.len() as u64;
-                    for (i, (range, src)) in datagrams.iter().enumerate() {
-                        let buf = &mut udp_buf[range.clone()];
-                        match node.ep.prepare_datagram(now, unix, *src, buf) {
-                            Incoming::Open(plan) => opens.push((i, plan)),
-                            // If the handshake thread is gone, so is meshd.
-                            Incoming::Respond(plan) => drop(shared.plans.send(plan)),
-                            Incoming::Done(r) => node.deliver(now, r, buf, *src, &mut out, &mut to_tun),
+            Turn::Udp(first) => {
+                let mut got = first;
+                for round in 1..=UDP_READS {
+                    let now = Instant::now();
+                    // Every datagram of the batch, as (its range in udp_buf, source).
+                    datagrams.clear();
+                    for (m, meta) in metas[..got].iter().enumerate() {
+                        let stride = meta.stride.max(1);
+                        let base = m * RECV_SLOT;
+                        let end = base + meta.len.min(RECV_SLOT);
+                        let mut at = base;
+                        while at < end {
+                            datagrams.push((at..(at + stride).min(end), meta.addr));
+                            at += stride;
                         }
                     }
-                    if opens.is_empty() {
-                        node.drain(&mut out);
-                        node.wake_timer(&shared.timer);
+                    to_tun.used = 0;
+                    received(
+                        index,
+                        &shared,
+                        now,
+                        &datagrams,
+                        &mut udp_buf,
+                        &mut opens,
+                        &mut opened,
+                        &mut out,
+                        &mut to_tun,
+                    );
+                    for b in &mut to_tun.bufs[..to_tun.used] {
+                        let buf = std::mem::replace(b, fq_in.spare());
+                        let len = buf.len() - TRANSPORT_HEADER_LEN;
+                        fq_in.enqueue(now, buf, TRANSPORT_HEADER_LEN, len);
                     }
+                    out.send(&mut udp).await;
+                    // A sparse flow's packet (a ping, an RPC) goes to the
+                    // device now, not after the bulk behind it.
+                    if fq_in.has_sparse() {
+                        write_to_tun(&tun, &mut gro, &mut fq_in, &mut writes, true).await;
+                    }
+                    if round == UDP_READS {
+                        break;
+                    }
+                    got = match udp.try_recv(&mut udp_buf, &mut metas) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            debug!("UDP receive error: {e}");
+                            break;
+                        }
+                    };
                 }
-                if !opens.is_empty() {
-                    for (i, plan) in &opens {
-                        opened.push(plan.open(&mut udp_buf[datagrams[*i].0.clone()]));
-                    }
+            }
+            Turn::ToTun => {
+                write_to_tun(&tun, &mut gro, &mut fq_in, &mut writes, false).await;
+                let drops = fq_in.take_drops();
+                if drops != Drops::default() {
                     let mut node = shared.lock();
-                    let node = &mut *node;
-                    for ((i, plan), result) in opens.drain(..).zip(opened.drain(..)) {
-                        let (range, src) = &datagrams[i];
-                        let buf = &mut udp_buf[range.clone()];
-                        let got = node.ep.finish_datagram(now, unix, plan, buf, result);
-                        node.deliver(now, got, buf, *src, &mut out, &mut to_tun);
-                    }
-                    node.drain(&mut out);
-                    node.wake_timer(&shared.timer);
+                    node.queue_drops[0] += drops.codel;
+                    node.queue_drops[1] += drops.overflow;
                 }
-                if to_tun.used > 0 {
-                    let used = to_tun.used;
-                    if let Err(e) = tun.send_multiple(&mut gro, &mut to_tun.bufs[..used], TRANSPORT_HEADER_LEN).await {
-                        debug!("TUN write: {e}");
-                    }
-                }
-                out.send(&mut udp).await;
             }
         }
+        if !fq.is_empty() || !fq_in.is_empty() {
+            // Let the runtime poll for readiness before the next turn.
+            tokio::task::yield_now().await;
+        }
     }
+}
+
+/// Writes a batch from the incoming flow queues to the TUN device (only
+/// packets of sparse flows with `sparse`), copied into `writes`, whose room
+/// lets the GRO table coalesce a flow's segments into one write (what
+/// CoDel drops meanwhile is counted by the caller's `take_drops`).
+async fn write_to_tun(
+    tun: &tun_rs::AsyncDevice,
+    gro: &mut tun_rs::GROTable,
+    fq_in: &mut FlowQueues,
+    writes: &mut Vec<Vec<u8>>,
+    sparse: bool,
+) {
+    let now = Instant::now();
+    let mut n = 0;
+    while n < TO_TUN_TURN {
+        let next = if sparse {
+            fq_in.dequeue_sparse()
+        } else {
+            fq_in.dequeue(now)
+        };
+        let Some((buf, len)) = next else {
+            break;
+        };
+        if n == writes.len() {
+            writes.push(Vec::with_capacity(2 * TRANSPORT_HEADER_LEN + 65_535));
+        }
+        let w = &mut writes[n];
+        w.clear();
+        w.extend_from_slice(&buf[..TRANSPORT_HEADER_LEN + len]);
+        fq_in.recycle(buf);
+        n += 1;
+    }
+    if n > 0 {
+        if let Err(e) = tun
+            .send_multiple(gro, &mut writes[..n], TRANSPORT_HEADER_LEN)
+            .await
+        {
+            debug!("TUN write: {e}");
+        }
+    }
+}
+
+/// Whose turn it is in a worker's loop.
+enum Turn {
+    /// The TUN device has packets, or the outgoing flow queues do.
+    Tun,
+    /// A receive batch of this many datagrams (or GRO batches) is in.
+    Udp(usize),
+    /// The incoming flow queues have packets for the TUN device.
+    ToTun,
+}
+
+/// One receive batch through the endpoint: planned under the lock,
+/// transport packets opened outside it, then finished under it again.
+/// Packets for the TUN device go to `to_tun`, datagrams to send to `out`.
+#[allow(clippy::too_many_arguments)]
+fn received(
+    index: usize,
+    shared: &Shared,
+    now: Instant,
+    datagrams: &[(Range<usize>, SocketAddr)],
+    udp_buf: &mut [u8],
+    opens: &mut Vec<(usize, OpenPlan)>,
+    opened: &mut Vec<Result<usize, SessionError>>,
+    out: &mut Outbox,
+    to_tun: &mut ToTun,
+) {
+    let unix = unix_nanos();
+    {
+        let mut node = shared.lock();
+        let node = &mut *node;
+        node.worker_packets[index][1] += datagrams.len() as u64;
+        for (i, (range, src)) in datagrams.iter().enumerate() {
+            let buf = &mut udp_buf[range.clone()];
+            match node.ep.prepare_datagram(now, unix, *src, buf) {
+                Incoming::Open(plan) => opens.push((i, plan)),
+                // If the handshake thread is gone, so is meshd.
+                Incoming::Respond(plan) => drop(shared.plans.send(plan)),
+                Incoming::Done(r) => node.deliver(now, r, buf, *src, out, to_tun),
+            }
+        }
+        if opens.is_empty() {
+            node.drain(out);
+            node.wake_timer(&shared.timer);
+            return;
+        }
+    }
+    for (i, plan) in opens.iter() {
+        opened.push(plan.open(&mut udp_buf[datagrams[*i].0.clone()]));
+    }
+    let mut node = shared.lock();
+    let node = &mut *node;
+    for ((i, plan), result) in opens.drain(..).zip(opened.drain(..)) {
+        let (range, src) = &datagrams[i];
+        let buf = &mut udp_buf[range.clone()];
+        let got = node.ep.finish_datagram(now, unix, plan, buf, result);
+        node.deliver(now, got, buf, *src, out, to_tun);
+    }
+    node.drain(out);
+    node.wake_timer(&shared.timer);
 }
 
 impl Node {
