@@ -127,7 +127,6 @@ impl FlowQueues {
         Some((p.buf, p.len))
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.packets
     }

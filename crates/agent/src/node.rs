@@ -109,6 +109,7 @@ pub async fn run(
     let own = loaded.identity.certificate().clone();
     let queues = startup::tun_queues(&cfg, &own, workers)?;
     let tun_mtu = usize::from(cfg.tun.mtu);
+    let busy_poll = std::time::Duration::from_micros(u64::from(cfg.tun.busy_poll_us));
     let socks = startup::sockets(&cfg, workers)?;
     let listener = admin::bind(&cfg.admin.socket)?;
     let _socket_guard = SocketGuard(cfg.admin.socket.clone());
@@ -192,7 +193,7 @@ pub async fn run(
             .name(format!("meshd-worker-{i}"))
             .spawn(move || {
                 let mut guard = Stopped(stopped_tx, format!("packet worker {i}"), None);
-                if let Err(why) = worker::run(i, shared, tun, sock, tun_mtu) {
+                if let Err(why) = worker::run(i, shared, tun, sock, tun_mtu, busy_poll) {
                     guard.2 = Some(why);
                 }
             })

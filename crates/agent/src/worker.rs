@@ -23,7 +23,7 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use proto::endpoint::{Incoming, OpenPlan, Prepared, Received, SealPlan, SendOutcome};
 use proto::session::SessionError;
@@ -98,6 +98,7 @@ pub fn run(
     tun: tun_rs::SyncDevice,
     sock: std::net::UdpSocket,
     tun_mtu: usize,
+    busy_poll: Duration,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,7 +109,7 @@ pub fn run(
         let udp = UdpSocket::from_std(sock)
             .and_then(Udp::new)
             .map_err(|e| format!("UDP socket: {e}"))?;
-        worker(index, shared, tun, udp, tun_mtu).await;
+        worker(index, shared, tun, udp, tun_mtu, busy_poll).await;
         Ok(())
     })
 }
@@ -162,6 +163,7 @@ async fn worker(
     tun: tun_rs::AsyncDevice,
     mut udp: Udp,
     tun_mtu: usize,
+    busy_poll: Duration,
 ) {
     // Buffers, allocated once. TUN reads land after the transport header's
     // headroom with room for the tag (and a relay header) behind; UDP
@@ -188,6 +190,9 @@ async fn worker(
     let mut gro = tun_rs::GROTable::default();
     let mut out = Outbox::default();
     loop {
+        if !busy_poll.is_zero() && fq.is_empty() && fq_in.is_empty() {
+            spin_until_readable(&tun, &udp, busy_poll);
+        }
         let turn = tokio::select! {
             r = tun.readable(), if fq.is_empty() => {
                 if let Err(e) = r {
@@ -301,8 +306,12 @@ async fn worker(
                     }
                     out.send(&mut udp).await;
                     // A sparse flow's packet (a ping, an RPC) goes to the
-                    // device now, not after the bulk behind it.
-                    if fq_in.has_sparse() {
+                    // device now, not after the bulk behind it; a full
+                    // batch goes too, so that reading stays in step with
+                    // writing.
+                    if fq_in.len() >= TO_TUN_TURN {
+                        write_to_tun(&tun, &mut gro, &mut fq_in, &mut writes, false).await;
+                    } else if fq_in.has_sparse() {
                         write_to_tun(&tun, &mut gro, &mut fq_in, &mut writes, true).await;
                     }
                     if round == UDP_READS {
@@ -373,6 +382,31 @@ async fn write_to_tun(
         {
             debug!("TUN write: {e}");
         }
+    }
+}
+
+/// Busy polling (`tun.busy-poll-us`): before the worker sleeps, it asks
+/// the kernel (`poll` with no timeout) whether its TUN queue or socket has
+/// a packet, for up to `spin`, so that a packet arriving meanwhile (the
+/// reply to one just sent) is taken by a running thread on a running CPU
+/// instead of waking both from idle. It reads nothing: the runtime's next
+/// poll finds the descriptor ready.
+fn spin_until_readable(tun: &tun_rs::AsyncDevice, udp: &Udp, spin: Duration) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let until = Instant::now() + spin;
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    while Instant::now() < until {
+        let mut fds = [
+            PollFd::new(&**tun, PollFlags::IN),
+            PollFd::new(&udp.sock, PollFlags::IN),
+        ];
+        if poll(&mut fds, Some(&zero)).unwrap_or(0) > 0 {
+            return;
+        }
+        std::hint::spin_loop();
     }
 }
 

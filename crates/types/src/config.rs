@@ -380,7 +380,15 @@ pub struct TunSection {
     /// socket (multiqueue TUN, SO_REUSEPORT). 0 = one per CPU meshd may run
     /// on, at most [`MAX_TUN_QUEUES`].
     pub queues: u16,
+    /// Microseconds a worker keeps polling its TUN queue and socket after
+    /// its last packet before it sleeps (0 = sleep at once), at most
+    /// [`MAX_BUSY_POLL_US`]: a reply that comes back within it finds the
+    /// worker awake, at the price of that much CPU per burst of traffic.
+    pub busy_poll_us: u32,
 }
+
+/// Longest busy poll (`tun.busy-poll-us`).
+pub const MAX_BUSY_POLL_US: u32 = 2000;
 
 /// Most packet-processing workers (`tun.queues`).
 pub const MAX_TUN_QUEUES: u16 = 16;
@@ -391,6 +399,7 @@ impl Default for TunSection {
             name: "meshd0".into(),
             mtu: 1420,
             queues: 0,
+            busy_poll_us: 0,
         }
     }
 }
@@ -578,6 +587,12 @@ impl NodeConfig {
             return Err(format!(
                 "field `tun.queues`: {} is too many; use 0 (one per CPU) or 1 to {MAX_TUN_QUEUES}",
                 t.queues
+            ));
+        }
+        if t.busy_poll_us > MAX_BUSY_POLL_US {
+            return Err(format!(
+                "field `tun.busy-poll-us`: {} is too long; use 0 (sleep at once) to {MAX_BUSY_POLL_US}",
+                t.busy_poll_us
             ));
         }
         if t.name.is_empty()
@@ -783,6 +798,10 @@ ca-certificate = "ca.crt"
         assert!(e.contains("tun.mtu") && e.contains("1280"), "{e}");
         let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nqueues = 99\n")).unwrap_err();
         assert!(e.contains("tun.queues") && e.contains("16"), "{e}");
+        let e = NodeConfig::parse(&format!("{MIN}\n[tun]\nbusy-poll-us = 5000\n")).unwrap_err();
+        assert!(e.contains("tun.busy-poll-us") && e.contains("2000"), "{e}");
+        let c = NodeConfig::parse(&format!("{MIN}\n[tun]\nbusy-poll-us = 300\n")).unwrap();
+        assert_eq!(c.tun.busy_poll_us, 300);
         let e = NodeConfig::parse("[node]\ncertificate = \"a\"\n").unwrap_err();
         assert!(
             e.contains("missing field") && e.contains("private-key"),
