@@ -20,5 +20,11 @@ cargo fetch --locked
 say "building (release)"
 cargo build --release --locked --workspace
 
+# The reference peer scripts/bench-dataplane.sh measures beside meshd.
+if ! command -v boringtun-cli >/dev/null && [ ! -x "$HOME/.cargo/bin/boringtun-cli" ]; then
+  say "installing boringtun-cli (a userspace WireGuard, the benchmarks' reference peer)"
+  cargo install --locked boringtun-cli || echo "warning: boringtun-cli did not install; the benchmarks will measure meshd without it" >&2
+fi
+
 say "running the demo: 4 hosts in network namespaces with real meshd agents"
 ./target/release/mesh-harness demo
