@@ -242,7 +242,14 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
          [[target]]\nname = \"long run\"\nmetric = \"longrun-delivered-ratio\"\nmin = 0.1\n\
          [[target]]\nname = \"median\"\nmetric = \"udp-rtt-p50-us\"\nmax = 10000000\n\
          [[target]]\nname = \"udp\"\nmetric = \"udp-ratio\"\nmin = 0.0001\n\
-         [[target]]\nname = \"handshakes\"\nmetric = \"handshakes-per-sec\"\nmin = 1\n",
+         [[target]]\nname = \"handshakes\"\nmetric = \"handshakes-per-sec\"\nmin = 1\n\
+         [[target]]\nname = \"tcp\"\nmetric = \"tcp-gbps\"\nmin = 0.0001\n\
+         [[target]]\nname = \"udp gbps\"\nmetric = \"udp-gbps\"\nmin = 0.0001\n\
+         [[target]]\nname = \"added p50\"\nmetric = \"udp-rtt-added-p50-us\"\nmax = 10000000\n\
+         [[target]]\nname = \"added p99\"\nmetric = \"udp-rtt-added-p99-us\"\nmax = 10000000\n\
+         [[target]]\nname = \"loaded p50\"\nmetric = \"udp-rtt-loaded-p50-us\"\nmax = 100000000\n\
+         [[target]]\nname = \"loaded added p50\"\nmetric = \"udp-rtt-loaded-added-p50-us\"\nmax = 100000000\n\
+         [[target]]\nname = \"loaded ratio\"\nmetric = \"udp-rtt-loaded-p99-ratio\"\nmax = 1000000\n",
     )
     .unwrap();
     let json = dir.join("out.json");
@@ -272,7 +279,7 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 13);
+    assert_eq!(rows.len(), 20);
     // The latency CDF (from HDR histograms), raw and through meshd.
     let svg = std::fs::read_to_string(dir.join("check-latency-cdf.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");

@@ -560,10 +560,26 @@ fn measure(
             let r = pingpong(me, addr, count / 2, None);
             let _ = load.wait_with_output();
             std::thread::sleep(Duration::from_millis(300));
-            let (_, p99, p999) = r?;
+            let (p50, p99, p999) = r?;
+            into.insert("udp-rtt-loaded-p50-us".into(), p50);
             into.insert("udp-rtt-loaded-p99-us".into(), p99);
             into.insert("udp-rtt-loaded-p999-us".into(), p999);
         }
+        // What meshd adds to the path, idle and under load, against the
+        // raw underlay measured in the same run.
+        for (added, of) in [
+            ("udp-rtt-added-p50-us", "udp-rtt-p50-us"),
+            ("udp-rtt-added-p99-us", "udp-rtt-p99-us"),
+            ("udp-rtt-loaded-added-p50-us", "udp-rtt-loaded-p50-us"),
+        ] {
+            m.insert(added.into(), m[of] - raw[of]);
+            raw.insert(added.into(), 0.0);
+        }
+        m.insert(
+            "udp-rtt-loaded-p99-ratio".into(),
+            m["udp-rtt-loaded-p99-us"] / raw["udp-rtt-loaded-p99-us"],
+        );
+        raw.insert("udp-rtt-loaded-p99-ratio".into(), 1.0);
         println!("  UDP throughput (1,200-byte datagrams, unlimited offered rate, {secs} s each)");
         let (r_udp, m_udp) = both(&mut raw, &mut m, "udp-gbps", |a| udp_gbps(a, secs))?;
         raw.insert("udp-ratio".into(), 1.0);

@@ -28,18 +28,25 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 13] = [
+pub const METRICS: [&str; 20] = [
     "udp-rtt-p50-us",
-    "udp-ratio",
-    "handshakes-per-sec",
     "udp-rtt-p99-us",
     "udp-rtt-p999-us",
+    "udp-rtt-added-p50-us",
+    "udp-rtt-added-p99-us",
+    "udp-rtt-loaded-p50-us",
     "udp-rtt-loaded-p99-us",
     "udp-rtt-loaded-p999-us",
-    "longrun-delivered-ratio",
+    "udp-rtt-loaded-added-p50-us",
+    "udp-rtt-loaded-p99-ratio",
+    "tcp-gbps",
     "tcp-ratio",
+    "udp-gbps",
+    "udp-ratio",
     "wire-efficiency",
     "udp-delivered-ratio",
+    "longrun-delivered-ratio",
+    "handshakes-per-sec",
     "first-packet-ms",
     "failover-ms",
 ];
