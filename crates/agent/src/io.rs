@@ -114,15 +114,8 @@ impl Udp {
         buf: &mut [u8],
         meta: &mut [RecvMeta; RECV_BATCH],
     ) -> std::io::Result<usize> {
-        let state = &self.state;
-        let sock = &self.sock;
-        sock.try_io(Interest::READABLE, || {
-            let mut iovs: [IoSliceMut<'_>; RECV_BATCH] = {
-                let mut chunks = buf.chunks_mut(RECV_SLOT);
-                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
-            };
-            state.recv(sock.into(), &mut iovs, meta)
-        })
+        self.sock
+            .try_io(Interest::READABLE, || self.recv_now(buf, meta))
     }
 
     /// Receives up to [`RECV_BATCH`] datagrams or GRO batches (one
@@ -132,15 +125,21 @@ impl Udp {
         buf: &mut [u8],
         meta: &mut [RecvMeta; RECV_BATCH],
     ) -> std::io::Result<usize> {
-        let state = &self.state;
-        let sock = &self.sock;
-        sock.async_io(Interest::READABLE, || {
-            let mut iovs: [IoSliceMut<'_>; RECV_BATCH] = {
-                let mut chunks = buf.chunks_mut(RECV_SLOT);
-                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
-            };
-            state.recv(sock.into(), &mut iovs, meta)
-        })
-        .await
+        self.sock
+            .async_io(Interest::READABLE, || self.recv_now(buf, meta))
+            .await
+    }
+
+    /// One `recvmmsg` into `RECV_SLOT`-sized slots of `buf`.
+    fn recv_now(
+        &self,
+        buf: &mut [u8],
+        meta: &mut [RecvMeta; RECV_BATCH],
+    ) -> std::io::Result<usize> {
+        let mut iovs: [IoSliceMut<'_>; RECV_BATCH] = {
+            let mut chunks = buf.chunks_mut(RECV_SLOT);
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()))
+        };
+        self.state.recv((&self.sock).into(), &mut iovs, meta)
     }
 }
