@@ -32,6 +32,14 @@ fn failover_name() -> String {
     format!("{}f", name())
 }
 const TOPOLOGY: &str = "name = \"check\"\n[[host]]\nname = \"a\"\n[[host]]\nname = \"b\"\n[[link]]\nbetween = [\"a\", \"b\"]\n";
+/// Addresses the handshake-rate nodes come from: 198.18.0.BASE and up on
+/// a's link (a is .1, b is .2).
+const HANDSHAKE_SOURCE_BASE: u8 = 3;
+/// See [`HANDSHAKE_SOURCE_BASE`]: enough that 1,000 handshakes in a second
+/// stay within each address's burst and rate under load (20 initiation
+/// fragments a second, bursts of 5; a handshake answered with a cookie
+/// costs 3).
+const HANDSHAKE_SOURCES: u8 = 250;
 /// meshd's TUN MTU in the check topology (the agent's default).
 const TUN_MTU: f64 = 1420.0;
 
@@ -598,27 +606,45 @@ fn measure(
         m.insert("wire-efficiency".into(), TUN_MTU / (TUN_MTU + 28.0 + 32.0));
         raw.insert("wire-efficiency".into(), 1.0);
         let n = if opts.quick { 100 } else { 1000 };
-        println!("  handshake rate ({n} new nodes each handshake once with b, 64 in flight)");
+        // New nodes from many addresses, as on a real network: under load b
+        // holds each source address to 20 initiation fragments a second.
+        let sources: Vec<String> = (0..HANDSHAKE_SOURCES)
+            .map(|k| format!("198.18.0.{}", HANDSHAKE_SOURCE_BASE + k))
+            .collect();
+        for s in &sources {
+            let out = in_ns("a", &["ip", "addr", "add", &format!("{s}/24"), "dev", "l0"]);
+            if !out.status.success() {
+                return Err(format!(
+                    "adding source address {s} on a: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        println!(
+            "  handshake rate ({n} new nodes from {HANDSHAKE_SOURCES} addresses each handshake once with b, 64 in flight)"
+        );
         let dir = state_dir(name());
         let (dir_s, cert_s) = (
             dir.to_string_lossy().to_string(),
             dir.join("b.crt").to_string_lossy().to_string(),
         );
-        let out = in_ns(
-            "a",
-            &[
-                me.to_str().unwrap_or_default(),
-                "handshake-load",
-                "--dir",
-                &dir_s,
-                "--cert",
-                &cert_s,
-                "--to",
-                "198.18.0.2:51820",
-                "--count",
-                &n.to_string(),
-            ],
-        );
+        let n_s = n.to_string();
+        let mut args = vec![
+            me.to_str().unwrap_or_default(),
+            "handshake-load",
+            "--dir",
+            &dir_s,
+            "--cert",
+            &cert_s,
+            "--to",
+            "198.18.0.2:51820",
+            "--count",
+            &n_s,
+        ];
+        for s in &sources {
+            args.extend(["--source", s.as_str()]);
+        }
+        let out = in_ns("a", &args);
         let text = String::from_utf8_lossy(&out.stdout);
         let done = netns::field(&text, "handshakes").unwrap_or(0.0);
         if done < f64::from(n) {

@@ -10,8 +10,13 @@
 //! `confirm` they are confirmed, and meshd is left with that many peers
 //! that vanish (a hub's worst case: see the retirement of learned peers in
 //! docs/decisions/retire-learned-peers.md).
+//!
+//! Under load a responder holds each source address to a few initiations a
+//! second (as WireGuard does), so a thousand nodes behind one address measure
+//! that limit, not the responder: `sources` gives the addresses the nodes
+//! bind to in turn, as many hosts would (the check adds them to its link).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +35,19 @@ pub struct Load {
     pub completed: usize,
     /// Wall time from the first initiation to the last completion.
     pub elapsed: Duration,
+    /// Each completed handshake's time from its first initiation, sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Load {
+    /// The `q` quantile (0..=1) of the handshakes' completion times.
+    pub fn latency(&self, q: f64) -> Duration {
+        let n = self.latencies.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        self.latencies[((n - 1) as f64 * q).round() as usize]
+    }
 }
 
 fn unix_nanos() -> u64 {
@@ -43,6 +61,19 @@ struct Client {
     sock: UdpSocket,
     peer: PeerId,
     done: bool,
+    started: Instant,
+}
+
+/// How a run is shaped.
+pub struct Shape<'a> {
+    /// Handshakes (at most 10,000).
+    pub count: usize,
+    /// At most this many in flight.
+    pub concurrency: usize,
+    /// Confirm each session.
+    pub confirm: bool,
+    /// Source addresses node `i` binds to (`sources[i % len]`); empty: any.
+    pub sources: &'a [IpAddr],
 }
 
 /// Runs the load (bounded: `count` ≤ 10,000, 60 s at most).
@@ -50,10 +81,14 @@ pub fn run(
     dir: &Path,
     target_cert: &Path,
     to: SocketAddr,
-    count: usize,
-    concurrency: usize,
-    confirm: bool,
+    shape: &Shape<'_>,
 ) -> Result<Load, String> {
+    let Shape {
+        count,
+        concurrency,
+        confirm,
+        sources,
+    } = *shape;
     let c = RealCrypto;
     let now_s = unix_nanos() / 1_000_000_000;
     let ca_cert = files::read_certificate(&dir.join("ca.crt")).map_err(|e| e.to_string())?;
@@ -98,13 +133,19 @@ pub fn run(
                 Box::new(OsRng),
             );
             let peer = ep.add_peer(*target.public_key(), Some(to), None);
-            let sock = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+            let src = sources
+                .get(i % sources.len().max(1))
+                .copied()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let sock = UdpSocket::bind(SocketAddr::new(src, 0))
+                .map_err(|e| format!("binding a node's socket to {src}: {e}"))?;
             sock.set_nonblocking(true).map_err(|e| e.to_string())?;
             Ok(Client {
                 ep,
                 sock,
                 peer,
                 done: false,
+                started: Instant::now(),
             })
         })
         .collect::<Result<_, String>>()?;
@@ -113,11 +154,13 @@ pub fn run(
     let mut completed = 0;
     let start = Instant::now();
     let mut last = start;
+    let mut latencies = Vec::with_capacity(count);
     let mut buf = vec![0u8; 65_535];
     while (completed < count) && start.elapsed() < Duration::from_secs(60) {
         while active.len() < concurrency {
             let Some(mut cl) = idle.pop() else { break };
-            cl.ep.initiate(Instant::now(), unix_nanos(), cl.peer);
+            cl.started = Instant::now();
+            cl.ep.initiate(cl.started, unix_nanos(), cl.peer);
             active.push(cl);
         }
         let mut progressed = false;
@@ -153,6 +196,7 @@ pub fn run(
                     cl.done = true;
                     completed += 1;
                     last = Instant::now();
+                    latencies.push(last - cl.started);
                 }
             }
         }
@@ -161,8 +205,10 @@ pub fn run(
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    latencies.sort_unstable();
     Ok(Load {
         completed,
         elapsed: last - start,
+        latencies,
     })
 }
