@@ -384,6 +384,13 @@ pub fn run(
         std::process::exit(130);
     });
     println!("mesh-harness check: 2 hosts, one veth link; every metric also over the raw underlay");
+    if std::thread::available_parallelism().map_or(1, usize::from) >= 2 {
+        // Each end on its own CPU, as the benchmarks run: otherwise the
+        // loaded figures measure where the scheduler put meshd beside iperf3.
+        netns::pin(name(), "a", 0);
+        netns::pin(name(), "b", 1);
+        println!("  pinned: a's processes (meshd, tools) on CPU 0, b's on CPU 1");
+    }
     netns::up(&topo, &meshd, &mut |l| println!("  {l}"))?;
     let cdf_dir = std::env::temp_dir().join(format!("mesh-harness-cdf-{}", std::process::id()));
     std::fs::create_dir_all(&cdf_dir).map_err(|e| format!("{}: {e}", cdf_dir.display()))?;

@@ -382,8 +382,7 @@ fn build(
 /// Runs `cmd` inside `host`'s namespace, inheriting stdio; returns its exit code.
 pub fn exec(topo: &str, host: &str, cmd: &[String]) -> Result<i32, String> {
     let ns = namespace(topo, host);
-    let status = Command::new("ip")
-        .args(["netns", "exec", &ns])
+    let status = in_namespace(topo, host)
         .args(cmd)
         .env("MESHD_SOCKET", state_dir(topo).join(format!("{host}.sock")))
         .status()
@@ -391,13 +390,49 @@ pub fn exec(topo: &str, host: &str, cmd: &[String]) -> Result<i32, String> {
     Ok(status.code().unwrap_or(1))
 }
 
+/// CPUs hosts are pinned to: (namespace, CPU). See [`pin`].
+static PINS: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+/// Pins every process this module starts in `host` of `topo` (meshd, and
+/// whatever [`spawn`], [`output`] and [`exec`] run there) to `cpu`, with
+/// `taskset`: a benchmark's two ends then do not share a CPU, as in
+/// `scripts/bench-dataplane.sh`.
+pub fn pin(topo: &str, host: &str, cpu: usize) {
+    let ns = namespace(topo, host);
+    let mut pins = PINS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pins.retain(|(n, _)| *n != ns);
+    pins.push((ns, cpu));
+}
+
+/// `ip netns exec NS`, under `taskset -c CPU` when the host is pinned.
+fn in_namespace(topo: &str, host: &str) -> Command {
+    let ns = namespace(topo, host);
+    let cpu = PINS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .find(|(n, _)| *n == ns)
+        .map(|(_, c)| *c);
+    let mut cmd = match cpu {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", &c.to_string(), "ip"]);
+            t
+        }
+        None => Command::new("ip"),
+    };
+    cmd.args(["netns", "exec", &ns]);
+    cmd
+}
+
 /// Starts meshd on `host` with the configuration `up` wrote; its log goes to
 /// `HOST.log` and its pid to `HOST.pid` in the state directory.
 pub fn start_agent(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
     let dir = state_dir(topo);
     let log = std::fs::File::create(dir.join(format!("{host}.log"))).map_err(|e| e.to_string())?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", &namespace(topo, host)])
+    let child = in_namespace(topo, host)
         .arg(meshd)
         .arg("--config")
         .arg(dir.join(format!("{host}.toml")))
@@ -417,8 +452,7 @@ pub fn spawn(
     args: &[&str],
     stdout: Stdio,
 ) -> Result<std::process::Child, String> {
-    Command::new("ip")
-        .args(["netns", "exec", &namespace(topo, host)])
+    in_namespace(topo, host)
         .args(args)
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -429,8 +463,7 @@ pub fn spawn(
 
 /// Runs `args` inside `host`'s namespace and collects its output.
 pub fn output(topo: &str, host: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", &namespace(topo, host)])
+    in_namespace(topo, host)
         .args(args)
         .output()
         .unwrap_or_else(|e| std::process::Output {
