@@ -249,7 +249,13 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
          [[target]]\nname = \"added p99\"\nmetric = \"udp-rtt-added-p99-us\"\nmax = 10000000\n\
          [[target]]\nname = \"loaded p50\"\nmetric = \"udp-rtt-loaded-p50-us\"\nmax = 100000000\n\
          [[target]]\nname = \"loaded added p50\"\nmetric = \"udp-rtt-loaded-added-p50-us\"\nmax = 100000000\n\
-         [[target]]\nname = \"loaded ratio\"\nmetric = \"udp-rtt-loaded-p99-ratio\"\nmax = 1000000\n",
+         [[target]]\nname = \"loaded ratio\"\nmetric = \"udp-rtt-loaded-p99-ratio\"\nmax = 1000000\n\
+         [[target]]\nname = \"restart\"\nmetric = \"restart-outage-ms\"\nmax = 5000\n\
+         [[target]]\nname = \"reload\"\nmetric = \"reload-outage-ms\"\nmax = 1000\n\
+         [[target]]\nname = \"push\"\nmetric = \"policy-push-outage-ms\"\nmax = 1000\n\
+         [[target]]\nname = \"rekey\"\nmetric = \"rekey-outage-ms\"\nmax = 1000\n\
+         [[target]]\nname = \"renewal\"\nmetric = \"renewal-outage-ms\"\nmax = 1000\n\
+         [[target]]\nname = \"yearly\"\nmetric = \"yearly-outage-s\"\nmax = 1000000000\n",
     )
     .unwrap();
     let json = dir.join("out.json");
@@ -279,7 +285,7 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 20);
+    assert_eq!(rows.len(), 26);
     // The latency CDF (from HDR histograms), raw and through meshd.
     let svg = std::fs::read_to_string(dir.join("check-latency-cdf.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");

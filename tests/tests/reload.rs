@@ -1,6 +1,7 @@
 //! Reload on real agents (root; CI runs as root): SIGHUP and `meshctl
 //! reload` apply a changed configuration without a restart and without
 //! dropping the sessions that did not change; a bad file changes nothing.
+//! `meshctl rekey` gives a session new keys while it carries traffic.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::process::Command;
@@ -204,4 +205,55 @@ fn metrics_on_the_overlay_answer_allowed_members_only() {
     }
     let refused = scrape(2);
     assert!(refused.is_empty(), "h2 is not allowed: {refused}");
+}
+
+/// `meshctl rekey PEER`: one more handshake on both ends, the peer keeps
+/// answering throughout, and a peer that does not exist is an error naming
+/// it.
+#[test]
+fn meshctl_rekey_makes_new_keys_on_both_ends_and_keeps_traffic_flowing() {
+    if !netns_available() {
+        return;
+    }
+    let mut mesh = Mesh::new(2, MeshOptions::default());
+    mesh.start_all();
+    assert!(mesh.ping(0, 1, 3));
+    let before = (handshakes(&mesh, 0), handshakes(&mesh, 1));
+    let index = |m: &Mesh| {
+        m.admin_json(0, "peers")[0]["receiver-index"]
+            .as_u64()
+            .unwrap()
+    };
+    let old_index = index(&mesh);
+    let sock = mesh.hosts[0].socket.to_str().unwrap().to_string();
+    let out = mesh.meshctl(&["rekey", "h1", "--json", "--socket", &sock]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["peer"], "h1", "{v}");
+    assert_eq!(v["had-session"], true, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handshakes(&mesh, 0) == before.0 || handshakes(&mesh, 1) == before.1 {
+        assert!(
+            Instant::now() < deadline,
+            "no new handshake:\n{}",
+            mesh.log(0)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(handshakes(&mesh, 0), before.0 + 1);
+    assert!(mesh.ping(0, 1, 3));
+    assert_ne!(
+        index(&mesh),
+        old_index,
+        "the session in use is not the new one"
+    );
+    let out = Command::new(binary("meshctl"))
+        .args(["rekey", "h9", "--socket", &sock])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no peer named or addressed 'h9'"),
+        "{out:?}"
+    );
 }

@@ -509,6 +509,31 @@ impl Node {
         views::sanctioned(&self.directory(), Some(who))
     }
 
+    /// `meshctl rekey PEER`: a fresh handshake with it now.
+    fn rekey(&mut self, now: Instant, who: &str) -> AdminResponse {
+        let peer = match who.parse::<std::net::IpAddr>() {
+            Ok(ip) => self.ep.peer_by_address(ip),
+            Err(_) => self.ep.peer_by_name(who),
+        };
+        let Some((peer, view)) = peer.and_then(|p| Some((p, self.ep.peer(p, now)?))) else {
+            return AdminResponse::Error {
+                message: format!("no peer named or addressed '{who}' (meshctl peers lists them)"),
+            };
+        };
+        if view.refused {
+            return AdminResponse::Error {
+                message: format!("'{who}' is refused here (revoked, or outside this node's enclaves): no session to rekey"),
+            };
+        }
+        self.ep.initiate(now, unix_nanos(), peer);
+        let name = view.name.clone().unwrap_or_else(|| who.to_string());
+        tracing::info!(peer = %name, "rekey asked for by the operator");
+        AdminResponse::Rekeying {
+            peer: name,
+            had_session: view.has_session,
+        }
+    }
+
     /// Answers an admin request other than ping and trace.
     fn answer(&mut self, req: AdminRequest) -> AdminResponse {
         let now = Instant::now();
@@ -518,6 +543,7 @@ impl Node {
             AdminRequest::Revocations => views::revocations(&self.ep),
             AdminRequest::Alerts => views::alerts(&self.directory()),
             AdminRequest::Quarantine { release } => self.quarantine(now, release),
+            AdminRequest::Rekey { peer } => self.rekey(now, &peer),
             AdminRequest::Reload => match self.reload() {
                 Ok(v) => AdminResponse::Reloaded(v),
                 Err(message) => AdminResponse::Error { message },

@@ -451,6 +451,20 @@ pub fn run(
             println!("wrote {}", path.display());
         }
     }
+    let yearly = crate::events::yearly_outage_s(|k| meshd_m.get(k).copied());
+    meshd_m.insert("yearly-outage-s".into(), yearly);
+    println!(
+        "yearly outage from the events measured: {yearly:.1} s (five nines: {:.0} s a year)",
+        crate::events::FIVE_NINES_BUDGET_S
+    );
+    for (metric, per_year, why) in crate::events::YEARLY {
+        if let Some(ms) = meshd_m.get(metric) {
+            println!(
+                "  {metric:<22} {ms:>7.1} ms × {per_year:>7} a year ({why}) = {:.1} s",
+                ms * per_year / 1e3
+            );
+        }
+    }
     let mut rows = Vec::new();
     let mut all = true;
     for t in targets {
@@ -688,6 +702,14 @@ fn measure(
                 .as_secs_f64()
                 * 1e3,
         );
+        println!("  outage per event on b (1,000 datagrams/s a → b; lost datagrams × 1 ms)");
+        for o in crate::events::measure(name(), me, meshd, &me.with_file_name("meshctl"))? {
+            println!(
+                "    {:<22} {:>7.1} ms lost, longest silence {:.1} ms",
+                o.metric, o.lost_ms, o.max_gap_ms
+            );
+            m.insert(o.metric.into(), o.lost_ms);
+        }
         Ok(())
     })();
     let _ = echo.kill();

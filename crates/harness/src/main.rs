@@ -7,6 +7,7 @@
 
 mod check;
 mod demo;
+mod events;
 mod flood;
 mod hsload;
 mod mesh_demo;

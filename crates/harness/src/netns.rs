@@ -565,12 +565,33 @@ impl OutageStream {
     }
 
     /// Waits for the receiver; the longest silence in milliseconds.
-    pub fn finish(mut self) -> Result<f64, String> {
+    pub fn finish(self) -> Result<f64, String> {
+        self.finish_detail().map(|g| g.max_gap_ms)
+    }
+
+    /// Waits for the receiver; what it counted.
+    pub fn finish_detail(mut self) -> Result<Gaps, String> {
         let rx = self.rx.take().ok_or("udp-gaps was not started")?;
         let out = rx.wait_with_output().map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        field(&text, "max_gap_ms").ok_or_else(|| format!("udp-gaps: {text}"))
+        let get = |k| field(&text, k).ok_or_else(|| format!("udp-gaps: {text}"));
+        Ok(Gaps {
+            received: get("received")? as u64,
+            lost: get("lost")? as u64,
+            max_gap_ms: get("max_gap_ms")?,
+        })
     }
+}
+
+/// What an [`OutageStream`]'s receiver counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Gaps {
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams missing by sequence number.
+    pub lost: u64,
+    /// The longest silence between arrivals, ms.
+    pub max_gap_ms: f64,
 }
 
 impl Drop for OutageStream {

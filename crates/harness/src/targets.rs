@@ -28,7 +28,7 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 20] = [
+pub const METRICS: [&str; 26] = [
     "udp-rtt-p50-us",
     "udp-rtt-p99-us",
     "udp-rtt-p999-us",
@@ -49,6 +49,12 @@ pub const METRICS: [&str; 20] = [
     "handshakes-per-sec",
     "first-packet-ms",
     "failover-ms",
+    "restart-outage-ms",
+    "reload-outage-ms",
+    "policy-push-outage-ms",
+    "rekey-outage-ms",
+    "renewal-outage-ms",
+    "yearly-outage-s",
 ];
 
 /// Reads a targets file; errors name the file, the line and the fix.

@@ -59,6 +59,10 @@ pub enum Command {
     /// Peers the running meshd holds under a rate limit or quarantine;
     /// `--release PEER` lifts one.
     Quarantine(QuarantineArgs),
+    /// New session keys with a peer now: a fresh hybrid handshake, the
+    /// current session carrying traffic until the new one is confirmed
+    /// (meshd also rekeys every 2 minutes by itself)
+    Rekey(RekeyArgs),
     /// Make the running meshd re-read its configuration file (as SIGHUP
     /// does): what can change live is applied, what needs a restart is
     /// named, and a file that does not check changes nothing.
@@ -250,6 +254,14 @@ pub struct QuarantineArgs {
     /// forget the evidence against it.
     #[arg(long, value_name = "PEER")]
     pub release: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Args)]
+pub struct RekeyArgs {
+    /// The peer: a name or overlay address.
+    pub peer: String,
     #[command(flatten)]
     pub admin: AdminArgs,
 }

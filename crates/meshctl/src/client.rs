@@ -81,6 +81,19 @@ pub fn quarantine(a: &crate::cli::QuarantineArgs) -> Result<()> {
     }
 }
 
+/// `meshctl rekey PEER`.
+pub fn rekey(a: &crate::cli::RekeyArgs) -> Result<()> {
+    let req = AdminRequest::Rekey {
+        peer: a.peer.clone(),
+    };
+    let r = ask(&a.admin.socket, &req)?;
+    match &r {
+        AdminResponse::Rekeying { .. } => show(a.admin.json, &r, render::rekeying),
+        AdminResponse::Error { message } => Err(message.clone().into()),
+        _ => Err("meshd answered something other than a rekey".into()),
+    }
+}
+
 /// `meshctl reload`.
 pub fn reload(a: &AdminArgs) -> Result<()> {
     let AdminResponse::Reloaded(v) = ask(&a.socket, &AdminRequest::Reload)? else {

@@ -115,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ping(a) => client::ping(&a),
         Command::Routes(a) => client::routes(&a),
         Command::Reload(a) => client::reload(&a),
+        Command::Rekey(a) => client::rekey(&a),
         Command::Revoked(a) => client::revoked(&a),
         Command::Alerts(a) => client::alerts(&a),
         Command::Doctor(a) => match doctor::doctor(&a) {

@@ -540,6 +540,18 @@ pub fn revoked(r: &types::admin::AdminResponse) -> String {
     o
 }
 
+/// `meshctl rekey`.
+pub fn rekeying(r: &types::admin::AdminResponse) -> String {
+    let types::admin::AdminResponse::Rekeying { peer, had_session } = r else {
+        return String::new();
+    };
+    if *had_session {
+        format!("rekeying with '{peer}': a new handshake is under way; the current session carries traffic until it completes (meshctl peers shows the handshake's age)\n")
+    } else {
+        format!("'{peer}' had no session: a handshake is under way (meshctl peers shows when it completes)\n")
+    }
+}
+
 /// `meshctl reload`.
 pub fn reload(v: &types::admin::ReloadView) -> String {
     let mut o = String::new();

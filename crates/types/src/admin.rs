@@ -56,6 +56,13 @@ pub enum AdminRequest {
         #[serde(default)]
         release: Option<String>,
     },
+    /// New session keys with a peer (a name or overlay address) now: a
+    /// fresh hybrid handshake, with the current session carrying traffic
+    /// until the new one is confirmed.
+    Rekey {
+        /// The peer.
+        peer: String,
+    },
 }
 
 /// A response.
@@ -131,6 +138,15 @@ pub enum AdminResponse {
         released: Option<String>,
         /// Peers under a sanction now.
         sanctioned: Vec<SanctionView>,
+    },
+    /// Answer to `rekey`: the handshake is under way.
+    #[serde(rename_all = "kebab-case")]
+    Rekeying {
+        /// The peer's name.
+        peer: String,
+        /// Whether a session was in force (false: this is its first
+        /// handshake since it lost or never had one).
+        had_session: bool,
     },
     /// The request failed.
     Error {
