@@ -84,11 +84,20 @@ fn a_cut_on_a_lossy_underlay_reaches_every_node_and_the_lists_drain() {
         stale.is_empty(),
         "nodes still listing the cut link: {stale:?}"
     );
-    // Nothing left waiting once the floods are over: every advert sent was
-    // acknowledged, or given up on with a dead link.
-    sim.run_for(Duration::from_secs(30));
-    let waiting: usize = sim.nodes.iter().map(|n| n.ep.adverts_unacked()).sum();
-    assert!(waiting <= 4, "{waiting} adverts still unacknowledged");
+    // The lists drain: every advert sent is acknowledged, or given up on
+    // with a dead link. Looked at each second, since the origins' periodic
+    // refreshes (their timing varies from run to run with the order of the
+    // simulator's hash maps) start new floods that briefly fill the lists
+    // again; entries that never leave would keep the count up at every look.
+    let mut least = usize::MAX;
+    for _ in 0..30 {
+        sim.run_for(Duration::from_secs(1));
+        least = least.min(sim.nodes.iter().map(|n| n.ep.adverts_unacked()).sum());
+    }
+    assert!(
+        least <= 4,
+        "at least {least} adverts unacknowledged throughout 30 s"
+    );
 }
 
 #[test]
