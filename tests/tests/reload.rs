@@ -247,6 +247,12 @@ fn meshctl_rekey_makes_new_keys_on_both_ends_and_keeps_traffic_flowing() {
         old_index,
         "the session in use is not the new one"
     );
+    // h1 answered h0's initiation: it knows h0's clock from its timestamp
+    // (one host, one clock: within the delivery time), in peers and metrics.
+    let offset = mesh.admin_json(1, "peers")[0]["clock-offset-ms"].as_i64();
+    assert!(offset.is_some_and(|ms| ms.abs() < 1000), "{offset:?}");
+    let gauge = mesh.metric(1, "meshd_peer_clock_offset_seconds{peer=\"h0\"}");
+    assert!(gauge.abs() < 1.0, "{gauge}");
     let out = Command::new(binary("meshctl"))
         .args(["rekey", "h9", "--socket", &sock])
         .output()

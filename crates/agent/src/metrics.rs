@@ -287,6 +287,21 @@ pub fn render(
     }
     family(
         &mut o,
+        "meshd_peer_clock_offset_seconds",
+        "gauge",
+        "A peer's clock minus this node's, from the timestamp of its latest handshake initiation this node answered. Certificates, revocation lists and policy versions are judged by wall clocks: alert on its absolute value (run NTP on every node).",
+    );
+    for p in &peers {
+        if let (Some(name), Some(ms)) = (&p.name, p.clock_offset_ms) {
+            let _ = writeln!(
+                o,
+                "meshd_peer_clock_offset_seconds{{peer=\"{name}\"}} {:.3}",
+                ms as f64 / 1e3
+            );
+        }
+    }
+    family(
+        &mut o,
         "meshd_worker_packets_total",
         "counter",
         "Packets each worker took in, from the TUN device (tun) or UDP (udp).",

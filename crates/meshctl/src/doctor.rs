@@ -42,6 +42,75 @@ const EXPIRY_WARNING_SECS: u64 = 14 * 86_400;
 /// A direct link whose path carries less than this (outer headers
 /// included) cannot carry a 1280-byte inner packet sealed.
 const MIN_PATH_MTU: usize = 1280 + 60 + 28;
+/// Clocks further apart than this are flagged: certificates' validity,
+/// revocation lists and policy versions (Unix time by default) are judged
+/// by each node's wall clock, and NTP keeps clocks within milliseconds.
+const SKEW_WARNING_MS: i64 = 10_000;
+/// ...and from this far apart, certificates just issued or renewed can
+/// look not yet valid, and a pushed policy older than the one in force.
+const SKEW_ERROR_MS: i64 = 300_000;
+
+/// "12.3 s ahead" / "4m 2s behind" for an offset in ms.
+fn offset_words(ms: i64) -> String {
+    let secs = ms.unsigned_abs() / 1000;
+    let size = if secs >= 60 {
+        duration(secs)
+    } else {
+        format!("{:.1} s", ms.unsigned_abs() as f64 / 1e3)
+    };
+    format!("{size} {}", if ms > 0 { "ahead" } else { "behind" })
+}
+
+/// Clock skew against the peers whose handshake timestamps say it: one
+/// finding, blaming this node when most peers agree it is off.
+fn clock_findings(peers: &[PeerView], v: &mut Vec<Finding>) {
+    let mut sampled: Vec<(&str, i64)> = (peers.iter())
+        .filter_map(|p| Some((p.name.as_str(), p.clock_offset_ms?)))
+        .collect();
+    let skewed: Vec<(&str, i64)> = (sampled.iter().copied())
+        .filter(|(_, ms)| ms.abs() > SKEW_WARNING_MS)
+        .collect();
+    if skewed.is_empty() {
+        return;
+    }
+    let worst = skewed.iter().map(|(_, ms)| ms.abs()).max().unwrap_or(0);
+    let severity = if worst > SKEW_ERROR_MS {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    sampled.sort_by_key(|(_, ms)| *ms);
+    let median = sampled[sampled.len() / 2].1;
+    let agree = (skewed.iter())
+        .filter(|(_, ms)| ms.signum() == median.signum())
+        .count();
+    if sampled.len() >= 2 && median.abs() > SKEW_WARNING_MS && 2 * agree > sampled.len() {
+        // Most peers' clocks are off the same way: this node is the odd one.
+        v.push(finding(
+            severity,
+            "clock",
+            format!(
+                "this node's clock looks wrong: {agree} of {} peers' clocks are off the same way (median: {} of it)",
+                sampled.len(),
+                offset_words(median)
+            ),
+            "run NTP here (chrony or systemd-timesyncd; timedatectl shows whether the clock is synchronised)",
+        ));
+        return;
+    }
+    let list: Vec<String> = (skewed.iter())
+        .map(|(name, ms)| format!("{name} ({})", offset_words(*ms)))
+        .collect();
+    v.push(finding(
+        severity,
+        "clock",
+        format!(
+            "peers whose clocks disagree with this node's (from their handshake timestamps): {}",
+            list.join(", ")
+        ),
+        "run NTP on those hosts (chrony or systemd-timesyncd); certificates and policy versions are judged by each node's clock",
+    ));
+}
 
 fn finding(severity: Severity, check: &'static str, found: String, fix: &str) -> Finding {
     Finding {
@@ -119,6 +188,7 @@ pub fn diagnose(
         v.push(finding(Warning, "mtu", format!("paths too narrow for a 1280-byte inner packet: {}", narrow.join(", ")),
             "raise the underlay MTU on that path; large packets to these peers are refused with ICMP too-big"));
     }
+    clock_findings(peers, &mut v);
     // Handshakes and drops.
     for (reason, n) in &s.handshake_failures {
         let fix = match reason.as_str() {
@@ -302,6 +372,49 @@ mod tests {
         assert!(links.found.contains("h2 (via h1)"), "{links:?}");
         assert!(f.iter().all(|x| !x.fix.is_empty()));
         // Expired: an error.
+        let f = diagnose(&status(), &[], &[], "prevent", 2_000_000_001);
+        assert_eq!(
+            (f[0].severity, f[0].check),
+            (Severity::Error, "certificate")
+        );
+    }
+
+    fn clocked(name: &str, ms: i64) -> PeerView {
+        PeerView {
+            clock_offset_ms: Some(ms),
+            ..peer(name)
+        }
+    }
+
+    #[test]
+    fn clock_skew_names_the_peer_or_this_node_when_most_peers_agree() {
+        let now = 1_900_000_000;
+        let mut s = status();
+        s.policy.policy_version = Some(3);
+        // Within NTP's reach, and a peer that never initiated: nothing.
+        let f = diagnose(&s, &[clocked("h1", 40), peer("h2")], &[], "prevent", now);
+        assert!(f.is_empty(), "{f:?}");
+        // One peer 42 s ahead, two on time: that peer.
+        let peers = [clocked("h1", 42_000), clocked("h2", 3), clocked("h3", -5)];
+        let f = diagnose(&s, &peers, &[], "prevent", now);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].severity, f[0].check), (Severity::Warning, "clock"));
+        assert!(f[0].found.contains("h1 (42.0 s ahead)"), "{f:?}");
+        assert!(!f[0].found.contains("h2"), "{f:?}");
+        // Every peer 10 minutes ahead: this node's clock is behind.
+        let peers = [
+            clocked("h1", 600_000),
+            clocked("h2", 601_000),
+            clocked("h3", 2),
+        ];
+        let f = diagnose(&s, &peers, &[], "prevent", now);
+        assert_eq!((f[0].severity, f[0].check), (Severity::Error, "clock"));
+        assert!(
+            f[0].found.contains("this node's clock looks wrong"),
+            "{f:?}"
+        );
+        assert!(f[0].found.contains("2 of 3"), "{f:?}");
+        assert!(f[0].fix.contains("NTP"), "{f:?}");
         let f = diagnose(&status(), &[], &[], "prevent", 2_000_000_001);
         assert_eq!(
             (f[0].severity, f[0].check),

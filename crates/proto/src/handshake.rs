@@ -330,6 +330,10 @@ pub struct HandshakeOutput {
     pub handshake_hash: [u8; HASH_LEN],
     /// The transport AEAD both sides use for this session.
     pub suite: Suite,
+    /// Responder only: the initiator's clock minus ours, in nanoseconds,
+    /// from message 1's timestamp (its wall clock when it sent it; the
+    /// one-way delay is in it too).
+    pub peer_clock_offset_ns: Option<i64>,
 }
 
 impl HandshakeOutput {
@@ -363,6 +367,17 @@ pub fn tai64n(unix_nanos: u64) -> [u8; TIMESTAMP_LEN] {
     out[..8].copy_from_slice(&secs.to_be_bytes());
     out[8..].copy_from_slice(&nanos.to_be_bytes());
     out
+}
+
+/// The Unix time in nanoseconds a [`tai64n`] timestamp encodes (any 12
+/// bytes: a label before 1970 comes out negative).
+pub fn unix_nanos_of(ts: &[u8; TIMESTAMP_LEN]) -> i128 {
+    let mut secs = [0u8; 8];
+    secs.copy_from_slice(&ts[..8]);
+    let mut nanos = [0u8; 4];
+    nanos.copy_from_slice(&ts[8..]);
+    let secs = i128::from(u64::from_be_bytes(secs)) - 0x4000_0000_0000_000a;
+    secs * 1_000_000_000 + i128::from(u32::from_be_bytes(nanos))
 }
 
 /// The combiner that turns the ML-KEM exchange into the Noise PSK.
@@ -535,6 +550,7 @@ impl InitiatorHandshake {
             peer_index,
             handshake_hash: sym.handshake_hash(),
             suite,
+            peer_clock_offset_ns: None,
         })
     }
 }
@@ -758,6 +774,8 @@ fn respond(
             peer_index,
             handshake_hash: sym.handshake_hash(),
             suite,
+            peer_clock_offset_ns: Some(unix_nanos_of(&ts) - unix_nanos as i128)
+                .map(|d| d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64),
         },
     ))
 }

@@ -35,6 +35,23 @@ fn first_packet_triggers_handshake_and_is_delivered() {
 }
 
 #[test]
+fn the_responder_learns_the_initiators_clock_offset_from_its_timestamp() {
+    let mut net = Net::new(EndpointConfig::default());
+    // a's clock reads 42 s ahead of b's when it initiates.
+    let ahead = 42_000_000_000;
+    assert_eq!(
+        net.send_at(true, b"hello", net.unix() + ahead),
+        SendOutcome::Queued
+    );
+    net.pump();
+    assert_eq!(net.completed(false), 1);
+    let at_b = &net.b.ep.peers(net.now)[0];
+    assert_eq!(at_b.clock_offset_ms, Some(42_000));
+    // The initiator learns nothing from message 2 (it has no timestamp).
+    assert_eq!(net.a.ep.peers(net.now)[0].clock_offset_ms, None);
+}
+
+#[test]
 fn every_handshake_datagram_fits_a_1280_byte_path() {
     let mut net = Net::new(EndpointConfig::default());
     net.send(true, b"x");

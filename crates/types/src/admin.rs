@@ -378,6 +378,10 @@ pub struct PeerView {
     /// (path MTU discovery; the underlay MTU until it found less).
     #[serde(default)]
     pub path_mtu: Option<usize>,
+    /// Its clock minus this node's, in ms, from the timestamp of its latest
+    /// handshake initiation this node answered.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
     /// The index the current session's packets from the peer carry (as
     /// they show on the wire, for matching a capture).
     #[serde(default)]

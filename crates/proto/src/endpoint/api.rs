@@ -447,6 +447,10 @@ pub struct PeerInfo {
     /// Its direct address did not answer our handshakes (no packet came
     /// from it directly since): traffic goes through a relay.
     pub endpoint_silent: bool,
+    /// Its clock minus ours, in ms, from the timestamp of its latest
+    /// handshake initiation this node answered (none until it initiated
+    /// one); the one-way delay is in it.
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// A peer that a new policy puts outside this node's enclaves may not hold

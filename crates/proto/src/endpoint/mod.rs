@@ -525,6 +525,9 @@ impl Endpoint {
         let name = out.peer_cert.name().to_string();
         let p = &mut self.peers[peer];
         p.refused = false;
+        if let Some(ns) = out.peer_clock_offset_ns {
+            p.clock_offset_ms = Some(ns / 1_000_000);
+        }
         p.cert = Some(out.peer_cert);
         let retired = p.sessions.rotate(session, how);
         p.timers.on_handshake_complete(now, initiator);

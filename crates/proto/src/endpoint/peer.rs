@@ -85,6 +85,9 @@ pub(crate) struct Peer {
     /// The next hop of the route table's route to it, whether or not
     /// traffic takes it (a silent address falls back to it).
     pub route_hop: Option<PeerId>,
+    /// Its clock minus ours, in ms, from the timestamp of its latest
+    /// handshake initiation we answered.
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl Peer {
@@ -348,6 +351,7 @@ impl Peers {
             direct_initiations: 0,
             silent: false,
             route_hop: None,
+            clock_offset_ms: None,
         });
         let id = PeerId::new(index, gen);
         self.by_static.insert(static_public, id);

@@ -95,6 +95,7 @@ impl Endpoint {
             handover: p.handover,
             traversal: super::traversal::state(p, &self.candidates, now),
             endpoint_silent: p.silent,
+            clock_offset_ms: p.clock_offset_ms,
             suite: p
                 .sessions
                 .get(super::peer::Slot::Current)

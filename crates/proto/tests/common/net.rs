@@ -129,7 +129,12 @@ impl Net {
 
     /// Sends an IP packet from one side to the other's overlay address.
     pub fn send(&mut self, from_a: bool, payload: &[u8]) -> SendOutcome {
-        let (now, unix) = (self.now, self.unix());
+        self.send_at(from_a, payload, self.unix())
+    }
+
+    /// [`Net::send`] with the sender's wall clock reading `unix` (ns).
+    pub fn send_at(&mut self, from_a: bool, payload: &[u8], unix: u64) -> SendOutcome {
+        let now = self.now;
         let (src, dst) = if from_a {
             (self.a.ip, self.b.ip)
         } else {
