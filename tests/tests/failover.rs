@@ -106,6 +106,8 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
         .filter(|l| l.contains("path changed") && l.contains("peer=b"))
         .collect();
     assert_eq!(changes.len(), 2, "a's path changes for b: {changes:#?}");
+    // The link's failure is remembered (meshctl doctor's flapping check).
+    assert_eq!(sq.peer("a", "b").link_failures_10m, Some(1));
     eprintln!(
         "a: route changes {} (all peers), failovers {}",
         sq.metric("a", "meshd_route_changes_total"),

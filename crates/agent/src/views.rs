@@ -303,6 +303,7 @@ pub fn peers(dir: &Directory<'_>, last_rtt: &HashMap<PeerId, f64>) -> Vec<PeerVi
             link_rtt_ms: p.link.and_then(|l| l.srtt).map(|d| d.as_secs_f64() * 1e3),
             link_jitter_ms: p.link.map(|l| l.jitter.as_secs_f64() * 1e3),
             link_loss: p.link.map(|l| l.loss),
+            link_failures_10m: p.link.map(|l| l.recent_failures),
             path_mtu: p.link.and_then(|l| l.path_mtu),
             clock_offset_ms: p.clock_offset_ms,
             receiver_index: p.receiver_index,

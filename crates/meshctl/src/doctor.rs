@@ -42,6 +42,9 @@ const EXPIRY_WARNING_SECS: u64 = 14 * 86_400;
 /// A direct link whose path carries less than this (outer headers
 /// included) cannot carry a 1280-byte inner packet sealed.
 const MIN_PATH_MTU: usize = 1280 + 60 + 28;
+/// A direct link that went down this many times in ten minutes is
+/// flapping.
+const FLAPPING_FAILURES: usize = 3;
 /// Clocks further apart than this are flagged: certificates' validity,
 /// revocation lists and policy versions (Unix time by default) are judged
 /// by each node's wall clock, and NTP keeps clocks within milliseconds.
@@ -167,6 +170,14 @@ pub fn diagnose(
     if !down.is_empty() {
         v.push(finding(Warning, "links", format!("direct links down: {}", down.join(", ")),
             "traffic goes through relays meanwhile; check the underlay between the hosts (firewall, routing, NAT mappings)"));
+    }
+    let flapping: Vec<String> = (peers.iter())
+        .filter(|p| p.link_failures_10m.is_some_and(|n| n >= FLAPPING_FAILURES))
+        .map(|p| format!("{} ({} times)", p.name, p.link_failures_10m.unwrap_or(0)))
+        .collect();
+    if !flapping.is_empty() {
+        v.push(finding(Warning, "links", format!("direct links that went down and came back repeatedly in the last 10 minutes: {}", flapping.join(", ")),
+            "an unstable underlay path (an interface or route flapping, a NAT or firewall dropping UDP in bursts); each failure moves traffic to a relay for a few seconds: fix the path, or meanwhile raise [health] down-after-misses"));
     }
     let lossy: Vec<String> = (peers.iter())
         .filter(|p| p.link_loss.is_some_and(|l| l > 0.1) && p.link.as_deref() == Some("up"))
@@ -358,8 +369,16 @@ mod tests {
         down.path = "via h1".into();
         let mut silent = peer("h3");
         silent.handshake_age_secs = None;
+        let mut flapping = peer("h5");
+        flapping.link_failures_10m = Some(4);
         let held = [("h4".to_string(), "quarantine".to_string(), 50)];
-        let f = diagnose(&s, &[peer("h1"), down, silent], &held, "prevent", now);
+        let f = diagnose(
+            &s,
+            &[peer("h1"), down, silent, flapping],
+            &held,
+            "prevent",
+            now,
+        );
         let checks: Vec<(Severity, &str)> = f.iter().map(|x| (x.severity, x.check)).collect();
         assert_eq!(checks[0], (Severity::Error, "policy"), "{f:?}");
         for want in ["certificate", "peers", "links", "ids", "drops"] {
@@ -370,6 +389,11 @@ mod tests {
         }
         let links = f.iter().find(|x| x.check == "links").unwrap();
         assert!(links.found.contains("h2 (via h1)"), "{links:?}");
+        assert!(
+            f.iter()
+                .any(|x| x.check == "links" && x.found.contains("h5 (4 times)")),
+            "{f:?}"
+        );
         assert!(f.iter().all(|x| !x.fix.is_empty()));
         // Expired: an error.
         let f = diagnose(&status(), &[], &[], "prevent", 2_000_000_001);

@@ -103,6 +103,11 @@ const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// No probe is lost sooner than this: a peer descheduled for a few tens of
 /// milliseconds on a busy host is slow, not gone.
 const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(75);
+/// A link's failures are remembered this long, to tell a flapping link
+/// from one that failed once.
+pub const FLAP_WINDOW: Duration = Duration::from_secs(600);
+/// At most this many failures are remembered (more is flapping anyway).
+const FLAP_MEMORY: usize = 16;
 
 /// Probe state of one direct link.
 #[derive(Debug, Clone)]
@@ -131,6 +136,8 @@ pub struct LinkHealth {
     replies: u32,
     next_probe: Instant,
     last_data: Option<Instant>,
+    /// When it went down, within [`FLAP_WINDOW`], oldest first.
+    failures: VecDeque<Instant>,
 }
 
 impl LinkHealth {
@@ -160,7 +167,16 @@ impl LinkHealth {
             replies: 0,
             next_probe: now,
             last_data: None,
+            failures: VecDeque::new(),
         }
+    }
+
+    /// Times it went down within [`FLAP_WINDOW`] before `now` (at most
+    /// 16): a link that keeps failing and coming back is flapping.
+    pub fn failures_within_window(&self, now: Instant) -> usize {
+        (self.failures.iter())
+            .filter(|t| now.saturating_duration_since(**t) < FLAP_WINDOW)
+            .count()
     }
 
     /// Up or down.
@@ -361,6 +377,13 @@ impl LinkHealth {
             if self.status == LinkStatus::Up && self.misses >= self.config.down_after_misses {
                 self.status = LinkStatus::Down;
                 self.down_since = Some(now);
+                while (self.failures.front())
+                    .is_some_and(|t| now.saturating_duration_since(*t) >= FLAP_WINDOW)
+                    || self.failures.len() >= FLAP_MEMORY
+                {
+                    self.failures.pop_front();
+                }
+                self.failures.push_back(now);
                 change = Some(LinkChange::WentDown);
             }
         }
@@ -484,6 +507,26 @@ mod tests {
         assert!(!l.settled(now), "inside the hold-down");
         run(&mut l, &mut now, cfg.hold_down, ms(1), true);
         assert!(l.settled(now), "after the hold-down");
+    }
+
+    #[test]
+    fn failures_are_counted_over_the_last_ten_minutes() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        run(&mut l, &mut now, ms(500), ms(1), true);
+        for _ in 0..3 {
+            run(&mut l, &mut now, ms(1000), ms(1), false);
+            run(&mut l, &mut now, ms(1000), ms(1), true);
+        }
+        assert_eq!(l.failures_within_window(now), 3);
+        // Ten minutes on, they are history.
+        assert_eq!(l.failures_within_window(now + FLAP_WINDOW), 0);
+        // At most 16 are kept, however fast it flaps.
+        for _ in 0..20 {
+            run(&mut l, &mut now, ms(1000), ms(1), false);
+            run(&mut l, &mut now, ms(1000), ms(1), true);
+        }
+        assert_eq!(l.failures_within_window(now), 16);
     }
 
     #[test]

@@ -374,6 +374,9 @@ pub struct PeerView {
     pub link_jitter_ms: Option<f64>,
     /// Fraction of recent probes on the direct link that were lost.
     pub link_loss: Option<f64>,
+    /// Times the direct link went down in the last ten minutes.
+    #[serde(default)]
+    pub link_failures_10m: Option<usize>,
     /// Largest datagram the direct link carries, outer headers included
     /// (path MTU discovery; the underlay MTU until it found less).
     #[serde(default)]

@@ -495,6 +495,9 @@ pub struct LinkInfo {
     pub path_mtu: Option<usize>,
     /// Path MTU discovery is still probing.
     pub pmtu_searching: bool,
+    /// Times it went down in the last ten minutes
+    /// ([`crate::health::FLAP_WINDOW`]).
+    pub recent_failures: usize,
 }
 
 /// One row of the route table.

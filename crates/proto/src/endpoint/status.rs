@@ -90,6 +90,7 @@ impl Endpoint {
                 loss: h.loss(),
                 path_mtu: p.pmtu.as_ref().map(PathMtu::mtu),
                 pmtu_searching: p.pmtu.as_ref().is_some_and(PathMtu::searching),
+                recent_failures: h.failures_within_window(now),
             }),
             refused: p.refused,
             handover: p.handover,
