@@ -86,9 +86,9 @@ fn a_cut_on_a_lossy_underlay_reaches_every_node_and_the_lists_drain() {
     );
     // The lists drain: every advert sent is acknowledged, or given up on
     // with a dead link. Looked at each second, since the origins' periodic
-    // refreshes (their timing varies from run to run with the order of the
-    // simulator's hash maps) start new floods that briefly fill the lists
-    // again; entries that never leave would keep the count up at every look.
+    // refreshes start new floods that briefly fill the lists again (a look
+    // at one instant depends on where the seed puts them); entries that
+    // never leave would keep the count up at every look.
     let mut least = usize::MAX;
     for _ in 0..30 {
         sim.run_for(Duration::from_secs(1));

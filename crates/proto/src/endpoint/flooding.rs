@@ -19,7 +19,7 @@
 //! This part only keeps the lists and says what is due; the gossip part
 //! (`super::gossip`) sends.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::control::{Ack, MAX_ACK_ENTRIES};
@@ -93,11 +93,11 @@ pub(crate) struct Due {
 /// Retransmission lists and owed acknowledgements of one node.
 #[derive(Debug, Default)]
 pub(crate) struct Flooding {
-    unacked: HashMap<PeerId, HashMap<NodeId, Pending>>,
-    syncs: HashMap<PeerId, Pending>,
-    owed: HashMap<PeerId, Owed>,
+    unacked: BTreeMap<PeerId, BTreeMap<NodeId, Pending>>,
+    syncs: BTreeMap<PeerId, Pending>,
+    owed: BTreeMap<PeerId, Owed>,
     /// When each neighbour's sync request was last answered with a dump.
-    dumped: HashMap<PeerId, Instant>,
+    dumped: BTreeMap<PeerId, Instant>,
     /// When the next retransmission pass runs.
     pass_at: Option<Instant>,
     /// When owed acknowledgements go out.
@@ -201,7 +201,7 @@ impl Flooding {
 
     /// Adverts waiting for an acknowledgement, over all neighbours.
     pub fn unacked_count(&self) -> usize {
-        self.unacked.values().map(HashMap::len).sum::<usize>() + self.syncs.len()
+        self.unacked.values().map(BTreeMap::len).sum::<usize>() + self.syncs.len()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -13,7 +13,7 @@
 //! not the origin's next refresh. Route changes move peers onto relays and
 //! back (`Peer::via`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,7 +91,7 @@ pub(crate) struct Gossip {
     shared: Option<Arc<SharedStore>>,
     /// Adverts whose origin's certificate we are fetching: the highest one
     /// per origin, who sent it, and when we asked that neighbour.
-    parked: HashMap<NodeId, Parked>,
+    parked: BTreeMap<NodeId, Parked>,
     /// Acknowledgements and retransmissions.
     flooding: Flooding,
 }
@@ -117,7 +117,7 @@ impl Gossip {
             no_transit: false,
             origin_certs: Members::default(),
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
-            parked: HashMap::new(),
+            parked: BTreeMap::new(),
             flooding: Flooding::default(),
         }
     }

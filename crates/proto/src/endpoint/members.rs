@@ -9,7 +9,7 @@
 //! every node of the mesh resolves it alike. A session with the other is
 //! still refused by the admission claims whoever holds it first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::wire::NodeId;
 /// Certificates by node id, with the address and name indexes.
 #[derive(Default)]
 pub(crate) struct Members {
-    certs: HashMap<NodeId, Arc<Certificate>>,
+    certs: BTreeMap<NodeId, Arc<Certificate>>,
     by_addr: HashMap<IpAddr, NodeId>,
     by_name: HashMap<String, NodeId>,
     /// Addresses and names more than one certificate claimed.
