@@ -88,6 +88,11 @@ enum Command {
         /// Seed of topology, latencies and keys.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Runs with this many seeds from --seed on (each size), printing
+        /// each run and then the spread: median [min–max] of each figure
+        /// (--svg draws the first seed's).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+        seeds: u64,
         /// Virtual seconds of steady state over which gossip is counted
         /// (default: two advert refresh intervals; 0: skip the window and
         /// rely on the refresh-round figure).
@@ -406,24 +411,39 @@ fn scale(
     nodes: &[u64],
     relay_percent: Option<u64>,
     degree: usize,
-    seed: u64,
+    (first_seed, seeds): (u64, u64),
     steady_secs: Option<u64>,
     impair: harness::scale::Impairment,
     svg: Option<&std::path::Path>,
 ) -> Result<(), String> {
     let mut reports = Vec::new();
     for &n in nodes {
-        let r = harness::scale::run(
-            n as usize,
-            degree,
-            seed,
-            steady_secs.map(Duration::from_secs),
-            relay_percent.map(|p| (n * p / 100) as usize),
-            impair,
-        )
-        .map_err(|e| format!("scale {n}: {e}"))?;
-        println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
-        reports.push(r);
+        let mut runs = Vec::new();
+        for seed in first_seed..first_seed + seeds {
+            let r = harness::scale::run(
+                n as usize,
+                degree,
+                seed,
+                steady_secs.map(Duration::from_secs),
+                relay_percent.map(|p| (n * p / 100) as usize),
+                impair,
+            )
+            .map_err(|e| format!("scale {n}, seed {seed}: {e}"))?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            runs.push(r);
+        }
+        if seeds > 1 {
+            // Comment lines: scale-plot reads only the JSON ones.
+            println!(
+                "# {n} nodes, seeds {first_seed}..={}:",
+                first_seed + seeds - 1
+            );
+            for line in harness::scale::spread(&runs) {
+                println!("#   {line}");
+            }
+        }
+        // The charts draw one line per shape: the first seed's runs.
+        reports.extend(runs.into_iter().next());
     }
     let Some(dir) = svg else { return Ok(()) };
     draw_scale(&reports, dir)
@@ -558,6 +578,7 @@ fn main() -> ExitCode {
             relay_percent,
             degree,
             seed,
+            seeds,
             steady_secs,
             loss_percent,
             jitter_ms,
@@ -574,7 +595,7 @@ fn main() -> ExitCode {
                     &nodes,
                     relay_percent,
                     degree,
-                    seed,
+                    (seed, seeds),
                     steady_secs,
                     impair,
                     svg.as_deref(),

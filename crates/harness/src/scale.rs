@@ -109,6 +109,50 @@ pub struct ScaleReport {
     /// Adverts sent again over the whole run, all nodes.
     #[serde(default)]
     pub adverts_retransmitted: u64,
+    /// The seed of the run (topology, latencies, keys, losses).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The figures [`spread`] summarises: name, unit, and how to read it from a
+/// report (`None`: not reached in the run).
+type Figure = (&'static str, &'static str, fn(&ScaleReport) -> Option<f64>);
+
+const SPREAD_FIGURES: [Figure; 7] = [
+    ("bring-up 99 %", "s", |r| Some(r.bring_up_secs)),
+    ("bring-up 100 %", "s", |r| r.bring_up_all_secs),
+    ("detection", "ms", |r| Some(r.detection_ms)),
+    ("convergence 99 %", "ms", |r| Some(r.convergence_ms)),
+    ("convergence 100 %", "ms", |r| r.convergence_all_ms),
+    ("relay gossip max", "B/s", |r| {
+        Some(r.gossip_refresh_wire_bytes_per_relay_sec_max)
+    }),
+    ("revocation spread", "ms", |r| Some(r.revocation_spread_ms)),
+];
+
+/// One line per figure over runs of one shape and size with different
+/// seeds: median [min–max], and how many runs never reached it.
+pub fn spread(reports: &[ScaleReport]) -> Vec<String> {
+    SPREAD_FIGURES
+        .iter()
+        .map(|(name, unit, get)| {
+            let mut v: Vec<f64> = reports.iter().filter_map(get).collect();
+            let missing = reports.len() - v.len();
+            v.sort_by(f64::total_cmp);
+            let never = if missing > 0 {
+                format!(", not reached in {missing}")
+            } else {
+                String::new()
+            };
+            match (v.first(), v.last()) {
+                (Some(lo), Some(hi)) => format!(
+                    "{name}: {:.1} {unit} [{lo:.1}–{hi:.1}]{never}",
+                    v[(v.len() - 1) / 2]
+                ),
+                _ => format!("{name}: never reached{never}"),
+            }
+        })
+        .collect()
 }
 
 /// What every link of a scale run does to the datagrams it carries.
@@ -466,6 +510,7 @@ pub fn run(
         adverts_retransmitted: (sim.nodes.iter())
             .map(|n| n.ep.stats().adverts_retransmitted)
             .sum(),
+        seed,
     })
 }
 

@@ -39,3 +39,52 @@ fn run(seed: u64) -> Vec<(u64, u64, u64)> {
 fn one_seed_gives_one_run() {
     assert_eq!(run(5), run(5));
 }
+
+/// `scale --seeds`: each seed is a different mesh, the same seed the same
+/// report, and the spread reads median [min–max] of each figure.
+#[test]
+fn seeds_differ_and_the_spread_brackets_the_median() {
+    let run = |seed| {
+        harness::scale::run(
+            30,
+            4,
+            seed,
+            Some(Duration::ZERO),
+            None,
+            harness::scale::Impairment::default(),
+        )
+        .unwrap()
+    };
+    let runs: Vec<_> = (1..=3).map(run).collect();
+    let again = run(2);
+    assert_eq!(again.convergence_ms, runs[1].convergence_ms);
+    assert_eq!(again.revocation_spread_ms, runs[1].revocation_spread_ms);
+    assert!(
+        runs.iter()
+            .any(|r| r.convergence_ms != runs[0].convergence_ms),
+        "three seeds, one convergence time: the seed does not reach the mesh"
+    );
+    let lines = harness::scale::spread(&runs);
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    let conv = lines
+        .iter()
+        .find(|l| l.starts_with("convergence 99 %"))
+        .unwrap();
+    // "convergence 99 %: M ms [LO–HI]"
+    let nums: Vec<f64> = conv
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let (m, lo, hi) = (
+        nums[nums.len() - 3],
+        nums[nums.len() - 2],
+        nums[nums.len() - 1],
+    );
+    assert!(lo <= m && m <= hi, "{conv}");
+    let mut c: Vec<f64> = runs.iter().map(|r| r.convergence_ms).collect();
+    c.sort_by(f64::total_cmp);
+    assert!(
+        (lo - c[0]).abs() < 0.06 && (hi - c[2]).abs() < 0.06,
+        "{conv} vs {c:?}"
+    );
+}
