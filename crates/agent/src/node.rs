@@ -491,10 +491,7 @@ impl Node {
         let Some(who) = release else {
             return views::sanctioned(&self.directory(), None);
         };
-        let peer = match who.parse::<std::net::IpAddr>() {
-            Ok(ip) => self.ep.peer_by_address(ip),
-            Err(_) => self.ep.peer_by_name(&who),
-        };
+        let peer = self.peer_named(&who);
         let Some(node) = peer.and_then(|p| self.ep.peer(p, now)).map(|p| p.node_id) else {
             return AdminResponse::Error {
                 message: format!("no peer named or addressed '{who}'"),
@@ -509,12 +506,17 @@ impl Node {
         views::sanctioned(&self.directory(), Some(who))
     }
 
-    /// `meshctl rekey PEER`: a fresh handshake with it now.
-    fn rekey(&mut self, now: Instant, who: &str) -> AdminResponse {
-        let peer = match who.parse::<std::net::IpAddr>() {
+    /// The peer an operator named: by overlay address or certificate name.
+    fn peer_named(&self, who: &str) -> Option<PeerId> {
+        match who.parse::<std::net::IpAddr>() {
             Ok(ip) => self.ep.peer_by_address(ip),
             Err(_) => self.ep.peer_by_name(who),
-        };
+        }
+    }
+
+    /// `meshctl rekey PEER`: a fresh handshake with it now.
+    fn rekey(&mut self, now: Instant, who: &str) -> AdminResponse {
+        let peer = self.peer_named(who);
         let Some((peer, view)) = peer.and_then(|p| Some((p, self.ep.peer(p, now)?))) else {
             return AdminResponse::Error {
                 message: format!("no peer named or addressed '{who}' (meshctl peers lists them)"),

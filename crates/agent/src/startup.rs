@@ -327,6 +327,9 @@ pub fn endpoint(cfg: &NodeConfig, loaded: Loaded) -> Result<Endpoint, String> {
     Ok(ep)
 }
 
+/// How long start waits for a TUN device that is still held.
+const TUN_BUSY_WAIT: Duration = Duration::from_secs(5);
+
 /// The TUN device with one queue per worker, addressed from the node's
 /// certificate.
 pub fn tun_queues(
@@ -334,25 +337,45 @@ pub fn tun_queues(
     own: &Certificate,
     workers: usize,
 ) -> Result<Vec<tun_rs::SyncDevice>, String> {
-    let mut builder = tun_rs::DeviceBuilder::new()
-        .name(&cfg.tun.name)
-        .mtu(cfg.tun.mtu)
-        .multi_queue(workers > 1);
-    let first_v4 = own.body().addresses.iter().find(|a| a.addr().is_ipv4());
-    if let Some(a) = first_v4 {
-        if let IpAddr::V4(v4) = a.addr() {
-            builder = builder.ipv4(v4, a.prefix_len(), None);
+    let build = || {
+        let mut builder = tun_rs::DeviceBuilder::new()
+            .name(&cfg.tun.name)
+            .mtu(cfg.tun.mtu)
+            .multi_queue(workers > 1);
+        let first_v4 = own.body().addresses.iter().find(|a| a.addr().is_ipv4());
+        if let Some(a) = first_v4 {
+            if let IpAddr::V4(v4) = a.addr() {
+                builder = builder.ipv4(v4, a.prefix_len(), None);
+            }
         }
-    }
-    for a in own.body().addresses.iter().filter(|a| a.addr().is_ipv6()) {
-        if let IpAddr::V6(v6) = a.addr() {
-            builder = builder.ipv6(v6, a.prefix_len());
+        for a in own.body().addresses.iter().filter(|a| a.addr().is_ipv6()) {
+            if let IpAddr::V6(v6) = a.addr() {
+                builder = builder.ipv6(v6, a.prefix_len());
+            }
         }
-    }
-    let tun = builder
-        .offload(true)
-        .build_sync()
-        .map_err(|e| format!("tun.name: cannot create TUN device '{}': {e} (meshd needs root or CAP_NET_ADMIN and /dev/net/tun)", cfg.tun.name))?;
+        builder.offload(true).build_sync()
+    };
+    // A restart can find the device of the meshd that just exited still
+    // being torn down by the kernel (EBUSY, for up to about a second on a
+    // busy host): wait for it rather than fail the restart.
+    let started = Instant::now();
+    let mut warned = false;
+    let tun = loop {
+        match build() {
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error())
+                    && started.elapsed() < TUN_BUSY_WAIT =>
+            {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(tun = %cfg.tun.name, "TUN device still held (a meshd that just exited?): waiting for the kernel to release it");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => {
+                break r.map_err(|e| format!("tun.name: cannot create TUN device '{}': {e} (meshd needs root or CAP_NET_ADMIN and /dev/net/tun; another running meshd may hold it)", cfg.tun.name))?;
+            }
+        }
+    };
     let mut queues = Vec::with_capacity(workers);
     for i in 1..workers {
         queues.push(tun.try_clone().map_err(|e| {

@@ -577,6 +577,20 @@ fn measure(
         let (r_bw, m_bw) = both(&mut raw, &mut m, "tcp-gbps", |a| tcp_gbps(a, secs))?;
         raw.insert("tcp-ratio".into(), 1.0);
         m.insert("tcp-ratio".into(), m_bw / r_bw);
+        match crate::reference::find() {
+            Some(bt) => {
+                println!("  TCP through a reference WireGuard (boringtun, one thread, same hosts and CPUs)");
+                let reference = crate::reference::start(name(), &bt)?;
+                let g = tcp_gbps(&crate::reference::overlay(2), secs);
+                drop(reference);
+                let g = g?;
+                m.insert("reference-tcp-gbps".into(), g);
+                m.insert("tcp-vs-reference".into(), m_bw / g);
+            }
+            None => println!(
+                "  TCP through a reference WireGuard: boringtun-cli not installed (cargo install boringtun-cli), not measured"
+            ),
+        }
         println!("  latency under load (ping-pong during a TCP transfer)");
         for (addr, into) in [("198.18.0.2", &mut raw), ("100.64.0.2", &mut m)] {
             let load = netns::spawn(

@@ -13,6 +13,7 @@ mod hsload;
 mod mesh_demo;
 mod pingpong;
 mod reach;
+mod reference;
 mod stream;
 mod tcp;
 

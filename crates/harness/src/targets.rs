@@ -28,7 +28,7 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 26] = [
+pub const METRICS: [&str; 28] = [
     "udp-rtt-p50-us",
     "udp-rtt-p99-us",
     "udp-rtt-p999-us",
@@ -41,6 +41,8 @@ pub const METRICS: [&str; 26] = [
     "udp-rtt-loaded-p99-ratio",
     "tcp-gbps",
     "tcp-ratio",
+    "reference-tcp-gbps",
+    "tcp-vs-reference",
     "udp-gbps",
     "udp-ratio",
     "wire-efficiency",
