@@ -60,7 +60,7 @@ use crate::control::Control;
 use crate::cookie::CookieChecker;
 use crate::filter::Filter;
 use crate::handshake::{HandshakeError, Identity};
-use crate::health::{LinkChange, LinkHealth};
+use crate::health::{LinkChange, LinkHealth, LinkStatus};
 use crate::policy::Compiled;
 use crate::provider::Crypto;
 use crate::session::Session;
@@ -486,10 +486,18 @@ impl Endpoint {
                     None => return self.out.drop(DropReason::UnknownPeer),
                 };
                 self.peers.record_index(*local_index, peer);
+                // Answer and keep talking through the relay it came by,
+                // until routes say otherwise; unless our direct link to it
+                // answers probes: then the relayed initiation says only
+                // that the peer's view of the link lags ours (after its
+                // NAT was renumbered, say), and nothing would move traffic
+                // back, since the routes to it do not change.
+                let proven = (self.peers[peer].health.as_ref())
+                    .is_some_and(|h| h.status() == LinkStatus::Up && h.srtt().is_some());
                 if let Source::Relayed { hop, .. } = source {
-                    // Answer and keep talking through the relay it came by,
-                    // until routes say otherwise.
-                    self.peers[peer].via = self.peers.by_endpoint(&hop);
+                    if !proven {
+                        self.peers[peer].via = self.peers.by_endpoint(&hop);
+                    }
                 }
                 peer
             }
