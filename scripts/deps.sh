@@ -8,13 +8,14 @@ PACKAGES=(
   build-essential pkg-config   # C toolchain for ring and libcrux
   iproute2 nftables iperf3     # namespaces, link impairment, bandwidth tests
   iputils-ping procps          # ping, ps in end-to-end tests
-  wireguard-tools              # wg: configures boringtun, the reference peer in scripts/bench-dataplane.sh
+  wireguard-tools              # wg: configures boringtun, the reference peer (bench-dataplane.sh, mesh-harness check)
+  util-linux                   # taskset: check and the benchmarks pin each host to its own CPU
   valgrind linux-perf          # instruction counts and profiles (scripts/handshake-cost.sh)
   python3                      # benchmark result tables
   systemd                      # systemd-analyze: the unit's sandbox rating (tests/tests/configs.rs)
 )
 # A command each package provides, to tell quickly whether it is installed.
-CHECKS=(gcc pkg-config ip nft iperf3 ping ps wg valgrind perf python3 systemd-analyze)
+CHECKS=(gcc pkg-config ip nft iperf3 ping ps wg taskset valgrind perf python3 systemd-analyze)
 
 missing=0
 for c in "${CHECKS[@]}"; do
