@@ -87,8 +87,12 @@ impl Node {
                 let until = alert
                     .until
                     .map(|t| t.saturating_duration_since(alert.at).as_secs());
+                let accusers: Vec<String> = (alert.accusers.iter())
+                    .map(|id| dir.node_name(dir.ep.peer_by_node(*id), *id))
+                    .collect();
                 warn!(
-                    peer = %dir.peer_name(peer),
+                    peer = %dir.node_name(peer, alert.node),
+                    accusers = %accusers.join(","),
                     scenario = alert.scenario,
                     response = alert.response.name(),
                     offence = alert.offence,
@@ -96,6 +100,20 @@ impl Node {
                     "intrusion detection: {} against the peer (meshctl alerts; meshctl quarantine --release NAME lifts it)",
                     alert.response.name()
                 );
+            }
+            Event::Accusation {
+                accuser,
+                accused,
+                scenario,
+                withdrawn,
+            } => {
+                let by = dir.node_name(dir.ep.peer_by_node(accuser), accuser);
+                let of = dir.node_name(dir.ep.peer_by_node(accused), accused);
+                if accused == dir.ep.node_id() {
+                    warn!(accuser = %by, %scenario, withdrawn, "intrusion detection: a member accuses this node (meshctl alerts lists the accusations held; check what this node sends)");
+                } else {
+                    info!(accuser = %by, accused = %of, %scenario, withdrawn, "intrusion detection: accusation received (meshctl alerts)");
+                }
             }
             Event::PathMtuChanged { peer, mtu } => {
                 info!(peer = %dir.peer_name(peer), mtu, "path MTU of the direct link (probed)");

@@ -261,7 +261,7 @@ pub fn render(
         proto::ids::Response::RateLimit,
         proto::ids::Response::Quarantine,
     ] {
-        let n = held.iter().filter(|x| x.1 == r).count();
+        let n = held.iter().filter(|x| x.response == r).count();
         let _ = writeln!(
             o,
             "meshd_ids_sanctioned_peers{{response=\"{}\"}} {n}",
@@ -718,6 +718,48 @@ pub fn render(
     ] {
         let n = s.advert_rejects.get(reason).copied().unwrap_or(0);
         let _ = writeln!(o, "meshd_advert_rejects_total{{reason=\"{reason}\"}} {n}");
+    }
+    for (name, help, n) in [
+        (
+            "meshd_accusations_originated_total",
+            "Accusations (signed alerts) this node sent about its own quarantines: new, refreshed every 10 s, withdrawn.",
+            s.accusations_originated,
+        ),
+        (
+            "meshd_accusations_taken_total",
+            "Accusations of other members taken as news and flooded on.",
+            s.accusations_taken,
+        ),
+        (
+            "meshd_accusations_sent_total",
+            "Accusation messages sent to neighbours (own and flooded on).",
+            s.accusations_sent,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name} {n}");
+    }
+    family(
+        &mut o,
+        "meshd_accusation_rejects_total",
+        "counter",
+        "Accusations refused, by reason (bad_signature, bad_certificate, inadmissible_accuser, expired, self_accusation, too_many, rate, book_full).",
+    );
+    for reason in [
+        "bad_signature",
+        "bad_certificate",
+        "inadmissible_accuser",
+        "expired",
+        "self_accusation",
+        "too_many",
+        "rate",
+        "book_full",
+    ] {
+        let n = s.accusation_rejects.get(reason).copied().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "meshd_accusation_rejects_total{{reason=\"{reason}\"}} {n}"
+        );
     }
     family(
         &mut o,

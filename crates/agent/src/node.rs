@@ -492,7 +492,13 @@ impl Node {
             return views::sanctioned(&self.directory(), None);
         };
         let peer = self.peer_named(&who);
-        let Some(node) = peer.and_then(|p| self.ep.peer(p, now)).map(|p| p.node_id) else {
+        let dir = self.directory();
+        // A node quarantined by agreement need not be a peer here.
+        let sanctioned = (self.ep.sanctioned(now).into_iter())
+            .map(|s| s.node)
+            .find(|id| dir.node_name(self.ep.peer_by_node(*id), *id) == who);
+        let peer_node = peer.and_then(|p| self.ep.peer(p, now)).map(|p| p.node_id);
+        let Some(node) = peer_node.or(sanctioned) else {
             return AdminResponse::Error {
                 message: format!("no peer named or addressed '{who}'"),
             };

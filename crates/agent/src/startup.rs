@@ -235,6 +235,10 @@ pub fn ids_config(s: &types::config::IdsSection) -> Option<proto::ids::IdsConfig
         prevent,
         quarantine: Duration::from_secs(u64::from(s.quarantine_secs)),
         rate_limit_pps: s.rate_limit_pps,
+        agreement: proto::quorum::QuorumConfig {
+            quorum: usize::from(s.quorum),
+            ..proto::quorum::QuorumConfig::default()
+        },
         ..proto::ids::IdsConfig::default()
     })
 }

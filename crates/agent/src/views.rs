@@ -10,8 +10,8 @@ use proto::bundle::{Bundle, BundleKind, Content};
 use proto::cert::hex;
 use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, PeerInfo, Traversal};
 use types::admin::{
-    AdminResponse, AlertView, BootstrapView, HopView, PeerView, PolicyStatusView, RevokedView,
-    RouteView, RoutingStatusView, SanctionView, StatusView,
+    AccusationView, AdminResponse, AlertView, BootstrapView, HopView, PeerView, PolicyStatusView,
+    RevokedView, RouteView, RoutingStatusView, SanctionView, StatusView,
 };
 use types::config::NodeConfig;
 
@@ -225,7 +225,19 @@ pub fn alerts(dir: &Directory<'_>) -> AdminResponse {
             response: a.response.name().to_string(),
             offence: a.offence,
             for_secs: a.until.map(|t| t.saturating_duration_since(a.at).as_secs()),
+            accusers: a.accusers.iter().map(|id| name(*id)).collect(),
         })
+        .collect();
+    let accusations = (dir.ep.accusations(dir.now).into_iter())
+        .map(
+            |(accused, accuser, scenario, until, counts)| AccusationView {
+                accused: name(accused),
+                accuser: name(accuser),
+                scenario,
+                holds_secs: until.saturating_duration_since(dir.now).as_secs(),
+                counts,
+            },
+        )
         .collect();
     let counts = (dir.ep.alert_counts().into_iter())
         .map(|((scenario, response), n)| (format!("{scenario}/{}", response.name()), n))
@@ -234,17 +246,20 @@ pub fn alerts(dir: &Directory<'_>) -> AdminResponse {
         mode: dir.ep.ids_mode().to_string(),
         alerts,
         counts,
+        accusations,
+        quorum: dir.ep.quorum(),
     }
 }
 
 /// `meshctl quarantine`: who is under a sanction (after `released`).
 pub fn sanctioned(dir: &Directory<'_>, released: Option<String>) -> AdminResponse {
     let sanctioned = (dir.ep.sanctioned(dir.now).into_iter())
-        .map(|(id, response, until, quarantines)| SanctionView {
-            peer: dir.node_name(dir.ep.peer_by_node(id), id),
-            response: response.name().to_string(),
-            remaining_secs: until.saturating_duration_since(dir.now).as_secs(),
-            quarantines,
+        .map(|s| SanctionView {
+            peer: dir.node_name(dir.ep.peer_by_node(s.node), s.node),
+            response: s.response.name().to_string(),
+            remaining_secs: s.until.saturating_duration_since(dir.now).as_secs(),
+            quarantines: s.quarantines,
+            by: if s.by_quorum { "quorum" } else { "this-node" }.to_string(),
         })
         .collect();
     AdminResponse::Quarantine {

@@ -5,6 +5,7 @@
 
 pub mod join;
 pub mod netns;
+pub mod quorum;
 pub mod scale;
 pub mod sim;
 pub mod svg;

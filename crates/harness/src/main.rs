@@ -111,6 +111,27 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Mesh-wide quarantine by agreement in the simulator: a relaying
+    /// member spoofs towards one neighbour (nobody else may follow), then
+    /// two more; reports when the other nodes quarantined it on the three
+    /// accusations, and their cost. Prints one JSON line per size.
+    Quorum {
+        /// Mesh sizes to run (repeatable; each at most 10000).
+        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(8..=10_000))]
+        nodes: Vec<u64>,
+        /// Relaying nodes as a percentage of each size (default: all).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+        relay_percent: Option<u64>,
+        /// Average links per relay.
+        #[arg(long, default_value_t = 4)]
+        degree: usize,
+        /// Seed of topology, latencies and keys.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Every link loses this percentage of its datagrams, each way.
+        #[arg(long, default_value_t = 0.0)]
+        loss_percent: f64,
+    },
     /// What a hub with many peers costs to run: a star of leaves around one
     /// relay in the simulator, in steady state. Prints one JSON line per size.
     Hub {
@@ -619,6 +640,30 @@ fn main() -> ExitCode {
             println!(
                 "{}",
                 serde_json::to_string(&r).map_err(|e| format!("join: {e}"))?
+            );
+            Ok(())
+        }),
+        Command::Quorum {
+            nodes,
+            relay_percent,
+            degree,
+            seed,
+            loss_percent,
+        } => nodes.iter().try_for_each(|&n| {
+            if !(0.0..=50.0).contains(&loss_percent) {
+                return Err("quorum: --loss-percent takes 0 to 50".into());
+            }
+            let n = n as usize;
+            let relays = relay_percent.map_or(n, |p| n * p as usize / 100);
+            let impair = harness::scale::Impairment {
+                loss: loss_percent / 100.0,
+                jitter: Duration::ZERO,
+            };
+            let r = harness::quorum::run(n, relays, degree, seed, impair)
+                .map_err(|e| format!("quorum {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("quorum: {e}"))?
             );
             Ok(())
         }),

@@ -501,10 +501,17 @@ impl Sim {
     /// Sends an IP packet (UDP-like payload `data`) from node `from` to node
     /// `to`'s overlay address. Returns what the sender's endpoint did.
     pub fn inject(&mut self, from: usize, to: usize, data: &[u8]) -> SendOutcome {
+        let src = self.nodes[from].ip;
+        self.inject_as(from, src, to, data)
+    }
+
+    /// As [`Sim::inject`] with inner source address `src` (a member
+    /// sending as an address it does not hold).
+    pub fn inject_as(&mut self, from: usize, src: [u8; 4], to: usize, data: &[u8]) -> SendOutcome {
         if self.nodes[from].down || self.stalled(from).is_some() {
             return SendOutcome::Dropped(proto::endpoint::DropReason::NoEndpoint);
         }
-        let pkt = ip::ipv4(self.nodes[from].ip, self.nodes[to].ip, ip::UDP, data);
+        let pkt = ip::ipv4(src, self.nodes[to].ip, ip::UDP, data);
         let mut buf = vec![0u8; pkt.len() + TRANSPORT_OVERHEAD + RELAY_HEADER_LEN];
         buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + pkt.len()].copy_from_slice(&pkt);
         let unix = self.unix_nanos();

@@ -453,6 +453,8 @@ pub fn alerts(r: &types::admin::AdminResponse) -> String {
         mode,
         alerts,
         counts,
+        accusations,
+        quorum,
     } = r
     else {
         return o;
@@ -463,17 +465,22 @@ pub fn alerts(r: &types::admin::AdminResponse) -> String {
     }
     if alerts.is_empty() {
         let _ = writeln!(o, "no alerts (intrusion detection: {mode})");
-        return o;
+    } else {
+        let _ = writeln!(o, "intrusion detection: {mode}; {} alert(s)", alerts.len());
     }
-    let _ = writeln!(o, "intrusion detection: {mode}; {} alert(s)", alerts.len());
     for a in alerts {
         let held = a
             .for_secs
             .map(|s| format!(" for {}", duration(s)))
             .unwrap_or_default();
+        let by = if a.accusers.is_empty() {
+            String::new()
+        } else {
+            format!(" (accused by {})", a.accusers.join(", "))
+        };
         let _ = writeln!(
             o,
-            "  {:>9} ago  {:<20} {:<12} offence {:<3} {}{held}",
+            "  {:>9} ago  {:<20} {:<12} offence {:<3} {}{held}{by}",
             duration(a.age_secs as u64),
             a.peer,
             a.scenario,
@@ -481,8 +488,27 @@ pub fn alerts(r: &types::admin::AdminResponse) -> String {
             a.response
         );
     }
-    let total: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
-    let _ = writeln!(o, "since start: {}", total.join(", "));
+    if !counts.is_empty() {
+        let total: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(o, "since start: {}", total.join(", "));
+    }
+    if !accusations.is_empty() {
+        let _ = writeln!(
+            o,
+            "accusations held ({quorum} distinct accusers quarantine a member here):"
+        );
+    }
+    for a in accusations {
+        let counts = if a.counts { "" } else { " (not counted)" };
+        let _ = writeln!(
+            o,
+            "  {:<20} accuses {:<20} {:<12} holds {}{counts}",
+            a.accuser,
+            a.accused,
+            a.scenario,
+            duration(a.holds_secs)
+        );
+    }
     o
 }
 
@@ -508,11 +534,16 @@ pub fn quarantine(r: &types::admin::AdminResponse) -> String {
     for s in sanctioned {
         let _ = writeln!(
             o,
-            "  {:<20} {:<11} {} left, {} quarantine(s) so far",
+            "  {:<20} {:<11} {} left, {} quarantine(s) so far{}",
             s.peer,
             s.response,
             duration(s.remaining_secs),
-            s.quarantines
+            s.quarantines,
+            if s.by == "quorum" {
+                " (by quorum: meshctl alerts lists the accusers)"
+            } else {
+                ""
+            }
         );
     }
     o

@@ -42,6 +42,9 @@ pub enum Evidence {
     Spoofed,
     /// A control message that does not decode.
     BadControl,
+    /// A signed accusation of a node it accused of nothing before
+    /// (`crate::quorum`): attributable wherever it came from.
+    Accusation,
 }
 
 /// The kinds of evidence, as scenarios name them.
@@ -55,6 +58,8 @@ pub enum EvidenceKind {
     Spoofed,
     /// See [`Evidence::BadControl`].
     BadControl,
+    /// See [`Evidence::Accusation`].
+    Accusations,
 }
 
 /// A response, weakest first.
@@ -112,6 +117,8 @@ pub struct IdsConfig {
     /// A peer's offences are forgotten after this long without a new one
     /// (its quarantine count too).
     pub forgive_after: Duration,
+    /// Mesh-wide agreement on quarantines (`crate::quorum`).
+    pub agreement: crate::quorum::QuorumConfig,
 }
 
 impl Default for IdsConfig {
@@ -124,6 +131,7 @@ impl Default for IdsConfig {
             rate_limit_pps: 100,
             rate_limit_for: Duration::from_secs(60),
             forgive_after: Duration::from_secs(3600),
+            agreement: crate::quorum::QuorumConfig::default(),
         }
     }
 }
@@ -169,6 +177,17 @@ pub fn default_scenarios() -> Vec<Scenario> {
             leak_per_sec: 0.2,
             max_response: Response::Quarantine,
         },
+        // A member accusing more nodes than anyone catches scanning: an
+        // honest node rarely quarantines more than one or two. Alerts
+        // only: members that scan one node on purpose would otherwise
+        // get it quarantined for accusing them.
+        Scenario {
+            name: "accusations",
+            evidence: EvidenceKind::Accusations,
+            capacity: 4.0,
+            leak_per_sec: 1.0 / 600.0,
+            max_response: Response::Alert,
+        },
     ]
 }
 
@@ -198,6 +217,25 @@ pub struct Alert {
     pub offence: u32,
     /// Until when a rate limit or quarantine holds.
     pub until: Option<Instant>,
+    /// For a quarantine by agreement (scenario `quorum`): the accusers
+    /// whose accusations made the quorum; empty for this node's own.
+    pub accusers: Vec<NodeId>,
+}
+
+/// A sanction in force against a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sanction {
+    /// Who.
+    pub node: NodeId,
+    /// The strongest response in force.
+    pub response: Response,
+    /// Until when.
+    pub until: Instant,
+    /// Quarantines this node has put on it (each doubles the next).
+    pub quarantines: u32,
+    /// The quarantine is the mesh's (a quorum of accusers), not this
+    /// node's own.
+    pub by_quorum: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -224,6 +262,10 @@ struct PeerState {
     buckets: Vec<Bucket>,
     targets: HashSet<(IpAddr, u8, u16)>,
     quarantined_until: Option<Instant>,
+    /// When this node's own quarantine began, and for which scenario.
+    quarantined_since: Option<(Instant, &'static str)>,
+    /// Quarantined by agreement of other nodes until then.
+    quorum_until: Option<Instant>,
     quarantines: u32,
     limited_until: Option<Instant>,
     tokens: f64,
@@ -232,8 +274,12 @@ struct PeerState {
 
 impl PeerState {
     fn sanctioned(&self, now: Instant) -> bool {
+        self.quarantined(now) || self.limited_until.is_some_and(|t| t > now)
+    }
+
+    fn quarantined(&self, now: Instant) -> bool {
         self.quarantined_until.is_some_and(|t| t > now)
-            || self.limited_until.is_some_and(|t| t > now)
+            || self.quorum_until.is_some_and(|t| t > now)
     }
 }
 
@@ -308,7 +354,8 @@ impl Detector {
                 (EvidenceKind::DeniedTargets, Evidence::Denied { .. }) => new_target,
                 (EvidenceKind::Denied, Evidence::Denied { .. })
                 | (EvidenceKind::Spoofed, Evidence::Spoofed)
-                | (EvidenceKind::BadControl, Evidence::BadControl) => true,
+                | (EvidenceKind::BadControl, Evidence::BadControl)
+                | (EvidenceKind::Accusations, Evidence::Accusation) => true,
                 _ => false,
             };
             if !counts {
@@ -360,6 +407,9 @@ impl Detector {
                         .min(self.config.quarantine_max);
                     st.quarantines += 1;
                     let t = now + d;
+                    if st.quarantined_until.is_none_or(|u| u <= now) {
+                        st.quarantined_since = Some((now, sc.name));
+                    }
                     st.quarantined_until = Some(st.quarantined_until.map_or(t, |u| u.max(t)));
                     st.quarantined_until
                 }
@@ -374,6 +424,7 @@ impl Detector {
                 response,
                 offence: b.offences,
                 until,
+                accusers: Vec::new(),
             };
             *self.counts.entry((sc.name, response)).or_default() += 1;
             if self.alerts.len() == MAX_ALERTS {
@@ -399,7 +450,7 @@ impl Detector {
         let Some(st) = self.peers.get_mut(&node) else {
             return Verdict::Pass;
         };
-        if st.quarantined_until.is_some_and(|t| t > now) {
+        if st.quarantined(now) {
             return Verdict::Quarantined;
         }
         if st.limited_until.is_none_or(|t| t <= now) {
@@ -422,25 +473,96 @@ impl Detector {
     /// Whether `node` is quarantined now.
     pub fn is_quarantined(&self, now: Instant, node: NodeId) -> bool {
         self.sanctions_until.is_some_and(|t| t > now)
-            && (self.peers.get(&node)).is_some_and(|s| s.quarantined_until.is_some_and(|t| t > now))
+            && (self.peers.get(&node)).is_some_and(|s| s.quarantined(now))
     }
 
-    /// Peers under a sanction now: who, the strongest response, until when,
-    /// and how many quarantines it has had.
-    pub fn sanctioned(&self, now: Instant) -> Vec<(NodeId, Response, Instant, u32)> {
+    /// Peers under a sanction now, by node.
+    pub fn sanctioned(&self, now: Instant) -> Vec<Sanction> {
         let mut v: Vec<_> = (self.peers.iter())
             .filter_map(|(n, s)| {
-                let q = s.quarantined_until.filter(|t| *t > now);
-                let l = s.limited_until.filter(|t| *t > now);
-                match (q, l) {
-                    (Some(t), _) => Some((*n, Response::Quarantine, t, s.quarantines)),
-                    (None, Some(t)) => Some((*n, Response::RateLimit, t, s.quarantines)),
-                    _ => None,
-                }
+                let own = s.quarantined_until.filter(|t| *t > now);
+                let quorum = s.quorum_until.filter(|t| *t > now);
+                let limited = s.limited_until.filter(|t| *t > now);
+                let (response, until, by_quorum) = match (own, quorum, limited) {
+                    (Some(t), q, _) => (Response::Quarantine, t.max(q.unwrap_or(t)), false),
+                    (None, Some(t), _) => (Response::Quarantine, t, true),
+                    (None, None, Some(t)) => (Response::RateLimit, t, false),
+                    _ => return None,
+                };
+                Some(Sanction {
+                    node: *n,
+                    response,
+                    until,
+                    quarantines: s.quarantines,
+                    by_quorum,
+                })
+            })
+            .collect();
+        v.sort_by_key(|x| x.node);
+        v
+    }
+
+    /// This node's own quarantines in force: who, since when, until when,
+    /// for which scenario (what it accuses the mesh of, `crate::quorum`).
+    pub fn own_quarantines(&self, now: Instant) -> Vec<(NodeId, Instant, Instant, &'static str)> {
+        let mut v: Vec<_> = (self.peers.iter())
+            .filter_map(|(n, s)| {
+                let until = s.quarantined_until.filter(|t| *t > now)?;
+                let (since, scenario) = s.quarantined_since?;
+                Some((*n, since, until, scenario))
             })
             .collect();
         v.sort_by_key(|x| x.0);
         v
+    }
+
+    /// Sets (or, `None`, lifts) the quarantine the mesh agreed on against
+    /// `node`; the alert it raises when one starts. With prevention off
+    /// nothing is set and no alert is raised.
+    pub fn set_quorum(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        until: Option<Instant>,
+        accusers: Vec<NodeId>,
+    ) -> Option<Alert> {
+        if !self.config.prevent {
+            return None;
+        }
+        let Some(until) = until else {
+            if let Some(st) = self.peers.get_mut(&node) {
+                st.quorum_until = None;
+            }
+            return None;
+        };
+        if self.peers.len() >= MAX_TRACKED && !self.peers.contains_key(&node) {
+            self.peers.retain(|_, s| s.sanctioned(now));
+        }
+        let st = self.peers.entry(node).or_default();
+        let started = st.quorum_until.is_none_or(|t| t <= now);
+        st.quorum_until = Some(until);
+        self.sanctions_until = Some(self.sanctions_until.map_or(until, |u| u.max(until)));
+        if !started {
+            return None;
+        }
+        let alert = Alert {
+            at: now,
+            node,
+            scenario: "quorum",
+            response: Response::Quarantine,
+            offence: 1,
+            until: Some(until),
+            accusers,
+        };
+        *self
+            .counts
+            .entry(("quorum", Response::Quarantine))
+            .or_default() += 1;
+        if self.alerts.len() == MAX_ALERTS {
+            self.alerts.pop_front();
+        }
+        self.alerts.push_back(alert.clone());
+        Some(alert)
     }
 
     /// Lifts every sanction on `node` and forgets its evidence (an
@@ -526,9 +648,12 @@ mod tests {
         assert_eq!(d.verdict(t, N), Verdict::Quarantined);
         assert_eq!(d.verdict(t, NodeId(8)), Verdict::Pass);
         // Each further quarantine doubles, up to the maximum.
-        let (_, r, until, n) = d.sanctioned(t)[0];
-        assert_eq!((r, n), (Response::Quarantine, 7));
-        assert_eq!(until - t, Duration::from_secs(3600));
+        let s = d.sanctioned(t)[0];
+        assert_eq!(
+            (s.response, s.quarantines, s.by_quorum),
+            (Response::Quarantine, 7, false)
+        );
+        assert_eq!(s.until - t, Duration::from_secs(3600));
         assert!(d.release(t, N));
         assert_eq!(d.verdict(t, N), Verdict::Pass);
         assert!(!d.release(t, N));
@@ -583,7 +708,7 @@ mod tests {
         for _ in 0..2 * 11 {
             d.observe(t, N, Evidence::Spoofed);
         }
-        assert_eq!(d.sanctioned(t)[0].1, Response::RateLimit);
+        assert_eq!(d.sanctioned(t)[0].response, Response::RateLimit);
         // Burst of twice the rate, then the rate: 100 packets a second.
         let passed = (0..1000)
             .filter(|i| {

@@ -30,6 +30,7 @@ mod noise;
 pub mod pmtu;
 pub mod policy;
 pub mod provider;
+pub mod quorum;
 pub mod ratelimit;
 pub mod replay;
 pub mod route;

@@ -64,7 +64,7 @@ fn a_scanning_peer_is_alerted_on_then_rate_limited_then_quarantined_and_released
         net.advance(Duration::from_millis(1));
         if quarantined_after.is_none() && !net.a.ep.sanctioned(net.now).is_empty() {
             let s = net.a.ep.sanctioned(net.now);
-            if s[0].1 == Response::Quarantine {
+            if s[0].response == Response::Quarantine {
                 quarantined_after = Some(port - 1000 + 1);
             }
         }
@@ -75,7 +75,10 @@ fn a_scanning_peer_is_alerted_on_then_rate_limited_then_quarantined_and_released
         [Response::Alert, Response::RateLimit, Response::Quarantine]
     );
     let held = net.a.ep.sanctioned(net.now);
-    assert_eq!((held[0].0, held[0].1), (bob, Response::Quarantine));
+    assert_eq!(
+        (held[0].node, held[0].response),
+        (bob, Response::Quarantine)
+    );
     // Quarantined: even what the policy allows is dropped, both ways...
     let before = net.a.inbox.len();
     let dropped = net.a.ep.stats().drops(DropReason::Quarantined);
@@ -116,7 +119,7 @@ fn a_quarantine_ends_by_itself() {
         .ep
         .sanctioned(net.now)
         .iter()
-        .any(|s| s.1 == Response::Quarantine));
+        .any(|s| s.response == Response::Quarantine));
     net.advance(Duration::from_secs(6));
     let before = net.a.inbox.len();
     net.send(false, &udp(40000, 53));

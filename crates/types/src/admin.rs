@@ -131,6 +131,12 @@ pub enum AdminResponse {
         alerts: Vec<AlertView>,
         /// Alerts since start, keyed `scenario/response`.
         counts: BTreeMap<String, u64>,
+        /// Accusations (signed alerts of other members) held now.
+        #[serde(default)]
+        accusations: Vec<AccusationView>,
+        /// Distinct accusers that quarantine a member mesh-wide.
+        #[serde(default)]
+        quorum: usize,
     },
     /// Answer to `quarantine`.
     Quarantine {
@@ -172,6 +178,27 @@ pub struct AlertView {
     pub offence: u32,
     /// How long the rate limit or quarantine was set for, seconds.
     pub for_secs: Option<u64>,
+    /// For a quarantine by agreement (scenario `quorum`): the members
+    /// whose accusations made the quorum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accusers: Vec<String>,
+}
+
+/// An accusation held: another member says it quarantines one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AccusationView {
+    /// Who is accused.
+    pub accused: String,
+    /// Who accuses.
+    pub accuser: String,
+    /// The scenario the accuser named.
+    pub scenario: String,
+    /// Seconds it holds unless its accuser refreshes it.
+    pub holds_secs: u64,
+    /// Whether it counts towards a quorum (not discounted by a release
+    /// here, accuser not quarantined here).
+    pub counts: bool,
 }
 
 /// A peer under a sanction.
@@ -186,6 +213,10 @@ pub struct SanctionView {
     pub remaining_secs: u64,
     /// Quarantines it has had (each doubles the next).
     pub quarantines: u32,
+    /// Whose decision: `this-node` (its own evidence) or `quorum`
+    /// (accusations of other members agreed).
+    #[serde(default)]
+    pub by: String,
 }
 
 /// What a reload did.

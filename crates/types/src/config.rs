@@ -270,6 +270,10 @@ pub struct IdsSection {
     pub quarantine_secs: u32,
     /// Data packets a second a rate-limited peer may send.
     pub rate_limit_pps: u32,
+    /// Distinct members whose accusations (signed alerts) must agree
+    /// before this node quarantines a member it has no evidence against
+    /// itself (2 to 64): no fewer can get a member quarantined mesh-wide.
+    pub quorum: u8,
 }
 
 impl Default for IdsSection {
@@ -278,6 +282,7 @@ impl Default for IdsSection {
             mode: IdsMode::Prevent,
             quarantine_secs: 60,
             rate_limit_pps: 100,
+            quorum: 3,
         }
     }
 }
@@ -644,6 +649,12 @@ impl NodeConfig {
                 self.ids.rate_limit_pps
             ));
         }
+        if !(2..=64).contains(&self.ids.quorum) {
+            return Err(format!(
+                "field `ids.quorum`: {} is out of range; use 2 to 64 (default 3): with 1, any single member could get another quarantined mesh-wide",
+                self.ids.quorum
+            ));
+        }
         for (i, a) in self.metrics.allow.iter().enumerate() {
             parse_cidr(a).map_err(|e| {
                 format!("field `metrics.allow[{i}]`: '{a}': {e}; write ADDRESS/PREFIX, e.g. 100.64.0.10/32")
@@ -846,6 +857,8 @@ ca-certificate = "ca.crt"
         for bad in [
             "quarantine-secs = 0",
             "rate-limit-pps = 0",
+            "quorum = 1",
+            "quorum = 65",
             "mode = \"block\"",
         ] {
             let e = NodeConfig::parse(&format!("{MIN}\n[ids]\n{bad}\n")).unwrap_err();

@@ -22,6 +22,7 @@
 //! | 13 | punch | flags u8, candidate count u8, 1 reserved, candidates (18 each), zero padding to 320 bytes |
 //! | 14 | member lookup | what u8 (1 address, 2 name), length u8, 1 reserved, the address (16, IPv4 mapped) or name (1–63 bytes) |
 //! | 15 | link-state acknowledgement | flags u8, entry count u16, entries: origin u64, sequence u64 (16 each, at most 64) |
+//! | 16 | accusation (signed alert) | flags u8, scenario length u8, 1 reserved, accuser u64, accused u64, sequence u64, since u64, expires u64, certificate length u16, 2 reserved, scenario (1–32 ASCII), accuser's certificate, Ed25519 signature (64) |
 //!
 //! A link-state entry is neighbour u64, RTT in µs u32, loss in ‰ u16,
 //! flags u16 (16 bytes); flag bit 0 means the link recently came back and is
@@ -41,6 +42,13 @@
 //! it. A node that holds no certificate for an advert's origin asks the
 //! neighbour that sent it (certificate request), which answers with the
 //! certificate it verified the advert with.
+//!
+//! An accusation says its accuser quarantines the accused (flag bit 0,
+//! `withdrawn`: no longer); since and expires are Unix seconds, the
+//! scenario is letters, digits, `-` and `_`. It is signed by the accuser's
+//! advert key over [`ACCUSATION_SIGNING_CONTEXT`] and its bytes up to the
+//! signature, carries the accuser's certificate, and is flooded unchanged
+//! (`crate::quorum` says what receivers make of it).
 //!
 //! An underlay address (observed address, punch candidates) is a port u16
 //! and 16 address bytes: an IPv6 address, or an IPv4 one mapped into IPv6
@@ -65,8 +73,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::wire::NodeId;
 
+mod accusation;
 mod advert;
 
+pub use accusation::{Accusation, ACCUSATION_SIGNING_CONTEXT, MAX_SCENARIO_LEN};
 pub use advert::{Ack, Advert, LinkEntry, MAX_ACK_ENTRIES};
 
 /// Kind byte of a probe.
@@ -99,6 +109,8 @@ pub const KIND_PUNCH: u8 = 13;
 pub const KIND_LOOKUP: u8 = 14;
 /// Kind byte of a link-state acknowledgement.
 pub const KIND_LINK_STATE_ACK: u8 = 15;
+/// Kind byte of an accusation (a signed alert).
+pub const KIND_ACCUSATION: u8 = 16;
 const LOOKUP_ADDRESS: u8 = 1;
 const LOOKUP_NAME: u8 = 2;
 /// Most candidate endpoints in a punch.
@@ -205,6 +217,8 @@ pub enum Control {
         /// At most [`MAX_CANDIDATES`] (more are cut when encoding).
         candidates: Vec<SocketAddr>,
     },
+    /// A signed alert: its accuser quarantines the accused.
+    Accusation(Accusation),
     /// Bytes `offset..offset + data.len()` of a bundle of `total` bytes.
     BundleChunk {
         /// Bundle kind byte.
@@ -325,6 +339,7 @@ impl Control {
             }
             KIND_LINK_STATE => Advert::decode(b).map(Self::LinkState),
             KIND_LINK_STATE_ACK => Ack::decode(b).map(Self::LinkStateAck),
+            KIND_ACCUSATION => Accusation::decode(b).map(Self::Accusation),
             KIND_CERT_REQUEST => {
                 if b.len() != 12 {
                     return Err(ControlError::BadLength);
@@ -583,6 +598,11 @@ impl Control {
                 a.write(&mut v);
                 v
             }
+            Self::Accusation(a) => {
+                let mut v = Vec::new();
+                a.write(&mut v);
+                v
+            }
         }
     }
 }
@@ -653,6 +673,28 @@ mod tests {
             Control::Lookup(Lookup::Name("beta".into())),
             Control::Lookup(Lookup::Name("n".repeat(63))),
             Control::LinkStateAck(Ack::default()),
+            Control::Accusation(Accusation {
+                accuser: NodeId(1),
+                accused: NodeId(2),
+                seq: 1 << 60,
+                since_unix: 1_800_000_000,
+                expires_unix: 1_800_000_060,
+                withdrawn: false,
+                scenario: "scan".into(),
+                cert: vec![3; 250],
+                signature: [9; 64],
+            }),
+            Control::Accusation(Accusation {
+                accuser: NodeId(1),
+                accused: NodeId(2),
+                seq: 2,
+                since_unix: 0,
+                expires_unix: 0,
+                withdrawn: true,
+                scenario: "bad-control".into(),
+                cert: Vec::new(),
+                signature: [0; 64],
+            }),
             Control::LinkStateAck(Ack {
                 sync: true,
                 entries: (0..MAX_ACK_ENTRIES as u64)
@@ -687,9 +729,41 @@ mod tests {
     fn rejects_bad_input() {
         assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
         assert_eq!(
-            Control::decode(&[16, 0, 0, 0]),
-            Err(ControlError::UnknownKind(16))
+            Control::decode(&[17, 0, 0, 0]),
+            Err(ControlError::UnknownKind(17))
         );
+        // Accusations: lengths must add up, the scenario is a name,
+        // reserved bits and bytes are zero.
+        let acc = Control::Accusation(Accusation {
+            accuser: NodeId(1),
+            accused: NodeId(2),
+            seq: 3,
+            since_unix: 4,
+            expires_unix: 5,
+            withdrawn: false,
+            scenario: "scan".into(),
+            cert: vec![1; 10],
+            signature: [2; 64],
+        })
+        .encode();
+        assert_eq!(acc.len(), 48 + 4 + 10 + 64);
+        assert_eq!(
+            Control::decode(&acc[..acc.len() - 1]),
+            Err(ControlError::BadLength)
+        );
+        for (at, value, error) in [
+            (1, 2, ControlError::ReservedNonZero),  // a reserved flag bit
+            (3, 1, ControlError::ReservedNonZero),  // the reserved byte
+            (47, 1, ControlError::ReservedNonZero), // reserved after the cert length
+            (48, b' ', ControlError::ReservedNonZero), // not a name
+            (2, 0, ControlError::BadLength),        // no scenario
+            (2, 33, ControlError::BadLength),       // too long a scenario
+            (44, 11, ControlError::BadLength),      // cert length off by one
+        ] {
+            let mut b = acc.clone();
+            b[at] = value;
+            assert_eq!(Control::decode(&b), Err(error), "byte {at} = {value}");
+        }
         // Acknowledgements: the count must match the length, at most 64
         // entries, only the sync flag.
         let ack = Control::LinkStateAck(Ack {

@@ -198,13 +198,25 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
-    /// Intrusion detection raised an alert against `peer`, and took the
-    /// response it names ([`crate::ids`]).
+    /// Intrusion detection raised an alert against `alert.node`, and took
+    /// the response it names ([`crate::ids`]).
     Alert {
-        /// The peer.
-        peer: PeerId,
+        /// The peer, if the node is one.
+        peer: Option<PeerId>,
         /// The alert.
         alert: Alert,
+    },
+    /// An accusation arrived that is news (`crate::quorum`): `accuser`
+    /// quarantines `accused` for `scenario`, or (withdrawn) no longer.
+    Accusation {
+        /// Who accuses.
+        accuser: NodeId,
+        /// Who is accused (maybe this node).
+        accused: NodeId,
+        /// The scenario named.
+        scenario: String,
+        /// The accuser's quarantine ended.
+        withdrawn: bool,
     },
     /// Path MTU discovery changed the largest datagram the direct link to
     /// `peer` carries.

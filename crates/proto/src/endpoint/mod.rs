@@ -66,6 +66,7 @@ use crate::provider::Crypto;
 use crate::session::Session;
 use crate::wire::{self, Datagram, HandshakeDatagram, NodeId, RelayHeader, RELAY_HEADER_LEN};
 
+mod accusations;
 mod admission;
 mod api;
 mod bootstrap;
@@ -150,6 +151,8 @@ pub struct Endpoint {
     lookups: lookup::Lookups,
     /// Intrusion detection (`watch.rs`); `None` when configured off.
     ids: Option<crate::ids::Detector>,
+    /// Accusations, ours and others' (`accusations.rs`).
+    accusations: accusations::Accusations,
 }
 
 impl fmt::Debug for Endpoint {
@@ -203,6 +206,9 @@ impl Endpoint {
             handshakes: Handshakes::new(cookies, &local.config),
             gossip: Gossip::new(&local),
             ids: local.config.ids.clone().map(crate::ids::Detector::new),
+            accusations: accusations::Accusations::new(
+                (local.config.ids.as_ref()).map_or_else(Default::default, |c| c.agreement),
+            ),
             bundles: BundleSync::default(),
             admission: Admission::new(local.config.filter, local.config.accept_segments.clone()),
             stall: probes::StallDetector::default(),
@@ -626,6 +632,7 @@ impl Endpoint {
             Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
             Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
             Control::LinkStateAck(ack) => self.gossip.on_ack(peer, &ack),
+            Control::Accusation(a) => self.on_accusation(now, peer, a),
             Control::CertRequest { node } => {
                 self.gossip.on_cert_request(cx!(self), now, peer, node);
             }
@@ -757,6 +764,7 @@ impl Endpoint {
         self.peers[peer].synced = true;
         self.bundles.offer_all(cx!(self), now, peer);
         self.gossip.send_sync(cx!(self), now, peer);
+        self.send_accusations(now, peer);
     }
 
     /// Starts probing `peer`'s direct link once it has an address and a
@@ -841,6 +849,7 @@ impl Endpoint {
             self.handover_deadline(),
             self.sweep_at,
             self.bootstraps.poll_timeout(),
+            self.accusations.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -879,6 +888,7 @@ impl Endpoint {
         self.update_transit(now);
         self.gossip.handle_timeout(cx!(self), now);
         self.expire_evidence(now);
+        self.accusations_tick(now);
         // A retired peer is gone by now.
         for &peer in &due {
             if self.peers.checked(peer).is_some() {

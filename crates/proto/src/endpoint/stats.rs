@@ -246,6 +246,20 @@ pub struct Stats {
     pub advert_rejects: HashMap<&'static str, u64>,
     /// Origin certificates fetched from neighbours.
     pub certs_fetched: u64,
+    /// Accusations (signed alerts) this node originated: its own
+    /// quarantines, their refreshes and withdrawals.
+    pub accusations_originated: u64,
+    /// Accusations of others taken as news (and flooded on).
+    pub accusations_taken: u64,
+    /// Accusation messages sent (own and flooded on).
+    pub accusations_sent: u64,
+    /// Accusations refused, by reason: `bad_signature`, `bad_certificate`
+    /// (the carried certificate failed verification or is not the
+    /// accuser's), `inadmissible_accuser` (revoked or outside our
+    /// enclaves), `expired`, `self_accusation`, `too_many` (the accuser
+    /// holds its maximum), `rate` (the accuser sends news faster than
+    /// allowed), `book_full`.
+    pub accusation_rejects: HashMap<&'static str, u64>,
     /// Times this node's timers ran late by the health stall threshold or
     /// more (it was not running; probes in flight were not blamed on peers).
     pub local_stalls: u64,

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use crate::ids::{Alert, Evidence, Response, Verdict};
+use crate::ids::{Alert, Evidence, Sanction, Verdict};
 use crate::wire::NodeId;
 
 use super::api::{Event, PeerId};
@@ -26,7 +26,13 @@ impl Endpoint {
         };
         let node = self.peers[peer].node_id;
         if let Some(alert) = ids.observe(now, node, ev) {
-            self.out.event(Event::Alert { peer, alert });
+            if alert.response == crate::ids::Response::Quarantine {
+                self.accusations.announce_soon(now); // the mesh hears of it now
+            }
+            self.out.event(Event::Alert {
+                peer: Some(peer),
+                alert,
+            });
         }
     }
 
@@ -71,14 +77,13 @@ impl Endpoint {
             .collect()
     }
 
-    /// Peers under a sanction now: node, response, until when, how many
-    /// quarantines it has had.
-    pub fn sanctioned(&self, now: Instant) -> Vec<(NodeId, Response, Instant, u32)> {
+    /// Peers under a sanction now, by node.
+    pub fn sanctioned(&self, now: Instant) -> Vec<Sanction> {
         self.ids.as_ref().map_or(Vec::new(), |d| d.sanctioned(now))
     }
 
     /// Alerts raised since start, by scenario and response.
-    pub fn alert_counts(&self) -> Vec<((&'static str, Response), u64)> {
+    pub fn alert_counts(&self) -> Vec<((&'static str, crate::ids::Response), u64)> {
         let mut v: Vec<_> = (self.ids.iter())
             .flat_map(|d| d.counts.iter().map(|(k, n)| (*k, *n)))
             .collect();
@@ -86,9 +91,17 @@ impl Endpoint {
         v
     }
 
+    /// Distinct accusers that quarantine a member here (0: detection off).
+    pub fn quorum(&self) -> usize {
+        (self.ids.as_ref()).map_or(0, |d| d.config().agreement.quorum)
+    }
+
     /// Lifts every sanction on `node` and forgets the evidence against it
-    /// (an operator's release); whether one was held.
+    /// (an operator's release); whether one was held. Accusations held
+    /// against it stop counting until their accusers start new quarantines.
     pub fn release(&mut self, now: Instant, node: NodeId) -> bool {
-        self.ids.as_mut().is_some_and(|d| d.release(now, node))
+        let held = self.ids.as_mut().is_some_and(|d| d.release(now, node));
+        self.release_accused(now, node);
+        held
     }
 }
