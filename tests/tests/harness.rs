@@ -255,7 +255,8 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
          [[target]]\nname = \"push\"\nmetric = \"policy-push-outage-ms\"\nmax = 1000\n\
          [[target]]\nname = \"rekey\"\nmetric = \"rekey-outage-ms\"\nmax = 1000\n\
          [[target]]\nname = \"renewal\"\nmetric = \"renewal-outage-ms\"\nmax = 1000\n\
-         [[target]]\nname = \"yearly\"\nmetric = \"yearly-outage-s\"\nmax = 1000000000\n",
+         [[target]]\nname = \"yearly\"\nmetric = \"yearly-outage-s\"\nmax = 1000000000\n\
+         [[target]]\nname = \"no false alerts\"\nmetric = \"ids-alerts\"\nmax = 0\n",
     )
     .unwrap();
     let json = dir.join("out.json");
@@ -285,7 +286,7 @@ fn check_measures_every_metric_and_reports_pass_and_fail() {
     let rows: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 26);
+    assert_eq!(rows.len(), 27);
     // The latency CDF (from HDR histograms), raw and through meshd.
     let svg = std::fs::read_to_string(dir.join("check-latency-cdf.svg")).unwrap();
     assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");

@@ -395,6 +395,7 @@ pub fn run(
     let cdf_dir = std::env::temp_dir().join(format!("mesh-harness-cdf-{}", std::process::id()));
     std::fs::create_dir_all(&cdf_dir).map_err(|e| format!("{}: {e}", cdf_dir.display()))?;
     let result = measure(&me, &meshd, opts, &cdf_dir);
+    let mut ids_lines = netns::ids_log_lines(name(), &["a", "b"]);
     netns::down(name());
     let cdfs = [
         ("raw underlay", read_cdf(&cdf_dir.join("raw.cdf"))),
@@ -428,6 +429,7 @@ pub fn run(
         let work = std::env::temp_dir().join(format!("mesh-harness-fo-{}", std::process::id()));
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         let r = failover(&me, &meshd, &work);
+        ids_lines += netns::ids_log_lines(&failover_name(), &["a", "b", "c", "d"]);
         netns::down(&failover_name());
         let _ = std::fs::remove_dir_all(&work);
         let r = r?;
@@ -451,6 +453,11 @@ pub fn run(
             println!("wrote {}", path.display());
         }
     }
+    // A false-positive run: everything above is normal operation (bulk
+    // TCP and UDP, request/response, a handshake storm, restarts, a
+    // reload, a policy push, rekeys, a renewal, a link cut and failover).
+    meshd_m.insert("ids-alerts".into(), ids_lines as f64);
+    println!("intrusion detection over the whole run: {ids_lines} log line(s) (alerts, sanctions, accusations)");
     let yearly = crate::events::yearly_outage_s(|k| meshd_m.get(k).copied());
     meshd_m.insert("yearly-outage-s".into(), yearly);
     println!(

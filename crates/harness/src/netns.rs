@@ -31,6 +31,16 @@ pub fn state_dir(topo: &str) -> PathBuf {
     PathBuf::from("/tmp/mesh-harness").join(topo)
 }
 
+/// Lines of the logs of `hosts` in topology `topo` that intrusion
+/// detection wrote (alerts, sanctions, accusations): a false positive each
+/// where nothing misbehaves.
+pub fn ids_log_lines(topo: &str, hosts: &[&str]) -> usize {
+    (hosts.iter())
+        .filter_map(|h| std::fs::read_to_string(state_dir(topo).join(format!("{h}.log"))).ok())
+        .map(|log| log.lines().filter(|l| l.contains("intrusion detection")).count())
+        .sum()
+}
+
 /// The namespace of `host` in topology `topo`.
 pub fn namespace(topo: &str, host: &str) -> String {
     format!("mh-{topo}-{host}")
@@ -427,11 +437,14 @@ fn in_namespace(topo: &str, host: &str) -> Command {
     cmd
 }
 
-/// Starts meshd on `host` with the configuration `up` wrote; its log goes to
-/// `HOST.log` and its pid to `HOST.pid` in the state directory.
+/// Starts meshd on `host` with the configuration `up` wrote; its log is
+/// appended to `HOST.log` (one file for every start while the topology is
+/// up) and its pid written to `HOST.pid` in the state directory.
 pub fn start_agent(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
     let dir = state_dir(topo);
-    let log = std::fs::File::create(dir.join(format!("{host}.log"))).map_err(|e| e.to_string())?;
+    let log = (std::fs::OpenOptions::new().create(true).append(true))
+        .open(dir.join(format!("{host}.log")))
+        .map_err(|e| e.to_string())?;
     let child = in_namespace(topo, host)
         .arg(meshd)
         .arg("--config")

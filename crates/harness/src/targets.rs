@@ -28,7 +28,7 @@ struct TargetsFile {
 }
 
 /// The metrics `check` measures.
-pub const METRICS: [&str; 28] = [
+pub const METRICS: [&str; 29] = [
     "udp-rtt-p50-us",
     "udp-rtt-p99-us",
     "udp-rtt-p999-us",
@@ -57,6 +57,7 @@ pub const METRICS: [&str; 28] = [
     "rekey-outage-ms",
     "renewal-outage-ms",
     "yearly-outage-s",
+    "ids-alerts",
 ];
 
 /// Reads a targets file; errors name the file, the line and the fix.
