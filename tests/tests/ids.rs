@@ -214,6 +214,13 @@ fn three_witnesses_quarantine_a_member_mesh_wide_and_an_operator_can_release_it_
         1.0
     );
     assert!(mesh.metric(4, "meshd_accusations_taken_total") >= 3.0);
+    // The accused's own doctor names its accusers.
+    let doctor = mesh.admin_json(0, "doctor");
+    let accused = (doctor.as_array().unwrap().iter())
+        .find(|f| f["check"] == "ids" && f["found"].as_str().unwrap().contains("accuse this node"))
+        .unwrap_or_else(|| panic!("{doctor}"));
+    let found = accused["found"].as_str().unwrap();
+    assert!(found.starts_with("3 member(s)"), "{found}");
     // Contained: h0's traffic to h4 is dropped both ways; h4 still talks
     // to the witnesses.
     assert!(!mesh.ping(0, 4, 2), "h0 reached h4 under a mesh quarantine");

@@ -216,7 +216,11 @@ pub fn revocations(ep: &Endpoint) -> AdminResponse {
 
 /// `meshctl alerts`.
 pub fn alerts(dir: &Directory<'_>) -> AdminResponse {
-    let name = |id| dir.node_name(dir.ep.peer_by_node(id), id);
+    let own = dir.ep.node_id();
+    let name = |id| match id == own {
+        true => dir.ep.identity().certificate().name().to_string(),
+        false => dir.node_name(dir.ep.peer_by_node(id), id),
+    };
     let alerts = (dir.ep.alerts().into_iter())
         .map(|a| AlertView {
             age_secs: dir.now.saturating_duration_since(a.at).as_secs_f64(),

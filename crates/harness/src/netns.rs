@@ -37,7 +37,11 @@ pub fn state_dir(topo: &str) -> PathBuf {
 pub fn ids_log_lines(topo: &str, hosts: &[&str]) -> usize {
     (hosts.iter())
         .filter_map(|h| std::fs::read_to_string(state_dir(topo).join(format!("{h}.log"))).ok())
-        .map(|log| log.lines().filter(|l| l.contains("intrusion detection")).count())
+        .map(|log| {
+            log.lines()
+                .filter(|l| l.contains("intrusion detection"))
+                .count()
+        })
         .sum()
 }
 

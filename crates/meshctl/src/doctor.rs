@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use types::admin::{AdminRequest, AdminResponse, PeerView, StatusView};
+use types::admin::{AccusationView, AdminRequest, AdminResponse, PeerView, StatusView};
 
 use crate::cli::AdminArgs;
 use crate::client::ask;
@@ -283,6 +283,25 @@ pub fn diagnose(
     v
 }
 
+/// Accusations other members hold against this node (`own`): a warning
+/// naming the accusers, since their quorum quarantines it mesh-wide.
+pub fn accused_findings(own: &str, accusations: &[AccusationView], quorum: usize) -> Vec<Finding> {
+    let against: Vec<String> = (accusations.iter())
+        .filter(|a| a.accused == own)
+        .map(|a| format!("{} ({})", a.accuser, a.scenario))
+        .collect();
+    if against.is_empty() {
+        return Vec::new();
+    }
+    let found = format!(
+        "{} member(s) accuse this node of misbehaving: {}; {quorum} agreeing quarantine it mesh-wide",
+        against.len(),
+        against.join(", ")
+    );
+    vec![finding(Severity::Warning, "ids", found,
+        "look at what this node sends them (a route or address sending as addresses outside its certificate, a scanner or a misbehaving service on this host); meshctl alerts on an accuser says what it saw")]
+}
+
 /// `meshctl doctor`: exits 1 when any finding is an error.
 pub fn doctor(a: &AdminArgs) -> Result<bool> {
     let AdminResponse::Status(s) = ask(&a.socket, &AdminRequest::Status)? else {
@@ -291,7 +310,13 @@ pub fn doctor(a: &AdminArgs) -> Result<bool> {
     let AdminResponse::Peers { peers } = ask(&a.socket, &AdminRequest::Peers)? else {
         return Err("meshd answered something other than its peers".into());
     };
-    let AdminResponse::Alerts { mode, .. } = ask(&a.socket, &AdminRequest::Alerts)? else {
+    let AdminResponse::Alerts {
+        mode,
+        accusations,
+        quorum,
+        ..
+    } = ask(&a.socket, &AdminRequest::Alerts)?
+    else {
         return Err("meshd answered something other than its alerts".into());
     };
     let req = AdminRequest::Quarantine { release: None };
@@ -301,7 +326,9 @@ pub fn doctor(a: &AdminArgs) -> Result<bool> {
     let held: Vec<(String, String, u64)> = (sanctioned.into_iter())
         .map(|x| (x.peer, x.response, x.remaining_secs))
         .collect();
-    let findings = diagnose(&s, &peers, &held, &mode, crate::now());
+    let mut findings = diagnose(&s, &peers, &held, &mode, crate::now());
+    findings.extend(accused_findings(&s.name, &accusations, quorum));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let failed = findings.iter().any(|f| f.severity == Severity::Error);
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&findings)?);
@@ -408,6 +435,26 @@ mod tests {
             clock_offset_ms: Some(ms),
             ..peer(name)
         }
+    }
+
+    #[test]
+    fn accusations_against_this_node_are_named_with_their_accusers() {
+        let acc = |by: &str, of: &str| AccusationView {
+            accused: of.into(),
+            accuser: by.into(),
+            scenario: "scan".into(),
+            holds_secs: 30,
+            counts: true,
+        };
+        assert!(accused_findings("h0", &[acc("h1", "h2")], 3).is_empty());
+        let f = accused_findings(
+            "h0",
+            &[acc("h1", "h0"), acc("h1", "h2"), acc("h3", "h0")],
+            3,
+        );
+        assert_eq!((f[0].severity, f[0].check), (Severity::Warning, "ids"));
+        assert!(f[0].found.starts_with("2 member(s)"), "{f:?}");
+        assert!(f[0].found.contains("h1 (scan), h3 (scan)"), "{f:?}");
     }
 
     #[test]
