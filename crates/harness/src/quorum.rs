@@ -8,12 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use proto::endpoint::{EndpointConfig, Event};
+use proto::endpoint::Event;
 use proto::wire::TRANSPORT_OVERHEAD;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 
-use crate::scale::{topology, two_tier, Impairment};
+use crate::scale::{impaired_mesh, Impairment};
 use crate::sim::Sim;
 
 /// What one run measured (JSON line).
@@ -74,22 +72,7 @@ pub fn run(
     impair: Impairment,
 ) -> Result<QuorumReport, String> {
     let wall = Instant::now();
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let links = if relays >= nodes {
-        topology(nodes, degree, &mut rng)
-    } else {
-        two_tier(nodes, relays, degree, &mut rng)?
-    };
-    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
-    let config = |i: usize| EndpointConfig {
-        relay: i < relays,
-        ..EndpointConfig::default()
-    };
-    let mut sim = Sim::build_each(seed, &names, &links, config, false);
-    for &(a, b, _) in &links {
-        sim.set_loss(a, b, impair.loss);
-        sim.set_jitter(a, b, impair.jitter);
-    }
+    let (mut sim, links) = impaired_mesh(nodes, relays, degree, seed, impair)?;
     // Bring-up (a few virtual seconds at 1,000 nodes), with margin.
     sim.run_for(Duration::from_secs(15));
     // The member is relay 0; its witnesses, three of its neighbours.

@@ -233,6 +233,37 @@ pub(crate) fn two_tier(
     Ok(links)
 }
 
+/// Links as the simulator takes them: (a, b, latency).
+pub(crate) type Links = Vec<(usize, usize, Duration)>;
+
+/// A simulated mesh of `nodes` (the first `relays` relaying; all of them:
+/// `topology`, else `two_tier`), every link impaired alike; and its links.
+pub(crate) fn impaired_mesh(
+    nodes: usize,
+    relays: usize,
+    degree: usize,
+    seed: u64,
+    impair: Impairment,
+) -> Result<(Sim, Links), String> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let links = if relays >= nodes {
+        topology(nodes, degree, &mut rng)
+    } else {
+        two_tier(nodes, relays, degree, &mut rng)?
+    };
+    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+    let config = |i: usize| EndpointConfig {
+        relay: i < relays,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::build_each(seed, &names, &links, config, false);
+    for &(a, b, _) in &links {
+        sim.set_loss(a, b, impair.loss);
+        sim.set_jitter(a, b, impair.jitter);
+    }
+    Ok((sim, links))
+}
+
 /// Peak resident set of this process, MB (0 where /proc is not Linux's).
 pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -267,23 +298,8 @@ pub fn run(
     impair: Impairment,
 ) -> Result<ScaleReport, String> {
     let wall = Instant::now();
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let relays = relays.unwrap_or(nodes).min(nodes);
-    let links = if relays == nodes {
-        topology(nodes, degree, &mut rng)
-    } else {
-        two_tier(nodes, relays, degree, &mut rng)?
-    };
-    let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
-    let config = |i: usize| EndpointConfig {
-        relay: i < relays,
-        ..EndpointConfig::default()
-    };
-    let mut sim = Sim::build_each(seed, &names, &links, config, false);
-    for &(a, b, _) in &links {
-        sim.set_loss(a, b, impair.loss);
-        sim.set_jitter(a, b, impair.jitter);
-    }
+    let (mut sim, links) = impaired_mesh(nodes, relays, degree, seed, impair)?;
 
     // Bring-up: a relay should hold every other node's advert, a stub every
     // relay's; 99 % of nodes holding 99 % of theirs, then all of them all.
