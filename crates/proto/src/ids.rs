@@ -74,6 +74,13 @@ pub enum Response {
 }
 
 impl Response {
+    /// The response named `name` (as [`Response::name`] spells it).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Alert, Self::RateLimit, Self::Quarantine]
+            .into_iter()
+            .find(|r| r.name() == name)
+    }
+
     /// The name in configuration, alerts and metrics.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,6 +105,23 @@ pub struct Scenario {
     /// The strongest response repeated offences reach.
     pub max_response: Response,
 }
+
+/// A scenario's thresholds as a policy sets them (`[detection.NAME]`),
+/// for every node the policy reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// The scenario (one of [`SCENARIOS`]).
+    pub scenario: String,
+    /// Pieces of evidence the bucket holds.
+    pub capacity: u32,
+    /// Thousandths of a piece it forgets per second.
+    pub leak_milli_per_sec: u32,
+    /// The strongest response.
+    pub response: Response,
+}
+
+/// The scenarios' names, as a policy's `[detection.NAME]` tables use them.
+pub const SCENARIOS: [&str; 5] = ["scan", "denied-flood", "spoofing", "bad-control", "accusations"];
 
 /// Detection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -298,6 +322,8 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Detector {
     config: IdsConfig,
+    /// The scenarios as configured, before a policy's tuning.
+    base: Vec<Scenario>,
     peers: HashMap<NodeId, PeerState>,
     alerts: VecDeque<Alert>,
     /// Alerts raised, by scenario and response.
@@ -315,6 +341,7 @@ impl Detector {
     /// A detector with `config`.
     pub fn new(config: IdsConfig) -> Self {
         Self {
+            base: config.scenarios.clone(),
             config,
             peers: HashMap::new(),
             alerts: VecDeque::new(),
@@ -327,6 +354,23 @@ impl Detector {
     /// The settings in force.
     pub fn config(&self) -> &IdsConfig {
         &self.config
+    }
+
+    /// Puts a policy's thresholds in force over the configured ones (an
+    /// empty list restores them). Buckets keep their levels: a scenario's
+    /// evidence so far counts against its new capacity.
+    pub fn tune(&mut self, tuning: &[Tuning]) {
+        self.config.scenarios = (self.base.iter())
+            .map(|s| match tuning.iter().find(|t| t.scenario == s.name) {
+                Some(t) => Scenario {
+                    capacity: f64::from(t.capacity),
+                    leak_per_sec: f64::from(t.leak_milli_per_sec) / 1000.0,
+                    max_response: t.response,
+                    ..s.clone()
+                },
+                None => s.clone(),
+            })
+            .collect();
     }
 
     /// Evidence against `node`; the alert it raised, if it overflowed a

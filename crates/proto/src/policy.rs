@@ -279,6 +279,17 @@ struct PolicySpec {
     rule: Vec<RuleSpec>,
     #[serde(default)]
     expect: Vec<Expectation>,
+    #[serde(default)]
+    detection: std::collections::BTreeMap<String, DetectionSpec>,
+}
+
+/// `[detection.NAME]`: one intrusion-detection scenario's thresholds.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct DetectionSpec {
+    capacity: u32,
+    leak_per_sec: f64,
+    response: String,
 }
 
 /// Why a policy text was refused: where, what, and the fix.
@@ -307,6 +318,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// Expectations.
     pub expectations: Vec<Expectation>,
+    /// Intrusion-detection thresholds (`[detection.NAME]`), by scenario.
+    pub detection: Vec<crate::ids::Tuning>,
 }
 
 /// The line of the n-th (0-based) `header` line, 0 when absent.
@@ -410,10 +423,45 @@ impl Policy {
                 message: format!("expect {}: {m}", i + 1),
             })?;
         }
+        let mut detection = Vec::new();
+        for (name, d) in spec.detection {
+            let header = format!("[detection.{name}]");
+            let err = |message: String| PolicyError {
+                line: nth_line(text, &header, 0),
+                message: format!("detection.{name}: {message}"),
+            };
+            if !crate::ids::SCENARIOS.contains(&name.as_str()) {
+                return Err(err(format!(
+                    "no such scenario; use one of {}",
+                    crate::ids::SCENARIOS.join(", ")
+                )));
+            }
+            if !(1..=1_000_000).contains(&d.capacity) {
+                return Err(err("capacity: use 1 to 1000000 pieces of evidence".into()));
+            }
+            if !(d.leak_per_sec.is_finite() && (0.001..=1_000_000.0).contains(&d.leak_per_sec)) {
+                return Err(err(
+                    "leak-per-sec: use 0.001 to 1000000 (pieces forgotten a second)".into(),
+                ));
+            }
+            let response = crate::ids::Response::parse(&d.response).ok_or_else(|| {
+                err(format!(
+                    "response '{}': use alert, rate-limit or quarantine",
+                    d.response
+                ))
+            })?;
+            detection.push(crate::ids::Tuning {
+                scenario: name,
+                capacity: d.capacity,
+                leak_milli_per_sec: (d.leak_per_sec * 1000.0).round() as u32,
+                response,
+            });
+        }
         Ok(Self {
             enclaves: spec.enclaves,
             rules,
             expectations: spec.expect,
+            detection,
         })
     }
 
@@ -585,6 +633,7 @@ impl Policy {
         Compiled {
             rules: self.rules.clone(),
             enclaves: self.enclaves.clone(),
+            detection: self.detection.clone(),
             words,
             deny,
             allow,
@@ -634,6 +683,7 @@ pub struct Identity {
 pub struct Compiled {
     rules: Vec<Rule>,
     enclaves: Vec<String>,
+    detection: Vec<crate::ids::Tuning>,
     words: usize,
     deny: Vec<u64>,
     allow: Vec<u64>,
@@ -645,6 +695,11 @@ impl Compiled {
     /// The rules, in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Intrusion-detection thresholds the policy sets.
+    pub fn detection(&self) -> &[crate::ids::Tuning] {
+        &self.detection
     }
 
     /// The enclave segments.
@@ -864,5 +919,20 @@ icmp-types = [8, 0]
         assert!(e.message.contains("80-90"), "{e}");
         let e = Policy::parse("[[rule]]\naction = \"permit\"\n").unwrap_err();
         assert!(e.line >= 1 && e.message.contains("allow"), "{e}");
+        // Detection thresholds: known scenarios, sane numbers, a response.
+        let ok = "[detection.scan]\ncapacity = 40\nleak-per-sec = 0.5\nresponse = \"alert\"\n";
+        let p = Policy::parse(ok).unwrap();
+        assert_eq!(p.detection.len(), 1);
+        assert_eq!(p.detection[0].response, crate::ids::Response::Alert);
+        for (text, needle) in [
+            ("\n[detection.ports]\ncapacity = 1\nleak-per-sec = 1\nresponse = \"alert\"\n", "spoofing"),
+            ("\n[detection.scan]\ncapacity = 0\nleak-per-sec = 1\nresponse = \"alert\"\n", "capacity"),
+            ("\n[detection.scan]\ncapacity = 5\nleak-per-sec = 0\nresponse = \"alert\"\n", "leak-per-sec"),
+            ("\n[detection.scan]\ncapacity = 5\nleak-per-sec = 1\nresponse = \"ban\"\n", "rate-limit"),
+        ] {
+            let e = Policy::parse(text).unwrap_err();
+            assert_eq!(e.line, 2, "{e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
     }
 }

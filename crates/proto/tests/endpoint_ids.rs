@@ -166,3 +166,43 @@ fn policy_denials_the_peer_did_not_send_count_against_nobody() {
     assert!(alerts(&net).is_empty());
     assert!(net.a.ep.sanctioned(net.now).is_empty());
 }
+
+#[test]
+fn a_policys_detection_thresholds_are_put_in_force_and_withdrawn_with_it() {
+    let mut net = scanned(EndpointConfig::default().ids);
+    // The same DNS-only policy, with a scan of 5 distinct services
+    // quarantining at once (the first offence, since the response named
+    // is the strongest and escalation starts at an alert: 3 offences).
+    let tuned = proto::policy::Policy::parse(
+        "[[rule]]\naction = \"allow\"\nfrom = \"node:bob\"\nto = \"node:alice\"\nproto = \"udp\"\nports = [\"53\"]\n\
+         [detection.scan]\ncapacity = 5\nleak-per-sec = 0.01\nresponse = \"quarantine\"\n",
+    )
+    .unwrap();
+    assert_eq!(tuned.detection[0].leak_milli_per_sec, 10);
+    let now = net.now;
+    net.a.ep.set_policy(now, Some(std::sync::Arc::new(tuned.compile())));
+    let mut quarantined_after = None;
+    for port in 5000..5030u16 {
+        net.send(false, &udp(40000, port));
+        net.pump();
+        let q = (net.a.ep.sanctioned(net.now).iter()).any(|s| s.response == Response::Quarantine);
+        if q && quarantined_after.is_none() {
+            quarantined_after = Some(port - 5000 + 1);
+        }
+    }
+    // Offences at 6, 12 and 18 targets: alert, rate limit, quarantine.
+    assert_eq!(quarantined_after, Some(18), "{:?}", alerts(&net));
+    // A policy without the table restores the configured thresholds.
+    let now = net.now;
+    assert!(net.a.ep.release(now, net.b.ep.node_id()));
+    let deny = proto::policy::Policy::parse(
+        "[[rule]]\naction = \"allow\"\nfrom = \"node:bob\"\nto = \"node:alice\"\nproto = \"udp\"\nports = [\"53\"]\n",
+    )
+    .unwrap();
+    net.a.ep.set_policy(now, Some(std::sync::Arc::new(deny.compile())));
+    for port in 6000..6030u16 {
+        net.send(false, &udp(40000, port));
+        net.pump();
+    }
+    assert!(net.a.ep.sanctioned(net.now).is_empty(), "30 targets < 3 × 21");
+}

@@ -725,6 +725,9 @@ impl Endpoint {
     /// re-checked on their next packet; peers a new enclave definition puts
     /// outside ours are torn down at once.
     pub fn set_policy(&mut self, now: Instant, policy: Option<Arc<Compiled>>) {
+        if let Some(ids) = self.ids.as_mut() {
+            ids.tune(policy.as_ref().map_or(&[], |p| p.detection()));
+        }
         self.admission.set_policy(policy);
         self.enforce_admission(now);
     }
