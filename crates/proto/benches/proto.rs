@@ -186,16 +186,25 @@ fn transport(c: &mut Criterion) {
 /// A 1400-byte IPv4 packet through `Endpoint::send` (the agent's
 /// `prepare_send` and `SealPlan::seal`), and through `send` at one end and
 /// `handle_datagram` at the other: the per-packet cost of the endpoint
-/// around the AEAD pass measured above.
+/// around the AEAD pass measured above. Each with intrusion detection on
+/// (the default: a sanction lookup on both paths) and off, so its cost on
+/// the data plane is measured.
 fn endpoint(c: &mut Criterion) {
+    endpoint_with(c, "", true);
+    endpoint_with(c, "_ids_off", false);
+}
+
+fn endpoint_with(c: &mut Criterion, suffix: &str, ids: bool) {
     use proto::endpoint::{Endpoint, EndpointConfig, Received, SendOutcome};
     use proto::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
     let mesh = common::Mesh::new(1);
     let (ia, ib) = (mesh.node("a", 1), mesh.node("b", 2));
     let (pa, pb) = (*ia.static_public(), *ib.static_public());
+    let defaults = EndpointConfig::default();
     let config = EndpointConfig {
         aes_gcm: false,
-        ..EndpointConfig::default()
+        ids: defaults.ids.clone().filter(|_| ids),
+        ..defaults
     };
     let rng = |s| Box::new(ChaCha20Rng::seed_from_u64(s));
     let mut a = Endpoint::new(
@@ -235,7 +244,7 @@ fn endpoint(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("endpoint_1400");
     g.throughput(Throughput::Bytes(1400));
-    g.bench_function("send", |bch| {
+    g.bench_function(format!("send{suffix}"), |bch| {
         bch.iter(|| {
             fill(&mut buf);
             let out = a.send(now, unix, to_b, &mut buf, pkt.len());
@@ -243,7 +252,7 @@ fn endpoint(c: &mut Criterion) {
             black_box(out)
         })
     });
-    g.bench_function("send_and_receive", |bch| {
+    g.bench_function(format!("send_and_receive{suffix}"), |bch| {
         bch.iter(|| {
             fill(&mut buf);
             let SendOutcome::Send { len, .. } = a.send(now, unix, to_b, &mut buf, pkt.len()) else {

@@ -121,7 +121,13 @@ pub struct Tuning {
 }
 
 /// The scenarios' names, as a policy's `[detection.NAME]` tables use them.
-pub const SCENARIOS: [&str; 5] = ["scan", "denied-flood", "spoofing", "bad-control", "accusations"];
+pub const SCENARIOS: [&str; 5] = [
+    "scan",
+    "denied-flood",
+    "spoofing",
+    "bad-control",
+    "accusations",
+];
 
 /// Detection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -281,9 +287,100 @@ impl Bucket {
     }
 }
 
+/// Length of a window of a peer's habit.
+const HABIT_WINDOW: Duration = Duration::from_secs(10);
+/// Weight of the newest window in the habit (about 20 windows' memory).
+const HABIT_ALPHA: f64 = 0.05;
+/// Windows of history before a departure from the habit is judged.
+const HABIT_MIN_WINDOWS: u32 = 12;
+/// A window leaves the habit above mean + this many deviations...
+const HABIT_SIGMAS: f64 = 6.0;
+/// ...plus this many packets (a peer denied nothing so far is not flagged
+/// for a handful).
+const HABIT_FLOOR: f64 = 20.0;
+/// Flagged windows are kept out of the habit (a surge does not teach
+/// that surges are normal) until this many in a row: then the new level
+/// is learned, as a changed habit.
+const HABIT_MAX_STREAK: u32 = 6;
+/// A habit is kept this long after its peer's last denied packet.
+const HABIT_MEMORY: Duration = Duration::from_secs(600);
+
+/// A peer's own habit of sending what the policy denies: an online
+/// (exponentially weighted) mean and variance of denied packets per
+/// [`HABIT_WINDOW`], so a sudden surge is flagged against what is normal
+/// for that peer, without a hand-set threshold (a client retrying a
+/// denied service all day is its habit; ten times that is news).
+#[derive(Debug, Clone, Default)]
+struct Habit {
+    start: Option<Instant>,
+    last: Option<Instant>,
+    count: f64,
+    mean: f64,
+    var: f64,
+    windows: u32,
+    flagged: bool,
+    /// Flagged windows in a row.
+    streak: u32,
+}
+
+impl Habit {
+    fn update(&mut self, x: f64) {
+        let d = x - self.mean;
+        self.mean += HABIT_ALPHA * d;
+        self.var = (1.0 - HABIT_ALPHA) * (self.var + HABIT_ALPHA * d * d);
+        self.windows = self.windows.saturating_add(1);
+    }
+
+    /// Closes the windows that ended by `now` (quiet ones count as 0, at
+    /// most 100 of them).
+    fn roll(&mut self, now: Instant) {
+        let Some(start) = self.start else {
+            self.start = Some(now);
+            return;
+        };
+        let n = now.saturating_duration_since(start).as_nanos() / HABIT_WINDOW.as_nanos();
+        if n == 0 {
+            return;
+        }
+        if self.flagged && self.streak < HABIT_MAX_STREAK {
+            self.streak += 1;
+        } else {
+            self.streak = 0;
+            self.update(self.count);
+        }
+        for _ in 1..n.min(100) {
+            self.update(0.0);
+        }
+        self.count = 0.0;
+        self.flagged = false;
+        self.start = Some(start + HABIT_WINDOW * u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// Counts one denied packet; true when this window just left the
+    /// habit (once per window).
+    fn count(&mut self, now: Instant) -> bool {
+        self.roll(now);
+        self.last = Some(now);
+        self.count += 1.0;
+        if self.flagged || self.windows < HABIT_MIN_WINDOWS {
+            return false;
+        }
+        let limit = self.mean + HABIT_SIGMAS * self.var.sqrt() + HABIT_FLOOR;
+        self.flagged = self.count > limit;
+        self.flagged
+    }
+
+    fn remembered(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|t| now.saturating_duration_since(t) < HABIT_MEMORY)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct PeerState {
     buckets: Vec<Bucket>,
+    habit: Habit,
+    surges: u32,
     targets: HashSet<(IpAddr, u8, u16)>,
     quarantined_until: Option<Instant>,
     /// When this node's own quarantine began, and for which scenario.
@@ -393,6 +490,29 @@ impl Detector {
             _ => false,
         };
         let mut raised = None;
+        if matches!(ev, Evidence::Denied { .. }) && st.habit.count(now) {
+            // A departure from its own habit: an alert, never a sanction
+            // (a habit learned from little is a weak judge).
+            st.surges += 1;
+            let alert = Alert {
+                at: now,
+                node,
+                scenario: "denied-surge",
+                response: Response::Alert,
+                offence: st.surges,
+                until: None,
+                accusers: Vec::new(),
+            };
+            *self
+                .counts
+                .entry(("denied-surge", Response::Alert))
+                .or_default() += 1;
+            if self.alerts.len() == MAX_ALERTS {
+                self.alerts.pop_front();
+            }
+            self.alerts.push_back(alert.clone());
+            raised = Some(alert);
+        }
         for (i, sc) in self.config.scenarios.iter().enumerate() {
             let counts = match (sc.evidence, ev) {
                 (EvidenceKind::DeniedTargets, Evidence::Denied { .. }) => new_target,
@@ -638,7 +758,7 @@ impl Detector {
             .map(|s| s.leak_per_sec)
             .collect();
         self.peers.retain(|_, s| {
-            if s.sanctioned(now) {
+            if s.sanctioned(now) || s.habit.remembered(now) {
                 return true;
             }
             s.buckets.iter_mut().zip(&leaks).any(|(b, leak)| {
@@ -743,6 +863,38 @@ mod tests {
         assert!(raised.len() >= 3);
         assert!(raised.iter().all(|a| a.response == Response::Alert));
         assert_eq!(off.verdict(t, N), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_surge_of_denials_against_a_peers_own_habit_is_flagged_and_its_habit_is_not() {
+        let t = Instant::now();
+        let surges = |d: &mut Detector, from: u64, secs: u64, per_sec: u64| {
+            let mut n = 0;
+            for i in 0..secs * per_sec {
+                let now = t + Duration::from_millis(from * 1000 + i * 1000 / per_sec);
+                let a = d.observe(now, N, denied(5432));
+                if a.is_some_and(|a| a.scenario == "denied-surge") {
+                    n += 1;
+                }
+            }
+            n
+        };
+        // Ten minutes of one denied service retried 10 times a second
+        // (100 a window): its habit. Nothing flagged.
+        let mut d = Detector::new(IdsConfig::default());
+        assert_eq!(surges(&mut d, 0, 600, 10), 0);
+        // Ten times that for 30 s: flagged once per window (a surge is
+        // not learned as normal)...
+        assert_eq!(surges(&mut d, 600, 30, 100), 3);
+        // ...back to the habit: quiet again...
+        assert_eq!(surges(&mut d, 630, 120, 10), 0);
+        // ...and a lasting change is learned after a minute or so.
+        let flagged = surges(&mut d, 750, 300, 100);
+        assert!((6..=9).contains(&flagged), "{flagged}");
+        // A new peer's first burst has no habit to leave (the scenarios
+        // judge it).
+        let mut fresh = Detector::new(IdsConfig::default());
+        assert_eq!(surges(&mut fresh, 0, 30, 100), 0);
     }
 
     #[test]

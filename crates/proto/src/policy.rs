@@ -925,10 +925,22 @@ icmp-types = [8, 0]
         assert_eq!(p.detection.len(), 1);
         assert_eq!(p.detection[0].response, crate::ids::Response::Alert);
         for (text, needle) in [
-            ("\n[detection.ports]\ncapacity = 1\nleak-per-sec = 1\nresponse = \"alert\"\n", "spoofing"),
-            ("\n[detection.scan]\ncapacity = 0\nleak-per-sec = 1\nresponse = \"alert\"\n", "capacity"),
-            ("\n[detection.scan]\ncapacity = 5\nleak-per-sec = 0\nresponse = \"alert\"\n", "leak-per-sec"),
-            ("\n[detection.scan]\ncapacity = 5\nleak-per-sec = 1\nresponse = \"ban\"\n", "rate-limit"),
+            (
+                "\n[detection.ports]\ncapacity = 1\nleak-per-sec = 1\nresponse = \"alert\"\n",
+                "spoofing",
+            ),
+            (
+                "\n[detection.scan]\ncapacity = 0\nleak-per-sec = 1\nresponse = \"alert\"\n",
+                "capacity",
+            ),
+            (
+                "\n[detection.scan]\ncapacity = 5\nleak-per-sec = 0\nresponse = \"alert\"\n",
+                "leak-per-sec",
+            ),
+            (
+                "\n[detection.scan]\ncapacity = 5\nleak-per-sec = 1\nresponse = \"ban\"\n",
+                "rate-limit",
+            ),
         ] {
             let e = Policy::parse(text).unwrap_err();
             assert_eq!(e.line, 2, "{e}");

@@ -180,7 +180,9 @@ fn a_policys_detection_thresholds_are_put_in_force_and_withdrawn_with_it() {
     .unwrap();
     assert_eq!(tuned.detection[0].leak_milli_per_sec, 10);
     let now = net.now;
-    net.a.ep.set_policy(now, Some(std::sync::Arc::new(tuned.compile())));
+    net.a
+        .ep
+        .set_policy(now, Some(std::sync::Arc::new(tuned.compile())));
     let mut quarantined_after = None;
     for port in 5000..5030u16 {
         net.send(false, &udp(40000, port));
@@ -199,10 +201,15 @@ fn a_policys_detection_thresholds_are_put_in_force_and_withdrawn_with_it() {
         "[[rule]]\naction = \"allow\"\nfrom = \"node:bob\"\nto = \"node:alice\"\nproto = \"udp\"\nports = [\"53\"]\n",
     )
     .unwrap();
-    net.a.ep.set_policy(now, Some(std::sync::Arc::new(deny.compile())));
+    net.a
+        .ep
+        .set_policy(now, Some(std::sync::Arc::new(deny.compile())));
     for port in 6000..6030u16 {
         net.send(false, &udp(40000, port));
         net.pump();
     }
-    assert!(net.a.ep.sanctioned(net.now).is_empty(), "30 targets < 3 × 21");
+    assert!(
+        net.a.ep.sanctioned(net.now).is_empty(),
+        "30 targets < 3 × 21"
+    );
 }
