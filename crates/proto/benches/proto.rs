@@ -288,6 +288,7 @@ fn policy(c: &mut Criterion) {
         enclaves: vec![],
         rules,
         expectations: vec![],
+        detection: vec![],
     };
     let compiled = policy.compile();
     let ids: Vec<_> = (0..50)

@@ -79,6 +79,7 @@ proptest! {
             enclaves: enclaves.into_iter().map(String::from).collect(),
             rules,
             expectations: vec![],
+            detection: vec![],
         };
         let compiled = policy.compile();
         for ((sn, ss, sa), (dn, ds, da), proto, port) in packets {
