@@ -45,6 +45,11 @@ pub enum Evidence {
     /// A signed accusation of a node it accused of nothing before
     /// (`crate::quorum`): attributable wherever it came from.
     Accusation,
+    /// A data plaintext that is not an IP packet: no TUN device makes one.
+    Junk,
+    /// A handshake it initiated and we answered (a replayed initiation
+    /// never completes, so only the member itself makes one).
+    Handshake,
 }
 
 /// The kinds of evidence, as scenarios name them.
@@ -60,6 +65,10 @@ pub enum EvidenceKind {
     BadControl,
     /// See [`Evidence::Accusation`].
     Accusations,
+    /// See [`Evidence::Junk`].
+    Junk,
+    /// See [`Evidence::Handshake`].
+    Handshakes,
 }
 
 /// A response, weakest first.
@@ -121,11 +130,13 @@ pub struct Tuning {
 }
 
 /// The scenarios' names, as a policy's `[detection.NAME]` tables use them.
-pub const SCENARIOS: [&str; 5] = [
+pub const SCENARIOS: [&str; 7] = [
     "scan",
     "denied-flood",
     "spoofing",
     "bad-control",
+    "junk",
+    "handshakes",
     "accusations",
 ];
 
@@ -205,6 +216,26 @@ pub fn default_scenarios() -> Vec<Scenario> {
             evidence: EvidenceKind::BadControl,
             capacity: 10.0,
             leak_per_sec: 0.2,
+            max_response: Response::Quarantine,
+        },
+        // Data that is not IP, inside an authenticated session: no correct
+        // implementation sends it (a TUN device yields only IP packets).
+        Scenario {
+            name: "junk",
+            evidence: EvidenceKind::Junk,
+            capacity: 10.0,
+            leak_per_sec: 0.2,
+            max_response: Response::Quarantine,
+        },
+        // Handshakes a member initiates: a rekey every 2 minutes, a few
+        // after a restart or a NAT change. 30 at once, or one every 10 s
+        // for long, is a member spending our CPU (each costs us an ML-KEM
+        // encapsulation and three X25519).
+        Scenario {
+            name: "handshakes",
+            evidence: EvidenceKind::Handshakes,
+            capacity: 30.0,
+            leak_per_sec: 0.1,
             max_response: Response::Quarantine,
         },
         // A member accusing more nodes than anyone catches scanning: an
@@ -519,7 +550,9 @@ impl Detector {
                 (EvidenceKind::Denied, Evidence::Denied { .. })
                 | (EvidenceKind::Spoofed, Evidence::Spoofed)
                 | (EvidenceKind::BadControl, Evidence::BadControl)
-                | (EvidenceKind::Accusations, Evidence::Accusation) => true,
+                | (EvidenceKind::Accusations, Evidence::Accusation)
+                | (EvidenceKind::Junk, Evidence::Junk)
+                | (EvidenceKind::Handshakes, Evidence::Handshake) => true,
                 _ => false,
             };
             if !counts {

@@ -213,3 +213,64 @@ fn a_policys_detection_thresholds_are_put_in_force_and_withdrawn_with_it() {
         "30 targets < 3 × 21"
     );
 }
+
+/// Bob's quarantine responses raised at Alice, in order, for `scenario`.
+fn responses_for(net: &Net, scenario: &str) -> Vec<Response> {
+    (net.a.events.iter())
+        .filter_map(|e| match e {
+            Event::Alert { alert, .. } if alert.scenario == scenario => Some(alert.response),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_sending_junk_in_its_session_is_quarantined() {
+    let mut net = scanned(EndpointConfig::default().ids);
+    // Plaintexts whose first nibble is neither 4 nor 6 (nor a control
+    // kind): no TUN device makes them.
+    use proto::wire::{TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
+    for _ in 0..40 {
+        let junk = [0x5a_u8; 60];
+        let mut buf = vec![0u8; junk.len() + TRANSPORT_OVERHEAD];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + junk.len()].copy_from_slice(&junk);
+        let (now, unix, peer) = (net.now, net.unix(), net.b.peer);
+        if let SendOutcome::Send { len, .. } = net.b.ep.send(now, unix, peer, &mut buf, junk.len())
+        {
+            net.wire.push((false, buf[..len].to_vec()));
+        }
+        net.pump();
+    }
+    assert_eq!(
+        responses_for(&net, "junk"),
+        [Response::Alert, Response::RateLimit, Response::Quarantine]
+    );
+    assert!(net.a.ep.stats().drops(DropReason::NotIp) >= 33);
+}
+
+#[test]
+fn a_member_flooding_handshakes_is_rate_limited_then_quarantined() {
+    let mut net = scanned(EndpointConfig::default().ids);
+    // Bob initiates again and again, each completing: a member that
+    // ignores the 5 s between initiations (here, a fresh endpoint with
+    // his identity each time; a rekey every 2 minutes is 1 of the 30 the
+    // scenario holds), 20 a second for 5.5 s.
+    for i in 0..110 {
+        let alice = net.restart_b(1000 + i);
+        net.b.peer = net.b.ep.add_peer(alice, Some(net.a.addr), None);
+        let (now, unix, peer) = (net.now, net.unix(), net.b.peer);
+        net.b.ep.initiate(now, unix, peer);
+        net.collect();
+        net.pump();
+        net.advance(std::time::Duration::from_millis(50));
+    }
+    // Alice answers one initiation per 50 ms from one member (WireGuard's
+    // rule), so Bob completes at most 20 a second.
+    assert!(net.a.ep.stats().handshakes_completed <= 111);
+    assert_eq!(
+        responses_for(&net, "handshakes"),
+        [Response::Alert, Response::RateLimit, Response::Quarantine]
+    );
+    let s = net.a.ep.sanctioned(net.now);
+    assert_eq!(s[0].response, Response::Quarantine);
+}

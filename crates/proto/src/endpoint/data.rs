@@ -494,6 +494,7 @@ impl Endpoint {
                 Ok(pkt) => Some(pkt),
                 Err(_) => {
                     self.admission.filter_mut().count_unparsable();
+                    self.report(now, peer, Evidence::Junk);
                     return Err(DropReason::NotIp);
                 }
             },
@@ -501,7 +502,13 @@ impl Endpoint {
         };
         let src = match &parsed {
             Some(pkt) => pkt.src,
-            None => ip::source(plain).ok_or(DropReason::NotIp)?,
+            None => match ip::source(plain) {
+                Some(src) => src,
+                None => {
+                    self.report(now, peer, Evidence::Junk);
+                    return Err(DropReason::NotIp);
+                }
+            },
         };
         let p = self.peers.quiet_mut(peer);
         if !p.cert.as_ref().is_some_and(|c| c.has_address(src)) {

@@ -509,6 +509,9 @@ impl Endpoint {
             }
         };
         let initiator_role = matches!(role, Role::Initiator { .. });
+        if !initiator_role {
+            self.report(now, peer, crate::ids::Evidence::Handshake);
+        }
         // The initiator's address is taken from its answer; a responder keeps
         // the address it knows until the new session is confirmed (a message
         // 1 replayed from elsewhere must not redirect the peer's traffic).
