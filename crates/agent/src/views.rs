@@ -158,6 +158,10 @@ pub fn policy_status(ep: &Endpoint, now: Instant) -> PolicyStatusView {
         Some(Ok(Content::Revocation(l))) => l.entries.len(),
         _ => 0,
     };
+    let offered = |kind| {
+        (ep.newer_offered(kind))
+            .map(|(v, since)| (v, now.saturating_duration_since(since).as_secs()))
+    };
     PolicyStatusView {
         policy_version: ep.bundle(BundleKind::Policy).map(Bundle::version),
         fail_closed: ep.policy().is_some() && ep.bundle(BundleKind::Policy).is_none(),
@@ -177,6 +181,8 @@ pub fn policy_status(ep: &Endpoint, now: Instant) -> PolicyStatusView {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
+        newer_policy_offered: offered(BundleKind::Policy),
+        newer_revocation_offered: offered(BundleKind::Revocation),
     }
 }
 

@@ -45,6 +45,9 @@ const MIN_PATH_MTU: usize = 1280 + 60 + 28;
 /// A direct link that went down this many times in ten minutes is
 /// flapping.
 const FLAPPING_FAILURES: usize = 3;
+/// A newer bundle offered this long and not in force is stale here (a
+/// transfer takes a few round trips; offers repeat every 10 s).
+const STALE_BUNDLE_SECS: u64 = 60;
 /// Clocks further apart than this are flagged: certificates' validity,
 /// revocation lists and policy versions (Unix time by default) are judged
 /// by each node's wall clock, and NTP keeps clocks within milliseconds.
@@ -253,6 +256,15 @@ pub fn diagnose(
             "write one and push it (docs/policy.md) to enforce segments",
         ));
     }
+    for (what, offered) in [
+        ("policy", p.newer_policy_offered),
+        ("revocation list", p.newer_revocation_offered),
+    ] {
+        if let Some((version, secs)) = offered.filter(|(_, s)| *s >= STALE_BUNDLE_SECS) {
+            v.push(finding(Warning, "policy", format!("a newer {what} (version {version}) has been offered by neighbours for {} and is not in force here", duration(secs)),
+                "its transfer or its verification keeps failing: bundle rejects below name why (an old meshd refuses a policy with tables it does not know; a bundle signed by another CA is refused); meshctl policy push it here to see the error"));
+        }
+    }
     if !p.bundle_rejects.is_empty() {
         let r: Vec<String> = p
             .bundle_rejects
@@ -435,6 +447,20 @@ mod tests {
             clock_offset_ms: Some(ms),
             ..peer(name)
         }
+    }
+
+    #[test]
+    fn a_newer_bundle_offered_long_and_not_in_force_is_named() {
+        let mut s = status();
+        s.policy.policy_version = Some(3);
+        s.policy.newer_policy_offered = Some((4, 30));
+        assert!(diagnose(&s, &[], &[], "prevent", 1_900_000_000).is_empty());
+        s.policy.newer_revocation_offered = Some((9, 600));
+        let f = diagnose(&s, &[], &[], "prevent", 1_900_000_000);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].severity, f[0].check), (Severity::Warning, "policy"));
+        assert!(f[0].found.contains("revocation list (version 9)"), "{f:?}");
+        assert!(f[0].found.contains("10m"), "{f:?}");
     }
 
     #[test]

@@ -513,3 +513,34 @@ fn a_configured_peer_outside_the_enclaves_is_never_initiated_to() {
     }
     assert!(m.poll_transmit().is_none());
 }
+
+#[test]
+fn a_newer_bundle_offered_and_never_delivered_is_reported_with_its_age() {
+    use proto::bundle::BundleKind;
+    use proto::control::Control;
+    let mut net = Net::new(EndpointConfig::default());
+    net.send(false, &udp(1, 2));
+    net.pump();
+    assert_eq!(net.a.ep.newer_offered(BundleKind::Policy), None);
+    // Bob offers a policy he cannot deliver (he holds none): Alice asks
+    // for it, gets nothing, and remembers it was offered.
+    let offer = |version| Control::BundleOffer {
+        kind: 1,
+        version,
+        len: 100,
+    };
+    let t0 = net.now;
+    let (now, peer) = (net.now, net.b.peer);
+    assert!(net.b.ep.send_control(now, peer, &offer(7)));
+    net.collect();
+    net.pump();
+    net.advance(Duration::from_secs(20));
+    assert_eq!(net.a.ep.newer_offered(BundleKind::Policy), Some((7, t0)));
+    // A newer version offered later keeps the age of the first offer.
+    let (now, peer) = (net.now, net.b.peer);
+    assert!(net.b.ep.send_control(now, peer, &offer(8)));
+    net.collect();
+    net.pump();
+    assert_eq!(net.a.ep.newer_offered(BundleKind::Policy), Some((8, t0)));
+    assert_eq!(net.a.ep.newer_offered(BundleKind::Revocation), None);
+}

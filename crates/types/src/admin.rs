@@ -350,6 +350,13 @@ pub struct PolicyStatusView {
     pub denied: BTreeMap<String, u64>,
     /// Bundles refused, by reason.
     pub bundle_rejects: BTreeMap<String, u64>,
+    /// A newer policy version neighbours offer and this node has not put
+    /// in force: the version, and for how many seconds it has been offered.
+    #[serde(default)]
+    pub newer_policy_offered: Option<(u64, u64)>,
+    /// The same for the revocation list.
+    #[serde(default)]
+    pub newer_revocation_offered: Option<(u64, u64)>,
 }
 
 /// One revoked certificate.

@@ -54,12 +54,23 @@ pub(crate) struct BundleSync {
     transfers: [Option<Transfer>; 2],
     /// When held bundles are next re-offered to every neighbour.
     offer_at: Option<Instant>,
+    /// The newest version a neighbour offered that is newer than ours, and
+    /// since when it has been offered, by slot (cleared once one as new is
+    /// in force): a version offered long and never put in force means its
+    /// transfer or verification keeps failing.
+    offered: [Option<(u64, Instant)>; 2],
 }
 
 impl BundleSync {
     /// The bundle of `kind` in force.
     pub fn get(&self, kind: BundleKind) -> Option<&Bundle> {
         self.bundles[kind.slot()].as_ref()
+    }
+
+    /// A newer version of `kind` neighbours offer than the one in force,
+    /// and since when.
+    pub fn offered(&self, kind: BundleKind) -> Option<(u64, Instant)> {
+        self.offered[kind.slot()]
     }
 
     /// Checks a bundle: structure, signature by the CA or a policy key it
@@ -95,6 +106,9 @@ impl BundleSync {
     pub fn install(&mut self, cx: &mut Cx<'_>, now: Instant, b: Bundle) {
         let (kind, version) = (b.kind(), b.version());
         self.bundles[kind.slot()] = Some(b);
+        if self.offered[kind.slot()].is_some_and(|(v, _)| v <= version) {
+            self.offered[kind.slot()] = None;
+        }
         if self.transfers[kind.slot()]
             .as_ref()
             .is_some_and(|t| t.version <= version)
@@ -157,6 +171,10 @@ impl BundleSync {
         let held = self.bundles[kind.slot()].as_ref().map(Bundle::version);
         if held.is_some_and(|v| v >= version) || len as usize > MAX_BUNDLE_LEN || len == 0 {
             return;
+        }
+        let offered = &mut self.offered[kind.slot()];
+        if offered.is_none_or(|(v, _)| v < version) {
+            *offered = Some((version, offered.map_or(now, |(_, since)| since)));
         }
         if self.transfers[kind.slot()]
             .as_ref()

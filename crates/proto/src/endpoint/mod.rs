@@ -724,6 +724,13 @@ impl Endpoint {
         self.bundles.get(kind)
     }
 
+    /// A newer version of `kind` than the one in force that neighbours
+    /// have offered, and since when (a policy or revocation list this node
+    /// cannot get: its transfer or verification keeps failing).
+    pub fn newer_offered(&self, kind: BundleKind) -> Option<(u64, Instant)> {
+        self.bundles.offered(kind)
+    }
+
     /// Puts `policy` in force (`None`: everything passes). Tracked flows are
     /// re-checked on their next packet; peers a new enclave definition puts
     /// outside ours are torn down at once.
