@@ -172,16 +172,27 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
         gap < 1000.0,
         "outage around the killed relay {gap} ms (bound 1 s)"
     );
-    // meshctl trace shows the relayed path hop by hop, with a measured RTT.
-    let AdminResponse::Trace(t) = sq.ask(
-        "a",
-        &AdminRequest::Trace {
-            target: "b".into(),
-            timeout_ms: 2000,
-        },
-    ) else {
-        panic!("not a trace");
+    // meshctl trace shows the relayed path hop by hop, with a measured RTT
+    // (its one echo may be lost on a loaded host: up to three traces).
+    let trace = || {
+        let AdminResponse::Trace(t) = sq.ask(
+            "a",
+            &AdminRequest::Trace {
+                target: "b".into(),
+                timeout_ms: 2000,
+            },
+        ) else {
+            panic!("not a trace");
+        };
+        t
     };
+    let mut t = trace();
+    for _ in 0..2 {
+        if t.rtt_ms.is_some() {
+            break;
+        }
+        t = trace();
+    }
     let hops: Vec<&str> = t.hops.iter().map(|h| h.node.as_str()).collect();
     assert_eq!(hops, [other, "b"], "{t:?}");
     assert!(t.rtt_ms.is_some(), "{t:?}");
