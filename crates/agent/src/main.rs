@@ -17,6 +17,7 @@
 
 mod admin;
 mod dns;
+mod dropwatch;
 mod events;
 mod fq;
 mod io;

@@ -65,6 +65,8 @@ pub struct Node {
     pub set_level: SetLevel,
     /// When certificate expiry was last checked (daily).
     expiry_checked: Option<Instant>,
+    /// Drops by reason against their habits (`meshctl doctor`).
+    drop_watch: crate::dropwatch::DropWatch,
 }
 
 /// A ping or trace whose target is being looked up.
@@ -151,6 +153,7 @@ pub async fn run(
         config_path,
         set_level,
         expiry_checked: None,
+        drop_watch: crate::dropwatch::DropWatch::default(),
     };
     let (plans, plans_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
@@ -219,6 +222,7 @@ pub async fn run(
                 node.pinger.expire(Instant::now());
                 node.retry_resolving(&mut out);
                 node.check_expiry();
+                node.watch_drops();
                 node.drain(&mut out);
             }
             _ = shared.timer.notified() => {}
@@ -437,6 +441,20 @@ impl Node {
     }
 
     /// Logs certificates near their end, at start and then daily.
+    /// Feeds the drop counters to their habits (every 10 s at most).
+    fn watch_drops(&mut self) {
+        let s = self.ep.stats();
+        let mut totals: Vec<(&'static str, u64)> = (proto::endpoint::DropReason::ALL.iter())
+            .map(|r| (r.name(), s.drops(*r)))
+            .collect();
+        totals.extend([
+            ("no_route", self.no_route),
+            ("queue_codel", self.queue_drops[0]),
+            ("queue_full", self.queue_drops[1]),
+        ]);
+        self.drop_watch.observe(Instant::now(), totals);
+    }
+
     fn check_expiry(&mut self) {
         let now = Instant::now();
         if self
@@ -557,10 +575,20 @@ impl Node {
                 Err(message) => AdminResponse::Error { message },
             },
             AdminRequest::Status => {
+                let now = Instant::now();
+                let unusual_drops = (self.drop_watch.unusual())
+                    .map(|(reason, u)| types::admin::UnusualDropView {
+                        reason: reason.to_string(),
+                        count: u.count as u64,
+                        usual: u.usual,
+                        age_secs: now.saturating_duration_since(u.at).as_secs(),
+                    })
+                    .collect();
                 let counters = AgentCounters {
                     uptime_secs: self.started.elapsed().as_secs(),
                     no_route: self.no_route,
                     queue_drops: self.queue_drops,
+                    unusual_drops,
                 };
                 let s = views::status(&self.directory(), &self.cfg, &counters);
                 AdminResponse::Status(Box::new(s))

@@ -65,6 +65,8 @@ pub struct AgentCounters {
     pub no_route: u64,
     /// Packets the flow queues dropped: CoDel, overflow.
     pub queue_drops: [u64; 2],
+    /// Drop reasons out of their normal range lately.
+    pub unusual_drops: Vec<types::admin::UnusualDropView>,
 }
 
 /// `meshctl status`.
@@ -106,6 +108,7 @@ pub fn status(dir: &Directory<'_>, cfg: &NodeConfig, counters: &AgentCounters) -
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
         drops,
+        unusual_drops: counters.unusual_drops.clone(),
         policy: policy_status(ep, dir.now),
         routing: RoutingStatusView {
             relay: cfg.routing.relay.relays() && !ep.no_transit(),
@@ -500,6 +503,7 @@ mod tests {
                 uptime_secs: 3,
                 no_route: 2,
                 queue_drops: [0, 1],
+                unusual_drops: Vec::new(),
             },
         );
         assert_eq!((s.name.as_str(), s.peers, s.sessions), ("a", 1, 1));

@@ -235,6 +235,24 @@ pub fn diagnose(
             ));
         }
     }
+    for u in &s.unusual_drops {
+        let what = notable.iter().find(|(r, _)| *r == u.reason).map_or(
+            "meshctl status lists every drop reason; meshd's log names the peers involved",
+            |(_, w)| *w,
+        );
+        v.push(finding(
+            Warning,
+            "drops",
+            format!(
+                "{} {} drops in 10 s, {} ago, where {:.0} is usual",
+                u.count,
+                u.reason,
+                duration(u.age_secs),
+                u.usual
+            ),
+            what,
+        ));
+    }
     if s.routing.local_stalls > 0 {
         v.push(finding(Warning, "host", format!("meshd's timers ran 100 ms or more late {} time(s)", s.routing.local_stalls),
             "the host was starved of CPU or suspended; links may have been declared down falsely meanwhile"));
@@ -447,6 +465,26 @@ mod tests {
             clock_offset_ms: Some(ms),
             ..peer(name)
         }
+    }
+
+    #[test]
+    fn drops_out_of_their_normal_range_are_named_with_what_is_usual() {
+        let mut s = status();
+        s.policy.policy_version = Some(3);
+        s.unusual_drops = vec![types::admin::UnusualDropView {
+            reason: "decrypt".into(),
+            count: 3000,
+            usual: 0.2,
+            age_secs: 30,
+        }];
+        let f = diagnose(&s, &[], &[], "prevent", 1_900_000_000);
+        assert_eq!((f[0].severity, f[0].check), (Severity::Warning, "drops"));
+        assert!(
+            f[0].found
+                .contains("3000 decrypt drops in 10 s, 30s ago, where 0 is usual"),
+            "{f:?}"
+        );
+        assert!(f[0].fix.contains("forgery"), "{f:?}");
     }
 
     #[test]

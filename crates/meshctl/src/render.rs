@@ -192,6 +192,16 @@ pub fn status(s: &StatusView) -> String {
             let _ = writeln!(o, "  dropped      {v} {k}");
         }
     }
+    for u in &s.unusual_drops {
+        let _ = writeln!(
+            o,
+            "  unusual      {} {} in 10 s, {} ago (usually {:.0})",
+            u.count,
+            u.reason,
+            duration(u.age_secs),
+            u.usual
+        );
+    }
     o
 }
 

@@ -328,7 +328,7 @@ const HABIT_MIN_WINDOWS: u32 = 12;
 const HABIT_SIGMAS: f64 = 6.0;
 /// ...plus this many packets (a peer denied nothing so far is not flagged
 /// for a handful).
-const HABIT_FLOOR: f64 = 20.0;
+const DENIED_FLOOR: f64 = 20.0;
 /// Flagged windows are kept out of the habit (a surge does not teach
 /// that surges are normal) until this many in a row: then the new level
 /// is learned, as a changed habit.
@@ -336,13 +336,16 @@ const HABIT_MAX_STREAK: u32 = 6;
 /// A habit is kept this long after its peer's last denied packet.
 const HABIT_MEMORY: Duration = Duration::from_secs(600);
 
-/// A peer's own habit of sending what the policy denies: an online
-/// (exponentially weighted) mean and variance of denied packets per
-/// [`HABIT_WINDOW`], so a sudden surge is flagged against what is normal
-/// for that peer, without a hand-set threshold (a client retrying a
-/// denied service all day is its habit; ten times that is news).
+/// A learned habit: an online (exponentially weighted) mean and variance
+/// of a count per [`HABIT_WINDOW`], so a sudden surge is flagged against
+/// what is normal for that source, without a hand-set threshold. Here, a
+/// peer's packets the policy denies (a client retrying a denied service
+/// all day is its habit; ten times that is news); the agent keeps one per
+/// drop reason.
 #[derive(Debug, Clone, Default)]
-struct Habit {
+pub struct Habit {
+    /// A window is unusual only above the usual by this much too.
+    floor: f64,
     start: Option<Instant>,
     last: Option<Instant>,
     count: f64,
@@ -355,6 +358,25 @@ struct Habit {
 }
 
 impl Habit {
+    /// A habit that flags a window above mean + 6 σ + `floor`, once it has
+    /// two minutes of history.
+    pub fn new(floor: f64) -> Self {
+        Self {
+            floor,
+            ..Self::default()
+        }
+    }
+
+    /// The usual count per window (10 s).
+    pub fn usual(&self) -> f64 {
+        self.mean
+    }
+
+    /// The count of the window in progress.
+    pub fn current(&self) -> f64 {
+        self.count
+    }
+
     fn update(&mut self, x: f64) {
         let d = x - self.mean;
         self.mean += HABIT_ALPHA * d;
@@ -387,16 +409,16 @@ impl Habit {
         self.start = Some(start + HABIT_WINDOW * u32::try_from(n).unwrap_or(u32::MAX));
     }
 
-    /// Counts one denied packet; true when this window just left the
-    /// habit (once per window).
-    fn count(&mut self, now: Instant) -> bool {
+    /// Counts `n` more in the window of `now`; true when this window just
+    /// left the habit (once per window).
+    pub fn add(&mut self, now: Instant, n: f64) -> bool {
         self.roll(now);
         self.last = Some(now);
-        self.count += 1.0;
+        self.count += n;
         if self.flagged || self.windows < HABIT_MIN_WINDOWS {
             return false;
         }
-        let limit = self.mean + HABIT_SIGMAS * self.var.sqrt() + HABIT_FLOOR;
+        let limit = self.mean + HABIT_SIGMAS * self.var.sqrt() + self.floor;
         self.flagged = self.count > limit;
         self.flagged
     }
@@ -513,6 +535,9 @@ impl Detector {
         let scenarios = self.config.scenarios.len();
         let st = self.peers.entry(node).or_default();
         st.buckets.resize_with(scenarios, Bucket::default);
+        if st.habit.floor == 0.0 {
+            st.habit.floor = DENIED_FLOOR;
+        }
         // A scan counts new targets only.
         let new_target = match ev {
             Evidence::Denied { dst, proto, port } => {
@@ -521,7 +546,7 @@ impl Detector {
             _ => false,
         };
         let mut raised = None;
-        if matches!(ev, Evidence::Denied { .. }) && st.habit.count(now) {
+        if matches!(ev, Evidence::Denied { .. }) && st.habit.add(now, 1.0) {
             // A departure from its own habit: an alert, never a sanction
             // (a habit learned from little is a weak judge).
             st.surges += 1;

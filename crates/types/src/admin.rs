@@ -201,6 +201,20 @@ pub struct AccusationView {
     pub counts: bool,
 }
 
+/// A drop reason out of its normal range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UnusualDropView {
+    /// The reason (as in `drops`).
+    pub reason: String,
+    /// Drops in the unusual 10 s window.
+    pub count: u64,
+    /// What is usual for it per 10 s, as learned.
+    pub usual: f64,
+    /// Seconds since that window.
+    pub age_secs: u64,
+}
+
 /// A peer under a sanction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -266,6 +280,10 @@ pub struct StatusView {
     pub handshake_failures: BTreeMap<String, u64>,
     /// Drops by reason (only reasons with a count).
     pub drops: BTreeMap<String, u64>,
+    /// Drop reasons that had a 10 s window far above their learned habit
+    /// in the last 10 minutes.
+    #[serde(default)]
+    pub unusual_drops: Vec<UnusualDropView>,
     /// Policy and revocation state.
     #[serde(default)]
     pub policy: PolicyStatusView,
