@@ -595,6 +595,19 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             sync: true,
             entries: vec![(proto::wire::NodeId(1), 2)],
         }),
+        // Alice accuses node 5 (the insecure provider's signatures always
+        // verify, so it reaches the book of accusations).
+        Control::Accusation(proto::control::Accusation {
+            accuser: proto::wire::NodeId::of(f.alice.static_public()),
+            accused: proto::wire::NodeId(5),
+            seq: 1,
+            since_unix: NOW_SECS,
+            expires_unix: NOW_SECS + 60,
+            withdrawn: false,
+            scenario: "scan".into(),
+            cert: f.alice.certificate().as_bytes().to_vec(),
+            signature: [3; 64],
+        }),
     ] {
         let bytes = m.encode();
         // Each control message alone through a live session, 100 ms apart.
