@@ -112,6 +112,13 @@ pub struct ScaleReport {
     /// The seed of the run (topology, latencies, keys, losses).
     #[serde(default)]
     pub seed: u64,
+    /// Processing cost virtual time (`crate::sim::CpuModel::measured`).
+    #[serde(default)]
+    pub cpu_model: bool,
+    /// The busiest node's CPU time over the bring-up's virtual time (0
+    /// without the CPU model).
+    #[serde(default)]
+    pub busiest_cpu_share_bring_up: f64,
 }
 
 /// The figures [`spread`] summarises: name, unit, and how to read it from a
@@ -162,6 +169,8 @@ pub struct Impairment {
     pub loss: f64,
     /// Extra delay, uniform in `0..jitter`.
     pub jitter: Duration,
+    /// Processing costs virtual time ([`crate::sim::CpuModel::measured`]).
+    pub cpu: bool,
 }
 
 /// Ring plus random chords: `(a, b, latency)` with average degree `degree`.
@@ -261,6 +270,9 @@ pub(crate) fn impaired_mesh(
         sim.set_loss(a, b, impair.loss);
         sim.set_jitter(a, b, impair.jitter);
     }
+    if impair.cpu {
+        sim.set_cpu_model(Some(crate::sim::CpuModel::measured()));
+    }
     Ok((sim, links))
 }
 
@@ -324,6 +336,11 @@ pub fn run(
         }
     }
     let bring_up = bring_up.ok_or("the mesh did not converge within 120 virtual seconds")?;
+    // Under the CPU model: the busiest node's share of the bring-up.
+    let busiest = (sim.nodes.iter())
+        .map(|n| n.busy.as_secs_f64())
+        .fold(0.0, f64::max)
+        / sim.elapsed().as_secs_f64();
 
     // Steady state: let startup floods settle, then count a window.
     for _ in 0..15 {
@@ -527,6 +544,8 @@ pub fn run(
             .map(|n| n.ep.stats().adverts_retransmitted)
             .sum(),
         seed,
+        cpu_model: impair.cpu,
+        busiest_cpu_share_bring_up: busiest,
     })
 }
 

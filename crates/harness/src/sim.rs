@@ -72,6 +72,41 @@ pub struct SimNode {
     pub stalled_until: Option<Instant>,
     /// UDP payload bytes this node put on links (all kinds).
     pub bytes_sent: u64,
+    /// Virtual time this node spent working, under a [`CpuModel`].
+    pub busy: Duration,
+    /// Datagrams that arrived while it was stalled or busy, in order
+    /// (sequence numbers of `Sim::in_flight`, and the sender).
+    backlog: std::collections::VecDeque<(u64, usize)>,
+}
+
+/// What processing costs a node, charged to its virtual clock: while it
+/// works, datagrams wait in its socket and its timers wait, as on a real
+/// host (a hub verifying thousands of signatures at bring-up saturates).
+/// What a call costs is read from the endpoint's counters around it.
+/// Outputs of a call leave at its start (the error is one call's cost).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuModel {
+    /// Every datagram received or timer run (parsing, lookups, an AEAD pass).
+    pub per_call: Duration,
+    /// Every Ed25519 signature checked (adverts, certificates, accusations).
+    pub per_signature: Duration,
+    /// Every handshake completed (ML-KEM, X25519, signature checks).
+    pub per_handshake: Duration,
+}
+
+impl CpuModel {
+    /// Costs measured on this project's benchmark machine (docs/scale.md,
+    /// "CPU model"): an Ed25519 verification 150 µs (115–170 µs measured),
+    /// one side of a hybrid handshake 370 µs (`handshake/hybrid_first_contact`
+    /// 737 µs for both), a datagram 5 µs (`endpoint_1400/send_and_receive`
+    /// 2.2 µs for both ends, rounded up for control-message handling).
+    pub fn measured() -> Self {
+        Self {
+            per_call: Duration::from_micros(5),
+            per_signature: Duration::from_micros(150),
+            per_handshake: Duration::from_micros(370),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +148,9 @@ pub struct Sim {
     pub sent: u64,
     ca: TrustedCa,
     ca_seed: [u8; 32],
+    cpu: Option<CpuModel>,
+    /// When a stalled or busy node reads its backlog next.
+    wakes: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 impl Link {
@@ -241,6 +279,8 @@ impl Sim {
                 down: false,
                 stalled_until: None,
                 bytes_sent: 0,
+                busy: Duration::ZERO,
+                backlog: std::collections::VecDeque::new(),
             });
         }
         let mut link_map = HashMap::new();
@@ -283,6 +323,8 @@ impl Sim {
             sent: 0,
             ca,
             ca_seed,
+            cpu: None,
+            wakes: BinaryHeap::new(),
         };
         sim.deadlines = vec![None; sim.nodes.len()];
         // Every node handshakes with its direct neighbours at start, as meshd does.
@@ -560,7 +602,11 @@ impl Sim {
         for _ in 0..bound {
             let arrival = self.queue.peek().map(|Reverse((t, ..))| *t);
             let timer = self.next_timer();
-            let next = [arrival, timer.map(|(t, _)| t)].into_iter().flatten().min();
+            let wake = self.wakes.peek().map(|Reverse((t, _))| *t);
+            let next = [arrival, timer.map(|(t, _)| t), wake]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(t) = next.filter(|t| *t <= until) else {
                 self.now = self.now.max(until);
                 return;
@@ -570,14 +616,22 @@ impl Sim {
                 if let Some(Reverse((_, seq, from, to))) = self.queue.pop() {
                     if let Some(resume) = self.stalled(to) {
                         // Waits in its socket until after its timers ran.
-                        let later = resume + Duration::from_micros(1);
-                        self.queue.push(Reverse((later, seq, from, to)));
+                        if self.nodes[to].backlog.is_empty() {
+                            let later = resume + Duration::from_micros(1);
+                            self.wakes.push(Reverse((later, to)));
+                        }
+                        self.nodes[to].backlog.push_back((seq, from));
                         continue;
                     }
                     if let Some(d) = self.in_flight.remove(&seq) {
                         self.arrive(from, to, d);
                     }
                 }
+            } else if wake.is_some_and(|w| w <= t && timer.is_none_or(|(tt, _)| w < tt)) {
+                let Some(Reverse((_, i))) = self.wakes.pop() else {
+                    continue;
+                };
+                self.read_backlog(i);
             } else if let Some((_, i)) = timer {
                 self.timers.pop();
                 if let Some(resume) = self.stalled(i) {
@@ -587,11 +641,60 @@ impl Sim {
                 }
                 self.deadlines[i] = None;
                 let (now, unix) = (self.now, self.unix_nanos());
+                let before = self.work(i);
                 self.nodes[i].ep.handle_timeout(now, unix);
+                self.charge(i, before);
                 self.drain(i);
             }
         }
         panic!("simulation did not reach {until:?} in {bound} steps");
+    }
+
+    /// Charges processing to every node's virtual clock from now on
+    /// (`None`: processing is free, the default).
+    pub fn set_cpu_model(&mut self, cpu: Option<CpuModel>) {
+        self.cpu = cpu;
+    }
+
+    /// What node `i`'s counters say it has done that costs CPU.
+    fn work(&self, i: usize) -> (u64, u64) {
+        let s = self.nodes[i].ep.stats();
+        (s.signatures_checked, s.handshakes_completed)
+    }
+
+    /// Charges node `i` for one call, given its work counters before it.
+    fn charge(&mut self, i: usize, before: (u64, u64)) {
+        let Some(cpu) = self.cpu else {
+            return;
+        };
+        let after = self.work(i);
+        let sigs = u32::try_from(after.0 - before.0).unwrap_or(u32::MAX);
+        let hs = u32::try_from(after.1 - before.1).unwrap_or(u32::MAX);
+        let cost = cpu.per_call + cpu.per_signature * sigs + cpu.per_handshake * hs;
+        let n = &mut self.nodes[i];
+        let start = n
+            .stalled_until
+            .filter(|t| *t > self.now)
+            .unwrap_or(self.now);
+        n.stalled_until = Some(start + cost);
+        n.busy += cost;
+    }
+
+    /// Node `i` reads the datagrams that waited for it, in order, while
+    /// it is free (each may make it busy again: the rest wait on).
+    fn read_backlog(&mut self, i: usize) {
+        while self.stalled(i).is_none() {
+            let Some((seq, from)) = self.nodes[i].backlog.pop_front() else {
+                return;
+            };
+            if let Some(d) = self.in_flight.remove(&seq) {
+                self.arrive(from, i, d);
+            }
+        }
+        if let (Some(resume), false) = (self.stalled(i), self.nodes[i].backlog.is_empty()) {
+            let later = resume + Duration::from_micros(1);
+            self.wakes.push(Reverse((later, i)));
+        }
     }
 
     /// Runs for `d` of virtual time.
@@ -607,7 +710,9 @@ impl Sim {
         }
         let src = self.nodes[from].addr;
         let (now, unix) = (self.now, self.unix_nanos());
+        let before = self.work(to);
         let r = self.nodes[to].ep.handle_datagram(now, unix, src, &mut d);
+        self.charge(to, before);
         match r {
             Received::Data { peer, len } => {
                 let sender = self.nodes[to]

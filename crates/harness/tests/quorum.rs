@@ -13,6 +13,7 @@ fn one_accuser_moves_nobody_and_three_move_every_node_within_a_second() {
     let impair = Impairment {
         loss: 0.05,
         jitter: Duration::from_millis(2),
+        cpu: false,
     };
     let r = harness::quorum::run(48, 8, 4, 3, impair).unwrap();
     assert_eq!(r.after_one_accuser, 0, "{r:?}");

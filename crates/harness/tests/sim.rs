@@ -1148,3 +1148,32 @@ fn the_join_measurement_sees_every_joiner_join_and_reach_others() {
     // window, most of them while the spacing grows).
     assert!(r.relay_route_computations_per_sec_max < 25.0, "{r:?}");
 }
+
+/// The CPU model charges a hub for what it verifies: 60 leaves each bring
+/// a handshake and a signed advert, so the hub is busy at least 60 × (370 +
+/// 150) µs, and the leaves' datagrams wait while it works; without the
+/// model processing is free.
+#[test]
+fn the_cpu_model_makes_a_hub_pay_for_its_handshakes_and_signatures() {
+    use harness::sim::CpuModel;
+    let names: Vec<String> = (0..61).map(|i| format!("n{i}")).collect();
+    let links: Vec<(usize, usize, Duration)> = (1..61).map(|i| (0, i, ms(1))).collect();
+    let config = |i: usize| EndpointConfig {
+        relay: i == 0,
+        ..EndpointConfig::default()
+    };
+    let run = |cpu: Option<CpuModel>| {
+        let mut sim = Sim::build_each(5, &names, &links, config, false);
+        sim.set_cpu_model(cpu);
+        sim.run_for(Duration::from_secs(5));
+        let held = sim.nodes[0].ep.router().advert_count();
+        (sim.nodes[0].busy, held)
+    };
+    let (free, held_free) = run(None);
+    assert_eq!(free, Duration::ZERO);
+    let (busy, held) = run(Some(CpuModel::measured()));
+    assert!(busy >= Duration::from_micros(60 * (370 + 150)), "{busy:?}");
+    assert!(busy < Duration::from_secs(1), "{busy:?}");
+    // Slower, not broken: the hub still holds every leaf's advert.
+    assert_eq!((held_free, held), (60, 60));
+}

@@ -219,6 +219,7 @@ impl Endpoint {
             Ok(c) => c,
             Err(reason) => return self.reject_accusation(reason),
         };
+        self.out.stats.signatures_checked += 1 + u64::from(carried);
         let key = cert.body().advert_key;
         let crypto = &self.local.crypto;
         if (crypto.ed25519_verify(&key, &a.signed_bytes(), &a.signature)).is_err() {

@@ -495,6 +495,7 @@ impl Gossip {
             self.park(cx, now, from, advert);
             return;
         };
+        cx.out.stats.signatures_checked += 1;
         if let Some(a) = self.shared.as_ref().and_then(|s| s.advert(&advert)) {
             self.take_advert(cx, now, from, a); // verified by another endpoint
             return;
@@ -570,6 +571,7 @@ impl Gossip {
             .shared
             .as_ref()
             .is_some_and(|s| s.cert(origin, bytes).is_some());
+        cx.out.stats.signatures_checked += 1;
         let local = &*cx.local;
         if !known
             && local

@@ -246,6 +246,10 @@ pub struct Stats {
     pub advert_rejects: HashMap<&'static str, u64>,
     /// Origin certificates fetched from neighbours.
     pub certs_fetched: u64,
+    /// Ed25519 signatures checked for gossip: adverts, origin and accuser
+    /// certificates, accusations (counted too where the simulator's
+    /// shared store spared the work: what a real node would spend).
+    pub signatures_checked: u64,
     /// Accusations (signed alerts) this node originated: its own
     /// quarantines, their refreshes and withdrawals.
     pub accusations_originated: u64,
