@@ -158,3 +158,74 @@ fn the_end_of_a_hold_down_is_advertised_within_a_second() {
         "c saw the hold-down end {settled:?} after the link came back"
     );
 }
+
+/// Two rings of 16 relays joined by two bridges, 2 % loss everywhere. The
+/// bridges are cut (a partition): every node loses its routes to the other
+/// side once the cut is detected; healed, every node routes to every other
+/// again within seconds, and the retransmission lists drain.
+#[test]
+fn a_partition_is_agreed_on_and_healed_within_seconds() {
+    let half = 16;
+    let ms = |n| Duration::from_millis(n);
+    let mut links: Vec<(usize, usize, Duration)> = Vec::new();
+    for side in [0, half] {
+        for i in 0..half {
+            links.push((side + i, side + (i + 1) % half, ms(1 + i as u64 % 5)));
+        }
+    }
+    let bridges = [(0, half), (half / 2, half + half / 2)];
+    links.extend(bridges.iter().map(|&(a, b)| (a, b, ms(3))));
+    let names: Vec<String> = (0..2 * half).map(|i| format!("n{i}")).collect();
+    let mut sim = Sim::build(11, &names, &links, EndpointConfig::default(), false);
+    for &(a, b, _) in &links {
+        sim.set_loss(a, b, 0.02);
+    }
+    let ids: Vec<NodeId> = sim.nodes.iter().map(|n| n.ep.node_id()).collect();
+    let routed = |sim: &Sim, a: usize, b: usize| sim.nodes[a].ep.router().route(ids[b]).is_some();
+    let across = |sim: &Sim| {
+        (0..half)
+            .flat_map(|a| (half..2 * half).map(move |b| (a, b)))
+            .filter(|&(a, b)| routed(sim, a, b) || routed(sim, b, a))
+            .count()
+    };
+    // Up: every pair routed.
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(across(&sim), half * half, "not every pair routed at start");
+    // Partition: no route across within 10 s (detection ~5 s, then flooding).
+    for &(a, b) in &bridges {
+        sim.cut(a, b);
+    }
+    let cut = sim.elapsed();
+    let mut agreed = None;
+    while sim.elapsed() - cut < Duration::from_secs(20) {
+        sim.run_for(ms(100));
+        if across(&sim) == 0 {
+            agreed = Some(sim.elapsed() - cut);
+            break;
+        }
+    }
+    let agreed = agreed.unwrap_or_else(|| panic!("{} pairs still routed across", across(&sim)));
+    assert!(agreed < Duration::from_secs(10), "{agreed:?}");
+    // Within each side, routes stay.
+    assert!((1..half).all(|b| routed(&sim, 0, b)));
+    // Heal: every pair routed again, and the lists drain.
+    for &(a, b) in &bridges {
+        sim.heal(a, b);
+    }
+    let healed_at = sim.elapsed();
+    let mut healed = None;
+    while sim.elapsed() - healed_at < Duration::from_secs(30) {
+        sim.run_for(ms(100));
+        if across(&sim) == half * half {
+            healed = Some(sim.elapsed() - healed_at);
+            break;
+        }
+    }
+    let healed =
+        healed.unwrap_or_else(|| panic!("{} of {} pairs routed", across(&sim), half * half));
+    assert!(healed < Duration::from_secs(10), "{healed:?}");
+    sim.run_for(Duration::from_secs(10));
+    let unacked: usize = (sim.nodes.iter()).map(|n| n.ep.adverts_unacked()).sum();
+    assert_eq!(unacked, 0);
+    println!("partition agreed after {agreed:?}, healed after {healed:?}");
+}
