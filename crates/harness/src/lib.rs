@@ -3,6 +3,7 @@
 //! (`mesh-harness`) and the end-to-end tests use it.
 #![warn(missing_docs)]
 
+pub mod churn;
 pub mod join;
 pub mod netns;
 pub mod quorum;

@@ -116,6 +116,32 @@ enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Churn in the simulator: a share of the nodes crashes every minute
+    /// and each starts again after a pause; random pairs of live nodes are
+    /// checked every second for a path. Prints one JSON line per size.
+    Churn {
+        /// Mesh sizes to run (repeatable; each at most 10000).
+        #[arg(long = "nodes", required = true, value_parser = clap::value_parser!(u64).range(8..=10_000))]
+        nodes: Vec<u64>,
+        /// Relaying nodes as a percentage of each size.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
+        relay_percent: u64,
+        /// Nodes crashed per minute, percent of the mesh.
+        #[arg(long, default_value_t = 5.0)]
+        churn_percent: f64,
+        /// Seconds a crashed node stays down before it starts again.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        down_secs: u64,
+        /// Virtual minutes of churn.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+        minutes: u64,
+        /// Seed of topology, latencies, keys and the churn.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Every link loses this percentage of its datagrams, each way.
+        #[arg(long, default_value_t = 0.0)]
+        loss_percent: f64,
+    },
     /// Mesh-wide quarantine by agreement in the simulator: a relaying
     /// member spoofs towards one neighbour (nobody else may follow), then
     /// two more; reports when the other nodes quarantined it on the three
@@ -647,6 +673,36 @@ fn main() -> ExitCode {
             println!(
                 "{}",
                 serde_json::to_string(&r).map_err(|e| format!("join: {e}"))?
+            );
+            Ok(())
+        }),
+        Command::Churn {
+            nodes,
+            relay_percent,
+            churn_percent,
+            down_secs,
+            minutes,
+            seed,
+            loss_percent,
+        } => nodes.iter().try_for_each(|&n| {
+            if !(0.0..=50.0).contains(&loss_percent) || !(0.1..=50.0).contains(&churn_percent) {
+                return Err(
+                    "churn: --loss-percent takes 0 to 50, --churn-percent 0.1 to 50".into(),
+                );
+            }
+            let n = n as usize;
+            let relays = (n * relay_percent as usize / 100).max(3);
+            let impair = harness::scale::Impairment {
+                loss: loss_percent / 100.0,
+                jitter: Duration::ZERO,
+                cpu: false,
+            };
+            let down = Duration::from_secs(down_secs);
+            let r = harness::churn::run(n, relays, seed, churn_percent, down, minutes, impair)
+                .map_err(|e| format!("churn {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("churn: {e}"))?
             );
             Ok(())
         }),

@@ -77,6 +77,22 @@ pub struct SimNode {
     /// Datagrams that arrived while it was stalled or busy, in order
     /// (sequence numbers of `Sim::in_flight`, and the sender).
     backlog: std::collections::VecDeque<(u64, usize)>,
+    /// What [`Sim::restart`] starts it again with.
+    boot: Boot,
+}
+
+/// A node's identity and settings, to start it again.
+#[derive(Clone)]
+struct Boot {
+    cert: proto::cert::Certificate,
+    secret: [u8; 32],
+    config: EndpointConfig,
+}
+
+impl std::fmt::Debug for Boot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Boot").finish_non_exhaustive()
+    }
 }
 
 /// What processing costs a node, charged to its virtual clock: while it
@@ -254,6 +270,14 @@ impl Sim {
                     },
                 )
                 .expect("simulated names are valid");
+            let boot = Boot {
+                cert: cert.clone(),
+                secret,
+                config: EndpointConfig {
+                    shared: Some(store.clone()),
+                    ..config(i)
+                },
+            };
             let identity = Identity::new(&c, cert, secret).expect("key matches certificate");
             statics.push(public);
             nodes.push(SimNode {
@@ -262,10 +286,7 @@ impl Sim {
                     crypto.clone(),
                     ca.clone(),
                     identity,
-                    EndpointConfig {
-                        shared: Some(store.clone()),
-                        ..config(i)
-                    },
+                    boot.config.clone(),
                     Box::new(ChaCha20Rng::seed_from_u64(rng.next_u64())),
                 ),
                 addr: SocketAddr::from((
@@ -281,6 +302,7 @@ impl Sim {
                 bytes_sent: 0,
                 busy: Duration::ZERO,
                 backlog: std::collections::VecDeque::new(),
+                boot,
             });
         }
         let mut link_map = HashMap::new();
@@ -452,6 +474,48 @@ impl Sim {
     /// Crashes node `n`: it drops everything and runs no timers.
     pub fn crash(&mut self, n: usize) {
         self.nodes[n].down = true;
+    }
+
+    /// Starts crashed (or running) node `n` again: a new endpoint with its
+    /// identity and settings and no state, knowing its link neighbours, and
+    /// handshaking with each, as meshd does at start.
+    pub fn restart(&mut self, n: usize) {
+        let boot = self.nodes[n].boot.clone();
+        let identity = Identity::new(&RealCrypto, boot.cert, boot.secret)
+            .expect("the key matched this certificate at build");
+        let seed = self.rng.next_u64();
+        let ep = Endpoint::new(
+            Arc::new(RealCrypto),
+            self.ca.clone(),
+            identity,
+            boot.config,
+            Box::new(ChaCha20Rng::seed_from_u64(seed)),
+        );
+        let node = &mut self.nodes[n];
+        node.ep = ep;
+        node.down = false;
+        node.stalled_until = None;
+        node.peers.clear();
+        node.backlog.clear();
+        let mut neighbours: Vec<usize> = (self.links.keys())
+            .filter_map(|&(a, b)| match (a == n, b == n) {
+                (true, _) => Some(b),
+                (_, true) => Some(a),
+                _ => None,
+            })
+            .collect();
+        neighbours.sort_unstable();
+        let (now, unix) = (self.now, self.unix_nanos());
+        for j in neighbours {
+            let (key, addr) = (
+                *self.nodes[j].ep.identity().static_public(),
+                self.nodes[j].addr,
+            );
+            let id = self.nodes[n].ep.add_peer(key, Some(addr), None);
+            self.nodes[n].peers.insert(j, id);
+            self.nodes[n].ep.initiate(now, unix, id);
+        }
+        self.drain(n);
     }
 
     /// Stops node `n` for `d` (a paused VM, a starved process): nothing it
