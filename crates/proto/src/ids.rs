@@ -484,6 +484,20 @@ pub struct Detector {
     sanctions_until: Option<Instant>,
 }
 
+/// Keeps `alert` for listing (the oldest goes beyond [`MAX_ALERTS`]) and
+/// counts it by scenario and response.
+fn record(
+    alerts: &mut VecDeque<Alert>,
+    counts: &mut HashMap<(&'static str, Response), u64>,
+    alert: &Alert,
+) {
+    *counts.entry((alert.scenario, alert.response)).or_default() += 1;
+    if alerts.len() == MAX_ALERTS {
+        alerts.pop_front();
+    }
+    alerts.push_back(alert.clone());
+}
+
 /// [`Detector::expire`] does its work at most this often.
 const EXPIRE_EVERY: Duration = Duration::from_secs(10);
 
@@ -559,14 +573,7 @@ impl Detector {
                 until: None,
                 accusers: Vec::new(),
             };
-            *self
-                .counts
-                .entry(("denied-surge", Response::Alert))
-                .or_default() += 1;
-            if self.alerts.len() == MAX_ALERTS {
-                self.alerts.pop_front();
-            }
-            self.alerts.push_back(alert.clone());
+            record(&mut self.alerts, &mut self.counts, &alert);
             raised = Some(alert);
         }
         for (i, sc) in self.config.scenarios.iter().enumerate() {
@@ -648,11 +655,7 @@ impl Detector {
                 until,
                 accusers: Vec::new(),
             };
-            *self.counts.entry((sc.name, response)).or_default() += 1;
-            if self.alerts.len() == MAX_ALERTS {
-                self.alerts.pop_front();
-            }
-            self.alerts.push_back(alert.clone());
+            record(&mut self.alerts, &mut self.counts, &alert);
             if raised
                 .as_ref()
                 .is_none_or(|r: &Alert| r.response < alert.response)
@@ -776,14 +779,7 @@ impl Detector {
             until: Some(until),
             accusers,
         };
-        *self
-            .counts
-            .entry(("quorum", Response::Quarantine))
-            .or_default() += 1;
-        if self.alerts.len() == MAX_ALERTS {
-            self.alerts.pop_front();
-        }
-        self.alerts.push_back(alert.clone());
+        record(&mut self.alerts, &mut self.counts, &alert);
         Some(alert)
     }
 
