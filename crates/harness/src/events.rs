@@ -87,8 +87,8 @@ fn restart(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
     if !killed.success() {
         return Err(format!("kill {pid}: meshd on {host} was not running"));
     }
-    // Gone, or a zombie of whoever started it (this process, which reaps
-    // its agents only when it exits).
+    // Gone (its reaper in `netns::start_agent` waited for it), or a zombie
+    // for the instant before that.
     let status = format!("/proc/{pid}/status");
     let t = Instant::now();
     while std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("State:\tZ")) {

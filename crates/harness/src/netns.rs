@@ -449,7 +449,7 @@ pub fn start_agent(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
     let log = (std::fs::OpenOptions::new().create(true).append(true))
         .open(dir.join(format!("{host}.log")))
         .map_err(|e| e.to_string())?;
-    let child = in_namespace(topo, host)
+    let mut child = in_namespace(topo, host)
         .arg(meshd)
         .arg("--config")
         .arg(dir.join(format!("{host}.toml")))
@@ -459,7 +459,11 @@ pub fn start_agent(topo: &str, host: &str, meshd: &Path) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", meshd.display()))?;
     std::fs::write(dir.join(format!("{host}.pid")), child.id().to_string())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // Reaped when it exits (stopped by `down`, or restarted by a check), so
+    // no zombie outlives it.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 /// Spawns `args` inside `host`'s namespace with stdout as given and stderr discarded.

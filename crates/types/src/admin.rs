@@ -91,6 +91,7 @@ pub enum AdminResponse {
         text: String,
     },
     /// Answer to `push-bundle`: now in force.
+    #[serde(rename_all = "kebab-case")]
     Pushed {
         /// `policy` or `revocation`.
         kind: String,
@@ -99,7 +100,7 @@ pub enum AdminResponse {
         /// Peers the bundle puts outside this node's enclaves, whose
         /// sessions stay open a few seconds to hand it to them (their
         /// outcome shows in `peers`, `bundle-handover`).
-        #[serde(default)]
+        #[serde(default, alias = "handing_over")]
         handing_over: Vec<String>,
     },
     /// Answer to `policy-show`.
