@@ -172,6 +172,19 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
         gap < 1000.0,
         "outage around the killed relay {gap} ms (bound 1 s)"
     );
+    // b answers a's echo on its own route to a: b sent nothing through the
+    // dead relay since the cut, so it notices at the idle probe rate (4–5 s,
+    // longer on a loaded host), after a's stream has ended. Wait for it.
+    let b_moved = Instant::now();
+    sq.wait_for(
+        "b routes around the dead relay too",
+        Duration::from_secs(15),
+        || sq.peer("b", "a").path == format!("via {other}"),
+    );
+    eprintln!(
+        "b's path to a: via {other} {:?} after a's stream",
+        b_moved.elapsed()
+    );
     // meshctl trace shows the relayed path hop by hop, with a measured RTT
     // (its one echo may be lost on a loaded host: up to three traces).
     let trace = || {
