@@ -37,12 +37,15 @@ pub struct DropWatch {
 }
 
 impl DropWatch {
+    /// Whether 10 s have passed since the counters were last read.
+    pub fn due(&self, now: Instant) -> bool {
+        self.read_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= EVERY)
+    }
+
     /// Reads the counters (`reason`, total since start) if 10 s have passed.
     pub fn observe(&mut self, now: Instant, totals: impl IntoIterator<Item = (&'static str, u64)>) {
-        if self
-            .read_at
-            .is_some_and(|t| now.saturating_duration_since(t) < EVERY)
-        {
+        if !self.due(now) {
             return;
         }
         self.read_at = Some(now);

@@ -443,6 +443,10 @@ impl Node {
     /// Logs certificates near their end, at start and then daily.
     /// Feeds the drop counters to their habits (every 10 s at most).
     fn watch_drops(&mut self) {
+        let now = Instant::now();
+        if !self.drop_watch.due(now) {
+            return; // most timer wakes: nothing to gather
+        }
         let s = self.ep.stats();
         let mut totals: Vec<(&'static str, u64)> = (proto::endpoint::DropReason::ALL.iter())
             .map(|r| (r.name(), s.drops(*r)))
@@ -452,7 +456,7 @@ impl Node {
             ("queue_codel", self.queue_drops[0]),
             ("queue_full", self.queue_drops[1]),
         ]);
-        self.drop_watch.observe(Instant::now(), totals);
+        self.drop_watch.observe(now, totals);
     }
 
     fn check_expiry(&mut self) {
