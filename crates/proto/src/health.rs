@@ -13,8 +13,12 @@
 //! [`HealthConfig::idle_probe_interval`]; sending data on an idle link makes
 //! the next probe due at once (data-plane evidence: traffic with no answer is
 //! noticed within the fast interval, not the idle one). A probe is lost when
-//! unanswered after `max(interval, 2·srtt + 4·rttvar, 75 ms)` (1 s before
-//! the first answer). A down link is probed fast for
+//! unanswered after `max(probe_interval, 2·srtt + 4·rttvar, 75 ms)`, at most
+//! 1 s (1 s before the first answer), at either rate; a link that lost a
+//! probe is *suspect* and probed at the fast rate, at once, until a reply
+//! comes or it is down (as BFD's poll or SWIM's suspicion: an idle link's
+//! failure is confirmed in a few fast probes, not a few idle intervals).
+//! A down link is probed fast for
 //! [`DOWN_FAST_WINDOW`] after it failed, and again as soon as it answers;
 //! a link down longer than that, carrying no data, is probed at the idle rate
 //! (a node that saw a thousand peers vanish does not send them 20 probes a
@@ -301,21 +305,26 @@ impl LinkHealth {
             .is_some_and(|t| now.saturating_duration_since(t) < self.config.active_window)
     }
 
+    /// Up, and the last probe was lost.
+    fn suspect(&self) -> bool {
+        self.status == LinkStatus::Up && self.misses > 0
+    }
+
     fn interval(&self, now: Instant) -> Duration {
-        if self.active(now) {
+        if self.active(now) || self.suspect() {
             self.config.probe_interval
         } else {
             self.config.idle_probe_interval
         }
     }
 
-    fn probe_timeout(&self, now: Instant) -> Duration {
+    fn probe_timeout(&self) -> Duration {
         // Before the first sample, wait as long as we ever do (RFC 6298's
         // initial RTO reasoning): a slow link is not a dead one.
         let Some(srtt) = self.srtt else {
             return MAX_PROBE_TIMEOUT;
         };
-        self.interval(now)
+        (self.config.probe_interval)
             .max(2 * srtt + 4 * self.rttvar)
             .max(MIN_PROBE_TIMEOUT)
             .min(MAX_PROBE_TIMEOUT)
@@ -331,7 +340,7 @@ impl LinkHealth {
         if self.outstanding.len() == MAX_OUTSTANDING {
             self.outstanding.pop_front();
         }
-        let deadline = now + self.probe_timeout(now);
+        let deadline = now + self.probe_timeout();
         self.outstanding.push_back((seq, now, deadline, false));
         self.next_probe = now + self.interval(now);
         Some(seq)
@@ -374,6 +383,10 @@ impl LinkHealth {
             self.record(false);
             self.misses += 1;
             self.replies = 0;
+            // Suspect: the next probe goes at once, then at the fast rate.
+            if self.status == LinkStatus::Up {
+                self.next_probe = self.next_probe.min(now);
+            }
             if self.status == LinkStatus::Up && self.misses >= self.config.down_after_misses {
                 self.status = LinkStatus::Down;
                 self.down_since = Some(now);
@@ -632,6 +645,33 @@ mod tests {
             now += ms(1);
         }
         assert!(fast >= 15, "data keeps the fast rate: {fast} probes in 1 s");
+    }
+
+    #[test]
+    fn an_idle_link_losing_a_probe_is_checked_fast_and_stays_up_if_it_answers() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        idle_probes(&mut l, &mut now, ms(3000), true);
+        // One probe lost, the link otherwise fine: a few fast probes, then
+        // back to the idle rate, never down.
+        let seq = l.poll_probe(now + ms(1000));
+        assert!(seq.is_some());
+        now += ms(1000);
+        let lost_at = now + ms(75);
+        assert_eq!(l.handle_timeout(lost_at), None);
+        now = lost_at;
+        let fast = idle_probes(&mut l, &mut now, ms(500), true);
+        assert!(
+            (1..=3).contains(&fast),
+            "{fast} probes in the 500 ms after a loss"
+        );
+        assert_eq!(l.status(), LinkStatus::Up);
+        let idle = idle_probes(&mut l, &mut now, ms(3000), true);
+        assert!(idle <= 4, "{idle} probes in 3 s once it answered");
+        // A dead idle link: down within an idle interval and four timeouts.
+        let cut = now;
+        idle_probes(&mut l, &mut now, ms(1500), false);
+        assert_eq!(l.status(), LinkStatus::Down, "down within 1.5 s of {cut:?}");
     }
 
     #[test]
