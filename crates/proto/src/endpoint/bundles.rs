@@ -1,12 +1,15 @@
 //! Policy and revocation bundles: the ones in force, their verification,
-//! and their spread: offered to every neighbour (on a new version, on each
-//! new session, and every `BUNDLE_OFFER_INTERVAL`), pulled chunk by chunk
-//! from whoever offers a newer one.
+//! and their spread: offered to every neighbour (on a new version, and
+//! when a session comes up), offered again to each neighbour that has not
+//! told us it holds as new a one (its own offers say what it holds) after
+//! 1 s, 2, 4, 8, then every `BUNDLE_OFFER_INTERVAL`, and pulled chunk by
+//! chunk from whoever offers a newer one.
 //!
 //! Verifying a bundle is this part's; putting its content in force (the
 //! policy, the revocation list) is the endpoint's, which then hands the
 //! bundle back to [`BundleSync::install`].
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::bundle::{Bundle, BundleError, BundleKind, Content, MAX_BUNDLE_LEN};
@@ -21,9 +24,26 @@ const BUNDLE_RETRY: Duration = Duration::from_millis(500);
 /// ...this many times before the download is abandoned (the next offer,
 /// from anyone, starts it again).
 const BUNDLE_RETRIES: u8 = 4;
-/// Held bundles are re-offered to every neighbour this often, so a lost
-/// offer delays a node by at most this long.
+/// A neighbour not known to hold our bundle is offered it again after this
+/// long, doubling...
+const FIRST_REOFFER: Duration = Duration::from_secs(1);
+/// ...up to this (a neighbour that never says what it holds, such as an
+/// implementation that does not answer offers, is offered at this rate).
 const BUNDLE_OFFER_INTERVAL: Duration = Duration::from_secs(10);
+/// A neighbour offering what we hold as new a one of is answered with our
+/// offer (so it stops re-offering), unless we offered it this recently
+/// (offers that crossed).
+const OFFER_ANSWER_AFTER: Duration = Duration::from_secs(1);
+
+/// What one neighbour told us of its bundles, by slot.
+#[derive(Debug, Default, Clone, Copy)]
+struct Heard {
+    /// The newest version it offered us (0: none since its session came up).
+    holds: [u64; 2],
+    /// When we last offered it ours, and how long after that we offer again
+    /// while it does not say it holds ours.
+    offered_at: [Option<(Instant, Duration)>; 2],
+}
 
 /// A bundle being pulled from a neighbour, chunk by chunk.
 #[derive(Debug)]
@@ -52,13 +72,16 @@ pub(crate) struct BundleSync {
     bundles: [Option<Bundle>; 2],
     /// Downloads in progress, by slot.
     transfers: [Option<Transfer>; 2],
-    /// When held bundles are next re-offered to every neighbour.
+    /// When neighbours not known to hold our bundles are next looked at,
+    /// each offered again once its own delay is past.
     offer_at: Option<Instant>,
     /// The newest version a neighbour offered that is newer than ours, and
     /// since when it has been offered, by slot (cleared once one as new is
     /// in force): a version offered long and never put in force means its
     /// transfer or verification keeps failing.
     offered: [Option<(u64, Instant)>; 2],
+    /// Per neighbour: what it holds and when we offered it ours.
+    heard: BTreeMap<PeerId, Heard>,
 }
 
 impl BundleSync {
@@ -115,16 +138,21 @@ impl BundleSync {
         {
             self.transfers[kind.slot()] = None;
         }
+        for heard in self.heard.values_mut() {
+            heard.offered_at[kind.slot()] = None; // a new version: 1 s again
+        }
         for peer in cx.peers.ids().collect::<Vec<_>>() {
             self.offer(cx, now, peer, kind);
         }
-        self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
         cx.out.stats.bundles_applied += 1;
         cx.out.event(Event::BundleApplied { kind, version });
     }
 
-    /// Offers every bundle we hold to `peer`.
-    pub fn offer_all(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+    /// A session with `peer` came up (first, or after its link was down):
+    /// what it held before counts no more (it may have restarted), and it
+    /// is offered every bundle we hold.
+    pub fn session_up(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
+        self.heard.remove(&peer);
         for kind in BundleKind::ALL {
             self.offer(cx, now, peer, kind);
         }
@@ -141,7 +169,16 @@ impl BundleSync {
             version: b.version(),
             len: b.as_bytes().len() as u32,
         };
-        cx.send_gossip(now, peer, &msg);
+        if cx.send_gossip(now, peer, &msg).is_some() {
+            cx.out.stats.bundle_offers_sent += 1;
+            let at = &mut self.heard.entry(peer).or_default().offered_at[kind.slot()];
+            let next = at.map_or(FIRST_REOFFER, |(_, d)| (2 * d).min(BUNDLE_OFFER_INTERVAL));
+            *at = Some((now, next));
+            self.offer_at = Some(
+                self.offer_at
+                    .map_or(now + FIRST_REOFFER, |t| t.min(now + FIRST_REOFFER)),
+            );
+        }
     }
 
     fn request_chunk(&mut self, cx: &mut Cx<'_>, now: Instant, kind: BundleKind) {
@@ -168,8 +205,21 @@ impl BundleSync {
         let Some(kind) = BundleKind::from_byte(kind) else {
             return;
         };
-        let held = self.bundles[kind.slot()].as_ref().map(Bundle::version);
-        if held.is_some_and(|v| v >= version) || len as usize > MAX_BUNDLE_LEN || len == 0 {
+        let slot = kind.slot();
+        let heard = self.heard.entry(peer).or_default();
+        heard.holds[slot] = heard.holds[slot].max(version);
+        let held = self.bundles[slot].as_ref().map(Bundle::version);
+        if held.is_some_and(|v| v >= version) {
+            // It does not know we hold as new a one (or it would not offer):
+            // our offer tells it, and it stops re-offering.
+            let recent = heard.offered_at[slot]
+                .is_some_and(|(t, _)| now.saturating_duration_since(t) < OFFER_ANSWER_AFTER);
+            if !recent {
+                self.offer(cx, now, peer, kind);
+            }
+            return;
+        }
+        if len as usize > MAX_BUNDLE_LEN || len == 0 {
             return;
         }
         let offered = &mut self.offered[kind.slot()];
@@ -257,6 +307,7 @@ impl BundleSync {
     /// A peer is removed: a download from it stops (the next offer, from
     /// anyone, starts it again).
     pub fn remove_peer(&mut self, peer: PeerId) {
+        self.heard.remove(&peer);
         for t in &mut self.transfers {
             if t.as_ref().is_some_and(|t| t.from == peer) {
                 *t = None;
@@ -291,9 +342,28 @@ impl BundleSync {
             self.request_chunk(cx, now, kind);
         }
         if self.offer_at.is_some_and(|t| t <= now) {
-            self.offer_at = Some(now + BUNDLE_OFFER_INTERVAL);
+            self.offer_at = None;
+            let mut next: Option<Instant> = None;
             for peer in cx.peers.ids().collect::<Vec<_>>() {
-                self.offer_all(cx, now, peer);
+                for kind in BundleKind::ALL {
+                    let slot = kind.slot();
+                    let Some(ours) = self.bundles[slot].as_ref().map(Bundle::version) else {
+                        continue;
+                    };
+                    let heard = self.heard.get(&peer).copied().unwrap_or_default();
+                    if heard.holds[slot] >= ours {
+                        continue;
+                    }
+                    match heard.offered_at[slot] {
+                        Some((t, d)) if now < t + d => {
+                            next = Some(next.map_or(t + d, |n| n.min(t + d)));
+                        }
+                        _ => self.offer(cx, now, peer, kind),
+                    }
+                }
+            }
+            if let Some(n) = next {
+                self.offer_at = Some(self.offer_at.map_or(n, |t| t.min(n)));
             }
         }
     }

@@ -775,7 +775,7 @@ impl Endpoint {
             return;
         }
         self.peers[peer].synced = true;
-        self.bundles.offer_all(cx!(self), now, peer);
+        self.bundles.session_up(cx!(self), now, peer);
         self.gossip.send_sync(cx!(self), now, peer);
         self.send_accusations(now, peer);
     }

@@ -172,6 +172,8 @@ impl Cx<'_> {
     pub fn send_gossip(&mut self, now: Instant, peer: PeerId, msg: &Control) -> Option<usize> {
         let d = self.seal_control(now, peer, msg)?;
         let len = d.len() - TRANSPORT_OVERHEAD;
+        self.out.stats.control_messages_sent += 1;
+        self.out.stats.control_bytes_sent += len as u64;
         let p = &self.peers[peer];
         // A handover's bundles go straight to the peer, never through a relay.
         match p.endpoint.filter(|_| p.link_up() || p.refused) {

@@ -234,6 +234,15 @@ pub struct Stats {
     pub bundle_rejects: HashMap<&'static str, u64>,
     /// Bundle bytes sent in chunks.
     pub bundle_bytes_sent: u64,
+    /// Bundle offers sent.
+    pub bundle_offers_sent: u64,
+    /// Control messages sent to neighbours and peers in sessions, probes
+    /// and path traversal apart (link state, certificates, bundles,
+    /// lookups, accusations), and their bytes before encryption: the
+    /// mesh's overhead besides probing.
+    pub control_messages_sent: u64,
+    /// See `control_messages_sent`.
+    pub control_bytes_sent: u64,
     /// Peers retired: introduced themselves, then their link stayed down.
     pub peers_retired: u64,
     /// Learned peers removed (see [`Event::PeerRemoved`](super::Event::PeerRemoved)).
