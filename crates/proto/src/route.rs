@@ -394,18 +394,24 @@ impl Router {
     /// computations have not reached for `RouteConfig::advert_max_age`: a
     /// node that is gone for good leaves the database in that time, not in
     /// the refresh-scaled `max_age` (hours in a large mesh), and a copy a
-    /// neighbour's database sync brings back goes the same way. Returns
-    /// whether any went.
+    /// neighbour's database sync brings back goes the same way. A stub
+    /// (routes scoped with [`Router::scope_routes`]) keeps relays' adverts
+    /// regardless of age: relays send it their changes, not their refreshes,
+    /// and it forwards nothing. Returns whether any went.
     pub fn expire(&mut self, now: Instant, max_age: Duration) -> bool {
         let before = self.adverts.len();
         let max = self.config.advert_max_age.max(max_age);
         let cut_off = self.config.advert_max_age;
         let unreachable = &mut self.unreachable_since;
-        self.adverts.retain(|origin, (_, at)| {
+        // A stub is sent relays' changes, not their refreshes: it keeps a
+        // relay's advert while it reaches the relay.
+        let stub = self.scope.is_some();
+        self.adverts.retain(|origin, (a, at)| {
             let lost = unreachable
                 .get(origin)
                 .is_some_and(|t| now.saturating_duration_since(*t) >= cut_off);
-            now.saturating_duration_since(*at) < max && !lost
+            let fresh = (stub && !a.stub) || now.saturating_duration_since(*at) < max;
+            fresh && !lost
         });
         unreachable.retain(|origin, _| self.adverts.contains_key(origin));
         let changed = self.adverts.len() != before;

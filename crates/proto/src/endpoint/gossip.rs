@@ -47,6 +47,13 @@ const ROUTE_HOLD_MAX: Duration = Duration::from_secs(1);
 /// Refresh adverts no more often than once per this much per known origin,
 /// so the refresh traffic a node forwards stays flat as the mesh grows.
 const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
+/// An advert is originated for moved link costs alone at most this often:
+/// every such advert goes to every relay, and on a lossy underlay some
+/// link's estimate is always moving somewhere in a large mesh.
+const COST_NEWS_INTERVAL: Duration = Duration::from_secs(30);
+/// A cost moving by less than this (µs) is not news (a loss estimate 50 ‰
+/// over the free 100 ‰, or 5 ms of RTT).
+const COST_NEWS_MIN_US: u64 = 5_000;
 /// Most adverts waiting for a certificate at once (a node joining a mesh of
 /// thousands parks one per origin until the certificates arrive).
 const MAX_PARKED: usize = 16_384;
@@ -74,6 +81,8 @@ pub(crate) struct Gossip {
     refresh_at: Option<Instant>,
     advert_seq: u64,
     last_originated: Option<Instant>,
+    /// When an advert was last originated for a moved link cost alone.
+    last_cost_news: Option<Instant>,
     last_advert: Option<Advert>,
     /// When routes are computed next.
     route_at: Option<Instant>,
@@ -109,6 +118,7 @@ impl Gossip {
             refresh_at: None,
             advert_seq: 0,
             last_originated: None,
+            last_cost_news: None,
             last_advert: None,
             route_at: None,
             route_hold: ROUTE_BATCH_DELAY,
@@ -403,10 +413,14 @@ impl Gossip {
         let own = self.current_advert(cx.local, cx.peers, now);
         let node = cx.peers[peer].node_id;
         let to_stub = self.router.is_stub(node);
+        // A stub answers with its own advert alone: it floods nothing, and
+        // the relays' adverts it holds are the ones its relays sent it
+        // (refreshes left out), older than the relay's own.
+        let relay = cx.local.config.relay;
         let held: Vec<Advert> = self
             .router
             .adverts()
-            .filter(|a| !(to_stub && a.stub) && a.origin != node)
+            .filter(|a| relay && !(to_stub && a.stub) && a.origin != node)
             .cloned()
             .collect();
         for a in std::iter::once(own).chain(held) {
@@ -661,7 +675,13 @@ impl Gossip {
                     continue;
                 }
                 let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
-                if advert.stub && !relays {
+                // A stub's advert goes to relays only; so does a relay's
+                // refresh: a stub forwards nothing and keeps relays'
+                // adverts for as long as it reaches their origins
+                // (`Router::expire`), so all it needs is their changes. A
+                // relay's refresh to its ~40 stubs was most of the relay's
+                // gossip (docs/decisions/refresh-not-forwarded-to-stubs.md).
+                if (advert.stub || refresh) && !relays {
                     continue;
                 }
                 Self::send_advert(&mut self.flooding, cx, now, id, &advert);
@@ -703,10 +723,11 @@ impl Gossip {
             });
             self.recompute_routes(cx, now, false);
             // A link's hold-down ending changes our advert with no event
-            // of its own; so might anything a trigger missed.
+            // of its own; so might anything a trigger missed, and a link
+            // whose cost moved far from what we advertised.
             if let Some(last) = &self.last_advert {
                 let draft = self.draft_advert(cx.local, cx.peers, now);
-                if self.change_at.is_none() && !same_topology(last, &draft) {
+                if self.change_at.is_none() && self.news(cx.local, last, &draft, now) {
                     self.advert_soon(cx.peers, now);
                 }
             }
@@ -720,8 +741,14 @@ impl Gossip {
         if refresh || self.change_at.is_some_and(|t| t <= now) {
             self.change_at = None;
             let draft = self.draft_advert(cx.local, cx.peers, now);
-            let same = (self.last_advert.as_ref()).is_some_and(|a| same_topology(a, &draft));
-            if refresh || !same {
+            let news =
+                (self.last_advert.as_ref()).is_none_or(|a| self.news(cx.local, a, &draft, now));
+            if refresh || news {
+                let topology =
+                    (self.last_advert.as_ref()).is_none_or(|a| !same_topology(a, &draft));
+                if !refresh && !topology {
+                    self.last_cost_news = Some(now);
+                }
                 self.last_originated = Some(now);
                 let advert = self.sign(cx.local, draft);
                 self.last_advert = Some(advert.clone());
@@ -734,6 +761,18 @@ impl Gossip {
                 self.refresh_at = Some(now + self.advert_refresh(interval));
             }
         }
+    }
+
+    /// Whether our advert `draft` says something `last` does not: other
+    /// links or roles, or (at most once per [`COST_NEWS_INTERVAL`]) a moved
+    /// link cost (`cost_moved`).
+    fn news(&self, local: &Local, last: &Advert, draft: &Advert, now: Instant) -> bool {
+        if !same_topology(last, draft) {
+            return true;
+        }
+        let due = (self.last_cost_news)
+            .is_none_or(|t| now.saturating_duration_since(t) >= COST_NEWS_INTERVAL);
+        due && cost_moved(&local.config.route, last, draft)
     }
 
     /// Sends what the flooding lists say is due: acknowledgements, adverts
@@ -752,13 +791,20 @@ impl Gossip {
             } else {
                 self.router.advert(origin)
             };
-            let advert = advert.filter(|a| a.seq == seq).cloned();
+            let advert = advert.filter(|a| a.seq >= seq).cloned();
             match (advert, cx.peers.checked(peer)) {
-                (Some(a), Some(_)) => {
+                (Some(a), Some(_)) if a.seq == seq => {
                     let msg = Control::LinkState(a);
                     if Self::send_counted(cx, now, peer, &msg) {
                         cx.out.stats.adverts_retransmitted += 1;
                     }
+                }
+                // A refresh replaced a change a stub has not acknowledged,
+                // and refreshes do not go to stubs: the refresh carries the
+                // change.
+                (Some(a), Some(_)) if self.to_stub(cx.peers[peer].node_id) => {
+                    Self::send_advert(&mut self.flooding, cx, now, peer, &a);
+                    cx.out.stats.adverts_retransmitted += 1;
                 }
                 _ => self.flooding.heard(peer, origin, seq),
             }
@@ -768,6 +814,11 @@ impl Gossip {
                 Self::send_counted(cx, now, peer, &Control::SyncRequest);
             }
         }
+    }
+
+    /// Whether `node` is a stub, or a neighbour whose advert we lack.
+    fn to_stub(&self, node: NodeId) -> bool {
+        self.router.advert(node).is_none_or(|a| a.stub)
     }
 
     /// Asks again for the certificates of parked adverts whose request (or
@@ -793,7 +844,7 @@ impl Gossip {
     /// Recomputes routes (with `always` false, only if the router's inputs
     /// changed: the periodic pass) and moves peers onto their new paths.
     pub fn recompute_routes(&mut self, cx: &mut Cx<'_>, now: Instant, always: bool) {
-        let own = Self::own_links(cx.peers, now);
+        let mut own = Self::own_links(cx.peers, now);
         if !cx.local.config.relay {
             // The relaying neighbour with the best working link.
             cx.peers.default_relay = own
@@ -804,6 +855,19 @@ impl Gossip {
                 })
                 .min_by_key(|l| (l.rtt_us, l.neighbor))
                 .and_then(|l| cx.peers.by_node(l.neighbor));
+        }
+        // An own link we advertise costs what our advert says, as it does
+        // at every other node: were it costed from live probes here and from
+        // the advert elsewhere, this node and a neighbour could each route
+        // a destination through the other (a loop). A cost that moves far
+        // from the advertised one is advertised anew (`news`).
+        if let Some(a) = &self.last_advert {
+            for l in own.iter_mut().filter(|l| l.up) {
+                if let Some(e) = a.links.iter().find(|e| e.neighbor == l.neighbor) {
+                    l.rtt_us = e.rtt_us;
+                    l.loss_permille = e.loss_permille;
+                }
+            }
         }
         let changes = if always {
             self.router.recompute(now, &own)
@@ -859,6 +923,27 @@ impl Gossip {
             }
         }
     }
+}
+
+/// Whether a link listed in both adverts costs (RTT plus loss penalty)
+/// more than half and more than [`COST_NEWS_MIN_US`] more or less in
+/// `draft` than in `last`: random loss and RTT noise stay below that, a
+/// link turning slow or lossy does not.
+fn cost_moved(config: &route::RouteConfig, last: &Advert, draft: &Advert) -> bool {
+    let cost = |l: &crate::control::LinkEntry| {
+        u64::from(l.rtt_us)
+            + u64::from(l.loss_permille.saturating_sub(config.loss_free_permille))
+                * config.loss_penalty_us
+    };
+    draft.links.iter().any(|d| {
+        last.links
+            .iter()
+            .find(|l| l.neighbor == d.neighbor)
+            .is_some_and(|l| {
+                let (a, b) = (cost(l), cost(d));
+                a.abs_diff(b) > a.max(b) / 2 && a.abs_diff(b) > COST_NEWS_MIN_US
+            })
+    })
 }
 
 /// Whether adverts `a` and `b` describe the same links and roles: the
