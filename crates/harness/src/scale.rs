@@ -59,7 +59,9 @@ pub struct ScaleReport {
     pub probe_wire_bytes_per_node_sec: f64,
     /// Cut to first detection, ms.
     pub detection_ms: f64,
-    /// Detection to 99 % agreement, ms.
+    /// Detection to 99 % of nodes no longer routing over the cut link (one
+    /// end's advert withdrew it: a link counts only while both ends list
+    /// each other), ms.
     pub convergence_ms: f64,
     /// Revocation pushed at one node → every other node holds the list, ms.
     pub revocation_spread_ms: f64,
@@ -119,13 +121,29 @@ pub struct ScaleReport {
     /// without the CPU model).
     #[serde(default)]
     pub busiest_cpu_share_bring_up: f64,
+    /// A quiet window of [`QUIET_WINDOW`] after the revocation has spread,
+    /// per relay: the largest relay's control bytes (bundle offers, link
+    /// state sent again or acknowledged, certificates: everything but
+    /// probes and the refreshes counted above) per second.
+    #[serde(default)]
+    pub control_quiet_wire_bytes_per_relay_sec_max: f64,
+    /// ...and the largest stub's.
+    #[serde(default)]
+    pub control_quiet_wire_bytes_per_stub_sec_max: f64,
+    /// Every relay's gossip budget: its refresh-round rate plus its
+    /// quiet-window rate, the largest over relays (issue target ≤ 1 kB/s).
+    #[serde(default)]
+    pub relay_budget_wire_bytes_per_sec_max: f64,
 }
+
+/// How long after the revocation's spread control traffic is counted.
+pub const QUIET_WINDOW: Duration = Duration::from_secs(30);
 
 /// The figures [`spread`] summarises: name, unit, and how to read it from a
 /// report (`None`: not reached in the run).
 type Figure = (&'static str, &'static str, fn(&ScaleReport) -> Option<f64>);
 
-const SPREAD_FIGURES: [Figure; 7] = [
+const SPREAD_FIGURES: [Figure; 8] = [
     ("bring-up 99 %", "s", |r| Some(r.bring_up_secs)),
     ("bring-up 100 %", "s", |r| r.bring_up_all_secs),
     ("detection", "ms", |r| Some(r.detection_ms)),
@@ -133,6 +151,9 @@ const SPREAD_FIGURES: [Figure; 7] = [
     ("convergence 100 %", "ms", |r| r.convergence_all_ms),
     ("relay gossip max", "B/s", |r| {
         Some(r.gossip_refresh_wire_bytes_per_relay_sec_max)
+    }),
+    ("relay budget max", "B/s", |r| {
+        Some(r.relay_budget_wire_bytes_per_sec_max)
     }),
     ("revocation spread", "ms", |r| Some(r.revocation_spread_ms)),
 ];
@@ -243,11 +264,11 @@ pub(crate) fn two_tier(
 }
 
 /// Links as the simulator takes them: (a, b, latency).
-pub(crate) type Links = Vec<(usize, usize, Duration)>;
+pub type Links = Vec<(usize, usize, Duration)>;
 
 /// A simulated mesh of `nodes` (the first `relays` relaying; all of them:
 /// `topology`, else `two_tier`), every link impaired alike; and its links.
-pub(crate) fn impaired_mesh(
+pub fn impaired_mesh(
     nodes: usize,
     relays: usize,
     degree: usize,
@@ -446,7 +467,9 @@ pub fn run(
         }
         let agree = (0..nodes)
             .filter(|&n| {
-                n == u || n == v || (!lists(&sim, n, uid, vid) && !lists(&sim, n, vid, uid))
+                // A link counts only while both ends list each other: one
+                // end's withdrawal takes it out of this node's routes.
+                n == u || n == v || !(lists(&sim, n, uid, vid) && lists(&sim, n, vid, uid))
             })
             .count();
         if converged.is_none() && agree as f64 >= nodes as f64 * 0.99 {
@@ -504,6 +527,38 @@ pub fn run(
     }
     let spread = spread.ok_or("the revocation list did not reach every node within 30 s")?;
     let cut = cut.ok_or("the revoked node's neighbours did not all cut it within 30 s")?;
+
+    // A quiet window: the revocation's bundle held everywhere, no new
+    // event (the cut link stays cut; its ends, whose sessions now go
+    // through relays, may still be syncing): what control traffic flows is
+    // overhead besides probes and refreshes.
+    sim.run_for(Duration::from_secs(10));
+    let control = |sim: &Sim| -> Vec<(u64, u64)> {
+        (sim.nodes.iter())
+            .map(|n| {
+                let s = n.ep.stats();
+                (s.control_bytes_sent, s.control_messages_sent)
+            })
+            .collect()
+    };
+    let quiet_before = control(&sim);
+    sim.run_for(QUIET_WINDOW);
+    // The revoked node is no member any more (its neighbours refuse it
+    // and it keeps asking): left out.
+    let quiet: Vec<f64> = (control(&sim).iter().zip(&quiet_before).enumerate())
+        .map(|(i, (a, b))| {
+            let rate = wire_bytes(a.0 - b.0, a.1 - b.1) / QUIET_WINDOW.as_secs_f64();
+            if i == victim {
+                0.0
+            } else {
+                rate
+            }
+        })
+        .collect();
+    let (quiet_relays, quiet_stubs) = quiet.split_at(relays);
+    let budget: Vec<f64> = (relay_rates.iter().zip(quiet_relays))
+        .map(|(a, b)| a + b)
+        .collect();
     let held = |stubs: bool| {
         sim.nodes
             .iter()
@@ -546,6 +601,9 @@ pub fn run(
         seed,
         cpu_model: impair.cpu,
         busiest_cpu_share_bring_up: busiest,
+        control_quiet_wire_bytes_per_relay_sec_max: max(quiet_relays),
+        control_quiet_wire_bytes_per_stub_sec_max: max(quiet_stubs),
+        relay_budget_wire_bytes_per_sec_max: max(&budget),
     })
 }
 

@@ -21,8 +21,10 @@ fn under_five_percent_churn_a_minute_live_nodes_keep_reaching_each_other() {
     .unwrap();
     assert_eq!(r.crashes, 4, "{r:?}");
     assert!(r.pairs_checked > 20_000, "{r:?}");
-    // A relay's crash is detected in ~4.5 s on idle links, and paths
-    // through it are broken meanwhile (docs/scale.md, "Churn"); restarted
-    // nodes come back (they count as live 10 s after their start).
-    assert!(r.reachable_percent >= 98.0, "{r:?}");
+    // A relay's crash is noticed within about a second on idle links (a
+    // lost probe makes a link suspect and probed fast), and paths through
+    // it are broken meanwhile (docs/scale.md, "Churn"); restarted nodes
+    // come back (they count as live 10 s after their start). At the
+    // 4–5 s idle detection of four lost idle probes this was 98–99 %.
+    assert!(r.reachable_percent >= 99.5, "{r:?}");
 }

@@ -229,3 +229,107 @@ fn a_partition_is_agreed_on_and_healed_within_seconds() {
     assert_eq!(unacked, 0);
     println!("partition agreed after {agreed:?}, healed after {healed:?}");
 }
+
+/// The advert `at` holds of node `origin`'s: its sequence number.
+fn held_seq(sim: &Sim, at: usize, origin: usize) -> Option<u64> {
+    let id = sim.nodes[origin].ep.node_id();
+    sim.nodes[at].ep.router().advert(id).map(|a| a.seq)
+}
+
+#[test]
+fn relays_refreshes_stay_among_relays_yet_stubs_keep_every_relays_advert() {
+    // 6 relays, 54 stubs on two relays each; refresh every 2 s × 61.
+    let (relays, nodes) = (6, 60);
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 3, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    for s in relays..nodes {
+        assert_eq!(sim.nodes[s].ep.router().advert_count(), relays, "stub {s}");
+    }
+    let neighbour = |r: usize, s: usize| links.iter().any(|&(a, b, _)| (a, b) == (r, s));
+
+    // A refresh of relay 0: its own stubs get it (from relay 0 itself),
+    // every relay gets it, no other stub does.
+    let before: Vec<Option<u64>> = (0..nodes).map(|n| held_seq(&sim, n, 0)).collect();
+    let now = sim.now;
+    sim.nodes[0].ep.readvertise(now);
+    sim.run_for(Duration::from_secs(5));
+    for (n, was) in before.iter().enumerate().skip(1) {
+        let renewed = held_seq(&sim, n, 0) > *was;
+        let should = n < relays || neighbour(0, n);
+        assert_eq!(renewed, should, "node {n}: relay 0's refresh");
+    }
+    let far: Vec<usize> = (relays..nodes).filter(|&s| !neighbour(0, s)).collect();
+    assert!(!far.is_empty());
+
+    // A change of relay 0 (a link to one of its stubs cut) reaches every
+    // stub, the far ones included.
+    let s0 = (relays..nodes).find(|&s| neighbour(0, s)).unwrap();
+    let seq = held_seq(&sim, 1, 0);
+    sim.cut(0, s0);
+    sim.run_for(Duration::from_secs(15));
+    let s0_id = sim.nodes[s0].ep.node_id();
+    for &s in &far {
+        let a = sim.nodes[s].ep.router().advert(sim.nodes[0].ep.node_id());
+        let a = a.expect("far stub lost relay 0's advert");
+        assert!(Some(a.seq) > seq, "stub {s} missed relay 0's change");
+        assert!(!a.links.iter().any(|l| l.neighbor == s0_id), "stub {s}");
+    }
+
+    // Far past the refresh-scaled expiry (4 × 122 s), stubs still hold
+    // every relay's advert, though most were refreshed only among relays.
+    sim.run_for(Duration::from_secs(600));
+    for s in relays..nodes {
+        assert_eq!(
+            sim.nodes[s].ep.router().advert_count(),
+            relays,
+            "stub {s} after 600 s"
+        );
+    }
+}
+
+#[test]
+fn bundle_offers_stop_once_every_neighbour_holds_the_bundle() {
+    // 5 % loss: lost offers and lost answers are repaired by the 10 s
+    // re-offer; once each neighbour has said it holds the list, nobody
+    // offers it again.
+    let (relays, nodes) = (6, 60);
+    let impair = harness::scale::Impairment {
+        loss: 0.05,
+        ..Default::default()
+    };
+    let (mut sim, _) = harness::scale::impaired_mesh(nodes, relays, 4, 5, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    sim.revoke(0, &[nodes - 1], 1).unwrap();
+    sim.run_for(Duration::from_secs(90));
+    let kind = proto::bundle::BundleKind::Revocation;
+    for n in 0..nodes - 1 {
+        assert!(
+            sim.nodes[n].ep.bundle(kind).is_some(),
+            "node {n} lacks the list"
+        );
+    }
+    let offers = |sim: &Sim| -> u64 {
+        (sim.nodes[..nodes - 1].iter())
+            .map(|n| n.ep.stats().bundle_offers_sent)
+            .sum()
+    };
+    let before = offers(&sim);
+    assert!(before > 0);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(60));
+    // A link that comes back (5 % loss takes a few down for a moment) is
+    // offered everything again, and the offer answered: two per link-up.
+    // Without the rule every node would offer every neighbour every 10 s.
+    let ups = (sim.nodes.iter())
+        .flat_map(|n| n.events.iter())
+        .filter(|(t, e)| {
+            *t >= t0 && matches!(e, proto::endpoint::Event::LinkChanged { up: true, .. })
+        })
+        .count() as u64;
+    let sent = offers(&sim) - before;
+    assert!(
+        sent <= 2 * ups,
+        "{sent} offers after every node held the list, {ups} links came up"
+    );
+}

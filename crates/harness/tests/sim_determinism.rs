@@ -65,7 +65,7 @@ fn seeds_differ_and_the_spread_brackets_the_median() {
         "three seeds, one convergence time: the seed does not reach the mesh"
     );
     let lines = harness::scale::spread(&runs);
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines.len(), 8, "{lines:?}");
     let conv = lines
         .iter()
         .find(|l| l.starts_with("convergence 99 %"))
