@@ -856,7 +856,8 @@ impl Gossip {
                 .min_by_key(|l| (l.rtt_us, l.neighbor))
                 .and_then(|l| cx.peers.by_node(l.neighbor));
         }
-        // An own link we advertise costs what our advert says, as it does
+        // An own link we advertise costs what our advert says (hold-down
+        // included), as it does
         // at every other node: were it costed from live probes here and from
         // the advert elsewhere, this node and a neighbour could each route
         // a destination through the other (a loop). A cost that moves far
@@ -866,6 +867,7 @@ impl Gossip {
                 if let Some(e) = a.links.iter().find(|e| e.neighbor == l.neighbor) {
                     l.rtt_us = e.rtt_us;
                     l.loss_permille = e.loss_permille;
+                    l.settled = !e.settling;
                 }
             }
         }
