@@ -9,7 +9,7 @@ use std::time::Duration;
 use harness::scale::Impairment;
 
 #[test]
-fn one_accuser_moves_nobody_and_three_move_every_node_within_a_second() {
+fn one_accuser_moves_nobody_and_three_move_the_mesh_within_a_second_and_all_by_the_refresh() {
     let impair = Impairment {
         loss: 0.05,
         jitter: Duration::from_millis(2),
@@ -21,7 +21,10 @@ fn one_accuser_moves_nobody_and_three_move_every_node_within_a_second() {
         .all_secs
         .unwrap_or_else(|| panic!("not every node: {r:?}"));
     // From the third witness's own quarantine (spoofing overflows in about
-    // 0.33 s), the flood takes a few link latencies.
-    assert!(all - r.local_secs < 1.0, "{r:?}");
+    // 0.33 s), the flood takes a few link latencies. Accusations are not
+    // acknowledged: a node that lost every copy of one (a stub has two
+    // relays; 5 % loss) holds it from its accuser's refresh, 10 s later.
+    assert!(r.half_secs - r.local_secs < 1.0, "{r:?}");
+    assert!(all - r.local_secs < 11.0, "{r:?}");
     assert!(r.messages_per_node < 20.0, "{r:?}");
 }
