@@ -857,11 +857,11 @@ impl Gossip {
                 .and_then(|l| cx.peers.by_node(l.neighbor));
         }
         // An own link we advertise costs what our advert says (hold-down
-        // included), as it does
-        // at every other node: were it costed from live probes here and from
-        // the advert elsewhere, this node and a neighbour could each route
-        // a destination through the other (a loop). A cost that moves far
-        // from the advertised one is advertised anew (`news`).
+        // included), as it does at every other node: were it costed from
+        // live probes here and from the advert elsewhere, this node and a
+        // neighbour could each route a destination through the other (a
+        // loop). A cost that moves far from the advertised one is
+        // advertised anew (`news`).
         if let Some(a) = &self.last_advert {
             for l in own.iter_mut().filter(|l| l.up) {
                 if let Some(e) = a.links.iter().find(|e| e.neighbor == l.neighbor) {
