@@ -98,14 +98,27 @@ fn cut_one_way_cut_and_relay_crash_fail_over_and_tcp_survives() {
     let gap = max_gap_ms(udp);
     assert!(gap < 1000.0, "failover outage {gap} ms (bound 1 s)");
     tcp.check("the TCP connection did not survive the failover");
-    // One failover and one return for b: no flapping.
+    // One failover and one return for b: no flapping between the direct
+    // path and relays. (While the link is cut, a may move b from one relay
+    // to the other once: the advert it originates at the cut carries its
+    // links' costs as measured then, and both relays are alike.)
     std::thread::sleep(Duration::from_millis(500));
     let log = std::fs::read_to_string(state_dir(&sq.name).join("a.log")).unwrap();
     let changes: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("path changed") && l.contains("peer=b"))
         .collect();
-    assert_eq!(changes.len(), 2, "a's path changes for b: {changes:#?}");
+    let mut relayed = false;
+    let mut flips = 0;
+    for l in &changes {
+        let now_relayed = l.contains("path changed: relayed");
+        if now_relayed != relayed {
+            flips += 1;
+            relayed = now_relayed;
+        }
+    }
+    assert_eq!(flips, 2, "a's path changes for b: {changes:#?}");
+    assert!(changes.len() <= 3, "a's path changes for b: {changes:#?}");
     // The link's failure is remembered (meshctl doctor's flapping check).
     assert_eq!(sq.peer("a", "b").link_failures_10m, Some(1));
     eprintln!(
