@@ -627,7 +627,14 @@ impl Router {
                 if cur.next_hop == first {
                     chosen.since = cur.since;
                 } else if let Some(&link) = own_by_neighbor.get(&cur.next_hop) {
-                    // What the current next hop costs now.
+                    // What the current next hop costs now, if it is still
+                    // downstream: nearer the destination than we are (its
+                    // shortest path, which avoids us then, is shorter than
+                    // ours). A hop kept for hysteresis that is not
+                    // downstream could be keeping us as its own (a loop
+                    // that lasts as long as neither finds a much better
+                    // hop); kept only when downstream, every hop on a path
+                    // is nearer than the one before (RFC 5286, §3.2).
                     let via = g.own_cost(link).and_then(|c| {
                         if cur.next_hop == dst {
                             return Some((c, 1));
@@ -635,7 +642,9 @@ impl Router {
                         let d = from_neighbor
                             .entry(cur.next_hop)
                             .or_insert_with(|| Tree(g.shortest(cur.next_hop, Some(self.me))));
-                        d.0.get(&dst).map(|r| (c + r.cost, r.hops + 1))
+                        (d.0.get(&dst))
+                            .filter(|n| n.cost < r.cost)
+                            .map(|n| (c + n.cost, n.hops + 1))
                     });
                     if let Some((m, h)) = via {
                         let bar = metric as f64 * self.config.switch_factor
@@ -853,13 +862,72 @@ mod tests {
         r.handle_advert(now, advert(C, 2, &[(A, 100), (B, 170)]));
         r.recompute(now, &cut);
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
-        // Much slower: move to d, once d has been better for `switch_after`.
+        // Much slower: c's own shortest path to b is back through a, so c
+        // is no nearer b than a is: move to d at once (keeping c could
+        // loop).
         r.handle_advert(now, advert(C, 3, &[(A, 100), (B, 5000)]));
         r.recompute(now, &cut);
-        assert_eq!(r.route(B).map(|x| x.next_hop), Some(C), "not yet");
-        let later = now + RouteConfig::default().switch_after;
-        r.recompute(later, &cut);
         assert_eq!(r.route(B).map(|x| x.next_hop), Some(D));
+    }
+
+    #[test]
+    fn hysteresis_never_keeps_a_hop_that_routes_back_through_us() {
+        // a–b 1,000 µs; b–c–d costs b 10,000; a–e–d is short; a–f–d costs
+        // a 11,300. Each router holds the other's advert as sent.
+        const E: NodeId = NodeId(5);
+        const F: NodeId = NodeId(6);
+        let now = Instant::now();
+        let adverts = |seq: u64, bc: bool, ae: bool| {
+            let mut a = vec![(B, 1000), (F, 1000)];
+            let mut b = vec![(A, 1000)];
+            let (mut c, mut e) = (vec![(D, 8800)], vec![(D, 1000)]);
+            if bc {
+                b.push((C, 1000));
+                c.push((B, 1000));
+            }
+            if ae {
+                a.push((E, 1000));
+                e.push((A, 1000));
+            }
+            [
+                advert(A, seq, &a),
+                advert(B, seq, &b),
+                advert(C, seq, &c),
+                advert(D, seq, &[(C, 8800), (E, 1000), (F, 10100)]),
+                advert(E, seq, &e),
+                advert(F, seq, &[(A, 1000), (D, 10100)]),
+            ]
+        };
+        let own = |me: NodeId, bc: bool, ae: bool| -> Vec<OwnLink> {
+            if me == A {
+                vec![link(B, 1000, true), link(E, 1000, ae), link(F, 1000, true)]
+            } else {
+                vec![link(A, 1000, true), link(C, 1000, bc)]
+            }
+        };
+        let mut routers = [A, B].map(|me| Router::new(me, RouteConfig::default()));
+        // (b–c up, a–e up), then b–c down (b goes through a, a through e),
+        // then b–c back and a–e down in the same instant: a now goes
+        // through b, b's path through a still costs it less than 1.25 ×
+        // its best (through c).
+        for (seq, bc, ae) in [(1, true, true), (2, false, true), (3, true, false)] {
+            for r in &mut routers {
+                for ad in adverts(seq, bc, ae) {
+                    r.handle_advert(now, ad);
+                }
+                let me = r.me;
+                r.recompute(now, &own(me, bc, ae));
+            }
+            if seq == 2 {
+                assert_eq!(routers[1].route(D).map(|x| x.next_hop), Some(A));
+            }
+        }
+        assert_eq!(routers[0].route(D).map(|x| x.next_hop), Some(B));
+        assert_eq!(
+            routers[1].route(D).map(|x| x.next_hop),
+            Some(C),
+            "b keeps a, which sends back to b: a loop"
+        );
     }
 
     #[test]
