@@ -17,7 +17,9 @@ use proto::wire::NodeId;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::scale::{impaired_mesh, Impairment};
+use proto::health::HealthConfig;
+
+use crate::scale::{probed_mesh, Impairment};
 use crate::sim::Sim;
 
 /// A node counts as live this long after it started.
@@ -50,89 +52,236 @@ pub struct ChurnReport {
     pub reachable_percent: f64,
     /// The worst second's share, %.
     pub worst_second_percent: f64,
+    /// Why the unreachable pairs had no path.
+    pub causes: Causes,
     /// Loss on every link, %.
     pub loss_percent: f64,
+    /// Idle links are probed this often, ms.
+    pub idle_probe_ms: u64,
+    /// Lost probes in a row that make a link down.
+    pub down_after_misses: u32,
+    /// Wire bytes a relay sent per second over the churn (probes, their
+    /// answers and gossip: no data flows), mean and busiest.
+    pub relay_wire_bytes_per_sec_mean: f64,
+    /// See `relay_wire_bytes_per_sec_mean`.
+    pub relay_wire_bytes_per_sec_max: f64,
+    /// The same for stubs, mean.
+    pub stub_wire_bytes_per_sec_mean: f64,
     /// Real seconds the run took.
     pub wall_secs: f64,
 }
 
-/// Whether `dst` is reachable from `src` through the routing state now.
+/// Why a pair had no path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broken {
+    /// A node on the way sends to a crashed neighbour whose link it still
+    /// counts up (the crash not yet detected); with the seconds since that
+    /// crash.
+    DeadHop(Duration),
+    /// A relay on the way has no route to the destination.
+    NoRoute,
+    /// A stub on the way has no relay (no relaying link up).
+    NoRelay,
+    /// A node's route or default relay names a neighbour whose link is not
+    /// up at that node (a route not yet recomputed).
+    HopDown,
+    /// More than [`MAX_HOPS`] hops (a loop).
+    TooLong,
+    /// A stub end has no live relaying neighbour: the topology itself
+    /// leaves it cut off until one of them restarts.
+    Isolated,
+}
+
+/// Why the unreachable pairs had no path (counts of pair checks).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Causes {
+    /// Through a crashed node, within 1 s of its crash.
+    pub dead_hop_under_1s: usize,
+    /// Through a crashed node, 1–2 s after its crash.
+    pub dead_hop_1_to_2s: usize,
+    /// Through a crashed node, 2–5 s after its crash.
+    pub dead_hop_2_to_5s: usize,
+    /// Through a crashed node, 5 s or more after its crash.
+    pub dead_hop_over_5s: usize,
+    /// ... of all those, at a stub (its default relay crashed).
+    pub dead_hop_at_stub: usize,
+    /// A relay on the way without a route to the destination.
+    pub no_route: usize,
+    /// ... of which at a relay started less than a minute before.
+    pub no_route_at_restarted: usize,
+    /// A stub on the way without a relaying link up.
+    pub no_relay: usize,
+    /// A route or default relay over a link its node counts down.
+    pub hop_down: usize,
+    /// A loop (more than 16 hops).
+    pub loops: usize,
+    /// A stub end all of whose relaying neighbours were down (no path
+    /// exists).
+    pub isolated: usize,
+}
+
+impl Causes {
+    fn add(&mut self, b: Broken, at_restarted: bool, at_stub: bool) {
+        if matches!(b, Broken::DeadHop(_)) && at_stub {
+            self.dead_hop_at_stub += 1;
+        }
+        match b {
+            Broken::DeadHop(d) if d < Duration::from_secs(1) => self.dead_hop_under_1s += 1,
+            Broken::DeadHop(d) if d < Duration::from_secs(2) => self.dead_hop_1_to_2s += 1,
+            Broken::DeadHop(d) if d < Duration::from_secs(5) => self.dead_hop_2_to_5s += 1,
+            Broken::DeadHop(_) => self.dead_hop_over_5s += 1,
+            Broken::NoRoute => {
+                self.no_route += 1;
+                self.no_route_at_restarted += usize::from(at_restarted);
+            }
+            Broken::NoRelay => self.no_relay += 1,
+            Broken::HopDown => self.hop_down += 1,
+            Broken::TooLong => self.loops += 1,
+            Broken::Isolated => self.isolated += 1,
+        }
+    }
+}
+
+/// Whether `dst` is reachable from `src` through the routing state now;
+/// if not, why, and at which node the path broke.
 fn reachable(
     sim: &Sim,
     index: &HashMap<NodeId, usize>,
+    crashed_at: &[Duration],
     relays: usize,
     src: usize,
     dst: usize,
-) -> bool {
+) -> Result<(), (Broken, usize)> {
     let target = sim.nodes[dst].ep.node_id();
-    let up = |from: usize, to: usize| -> bool {
+    // Whether `from` counts its link to `to` up (whatever `to` is doing).
+    let counted_up = |from: usize, to: usize| -> bool {
         let n = &sim.nodes[from];
-        !sim.nodes[to].down
-            && n.peers.get(&to).is_some_and(|p| {
-                (n.ep.peer(*p, sim.now))
-                    .is_some_and(|v| v.has_session && v.link.is_some_and(|l| l.up))
-            })
+        n.peers.get(&to).is_some_and(|p| {
+            (n.ep.peer(*p, sim.now)).is_some_and(|v| v.has_session && v.link.is_some_and(|l| l.up))
+        })
     };
+    let cut_off = |n: usize| {
+        n >= relays && !(sim.nodes[n].peers.keys()).any(|&r| r < relays && !sim.nodes[r].down)
+    };
+    if let Some(&n) = [src, dst].iter().find(|&&n| cut_off(n)) {
+        return Err((Broken::Isolated, n));
+    }
     let mut at = src;
     for _ in 0..MAX_HOPS {
-        if at == dst {
-            return true;
-        }
-        if up(at, dst) {
-            return true;
+        if at == dst || (counted_up(at, dst) && !sim.nodes[dst].down) {
+            return Ok(());
         }
         let next = if at < relays {
             let Some(r) = sim.nodes[at].ep.router().route(target) else {
-                return false;
+                return Err((Broken::NoRoute, at));
             };
             index.get(&r.next_hop).copied()
         } else {
-            // A stub's default route: a relay neighbour whose link is up.
-            let mut relays_up: Vec<usize> = (sim.nodes[at].peers.keys())
-                .copied()
-                .filter(|&r| r < relays && up(at, r))
-                .collect();
-            relays_up.sort_unstable();
-            relays_up.first().copied()
+            let Some(r) = sim.nodes[at].ep.default_relay() else {
+                return Err((Broken::NoRelay, at));
+            };
+            index.get(&r).copied()
         };
         match next {
-            Some(n) if up(at, n) => at = n,
-            _ => return false,
+            Some(n) if counted_up(at, n) && sim.nodes[n].down => {
+                let since = sim.elapsed().saturating_sub(crashed_at[n]);
+                return Err((Broken::DeadHop(since), at));
+            }
+            Some(n) if counted_up(at, n) => at = n,
+            _ => return Err((Broken::HopDown, at)),
         }
     }
-    false
+    Err((Broken::TooLong, at))
+}
+
+/// A churn scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Churn {
+    /// Nodes in the mesh.
+    pub nodes: usize,
+    /// Relaying nodes (the first `relays`).
+    pub relays: usize,
+    /// Seed of topology, latencies, keys and the churn.
+    pub seed: u64,
+    /// Share of the nodes crashed per minute, %.
+    pub churn_percent: f64,
+    /// How long a crashed node stays down.
+    pub down: Duration,
+    /// Virtual minutes of churn.
+    pub minutes: u64,
+    /// Loss and jitter on every link.
+    pub impair: Impairment,
+    /// How every node probes its links.
+    pub health: HealthConfig,
+}
+
+impl Churn {
+    /// 5 % relays (at least 3), 5 % a minute, 30 s down, default probing,
+    /// no impairment.
+    pub fn new(nodes: usize, minutes: u64, seed: u64) -> Self {
+        Self {
+            nodes,
+            relays: (nodes * 5 / 100).max(3),
+            seed,
+            churn_percent: 5.0,
+            down: Duration::from_secs(30),
+            minutes,
+            impair: Impairment::default(),
+            health: HealthConfig::default(),
+        }
+    }
 }
 
 /// One run.
-pub fn run(
-    nodes: usize,
-    relays: usize,
-    seed: u64,
-    churn_percent: f64,
-    down: Duration,
-    minutes: u64,
-    impair: Impairment,
-) -> Result<ChurnReport, String> {
+pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
+    let &Churn {
+        nodes,
+        relays,
+        seed,
+        churn_percent,
+        down,
+        minutes,
+        impair,
+        health,
+    } = spec;
     let wall = std::time::Instant::now();
-    let (mut sim, _) = impaired_mesh(nodes, relays, 4, seed, impair)?;
+    let (mut sim, _) = probed_mesh(nodes, relays, 4, seed, impair, Some(health))?;
     let index: HashMap<NodeId, usize> =
         (0..nodes).map(|i| (sim.nodes[i].ep.node_id(), i)).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x636875726e);
     sim.run_for(Duration::from_secs(15));
     let mut started = vec![sim.elapsed().saturating_sub(SETTLE); nodes];
     let mut down_until: Vec<Option<Duration>> = vec![None; nodes];
+    let mut crashed_at = vec![Duration::ZERO; nodes];
+    let mut causes = Causes::default();
     let per_minute = ((nodes as f64 * churn_percent / 100.0).round() as usize).max(1);
     let gap = Duration::from_secs(60) / u32::try_from(per_minute).unwrap_or(u32::MAX);
     let end = sim.elapsed() + Duration::from_secs(60 * minutes);
     let mut next_crash = sim.elapsed();
     let (mut crashes, mut checked, mut reached) = (0, 0, 0);
     let mut worst: f64 = 100.0;
-    while sim.elapsed() < end {
-        // Crashes due, and restarts due.
+    let bytes_before: Vec<u64> = sim.nodes.iter().map(|n| n.bytes_sent).collect();
+    let churn_start = sim.elapsed();
+    let mut next_check = sim.elapsed() + Duration::from_secs(1);
+    loop {
+        // Crashes (every `gap`), restarts (`down` later) and checks (every
+        // second) each at their own time: a crash falls anywhere within
+        // the second between two checks.
+        let restart_due = down_until.iter().flatten().min().copied();
+        let t = [Some(next_crash), restart_due, Some(next_check)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(end);
+        if t >= end {
+            break;
+        }
+        sim.run_for(t.saturating_sub(sim.elapsed()));
         while next_crash <= sim.elapsed() {
             let live: Vec<usize> = (0..nodes).filter(|&i| down_until[i].is_none()).collect();
             let victim = live[rng.next_u32() as usize % live.len()];
             sim.crash(victim);
+            crashed_at[victim] = sim.elapsed();
             down_until[victim] = Some(sim.elapsed() + down);
             crashes += 1;
             next_crash += gap;
@@ -144,7 +293,10 @@ pub fn run(
                 started[i] = sim.elapsed();
             }
         }
-        sim.run_for(Duration::from_secs(1));
+        if next_check > sim.elapsed() {
+            continue;
+        }
+        next_check += Duration::from_secs(1);
         let now = sim.elapsed();
         let live: Vec<usize> = (0..nodes)
             .filter(|&i| down_until[i].is_none() && now >= started[i] + SETTLE)
@@ -160,7 +312,13 @@ pub fn run(
                 continue;
             }
             c += 1;
-            r += usize::from(reachable(&sim, &index, relays, a, b));
+            match reachable(&sim, &index, &crashed_at, relays, a, b) {
+                Ok(()) => r += 1,
+                Err((why, at)) => {
+                    let fresh = now < started[at] + Duration::from_secs(60);
+                    causes.add(why, fresh, at >= relays);
+                }
+            }
         }
         checked += c;
         reached += r;
@@ -168,6 +326,15 @@ pub fn run(
             worst = worst.min(100.0 * r as f64 / c as f64);
         }
     }
+    let secs = sim
+        .elapsed()
+        .saturating_sub(churn_start)
+        .as_secs_f64()
+        .max(1.0);
+    let rate = |i: usize| (sim.nodes[i].bytes_sent - bytes_before[i]) as f64 / secs;
+    let relay_rates: Vec<f64> = (0..relays.min(nodes)).map(rate).collect();
+    let stub_rates: Vec<f64> = (relays.min(nodes)..nodes).map(rate).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     Ok(ChurnReport {
         nodes,
         relays: relays.min(nodes),
@@ -179,7 +346,13 @@ pub fn run(
         pairs_checked: checked,
         reachable_percent: 100.0 * reached as f64 / checked.max(1) as f64,
         worst_second_percent: worst,
+        causes,
         loss_percent: impair.loss * 100.0,
+        idle_probe_ms: health.idle_probe_interval.as_millis() as u64,
+        down_after_misses: health.down_after_misses,
+        relay_wire_bytes_per_sec_mean: mean(&relay_rates),
+        relay_wire_bytes_per_sec_max: relay_rates.iter().copied().fold(0.0, f64::max),
+        stub_wire_bytes_per_sec_mean: mean(&stub_rates),
         wall_secs: wall.elapsed().as_secs_f64(),
     })
 }

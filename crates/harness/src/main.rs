@@ -141,6 +141,14 @@ enum Command {
         /// Every link loses this percentage of its datagrams, each way.
         #[arg(long, default_value_t = 0.0)]
         loss_percent: f64,
+        /// Idle links are probed this often (`[health]
+        /// idle-probe-interval-ms`).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+        idle_probe_ms: u64,
+        /// Lost probes in a row that make a link down (`[health]
+        /// down-after-misses`).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
+        down_after_misses: u32,
     },
     /// Mesh-wide quarantine by agreement in the simulator: a relaying
     /// member spoofs towards one neighbour (nobody else may follow), then
@@ -684,6 +692,8 @@ fn main() -> ExitCode {
             minutes,
             seed,
             loss_percent,
+            idle_probe_ms,
+            down_after_misses,
         } => nodes.iter().try_for_each(|&n| {
             if !(0.0..=50.0).contains(&loss_percent) || !(0.1..=50.0).contains(&churn_percent) {
                 return Err(
@@ -697,9 +707,19 @@ fn main() -> ExitCode {
                 jitter: Duration::ZERO,
                 cpu: false,
             };
-            let down = Duration::from_secs(down_secs);
-            let r = harness::churn::run(n, relays, seed, churn_percent, down, minutes, impair)
-                .map_err(|e| format!("churn {n}: {e}"))?;
+            let spec = harness::churn::Churn {
+                relays,
+                churn_percent,
+                down: Duration::from_secs(down_secs),
+                impair,
+                health: proto::health::HealthConfig {
+                    idle_probe_interval: Duration::from_millis(idle_probe_ms),
+                    down_after_misses,
+                    ..proto::health::HealthConfig::default()
+                },
+                ..harness::churn::Churn::new(n, minutes, seed)
+            };
+            let r = harness::churn::run(&spec).map_err(|e| format!("churn {n}: {e}"))?;
             println!(
                 "{}",
                 serde_json::to_string(&r).map_err(|e| format!("churn: {e}"))?

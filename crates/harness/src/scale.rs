@@ -30,6 +30,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use proto::endpoint::{EndpointConfig, Event};
+use proto::health::HealthConfig;
 use proto::wire::{NodeId, TRANSPORT_OVERHEAD};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -275,6 +276,19 @@ pub fn impaired_mesh(
     seed: u64,
     impair: Impairment,
 ) -> Result<(Sim, Links), String> {
+    let health = EndpointConfig::default().health;
+    probed_mesh(nodes, relays, degree, seed, impair, health)
+}
+
+/// As [`impaired_mesh`], every node probing its links with `health`.
+pub fn probed_mesh(
+    nodes: usize,
+    relays: usize,
+    degree: usize,
+    seed: u64,
+    impair: Impairment,
+    health: Option<HealthConfig>,
+) -> Result<(Sim, Links), String> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let links = if relays >= nodes {
         topology(nodes, degree, &mut rng)
@@ -284,6 +298,7 @@ pub fn impaired_mesh(
     let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
     let config = |i: usize| EndpointConfig {
         relay: i < relays,
+        health,
         ..EndpointConfig::default()
     };
     let mut sim = Sim::build_each(seed, &names, &links, config, false);

@@ -126,6 +126,13 @@ impl Endpoint {
         self.local.node_id
     }
 
+    /// A stub's default relay: the relaying neighbour it sends through
+    /// when its routes know no way (`None` on a relay, or with no relaying
+    /// link up).
+    pub fn default_relay(&self) -> Option<NodeId> {
+        (self.peers.default_relay).map(|p| self.peers[p].node_id)
+    }
+
     /// The route table, sorted by destination.
     pub fn routes(&self, now: Instant) -> Vec<RouteInfo> {
         let mut v: Vec<RouteInfo> = self
