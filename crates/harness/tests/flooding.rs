@@ -237,7 +237,7 @@ fn held_seq(sim: &Sim, at: usize, origin: usize) -> Option<u64> {
 }
 
 #[test]
-fn relays_refreshes_stay_among_relays_yet_stubs_keep_every_relays_advert() {
+fn refreshes_and_stub_link_changes_stay_among_relays_yet_stubs_keep_every_relays_advert() {
     // 6 relays, 54 stubs on two relays each; refresh every 2 s × 61.
     let (relays, nodes) = (6, 60);
     let impair = harness::scale::Impairment::default();
@@ -262,18 +262,37 @@ fn relays_refreshes_stay_among_relays_yet_stubs_keep_every_relays_advert() {
     let far: Vec<usize> = (relays..nodes).filter(|&s| !neighbour(0, s)).collect();
     assert!(!far.is_empty());
 
-    // A change of relay 0 (a link to one of its stubs cut) reaches every
-    // stub, the far ones included.
+    // A change of relay 0's links to stubs (one cut) reaches every relay
+    // but no far stub: stubs route through relays only.
     let s0 = (relays..nodes).find(|&s| neighbour(0, s)).unwrap();
-    let seq = held_seq(&sim, 1, 0);
+    let before: Vec<Option<u64>> = (0..nodes).map(|n| held_seq(&sim, n, 0)).collect();
     sim.cut(0, s0);
     sim.run_for(Duration::from_secs(15));
     let s0_id = sim.nodes[s0].ep.node_id();
+    for r in 1..relays {
+        let a = sim.nodes[r].ep.router().advert(sim.nodes[0].ep.node_id());
+        assert!(a.is_some_and(|a| !a.links.iter().any(|l| l.neighbor == s0_id)));
+    }
+    for &s in &far {
+        assert_eq!(
+            held_seq(&sim, s, 0),
+            before[s],
+            "stub {s} got a stub-link change"
+        );
+    }
+
+    // A change of relay 0's backbone (a link to a relay cut) reaches every
+    // stub, the far ones included.
+    let r1 = (1..relays).find(|&r| neighbour(0, r)).unwrap();
+    let r1_id = sim.nodes[r1].ep.node_id();
+    let seq = held_seq(&sim, 1, 0);
+    sim.cut(0, r1);
+    sim.run_for(Duration::from_secs(15));
     for &s in &far {
         let a = sim.nodes[s].ep.router().advert(sim.nodes[0].ep.node_id());
         let a = a.expect("far stub lost relay 0's advert");
         assert!(Some(a.seq) > seq, "stub {s} missed relay 0's change");
-        assert!(!a.links.iter().any(|l| l.neighbor == s0_id), "stub {s}");
+        assert!(!a.links.iter().any(|l| l.neighbor == r1_id), "stub {s}");
     }
 
     // Far past the refresh-scaled expiry (4 × 122 s), stubs still hold

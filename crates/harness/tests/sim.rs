@@ -562,12 +562,15 @@ fn a_hubs_stub_leaves_hold_no_link_state_of_each_other_and_still_reach_each_othe
     assert_eq!(delivered(&sim, 2, 1), 20);
     // The same hub with relaying leaves floods each leaf's advert to every
     // other leaf: the hub sends O(leaves²) adverts instead of its own
-    // advert to each leaf (once per origination: O(leaves)).
+    // advert to each leaf (once per origination: O(leaves); in 3 s the
+    // hub originates when its links come up, when their first RTTs are
+    // measured, when their hold-down ends, and maybe once more as
+    // origination spacing splits a burst).
     let stub_gossip = sim.nodes[0].ep.stats().adverts_sent;
     let relaying = hub(LEAVES, false);
     let relay_gossip = relaying.nodes[0].ep.stats().adverts_sent;
     assert!(
-        stub_gossip < 4 * LEAVES as u64 && relay_gossip > (LEAVES * (LEAVES - 1)) as u64,
+        stub_gossip <= 5 * LEAVES as u64 && relay_gossip > (LEAVES * (LEAVES - 1)) as u64,
         "hub sent {stub_gossip} adverts with stub leaves, {relay_gossip} with relaying ones"
     );
 }

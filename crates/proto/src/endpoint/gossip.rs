@@ -29,6 +29,7 @@ use super::api::{Event, PeerId};
 use super::flooding::Flooding;
 use super::members::Members;
 use super::net::{Cx, Local};
+use super::news::{self, same_topology};
 use super::peer::Peers;
 
 /// Routes are recomputed at least this often, to follow RTT and loss.
@@ -47,13 +48,9 @@ const ROUTE_HOLD_MAX: Duration = Duration::from_secs(1);
 /// Refresh adverts no more often than once per this much per known origin,
 /// so the refresh traffic a node forwards stays flat as the mesh grows.
 const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
-/// An advert is originated for moved link costs alone at most this often:
-/// every such advert goes to every relay, and on a lossy underlay some
-/// link's estimate is always moving somewhere in a large mesh.
-const COST_NEWS_INTERVAL: Duration = Duration::from_secs(30);
-/// A cost moving by less than this (µs) is not news (a loss estimate 50 ‰
-/// over the free 100 ‰, or 5 ms of RTT).
-const COST_NEWS_MIN_US: u64 = 5_000;
+/// The RTT (µs) a link is listed and costed at before any probe on it
+/// was answered; its first measured RTT is advertised at once.
+const PLACEHOLDER_RTT_US: u32 = 1_000;
 /// Most adverts waiting for a certificate at once (a node joining a mesh of
 /// thousands parks one per origin until the certificates arrive).
 const MAX_PARKED: usize = 16_384;
@@ -83,6 +80,8 @@ pub(crate) struct Gossip {
     last_originated: Option<Instant>,
     /// When an advert was last originated for a moved link cost alone.
     last_cost_news: Option<Instant>,
+    /// Links our last advert listed before any probe answered on them.
+    unmeasured: Vec<NodeId>,
     last_advert: Option<Advert>,
     /// When routes are computed next.
     route_at: Option<Instant>,
@@ -119,6 +118,7 @@ impl Gossip {
             advert_seq: 0,
             last_originated: None,
             last_cost_news: None,
+            unmeasured: Vec::new(),
             last_advert: None,
             route_at: None,
             route_hold: ROUTE_BATCH_DELAY,
@@ -207,9 +207,9 @@ impl Gossip {
                     neighbor: p.node_id,
                     up,
                     settled: up && h.settled(now),
-                    rtt_us: h
-                        .base_rtt(now)
-                        .map_or(1000, |d| d.as_micros().min(u32::MAX as u128) as u32),
+                    rtt_us: h.base_rtt(now).map_or(PLACEHOLDER_RTT_US, |d| {
+                        d.as_micros().min(u32::MAX as u128) as u32
+                    }),
                     loss_permille: (h.loss() * 1000.0) as u16,
                     spread_us: h.rtt_spread(now).as_micros().min(u32::MAX as u128) as u32,
                 })
@@ -338,7 +338,7 @@ impl Gossip {
             Some(a) => a.clone(),
             None => {
                 let a = self.own_advert(local, peers, now);
-                self.last_advert = Some(a.clone());
+                self.originated(peers, now, a.clone());
                 let refresh = now + self.advert_refresh(local.config.advert_interval);
                 self.refresh_at.get_or_insert(refresh);
                 a
@@ -612,11 +612,12 @@ impl Gossip {
     /// Takes a verified advert and floods it on.
     fn take_advert(&mut self, cx: &mut Cx<'_>, now: Instant, from: PeerId, advert: Arc<Advert>) {
         // A refresh: the origin's links and roles as in the advert it
-        // replaces (metrics may differ).
-        let refresh = self
-            .router
-            .advert(advert.origin)
-            .is_some_and(|held| same_topology(held, &advert));
+        // replaces (metrics may differ). Stubs need a relay's changes of
+        // backbone links and roles only.
+        let held = self.router.advert(advert.origin);
+        let refresh = held.is_some_and(|held| same_topology(held, &advert));
+        let for_stubs = !advert.stub
+            && held.is_none_or(|held| news::for_stubs(held, &advert, |n| self.router.is_stub(n)));
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }
@@ -676,12 +677,15 @@ impl Gossip {
                 }
                 let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
                 // A stub's advert goes to relays only; so does a relay's
-                // refresh: a stub forwards nothing and keeps relays'
-                // adverts for as long as it reaches their origins
-                // (`Router::expire`), so all it needs is their changes. A
-                // relay's refresh to its ~40 stubs was most of the relay's
-                // gossip (docs/decisions/refresh-not-forwarded-to-stubs.md).
-                if (advert.stub || refresh) && !relays {
+                // refresh, and a change of its links to stubs: a stub
+                // forwards nothing and keeps relays' adverts for as long as
+                // it reaches their origins (`Router::expire`), so all it
+                // needs is their backbone changes. A relay's refresh to its
+                // ~40 stubs was most of the relay's gossip in steady state
+                // (docs/decisions/refresh-not-forwarded-to-stubs.md), its
+                // stub-link changes under churn
+                // (docs/decisions/stub-link-changes-stay-among-relays.md).
+                if !for_stubs && !relays {
                     continue;
                 }
                 Self::send_advert(&mut self.flooding, cx, now, id, &advert);
@@ -727,7 +731,7 @@ impl Gossip {
             // whose cost moved far from what we advertised.
             if let Some(last) = &self.last_advert {
                 let draft = self.draft_advert(cx.local, cx.peers, now);
-                if self.change_at.is_none() && self.news(cx.local, last, &draft, now) {
+                if self.change_at.is_none() && self.news(cx.local, cx.peers, last, &draft, now) {
                     self.advert_soon(cx.peers, now);
                 }
             }
@@ -741,17 +745,17 @@ impl Gossip {
         if refresh || self.change_at.is_some_and(|t| t <= now) {
             self.change_at = None;
             let draft = self.draft_advert(cx.local, cx.peers, now);
-            let news =
-                (self.last_advert.as_ref()).is_none_or(|a| self.news(cx.local, a, &draft, now));
+            let news = (self.last_advert.as_ref())
+                .is_none_or(|a| self.news(cx.local, cx.peers, a, &draft, now));
             if refresh || news {
                 let topology =
                     (self.last_advert.as_ref()).is_none_or(|a| !same_topology(a, &draft));
-                if !refresh && !topology {
+                if !refresh && !topology && !self.first_rtt(cx.peers, now) {
                     self.last_cost_news = Some(now);
                 }
                 self.last_originated = Some(now);
                 let advert = self.sign(cx.local, draft);
-                self.last_advert = Some(advert.clone());
+                self.originated(cx.peers, now, advert.clone());
                 for id in cx.peers.ids().collect::<Vec<_>>() {
                     if cx.peers[id].health.is_some() {
                         Self::send_advert(&mut self.flooding, cx, now, id, &advert);
@@ -763,16 +767,42 @@ impl Gossip {
         }
     }
 
-    /// Whether our advert `draft` says something `last` does not: other
-    /// links or roles, or (at most once per [`COST_NEWS_INTERVAL`]) a moved
-    /// link cost (`cost_moved`).
-    fn news(&self, local: &Local, last: &Advert, draft: &Advert, now: Instant) -> bool {
-        if !same_topology(last, draft) {
-            return true;
-        }
-        let due = (self.last_cost_news)
-            .is_none_or(|t| now.saturating_duration_since(t) >= COST_NEWS_INTERVAL);
-        due && cost_moved(&local.config.route, last, draft)
+    /// Whether our advert `draft` says something `last` does not
+    /// ([`news::is_news`]), or a link `last` listed before any probe
+    /// answered on it (at [`PLACEHOLDER_RTT_US`]) has an RTT now.
+    fn news(
+        &self,
+        local: &Local,
+        peers: &Peers,
+        last: &Advert,
+        draft: &Advert,
+        now: Instant,
+    ) -> bool {
+        news::is_news(&local.config.route, self.last_cost_news, last, draft, now)
+            || self.first_rtt(peers, now)
+    }
+
+    /// Whether a link our last advert listed unmeasured has an RTT now.
+    fn first_rtt(&self, peers: &Peers, now: Instant) -> bool {
+        self.unmeasured.iter().any(|n| {
+            (peers.by_node(*n))
+                .and_then(|p| peers[p].health.as_ref())
+                .is_some_and(|h| h.base_rtt(now).is_some())
+        })
+    }
+
+    /// Our advert `a` is the last originated; which of its links it lists
+    /// before any probe answered on them.
+    fn originated(&mut self, peers: &Peers, now: Instant, a: Advert) {
+        self.unmeasured = (a.links.iter())
+            .map(|l| l.neighbor)
+            .filter(|n| {
+                (peers.by_node(*n))
+                    .and_then(|p| peers[p].health.as_ref())
+                    .is_some_and(|h| h.base_rtt(now).is_none())
+            })
+            .collect();
+        self.last_advert = Some(a);
     }
 
     /// Sends what the flooding lists say is due: acknowledgements, adverts
@@ -856,20 +886,8 @@ impl Gossip {
                 .min_by_key(|l| (l.rtt_us, l.neighbor))
                 .and_then(|l| cx.peers.by_node(l.neighbor));
         }
-        // An own link we advertise costs what our advert says (hold-down
-        // included), as it does at every other node: were it costed from
-        // live probes here and from the advert elsewhere, this node and a
-        // neighbour could each route a destination through the other (a
-        // loop). A cost that moves far from the advertised one is
-        // advertised anew (`news`).
         if let Some(a) = &self.last_advert {
-            for l in own.iter_mut().filter(|l| l.up) {
-                if let Some(e) = a.links.iter().find(|e| e.neighbor == l.neighbor) {
-                    l.rtt_us = e.rtt_us;
-                    l.loss_permille = e.loss_permille;
-                    l.settled = !e.settling;
-                }
-            }
+            news::cost_as_advertised(&mut own, a);
         }
         let changes = if always {
             self.router.recompute(now, &own)
@@ -925,40 +943,4 @@ impl Gossip {
             }
         }
     }
-}
-
-/// Whether a link listed in both adverts costs (RTT plus loss penalty)
-/// more than half and more than [`COST_NEWS_MIN_US`] more or less in
-/// `draft` than in `last`: random loss and RTT noise stay below that, a
-/// link turning slow or lossy does not.
-fn cost_moved(config: &route::RouteConfig, last: &Advert, draft: &Advert) -> bool {
-    let cost = |l: &crate::control::LinkEntry| {
-        u64::from(l.rtt_us)
-            + u64::from(l.loss_permille.saturating_sub(config.loss_free_permille))
-                * config.loss_penalty_us
-    };
-    draft.links.iter().any(|d| {
-        last.links
-            .iter()
-            .find(|l| l.neighbor == d.neighbor)
-            .is_some_and(|l| {
-                let (a, b) = (cost(l), cost(d));
-                a.abs_diff(b) > a.max(b) / 2 && a.abs_diff(b) > COST_NEWS_MIN_US
-            })
-    })
-}
-
-/// Whether adverts `a` and `b` describe the same links and roles: the
-/// same neighbours, up or settling alike, and the same stub, truncated and
-/// no-transit flags (RTT and loss may differ).
-fn same_topology(a: &Advert, b: &Advert) -> bool {
-    let links = |x: &Advert| {
-        let mut v: Vec<(NodeId, bool)> = x.links.iter().map(|l| (l.neighbor, l.settling)).collect();
-        v.sort_unstable();
-        v
-    };
-    a.stub == b.stub
-        && a.truncated == b.truncated
-        && a.no_transit == b.no_transit
-        && links(a) == links(b)
 }

@@ -80,6 +80,7 @@ mod lifecycle;
 mod lookup;
 mod members;
 mod net;
+mod news;
 mod peer;
 mod probes;
 mod reconfigure;

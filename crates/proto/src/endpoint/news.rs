@@ -1,0 +1,212 @@
+//! What in an advert is news, and to whom: when a node re-originates its
+//! own advert (other links or roles; a link cost that moved far), which
+//! received adverts are refreshes (the same links and roles as the one
+//! they replace), which changes stubs need (those of the backbone: links
+//! between relays, and roles), and how a node costs its own advertised
+//! links (as its advert says, like every other node does).
+
+use std::time::{Duration, Instant};
+
+use crate::control::{Advert, LinkEntry};
+use crate::route::{OwnLink, RouteConfig};
+use crate::wire::NodeId;
+
+/// An advert is originated for moved link costs alone at most this often:
+/// every such advert goes to every relay, and on a lossy underlay some
+/// link's estimate is always moving somewhere in a large mesh.
+pub const COST_NEWS_INTERVAL: Duration = Duration::from_secs(30);
+/// A cost moving by less than this (µs) is not news (a loss estimate 50 ‰
+/// over the free 100 ‰, or 5 ms of RTT).
+pub const COST_NEWS_MIN_US: u64 = 5_000;
+
+/// Whether our advert `draft` says something `last` does not: other links
+/// or roles, or (at most once per [`COST_NEWS_INTERVAL`] since
+/// `last_cost_news`) a moved link cost ([`cost_moved`]).
+pub(super) fn is_news(
+    config: &RouteConfig,
+    last_cost_news: Option<Instant>,
+    last: &Advert,
+    draft: &Advert,
+    now: Instant,
+) -> bool {
+    if !same_topology(last, draft) {
+        return true;
+    }
+    let due = last_cost_news.is_none_or(|t| now.saturating_duration_since(t) >= COST_NEWS_INTERVAL);
+    due && cost_moved(config, last, draft)
+}
+
+/// Whether a link listed in both adverts costs (RTT plus loss penalty)
+/// more than half and more than [`COST_NEWS_MIN_US`] more or less in
+/// `draft` than in `last`: random loss and RTT noise stay below that, a
+/// link turning slow or lossy does not.
+fn cost_moved(config: &RouteConfig, last: &Advert, draft: &Advert) -> bool {
+    let cost = |l: &LinkEntry| {
+        u64::from(l.rtt_us)
+            + u64::from(l.loss_permille.saturating_sub(config.loss_free_permille))
+                * config.loss_penalty_us
+    };
+    draft.links.iter().any(|d| {
+        last.links
+            .iter()
+            .find(|l| l.neighbor == d.neighbor)
+            .is_some_and(|l| {
+                let (a, b) = (cost(l), cost(d));
+                a.abs_diff(b) > a.max(b) / 2 && a.abs_diff(b) > COST_NEWS_MIN_US
+            })
+    })
+}
+
+/// Whether adverts `a` and `b` describe the same links and roles: the
+/// same neighbours, up or settling alike, and the same stub, truncated and
+/// no-transit flags (RTT and loss may differ).
+pub(super) fn same_topology(a: &Advert, b: &Advert) -> bool {
+    same_links(a, b, |_| true)
+}
+
+/// Whether a relay's advert `new`, replacing `held`, tells a stub anything:
+/// other roles, or other links to neighbours that are not stubs
+/// (`is_stub`; a neighbour not known counts as a relay). A stub routes
+/// through relays only and holds no other stub's advert, so which stubs a
+/// relay lists is of no use to it; under churn those links are most of the
+/// changes (every stub that crashes or starts changes its relays'
+/// adverts), and a relay passing each one to its ~40 stubs was most of its
+/// bytes (docs/decisions/stub-link-changes-stay-among-relays.md).
+pub(super) fn for_stubs(held: &Advert, new: &Advert, is_stub: impl Fn(NodeId) -> bool) -> bool {
+    !same_links(held, new, |n| !is_stub(n))
+}
+
+/// Whether `a` and `b` have the same flags and the same links (neighbour
+/// and settling flag) among those to neighbours `keep` selects.
+fn same_links(a: &Advert, b: &Advert, keep: impl Fn(NodeId) -> bool) -> bool {
+    let links = |x: &Advert| {
+        let mut v: Vec<(NodeId, bool)> = (x.links.iter())
+            .filter(|l| keep(l.neighbor))
+            .map(|l| (l.neighbor, l.settling))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    a.stub == b.stub
+        && a.truncated == b.truncated
+        && a.no_transit == b.no_transit
+        && links(a) == links(b)
+}
+
+/// Costs each of `own` links that is up and listed in our `advert` as the
+/// advert says (hold-down included), as every other node costs it: were
+/// it costed from live probes here and from the advert elsewhere, this
+/// node and a neighbour could each route a destination through the other
+/// (a loop). A cost that moves far from the advertised one is advertised
+/// anew ([`is_news`]). Probes still decide whether a link is up.
+pub(super) fn cost_as_advertised(own: &mut [OwnLink], advert: &Advert) {
+    for l in own.iter_mut().filter(|l| l.up) {
+        if let Some(e) = advert.links.iter().find(|e| e.neighbor == l.neighbor) {
+            l.rtt_us = e.rtt_us;
+            l.loss_permille = e.loss_permille;
+            l.settled = !e.settling;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advert(links: &[(u64, u32, bool)]) -> Advert {
+        Advert {
+            origin: NodeId(1),
+            seq: 1,
+            stub: false,
+            truncated: false,
+            no_transit: false,
+            links: (links.iter())
+                .map(|&(n, rtt_us, settling)| LinkEntry {
+                    neighbor: NodeId(n),
+                    rtt_us,
+                    loss_permille: 0,
+                    settling,
+                })
+                .collect(),
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn costs_alone_are_not_topology_and_small_moves_are_not_news() {
+        let config = RouteConfig::default();
+        let now = Instant::now();
+        let last = advert(&[(2, 1_000, false), (3, 2_000, false)]);
+        let noisy = advert(&[(2, 1_400, false), (3, 2_000, false)]);
+        assert!(same_topology(&last, &noisy));
+        assert!(!is_news(&config, None, &last, &noisy, now));
+        // 1 ms → 9 ms: more than half and more than 5 ms.
+        let slow = advert(&[(2, 9_000, false), (3, 2_000, false)]);
+        assert!(is_news(&config, None, &last, &slow, now));
+        // ...but not twice within COST_NEWS_INTERVAL.
+        assert!(!is_news(&config, Some(now), &last, &slow, now));
+        let later = now + COST_NEWS_INTERVAL;
+        assert!(is_news(&config, Some(now), &last, &slow, later));
+        // A link gone, or settling, is news at once.
+        let fewer = advert(&[(2, 1_000, false)]);
+        assert!(is_news(&config, Some(now), &last, &fewer, now));
+        let settling = advert(&[(2, 1_000, true), (3, 2_000, false)]);
+        assert!(is_news(&config, Some(now), &last, &settling, now));
+    }
+
+    #[test]
+    fn only_backbone_changes_are_for_stubs() {
+        // Neighbours 10 and 11 are stubs, 2 and 3 relays.
+        let is_stub = |n: NodeId| n.0 >= 10;
+        let held = advert(&[(2, 1_000, false), (3, 1_000, false), (10, 500, false)]);
+        // A stub link comes, goes or settles: not for stubs.
+        let more = advert(&[
+            (2, 1_000, false),
+            (3, 1_000, false),
+            (10, 500, false),
+            (11, 1, true),
+        ]);
+        let fewer = advert(&[(2, 1_000, false), (3, 1_000, false)]);
+        assert!(!for_stubs(&held, &more, is_stub));
+        assert!(!for_stubs(&held, &fewer, is_stub));
+        // A relay link goes or settles, or a role changes: for stubs.
+        let cut = advert(&[(2, 1_000, false), (10, 500, false)]);
+        let healing = advert(&[(2, 1_000, false), (3, 1_000, true), (10, 500, false)]);
+        let mut no_transit = held.clone();
+        no_transit.no_transit = true;
+        assert!(for_stubs(&held, &cut, is_stub));
+        assert!(for_stubs(&held, &healing, is_stub));
+        assert!(for_stubs(&held, &no_transit, is_stub));
+        // A neighbour nobody knows is a relay till its advert says not.
+        let unknown = advert(&[
+            (2, 1_000, false),
+            (3, 1_000, false),
+            (10, 500, false),
+            (99, 1, false),
+        ]);
+        assert!(for_stubs(&held, &unknown, |n| n.0 >= 10 && n.0 < 99));
+    }
+
+    #[test]
+    fn own_up_links_take_the_advertised_cost() {
+        let a = advert(&[(2, 3_000, true)]);
+        let live = |n: u64, up: bool| OwnLink {
+            neighbor: NodeId(n),
+            up,
+            settled: true,
+            rtt_us: 100,
+            loss_permille: 7,
+            spread_us: 0,
+        };
+        let mut own = [live(2, true), live(3, true), live(2, false)];
+        cost_as_advertised(&mut own, &a);
+        assert_eq!(
+            (own[0].rtt_us, own[0].loss_permille, own[0].settled),
+            (3_000, 0, false)
+        );
+        // Not advertised (a truncated advert): from probes.
+        assert_eq!(own[1].rtt_us, 100);
+        // Down: stays down, cost untouched.
+        assert_eq!((own[2].up, own[2].rtt_us), (false, 100));
+    }
+}
