@@ -28,6 +28,14 @@ pub const SETTLE: Duration = Duration::from_secs(10);
 const PAIRS: usize = 200;
 /// Most hops a path may take.
 const MAX_HOPS: usize = 16;
+/// A flow sends a packet this often.
+const FLOW_INTERVAL: Duration = Duration::from_millis(100);
+/// A flow's packet counts as delivered if it arrives within this.
+const FLOW_DEADLINE: Duration = Duration::from_secs(1);
+/// Flows run this long before the churn starts (lookups, handshakes).
+const FLOW_WARMUP: Duration = Duration::from_secs(10);
+/// Marks a flow's packet (then the flow and the sequence number, LE).
+const FLOW_MAGIC: &[u8; 4] = b"flow";
 
 /// What one run measured (JSON line).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -54,6 +62,17 @@ pub struct ChurnReport {
     pub worst_second_percent: f64,
     /// Why the unreachable pairs had no path.
     pub causes: Causes,
+    /// Fixed pairs carrying a packet every 100 ms each way (0: none).
+    pub flows: usize,
+    /// Their packets sent while both ends were live.
+    pub flow_packets: usize,
+    /// Of those, delivered within 1 s, %.
+    pub flow_delivered_percent: f64,
+    /// Flow pairs (both ends live) with a path through the routing state
+    /// at the checks, %.
+    pub flow_reachable_percent: f64,
+    /// Why those flow pairs had no path.
+    pub flow_causes: Causes,
     /// Loss on every link, %.
     pub loss_percent: f64,
     /// Idle links are probed this often, ms.
@@ -194,6 +213,102 @@ fn reachable(
     Err((Broken::TooLong, at))
 }
 
+/// Traffic between fixed pairs: a packet every [`FLOW_INTERVAL`] each
+/// way, counted when both ends are live at sending and delivered within
+/// [`FLOW_DEADLINE`].
+struct Flows {
+    pairs: Vec<(usize, usize)>,
+    next_seq: u32,
+    /// Counted packets on their way: (flow, seq) → sent at.
+    pending: HashMap<(u32, u32), Duration>,
+    eligible: usize,
+    delivered: usize,
+    checked: usize,
+    reached: usize,
+    causes: Causes,
+}
+
+impl Flows {
+    /// `count` random pairs of distinct nodes.
+    fn new(count: usize, nodes: usize, rng: &mut ChaCha20Rng) -> Self {
+        let mut pairs = Vec::with_capacity(count);
+        while pairs.len() < count && nodes > 1 {
+            let a = rng.next_u32() as usize % nodes;
+            let b = rng.next_u32() as usize % nodes;
+            if a != b {
+                pairs.push((a, b));
+            }
+        }
+        Self {
+            pairs,
+            next_seq: 0,
+            pending: HashMap::new(),
+            eligible: 0,
+            delivered: 0,
+            checked: 0,
+            reached: 0,
+            causes: Causes::default(),
+        }
+    }
+
+    /// One packet each way on every flow whose sender is running; those
+    /// with both ends `live` are counted.
+    fn send(&mut self, sim: &mut Sim, live: impl Fn(usize) -> bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let now = sim.elapsed();
+        for (f, &(a, b)) in self.pairs.iter().enumerate() {
+            for (dir, (from, to)) in [(a, b), (b, a)].into_iter().enumerate() {
+                if sim.nodes[from].down {
+                    continue;
+                }
+                let id = (2 * f + dir) as u32;
+                let mut payload = FLOW_MAGIC.to_vec();
+                payload.extend_from_slice(&id.to_le_bytes());
+                payload.extend_from_slice(&seq.to_le_bytes());
+                if live(from) && live(to) {
+                    self.eligible += 1;
+                    self.pending.insert((id, seq), now);
+                }
+                sim.inject(from, to, &payload);
+            }
+        }
+    }
+
+    /// Takes every node's deliveries: counted packets in time are
+    /// delivered; counted packets older than the deadline are given up.
+    fn collect(&mut self, sim: &mut Sim) {
+        let now = sim.elapsed();
+        let inboxes: Vec<Vec<crate::sim::Delivery>> = (sim.nodes.iter_mut())
+            .map(|n| std::mem::take(&mut n.inbox))
+            .collect();
+        for inbox in inboxes {
+            for d in inbox {
+                let body = d
+                    .packet
+                    .get(proto::wire::ip::IPV4_HEADER_LEN..)
+                    .unwrap_or(&[]);
+                let (Some(magic), Some(id), Some(seq)) =
+                    (body.get(..4), body.get(4..8), body.get(8..12))
+                else {
+                    continue;
+                };
+                if magic != FLOW_MAGIC {
+                    continue;
+                }
+                let id = u32::from_le_bytes(id.try_into().unwrap_or_default());
+                let seq = u32::from_le_bytes(seq.try_into().unwrap_or_default());
+                if let Some(sent) = self.pending.remove(&(id, seq)) {
+                    let arrived = sim.since_start(d.at);
+                    self.delivered += usize::from(arrived.saturating_sub(sent) <= FLOW_DEADLINE);
+                }
+            }
+        }
+        self.pending
+            .retain(|_, sent| now.saturating_sub(*sent) <= FLOW_DEADLINE);
+    }
+}
+
 /// A churn scenario.
 #[derive(Debug, Clone, Copy)]
 pub struct Churn {
@@ -213,6 +328,10 @@ pub struct Churn {
     pub impair: Impairment,
     /// How every node probes its links.
     pub health: HealthConfig,
+    /// Fixed random pairs of nodes exchanging a packet every 100 ms each
+    /// way (links on their paths are probed at the active rate, as on a
+    /// mesh carrying traffic).
+    pub flows: usize,
 }
 
 impl Churn {
@@ -228,6 +347,7 @@ impl Churn {
             minutes,
             impair: Impairment::default(),
             health: HealthConfig::default(),
+            flows: 0,
         }
     }
 }
@@ -243,6 +363,7 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
         minutes,
         impair,
         health,
+        flows,
     } = spec;
     let wall = std::time::Instant::now();
     let (mut sim, _) = probed_mesh(nodes, relays, 4, seed, impair, Some(health))?;
@@ -250,6 +371,19 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
         (0..nodes).map(|i| (sim.nodes[i].ep.node_id(), i)).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x636875726e);
     sim.run_for(Duration::from_secs(15));
+    let mut traffic = Flows::new(flows, nodes, &mut rng);
+    if flows > 0 {
+        let until = sim.elapsed() + FLOW_WARMUP;
+        while sim.elapsed() < until {
+            traffic.send(&mut sim, |_| false);
+            sim.run_for(FLOW_INTERVAL);
+            traffic.collect(&mut sim);
+        }
+        traffic = Flows {
+            pairs: std::mem::take(&mut traffic.pairs),
+            ..Flows::new(0, nodes, &mut rng)
+        };
+    }
     let mut started = vec![sim.elapsed().saturating_sub(SETTLE); nodes];
     let mut down_until: Vec<Option<Duration>> = vec![None; nodes];
     let mut crashed_at = vec![Duration::ZERO; nodes];
@@ -257,18 +391,23 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
     let per_minute = ((nodes as f64 * churn_percent / 100.0).round() as usize).max(1);
     let gap = Duration::from_secs(60) / u32::try_from(per_minute).unwrap_or(u32::MAX);
     let end = sim.elapsed() + Duration::from_secs(60 * minutes);
-    let mut next_crash = sim.elapsed();
+    // Each crash falls at a random point of the first second of its slot
+    // (checks run on whole seconds: a crash is seen by them at any phase).
+    let phase = gap.min(Duration::from_secs(1)).as_micros().max(1) as u64;
+    let mut slot = sim.elapsed();
+    let mut next_crash = slot + Duration::from_micros(rng.next_u64() % phase);
     let (mut crashes, mut checked, mut reached) = (0, 0, 0);
     let mut worst: f64 = 100.0;
     let bytes_before: Vec<u64> = sim.nodes.iter().map(|n| n.bytes_sent).collect();
     let churn_start = sim.elapsed();
     let mut next_check = sim.elapsed() + Duration::from_secs(1);
+    let mut next_flow = sim.elapsed();
     loop {
-        // Crashes (every `gap`), restarts (`down` later) and checks (every
-        // second) each at their own time: a crash falls anywhere within
-        // the second between two checks.
+        // Crashes (one per `gap`), restarts (`down` later), checks (every
+        // second) and flow packets (every 100 ms), each at its own time.
         let restart_due = down_until.iter().flatten().min().copied();
-        let t = [Some(next_crash), restart_due, Some(next_check)]
+        let flow_due = (flows > 0).then_some(next_flow);
+        let t = [Some(next_crash), restart_due, Some(next_check), flow_due]
             .into_iter()
             .flatten()
             .min()
@@ -284,7 +423,8 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
             crashed_at[victim] = sim.elapsed();
             down_until[victim] = Some(sim.elapsed() + down);
             crashes += 1;
-            next_crash += gap;
+            slot += gap;
+            next_crash = slot + Duration::from_micros(rng.next_u64() % phase);
         }
         for i in 0..nodes {
             if down_until[i].is_some_and(|t| t <= sim.elapsed()) {
@@ -292,6 +432,13 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
                 sim.restart(i);
                 started[i] = sim.elapsed();
             }
+        }
+        if flows > 0 && next_flow <= sim.elapsed() {
+            let now = sim.elapsed();
+            traffic.collect(&mut sim);
+            let live = |i: usize| down_until[i].is_none() && now >= started[i] + SETTLE;
+            traffic.send(&mut sim, live);
+            next_flow += FLOW_INTERVAL;
         }
         if next_check > sim.elapsed() {
             continue;
@@ -320,12 +467,26 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
                 }
             }
         }
+        for &(a, b) in &traffic.pairs {
+            if live.binary_search(&a).is_ok() && live.binary_search(&b).is_ok() {
+                traffic.checked += 1;
+                match reachable(&sim, &index, &crashed_at, relays, a, b) {
+                    Ok(()) => traffic.reached += 1,
+                    Err((why, at)) => {
+                        let fresh = now < started[at] + Duration::from_secs(60);
+                        traffic.causes.add(why, fresh, at >= relays);
+                    }
+                }
+            }
+        }
         checked += c;
         reached += r;
         if c > 0 {
             worst = worst.min(100.0 * r as f64 / c as f64);
         }
     }
+    sim.run_for(FLOW_DEADLINE);
+    traffic.collect(&mut sim);
     let secs = sim
         .elapsed()
         .saturating_sub(churn_start)
@@ -347,6 +508,11 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
         reachable_percent: 100.0 * reached as f64 / checked.max(1) as f64,
         worst_second_percent: worst,
         causes,
+        flows,
+        flow_packets: traffic.eligible,
+        flow_delivered_percent: 100.0 * traffic.delivered as f64 / traffic.eligible.max(1) as f64,
+        flow_reachable_percent: 100.0 * traffic.reached as f64 / traffic.checked.max(1) as f64,
+        flow_causes: traffic.causes,
         loss_percent: impair.loss * 100.0,
         idle_probe_ms: health.idle_probe_interval.as_millis() as u64,
         down_after_misses: health.down_after_misses,

@@ -149,6 +149,11 @@ enum Command {
         /// down-after-misses`).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100))]
         down_after_misses: u32,
+        /// Fixed random pairs exchanging a packet every 100 ms each way:
+        /// their delivery, and their paths' reachability, are reported
+        /// apart (the links they cross are probed at the active rate).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        flows: u64,
     },
     /// Mesh-wide quarantine by agreement in the simulator: a relaying
     /// member spoofs towards one neighbour (nobody else may follow), then
@@ -218,7 +223,9 @@ enum Command {
         /// Files of `scale` output (one JSON report per line; repeatable).
         #[arg(long = "json", required = true)]
         json: Vec<PathBuf>,
-        /// Directory for scale-convergence.svg and scale-gossip.svg.
+        /// Directory for scale-convergence.svg and scale-gossip.svg (or,
+        /// when every run had loss, scale-impaired-agreement.svg and
+        /// scale-impaired-budget.svg).
         #[arg(long)]
         svg: PathBuf,
     },
@@ -694,6 +701,7 @@ fn main() -> ExitCode {
             loss_percent,
             idle_probe_ms,
             down_after_misses,
+            flows,
         } => nodes.iter().try_for_each(|&n| {
             if !(0.0..=50.0).contains(&loss_percent) || !(0.1..=50.0).contains(&churn_percent) {
                 return Err(
@@ -717,6 +725,7 @@ fn main() -> ExitCode {
                     down_after_misses,
                     ..proto::health::HealthConfig::default()
                 },
+                flows: flows as usize,
                 ..harness::churn::Churn::new(n, minutes, seed)
             };
             let r = harness::churn::run(&spec).map_err(|e| format!("churn {n}: {e}"))?;

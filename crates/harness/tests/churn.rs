@@ -7,6 +7,7 @@
 fn under_five_percent_churn_a_minute_live_nodes_keep_reaching_each_other() {
     let spec = harness::churn::Churn {
         relays: 8,
+        flows: 10,
         ..harness::churn::Churn::new(40, 2, 1)
     };
     let r = harness::churn::run(&spec).unwrap();
@@ -32,5 +33,14 @@ fn under_five_percent_churn_a_minute_live_nodes_keep_reaching_each_other() {
         + c.isolated;
     assert_eq!(counted as f64, unreachable, "{r:?}");
     assert_eq!(c.loops, 0, "{r:?}");
-    assert!(r.relay_wire_bytes_per_sec_mean > r.stub_wire_bytes_per_sec_mean, "{r:?}");
+    assert!(
+        r.relay_wire_bytes_per_sec_mean > r.stub_wire_bytes_per_sec_mean,
+        "{r:?}"
+    );
+    // Ten pairs exchange a packet every 100 ms each way: their links are
+    // probed at the active rate, and a crashed relay on their path is
+    // left within a few hundred milliseconds.
+    assert!(r.flow_packets > 20_000, "{r:?}");
+    assert!(r.flow_delivered_percent >= 99.5, "{r:?}");
+    eprintln!("{r:?}");
 }
