@@ -652,6 +652,9 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
             })
             .collect()
     };
+    if !reports.is_empty() && reports.iter().all(|r| r.loss_percent > 0.0) {
+        return impaired_charts(&series);
+    }
     let mut convergence = series("link cut: detection → 99 % agree", &|r| r.convergence_ms);
     convergence.extend(series("revocation held by every node", &|r| {
         r.revocation_spread_ms
@@ -684,6 +687,55 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
                 log_x: true,
                 series: gossip,
                 target: Some((1000.0, "gossip target 1 kB/s".into())),
+                markers: vec![],
+            },
+        ),
+    ]
+}
+
+/// The two charts of runs on an impaired underlay (loss, jitter, the CPU
+/// model): how long until nodes agree, and the busiest relay's and stub's
+/// control bytes, by size.
+fn impaired_charts(
+    series: &dyn Fn(&str, &dyn Fn(&ScaleReport) -> f64) -> Vec<Series>,
+) -> Vec<(&'static str, Chart)> {
+    let mut agree = series("bring-up: every node holds every advert", &|r| {
+        r.bring_up_all_secs.unwrap_or(r.bring_up_secs) * 1000.0
+    });
+    agree.extend(series("link cut: detected, then 99 % agree", &|r| {
+        r.detection_ms + r.convergence_ms
+    }));
+    agree.extend(series("revocation held by every node", &|r| {
+        r.revocation_spread_ms
+    }));
+    let mut budget = series("busiest relay (refresh round + quiet)", &|r| {
+        r.relay_budget_wire_bytes_per_sec_max
+    });
+    budget.extend(series("busiest stub (quiet)", &|r| {
+        r.control_quiet_wire_bytes_per_stub_sec_max
+    }));
+    vec![
+        (
+            "scale-impaired-agreement.svg",
+            Chart {
+                title: "1 % loss, 2 ms jitter, CPU model: time until nodes agree".into(),
+                x_label: "nodes".into(),
+                y_label: "ms of virtual time".into(),
+                log_x: true,
+                series: agree,
+                target: Some((10_000.0, "bring-up target 10 s".into())),
+                markers: vec![],
+            },
+        ),
+        (
+            "scale-impaired-budget.svg",
+            Chart {
+                title: "1 % loss, 2 ms jitter, CPU model: link-state bytes".into(),
+                x_label: "nodes".into(),
+                y_label: "bytes/s (UDP payload)".into(),
+                log_x: true,
+                series: budget,
+                target: Some((1000.0, "relay target 1 kB/s".into())),
                 markers: vec![],
             },
         ),
