@@ -12,6 +12,16 @@
 //! repairs the rest. A sync request (sent when a link comes up) is
 //! retransmitted alike until the answer's acknowledgement says it arrived.
 //!
+//! A neighbour that acknowledged anything within the last timeout, and
+//! nothing sent after a given advert, is alive and still working through
+//! what it was sent (a relay checking the signatures of a sync dump of
+//! thousands of adverts acknowledges them over hundreds of milliseconds):
+//! that advert waits for it, as TCP restarts its retransmission timer on
+//! every acknowledgement of new data, for at most [`PROGRESS_WAIT_MAX`]
+//! after it was sent. A fixed timeout sent half of such a dump again, into
+//! the backlog that delayed the acknowledgements. An advert sent before
+//! one the neighbour acknowledged is taken as lost at its timeout.
+//!
 //! Bounded work: one entry per (neighbour, origin), replaced by a newer
 //! advert; at most [`RETRANSMIT_BURST`] retransmissions per neighbour per
 //! pass, passes at most every [`PASS_INTERVAL`].
@@ -33,6 +43,9 @@ pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
 const RTO_MIN: Duration = Duration::from_millis(250);
 /// Longest retransmission timeout, backoff included.
 const RTO_MAX: Duration = Duration::from_secs(8);
+/// An advert unacknowledged by a neighbour that acknowledges others waits
+/// at most this long after it was first sent.
+const PROGRESS_WAIT_MAX: Duration = Duration::from_secs(4);
 /// Retransmissions of one advert to one neighbour before it is abandoned.
 const MAX_RETRIES: u8 = 6;
 /// Most retransmissions to one neighbour per pass (the rest wait a pass).
@@ -47,6 +60,8 @@ const SYNC_REPEAT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     seq: u64,
+    /// When it was first sent.
+    sent: Instant,
     due: Instant,
     tries: u8,
     rto: Duration,
@@ -56,6 +71,7 @@ impl Pending {
     fn new(seq: u64, now: Instant, rto: Duration) -> Self {
         Self {
             seq,
+            sent: now,
             due: now + rto,
             tries: 0,
             rto,
@@ -96,6 +112,11 @@ pub(crate) struct Flooding {
     unacked: BTreeMap<PeerId, BTreeMap<NodeId, Pending>>,
     syncs: BTreeMap<PeerId, Pending>,
     owed: BTreeMap<PeerId, Owed>,
+    /// When each neighbour last acknowledged anything, and the latest
+    /// first-send time of what it acknowledged.
+    progress: BTreeMap<PeerId, (Instant, Instant)>,
+    /// Each neighbour's acknowledgement delay: smoothed, and its variation.
+    ack_delay: BTreeMap<PeerId, (Duration, Duration)>,
     /// When each neighbour's sync request was last answered with a dump.
     dumped: BTreeMap<PeerId, Instant>,
     /// When the next retransmission pass runs.
@@ -108,6 +129,17 @@ impl Flooding {
     /// The retransmission timeout of a link with smoothed RTT `rtt`.
     pub fn rto(rtt: Option<Duration>) -> Duration {
         rtt.map_or(RTO_MIN, |r| 2 * r + 2 * ACK_DELAY).max(RTO_MIN)
+    }
+
+    /// The retransmission timeout towards `peer`, whose link has smoothed
+    /// RTT `rtt`: at least [`Flooding::rto`], and at least its smoothed
+    /// acknowledgement delay plus four times its variation (RFC 6298's
+    /// estimator, sampled from first transmissions only): a neighbour
+    /// busy checking signatures acknowledges late, and is not sent again
+    /// what it is still working through.
+    pub fn rto_to(&self, peer: PeerId, rtt: Option<Duration>) -> Duration {
+        let measured = (self.ack_delay.get(&peer)).map_or(Duration::ZERO, |(s, v)| *s + 4 * *v);
+        Self::rto(rtt).max(measured).min(RTO_MAX)
     }
 
     fn schedule_pass(&mut self, at: Instant) {
@@ -146,7 +178,34 @@ impl Flooding {
     }
 
     /// An acknowledgement from `peer`.
-    pub fn on_ack(&mut self, peer: PeerId, ack: &Ack) {
+    pub fn on_ack(&mut self, peer: PeerId, ack: &Ack, now: Instant) {
+        let acked: Vec<Pending> = (self.unacked.get(&peer))
+            .map(|list| {
+                (ack.entries.iter())
+                    .filter_map(|(origin, seq)| list.get(origin).filter(|p| p.seq <= *seq))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let newest = acked.iter().map(|p| p.sent).max();
+        // One delay sample per message: the longest a first transmission
+        // it acknowledges waited.
+        let sample = (acked.iter())
+            .filter(|p| p.tries == 0)
+            .map(|p| now.saturating_duration_since(p.sent))
+            .max();
+        if let Some(d) = sample {
+            let e = self.ack_delay.entry(peer);
+            e.and_modify(|(srtt, var)| {
+                *var = (3 * *var + srtt.abs_diff(d)) / 4;
+                *srtt = (7 * *srtt + d) / 8;
+            })
+            .or_insert((d, d / 2));
+        }
+        if let Some(sent) = newest {
+            let e = self.progress.entry(peer).or_insert((now, sent));
+            *e = (now, e.1.max(sent));
+        }
         if ack.sync {
             self.syncs.remove(&peer);
         }
@@ -190,10 +249,17 @@ impl Flooding {
         self.ack_at = Some(self.ack_at.map_or(at, |t| t.min(at)));
     }
 
-    /// Forgets everything about `peer` (gone, or its link went down: the
-    /// sync when it comes back starts afresh).
+    /// `peer` is gone: forgets everything about it.
+    pub fn remove(&mut self, peer: PeerId) {
+        self.forget(peer);
+        self.ack_delay.remove(&peer);
+    }
+
+    /// Forgets what is in flight to and from `peer` (its link went down,
+    /// or a sync starts afresh); its acknowledgement delay stays known.
     pub fn forget(&mut self, peer: PeerId) {
         self.unacked.remove(&peer);
+        self.progress.remove(&peer);
         self.syncs.remove(&peer);
         self.owed.remove(&peer);
         self.dumped.remove(&peer);
@@ -230,10 +296,34 @@ impl Flooding {
         let mut later = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for (peer, list) in &mut self.unacked {
             let mut burst = 0;
+            let progress = self.progress.get(peer).copied();
+            let measured = (self.ack_delay.get(peer)).map(|(s, v)| (*s + 4 * *v).min(RTO_MAX));
             list.retain(|origin, p| {
                 if p.due > now {
                     later(p.due);
                     return true;
+                }
+                // Still acknowledging, and nothing sent after this yet:
+                // wait a timeout past its latest acknowledgement.
+                let busy = progress.filter(|(t, newest)| {
+                    now.saturating_duration_since(*t) < p.rto
+                        && p.sent >= *newest
+                        && now.saturating_duration_since(p.sent) < PROGRESS_WAIT_MAX
+                });
+                if let Some((t, _)) = busy {
+                    p.due = (t + p.rto).min(p.sent + PROGRESS_WAIT_MAX);
+                    later(p.due);
+                    return true;
+                }
+                // Sent before the neighbour's delay was known to be this
+                // long: its first timeout is the measured one.
+                if let Some(m) = measured.filter(|m| p.tries == 0 && *m > p.rto) {
+                    p.rto = m;
+                    p.due = p.sent + m;
+                    if p.due > now {
+                        later(p.due);
+                        return true;
+                    }
                 }
                 if burst == RETRANSMIT_BURST {
                     later(now + PASS_INTERVAL);
@@ -311,10 +401,113 @@ mod tests {
                 sync: false,
                 entries: vec![(NodeId(8), 5)],
             },
+            t0,
         );
         f.heard(peer(2), NodeId(7), 6); // newer: implies it
         let due = f.due(t0 + rto);
         assert_eq!(due.adverts, vec![(peer(1), NodeId(7), 5)]);
+    }
+
+    fn ack(o: u64) -> Ack {
+        Ack {
+            sync: false,
+            entries: vec![(NodeId(o), 1)],
+        }
+    }
+
+    #[test]
+    fn a_neighbour_still_acknowledging_a_burst_is_waited_for_within_bounds() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(None);
+        // A burst of three; the neighbour acknowledges one every 200 ms.
+        for o in 1..=3 {
+            f.sent(peer(1), NodeId(o), 1, t0, rto);
+        }
+        f.on_ack(peer(1), &ack(1), t0 + ms(200));
+        assert!(f.due(t0 + rto).adverts.is_empty(), "still acknowledging");
+        f.on_ack(peer(1), &ack(2), t0 + ms(400));
+        assert!(f.due(t0 + ms(600)).adverts.is_empty());
+        // Acknowledgements stop: the rest goes a timeout after the last
+        // (or, later, the acknowledgement delay measured meanwhile).
+        let again = (1..=40)
+            .map(|i| t0 + ms(600) + ms(25) * i)
+            .find(|t| !f.due(*t).adverts.is_empty())
+            .expect("sent again");
+        assert!(
+            again >= t0 + ms(650) && again <= t0 + ms(1600),
+            "{:?}",
+            again - t0
+        );
+
+        // A neighbour acknowledging a long burst, all but one: that one
+        // waits at most PROGRESS_WAIT_MAX, or the measured delay's
+        // timeout if that is longer (at most RTO_MAX).
+        let t2 = t0 + ms(2000);
+        for o in 10..60 {
+            f.sent(peer(3), NodeId(o), 1, t2, rto);
+        }
+        let mut first = None;
+        for step in 1..=200u32 {
+            let now = t2 + ms(50) * step;
+            if step % 4 == 0 && step <= 160 {
+                f.on_ack(peer(3), &ack(10 + u64::from(step / 4)), now);
+            }
+            if f.due(now).adverts.contains(&(peer(3), NodeId(10), 1)) {
+                first = Some(now - t2);
+                break;
+            }
+        }
+        let first = first.expect("never sent again");
+        let bound = PROGRESS_WAIT_MAX.max(f.rto_to(peer(3), None));
+        assert!(first > PROGRESS_WAIT_MAX - rto, "{first:?}");
+        assert!(first <= bound + PASS_INTERVAL, "{first:?} > {bound:?}");
+    }
+
+    #[test]
+    fn an_advert_sent_before_one_acknowledged_goes_at_its_timeout() {
+        let ms = Duration::from_millis;
+        let t1 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(None);
+        f.sent(peer(2), NodeId(4), 1, t1, rto);
+        f.sent(peer(2), NodeId(5), 1, t1 + ms(10), rto);
+        // Acknowledged 90 ms after it was sent: a timeout of 90 + 4 × 45.
+        f.on_ack(peer(2), &ack(5), t1 + ms(100));
+        assert_eq!(f.rto_to(peer(2), None), ms(270));
+        assert!(f.due(t1 + rto).adverts.is_empty());
+        // (Passes are at least PASS_INTERVAL apart.)
+        assert_eq!(
+            f.due(t1 + rto + PASS_INTERVAL).adverts,
+            vec![(peer(2), NodeId(4), 1)]
+        );
+    }
+
+    #[test]
+    fn a_slow_neighbour_gets_a_timeout_from_its_acknowledgement_delay() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let rto = Flooding::rto(None);
+        // Every advert acknowledged 600 ms after it went (a busy relay).
+        for o in 1..=5u64 {
+            let at = t0 + ms(1000) * u32::try_from(o).unwrap();
+            f.sent(peer(4), NodeId(o), 1, at, f.rto_to(peer(4), None));
+            f.on_ack(peer(4), &ack(o), at + ms(600));
+        }
+        let slow = f.rto_to(peer(4), None);
+        assert!(slow > ms(600) && slow <= RTO_MAX, "{slow:?}");
+        // An advert sent now is not sent again at the 250 ms floor.
+        let t = t0 + ms(10_000);
+        f.sent(peer(4), NodeId(9), 1, t, slow);
+        assert!(f.due(t + rto).adverts.is_empty());
+        assert_eq!(f.due(t + slow).adverts, vec![(peer(4), NodeId(9), 1)]);
+        // Gone: forgotten. Only a link going down keeps what was learnt.
+        f.forget(peer(4));
+        assert_eq!(f.rto_to(peer(4), None), slow);
+        f.remove(peer(4));
+        assert_eq!(f.rto_to(peer(4), None), rto);
     }
 
     #[test]
@@ -350,6 +543,7 @@ mod tests {
                 sync: true,
                 entries: vec![],
             },
+            t0,
         );
         assert_eq!(f.unacked_count(), 0);
     }

@@ -236,7 +236,7 @@ impl Gossip {
     /// it held go (its link state stays while its adverts live).
     pub fn remove_peer(&mut self, peer: PeerId, node: NodeId) {
         self.parked.retain(|_, p| p.from != peer);
-        self.flooding.forget(peer);
+        self.flooding.remove(peer);
         self.router.unwant_route(node);
     }
 
@@ -367,15 +367,15 @@ impl Gossip {
     ) {
         if Self::send_counted(cx, now, peer, &Control::LinkState(advert.clone())) {
             cx.out.stats.adverts_sent += 1;
-            let rto = Self::rto(cx, peer);
+            let rto = Self::rto(flooding, cx, peer);
             flooding.sent(peer, advert.origin, advert.seq, now, rto);
         }
     }
 
     /// The retransmission timeout towards neighbour `peer`.
-    fn rto(cx: &Cx<'_>, peer: PeerId) -> Duration {
+    fn rto(flooding: &Flooding, cx: &Cx<'_>, peer: PeerId) -> Duration {
         let rtt = cx.peers[peer].health.as_ref().and_then(|h| h.srtt());
-        Flooding::rto(rtt)
+        flooding.rto_to(peer, rtt)
     }
 
     /// Our advert and a request for everything a neighbour holds: a session
@@ -386,14 +386,14 @@ impl Gossip {
         let own = self.current_advert(cx.local, cx.peers, now);
         Self::send_advert(&mut self.flooding, cx, now, peer, &own);
         if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
-            let rto = Self::rto(cx, peer);
+            let rto = Self::rto(&self.flooding, cx, peer);
             self.flooding.sync_sent(peer, now, rto);
         }
     }
 
     /// An acknowledgement from neighbour `peer`.
-    pub fn on_ack(&mut self, peer: PeerId, ack: &Ack) {
-        self.flooding.on_ack(peer, ack);
+    pub fn on_ack(&mut self, now: Instant, peer: PeerId, ack: &Ack) {
+        self.flooding.on_ack(peer, ack, now);
     }
 
     /// Queues an acknowledgement to `peer` (sending a full message at once).

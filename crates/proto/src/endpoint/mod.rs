@@ -635,7 +635,7 @@ impl Endpoint {
             Control::ProbeReply { .. } | Control::MtuProbeReply { .. } => {}
             Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
             Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
-            Control::LinkStateAck(ack) => self.gossip.on_ack(peer, &ack),
+            Control::LinkStateAck(ack) => self.gossip.on_ack(now, peer, &ack),
             Control::Accusation(a) => self.on_accusation(now, peer, a),
             Control::CertRequest { node } => {
                 self.gossip.on_cert_request(cx!(self), now, peer, node);
