@@ -43,8 +43,10 @@ const ORIGINATION_PER_NEIGHBOUR: Duration = Duration::from_millis(1);
 const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
 /// ...and while they keep coming, computations they trigger are spaced by
 /// a hold that doubles from `ROUTE_BATCH_DELAY` up to this (OSPF's SPF
-/// throttle), resetting after a quiet spell of twice the hold.
-const ROUTE_HOLD_MAX: Duration = Duration::from_secs(1);
+/// throttle), resetting after a quiet spell of twice the hold. Relays
+/// computing from databases of different ages can loop a destination
+/// between them for as long as the hold (docs/decisions/route-computation-hold.md).
+const ROUTE_HOLD_MAX: Duration = Duration::from_millis(250);
 /// Refresh adverts no more often than once per this much per known origin,
 /// so the refresh traffic a node forwards stays flat as the mesh grows.
 const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
