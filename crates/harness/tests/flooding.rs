@@ -352,3 +352,86 @@ fn bundle_offers_stop_once_every_neighbour_holds_the_bundle() {
         "{sent} offers after every node held the list, {ups} links came up"
     );
 }
+
+#[test]
+fn a_relay_restarted_after_its_neighbours_saw_it_gone_relearns_the_whole_mesh() {
+    // 6 relays, 54 stubs. Relay 0 crashes; its neighbours declare their
+    // links to it down. It starts again 30 s later, a new endpoint with
+    // no link state, and asks each neighbour for its database as its
+    // sessions come up (while their links to it are still down).
+    let (relays, nodes) = (6, 60);
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, _) = harness::scale::impaired_mesh(nodes, relays, 4, 5, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    assert_eq!(sim.nodes[0].ep.router().advert_count(), nodes - 1);
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(30));
+    sim.restart(0);
+    let start = sim.elapsed();
+    let mut whole = None;
+    while sim.elapsed() - start < Duration::from_secs(20) {
+        sim.run_for(Duration::from_millis(100));
+        if sim.nodes[0].ep.router().advert_count() == nodes - 1 {
+            whole = Some(sim.elapsed() - start);
+            break;
+        }
+    }
+    let held = sim.nodes[0].ep.router().advert_count();
+    let whole = whole.unwrap_or_else(|| panic!("holds {held} of {} adverts", nodes - 1));
+    assert!(whole < Duration::from_secs(5), "{whole:?}");
+}
+
+#[test]
+fn a_stub_takes_a_restarted_relay_back_only_after_its_hold_down() {
+    // A stub's default relay (its nearest) crashes: the stub moves to its
+    // other relay. When the first starts again it holds no link state yet;
+    // the stub goes back to it only once its link is out of hold-down.
+    let (relays, nodes) = (6, 60);
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 7, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    let stub = relays;
+    let mine: Vec<usize> = (links.iter())
+        .filter(|&&(a, b, _)| b == stub && a < relays)
+        .map(|&(a, _, _)| a)
+        .collect();
+    assert_eq!(mine.len(), 2);
+    let ids: Vec<NodeId> = (0..nodes).map(|n| sim.nodes[n].ep.node_id()).collect();
+    let id = |n: usize| ids[n];
+    let near = *mine
+        .iter()
+        .find(|&&r| sim.nodes[stub].ep.default_relay() == Some(id(r)))
+        .unwrap();
+    let other = *mine.iter().find(|&&r| r != near).unwrap();
+    sim.crash(near);
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(sim.nodes[stub].ep.default_relay(), Some(id(other)));
+    sim.restart(near);
+    let peer = sim.nodes[stub].peers[&near];
+    let up = |sim: &Sim| {
+        let v = sim.nodes[stub].ep.peer(peer, sim.now).unwrap();
+        v.has_session && v.link.is_some_and(|l| l.up)
+    };
+    let start = sim.elapsed();
+    while !up(&sim) {
+        assert!(
+            sim.elapsed() - start < Duration::from_secs(10),
+            "link never came back"
+        );
+        sim.run_for(Duration::from_millis(10));
+    }
+    let back = sim.elapsed();
+    // Up, in hold-down: still the other relay.
+    while sim.elapsed() - back < Duration::from_millis(1500) {
+        assert_eq!(
+            sim.nodes[stub].ep.default_relay(),
+            Some(id(other)),
+            "{:?}",
+            sim.elapsed() - back
+        );
+        sim.run_for(Duration::from_millis(50));
+    }
+    // Settled: the nearer one again.
+    sim.run_for(Duration::from_secs(3));
+    assert_eq!(sim.nodes[stub].ep.default_relay(), Some(id(near)));
+}

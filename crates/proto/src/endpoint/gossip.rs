@@ -878,14 +878,16 @@ impl Gossip {
     pub fn recompute_routes(&mut self, cx: &mut Cx<'_>, now: Instant, always: bool) {
         let mut own = Self::own_links(cx.peers, now);
         if !cx.local.config.relay {
-            // The relaying neighbour with the best working link.
+            // The relaying neighbour with the best working link, one out of
+            // its hold-down first: a relay that just started (or whose
+            // link just came back) has not relearnt the mesh yet.
             cx.peers.default_relay = own
                 .iter()
                 .filter(|l| {
                     l.up && (self.router.advert(l.neighbor))
                         .is_some_and(|a| !a.stub && !a.no_transit)
                 })
-                .min_by_key(|l| (l.rtt_us, l.neighbor))
+                .min_by_key(|l| (!l.settled, l.rtt_us, l.neighbor))
                 .and_then(|l| cx.peers.by_node(l.neighbor));
         }
         if let Some(a) = &self.last_advert {
