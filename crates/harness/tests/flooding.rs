@@ -435,3 +435,41 @@ fn a_stub_takes_a_restarted_relay_back_only_after_its_hold_down() {
     sim.run_for(Duration::from_secs(3));
     assert_eq!(sim.nodes[stub].ep.default_relay(), Some(id(near)));
 }
+
+#[test]
+fn a_stub_leaves_a_relay_cut_off_from_every_other_relay() {
+    // A relay whose backbone neighbours are all down reaches only its own
+    // stubs: a stub on it and on another relay sends through the other,
+    // nearer or not.
+    let (relays, nodes) = (6, 60);
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 7, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    let ids: Vec<NodeId> = (0..nodes).map(|n| sim.nodes[n].ep.node_id()).collect();
+    let relays_of = |n: usize| -> Vec<usize> {
+        (links.iter())
+            .filter_map(|&(a, b, _)| match (a == n, b == n) {
+                (true, _) if b < relays => Some(b),
+                (_, true) if a < relays => Some(a),
+                _ => None,
+            })
+            .collect()
+    };
+    // A stub whose default relay has backbone neighbours that are not the
+    // stub's other relay.
+    let (stub, cut, other) = (relays..nodes)
+        .find_map(|s| {
+            let mine = relays_of(s);
+            let d = *mine
+                .iter()
+                .find(|&&r| sim.nodes[s].ep.default_relay() == Some(ids[r]))?;
+            let other = *mine.iter().find(|&&r| r != d)?;
+            (!relays_of(d).contains(&other)).then_some((s, d, other))
+        })
+        .expect("such a stub");
+    for r in relays_of(cut) {
+        sim.crash(r);
+    }
+    sim.run_for(Duration::from_secs(5));
+    assert_eq!(sim.nodes[stub].ep.default_relay(), Some(ids[other]));
+}

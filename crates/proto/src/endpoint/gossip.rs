@@ -878,17 +878,23 @@ impl Gossip {
     pub fn recompute_routes(&mut self, cx: &mut Cx<'_>, now: Instant, always: bool) {
         let mut own = Self::own_links(cx.peers, now);
         if !cx.local.config.relay {
-            // The relaying neighbour with the best working link, one out of
-            // its hold-down first: a relay that just started (or whose
-            // link just came back) has not relearnt the mesh yet.
+            // The relaying neighbour with the best working link: first one
+            // that lists a link to another relay (one whose backbone
+            // neighbours are all gone reaches nobody else), then one out of
+            // its hold-down (a relay that just started, or whose link just
+            // came back, has not relearnt the mesh yet), then the nearest.
+            let router = &self.router;
+            let backbone = |a: &Advert| {
+                (a.links.iter()).any(|e| router.advert(e.neighbor).is_some_and(|b| !b.stub))
+            };
             cx.peers.default_relay = own
                 .iter()
-                .filter(|l| {
-                    l.up && (self.router.advert(l.neighbor))
-                        .is_some_and(|a| !a.stub && !a.no_transit)
+                .filter_map(|l| {
+                    let a = router.advert(l.neighbor)?;
+                    (l.up && !a.stub && !a.no_transit).then_some((l, backbone(a)))
                 })
-                .min_by_key(|l| (!l.settled, l.rtt_us, l.neighbor))
-                .and_then(|l| cx.peers.by_node(l.neighbor));
+                .min_by_key(|(l, backbone)| (!backbone, !l.settled, l.rtt_us, l.neighbor))
+                .and_then(|(l, _)| cx.peers.by_node(l.neighbor));
         }
         if let Some(a) = &self.last_advert {
             news::cost_as_advertised(&mut own, a);
