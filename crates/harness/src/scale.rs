@@ -622,8 +622,15 @@ pub fn run(
     })
 }
 
+/// A value of a run, drawn against its size.
+type Plotted<'a> = &'a dyn Fn(&ScaleReport) -> f64;
+
+/// Lines of a value, one per mesh shape, named `name, <shape>`.
+type Lines<'a> = &'a dyn Fn(&str, Plotted<'_>) -> Vec<Series>;
+
 /// The two charts of docs/scale.md from any set of runs: one line per mesh
-/// shape (every node relaying, or a relay percentage), by size.
+/// shape (every node relaying, or a relay percentage), by size. Runs on an
+/// impaired underlay (all with loss) get their own two.
 pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
     let shape = |r: &ScaleReport| {
         if r.relays == r.nodes {
@@ -635,7 +642,7 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
     let mut shapes: Vec<String> = reports.iter().map(shape).collect();
     shapes.sort();
     shapes.dedup();
-    let series = |name: &str, f: &dyn Fn(&ScaleReport) -> f64| -> Vec<Series> {
+    let series = |name: &str, f: Plotted<'_>| -> Vec<Series> {
         shapes
             .iter()
             .map(|sh| {
@@ -666,29 +673,19 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
         r.probe_wire_bytes_per_node_sec
     }));
     vec![
-        (
+        by_size(
             "scale-convergence.svg",
-            Chart {
-                title: "Convergence: link cut, and a revocation".into(),
-                x_label: "nodes".into(),
-                y_label: "ms of virtual time".into(),
-                log_x: true,
-                series: convergence,
-                target: Some((2000.0, "target 2 s".into())),
-                markers: vec![],
-            },
+            "Convergence: link cut, and a revocation",
+            "ms of virtual time",
+            convergence,
+            (2000.0, "target 2 s"),
         ),
-        (
+        by_size(
             "scale-gossip.svg",
-            Chart {
-                title: "Control traffic per node, steady state".into(),
-                x_label: "nodes".into(),
-                y_label: "bytes/s (UDP payload)".into(),
-                log_x: true,
-                series: gossip,
-                target: Some((1000.0, "gossip target 1 kB/s".into())),
-                markers: vec![],
-            },
+            "Control traffic per node, steady state",
+            "bytes/s (UDP payload)",
+            gossip,
+            (1000.0, "gossip target 1 kB/s"),
         ),
     ]
 }
@@ -696,9 +693,7 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
 /// The two charts of runs on an impaired underlay (loss, jitter, the CPU
 /// model): how long until nodes agree, and the busiest relay's and stub's
 /// control bytes, by size.
-fn impaired_charts(
-    series: &dyn Fn(&str, &dyn Fn(&ScaleReport) -> f64) -> Vec<Series>,
-) -> Vec<(&'static str, Chart)> {
+fn impaired_charts(series: Lines<'_>) -> Vec<(&'static str, Chart)> {
     let mut agree = series("bring-up: every node holds every advert", &|r| {
         r.bring_up_all_secs.unwrap_or(r.bring_up_secs) * 1000.0
     });
@@ -715,31 +710,41 @@ fn impaired_charts(
         r.control_quiet_wire_bytes_per_stub_sec_max
     }));
     vec![
-        (
+        by_size(
             "scale-impaired-agreement.svg",
-            Chart {
-                title: "1 % loss, 2 ms jitter, CPU model: time until nodes agree".into(),
-                x_label: "nodes".into(),
-                y_label: "ms of virtual time".into(),
-                log_x: true,
-                series: agree,
-                target: Some((10_000.0, "bring-up target 10 s".into())),
-                markers: vec![],
-            },
+            "1 % loss, 2 ms jitter, CPU model: time until nodes agree",
+            "ms of virtual time",
+            agree,
+            (10_000.0, "bring-up target 10 s"),
         ),
-        (
+        by_size(
             "scale-impaired-budget.svg",
-            Chart {
-                title: "1 % loss, 2 ms jitter, CPU model: link-state bytes".into(),
-                x_label: "nodes".into(),
-                y_label: "bytes/s (UDP payload)".into(),
-                log_x: true,
-                series: budget,
-                target: Some((1000.0, "relay target 1 kB/s".into())),
-                markers: vec![],
-            },
+            "1 % loss, 2 ms jitter, CPU model: link-state bytes",
+            "bytes/s (UDP payload)",
+            budget,
+            (1000.0, "relay target 1 kB/s"),
         ),
     ]
+}
+
+/// A chart of `series` against the mesh size (log scale), to `file`.
+fn by_size(
+    file: &'static str,
+    title: &str,
+    y_label: &str,
+    series: Vec<Series>,
+    target: (f64, &str),
+) -> (&'static str, Chart) {
+    let chart = Chart {
+        title: title.into(),
+        x_label: "nodes".into(),
+        y_label: y_label.into(),
+        log_x: true,
+        series,
+        target: Some((target.0, target.1.into())),
+        markers: vec![],
+    };
+    (file, chart)
 }
 
 /// Results of one `mesh-harness hub` run.
