@@ -1,7 +1,8 @@
 //! `cargo bench -p meshd-proto`: handshake rate (hybrid vs classical IK),
 //! transport seal/open throughput, and a data packet through whole
-//! endpoints (policy, path, counters, timers and the AEAD pass). Results and the machine are recorded in
-//! docs/benchmarks.md.
+//! endpoints (policy, path, counters, timers and the AEAD pass), and one
+//! route computation at a relay and at a stub of a 10,000-node mesh.
+//! Results and the machine are recorded in docs/benchmarks.md.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::hint::black_box;
@@ -370,5 +371,83 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshakes, transport, endpoint, policy);
+/// A 10,000-node two-tier database as the simulator builds it (5 % relays
+/// in a ring with chords, each stub linked to two relays): one route
+/// computation at a relay (every node a destination) and at a stub (its
+/// relays' adverts, routes to its peers).
+fn routes(c: &mut Criterion) {
+    use proto::control::{Advert, LinkEntry};
+    use proto::route::{OwnLink, RouteConfig, Router};
+    use proto::wire::NodeId;
+    let (relays, nodes) = (500u64, 10_000u64);
+    let id = |i: u64| NodeId(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let rtt = |a: u64, b: u64| 1_000 + ((a * 7 + b * 13) % 9_000) as u32;
+    let mut links: Vec<Vec<u64>> = vec![Vec::new(); nodes as usize];
+    let mut join = |a: u64, b: u64| {
+        links[a as usize].push(b);
+        links[b as usize].push(a);
+    };
+    for r in 0..relays {
+        join(r, (r + 1) % relays);
+        join(r, (r + 37) % relays);
+    }
+    for s in relays..nodes {
+        join(s, s % relays);
+        join(s, (s * 7 + 3) % relays);
+    }
+    let advert = |i: u64| Advert {
+        origin: id(i),
+        seq: 1,
+        stub: i >= relays,
+        truncated: false,
+        no_transit: false,
+        links: (links[i as usize].iter().take(64))
+            .map(|&n| LinkEntry {
+                neighbor: id(n),
+                rtt_us: rtt(i.min(n), i.max(n)),
+                loss_permille: 0,
+                settling: false,
+            })
+            .collect(),
+        signature: [0; 64],
+    };
+    let own = |i: u64| -> Vec<OwnLink> {
+        (links[i as usize].iter())
+            .map(|&n| OwnLink {
+                neighbor: id(n),
+                up: true,
+                settled: true,
+                rtt_us: rtt(i.min(n), i.max(n)),
+                loss_permille: 0,
+                spread_us: 0,
+            })
+            .collect()
+    };
+    let now = Instant::now();
+    let mut relay = Router::new(id(0), RouteConfig::default());
+    for i in 1..nodes {
+        relay.handle_advert(now, advert(i));
+    }
+    let stub_at = nodes - 1;
+    let mut stub = Router::new(id(stub_at), RouteConfig::default());
+    stub.scope_routes();
+    for i in 0..relays {
+        stub.handle_advert(now, advert(i));
+    }
+    for p in [3, 3_000, 9_000] {
+        stub.want_route(id(p));
+    }
+    let (relay_own, stub_own) = (own(0), own(stub_at));
+    let mut g = c.benchmark_group("routes");
+    g.sample_size(20);
+    g.bench_function("relay recompute, 10,000 nodes", |b| {
+        b.iter(|| black_box(relay.recompute(now, &relay_own).len()))
+    });
+    g.bench_function("stub recompute, 10,000 nodes", |b| {
+        b.iter(|| black_box(stub.recompute(now, &stub_own).len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handshakes, transport, endpoint, policy, routes);
 criterion_main!(benches);
