@@ -1,6 +1,6 @@
 //! The members this node knows from the mesh rather than from its config:
 //! the verified certificates of advert origins (fetched with their
-//! adverts, see `gossip.rs`), indexed by overlay address and by name, so
+//! adverts, see `gossip/`), indexed by overlay address and by name, so
 //! that traffic for any member, and `meshctl ping NAME`, finds it without
 //! a `[[peer]]` entry. The endpoint turns a hit into a learned peer.
 //!

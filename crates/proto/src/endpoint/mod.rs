@@ -27,7 +27,7 @@
 //! | `handshake.rs` `Handshakes` | cookies, reassembly, replay guard, the load meter |
 //! | `data.rs` | the send and receive paths of data packets (no state of its own) |
 //! | `relay.rs` | forwarding relayed datagrams (no state of its own) |
-//! | `gossip.rs` `Gossip` | link-state adverts, origin certificates, routes |
+//! | `gossip/` `Gossip` | link-state adverts, origin certificates, routes |
 //! | `bundles.rs` `BundleSync` | policy and revocation bundles and their spread |
 //! | `admission.rs` `Admission` | policy, filter, revocation list |
 //! | `probes.rs` | link probes, path MTU, stall detection |

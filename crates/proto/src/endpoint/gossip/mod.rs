@@ -10,22 +10,25 @@
 //! advert sent to a neighbour is sent again until acknowledged
 //! (`super::flooding`), and a neighbour that sends an older advert than we
 //! hold gets ours back, so a lost datagram costs a retransmission timeout,
-//! not the origin's next refresh. Route changes move peers onto relays and
-//! back (`Peer::via`).
+//! not the origin's next refresh. Own adverts are drafted and timed in
+//! `origination.rs`; route changes move peers onto relays and back
+//! (`Peer::via`) in `paths.rs`.
+
+mod origination;
+mod paths;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cert::Certificate;
-use crate::control::{Ack, Advert, Control, MAX_ADVERT_ENTRIES};
-use crate::health::LinkStatus;
-use crate::route::{self, OwnLink, Router};
+use crate::control::{Ack, Advert, Control};
+use crate::route::Router;
 use crate::store::SharedStore;
 use crate::wire::NodeId;
 
 use super::admission::Admission;
-use super::api::{Event, PeerId};
+use super::api::PeerId;
 use super::flooding::Flooding;
 use super::members::Members;
 use super::net::{Cx, Local};
@@ -34,11 +37,6 @@ use super::peer::Peers;
 
 /// Routes are recomputed at least this often, to follow RTT and loss.
 const ROUTE_INTERVAL: Duration = Duration::from_secs(1);
-/// A node originates at most one advert per this long.
-const MIN_ORIGINATION_INTERVAL: Duration = Duration::from_millis(200);
-/// ...and, on a node with many neighbours, at most one per this much per
-/// neighbour.
-const ORIGINATION_PER_NEIGHBOUR: Duration = Duration::from_millis(1);
 /// Adverts received within this long share one route computation...
 const ROUTE_BATCH_DELAY: Duration = Duration::from_millis(20);
 /// ...and while they keep coming, computations they trigger are spaced by
@@ -50,9 +48,6 @@ const ROUTE_HOLD_MAX: Duration = Duration::from_millis(250);
 /// Refresh adverts no more often than once per this much per known origin,
 /// so the refresh traffic a node forwards stays flat as the mesh grows.
 const REFRESH_PER_ORIGIN: Duration = Duration::from_secs(2);
-/// The RTT (µs) a link is listed and costed at before any probe on it
-/// was answered; its first measured RTT is advertised at once.
-const PLACEHOLDER_RTT_US: u32 = 1_000;
 /// Most adverts waiting for a certificate at once (a node joining a mesh of
 /// thousands parks one per origin until the certificates arrive).
 const MAX_PARKED: usize = 16_384;
@@ -198,27 +193,6 @@ impl Gossip {
         self.flooding.forget(peer);
     }
 
-    /// This node's view of its direct links.
-    pub fn own_links(peers: &Peers, now: Instant) -> Vec<OwnLink> {
-        peers
-            .iter()
-            .filter_map(|p| {
-                let h = p.health.as_ref()?;
-                let up = p.session(now).is_some() && h.status() == LinkStatus::Up;
-                Some(OwnLink {
-                    neighbor: p.node_id,
-                    up,
-                    settled: up && h.settled(now),
-                    rtt_us: h.base_rtt(now).map_or(PLACEHOLDER_RTT_US, |d| {
-                        d.as_micros().min(u32::MAX as u128) as u32
-                    }),
-                    loss_permille: (h.loss() * 1000.0) as u16,
-                    spread_us: h.rtt_spread(now).as_micros().min(u32::MAX as u128) as u32,
-                })
-            })
-            .collect()
-    }
-
     /// Keeps a verified node certificate (shared when there is a store).
     pub fn keep_origin_cert(&mut self, cert: Certificate) {
         let node = NodeId::of(cert.public_key());
@@ -254,97 +228,6 @@ impl Gossip {
         for id in gone {
             self.origin_certs.remove(id);
             self.router.forget(id);
-        }
-    }
-
-    /// Schedules our advert: at once, but no sooner than
-    /// `MIN_ORIGINATION_INTERVAL` after the previous one, so a burst of link
-    /// changes (a node coming up with many neighbours) is one advert, not a
-    /// flood per link. Each origination goes to every neighbour: a hub with a
-    /// thousand links spaces its adverts out (1 ms per neighbour), so its
-    /// advert traffic stays near 1,000 messages a second however often its
-    /// links change.
-    ///
-    /// A change that leaves the advert saying what it said (a link to a
-    /// stub, which relays' adverts do not list) sends nothing.
-    pub fn advert_soon(&mut self, peers: &Peers, now: Instant) {
-        self.change_at = Some(self.earliest_origination(peers, now));
-    }
-
-    /// Sends our advert again at the next opportunity, changed or not (a
-    /// refresh ahead of time).
-    pub fn refresh_soon(&mut self, peers: &Peers, now: Instant) {
-        self.refresh_at = Some(self.earliest_origination(peers, now));
-    }
-
-    fn earliest_origination(&self, peers: &Peers, now: Instant) -> Instant {
-        let neighbours = peers.iter().filter(|p| p.health.is_some()).count() as u32;
-        let interval = MIN_ORIGINATION_INTERVAL.max(ORIGINATION_PER_NEIGHBOUR * neighbours);
-        self.last_originated
-            .map_or(now, |t| (t + interval).max(now))
-    }
-
-    /// Sets whether our adverts refuse transit, advertising the change soon.
-    pub fn set_no_transit(&mut self, peers: &Peers, now: Instant, no_transit: bool) {
-        if self.no_transit != no_transit {
-            self.no_transit = no_transit;
-            self.advert_soon(peers, now);
-        }
-    }
-
-    /// Whether our adverts refuse transit.
-    pub fn no_transit(&self) -> bool {
-        self.no_transit
-    }
-
-    /// What our advert says now, unsigned and unnumbered. Relays first: a
-    /// hub with more links than an advert lists keeps its backbone paths;
-    /// its stubs vouch for their own links.
-    fn draft_advert(&self, local: &Local, peers: &Peers, now: Instant) -> Advert {
-        let own = Self::own_links(peers, now);
-        let relay = local.config.relay;
-        let mut links = route::advert_entries(&own, |n| self.router.is_stub(n));
-        let truncated = links.len() > MAX_ADVERT_ENTRIES;
-        links.truncate(MAX_ADVERT_ENTRIES);
-        Advert {
-            origin: local.node_id,
-            seq: 0,
-            stub: !relay,
-            truncated,
-            no_transit: self.no_transit && relay,
-            links,
-            signature: [0; 64],
-        }
-    }
-
-    /// A fresh advert of this node's links that are up. Sequence numbers
-    /// start from the wall clock (ns) and grow by one per advert, so a
-    /// restarted node's adverts replace the ones it sent before.
-    fn own_advert(&mut self, local: &Local, peers: &Peers, now: Instant) -> Advert {
-        let a = self.draft_advert(local, peers, now);
-        self.sign(local, a)
-    }
-
-    fn sign(&mut self, local: &Local, mut a: Advert) -> Advert {
-        self.advert_seq = (self.advert_seq + 1).max(local.unix_nanos);
-        a.seq = self.advert_seq;
-        a.signature = local
-            .identity
-            .sign_advert(&*local.crypto, &a.signed_bytes());
-        a
-    }
-
-    /// The advert we last originated (originating one if there is none yet).
-    fn current_advert(&mut self, local: &Local, peers: &Peers, now: Instant) -> Advert {
-        match &self.last_advert {
-            Some(a) => a.clone(),
-            None => {
-                let a = self.own_advert(local, peers, now);
-                self.originated(peers, now, a.clone());
-                let refresh = now + self.advert_refresh(local.config.advert_interval);
-                self.refresh_at.get_or_insert(refresh);
-                a
-            }
         }
     }
 
@@ -769,44 +652,6 @@ impl Gossip {
         }
     }
 
-    /// Whether our advert `draft` says something `last` does not
-    /// ([`news::is_news`]), or a link `last` listed before any probe
-    /// answered on it (at [`PLACEHOLDER_RTT_US`]) has an RTT now.
-    fn news(
-        &self,
-        local: &Local,
-        peers: &Peers,
-        last: &Advert,
-        draft: &Advert,
-        now: Instant,
-    ) -> bool {
-        news::is_news(&local.config.route, self.last_cost_news, last, draft, now)
-            || self.first_rtt(peers, now)
-    }
-
-    /// Whether a link our last advert listed unmeasured has an RTT now.
-    fn first_rtt(&self, peers: &Peers, now: Instant) -> bool {
-        self.unmeasured.iter().any(|n| {
-            (peers.by_node(*n))
-                .and_then(|p| peers[p].health.as_ref())
-                .is_some_and(|h| h.base_rtt(now).is_some())
-        })
-    }
-
-    /// Our advert `a` is the last originated; which of its links it lists
-    /// before any probe answered on them.
-    fn originated(&mut self, peers: &Peers, now: Instant, a: Advert) {
-        self.unmeasured = (a.links.iter())
-            .map(|l| l.neighbor)
-            .filter(|n| {
-                (peers.by_node(*n))
-                    .and_then(|p| peers[p].health.as_ref())
-                    .is_some_and(|h| h.base_rtt(now).is_none())
-            })
-            .collect();
-        self.last_advert = Some(a);
-    }
-
     /// Sends what the flooding lists say is due: acknowledgements, adverts
     /// not acknowledged in time (unless a newer one replaced them, or we
     /// hold them no longer), sync requests.
@@ -870,87 +715,6 @@ impl Gossip {
             p.asked = now;
             asked += 1;
             cx.send_gossip(now, p.from, &Control::CertRequest { node: *origin });
-        }
-    }
-
-    /// Recomputes routes (with `always` false, only if the router's inputs
-    /// changed: the periodic pass) and moves peers onto their new paths.
-    pub fn recompute_routes(&mut self, cx: &mut Cx<'_>, now: Instant, always: bool) {
-        let mut own = Self::own_links(cx.peers, now);
-        if !cx.local.config.relay {
-            // The relaying neighbour with the best working link: first one
-            // that lists a link to another relay (one whose backbone
-            // neighbours are all gone reaches nobody else), then one out of
-            // its hold-down (a relay that just started, or whose link just
-            // came back, has not relearnt the mesh yet), then the nearest.
-            let router = &self.router;
-            let backbone = |a: &Advert| {
-                (a.links.iter()).any(|e| router.advert(e.neighbor).is_some_and(|b| !b.stub))
-            };
-            cx.peers.default_relay = own
-                .iter()
-                .filter_map(|l| {
-                    let a = router.advert(l.neighbor)?;
-                    (l.up && !a.stub && !a.no_transit).then_some((l, backbone(a)))
-                })
-                .min_by_key(|(l, backbone)| (!backbone, !l.settled, l.rtt_us, l.neighbor))
-                .and_then(|(l, _)| cx.peers.by_node(l.neighbor));
-        }
-        if let Some(a) = &self.last_advert {
-            news::cost_as_advertised(&mut own, a);
-        }
-        let changes = if always {
-            self.router.recompute(now, &own)
-        } else {
-            self.router.recompute_if_changed(now, &own)
-        };
-        for c in changes {
-            let Some(peer) = cx.peers.by_node(c.dst) else {
-                continue;
-            };
-            if cx.peers[peer].routed != c.new.is_some() {
-                // Read by the path only, never by a timer.
-                cx.peers.quiet_mut(peer).routed = c.new.is_some();
-            }
-            let hop = c
-                .new
-                .filter(|nh| *nh != c.dst)
-                .and_then(|nh| cx.peers.by_node(nh));
-            // Read by the path only, never by a timer.
-            cx.peers.quiet_mut(peer).route_hop = hop;
-            let p = &cx.peers[peer];
-            // A peer with a direct address whose link is not probed yet (its
-            // session is still coming up) stays direct: there is no evidence
-            // the direct path is worse, and moving it would flap at startup.
-            // One whose address is silent takes the route.
-            let unprobed = p.endpoint.is_some() && p.health.is_none() && !p.silent;
-            let via = match c.new {
-                Some(nh) if nh != c.dst && !unprobed => cx.peers.by_node(nh),
-                _ => None,
-            };
-            if p.via == via {
-                continue;
-            }
-            if p.via.is_none() {
-                cx.out.stats.failovers += 1;
-            }
-            cx.peers[peer].via = via;
-            cx.out.stats.route_changes += 1;
-            cx.out.event(Event::PathChanged { peer, via });
-        }
-    }
-
-    /// Debug builds: every peer's `routed` flag agrees with the router.
-    pub fn check_routed(&self, peers: &Peers) {
-        if cfg!(debug_assertions) {
-            for p in peers.iter() {
-                assert_eq!(
-                    p.routed,
-                    self.router.route(p.node_id).is_some(),
-                    "peer {}: routed flag out of step with the route table",
-                    p.node_id
-                );
-            }
         }
     }
 }
