@@ -705,13 +705,81 @@ impl Mesh {
     /// `meshctl ping NAME` from host `from` (meshd sends the echo itself,
     /// resolving the name from certificates): true when answered.
     pub fn ping_name(&self, from: usize, name: &str) -> bool {
+        self.ping_name_report(from, name).is_ok()
+    }
+
+    /// As [`Mesh::ping_name`]; on failure, what meshctl printed and `from`'s
+    /// route to `name` (for the test's failure message).
+    pub fn ping_name_report(&self, from: usize, name: &str) -> Result<(), String> {
         let sock = self.hosts[from].socket.to_str().unwrap();
         let out = Command::new(&self.meshctl)
             .args(["ping", name, "--count", "3", "--interval-ms", "100"])
             .args(["--socket", sock])
             .output()
             .unwrap();
-        out.status.success()
+        if out.status.success() {
+            return Ok(());
+        }
+        let named = |what: &str, key: &str| {
+            (self.admin_json(from, what).as_array())
+                .and_then(|r| r.iter().find(|r| r[key] == name).cloned())
+                .map_or("none".to_string(), |r| r.to_string())
+        };
+        let (route, peer) = (named("routes", "destination"), named("peers", "name"));
+        // What both ends logged about each other.
+        let to = self.hosts.iter().position(|h| h.name == name);
+        let about = |host: usize, other: &str| -> String {
+            (self.log(host).lines())
+                .filter(|l| l.contains(other))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        // Handshake failures and drops at both ends, and the far end's view
+        // of this one.
+        let from_name = &self.hosts[from].name;
+        let counts = |host: usize| {
+            let s = self.admin_json(host, "status");
+            let routes = self.admin_json(host, "routes");
+            let hop = |dst: &str| {
+                (routes.as_array())
+                    .and_then(|r| r.iter().find(|r| r["destination"] == dst))
+                    .map_or("-".to_string(), |r| {
+                        format!(
+                            "{}({} us, {} s)",
+                            r["next-hop"], r["metric-us"], r["age-secs"]
+                        )
+                    })
+            };
+            let peers = self.admin_json(host, "peers");
+            let links: Vec<String> = (peers.as_array().into_iter().flatten())
+                .filter(|p| !p["link"].is_null())
+                .map(|p| format!("{}:{}", p["name"], p["link"]))
+                .collect();
+            format!(
+                "{} handshakes, failed {}, drops {}, to {name} {}, to {from_name} {}, links {}",
+                s["handshakes-completed"],
+                s["handshake-failures"],
+                s["drops"],
+                hop(name),
+                hop(from_name),
+                links.join(" ")
+            )
+        };
+        let everyone: String = (0..self.hosts.len())
+            .map(|h| format!("\n  {}: {}", self.hosts[h].name, counts(h)))
+            .collect();
+        let back = to.map_or(String::new(), |t| {
+            (self.admin_json(t, "peers").as_array())
+                .and_then(|r| r.iter().find(|r| r["name"] == from_name.as_str()).cloned())
+                .map_or("none".to_string(), |r| r.to_string())
+        });
+        Err(format!(
+            "{}{} route: {route}\n peer: {peer}\n {name}'s peer {from_name}: {back}\n hosts:{everyone}\n {from_name}'s log about {name}:\n{}\n {name}'s log about {from_name}:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            about(from, name),
+            to.map_or(String::new(), |t| about(t, from_name)),
+        ))
     }
 
     /// Pings `to`'s overlay address from host `from`; true if any reply came.

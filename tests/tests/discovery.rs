@@ -70,8 +70,11 @@ fn twelve_hosts_with_two_bootstrap_addresses_and_no_peers_reach_each_other_by_na
     for i in 0..n {
         for k in [1, 4, 7] {
             let j = (i + k) % n;
-            if !mesh.ping_name(i, &format!("h{j}")) {
-                failed.push(format!("h{i} → h{j} by name"));
+            if let Err(e) = mesh.ping_name_report(i, &format!("h{j}")) {
+                failed.push(format!(
+                    "h{i} → h{j} by name ({:?} after start): {e}",
+                    start.elapsed()
+                ));
             }
         }
         let j = (i + 6) % n;

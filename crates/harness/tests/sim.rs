@@ -1216,3 +1216,49 @@ fn the_cpu_model_makes_a_hub_pay_for_its_handshakes_and_signatures() {
     // Slower, not broken: the hub still holds every leaf's advert.
     assert_eq!((held_free, held), (60, 60));
 }
+
+/// A relay whose route to a destination leads back to the neighbour that
+/// handed it a datagram (that neighbour answered a handshake the way it
+/// came, or routes by an older view) hands it to the destination over its
+/// own direct session, rather than dropping it as a loop.
+///
+/// ```text
+///   a ──40 ms── r ──1 ms── x
+///    \                    /
+///     1 ms ── y ── 1 ms ─     r's route to a: via x
+/// ```
+#[test]
+fn a_relay_never_sends_a_datagram_back_and_delivers_it_over_a_direct_session() {
+    use proto::endpoint::Received;
+    use proto::wire::{RelayHeader, TRANSPORT_OVERHEAD, TYPE_TRANSPORT};
+    let (a, r, x, y) = (0, 1, 2, 3);
+    let names: Vec<String> = ["a", "r", "x", "y"].map(String::from).to_vec();
+    let links = [(a, r, ms(40)), (r, x, ms(1)), (x, y, ms(1)), (y, a, ms(1))];
+    let mut sim = Sim::build(1, &names, &links, EndpointConfig::default(), false);
+    sim.run_for(Duration::from_secs(10));
+    let ids: Vec<_> = sim.nodes.iter().map(|n| n.ep.node_id()).collect();
+    let id = |n: usize| ids[n];
+    let route = sim.nodes[r].ep.router().route(id(a)).map(|r| r.next_hop);
+    assert_eq!(route, Some(id(x)), "r reaches a through x");
+    // x hands r a datagram for a (r never opens it: any transport bytes).
+    let mut inner = vec![0u8; TRANSPORT_OVERHEAD + 32];
+    inner[0] = TYPE_TRANSPORT;
+    let mut relayed = RelayHeader::new(id(x), id(a)).wrap(&inner);
+    let unix = harness::sim::START_UNIX * 1_000_000_000 + sim.elapsed().as_nanos() as u64;
+    let (now, from) = (sim.now, sim.nodes[x].addr);
+    let got = sim.nodes[r]
+        .ep
+        .handle_datagram(now, unix, from, &mut relayed);
+    match got {
+        Received::Forward { dst, .. } => assert_eq!(dst, sim.nodes[a].addr, "onward to a"),
+        other => panic!("not forwarded: {other:?}"),
+    }
+    // With no direct session to the destination, back is still a loop.
+    let mut to_y = RelayHeader::new(id(x), id(y)).wrap(&inner);
+    assert_eq!(
+        sim.nodes[r].ep.router().route(id(y)).map(|r| r.next_hop),
+        Some(id(x))
+    );
+    let got = sim.nodes[r].ep.handle_datagram(now, unix, from, &mut to_y);
+    assert!(matches!(got, Received::Dropped(_)), "{got:?}");
+}

@@ -31,7 +31,11 @@ pub(crate) fn from_neighbour(peers: &Peers, now: Instant, src: SocketAddr) -> bo
 /// Forwards a relayed datagram (`buf`, header `h`, from the neighbour at
 /// `src`) for another node: the TTL decremented in place, to the next hop
 /// of our route to its destination (or to the destination itself when it
-/// is a neighbour we have no route to).
+/// is a neighbour we have no route to). Never back where it came from: when
+/// our route leads there (the sender routes by a view ours has moved on
+/// from, or it answers a handshake the way the handshake came), a
+/// destination we hold a session with directly is handed the datagram
+/// over that link; anything else is dropped as a loop.
 pub(crate) fn forward(
     cx: &mut Cx<'_>,
     router: &Router,
@@ -48,29 +52,34 @@ pub(crate) fn forward(
         return cx.out.drop(DropReason::RelayTtlExpired);
     };
     let next = router.route(h.dst).map_or(h.dst, |r| r.next_hop);
+    // A neighbour's id and address, if we hold a usable session with it.
+    let usable = |node| {
+        let n = cx.peers.by_node(node)?;
+        let p = &cx.peers[n];
+        Some((n, p.session(now).and(p.endpoint)?))
+    };
+    let onward_hop = match usable(next) {
+        Some((_, a)) if a == src => match usable(h.dst) {
+            Some(direct) if direct.1 != src => direct,
+            _ => return cx.out.drop(DropReason::RelayLoop),
+        },
+        Some(hop) => hop,
+        None => return cx.out.drop(DropReason::RelayNoRoute),
+    };
+    let (n, dst) = onward_hop;
     let size = buf.len();
     // Transport packets with a payload: not handshakes, and not the
     // keepalives of sessions that carry nothing.
     let carries_data = buf.get(RELAY_HEADER_LEN) == Some(&TYPE_TRANSPORT)
         && size > RELAY_HEADER_LEN + TRANSPORT_OVERHEAD;
-    let next = cx.peers.by_node(next).and_then(|n| {
-        let p = &mut cx.peers[n];
-        let dst = p.session(now).and(p.endpoint)?;
-        // Relayed traffic makes the outgoing link probed fast too, and its
-        // path MTU confirmed.
-        if let Some(h) = p.health.as_mut().filter(|_| carries_data) {
-            h.on_data_sent(now);
-        }
-        if let Some(m) = p.pmtu.as_mut() {
-            m.on_data_sent(size + udp_overhead(&dst));
-        }
-        Some(dst)
-    });
-    let Some(dst) = next else {
-        return cx.out.drop(DropReason::RelayNoRoute);
-    };
-    if dst == src {
-        return cx.out.drop(DropReason::RelayLoop);
+    let p = &mut cx.peers[n];
+    // Relayed traffic makes the outgoing link probed fast too, and its path
+    // MTU confirmed.
+    if let Some(h) = p.health.as_mut().filter(|_| carries_data) {
+        h.on_data_sent(now);
+    }
+    if let Some(m) = p.pmtu.as_mut() {
+        m.on_data_sent(size + udp_overhead(&dst));
     }
     onward.write(buf);
     cx.out.stats.relayed_packets += 1;
