@@ -44,6 +44,8 @@ pub struct ChurnReport {
     pub nodes: usize,
     /// Relaying nodes.
     pub relays: usize,
+    /// Relays each stub links to.
+    pub stub_relays: usize,
     /// Seed of topology, latencies, keys and the churn.
     pub seed: u64,
     /// Share of the nodes crashed per minute, %.
@@ -316,6 +318,8 @@ pub struct Churn {
     pub nodes: usize,
     /// Relaying nodes (the first `relays`).
     pub relays: usize,
+    /// Relays each stub links to.
+    pub stub_relays: usize,
     /// Seed of topology, latencies, keys and the churn.
     pub seed: u64,
     /// Share of the nodes crashed per minute, %.
@@ -341,6 +345,7 @@ impl Churn {
         Self {
             nodes,
             relays: (nodes * 5 / 100).max(3),
+            stub_relays: crate::scale::STUB_RELAYS,
             seed,
             churn_percent: 5.0,
             down: Duration::from_secs(30),
@@ -357,6 +362,7 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
     let &Churn {
         nodes,
         relays,
+        stub_relays,
         seed,
         churn_percent,
         down,
@@ -366,7 +372,7 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
         flows,
     } = spec;
     let wall = std::time::Instant::now();
-    let (mut sim, _) = probed_mesh(nodes, relays, 4, seed, impair, Some(health))?;
+    let (mut sim, _) = probed_mesh(nodes, relays, 4, stub_relays, seed, impair, Some(health))?;
     let index: HashMap<NodeId, usize> =
         (0..nodes).map(|i| (sim.nodes[i].ep.node_id(), i)).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x636875726e);
@@ -499,6 +505,7 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
     Ok(ChurnReport {
         nodes,
         relays: relays.min(nodes),
+        stub_relays,
         seed,
         churn_percent_per_min: churn_percent,
         down_secs: down.as_secs_f64(),

@@ -35,7 +35,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::scale::{peak_rss_mb, topology, two_tier};
+use crate::scale::{peak_rss_mb, topology, two_tier, STUB_RELAYS};
 use crate::sim::Sim;
 
 /// Results of one join run (all times virtual).
@@ -140,7 +140,7 @@ pub fn run(
     let links = if members == relays {
         topology(relays, degree, &mut rng)
     } else {
-        two_tier(members, relays, degree, &mut rng)?
+        two_tier(members, relays, degree, STUB_RELAYS, &mut rng)?
     };
     let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
     let config = |i: usize| EndpointConfig {

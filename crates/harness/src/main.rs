@@ -126,6 +126,9 @@ enum Command {
         /// Relaying nodes as a percentage of each size.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100))]
         relay_percent: u64,
+        /// Relays each stub links to.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=8))]
+        stub_relays: u64,
         /// Nodes crashed per minute, percent of the mesh.
         #[arg(long, default_value_t = 5.0)]
         churn_percent: f64,
@@ -694,6 +697,7 @@ fn main() -> ExitCode {
         Command::Churn {
             nodes,
             relay_percent,
+            stub_relays,
             churn_percent,
             down_secs,
             minutes,
@@ -717,6 +721,7 @@ fn main() -> ExitCode {
             };
             let spec = harness::churn::Churn {
                 relays,
+                stub_relays: stub_relays as usize,
                 churn_percent,
                 down: Duration::from_secs(down_secs),
                 impair,

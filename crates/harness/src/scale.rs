@@ -225,31 +225,43 @@ pub fn topology(
 }
 
 /// Most stubs on one relay: its advert lists at most 64 links, and its
-/// backbone links need room too.
+/// backbone links need room too; 60 where stubs have three relays or more.
 const STUBS_PER_RELAY: usize = 48;
+const STUBS_PER_RELAY_MANY: usize = 60;
+
+/// Relays each stub links to, unless told otherwise.
+pub const STUB_RELAYS: usize = 2;
 
 /// The relay backbone (`topology` over hosts `0..relays`), then every host
-/// from `relays` on linked to two distinct relays with room left.
+/// from `relays` on linked to `stub_relays` distinct relays with room left
+/// (at most 48 stubs per relay, 60 with three relays per stub or more).
 pub(crate) fn two_tier(
     nodes: usize,
     relays: usize,
     degree: usize,
+    stub_relays: usize,
     rng: &mut ChaCha20Rng,
 ) -> Result<Vec<(usize, usize, Duration)>, String> {
-    if relays < 3 || (nodes - relays) * 2 > relays * STUBS_PER_RELAY {
+    let stubs = nodes - relays;
+    let cap = if stub_relays <= 2 {
+        STUBS_PER_RELAY
+    } else {
+        STUBS_PER_RELAY_MANY
+    };
+    if relays < 3 || stub_relays == 0 || stub_relays > relays || stubs * stub_relays > relays * cap
+    {
         return Err(format!(
-            "{relays} relays cannot carry {} stubs (two links each, at most {STUBS_PER_RELAY} per relay)",
-            nodes - relays
+            "{relays} relays cannot carry {stubs} stubs ({stub_relays} links each, at most {cap} per relay)"
         ));
     }
     let mut links = topology(relays, degree, rng);
     let mut load = vec![0usize; relays];
     for stub in relays..nodes {
-        // Two distinct relays with room, drawn at random among those.
-        let mut first = None;
-        for _ in 0..2 {
+        // Distinct relays with room, drawn at random among those.
+        let mut chosen: Vec<usize> = Vec::with_capacity(stub_relays);
+        for _ in 0..stub_relays {
             let open: Vec<usize> = (0..relays)
-                .filter(|&r| load[r] < STUBS_PER_RELAY && first != Some(r))
+                .filter(|&r| load[r] < cap && !chosen.contains(&r))
                 .collect();
             if open.is_empty() {
                 return Err(format!("no relay has room left for stub {stub}"));
@@ -258,7 +270,7 @@ pub(crate) fn two_tier(
             load[r] += 1;
             let lat = Duration::from_micros(1000 + u64::from(rng.next_u32() % 9000));
             links.push((r, stub, lat));
-            first = Some(r);
+            chosen.push(r);
         }
     }
     Ok(links)
@@ -277,14 +289,16 @@ pub fn impaired_mesh(
     impair: Impairment,
 ) -> Result<(Sim, Links), String> {
     let health = EndpointConfig::default().health;
-    probed_mesh(nodes, relays, degree, seed, impair, health)
+    probed_mesh(nodes, relays, degree, STUB_RELAYS, seed, impair, health)
 }
 
-/// As [`impaired_mesh`], every node probing its links with `health`.
+/// As [`impaired_mesh`], each stub linked to `stub_relays` relays, every
+/// node probing its links with `health`.
 pub fn probed_mesh(
     nodes: usize,
     relays: usize,
     degree: usize,
+    stub_relays: usize,
     seed: u64,
     impair: Impairment,
     health: Option<HealthConfig>,
@@ -293,7 +307,7 @@ pub fn probed_mesh(
     let links = if relays >= nodes {
         topology(nodes, degree, &mut rng)
     } else {
-        two_tier(nodes, relays, degree, &mut rng)?
+        two_tier(nodes, relays, degree, stub_relays, &mut rng)?
     };
     let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
     let config = |i: usize| EndpointConfig {
@@ -816,4 +830,39 @@ pub fn hub(leaves: usize, leaves_relay: bool, secs: u64, seed: u64) -> Result<Hu
         wall_ms_per_virtual_sec: wall * 1000.0 / secs as f64,
         wall_us_per_datagram: wall * 1e6 / datagrams.max(1.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Every stub gets as many distinct relays as asked, and no relay more
+    /// stubs than its cap.
+    #[test]
+    fn each_stub_links_to_distinct_relays_within_each_relays_room() {
+        for k in [1, 2, 3] {
+            let mut rng = ChaCha20Rng::seed_from_u64(7);
+            let links = two_tier(1000, 50, 4, k, &mut rng).unwrap();
+            let mut per_stub: HashMap<usize, Vec<usize>> = HashMap::new();
+            let mut per_relay = vec![0usize; 50];
+            for &(a, b, _) in links.iter().filter(|l| l.1 >= 50) {
+                per_stub.entry(b).or_default().push(a);
+                per_relay[a] += 1;
+            }
+            assert_eq!(per_stub.len(), 950);
+            for relays in per_stub.values() {
+                let distinct: HashSet<_> = relays.iter().collect();
+                assert_eq!((relays.len(), distinct.len()), (k, k));
+                assert!(relays.iter().all(|&r| r < 50));
+            }
+            let cap = if k <= 2 { 48 } else { 60 };
+            assert!(per_relay.iter().all(|&n| n <= cap), "{k}: {per_relay:?}");
+        }
+        // 50 relays cannot carry 950 stubs on four links each at 60 a
+        // relay, nor can five relays give a stub six.
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        assert!(two_tier(1000, 50, 4, 4, &mut rng).is_err());
+        assert!(two_tier(100, 5, 4, 6, &mut rng).is_err());
+    }
 }
