@@ -360,6 +360,14 @@ pub fn run(
     impair: Impairment,
 ) -> Result<ScaleReport, String> {
     let wall = Instant::now();
+    // Each phase's figures on stderr as it ends: a run of an hour says
+    // where it is, and what it measured so far.
+    let progress = |what: String| {
+        eprintln!(
+            "scale {nodes}: {what} (wall {:.0} s)",
+            wall.elapsed().as_secs_f64()
+        )
+    };
     let relays = relays.unwrap_or(nodes).min(nodes);
     let (mut sim, links) = impaired_mesh(nodes, relays, degree, seed, impair)?;
 
@@ -386,6 +394,13 @@ pub fn run(
         }
     }
     let bring_up = bring_up.ok_or("the mesh did not converge within 120 virtual seconds")?;
+    let all = bring_up_all.map_or("not within 120 s".into(), |d| {
+        format!("{:.1} s", d.as_secs_f64())
+    });
+    progress(format!(
+        "bring-up 99 % {:.1} s, every node {all}",
+        bring_up.as_secs_f64()
+    ));
     // Under the CPU model: the busiest node's share of the bring-up.
     let busiest = (sim.nodes.iter())
         .map(|n| n.busy.as_secs_f64())
@@ -474,6 +489,10 @@ pub fn run(
     let (relay_rates, stub_rates) = rates.split_at(relays);
     let max = |r: &[f64]| r.iter().copied().fold(0.0, f64::max);
     let relay_mean = relay_rates.iter().sum::<f64>() / relays.max(1) as f64;
+    progress(format!(
+        "refresh round: busiest relay {:.0} B/s, mean relay {relay_mean:.0} B/s",
+        max(relay_rates)
+    ));
 
     // Cut one (backbone) ring link and watch the news spread.
     let (u, v, _) = links[relays / 2];
@@ -511,6 +530,11 @@ pub fn run(
     }
     let detected = detected.ok_or("the cut was not detected within 60 s")?;
     let converged = converged.ok_or("99% of nodes did not learn of the cut within 60 s")?;
+    progress(format!(
+        "cut detected in {:.0} ms, 99 % agree {:.0} ms later",
+        (detected - cut_at).as_secs_f64() * 1e3,
+        (converged - detected).as_secs_f64() * 1e3
+    ));
 
     // Revoke one node at node 0 and watch the list spread.
     let victim = nodes / 3;
