@@ -12,13 +12,19 @@ use crate::views::Directory;
 use crate::worker::Outbox;
 
 impl Node {
-    /// Moves handshake and control datagrams to `out`; logs events.
+    /// Moves handshake and control datagrams to `out`; logs events; wakes
+    /// the checks thread if signature checks were queued.
     pub fn drain(&mut self, out: &mut Outbox) {
         while let Some(t) = self.ep.poll_transmit() {
             out.push_owned(t.dst, t.payload);
         }
         while let Some(ev) = self.ep.poll_event() {
             self.on_event(ev);
+        }
+        if !self.checks_nudged && self.ep.checks_pending() > 0 {
+            self.checks_nudged = true;
+            // If the checks thread is gone, so is meshd.
+            let _ = self.checks.send(());
         }
     }
 

@@ -9,6 +9,9 @@
 //!        worker woke us (earlier deadline) ───┘
 //! handshakes (a lower-priority thread): RespondPlan from a worker
 //!        ──► run (no lock) ──► Endpoint::finish_respond ──► drain ─► send
+//! checks (a lower-priority thread): nudged by `drain` when the endpoint
+//!        queued signature checks ──► Endpoint::take_checks ──► run (no
+//!        lock) ──► Endpoint::finish_checks ──► drain ─► send
 //! ```
 
 use std::collections::HashMap;
@@ -17,7 +20,9 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use proto::bundle::Bundle;
-use proto::endpoint::{DropReason, Endpoint, Handover, PeerId, RespondPlan, SendOutcome};
+use proto::endpoint::{
+    DropReason, Endpoint, Handover, PeerId, RespondPlan, SendOutcome, CHECK_BATCH,
+};
 use proto::wire::ip;
 use proto::wire::{RELAY_HEADER_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_OVERHEAD};
 use tokio::signal::unix::{signal, SignalKind};
@@ -57,6 +62,10 @@ pub struct Node {
     /// Pings and traces waiting for a member lookup to name their target
     /// (a stub asked its relay), retried every [`RESOLVE_POLL`].
     resolving: Vec<Resolving>,
+    /// Wakes the checks thread; `checks_nudged` while it has work it has
+    /// not found empty yet (one nudge per run, not one per datagram).
+    pub checks: std_mpsc::Sender<()>,
+    pub checks_nudged: bool,
     /// Static keys of the `[[peer]]` entries in force (reload compares).
     pub configured: Vec<[u8; 32]>,
     /// The configuration file (reload reads it again).
@@ -137,6 +146,7 @@ pub async fn run(
         workers,
         "meshd started"
     );
+    let (checks_tx, checks_rx) = std_mpsc::channel();
     let node = Node {
         pinger: Pinger::new(rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u16),
         last_rtt: HashMap::new(),
@@ -154,6 +164,8 @@ pub async fn run(
         set_level,
         expiry_checked: None,
         drop_watch: crate::dropwatch::DropWatch::default(),
+        checks: checks_tx,
+        checks_nudged: false,
     };
     let (plans, plans_rx) = std_mpsc::channel();
     let shared = Arc::new(Shared {
@@ -189,6 +201,19 @@ pub async fn run(
                 handshakes(&shared, &plans_rx, &sock);
             })
             .map_err(|e| format!("cannot start the handshake thread: {e}"))?;
+    }
+    {
+        let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
+        let sock = ctl_udp
+            .try_clone()
+            .map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
+        std::thread::Builder::new()
+            .name("meshd-checks".into())
+            .spawn(move || {
+                let _guard = Stopped(stopped_tx, "the checks thread".into(), None);
+                checks(&shared, &checks_rx, &sock);
+            })
+            .map_err(|e| format!("cannot start the checks thread: {e}"))?;
     }
     for (i, (tun, sock)) in queues.into_iter().zip(socks.workers).enumerate() {
         let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
@@ -277,6 +302,39 @@ fn handshakes(
             node.wake_timer(&shared.timer);
         }
         out.send_direct(sock);
+    }
+}
+
+/// Signature checks of adverts and certificates, at the handshake
+/// thread's lower priority: a mesh's bring-up burst of thousands (~150 µs
+/// each) holds the node's lock for one `finish_checks` at a time, so the
+/// packet workers keep carrying data and answering probes meanwhile
+/// (docs/decisions/signature-checks-off-the-packet-path.md).
+fn checks(shared: &Shared, nudges: &std_mpsc::Receiver<()>, sock: &std::net::UdpSocket) {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+        warn!("cannot lower the checks thread's priority: {e}");
+    }
+    let mut out = Outbox::default();
+    while nudges.recv().is_ok() {
+        loop {
+            let plan = {
+                let mut node = shared.lock();
+                let plan = node.ep.take_checks(CHECK_BATCH);
+                node.checks_nudged = plan.is_some();
+                plan
+            };
+            let Some(plan) = plan else {
+                break;
+            };
+            let done = plan.run();
+            {
+                let mut node = shared.lock();
+                node.ep.finish_checks(Instant::now(), unix_nanos(), done);
+                node.drain(&mut out);
+                node.wake_timer(&shared.timer);
+            }
+            out.send_direct(sock);
+        }
     }
 }
 

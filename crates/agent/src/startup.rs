@@ -219,6 +219,8 @@ pub fn endpoint_config(cfg: &NodeConfig) -> EndpointConfig {
             ..proto::route::RouteConfig::default()
         },
         ids: ids_config(&cfg.ids),
+        // The checks thread (`node.rs`) runs them off the packet path.
+        defer_signature_checks: true,
         ..EndpointConfig::default()
     }
 }
@@ -530,6 +532,7 @@ mod tests {
         assert_eq!(e.health.map(|h| h.down_after_misses), Some(3));
         assert!(!e.accept_unknown_peers);
         assert_eq!(e.accept_segments, ["ops"]);
+        assert!(e.defer_signature_checks, "meshd runs its checks thread");
         // What the file does not set is the protocol's default.
         let cfg = NodeConfig::parse(&format!("{base}[listen]\naddress = \"198.18.0.1:51820\"\n"))
             .expect("config");

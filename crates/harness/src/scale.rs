@@ -310,9 +310,12 @@ pub fn probed_mesh(
         two_tier(nodes, relays, degree, stub_relays, &mut rng)?
     };
     let names: Vec<String> = (0..nodes).map(|i| format!("n{i}")).collect();
+    // Under the CPU model nodes check signatures as meshd does: queued,
+    // after their socket is read (`Sim::run_until`).
     let config = |i: usize| EndpointConfig {
         relay: i < relays,
         health,
+        defer_signature_checks: impair.cpu,
         ..EndpointConfig::default()
     };
     let mut sim = Sim::build_each(seed, &names, &links, config, false);

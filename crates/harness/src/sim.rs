@@ -26,7 +26,9 @@ use crypto::RealCrypto;
 use proto::bundle::{Bundle, BundleError, BundleKind, RevocationList};
 use proto::cert::{create_ca, NodeCertParams, OverlayAddr, TrustedCa};
 use proto::control::Control;
-use proto::endpoint::{Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome};
+use proto::endpoint::{
+    Endpoint, EndpointConfig, Event, PeerId, Received, SendOutcome, CHECK_BATCH,
+};
 use proto::handshake::Identity;
 use proto::provider::Crypto;
 use proto::store::SharedStore;
@@ -77,6 +79,13 @@ pub struct SimNode {
     /// Datagrams that arrived while it was stalled or busy, in order
     /// (sequence numbers of `Sim::in_flight`, and the sender).
     backlog: std::collections::VecDeque<(u64, usize)>,
+    /// When the wake set to run its queued signature checks is (deferred
+    /// checks: one batch per such wake, see `Sim::read_backlog`).
+    checks_wake: Option<Instant>,
+    /// When the wake set to read its backlog is (one at a time).
+    backlog_wake: Option<Instant>,
+    /// Its queued checks wait until released ([`Sim::hold_checks`]).
+    checks_held: bool,
     /// What [`Sim::restart`] starts it again with.
     boot: Boot,
 }
@@ -302,6 +311,9 @@ impl Sim {
                 bytes_sent: 0,
                 busy: Duration::ZERO,
                 backlog: std::collections::VecDeque::new(),
+                checks_wake: None,
+                backlog_wake: None,
+                checks_held: false,
                 boot,
             });
         }
@@ -367,7 +379,8 @@ impl Sim {
         self.now - self.t0
     }
 
-    fn unix_nanos(&self) -> u64 {
+    /// The simulated wall clock, Unix nanoseconds (as drivers pass to endpoints).
+    pub fn unix_nanos(&self) -> u64 {
         START_UNIX * 1_000_000_000 + self.elapsed().as_nanos() as u64
     }
 
@@ -497,6 +510,8 @@ impl Sim {
         node.stalled_until = None;
         node.peers.clear();
         node.backlog.clear();
+        node.checks_wake = None;
+        node.backlog_wake = None;
         let mut neighbours: Vec<usize> = (self.links.keys())
             .filter_map(|&(a, b)| match (a == n, b == n) {
                 (true, _) => Some(b),
@@ -582,7 +597,8 @@ impl Sim {
         self.reschedule(i);
     }
 
-    /// Records node `i`'s next deadline after anything touched it.
+    /// Records node `i`'s next deadline after anything touched it, and
+    /// sets a wake for its queued signature checks.
     fn reschedule(&mut self, i: usize) {
         let d = self.nodes[i].ep.poll_timeout();
         if d != self.deadlines[i] {
@@ -591,6 +607,42 @@ impl Sim {
                 self.timers.push(Reverse((t, i)));
             }
         }
+        self.arm_checks(i);
+    }
+
+    /// Sets a wake for node `i`'s queued signature checks if none is set.
+    fn arm_checks(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if n.checks_wake.is_none() && !n.down && !n.checks_held && n.ep.checks_pending() > 0 {
+            let at = self
+                .stalled(i)
+                .map_or(self.now, |r| r + Duration::from_micros(1));
+            self.nodes[i].checks_wake = Some(at);
+            self.wakes.push(Reverse((at, i)));
+        }
+    }
+
+    /// Holds node `i`'s queued signature checks (a checks thread that does
+    /// not get the CPU), or releases them; a test runs them by hand with
+    /// `take_checks` meanwhile.
+    pub fn hold_checks(&mut self, i: usize, hold: bool) {
+        self.nodes[i].checks_held = hold;
+        self.reschedule(i);
+    }
+
+    /// Node `i` runs one batch of its queued signature checks (as meshd's
+    /// checks thread does, a plan of at most [`CHECK_BATCH`]), charged as
+    /// one call.
+    fn run_checks(&mut self, i: usize) {
+        let Some(plan) = self.nodes[i].ep.take_checks(CHECK_BATCH) else {
+            return;
+        };
+        let before = self.work(i);
+        let done = plan.run();
+        let (now, unix) = (self.now, self.unix_nanos());
+        self.nodes[i].ep.finish_checks(now, unix, done);
+        self.charge(i, before);
+        self.drain(i);
     }
 
     /// The earliest live timer (stale heap entries are dropped on the way).
@@ -680,8 +732,9 @@ impl Sim {
                 if let Some(Reverse((_, seq, from, to))) = self.queue.pop() {
                     if let Some(resume) = self.stalled(to) {
                         // Waits in its socket until after its timers ran.
-                        if self.nodes[to].backlog.is_empty() {
+                        if self.nodes[to].backlog_wake.is_none() {
                             let later = resume + Duration::from_micros(1);
+                            self.nodes[to].backlog_wake = Some(later);
                             self.wakes.push(Reverse((later, to)));
                         }
                         self.nodes[to].backlog.push_back((seq, from));
@@ -692,10 +745,10 @@ impl Sim {
                     }
                 }
             } else if wake.is_some_and(|w| w <= t && timer.is_none_or(|(tt, _)| w < tt)) {
-                let Some(Reverse((_, i))) = self.wakes.pop() else {
+                let Some(Reverse((at, i))) = self.wakes.pop() else {
                     continue;
                 };
-                self.read_backlog(i);
+                self.read_backlog(i, at);
             } else if let Some((_, i)) = timer {
                 self.timers.pop();
                 if let Some(resume) = self.stalled(i) {
@@ -745,20 +798,40 @@ impl Sim {
     }
 
     /// Node `i` reads the datagrams that waited for it, in order, while
-    /// it is free (each may make it busy again: the rest wait on).
-    fn read_backlog(&mut self, i: usize) {
+    /// it is free (each may make it busy again: the rest wait on); with its
+    /// socket empty, it runs a batch of queued signature checks. A node's
+    /// socket comes before its checks, so a probe waits for one batch at
+    /// most, never for a whole burst of checks.
+    fn read_backlog(&mut self, i: usize, at: Instant) {
+        let checks = self.nodes[i].checks_wake == Some(at);
+        if checks {
+            self.nodes[i].checks_wake = None;
+        }
+        if self.nodes[i].backlog_wake == Some(at) {
+            self.nodes[i].backlog_wake = None;
+        }
+        let mut checked = false;
         while self.stalled(i).is_none() {
-            let Some((seq, from)) = self.nodes[i].backlog.pop_front() else {
-                return;
-            };
-            if let Some(d) = self.in_flight.remove(&seq) {
-                self.arrive(from, i, d);
+            if let Some((seq, from)) = self.nodes[i].backlog.pop_front() {
+                if let Some(d) = self.in_flight.remove(&seq) {
+                    self.arrive(from, i, d);
+                }
+            } else if checks && !checked && !self.nodes[i].down {
+                checked = true;
+                self.run_checks(i);
+            } else {
+                break;
             }
         }
-        if let (Some(resume), false) = (self.stalled(i), self.nodes[i].backlog.is_empty()) {
+        let n = &self.nodes[i];
+        if let (Some(resume), false, None) = (self.stalled(i), n.backlog.is_empty(), n.backlog_wake)
+        {
             let later = resume + Duration::from_micros(1);
+            self.nodes[i].backlog_wake = Some(later);
             self.wakes.push(Reverse((later, i)));
         }
+        // Checks left (or not reached: the socket kept it busy) get a wake.
+        self.arm_checks(i);
     }
 
     /// Runs for `d` of virtual time.

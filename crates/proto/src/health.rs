@@ -13,14 +13,16 @@
 //! [`HealthConfig::idle_probe_interval`]; sending data on an idle link makes
 //! the next probe due at once (data-plane evidence: traffic with no answer is
 //! noticed within the fast interval, not the idle one). A probe is lost when
-//! unanswered after `max(interval, 2·srtt + 4·rttvar, 75 ms)`, at most 1 s
-//! (1 s before the first answer), the interval being the one it was sent
-//! at. A link that lost a probe is *suspect* and probed at the fast rate,
-//! at once, until a reply comes or it is down (as BFD's poll or SWIM's
-//! suspicion): an idle link's failure is confirmed by a few fast probes
-//! after its first lost idle probe, not by three more idle intervals, and
-//! a peer too busy to answer for up to ~1.2 s (an idle probe's second,
-//! then the fast probes) is not called down.
+//! unanswered after `max(2·srtt + 4·rttvar, 75 ms)`, at most 1 s (1 s
+//! before the first answer), idle or not. A link that lost a probe is
+//! *suspect* and probed at the fast rate, at once, until a reply comes or
+//! it is down (as BFD's poll or SWIM's suspicion): an idle link's failure
+//! is confirmed by a few fast probes ~0.25 s after its first lost idle
+//! probe, not by three more idle intervals. This asks a live peer to
+//! answer within ~0.25 s: meshd answers probes on its packet workers and
+//! checks signatures and handshakes on other threads
+//! (docs/decisions/signature-checks-off-the-packet-path.md), so a peer
+//! busy with a burst of checks still answers.
 //! A down link is probed fast for
 //! [`DOWN_FAST_WINDOW`] after it failed, and again as soon as it answers;
 //! a link down longer than that, carrying no data, is probed at the idle rate
@@ -321,14 +323,13 @@ impl LinkHealth {
         }
     }
 
-    fn probe_timeout(&self, now: Instant) -> Duration {
+    fn probe_timeout(&self) -> Duration {
         // Before the first sample, wait as long as we ever do (RFC 6298's
         // initial RTO reasoning): a slow link is not a dead one.
         let Some(srtt) = self.srtt else {
             return MAX_PROBE_TIMEOUT;
         };
-        self.interval(now)
-            .max(2 * srtt + 4 * self.rttvar)
+        (2 * srtt + 4 * self.rttvar)
             .max(MIN_PROBE_TIMEOUT)
             .min(MAX_PROBE_TIMEOUT)
     }
@@ -343,7 +344,7 @@ impl LinkHealth {
         if self.outstanding.len() == MAX_OUTSTANDING {
             self.outstanding.pop_front();
         }
-        let deadline = now + self.probe_timeout(now);
+        let deadline = now + self.probe_timeout();
         self.outstanding.push_back((seq, now, deadline, false));
         self.next_probe = now + self.interval(now);
         Some(seq)
@@ -655,13 +656,15 @@ mod tests {
         let mut now = Instant::now();
         let mut l = LinkHealth::new(HealthConfig::default(), now);
         idle_probes(&mut l, &mut now, ms(3000), true);
-        // One idle probe lost (unanswered for its 1 s), the link otherwise
-        // fine: a few fast probes, then back to the idle rate, never down.
+        // One idle probe lost (unanswered for 75 ms: the RTT is 1 ms), the
+        // link otherwise fine: a few fast probes, then back to the idle
+        // rate, never down.
         let sent = now + ms(1000);
         assert!(l.poll_probe(sent).is_some());
-        assert_eq!(l.handle_timeout(sent + ms(999)), None);
-        assert_eq!(l.handle_timeout(sent + ms(1000)), None);
-        now = sent + ms(1000);
+        assert_eq!(l.handle_timeout(sent + ms(74)), None);
+        assert_eq!(l.handle_timeout(sent + ms(75)), None);
+        assert!(l.suspect(), "lost after 75 ms, not after its interval");
+        now = sent + ms(75);
         let fast = idle_probes(&mut l, &mut now, ms(500), true);
         assert!(
             (1..=3).contains(&fast),
@@ -670,20 +673,22 @@ mod tests {
         assert_eq!(l.status(), LinkStatus::Up);
         let idle = idle_probes(&mut l, &mut now, ms(3000), true);
         assert!(idle <= 4, "{idle} probes in 3 s once it answered");
-        // A peer silent for 1.1 s (busy) is not called down.
+        // A peer silent for 200 ms (an idle probe and two fast ones lost)
+        // is not called down.
         let start = now;
-        idle_probes(&mut l, &mut now, ms(1100), false);
-        assert_eq!(l.status(), LinkStatus::Up, "down after 1.1 s of silence");
+        let silence = l.next_deadline() - now + ms(200);
+        idle_probes(&mut l, &mut now, silence, false);
+        assert_eq!(l.status(), LinkStatus::Up, "down after 200 ms of silence");
         idle_probes(&mut l, &mut now, ms(3000), true);
         // A dead idle link: down within an idle interval, the first probe's
-        // second and three fast probes (2.3 s at worst), not four idle
+        // 75 ms and three fast probes (1.3 s at worst), not four idle
         // intervals.
         let cut = now;
-        idle_probes(&mut l, &mut now, ms(2300), false);
+        idle_probes(&mut l, &mut now, ms(1300), false);
         assert_eq!(
             l.status(),
             LinkStatus::Down,
-            "down within 2.3 s of {cut:?} ({start:?})"
+            "down within 1.3 s of {cut:?} ({start:?})"
         );
     }
 

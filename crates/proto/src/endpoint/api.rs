@@ -110,6 +110,12 @@ pub struct EndpointConfig {
     /// Intrusion detection over what peers do in their sessions, and the
     /// responses it may take ([`crate::ids`]); `None`: off.
     pub ids: Option<IdsConfig>,
+    /// Queue the signature checks of adverts and origin certificates for
+    /// the driver ([`Endpoint::take_checks`](super::Endpoint::take_checks))
+    /// instead of running them inside the call that received them: a
+    /// burst of thousands then holds no lock and delays no probe answer.
+    /// A driver that sets this must run the plans.
+    pub defer_signature_checks: bool,
 }
 
 impl Default for EndpointConfig {
@@ -132,6 +138,7 @@ impl Default for EndpointConfig {
             pmtu_discovery: true,
             answer_key_requests: true,
             ids: Some(IdsConfig::default()),
+            defer_signature_checks: false,
         }
     }
 }

@@ -100,6 +100,7 @@ pub use traversal::Traversal;
 use admission::{Admission, Claimant};
 use bundles::{BundleSync, Chunk};
 use gossip::Gossip;
+pub use gossip::{CheckPlan, Checked, CHECK_BATCH};
 use handshake::{Completed, Handshakes, Role};
 pub use handshake::{RespondPlan, Responded, MAX_PLANS, PLANS_UNDER_LOAD};
 use net::{Local, Output, Source};
@@ -364,6 +365,29 @@ impl Endpoint {
     pub fn finish_respond(&mut self, now: Instant, unix_nanos: u64, done: Responded) -> Received {
         self.local.unix_nanos = unix_nanos;
         self.responded(now, done)
+    }
+
+    /// Signature checks queued under
+    /// [`EndpointConfig::defer_signature_checks`], waiting for
+    /// [`Endpoint::take_checks`].
+    pub fn checks_pending(&self) -> usize {
+        self.gossip.checks_pending()
+    }
+
+    /// Up to `max` queued signature checks, oldest first, as a plan to run
+    /// with no lock on the endpoint held ([`CheckPlan::run`]); the result
+    /// goes to [`Endpoint::finish_checks`]. `None`: nothing queued.
+    pub fn take_checks(&mut self, max: usize) -> Option<CheckPlan> {
+        self.gossip.take_checks(&self.local, max)
+    }
+
+    /// Takes back what [`CheckPlan::run`] found: adverts still newer than
+    /// those held are taken and flooded on, certificates admitted and
+    /// their parked adverts queued, as inline checks would.
+    pub fn finish_checks(&mut self, now: Instant, unix_nanos: u64, done: Checked) {
+        self.local.unix_nanos = unix_nanos;
+        self.gossip
+            .finish_checks(cx!(self), now, done, &self.admission);
     }
 
     fn responded(&mut self, now: Instant, done: Responded) -> Received {

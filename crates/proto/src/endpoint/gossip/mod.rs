@@ -14,8 +14,11 @@
 //! `origination.rs`; route changes move peers onto relays and back
 //! (`Peer::via`) in `paths.rs`.
 
+mod checks;
 mod origination;
 mod paths;
+
+pub use checks::{CheckPlan, Checked, CHECK_BATCH};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -99,6 +102,8 @@ pub(crate) struct Gossip {
     parked: BTreeMap<NodeId, Parked>,
     /// Acknowledgements and retransmissions.
     flooding: Flooding,
+    /// Signature checks waiting for the driver (deferred checks only).
+    checks: checks::Queue,
 }
 
 impl Gossip {
@@ -126,6 +131,7 @@ impl Gossip {
             shared: (config.shared.clone()).filter(|s| s.ca() == local.ca.fingerprint()),
             parked: BTreeMap::new(),
             flooding: Flooding::default(),
+            checks: checks::Queue::default(),
         }
     }
 
@@ -394,20 +400,43 @@ impl Gossip {
             self.park(cx, now, from, advert);
             return;
         };
-        cx.out.stats.signatures_checked += 1;
-        if let Some(a) = self.shared.as_ref().and_then(|s| s.advert(&advert)) {
-            self.take_advert(cx, now, from, a); // verified by another endpoint
+        let key = cert.body().advert_key;
+        if cx.local.config.defer_signature_checks {
+            if !self.checks.push_advert(from, advert, key) {
+                Self::reject(cx, "checks_full");
+            }
             return;
         }
-        let key = cert.body().advert_key;
-        let ok = cx
-            .local
-            .crypto
-            .ed25519_verify(&key, &advert.signed_bytes(), &advert.signature)
-            .is_ok();
+        let ok = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.advert(&advert).is_some())
+            || (cx.local.crypto)
+                .ed25519_verify(&key, &advert.signed_bytes(), &advert.signature)
+                .is_ok();
+        self.advert_checked(cx, now, from, advert, ok);
+    }
+
+    /// An advert whose signature was checked (`ok`: good), inline or in a
+    /// [`CheckPlan`]: taken and flooded on if it is still newer than what
+    /// we hold.
+    fn advert_checked(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        from: PeerId,
+        advert: Advert,
+        ok: bool,
+    ) {
+        cx.out.stats.signatures_checked += 1;
         if !ok {
             Self::reject(cx, "bad_signature");
             return;
+        }
+        let refused = (cx.peers.by_node(advert.origin)).is_some_and(|p| cx.peers[p].refused);
+        let held = self.router.advert(advert.origin).map(|a| a.seq);
+        if refused || held.is_some_and(|s| s >= advert.seq) {
+            return; // a deferred check overtaken (a newer advert, a refusal)
         }
         let advert = match &self.shared {
             Some(s) => s.put_advert(advert),
@@ -466,24 +495,41 @@ impl Gossip {
         if !self.parked.contains_key(&origin) {
             return; // not asked for (or already resolved)
         }
-        let known = self
-            .shared
-            .as_ref()
-            .is_some_and(|s| s.cert(origin, bytes).is_some());
-        cx.out.stats.signatures_checked += 1;
+        if cx.local.config.defer_signature_checks {
+            if !self.checks.push_cert(origin, cert) {
+                Self::reject(cx, "checks_full");
+            }
+            return;
+        }
         let local = &*cx.local;
-        if !known
-            && local
-                .ca
+        let ok = (self.shared.as_ref()).is_some_and(|s| s.cert(origin, bytes).is_some())
+            || (local.ca)
                 .verify_node(&*local.crypto, &cert, local.unix_secs())
-                .is_err()
-        {
+                .is_ok();
+        self.cert_checked(cx, now, cert, ok, admission);
+    }
+
+    /// A certificate whose CA signature was checked (`ok`: good and
+    /// valid), inline or in a [`CheckPlan`]: admitted, kept, and the
+    /// parked advert considered.
+    fn cert_checked(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        cert: Certificate,
+        ok: bool,
+        admission: &Admission,
+    ) {
+        cx.out.stats.signatures_checked += 1;
+        if !ok {
             Self::reject(cx, "bad_certificate");
             return;
         }
+        let origin = NodeId::of(cert.public_key());
         let Some(parked) = self.parked.remove(&origin) else {
             return;
         };
+        let local = &*cx.local;
         let own = local.identity.certificate();
         if admission.admissible(&*local.crypto, own, &cert).is_err() {
             Self::reject(cx, "inadmissible_origin");
@@ -492,6 +538,45 @@ impl Gossip {
         cx.out.stats.certs_fetched += 1;
         self.keep_origin_cert(cert);
         self.consider(cx, now, parked.from, parked.advert);
+    }
+
+    /// Signature checks queued for the driver.
+    pub fn checks_pending(&self) -> usize {
+        self.checks.len()
+    }
+
+    /// Up to `max` queued checks, as a plan to run with no lock held.
+    pub fn take_checks(&mut self, local: &Local, max: usize) -> Option<CheckPlan> {
+        let shared = self.shared.as_deref();
+        let items = self.checks.take(
+            max,
+            |a| shared.is_some_and(|s| s.advert(a).is_some()),
+            |origin, c| shared.is_some_and(|s| s.cert(origin, c.as_bytes()).is_some()),
+        );
+        (!items.is_empty()).then(|| {
+            let (crypto, ca) = (local.crypto.clone(), local.ca.clone());
+            CheckPlan::new(crypto, ca, local.unix_secs(), items)
+        })
+    }
+
+    /// Takes back what a [`CheckPlan`] found.
+    pub fn finish_checks(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        done: Checked,
+        admission: &Admission,
+    ) {
+        for outcome in done.into_outcomes() {
+            match outcome {
+                checks::Outcome::Advert { from, advert, ok } => {
+                    self.advert_checked(cx, now, from, advert, ok);
+                }
+                checks::Outcome::Cert { cert, ok } => {
+                    self.cert_checked(cx, now, cert, ok, admission);
+                }
+            }
+        }
     }
 
     /// Takes a verified advert and floods it on.
@@ -607,8 +692,12 @@ impl Gossip {
             self.ask_again(cx, now);
             // Certificates of origins gone from the link state and from the
             // peers go with them (an identity churn leaves nothing behind).
+            // (An advert whose check is queued keeps its origin's
+            // certificate: once taken, neighbours may ask us for it.)
             self.origin_certs.retain(|id, _| {
-                self.router.advert(*id).is_some() || cx.peers.by_node(*id).is_some()
+                self.router.advert(*id).is_some()
+                    || cx.peers.by_node(*id).is_some()
+                    || self.checks.has_advert(*id)
             });
             self.recompute_routes(cx, now, false);
             // A link's hold-down ending changes our advert with no event
