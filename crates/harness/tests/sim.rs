@@ -1266,8 +1266,9 @@ fn a_relay_never_sends_a_datagram_back_and_delivers_it_over_a_direct_session() {
 /// Deferred signature checks (as meshd runs them): an advert is taken
 /// only once its check ran; the certificate of an origin whose advert
 /// waits for its check is kept through a route pass (its neighbours will
-/// ask for it once the advert is flooded on); a bad signature is refused
-/// when its check runs.
+/// ask for it once the advert is flooded on), and one that went while the
+/// check ran is fetched again before the advert is taken; a bad signature
+/// is refused when its check runs.
 #[test]
 fn deferred_signature_checks_take_adverts_only_once_checked() {
     use proto::endpoint::CheckPlan;
@@ -1300,8 +1301,18 @@ fn deferred_signature_checks_take_adverts_only_once_checked() {
         sim.nodes[A].ep.member_name(c).is_some(),
         "c's certificate kept while its advert waits"
     );
+    // A plan taken, and a route pass while it runs (meshd's checks thread
+    // runs it with no lock held): the advert is neither held nor queued,
+    // its certificate goes; the advert is not taken without it.
+    let plan = sim.nodes[A].ep.take_checks(usize::MAX).expect("c's advert");
+    sim.run_for(Duration::from_millis(1500));
+    run(&mut sim, plan);
     sim.hold_checks(A, false);
-    sim.run_for(ms(100));
+    sim.run_for(Duration::from_millis(1500));
+    assert!(
+        sim.nodes[A].ep.member_name(c).is_some(),
+        "an advert taken is one whose member we know"
+    );
     let genuine = (sim.nodes[A].ep.router().advert(c).cloned()).expect("taken once checked");
     assert_eq!(sim.nodes[A].ep.checks_pending(), 0);
 

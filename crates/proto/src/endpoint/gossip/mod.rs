@@ -438,6 +438,13 @@ impl Gossip {
         if refused || held.is_some_and(|s| s >= advert.seq) {
             return; // a deferred check overtaken (a newer advert, a refusal)
         }
+        if self.origin_certs.get(&advert.origin).is_none() {
+            // Its certificate went while the check ran (the origin turned
+            // inadmissible, or a route pass ran while no advert of it was
+            // held or queued): fetched and admitted again first.
+            self.consider(cx, now, from, advert);
+            return;
+        }
         let advert = match &self.shared {
             Some(s) => s.put_advert(advert),
             None => Arc::new(advert),
