@@ -9,7 +9,7 @@
 //!        worker woke us (earlier deadline) ───┘
 //! handshakes (a lower-priority thread): RespondPlan from a worker
 //!        ──► run (no lock) ──► Endpoint::finish_respond ──► drain ─► send
-//! checks (a lower-priority thread): nudged by `drain` when the endpoint
+//! checks (a thread of its own): nudged by `drain` when the endpoint
 //!        queued signature checks ──► Endpoint::take_checks ──► run (no
 //!        lock) ──► Endpoint::finish_checks ──► drain ─► send
 //! ```
@@ -305,15 +305,15 @@ fn handshakes(
     }
 }
 
-/// Signature checks of adverts and certificates, at the handshake
-/// thread's lower priority: a mesh's bring-up burst of thousands (~150 µs
-/// each) holds the node's lock for one `finish_checks` at a time, so the
-/// packet workers keep carrying data and answering probes meanwhile
-/// (docs/decisions/signature-checks-off-the-packet-path.md).
+/// Signature checks of adverts and certificates, off the packet path: a
+/// mesh's bring-up burst of thousands (~150 µs each) holds the node's lock
+/// for one `finish_checks` at a time, so the packet workers keep carrying
+/// data and answering probes meanwhile
+/// (docs/decisions/signature-checks-off-the-packet-path.md). At the
+/// workers' priority, unlike the handshake thread: checks come only from
+/// admitted neighbours' sessions, one per origin at a time, and a starved
+/// checks thread would leave a busy host without routes.
 fn checks(shared: &Shared, nudges: &std_mpsc::Receiver<()>, sock: &std::net::UdpSocket) {
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
-        warn!("cannot lower the checks thread's priority: {e}");
-    }
     let mut out = Outbox::default();
     while nudges.recv().is_ok() {
         loop {
