@@ -77,6 +77,10 @@ pub struct ChurnReport {
     pub flow_causes: Causes,
     /// Loss on every link, %.
     pub loss_percent: f64,
+    /// Extra delay of each datagram, up to, ms.
+    pub jitter_ms: f64,
+    /// Processing charged to nodes' virtual clocks (`CpuModel::measured`).
+    pub cpu_model: bool,
     /// Idle links are probed this often, ms.
     pub idle_probe_ms: u64,
     /// Lost probes in a row that make a link down.
@@ -521,6 +525,8 @@ pub fn run(spec: &Churn) -> Result<ChurnReport, String> {
         flow_reachable_percent: 100.0 * traffic.reached as f64 / traffic.checked.max(1) as f64,
         flow_causes: traffic.causes,
         loss_percent: impair.loss * 100.0,
+        jitter_ms: impair.jitter.as_secs_f64() * 1000.0,
+        cpu_model: impair.cpu,
         idle_probe_ms: health.idle_probe_interval.as_millis() as u64,
         down_after_misses: health.down_after_misses,
         relay_wire_bytes_per_sec_mean: mean(&relay_rates),

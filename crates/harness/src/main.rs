@@ -144,6 +144,12 @@ enum Command {
         /// Every link loses this percentage of its datagrams, each way.
         #[arg(long, default_value_t = 0.0)]
         loss_percent: f64,
+        /// Every datagram is delayed by up to this much more (uniform).
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Charge processing to each node's virtual clock (see `scale`).
+        #[arg(long)]
+        cpu_model: bool,
         /// Idle links are probed this often (`[health]
         /// idle-probe-interval-ms`).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -703,21 +709,24 @@ fn main() -> ExitCode {
             minutes,
             seed,
             loss_percent,
+            jitter_ms,
+            cpu_model,
             idle_probe_ms,
             down_after_misses,
             flows,
         } => nodes.iter().try_for_each(|&n| {
-            if !(0.0..=50.0).contains(&loss_percent) || !(0.1..=50.0).contains(&churn_percent) {
-                return Err(
-                    "churn: --loss-percent takes 0 to 50, --churn-percent 0.1 to 50".into(),
-                );
+            if !(0.0..=50.0).contains(&loss_percent)
+                || !(0.1..=50.0).contains(&churn_percent)
+                || !(0.0..=1000.0).contains(&jitter_ms)
+            {
+                return Err("churn: --loss-percent takes 0 to 50, --churn-percent 0.1 to 50, --jitter-ms 0 to 1000".into());
             }
             let n = n as usize;
             let relays = (n * relay_percent as usize / 100).max(3);
             let impair = harness::scale::Impairment {
                 loss: loss_percent / 100.0,
-                jitter: Duration::ZERO,
-                cpu: false,
+                jitter: Duration::from_secs_f64(jitter_ms / 1e3),
+                cpu: cpu_model,
             };
             let spec = harness::churn::Churn {
                 relays,
