@@ -708,13 +708,14 @@ pub fn render(
         &mut o,
         "meshd_advert_rejects_total",
         "counter",
-        "Link-state adverts refused: bad_signature (altered or forged), bad_certificate, inadmissible_origin, parked_full.",
+        "Link-state adverts refused: bad_signature (altered or forged), bad_certificate, inadmissible_origin, parked_full, checks_full (signature checks queued to their bound).",
     );
     for reason in [
         "bad_signature",
         "bad_certificate",
         "inadmissible_origin",
         "parked_full",
+        "checks_full",
     ] {
         let n = s.advert_rejects.get(reason).copied().unwrap_or(0);
         let _ = writeln!(o, "meshd_advert_rejects_total{{reason=\"{reason}\"}} {n}");
