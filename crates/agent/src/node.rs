@@ -189,32 +189,32 @@ pub async fn run(
     let mut sigusr2 =
         signal(SignalKind::user_defined2()).map_err(|e| format!("signal handler: {e}"))?;
     let (stopped_tx, mut stopped) = mpsc::unbounded_channel::<String>();
-    {
+    // The handshake and checks threads: each sends what it finishes
+    // through its own descriptor of the control socket.
+    let helper = |name: &str, what: &'static str, run: HelperRun| {
         let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
         let sock = ctl_udp
             .try_clone()
             .map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
         std::thread::Builder::new()
-            .name("meshd-handshakes".into())
+            .name(name.into())
             .spawn(move || {
-                let _guard = Stopped(stopped_tx, "the handshake thread".into(), None);
-                handshakes(&shared, &plans_rx, &sock);
+                let _guard = Stopped(stopped_tx, what.into(), None);
+                run(&shared, &sock);
             })
-            .map_err(|e| format!("cannot start the handshake thread: {e}"))?;
-    }
-    {
-        let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
-        let sock = ctl_udp
-            .try_clone()
-            .map_err(|e| format!("listen.address: UDP socket setup: {e}"))?;
-        std::thread::Builder::new()
-            .name("meshd-checks".into())
-            .spawn(move || {
-                let _guard = Stopped(stopped_tx, "the checks thread".into(), None);
-                checks(&shared, &checks_rx, &sock);
-            })
-            .map_err(|e| format!("cannot start the checks thread: {e}"))?;
-    }
+            .map(drop)
+            .map_err(|e| format!("cannot start {what}: {e}"))
+    };
+    helper(
+        "meshd-handshakes",
+        "the handshake thread",
+        Box::new(move |shared, sock| handshakes(shared, &plans_rx, sock)),
+    )?;
+    helper(
+        "meshd-checks",
+        "the checks thread",
+        Box::new(move |shared, sock| checks(shared, &checks_rx, sock)),
+    )?;
     for (i, (tun, sock)) in queues.into_iter().zip(socks.workers).enumerate() {
         let (shared, stopped_tx) = (shared.clone(), stopped_tx.clone());
         std::thread::Builder::new()
@@ -337,6 +337,9 @@ fn checks(shared: &Shared, nudges: &std_mpsc::Receiver<()>, sock: &std::net::Udp
         }
     }
 }
+
+/// What a helper thread runs, given the node and its socket.
+type HelperRun = Box<dyn FnOnce(&Shared, &std::net::UdpSocket) + Send>;
 
 /// Tells the main task that a thread (`.1`) ended, and why (`.2`), also
 /// when it panicked.

@@ -188,18 +188,30 @@ impl CheckPlan {
             .map(|item| {
                 let ok = match &item {
                     Item::Advert { known: true, .. } | Item::Cert { known: true, .. } => true,
-                    Item::Advert { advert, key, .. } => crypto
-                        .ed25519_verify(key, &advert.signed_bytes(), &advert.signature)
-                        .is_ok(),
-                    Item::Cert { cert, .. } => {
-                        self.ca.verify_node(crypto, cert, self.unix_secs).is_ok()
-                    }
+                    Item::Advert { advert, key, .. } => advert_signed(crypto, key, advert),
+                    Item::Cert { cert, .. } => cert_valid(crypto, &self.ca, cert, self.unix_secs),
                 };
                 (item, ok)
             })
             .collect();
         Checked { items }
     }
+}
+
+/// Whether `advert` carries its origin's signature (`key`: the advert key
+/// of its certificate).
+pub(super) fn advert_signed(crypto: &dyn Crypto, key: &[u8; 32], advert: &Advert) -> bool {
+    (crypto.ed25519_verify(key, &advert.signed_bytes(), &advert.signature)).is_ok()
+}
+
+/// Whether `cert` is signed by the CA and valid at `unix_secs`.
+pub(super) fn cert_valid(
+    crypto: &dyn Crypto,
+    ca: &TrustedCa,
+    cert: &Certificate,
+    unix_secs: u64,
+) -> bool {
+    ca.verify_node(crypto, cert, unix_secs).is_ok()
 }
 
 /// A checked item as the gossip part takes it back.

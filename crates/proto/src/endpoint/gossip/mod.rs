@@ -407,13 +407,8 @@ impl Gossip {
             }
             return;
         }
-        let ok = self
-            .shared
-            .as_ref()
-            .is_some_and(|s| s.advert(&advert).is_some())
-            || (cx.local.crypto)
-                .ed25519_verify(&key, &advert.signed_bytes(), &advert.signature)
-                .is_ok();
+        let ok = (self.shared.as_ref()).is_some_and(|s| s.advert(&advert).is_some())
+            || checks::advert_signed(&*cx.local.crypto, &key, &advert);
         self.advert_checked(cx, now, from, advert, ok);
     }
 
@@ -510,9 +505,7 @@ impl Gossip {
         }
         let local = &*cx.local;
         let ok = (self.shared.as_ref()).is_some_and(|s| s.cert(origin, bytes).is_some())
-            || (local.ca)
-                .verify_node(&*local.crypto, &cert, local.unix_secs())
-                .is_ok();
+            || checks::cert_valid(&*local.crypto, &local.ca, &cert, local.unix_secs());
         self.cert_checked(cx, now, cert, ok, admission);
     }
 
