@@ -4,7 +4,9 @@
 //!
 //! Flow: an advert from a neighbour is acknowledged, checked against its
 //! origin's certificate (fetched from that neighbour first if we lack it,
-//! the advert parked meanwhile), stored if newer, flooded on, and routes are
+//! the advert parked meanwhile; the checks run inline, or are queued for
+//! the driver to run off the packet path: `checks.rs`), stored if newer,
+//! flooded on, and routes are
 //! recomputed after a short batching delay. Own adverts go out on a change
 //! (no sooner than the origination interval) and on a refresh timer. Every
 //! advert sent to a neighbour is sent again until acknowledged
