@@ -235,3 +235,64 @@ impl Checked {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advert(origin: u64, seq: u64) -> Advert {
+        Advert {
+            origin: NodeId(origin),
+            seq,
+            stub: false,
+            truncated: false,
+            no_transit: false,
+            links: Vec::new(),
+            signature: [0; 64],
+        }
+    }
+
+    fn seqs(items: &[Item]) -> Vec<(u64, u64)> {
+        (items.iter())
+            .map(|i| match i {
+                Item::Advert { advert, .. } => (advert.origin.0, advert.seq),
+                Item::Cert { .. } => (0, 0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_check_per_origin_newest_in_its_place_and_bounded() {
+        let from = PeerId::new(0, 0);
+        let mut q = Queue::default();
+        assert!(q.push_advert(from, advert(1, 5), [0; 32]));
+        assert!(q.push_advert(from, advert(2, 5), [0; 32]));
+        // A newer advert of origin 1 replaces the queued one where it was;
+        // an older one changes nothing.
+        assert!(q.push_advert(from, advert(1, 7), [0; 32]));
+        assert!(q.push_advert(from, advert(2, 3), [0; 32]));
+        assert_eq!(q.len(), 2);
+        assert!(q.has_advert(NodeId(1)));
+        let taken = q.take(1, |_| false, |_, _| false);
+        assert_eq!(
+            seqs(&taken),
+            [(1, 7)],
+            "oldest origin first, its newest advert"
+        );
+        assert!(!q.has_advert(NodeId(1)));
+        let taken = q.take(10, |_| false, |_, _| false);
+        assert_eq!(seqs(&taken), [(2, 5)]);
+        assert_eq!(q.len(), 0);
+        // Full: refused (the caller counts `checks_full`), nothing lost
+        // of what was queued.
+        for o in 0..MAX_QUEUED as u64 {
+            assert!(q.push_advert(from, advert(o, 1), [0; 32]));
+        }
+        assert!(!q.push_advert(from, advert(u64::MAX, 1), [0; 32]));
+        assert!(
+            q.push_advert(from, advert(3, 2), [0; 32]),
+            "a queued origin still updates"
+        );
+        assert_eq!(q.len(), MAX_QUEUED);
+    }
+}
