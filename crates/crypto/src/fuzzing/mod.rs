@@ -345,16 +345,21 @@ impl Pair {
     fn new() -> Self {
         let f = fixture();
         let crypto: Arc<dyn Crypto> = Arc::new(InsecureCrypto);
-        let mk = |id: &Identity| {
+        let mk = |id: &Identity, defer_signature_checks| {
             Endpoint::new(
                 crypto.clone(),
                 f.ca.clone(),
                 id.clone(),
-                EndpointConfig::default(),
+                EndpointConfig {
+                    defer_signature_checks,
+                    ..EndpointConfig::default()
+                },
                 Box::new(rng()),
             )
         };
-        let (mut alice, mut bob) = (mk(&f.alice), mk(&f.bob));
+        // Bob checks signatures as meshd does (queued, run as plans in
+        // `exchange`); alice inline.
+        let (mut alice, mut bob) = (mk(&f.alice, false), mk(&f.bob, true));
         let base = Instant::now();
         let to_bob = alice
             .add_peer_certificate(base, NOW_NANOS, f.bob.certificate(), Some(BOB.into()), None)
@@ -404,6 +409,11 @@ impl Pair {
                     if let Received::Data { len, .. } = r {
                         assert!(TRANSPORT_HEADER_LEN + len <= d.len());
                     }
+                }
+                while let Some(plan) = to.take_checks(proto::endpoint::CHECK_BATCH) {
+                    quiet = false;
+                    assert!(plan.len() <= proto::endpoint::CHECK_BATCH);
+                    to.finish_checks(now, unix, plan.run());
                 }
             }
             if quiet {
