@@ -349,6 +349,12 @@ fn metrics_endpoint_serves_prometheus_text_on_loopback() {
         "{text}"
     );
     assert!(text.contains("meshd_sessions 1"), "{text}");
+    assert!(
+        text.contains("# TYPE meshd_signature_checks_total counter")
+            && text.contains("# TYPE meshd_signature_checks_queued gauge")
+            && text.contains("meshd_advert_rejects_total{reason=\"checks_full\"} 0"),
+        "{text}"
+    );
 }
 
 /// `tun.queues = 2`: two packet workers, each with its own TUN queue, and the

@@ -771,6 +771,20 @@ pub fn render(
     let _ = writeln!(o, "meshd_origin_certs_fetched_total {}", s.certs_fetched);
     family(
         &mut o,
+        "meshd_signature_checks_total",
+        "counter",
+        "Ed25519 signatures checked for the link state (adverts, origin and accuser certificates, accusations).",
+    );
+    let _ = writeln!(o, "meshd_signature_checks_total {}", s.signatures_checked);
+    family(
+        &mut o,
+        "meshd_signature_checks_queued",
+        "gauge",
+        "Signature checks of adverts and certificates waiting for the checks thread.",
+    );
+    let _ = writeln!(o, "meshd_signature_checks_queued {}", ep.checks_pending());
+    family(
+        &mut o,
         "meshd_peers_retired_total",
         "counter",
         "Peers that introduced themselves and were retired after their link stayed down 60 s.",
