@@ -2,9 +2,9 @@
 //! path (when `EndpointConfig::defer_signature_checks` is set).
 //!
 //! An Ed25519 verification costs ~150 µs: a relay of a mesh of thousands
-//! checks thousands in a burst (a bring-up, a partition healing), and
-//! inline, under the endpoint's lock, they held every packet worker for
-//! the whole burst, probes included: its neighbours saw a dead relay.
+//! checks thousands in a burst (a bring-up, a partition healing). Run
+//! inline, under meshd's endpoint lock, a burst holds every packet worker,
+//! probe answers included, and the neighbours see a dead relay.
 //! Deferred, an advert or certificate is acknowledged and queued when it
 //! arrives (one per origin and kind: a newer advert replaces a queued
 //! older one in its place), the driver takes a bounded batch as a
