@@ -6,6 +6,40 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
+/// How every simulated link is impaired, and whether processing costs time
+/// (`scale` and `churn`).
+#[derive(clap::Args)]
+pub struct ImpairArgs {
+    /// Every link loses this percentage of its datagrams, each way.
+    #[arg(long, default_value_t = 0.0)]
+    loss_percent: f64,
+    /// Every datagram is delayed by up to this many ms more than its
+    /// link's latency (uniform).
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Charge processing to each node's virtual clock (a signature
+    /// check 150 µs, a handshake 370 µs, any other call 5 µs): a hub
+    /// verifying thousands of adverts at bring-up saturates.
+    #[arg(long)]
+    cpu_model: bool,
+}
+
+impl ImpairArgs {
+    /// The impairment, or which flag is out of range for `cmd`.
+    fn impairment(&self, cmd: &str) -> Result<harness::scale::Impairment, String> {
+        if !(0.0..=50.0).contains(&self.loss_percent) || !(0.0..=1000.0).contains(&self.jitter_ms) {
+            return Err(format!(
+                "{cmd}: --loss-percent takes 0 to 50, --jitter-ms 0 to 1000"
+            ));
+        }
+        Ok(harness::scale::Impairment {
+            loss: self.loss_percent / 100.0,
+            jitter: Duration::from_secs_f64(self.jitter_ms / 1e3),
+            cpu: self.cpu_model,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Route health at scale in the virtual-time simulator (real protocol
@@ -35,18 +69,8 @@ pub enum SimCommand {
         /// rely on the refresh-round figure).
         #[arg(long)]
         steady_secs: Option<u64>,
-        /// Every link loses this percentage of its datagrams, each way.
-        #[arg(long, default_value_t = 0.0)]
-        loss_percent: f64,
-        /// Every datagram is delayed by up to this many ms more than its
-        /// link's latency (uniform).
-        #[arg(long, default_value_t = 0.0)]
-        jitter_ms: f64,
-        /// Charge processing to each node's virtual clock (a signature
-        /// check 150 µs, a handshake 370 µs, any other call 5 µs): a hub
-        /// verifying thousands of adverts at bring-up saturates.
-        #[arg(long)]
-        cpu_model: bool,
+        #[command(flatten)]
+        impair: ImpairArgs,
         /// Also draw convergence and gossip against mesh size into this
         /// directory (scale-convergence.svg, scale-gossip.svg).
         #[arg(long)]
@@ -77,15 +101,8 @@ pub enum SimCommand {
         /// Seed of topology, latencies, keys and the churn.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Every link loses this percentage of its datagrams, each way.
-        #[arg(long, default_value_t = 0.0)]
-        loss_percent: f64,
-        /// Every datagram is delayed by up to this much more (uniform).
-        #[arg(long, default_value_t = 0.0)]
-        jitter_ms: f64,
-        /// Charge processing to each node's virtual clock (see `scale`).
-        #[arg(long)]
-        cpu_model: bool,
+        #[command(flatten)]
+        impair: ImpairArgs,
         /// Idle links are probed this often (`[health]
         /// idle-probe-interval-ms`).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -179,144 +196,122 @@ pub enum SimCommand {
 /// Runs one simulator subcommand.
 pub fn run(cmd: SimCommand) -> Result<(), String> {
     match cmd {
-    SimCommand::Scale {
-        nodes,
-        relay_percent,
-        degree,
-        seed,
-        seeds,
-        steady_secs,
-        loss_percent,
-        jitter_ms,
-        cpu_model,
-        svg,
-    } => {
-        let impair = harness::scale::Impairment {
-            loss: loss_percent / 100.0,
-            jitter: Duration::from_secs_f64(jitter_ms.clamp(0.0, 1000.0) / 1e3),
-            cpu: cpu_model,
-        };
-        if !(0.0..=50.0).contains(&loss_percent) || !(0.0..=1000.0).contains(&jitter_ms) {
-            Err("scale: --loss-percent takes 0 to 50, --jitter-ms 0 to 1000".into())
-        } else {
-            scale(
-                &nodes,
-                relay_percent,
-                degree,
-                (seed, seeds),
-                steady_secs,
-                impair,
-                svg.as_deref(),
-            )
-        }
-    }
-    SimCommand::ScalePlot { json, svg } => scale_plot(&json, &svg),
-    SimCommand::Join {
-        nodes,
-        relay_percent,
-        degree,
-        window_secs,
-        joiners,
-        seed,
-    } => nodes.iter().try_for_each(|&n| {
-        let window = Duration::from_secs(window_secs);
-        let pct = relay_percent as usize;
-        let r = harness::join::run(n as usize, pct, degree, window, joiners, seed)
-            .map_err(|e| format!("join {n}: {e}"))?;
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| format!("join: {e}"))?
-        );
-        Ok(())
-    }),
-    SimCommand::Churn {
-        nodes,
-        relay_percent,
-        stub_relays,
-        churn_percent,
-        down_secs,
-        minutes,
-        seed,
-        loss_percent,
-        jitter_ms,
-        cpu_model,
-        idle_probe_ms,
-        down_after_misses,
-        flows,
-    } => nodes.iter().try_for_each(|&n| {
-        if !(0.0..=50.0).contains(&loss_percent)
-            || !(0.1..=50.0).contains(&churn_percent)
-            || !(0.0..=1000.0).contains(&jitter_ms)
-        {
-            return Err("churn: --loss-percent takes 0 to 50, --churn-percent 0.1 to 50, --jitter-ms 0 to 1000".into());
-        }
-        let n = n as usize;
-        let relays = (n * relay_percent as usize / 100).max(3);
-        let impair = harness::scale::Impairment {
-            loss: loss_percent / 100.0,
-            jitter: Duration::from_secs_f64(jitter_ms / 1e3),
-            cpu: cpu_model,
-        };
-        let spec = harness::churn::Churn {
-            relays,
-            stub_relays: stub_relays as usize,
-            churn_percent,
-            down: Duration::from_secs(down_secs),
+        SimCommand::Scale {
+            nodes,
+            relay_percent,
+            degree,
+            seed,
+            seeds,
+            steady_secs,
             impair,
-            health: proto::health::HealthConfig {
-                idle_probe_interval: Duration::from_millis(idle_probe_ms),
-                down_after_misses,
-                ..proto::health::HealthConfig::default()
-            },
-            flows: flows as usize,
-            ..harness::churn::Churn::new(n, minutes, seed)
-        };
-        let r = harness::churn::run(&spec).map_err(|e| format!("churn {n}: {e}"))?;
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| format!("churn: {e}"))?
-        );
-        Ok(())
-    }),
-    SimCommand::Quorum {
-        nodes,
-        relay_percent,
-        degree,
-        seed,
-        loss_percent,
-    } => nodes.iter().try_for_each(|&n| {
-        if !(0.0..=50.0).contains(&loss_percent) {
-            return Err("quorum: --loss-percent takes 0 to 50".into());
-        }
-        let n = n as usize;
-        let relays = relay_percent.map_or(n, |p| n * p as usize / 100);
-        let impair = harness::scale::Impairment {
-            loss: loss_percent / 100.0,
-            jitter: Duration::ZERO,
-            cpu: false,
-        };
-        let r = harness::quorum::run(n, relays, degree, seed, impair)
-            .map_err(|e| format!("quorum {n}: {e}"))?;
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| format!("quorum: {e}"))?
-        );
-        Ok(())
-    }),
-    SimCommand::Hub {
-        leaves,
-        leaves_relay,
-        secs,
-        seed,
-    } => leaves.iter().try_for_each(|&n| {
-        let r = harness::scale::hub(n as usize, leaves_relay, secs, seed)
-            .map_err(|e| format!("hub with {n} leaves: {e}"))?;
-        println!(
-            "{}",
-            serde_json::to_string(&r).map_err(|e| format!("hub: {e}"))?
-        );
-        Ok(())
-    }),
+            svg,
+        } => scale(
+            &nodes,
+            relay_percent,
+            degree,
+            (seed, seeds),
+            steady_secs,
+            impair.impairment("scale")?,
+            svg.as_deref(),
+        ),
+        SimCommand::ScalePlot { json, svg } => scale_plot(&json, &svg),
+        SimCommand::Join {
+            nodes,
+            relay_percent,
+            degree,
+            window_secs,
+            joiners,
+            seed,
+        } => nodes.iter().try_for_each(|&n| {
+            let window = Duration::from_secs(window_secs);
+            let pct = relay_percent as usize;
+            let r = harness::join::run(n as usize, pct, degree, window, joiners, seed)
+                .map_err(|e| format!("join {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("join: {e}"))?
+            );
+            Ok(())
+        }),
+        SimCommand::Churn {
+            nodes,
+            relay_percent,
+            stub_relays,
+            churn_percent,
+            down_secs,
+            minutes,
+            seed,
+            impair,
+            idle_probe_ms,
+            down_after_misses,
+            flows,
+        } => nodes.iter().try_for_each(|&n| {
+            let impair = impair.impairment("churn")?;
+            if !(0.1..=50.0).contains(&churn_percent) {
+                return Err("churn: --churn-percent takes 0.1 to 50".into());
+            }
+            let n = n as usize;
+            let relays = (n * relay_percent as usize / 100).max(3);
+            let spec = harness::churn::Churn {
+                relays,
+                stub_relays: stub_relays as usize,
+                churn_percent,
+                down: Duration::from_secs(down_secs),
+                impair,
+                health: proto::health::HealthConfig {
+                    idle_probe_interval: Duration::from_millis(idle_probe_ms),
+                    down_after_misses,
+                    ..proto::health::HealthConfig::default()
+                },
+                flows: flows as usize,
+                ..harness::churn::Churn::new(n, minutes, seed)
+            };
+            let r = harness::churn::run(&spec).map_err(|e| format!("churn {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("churn: {e}"))?
+            );
+            Ok(())
+        }),
+        SimCommand::Quorum {
+            nodes,
+            relay_percent,
+            degree,
+            seed,
+            loss_percent,
+        } => nodes.iter().try_for_each(|&n| {
+            if !(0.0..=50.0).contains(&loss_percent) {
+                return Err("quorum: --loss-percent takes 0 to 50".into());
+            }
+            let n = n as usize;
+            let relays = relay_percent.map_or(n, |p| n * p as usize / 100);
+            let impair = harness::scale::Impairment {
+                loss: loss_percent / 100.0,
+                jitter: Duration::ZERO,
+                cpu: false,
+            };
+            let r = harness::quorum::run(n, relays, degree, seed, impair)
+                .map_err(|e| format!("quorum {n}: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("quorum: {e}"))?
+            );
+            Ok(())
+        }),
+        SimCommand::Hub {
+            leaves,
+            leaves_relay,
+            secs,
+            seed,
+        } => leaves.iter().try_for_each(|&n| {
+            let r = harness::scale::hub(n as usize, leaves_relay, secs, seed)
+                .map_err(|e| format!("hub with {n} leaves: {e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string(&r).map_err(|e| format!("hub: {e}"))?
+            );
+            Ok(())
+        }),
     }
 }
 
