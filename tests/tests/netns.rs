@@ -355,6 +355,12 @@ fn metrics_endpoint_serves_prometheus_text_on_loopback() {
             && text.contains("meshd_advert_rejects_total{reason=\"checks_full\"} 0"),
         "{text}"
     );
+    // The two nodes flooded their adverts to each other: counted by kind.
+    let link_state = text
+        .lines()
+        .find_map(|l| l.strip_prefix("meshd_control_bytes_sent_total{kind=\"link_state\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(link_state.is_some_and(|n| n > 0), "{text}");
 }
 
 /// `tun.queues = 2`: two packet workers, each with its own TUN queue, and the

@@ -706,6 +706,17 @@ pub fn render(
     }
     family(
         &mut o,
+        "meshd_control_bytes_sent_total",
+        "counter",
+        "Control plaintext bytes sent to neighbours and peers (link state, acknowledgements, certificates, bundles, lookups, accusations; probes and path traversal apart), by message kind.",
+    );
+    let mut control: Vec<_> = s.control_bytes_by_kind.iter().collect();
+    control.sort();
+    for (kind, n) in control {
+        let _ = writeln!(o, "meshd_control_bytes_sent_total{{kind=\"{kind}\"}} {n}");
+    }
+    family(
+        &mut o,
         "meshd_advert_rejects_total",
         "counter",
         "Link-state adverts refused: bad_signature (altered or forged), bad_certificate, inadmissible_origin, parked_full, checks_full (signature checks queued to their bound).",

@@ -319,6 +319,28 @@ impl Control {
         )
     }
 
+    /// The message's kind, as metrics and reports name it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Self::Probe { .. } => "probe",
+            Self::ProbeReply { .. } => "probe_reply",
+            Self::LinkState(_) => "link_state",
+            Self::LinkStateAck(_) => "link_state_ack",
+            Self::SyncRequest => "sync_request",
+            Self::BundleOffer { .. } => "bundle_offer",
+            Self::BundleRequest { .. } => "bundle_request",
+            Self::BundleChunk { .. } => "bundle_chunk",
+            Self::CertRequest { .. } => "cert_request",
+            Self::Cert { .. } => "cert",
+            Self::MtuProbe { .. } => "mtu_probe",
+            Self::MtuProbeReply { .. } => "mtu_probe_reply",
+            Self::Observed { .. } => "observed",
+            Self::Lookup(_) => "lookup",
+            Self::Punch { .. } => "punch",
+            Self::Accusation(_) => "accusation",
+        }
+    }
+
     /// Decodes a control plaintext (first byte below `0x40`).
     pub fn decode(b: &[u8]) -> Result<Self, ControlError> {
         let kind = *b.first().ok_or(ControlError::BadLength)?;

@@ -174,6 +174,9 @@ impl Cx<'_> {
         let len = d.len() - TRANSPORT_OVERHEAD;
         self.out.stats.control_messages_sent += 1;
         self.out.stats.control_bytes_sent += len as u64;
+        *(self.out.stats.control_bytes_by_kind)
+            .entry(msg.kind_name())
+            .or_insert(0) += len as u64;
         let p = &self.peers[peer];
         // A handover's bundles go straight to the peer, never through a relay.
         match p.endpoint.filter(|_| p.link_up() || p.refused) {

@@ -243,6 +243,8 @@ pub struct Stats {
     pub control_messages_sent: u64,
     /// See `control_messages_sent`.
     pub control_bytes_sent: u64,
+    /// `control_bytes_sent` by message kind ([`Control::kind_name`](crate::control::Control::kind_name)).
+    pub control_bytes_by_kind: HashMap<&'static str, u64>,
     /// Peers retired: introduced themselves, then their link stayed down.
     pub peers_retired: u64,
     /// Learned peers removed (see [`Event::PeerRemoved`](super::Event::PeerRemoved)).
