@@ -140,6 +140,51 @@ fn crashed_relay_is_routed_around() {
     assert!(t < ms(300), "rerouting around the crash took {t:?}");
 }
 
+/// When one neighbour of a crashed node notices, the others probe it at
+/// once. a, a stub that probes its idle links every 10 s, hangs off c and
+/// d; b probes every second. b notices c's crash, its advert withdrawing
+/// b–c reaches a through d, and a confirms the crash with its own probe,
+/// long before its next idle one. (a is a stub so that nothing b sends to
+/// c is relayed through a: relayed data makes a link probed fast anyway.)
+#[test]
+fn a_neighbour_withdrawing_its_link_to_a_crashed_node_makes_the_others_probe_it() {
+    let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| n.to_string()).collect();
+    let links: Vec<_> = [(A, C), (C, B), (A, D), (D, B)]
+        .iter()
+        .map(|&(x, y)| (x, y, Duration::from_micros(200)))
+        .collect();
+    let mut sim = Sim::build_each(
+        5,
+        &names,
+        &links,
+        |i| EndpointConfig {
+            relay: i != A,
+            health: Some(HealthConfig {
+                idle_probe_interval: if i == A { ms(10_000) } else { ms(1000) },
+                ..HealthConfig::default()
+            }),
+            ..EndpointConfig::default()
+        },
+        true,
+    );
+    sim.run_for(Duration::from_secs(3));
+    let crash = sim.now;
+    sim.crash(C);
+    sim.run_for(Duration::from_secs(3));
+    let went_down = |n: usize| {
+        let p = sim.nodes[n].peers[&C];
+        (sim.nodes[n].events.iter())
+            .find(|(t, e)| *t >= crash && *e == Event::LinkChanged { peer: p, up: false })
+            .map(|(t, _)| *t - crash)
+    };
+    let b = went_down(B).expect("b notices within its idle interval");
+    let a = went_down(A).expect("a probes as soon as b's advert withdraws b–c");
+    // b's advert waits out its origination spacing (200 ms at most), then
+    // a's probe is lost and three fast ones confirm (~250 ms): where a's
+    // own next idle probe was up to 10 s away.
+    assert!(a < b + ms(600), "a noticed {a:?} after the crash, b {b:?}");
+}
+
 #[test]
 fn partition_and_heal() {
     let mut sim = square(4);

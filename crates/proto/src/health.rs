@@ -358,6 +358,16 @@ impl LinkHealth {
         }
     }
 
+    /// Another node saw this link's far end go (a neighbour of it withdrew
+    /// its link to it in an advert): an idle link that looks up, with no
+    /// probe in flight, is probed at once rather than at its next idle
+    /// probe, up to a second away. One probe early; what it finds decides.
+    pub fn on_far_end_suspected(&mut self, now: Instant) {
+        if self.status == LinkStatus::Up && self.outstanding.is_empty() && !self.active(now) {
+            self.next_probe = self.next_probe.min(now);
+        }
+    }
+
     /// The earliest time [`LinkHealth::handle_timeout`] or
     /// [`LinkHealth::poll_probe`] has work.
     pub fn next_deadline(&self) -> Instant {
@@ -690,6 +700,33 @@ mod tests {
             LinkStatus::Down,
             "down within 1.3 s of {cut:?} ({start:?})"
         );
+    }
+
+    #[test]
+    fn a_suspected_far_end_is_probed_at_once_and_judged_by_the_probe() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        idle_probes(&mut l, &mut now, ms(3500), true);
+        // Idle, nothing in flight: the next probe is half a second away.
+        assert!(l.poll_probe(now).is_none());
+        l.on_far_end_suspected(now);
+        let seq = l.poll_probe(now).expect("probed at once");
+        // It answers: nothing changes, and the idle rate resumes.
+        l.on_reply(now + ms(1), seq);
+        assert_eq!(l.status(), LinkStatus::Up);
+        assert!(l.poll_probe(now + ms(500)).is_none(), "idle rate again");
+        // The far end is gone: down within the probe's 75 ms and three fast
+        // probes of the suspicion, where its own idle probe was up to a
+        // second away.
+        now += ms(10);
+        l.on_far_end_suspected(now);
+        idle_probes(&mut l, &mut now, ms(300), false);
+        assert_eq!(l.status(), LinkStatus::Down, "down within 300 ms");
+        // A probe in flight, or a link carrying data, is left alone.
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        assert!(l.poll_probe(now).is_some());
+        l.on_far_end_suspected(now);
+        assert!(l.poll_probe(now).is_none(), "one in flight already");
     }
 
     #[test]

@@ -590,8 +590,27 @@ impl Gossip {
         let refresh = held.is_some_and(|held| same_topology(held, &advert));
         let for_stubs = !advert.stub
             && held.is_none_or(|held| news::for_stubs(held, &advert, |n| self.router.is_stub(n)));
+        // Links the origin no longer lists: their far ends may have gone.
+        let withdrawn: Vec<NodeId> = match held {
+            Some(held) if !refresh => (held.links.iter())
+                .map(|l| l.neighbor)
+                .filter(|n| !advert.links.iter().any(|l| l.neighbor == *n))
+                .collect(),
+            _ => Vec::new(),
+        };
         if !self.router.handle_advert(now, advert.clone()) {
             return;
+        }
+        // A neighbour of ours that another node stopped listing is probed
+        // now: the first of its neighbours to notice it gone tells the
+        // others within a flood, instead of each waiting for its own next
+        // idle probe (SWIM's suspicion, with our own probe as the judge).
+        for n in withdrawn {
+            if let Some(p) = cx.peers.by_node(n) {
+                if let Some(h) = cx.peers[p].health.as_mut() {
+                    h.on_far_end_suspected(now);
+                }
+            }
         }
         // A neighbour turned out to relay, and our truncated advert left it
         // out: relays come first, so the next advert may list it (if a
