@@ -185,6 +185,47 @@ fn a_neighbour_withdrawing_its_link_to_a_crashed_node_makes_the_others_probe_it(
     assert!(a < b + ms(600), "a noticed {a:?} after the crash, b {b:?}");
 }
 
+/// Two neighbours whose direct link fails renew their session through a
+/// relay, and exchange their link-state databases only once the link is
+/// back: not through the relay (at 10,000 nodes that was a whole database,
+/// 10,000 adverts, through relays).
+#[test]
+fn neighbours_resync_when_their_link_comes_back_not_through_a_relay() {
+    let mut sim = square(6);
+    let syncs = |sim: &Sim| -> Vec<u64> {
+        [A, B]
+            .iter()
+            .map(|&n| {
+                let s = sim.nodes[n].ep.stats();
+                s.control_bytes_by_kind.get("sync_request").copied().unwrap_or(0)
+            })
+            .collect()
+    };
+    let before = syncs(&sim);
+    sim.cut(A, B);
+    stream(&mut sim, Duration::from_secs(5));
+    let relay = sim.via(A, B).expect("a reaches b through a relay");
+    assert!(relay == C || relay == D);
+    let p = sim.nodes[A].peers[&B];
+    let renewed = (sim.nodes[A].events.iter())
+        .filter(|(_, e)| *e == Event::LinkChanged { peer: p, up: false })
+        .count();
+    assert_eq!(renewed, 1, "the link went down once");
+    assert!(
+        sim.nodes[A].ep.peer(p, sim.now).unwrap().has_session,
+        "the session lives on through the relay"
+    );
+    assert_eq!(syncs(&sim), before, "no database exchange through the relay");
+    sim.heal(A, B);
+    stream(&mut sim, Duration::from_secs(3));
+    assert_eq!(sim.via(A, B), None, "back on the direct link");
+    let after = syncs(&sim);
+    assert!(
+        after.iter().zip(&before).all(|(a, b)| a > b),
+        "both ends ask for everything once the link is back: {before:?} → {after:?}"
+    );
+}
+
 #[test]
 fn partition_and_heal() {
     let mut sim = square(4);

@@ -793,10 +793,19 @@ impl Endpoint {
     /// A session with `peer` just became usable: start probing its direct
     /// link, and the first time (or after the link was down) exchange
     /// everything with it: bundles, our advert, a sync request.
+    ///
+    /// Not while its direct link is down (a session renewed through
+    /// relays after the link failed): the exchange waits for the link to
+    /// come back up. Floods reach the neighbour meanwhile over the routed
+    /// path, acknowledged; a whole link-state database sent through relays
+    /// is 10,000 adverts in a mesh that size, a burst of ~10 kB/s at a
+    /// relay for half a minute.
     fn session_ready(&mut self, now: Instant, peer: PeerId) {
         self.ensure_health(now, peer);
         traversal::arm(cx!(self), now, peer);
-        if self.peers[peer].synced {
+        let down =
+            (self.peers[peer].health.as_ref()).is_some_and(|h| h.status() == LinkStatus::Down);
+        if self.peers[peer].synced || down {
             return;
         }
         self.peers[peer].synced = true;
