@@ -19,6 +19,7 @@ use proto::fragment::{
 use proto::handshake::{self, message2_len, Identity, ReplayGuard};
 use proto::provider::{Crypto, Suite};
 use proto::session::{Session, SessionKeys};
+use proto::wire::relay::RelayHeader;
 use proto::wire::{MessageKind, TransportHeader, TRANSPORT_HEADER_LEN};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -340,6 +341,14 @@ struct Pair {
 
 const ALICE: ([u8; 4], u16) = ([198, 18, 0, 1], 51820);
 const BOB: ([u8; 4], u16) = ([198, 18, 0, 2], 51820);
+/// Record flag (top bits of the length's high byte): the bytes go to bob
+/// as a datagram as they are, not sealed (relay headers, handshakes,
+/// anything mid-session).
+const RECORD_RAW: u8 = 0x80;
+/// Record flag: sealed in the session, then wrapped in a relay header
+/// (alice to bob), as a relay hands it on. (Bob takes relayed datagrams
+/// only from neighbours it holds a session with: alice is its one.)
+const RECORD_RELAYED: u8 = 0x40;
 
 impl Pair {
     fn new() -> Self {
@@ -385,6 +394,26 @@ impl Pair {
         pair
     }
 
+    /// `plain` sealed by alice for bob, from alice's address; `relayed`:
+    /// wrapped in a relay header.
+    fn sealed(&mut self, now: Instant, unix: u64, plain: &[u8], relayed: bool) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; plain.len() + proto::wire::TRANSPORT_OVERHEAD + 20];
+        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(plain);
+        let proto::endpoint::SendOutcome::Send { dst, len } =
+            self.alice
+                .send(now, unix, self.to_bob, &mut buf, plain.len())
+        else {
+            return None;
+        };
+        assert_eq!(dst, SocketAddr::from(BOB));
+        buf.truncate(len);
+        if !relayed {
+            return Some(buf);
+        }
+        let h = RelayHeader::new(self.alice.node_id(), self.bob.node_id());
+        Some(h.wrap(&buf))
+    }
+
     /// Delivers what each side has to send to the other until both are
     /// quiet (bounded), checking what they send.
     fn exchange(&mut self, now: Instant, unix: u64) {
@@ -427,8 +456,11 @@ impl Pair {
 /// plaintexts in it: control messages of every kind (link state,
 /// certificates, bundles, probes, path MTU, observed addresses, punches,
 /// member lookups) reach their handlers without guessing a session index.
-/// Input: records of `[milliseconds to advance: u8][length: u16 le][plaintext]`;
-/// both sides answer, and their timers run between records.
+/// Input: records of `[tens of milliseconds to advance: u8][length: u16
+/// le, its top two bits flags][plaintext]`; both sides answer, and their
+/// timers run between records. Flags: [`RECORD_RAW`] delivers the bytes
+/// to bob unsealed (relay headers and whatever else a datagram may hold),
+/// [`RECORD_RELAYED`] seals them and delivers them through a relay.
 pub fn session(data: &[u8]) {
     session_run(data);
 }
@@ -442,19 +474,19 @@ fn session_run(data: &[u8]) -> usize {
     let mut at = Duration::ZERO;
     while rest.len() >= 3 {
         at += Duration::from_millis(u64::from(rest[0]) * 10);
-        let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(rest.len() - 3);
+        let flags = rest[2] & (RECORD_RAW | RECORD_RELAYED);
+        let len = usize::from(u16::from_le_bytes([rest[1], rest[2] & !flags])).min(rest.len() - 3);
         let plain = &rest[3..3 + len];
         rest = &rest[3 + len..];
         let now = p.base + at;
         let unix = NOW_NANOS + at.as_nanos() as u64;
-        let mut buf = vec![0u8; plain.len() + proto::wire::TRANSPORT_OVERHEAD + 20];
-        buf[TRANSPORT_HEADER_LEN..TRANSPORT_HEADER_LEN + plain.len()].copy_from_slice(plain);
-        let peer = p.to_bob;
-        if let proto::endpoint::SendOutcome::Send { dst, len } =
-            p.alice.send(now, unix, peer, &mut buf, plain.len())
-        {
-            assert_eq!(dst, SocketAddr::from(BOB));
-            let mut d = buf[..len].to_vec();
+        if flags & RECORD_RAW != 0 {
+            let mut d = plain.to_vec();
+            let r = p
+                .bob
+                .handle_datagram(now, unix, SocketAddr::from(ALICE), &mut d);
+            controls += usize::from(matches!(r, Received::Control { .. }));
+        } else if let Some(mut d) = p.sealed(now, unix, plain, flags & RECORD_RELAYED != 0) {
             let r = p
                 .bob
                 .handle_datagram(now, unix, SocketAddr::from(ALICE), &mut d);
@@ -680,7 +712,39 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     seq.extend(std::iter::repeat_n(0xff, past));
     seq.extend_from_slice(&[0x7f, 0x40, 0, 0x81, 1, 1]);
     out.push(("transport_sequence", seq));
+    out.push(("session", relay_seed()));
     out
+}
+
+/// A `session` input through the relay paths: a probe and a link-state
+/// acknowledgement relayed to bob (opened behind their relay), then raw
+/// relay datagrams bob is asked to forward: to alice (whom it reaches
+/// directly), to a node it does not know, and one whose TTL ran out.
+fn relay_seed() -> Vec<u8> {
+    use proto::control::{Ack, Control};
+    let f = fixture();
+    let alice = proto::wire::NodeId::of(f.alice.static_public());
+    let bob = proto::wire::NodeId::of(f.bob.static_public());
+    let mut seed = Vec::new();
+    let mut record = |flags: u8, bytes: &[u8]| {
+        let len = (bytes.len() as u16).to_le_bytes();
+        seed.extend_from_slice(&[10, len[0], len[1] | flags]);
+        seed.extend_from_slice(bytes);
+    };
+    record(RECORD_RELAYED, &Control::Probe { seq: 7 }.encode());
+    let ack = Control::LinkStateAck(Ack {
+        sync: false,
+        entries: vec![(alice, 1)],
+    });
+    record(RECORD_RELAYED, &ack.encode());
+    // An inner transport datagram's worth of bytes (bob never opens it).
+    let inner = [&[4u8, 0, 0, 0][..], &[0x5a; 44]].concat();
+    for (dst, ttl) in [(alice, 4), (proto::wire::NodeId(77), 4), (alice, 0)] {
+        let mut h = RelayHeader::new(bob, dst);
+        h.ttl = ttl;
+        record(RECORD_RAW, &h.wrap(&inner));
+    }
+    seed
 }
 
 /// The policy of the `policy_filter` seed.
@@ -774,5 +838,8 @@ mod tests {
         let session = &seeds.iter().find(|(t, _)| *t == "session").unwrap().1;
         let controls = seeds.iter().filter(|(t, _)| *t == "control").count();
         assert_eq!(super::session_run(session), controls);
+        // The relayed probe and acknowledgement are opened behind their
+        // relay; the raw relay datagrams are forwarded or dropped.
+        assert_eq!(super::session_run(&super::relay_seed()), 2);
     }
 }
