@@ -197,7 +197,10 @@ fn neighbours_resync_when_their_link_comes_back_not_through_a_relay() {
             .iter()
             .map(|&n| {
                 let s = sim.nodes[n].ep.stats();
-                s.control_bytes_by_kind.get("sync_request").copied().unwrap_or(0)
+                s.control_bytes_by_kind
+                    .get("sync_request")
+                    .copied()
+                    .unwrap_or(0)
             })
             .collect()
     };
@@ -215,7 +218,11 @@ fn neighbours_resync_when_their_link_comes_back_not_through_a_relay() {
         sim.nodes[A].ep.peer(p, sim.now).unwrap().has_session,
         "the session lives on through the relay"
     );
-    assert_eq!(syncs(&sim), before, "no database exchange through the relay");
+    assert_eq!(
+        syncs(&sim),
+        before,
+        "no database exchange through the relay"
+    );
     sim.heal(A, B);
     stream(&mut sim, Duration::from_secs(3));
     assert_eq!(sim.via(A, B), None, "back on the direct link");
