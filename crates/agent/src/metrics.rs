@@ -197,6 +197,23 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A counter family with one series per key of `values` (labelled
+/// `label`), in key order; keys never counted have no series.
+fn labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &std::collections::HashMap<&'static str, u64>,
+) {
+    family(out, name, "counter", help);
+    let mut sorted: Vec<_> = values.iter().collect();
+    sorted.sort();
+    for (key, n) in sorted {
+        let _ = writeln!(out, "{name}{{{label}=\"{key}\"}} {n}");
+    }
+}
+
 /// Renders the endpoint's counters.
 pub fn render(
     ep: &Endpoint,
@@ -693,28 +710,20 @@ pub fn render(
         let v = ep.bundle(kind).map_or(0, |b| b.version());
         let _ = writeln!(o, "meshd_bundle_version{{kind=\"{kind}\"}} {v}");
     }
-    family(
+    labelled_counter(
         &mut o,
         "meshd_bundle_rejects_total",
-        "counter",
         "Bundles refused (forged, older, malformed, invalid content), by reason.",
+        "reason",
+        &s.bundle_rejects,
     );
-    let mut rejects: Vec<_> = s.bundle_rejects.iter().collect();
-    rejects.sort();
-    for (reason, n) in rejects {
-        let _ = writeln!(o, "meshd_bundle_rejects_total{{reason=\"{reason}\"}} {n}");
-    }
-    family(
+    labelled_counter(
         &mut o,
         "meshd_control_bytes_sent_total",
-        "counter",
         "Control plaintext bytes sent to neighbours and peers (link state, acknowledgements, certificates, bundles, lookups, accusations; probes and path traversal apart), by message kind.",
+        "kind",
+        &s.control_bytes_by_kind,
     );
-    let mut control: Vec<_> = s.control_bytes_by_kind.iter().collect();
-    control.sort();
-    for (kind, n) in control {
-        let _ = writeln!(o, "meshd_control_bytes_sent_total{{kind=\"{kind}\"}} {n}");
-    }
     family(
         &mut o,
         "meshd_advert_rejects_total",

@@ -41,6 +41,18 @@ fn square(seed: u64) -> Sim {
     sim
 }
 
+/// a, b, c and d with `links` (200 µs each), host i configured by
+/// `config(i)`, after 3 s of bring-up (seed 5).
+fn four(links: &[(usize, usize)], config: impl Fn(usize) -> EndpointConfig) -> Sim {
+    let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| n.to_string()).collect();
+    let links: Vec<(usize, usize, Duration)> = (links.iter())
+        .map(|&(x, y)| (x, y, Duration::from_micros(200)))
+        .collect();
+    let mut sim = Sim::build_each(5, &names, &links, config, true);
+    sim.run_for(Duration::from_secs(3));
+    sim
+}
+
 /// Streams one packet each way between a and b every millisecond for `d`.
 /// Each packet carries the virtual time it was sent (ns since start).
 fn stream(sim: &mut Sim, d: Duration) {
@@ -148,26 +160,14 @@ fn crashed_relay_is_routed_around() {
 /// c is relayed through a: relayed data makes a link probed fast anyway.)
 #[test]
 fn a_neighbour_withdrawing_its_link_to_a_crashed_node_makes_the_others_probe_it() {
-    let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| n.to_string()).collect();
-    let links: Vec<_> = [(A, C), (C, B), (A, D), (D, B)]
-        .iter()
-        .map(|&(x, y)| (x, y, Duration::from_micros(200)))
-        .collect();
-    let mut sim = Sim::build_each(
-        5,
-        &names,
-        &links,
-        |i| EndpointConfig {
-            relay: i != A,
-            health: Some(HealthConfig {
-                idle_probe_interval: if i == A { ms(10_000) } else { ms(1000) },
-                ..HealthConfig::default()
-            }),
-            ..EndpointConfig::default()
-        },
-        true,
-    );
-    sim.run_for(Duration::from_secs(3));
+    let mut sim = four(&[(A, C), (C, B), (A, D), (D, B)], |i| EndpointConfig {
+        relay: i != A,
+        health: Some(HealthConfig {
+            idle_probe_interval: if i == A { ms(10_000) } else { ms(1000) },
+            ..HealthConfig::default()
+        }),
+        ..EndpointConfig::default()
+    });
     let crash = sim.now;
     sim.crash(C);
     sim.run_for(Duration::from_secs(3));
@@ -672,22 +672,12 @@ fn a_hubs_stub_leaves_hold_no_link_state_of_each_other_and_still_reach_each_othe
 fn a_stub_is_never_a_hop_even_when_it_is_the_only_way() {
     // The square with c a stub: when a–b is cut, a goes through d; when
     // a–d is cut too, b is unreachable rather than relayed by c.
-    let names: Vec<String> = ["a", "b", "c", "d"].iter().map(|n| n.to_string()).collect();
-    let links: Vec<(usize, usize, Duration)> = [(A, B), (A, C), (C, B), (A, D), (D, B)]
-        .iter()
-        .map(|&(x, y)| (x, y, Duration::from_micros(200)))
-        .collect();
-    let mut sim = Sim::build_each(
-        5,
-        &names,
-        &links,
-        |i| EndpointConfig {
+    let mut sim = four(&[(A, B), (A, C), (C, B), (A, D), (D, B)], |i| {
+        EndpointConfig {
             relay: i != C,
             ..EndpointConfig::default()
-        },
-        true,
-    );
-    sim.run_for(Duration::from_secs(3));
+        }
+    });
     sim.cut(A, B);
     stream(&mut sim, Duration::from_secs(1));
     assert_eq!(sim.via(A, B), Some(D), "the relay, not the stub");
