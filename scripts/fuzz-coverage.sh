@@ -23,10 +23,15 @@ tools=$(dirname "$(find "$sysroot" -name llvm-profdata -type f | head -1)")
     exit 1
 }
 
+mkdir -p coverage
 objects=()
 profiles=()
 for t in $(cargo +nightly fuzz list); do
-    cargo +nightly fuzz coverage "$t" "corpus/$t" >/dev/null 2>&1
+    if ! cargo +nightly fuzz coverage "$t" "corpus/$t" >"coverage/$t.log" 2>&1; then
+        echo "error: cargo fuzz coverage $t failed (fuzz/coverage/$t.log):" >&2
+        tail -20 "coverage/$t.log" >&2
+        exit 1
+    fi
     objects+=(-object "$(bin_dir)/$t")
     profiles+=("coverage/$t/coverage.profdata")
 done

@@ -46,7 +46,7 @@ for t in $(cargo +nightly fuzz list); do
     fi
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)
     printf '%-20s %8s %14s %10s %8s\n' "$t" "$secs" "${runs:-0}" "${rate:-0}" "${cov:-0}"
     all=$((all + ${runs:-0}))
     # Keep only what adds coverage to the committed corpus.
