@@ -543,6 +543,11 @@ pub fn render(
             s.failovers,
         ),
         (
+            "meshd_suspicions_total",
+            "Relays suspected gone: another relay stopped listing its link to them while they still listed it; routes left them for a short hold.",
+            s.suspicions,
+        ),
+        (
             "meshd_relayed_packets_total",
             "Datagrams forwarded as a relay for other nodes.",
             s.relayed_packets,

@@ -185,6 +185,50 @@ fn a_neighbour_withdrawing_its_link_to_a_crashed_node_makes_the_others_probe_it(
     assert!(a < b + ms(600), "a noticed {a:?} after the crash, b {b:?}");
 }
 
+/// A stub a on relays c and d, both linked to relay b. The stub's default
+/// relay crashes; once b's advert withdrawing its link to it arrives
+/// (through the other relay), a sends through the other relay at once,
+/// while its own probes still have to confirm the crash.
+#[test]
+fn a_stub_leaves_a_relay_another_relay_stopped_listing_before_its_own_probes_confirm() {
+    let mut sim = four(&[(A, C), (A, D), (C, B), (D, B)], |i| EndpointConfig {
+        relay: i != A,
+        health: Some(HealthConfig {
+            idle_probe_interval: if i == A { ms(10_000) } else { ms(1000) },
+            ..HealthConfig::default()
+        }),
+        ..EndpointConfig::default()
+    });
+    let id = |n: usize| sim.nodes[n].ep.node_id();
+    let first = sim.nodes[A].ep.default_relay().expect("a has a relay");
+    let (dead, other) = if first == id(C) { (C, D) } else { (D, C) };
+    let other_id = id(other);
+    let crash = sim.now;
+    sim.crash(dead);
+    let mut moved = None;
+    while sim.now < crash + Duration::from_secs(3) && moved.is_none() {
+        let next = sim.now + ms(1);
+        sim.run_until(next);
+        if sim.nodes[A].ep.default_relay() == Some(other_id) {
+            moved = Some(sim.now - crash);
+        }
+    }
+    let moved = moved.expect("a leaves the crashed relay");
+    sim.run_for(Duration::from_secs(2));
+    let p = sim.nodes[A].peers[&dead];
+    let down = (sim.nodes[A].events.iter())
+        .find(|(t, e)| *t >= crash && *e == Event::LinkChanged { peer: p, up: false })
+        .map(|(t, _)| *t - crash)
+        .expect("a's probes confirm the crash");
+    // The suspicion probe is lost after 75 ms at the earliest, and three
+    // fast probes follow: the route moved that much sooner.
+    assert!(
+        moved + ms(50) < down,
+        "a moved to the other relay {moved:?} after the crash, its link went down {down:?}"
+    );
+    assert!(sim.nodes[A].ep.stats().suspicions >= 1);
+}
+
 /// Two neighbours whose direct link fails renew their session through a
 /// relay, and exchange their link-state databases only once the link is
 /// back: not through the relay (at 10,000 nodes that was a whole database,

@@ -216,6 +216,9 @@ pub struct Stats {
     pub route_changes: u64,
     /// Times a peer's path moved from direct to a relay.
     pub failovers: u64,
+    /// Relays suspected: another relay's advert stopped listing them while
+    /// theirs still listed it (routes left them for a short hold).
+    pub suspicions: u64,
     /// Probes sent.
     pub probes_sent: u64,
     /// Link-state bytes sent (adverts own, flooded and sent again,

@@ -104,6 +104,7 @@ impl Graph {
         config: &RouteConfig,
         own: &[OwnLink],
         adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
+        suspected: impl Fn(NodeId) -> bool,
     ) -> Self {
         let vouched = vouched_links(adverts);
         let links = own.len()
@@ -125,13 +126,20 @@ impl Graph {
                 .get(&to)
                 .is_some_and(|(a, _)| !a.links.iter().any(|l| l.neighbor == from))
         };
+        let penalty = |to: NodeId| {
+            if suspected(to) {
+                config.suspect_penalty_us
+            } else {
+                0
+            }
+        };
         g.start.push(0);
         for u in 0..listed {
             let id = g.ids[u];
             if id == me {
                 for l in own {
                     if let Some(c) = own_cost(config, l) {
-                        g.edge(l.neighbor, c);
+                        g.edge(l.neighbor, c + penalty(l.neighbor));
                     }
                 }
             } else if let Some((a, _)) = adverts.get(&id).filter(|(a, _)| !a.stub && !a.no_transit)
@@ -140,10 +148,8 @@ impl Graph {
                     if l.neighbor == me || contradicted(id, l.neighbor) {
                         continue;
                     }
-                    g.edge(
-                        l.neighbor,
-                        cost(config, l.rtt_us, l.loss_permille, l.settling),
-                    );
+                    let c = cost(config, l.rtt_us, l.loss_permille, l.settling);
+                    g.edge(l.neighbor, c + penalty(l.neighbor));
                 }
                 for (stub, l) in vouched.get(&id).into_iter().flatten() {
                     if *stub != me {
@@ -382,7 +388,7 @@ mod tests {
                 };
                 adverts.insert(id(i), (Arc::new(advert), now));
             }
-            let g = Graph::build(me, &config, &own, &adverts);
+            let g = Graph::build(me, &config, &own, &adverts, |_| false);
             let mut sources = vec![(me, None)];
             sources.extend(own.iter().map(|l| (l.neighbor, Some(me))));
             for (src, avoid) in sources {

@@ -30,8 +30,15 @@
 //! `switch_margin_us`; a recovered link is heavily penalised until its
 //! hold-down ends (see [`crate::health`]), so traffic returns once, not
 //! back and forth.
+//!
+//! A relay that one of its neighbours stopped listing while its own advert
+//! still lists that neighbour is *suspected* for a short hold: links into it
+//! cost `suspect_penalty_us` more, so paths leave it at once where another
+//! way exists, before its other neighbours' probes confirm it gone
+//! ([`suspicion`]).
 
 mod graph;
+mod suspicion;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -41,6 +48,7 @@ use std::time::{Duration, Instant};
 use crate::control::{Advert, LinkEntry};
 use crate::wire::NodeId;
 use graph::{own_cost, Graph, Reach, Tree};
+use suspicion::Suspicions;
 
 /// Hashing for node-id keys. Ids are prefixes of X25519 public keys of
 /// CA-certified members, so they are already uniform; one multiply spreads
@@ -108,6 +116,10 @@ pub struct RouteConfig {
     pub direct_margin_us: u64,
     /// See `direct_margin_us`.
     pub direct_spread_factor: f64,
+    /// Added to every link into a suspected node (see [`suspicion`]).
+    pub suspect_penalty_us: u64,
+    /// How long a suspicion lasts unless the node's own advert ends it.
+    pub suspect_hold: Duration,
     /// Adverts not refreshed for this long are forgotten (at least: the
     /// endpoint stretches it with the refresh interval), and so are those
     /// whose origin no link reaches for this long, however recently they
@@ -127,6 +139,8 @@ impl Default for RouteConfig {
             switch_margin_us: 100,
             direct_margin_us: 1_000,
             direct_spread_factor: 2.0,
+            suspect_penalty_us: 1_000_000,
+            suspect_hold: Duration::from_secs(2),
             advert_max_age: Duration::from_secs(30),
         }
     }
@@ -197,6 +211,8 @@ pub struct Router {
     computations: u64,
     /// Origins of held adverts that no path reached, since when.
     unreachable_since: HashMap<NodeId, Instant, Ids>,
+    /// Relays a neighbour of theirs stopped listing.
+    suspicions: Suspicions,
 }
 
 impl Router {
@@ -214,6 +230,7 @@ impl Router {
             reachable: 0,
             computations: 0,
             unreachable_since: HashMap::default(),
+            suspicions: Suspicions::default(),
         }
     }
 
@@ -233,6 +250,7 @@ impl Router {
         // computation decides (a healed partition brings fresh adverts from
         // nodes long unreachable).
         self.unreachable_since.remove(&advert.origin);
+        self.suspicions.clear(advert.origin);
         self.adverts.insert(advert.origin, (advert, now));
         self.generation += 1;
         true
@@ -263,6 +281,8 @@ impl Router {
             fresh && !lost
         });
         unreachable.retain(|origin, _| self.adverts.contains_key(origin));
+        let adverts = &self.adverts;
+        self.suspicions.retain(|n| adverts.contains_key(&n));
         let changed = self.adverts.len() != before;
         if changed {
             self.generation += 1;
@@ -276,6 +296,7 @@ impl Router {
     pub fn forget(&mut self, origin: NodeId) -> bool {
         let had = self.adverts.remove(&origin).is_some();
         self.unreachable_since.remove(&origin);
+        self.suspicions.clear(origin);
         if had {
             self.generation += 1;
         }
@@ -300,6 +321,48 @@ impl Router {
     /// Whether `node` said it does not relay (false while we hold no advert).
     pub fn is_stub(&self, node: NodeId) -> bool {
         self.adverts.get(&node).is_some_and(|(a, _)| a.stub)
+    }
+
+    /// `accuser`'s new advert stopped listing `node`: suspects `node` if the
+    /// advert held for `accuser` does not list it, and `node` relays and its
+    /// own advert still lists `accuser` (it has not said the link is gone:
+    /// it may not be able to). True if routes must be computed again.
+    pub fn suspect(&mut self, node: NodeId, accuser: NodeId, now: Instant) -> bool {
+        let Some((a, _)) = self.adverts.get(&node) else {
+            return false;
+        };
+        let listed = a.links.iter().any(|l| l.neighbor == accuser);
+        let denied = (self.adverts.get(&accuser))
+            .is_some_and(|(b, _)| !b.links.iter().any(|l| l.neighbor == node));
+        if node == self.me || a.stub || a.no_transit || !listed || !denied {
+            return false;
+        }
+        let raised = (self.suspicions).raise(node, a.seq, now + self.config.suspect_hold);
+        if raised {
+            self.generation += 1;
+        }
+        raised
+    }
+
+    /// Whether routes avoid `node` for now (see [`suspicion`]).
+    pub fn is_suspected(&self, node: NodeId) -> bool {
+        self.suspicions.is_active(node)
+    }
+
+    /// When the next suspicion's hold ends: [`Router::expire_suspicions`]
+    /// is due then.
+    pub fn suspicion_deadline(&self) -> Option<Instant> {
+        self.suspicions.deadline()
+    }
+
+    /// Ends suspicions whose hold is over; true if routes must be computed
+    /// again.
+    pub fn expire_suspicions(&mut self, now: Instant) -> bool {
+        let ended = self.suspicions.expire(now);
+        if ended {
+            self.generation += 1;
+        }
+        ended
     }
 
     /// Keeps routes only to destinations named with [`Router::want_route`]
@@ -365,7 +428,9 @@ impl Router {
         let Some(route) = self.routes.get(&dst) else {
             return Vec::new();
         };
-        let g = Graph::build(self.me, &self.config, own, &self.adverts);
+        let g = Graph::build(self.me, &self.config, own, &self.adverts, |n| {
+            self.suspicions.is_active(n)
+        });
         let first = route.next_hop;
         let mut hops = vec![(first, self.link_rtt(own, self.me, first))];
         if first == dst {
@@ -422,7 +487,9 @@ impl Router {
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
         self.last_inputs = Some((self.generation, quantized(own)));
         self.computations += 1;
-        let g = Graph::build(self.me, &self.config, own, &self.adverts);
+        let g = Graph::build(self.me, &self.config, own, &self.adverts, |n| {
+            self.suspicions.is_active(n)
+        });
         let best = g.shortest(self.me, None);
         let reached: Vec<(NodeId, Reach)> = (0..g.len() as u32)
             .filter_map(|i| Some((g.id(i), best.at(&g, i)?)))
@@ -482,7 +549,10 @@ impl Router {
             if let Some(cur) = self.routes.get(&dst) {
                 if cur.next_hop == first {
                     chosen.since = cur.since;
-                } else if let Some(&link) = own_by_neighbor.get(&cur.next_hop) {
+                } else if let Some(&link) = (own_by_neighbor.get(&cur.next_hop))
+                    .filter(|_| !self.suspicions.is_active(cur.next_hop))
+                {
+                    // (A suspected hop is left at once, as a failed one.)
                     // What the current next hop costs now, if it is still
                     // downstream: nearer the destination than we are (its
                     // shortest path, which avoids us then, is shorter than

@@ -5,6 +5,10 @@ const B: NodeId = NodeId(2);
 const C: NodeId = NodeId(3);
 const D: NodeId = NodeId(4);
 
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 fn link(n: NodeId, rtt_us: u32, up: bool) -> OwnLink {
     OwnLink {
         neighbor: n,
@@ -339,4 +343,56 @@ fn multi_hop_and_loss_penalty() {
     r.recompute(now, &[lossy, link(C, 100, true)]);
     let route = r.route(B).unwrap();
     assert_eq!((route.next_hop, route.hops), (C, 3));
+}
+
+/// a reaches b through c (cheaper) or d; e hangs off c. e's new advert
+/// stops listing c while c's still lists e: c is suspected, and b moves to
+/// d at once (no `switch_after` wait), until c's own newer advert.
+#[test]
+fn a_relay_a_neighbour_stopped_listing_is_left_at_once_until_it_speaks() {
+    const E: NodeId = NodeId(5);
+    let now = Instant::now();
+    let mut r = Router::new(A, RouteConfig::default());
+    r.handle_advert(now, advert(B, 1, &[(C, 100), (D, 150)]));
+    r.handle_advert(now, advert(C, 1, &[(A, 100), (B, 100), (E, 100)]));
+    r.handle_advert(now, advert(D, 1, &[(A, 100), (B, 150)]));
+    r.handle_advert(now, advert(E, 1, &[(C, 100)]));
+    let own = [link(C, 100, true), link(D, 100, true)];
+    r.recompute(now, &own);
+    assert_eq!(r.route(B).map(|x| x.next_hop), Some(C));
+
+    assert!(!r.suspect(C, B, now), "b lists c: no accusation");
+    r.handle_advert(now, advert(E, 2, &[]));
+    assert!(r.suspect(C, E, now), "e stopped listing c, c still lists e");
+    assert!(r.is_suspected(C));
+    assert_eq!(r.suspicion_deadline(), Some(now + ms(2000)));
+    r.recompute_if_changed(now, &own);
+    assert_eq!(r.route(B).map(|x| x.next_hop), Some(D), "left at once");
+    assert!(!r.suspect(C, E, now), "once per advert of c");
+
+    // c speaks: it is alive, the suspicion ends.
+    r.handle_advert(now, advert(C, 2, &[(A, 100), (B, 100)]));
+    assert!(!r.is_suspected(C));
+    assert_eq!(r.suspicion_deadline(), None);
+    // c no longer lists e: e's withdrawal says nothing new.
+    r.handle_advert(now, advert(E, 3, &[(C, 100)]));
+    r.handle_advert(now, advert(E, 4, &[]));
+    assert!(!r.suspect(C, E, now));
+
+    // d suspected by b, until its hold runs out.
+    r.handle_advert(now, advert(B, 2, &[(C, 100)]));
+    assert!(r.suspect(D, B, now));
+    assert!(!r.expire_suspicions(now + ms(1999)));
+    assert!(r.expire_suspicions(now + ms(2000)));
+    assert!(!r.is_suspected(D));
+
+    // A stub is never suspected: no path passes through it anyway.
+    let mut s = advert(E, 5, &[(C, 100)]);
+    s.stub = true;
+    r.handle_advert(now, s);
+    r.handle_advert(now, advert(C, 3, &[(A, 100), (B, 100), (E, 100)]));
+    r.handle_advert(now, advert(B, 3, &[]));
+    assert!(r.suspect(C, B, now), "c still lists b");
+    r.handle_advert(now, advert(C, 4, &[(A, 100), (E, 100)]));
+    assert!(!r.suspect(E, C, now), "e is a stub");
 }

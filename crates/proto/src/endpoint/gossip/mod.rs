@@ -182,7 +182,12 @@ impl Gossip {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timers = [self.route_at, self.change_at, self.refresh_at];
+        let timers = [
+            self.route_at,
+            self.change_at,
+            self.refresh_at,
+            self.router.suspicion_deadline(),
+        ];
         timers
             .into_iter()
             .chain([self.flooding.poll_timeout()])
@@ -605,12 +610,21 @@ impl Gossip {
         // now: the first of its neighbours to notice it gone tells the
         // others within a flood, instead of each waiting for its own next
         // idle probe (SWIM's suspicion, with our own probe as the judge).
+        // And a relay still listing the origin that stopped listing it is
+        // suspected: routes leave it until it speaks or its hold ends
+        // (`route::suspicion`).
+        let mut suspected = false;
         for n in withdrawn {
             if let Some(p) = cx.peers.by_node(n) {
                 if let Some(h) = cx.peers[p].health.as_mut() {
                     h.on_far_end_suspected(now);
                 }
             }
+            suspected |= self.router.suspect(n, advert.origin, now);
+        }
+        if suspected {
+            cx.out.stats.suspicions += 1;
+            self.recompute_routes(cx, now, true);
         }
         // A neighbour turned out to relay, and our truncated advert left it
         // out: relays come first, so the next advert may list it (if a
@@ -694,6 +708,9 @@ impl Gossip {
     /// Runs the gossip timers due at `now`: expiry and the periodic route
     /// computation, and our advert's origination.
     pub fn handle_timeout(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        if self.router.expire_suspicions(now) {
+            self.recompute_routes(cx, now, true);
+        }
         if self.route_at.is_none_or(|t| t <= now) {
             if std::mem::take(&mut self.triggered) {
                 let busy = (self.last_triggered)

@@ -16,10 +16,12 @@ use super::Gossip;
 
 impl Gossip {
     /// A stub's default relay: the relaying neighbour with the best working
-    /// link, first one that lists a link to another relay (one whose
-    /// backbone neighbours are all gone reaches nobody else), then one out
-    /// of its hold-down (a relay that just started, or whose link just came
-    /// back, has not relearnt the mesh yet), then the nearest.
+    /// link, first one not suspected (`route::suspicion`: another relay
+    /// stopped listing it), then one that lists a link to another relay
+    /// (one whose backbone neighbours are all gone reaches nobody else),
+    /// then one out of its hold-down (a relay that just started, or whose
+    /// link just came back, has not relearnt the mesh yet), then the
+    /// nearest.
     fn default_relay(&self, own: &[OwnLink]) -> Option<NodeId> {
         let router = &self.router;
         let backbone = |a: &Advert| {
@@ -30,7 +32,10 @@ impl Gossip {
                 let a = router.advert(l.neighbor)?;
                 (l.up && !a.stub && !a.no_transit).then_some((l, backbone(a)))
             })
-            .min_by_key(|(l, backbone)| (!backbone, !l.settled, l.rtt_us, l.neighbor))
+            .min_by_key(|(l, backbone)| {
+                let suspected = router.is_suspected(l.neighbor);
+                (suspected, !backbone, !l.settled, l.rtt_us, l.neighbor)
+            })
             .map(|(l, _)| l.neighbor)
     }
 
