@@ -2,8 +2,11 @@
 //! and their spread: offered to every neighbour (on a new version, and
 //! when a session comes up), offered again to each neighbour that has not
 //! told us it holds as new a one (its own offers say what it holds) after
-//! 1 s, 2, 4, 8, then every `BUNDLE_OFFER_INTERVAL`, and pulled chunk by
-//! chunk from whoever offers a newer one.
+//! the link's retransmission timeout (as an advert's, at most 0.5 s),
+//! doubling up to `BUNDLE_OFFER_INTERVAL`, and pulled chunk by chunk from
+//! whoever offers a newer one. An offer is one small datagram: a lost one
+//! used to wait a whole second for the next, which was most of a
+//! revocation's spread time on a lossy underlay.
 //!
 //! Verifying a bundle is this part's; putting its content in force (the
 //! policy, the revocation list) is the endpoint's, which then hands the
@@ -17,23 +20,31 @@ use crate::control::{self, Control};
 
 use super::admission::Admission;
 use super::api::{Event, PeerId};
+use super::flooding::Flooding;
 use super::net::{Cx, Local};
 
-/// A chunk request unanswered this long is sent again...
-const BUNDLE_RETRY: Duration = Duration::from_millis(500);
+/// A chunk request unanswered for the link's retransmission timeout (as
+/// an advert's: twice its RTT plus the acknowledgement delay, at least
+/// 250 ms), at most this, is sent again, to the next neighbour that
+/// offered that version if another did...
+const BUNDLE_RETRY_MAX: Duration = Duration::from_millis(500);
 /// ...this many times before the download is abandoned (the next offer,
 /// from anyone, starts it again).
 const BUNDLE_RETRIES: u8 = 4;
-/// A neighbour not known to hold our bundle is offered it again after this
-/// long, doubling...
-const FIRST_REOFFER: Duration = Duration::from_secs(1);
-/// ...up to this (a neighbour that never says what it holds, such as an
+/// A neighbour not known to hold our bundle is offered it again after the
+/// link's retransmission timeout ([`retry_after`]), doubling up to this (a neighbour that never says what it holds, such as an
 /// implementation that does not answer offers, is offered at this rate).
 const BUNDLE_OFFER_INTERVAL: Duration = Duration::from_secs(10);
 /// A neighbour offering what we hold as new a one of is answered with our
 /// offer (so it stops re-offering), unless we offered it this recently
 /// (offers that crossed).
 const OFFER_ANSWER_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a chunk request to `peer` waits for its chunk.
+fn retry_after(cx: &Cx<'_>, peer: PeerId) -> Duration {
+    let rtt = (cx.peers.checked(peer)).and_then(|p| cx.peers[p].health.as_ref()?.srtt());
+    Flooding::rto(rtt).min(BUNDLE_RETRY_MAX)
+}
 
 /// What one neighbour told us of its bundles, by slot.
 #[derive(Debug, Default, Clone, Copy)]
@@ -139,7 +150,7 @@ impl BundleSync {
             self.transfers[kind.slot()] = None;
         }
         for heard in self.heard.values_mut() {
-            heard.offered_at[kind.slot()] = None; // a new version: 1 s again
+            heard.offered_at[kind.slot()] = None; // a new version: from the shortest again
         }
         for peer in cx.peers.ids().collect::<Vec<_>>() {
             self.offer(cx, now, peer, kind);
@@ -171,13 +182,11 @@ impl BundleSync {
         };
         if cx.send_gossip(now, peer, &msg).is_some() {
             cx.out.stats.bundle_offers_sent += 1;
+            let first = retry_after(cx, peer);
             let at = &mut self.heard.entry(peer).or_default().offered_at[kind.slot()];
-            let next = at.map_or(FIRST_REOFFER, |(_, d)| (2 * d).min(BUNDLE_OFFER_INTERVAL));
+            let next = at.map_or(first, |(_, d)| (2 * d).min(BUNDLE_OFFER_INTERVAL));
             *at = Some((now, next));
-            self.offer_at = Some(
-                self.offer_at
-                    .map_or(now + FIRST_REOFFER, |t| t.min(now + FIRST_REOFFER)),
-            );
+            self.offer_at = Some(self.offer_at.map_or(now + next, |t| t.min(now + next)));
         }
     }
 
@@ -237,7 +246,7 @@ impl BundleSync {
             total: len,
             buf: Vec::with_capacity(len as usize),
             from: peer,
-            deadline: now + BUNDLE_RETRY,
+            deadline: now + retry_after(cx, peer),
             retries: 0,
         });
         self.request_chunk(cx, now, kind);
@@ -294,7 +303,7 @@ impl BundleSync {
             return None;
         }
         t.buf.extend_from_slice(c.data);
-        t.deadline = now + BUNDLE_RETRY;
+        t.deadline = now + retry_after(cx, peer);
         t.retries = 0;
         if t.buf.len() < t.total as usize {
             self.request_chunk(cx, now, kind);
@@ -338,7 +347,20 @@ impl BundleSync {
                 continue;
             }
             t.retries += 1;
-            t.deadline = now + BUNDLE_RETRY;
+            // Chunks are slices of the same signed bytes, whoever serves
+            // them: a lost request or chunk is asked again of the next
+            // neighbour known to hold that version (round robin), so one
+            // bad link does not stall the download.
+            let version = t.version;
+            let holders = (self.heard.iter())
+                .filter(|(p, h)| h.holds[kind.slot()] >= version && cx.peers.checked(**p).is_some())
+                .map(|(p, _)| *p);
+            let (after, first) = holders.fold((None, None), |(after, first), p| {
+                let after = after.or((p > t.from).then_some(p));
+                (after, first.or(Some(p)))
+            });
+            t.from = after.or(first).unwrap_or(t.from);
+            t.deadline = now + retry_after(cx, t.from);
             self.request_chunk(cx, now, kind);
         }
         if self.offer_at.is_some_and(|t| t <= now) {
