@@ -344,6 +344,37 @@ fn random_loss_below_the_threshold_does_not_move_traffic_heavy_loss_does() {
     }
 }
 
+/// A stub a pulls a new revocation list from relay c, the first to offer
+/// it; c's chunks then stop reaching a. The request is asked again of d,
+/// which offered the list too, after the link's retransmission timeout
+/// (250 ms on these links): a holds the list then, not after a fixed
+/// 500 ms retry.
+#[test]
+fn a_bundle_download_moves_to_another_holder_when_its_source_goes_quiet() {
+    let mut sim = four(&[(A, C), (A, D), (C, D), (D, B)], |i| EndpointConfig {
+        relay: i != A,
+        ..EndpointConfig::default()
+    });
+    let kind = proto::bundle::BundleKind::Revocation;
+    let pushed = sim.now;
+    sim.revoke(C, &[B], 1).unwrap();
+    while sim.nodes[A].ep.newer_offered(kind).is_none() {
+        assert!(sim.now - pushed < ms(100), "c offers a the list");
+        sim.run_for(Duration::from_micros(100));
+    }
+    sim.cut_one_way(C, A);
+    let cut = sim.now;
+    while sim.nodes[A].ep.bundle(kind).is_none() && sim.now - cut < Duration::from_secs(5) {
+        sim.run_for(ms(1));
+    }
+    let took = sim.now - cut;
+    assert!(
+        sim.nodes[A].ep.bundle(kind).is_some(),
+        "a got the list within 5 s"
+    );
+    assert!(took < ms(400), "a got the list {took:?} after c went quiet");
+}
+
 #[test]
 fn revoked_relay_is_cut_everywhere_and_never_carries_traffic() {
     let mut sim = square(11);
