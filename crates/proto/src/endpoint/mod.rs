@@ -47,21 +47,17 @@
 //! runs each part's due timers and each due peer's.
 
 use core::fmt;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
 
-use crate::bundle::{Bundle, BundleError, BundleKind, Content};
 use crate::cert::TrustedCa;
 use crate::control::Control;
 use crate::cookie::CookieChecker;
-use crate::filter::Filter;
 use crate::handshake::{HandshakeError, Identity};
 use crate::health::{LinkChange, LinkHealth, LinkStatus};
-use crate::policy::Compiled;
 use crate::provider::Crypto;
 use crate::session::Session;
 use crate::wire::{self, Datagram, HandshakeDatagram, NodeId, RelayHeader, RELAY_HEADER_LEN};
@@ -71,11 +67,13 @@ mod admission;
 mod api;
 mod bootstrap;
 mod bundles;
+mod control_in;
 mod data;
 mod discovery;
 mod flooding;
 mod gossip;
 mod handshake;
+mod in_force;
 mod lifecycle;
 mod lookup;
 mod members;
@@ -98,7 +96,7 @@ pub use stats::{DropReason, PeerStats, Stats};
 pub use traversal::Traversal;
 
 use admission::{Admission, Claimant};
-use bundles::{BundleSync, Chunk};
+use bundles::BundleSync;
 use gossip::Gossip;
 pub use gossip::{CheckPlan, Checked, CHECK_BATCH};
 use handshake::{Completed, Handshakes, Role};
@@ -607,187 +605,6 @@ impl Endpoint {
             self.flush_queue(now, peer);
         }
         Received::Handshake
-    }
-
-    /// A control message from `peer`, already authenticated by its session,
-    /// to the part it is for.
-    fn handle_control(&mut self, now: Instant, peer: PeerId, source: Source, msg: Control) {
-        let direct = source.direct().is_some();
-        match msg {
-            // Probes are answered on the path they took (they measure it);
-            // answers count only over the direct link.
-            Control::Probe { seq } => {
-                cx!(self).answer(now, peer, source, &Control::ProbeReply { seq });
-                traversal::tell_observed(cx!(self), now, peer, source);
-                traversal::on_punch_probe(cx!(self), now, peer, source, seq);
-            }
-            Control::ProbeReply { seq }
-                if direct && traversal::is_proof(&self.peers[peer], seq) =>
-            {
-                // Our punch probe went there and its answer came back: the
-                // path works both ways.
-                if let Some(a) = source.direct() {
-                    traversal::on_proof(cx!(self), peer, a);
-                    self.ensure_health(now, peer);
-                }
-            }
-            Control::Observed { addr } if direct => {
-                let node = self.peers[peer].node_id;
-                self.candidates.on_observed(now, node, addr);
-                self.update_transit(now);
-            }
-            Control::Observed { .. } => {}
-            Control::Punch {
-                reply,
-                varies,
-                candidates,
-            } => {
-                let punch = (reply, varies, candidates);
-                traversal::on_punch(cx!(self), &mut self.candidates, now, peer, punch);
-            }
-            Control::ProbeReply { seq } if direct => {
-                if let Some(c) = probes::on_probe_reply(&mut self.peers, now, peer, seq) {
-                    self.on_link_change(now, peer, c);
-                }
-            }
-            Control::MtuProbe { seq, .. } => {
-                cx!(self).answer(now, peer, source, &Control::MtuProbeReply { seq });
-            }
-            Control::MtuProbeReply { seq } if direct => {
-                probes::on_mtu_reply(cx!(self), now, peer, seq);
-            }
-            Control::ProbeReply { .. } | Control::MtuProbeReply { .. } => {}
-            Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
-            Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
-            Control::LinkStateAck(ack) => self.gossip.on_ack(now, peer, &ack),
-            Control::Accusation(a) => self.on_accusation(now, peer, a),
-            Control::CertRequest { node } => {
-                self.gossip.on_cert_request(cx!(self), now, peer, node);
-            }
-            Control::Cert { bytes } => {
-                if !self.on_looked_up(now, &bytes) {
-                    self.gossip.on_cert(cx!(self), now, &bytes, &self.admission);
-                }
-            }
-            Control::Lookup(what) => self.on_lookup(now, peer, what),
-            Control::BundleOffer { kind, version, len } => {
-                self.bundles
-                    .on_offer(cx!(self), now, peer, (kind, version, len));
-            }
-            Control::BundleRequest {
-                kind,
-                version,
-                offset,
-            } => {
-                let last = (self.bundles).on_request(cx!(self), now, peer, (kind, version, offset));
-                if last {
-                    self.bundle_delivered(now, peer);
-                }
-            }
-            Control::BundleChunk {
-                kind,
-                version,
-                offset,
-                total,
-                data,
-            } => {
-                let chunk = Chunk {
-                    kind,
-                    version,
-                    offset,
-                    total,
-                    data: &data,
-                };
-                if let Some((kind, bytes)) = self.bundles.on_chunk(cx!(self), now, peer, chunk) {
-                    if let Err(error) = self.apply_bundle_bytes(now, &bytes) {
-                        self.out.event(Event::BundleRejected { kind, error });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Verifies a bundle (policy or revocation list) and puts it in force if
-    /// it is newer than the one held, then offers it to every neighbour.
-    /// On error the bundle in force stays and the refusal is counted.
-    pub fn apply_bundle(
-        &mut self,
-        now: Instant,
-        unix_nanos: u64,
-        bytes: &[u8],
-    ) -> Result<(BundleKind, u64), BundleError> {
-        self.local.unix_nanos = unix_nanos;
-        self.apply_bundle_bytes(now, bytes)
-    }
-
-    fn apply_bundle_bytes(
-        &mut self,
-        now: Instant,
-        bytes: &[u8],
-    ) -> Result<(BundleKind, u64), BundleError> {
-        let (b, content) = match self.bundles.verify(&self.local, &self.admission, bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                *self.out.stats.bundle_rejects.entry(e.reason()).or_insert(0) += 1;
-                return Err(e);
-            }
-        };
-        match content {
-            Content::Policy(p) => self.set_policy(now, Some(Arc::new(p.compile()))),
-            Content::Revocation(l) => {
-                let set = l.entries.iter().map(|e| e.fingerprint).collect();
-                self.set_revoked(now, set);
-            }
-        }
-        let (kind, version) = (b.kind(), b.version());
-        self.bundles.install(cx!(self), now, b);
-        Ok((kind, version))
-    }
-
-    /// The bundle of `kind` in force.
-    pub fn bundle(&self, kind: BundleKind) -> Option<&Bundle> {
-        self.bundles.get(kind)
-    }
-
-    /// A newer version of `kind` than the one in force that neighbours
-    /// have offered, and since when (a policy or revocation list this node
-    /// cannot get: its transfer or verification keeps failing).
-    pub fn newer_offered(&self, kind: BundleKind) -> Option<(u64, Instant)> {
-        self.bundles.offered(kind)
-    }
-
-    /// Puts `policy` in force (`None`: everything passes). Tracked flows are
-    /// re-checked on their next packet; peers a new enclave definition puts
-    /// outside ours are torn down at once.
-    pub fn set_policy(&mut self, now: Instant, policy: Option<Arc<Compiled>>) {
-        if let Some(ids) = self.ids.as_mut() {
-            ids.tune(policy.as_ref().map_or(&[], |p| p.detection()));
-        }
-        self.admission.set_policy(policy);
-        self.enforce_admission(now);
-    }
-
-    /// The policy in force.
-    pub fn policy(&self) -> Option<&Arc<Compiled>> {
-        self.admission.policy()
-    }
-
-    /// Puts a revocation list in force: fingerprints of node certificates.
-    /// Sessions with revoked peers are torn down at once and their
-    /// handshakes refused from now on.
-    pub fn set_revoked(&mut self, now: Instant, revoked: HashSet<[u8; 32]>) {
-        self.admission.set_revoked(revoked);
-        self.enforce_admission(now);
-    }
-
-    /// Whether this certificate fingerprint is revoked.
-    pub fn is_revoked(&self, fingerprint: &[u8; 32]) -> bool {
-        self.admission.is_revoked(fingerprint)
-    }
-
-    /// The policy filter: counters and tracked flows.
-    pub fn filter(&self) -> &Filter {
-        self.admission.filter()
     }
 
     /// A session with `peer` just became usable: start probing its direct
