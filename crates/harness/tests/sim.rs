@@ -479,18 +479,22 @@ fn a_link_turning_lossy_is_advertised_anew_and_no_two_nodes_route_through_each_o
     sim.run_for(Duration::from_secs(15));
     assert_eq!(sim.via(A, B), Some(V), "a reaches b through v");
     sim.set_loss(V, B, 0.15);
-    let mut loops = 0;
+    let (v, b) = (sim.nodes[V].ep.node_id(), sim.nodes[B].ep.node_id());
+    let (mut loops, mut most) = (0, 0);
     for _ in 0..400 {
         sim.run_for(ms(100));
         if sim.via(A, B) == Some(V) && sim.via(V, B) == Some(A) {
             loops += 1;
         }
+        // (28 % of probes lost: four in a row now and then take the link
+        // down for a moment, and its loss is measured afresh after.)
+        let held = sim.nodes[A].ep.router().advert(v).unwrap();
+        if let Some(vb) = held.links.iter().find(|l| l.neighbor == b) {
+            most = most.max(vb.loss_permille);
+        }
     }
     assert_eq!(loops, 0, "a and v routed b through each other");
-    let (v, b) = (sim.nodes[V].ep.node_id(), sim.nodes[B].ep.node_id());
-    let held = sim.nodes[A].ep.router().advert(v).unwrap();
-    let vb = held.links.iter().find(|l| l.neighbor == b).unwrap();
-    assert!(vb.loss_permille > 100, "a holds v–b at {vb:?}");
+    assert!(most > 100, "a held v–b at {most} ‰ at most");
 }
 
 #[test]

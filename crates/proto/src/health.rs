@@ -15,11 +15,18 @@
 //! noticed within the fast interval, not the idle one). A probe is lost when
 //! unanswered after `max(2·srtt + 4·rttvar, 75 ms)`, at most 1 s (1 s
 //! before the first answer), idle or not. A link that lost a probe is
-//! *suspect* and probed at the fast rate, at once, until a reply comes or
-//! it is down (as BFD's poll or SWIM's suspicion): an idle link's failure
-//! is confirmed by a few fast probes ~0.25 s after its first lost idle
-//! probe, not by three more idle intervals. This asks a live peer to
-//! answer within ~0.25 s: meshd answers probes on its packet workers and
+//! *suspect* (as BFD's poll or SWIM's suspicion): at once it gets as many
+//! probes as the losses still needed to call it down, 5 ms apart, and no
+//! more until one of them is answered or lost. An idle link's
+//! failure is confirmed ~0.16 s after its first idle probe went out
+//! unanswered, by losses as many as ever, not by three more idle
+//! intervals. A link whose far end
+//! another node reported gone ([`LinkHealth::on_far_end_suspected`]) is
+//! down after two consecutive losses instead of
+//! [`HealthConfig::down_after_misses`] for [`RUMOUR_WINDOW`]: two
+//! independent witnesses, as Lifeguard lets corroborated suspicion time
+//! out sooner. This asks a live peer to
+//! answer within ~0.15 s: meshd answers probes on its packet workers and
 //! checks signatures and handshakes on other threads
 //! (docs/decisions/signature-checks-off-the-packet-path.md), so a peer
 //! busy with a burst of checks still answers.
@@ -112,11 +119,31 @@ const MAX_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// No probe is lost sooner than this: a peer descheduled for a few tens of
 /// milliseconds on a busy host is slow, not gone.
 const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(75);
+/// A report that a link's far end is gone makes two lost probes enough
+/// for this long.
+pub const RUMOUR_WINDOW: Duration = Duration::from_secs(1);
+/// Consecutive losses that make a link down while a report says its far
+/// end is gone.
+const CORROBORATED_MISSES: u32 = 2;
+/// A suspect link's probes go this far apart until enough are in flight
+/// to decide it (apart, so one burst of loss does not take them all).
+const SUSPECT_BURST_SPACING: Duration = Duration::from_millis(5);
 /// A link's failures are remembered this long, to tell a flapping link
 /// from one that failed once.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(600);
 /// At most this many failures are remembered (more is flapping anyway).
 const FLAP_MEMORY: usize = 16;
+
+/// One unanswered probe.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u32,
+    sent: Instant,
+    /// Lost after this.
+    deadline: Instant,
+    /// This node stalled while it was in flight (no RTT sample then).
+    stalled: bool,
+}
 
 /// Probe state of one direct link.
 #[derive(Debug, Clone)]
@@ -129,9 +156,8 @@ pub struct LinkHealth {
     /// When the last probe reply arrived.
     last_reply: Option<Instant>,
     next_seq: u32,
-    /// Unanswered probes: sequence, sent, lost-after deadline, and whether
-    /// this node stalled while it was in flight (no RTT sample then).
-    outstanding: VecDeque<(u32, Instant, Instant, bool)>,
+    /// Unanswered probes.
+    outstanding: VecDeque<InFlight>,
     srtt: Option<Duration>,
     rttvar: Duration,
     last_rtt: Option<Duration>,
@@ -147,6 +173,8 @@ pub struct LinkHealth {
     last_data: Option<Instant>,
     /// When it went down, within [`FLAP_WINDOW`], oldest first.
     failures: VecDeque<Instant>,
+    /// When another node last reported the far end gone.
+    rumour: Option<Instant>,
 }
 
 impl LinkHealth {
@@ -177,6 +205,7 @@ impl LinkHealth {
             next_probe: now,
             last_data: None,
             failures: VecDeque::new(),
+            rumour: None,
         }
     }
 
@@ -315,8 +344,32 @@ impl LinkHealth {
         self.status == LinkStatus::Up && self.misses > 0
     }
 
+    /// Consecutive losses that make the link down now.
+    fn misses_needed(&self, now: Instant) -> u32 {
+        let rumoured =
+            (self.rumour).is_some_and(|t| now.saturating_duration_since(t) < RUMOUR_WINDOW);
+        if rumoured {
+            self.config.down_after_misses.min(CORROBORATED_MISSES)
+        } else {
+            self.config.down_after_misses
+        }
+    }
+
+    /// Losses still needed to call the link down.
+    fn undecided(&self, now: Instant) -> usize {
+        self.misses_needed(now).saturating_sub(self.misses) as usize
+    }
+
     fn interval(&self, now: Instant) -> Duration {
-        if self.active(now) || self.suspect() {
+        if self.suspect() {
+            // Enough probes in flight to decide, a few ms apart; then none
+            // until one of them is answered or lost.
+            if self.outstanding.len() < self.undecided(now) {
+                SUSPECT_BURST_SPACING
+            } else {
+                self.probe_timeout()
+            }
+        } else if self.active(now) {
             self.config.probe_interval
         } else {
             self.config.idle_probe_interval
@@ -344,8 +397,12 @@ impl LinkHealth {
         if self.outstanding.len() == MAX_OUTSTANDING {
             self.outstanding.pop_front();
         }
-        let deadline = now + self.probe_timeout();
-        self.outstanding.push_back((seq, now, deadline, false));
+        self.outstanding.push_back(InFlight {
+            seq,
+            sent: now,
+            deadline: now + self.probe_timeout(),
+            stalled: false,
+        });
         self.next_probe = now + self.interval(now);
         Some(seq)
     }
@@ -361,8 +418,10 @@ impl LinkHealth {
     /// Another node saw this link's far end go (a neighbour of it withdrew
     /// its link to it in an advert): an idle link that looks up, with no
     /// probe in flight, is probed at once rather than at its next idle
-    /// probe, up to a second away. One probe early; what it finds decides.
+    /// probe, up to a second away. One probe early; what it finds decides,
+    /// but for [`RUMOUR_WINDOW`] two lost probes in a row are enough.
     pub fn on_far_end_suspected(&mut self, now: Instant) {
+        self.rumour = Some(now);
         if self.status == LinkStatus::Up && self.outstanding.is_empty() && !self.active(now) {
             self.next_probe = self.next_probe.min(now);
         }
@@ -373,7 +432,7 @@ impl LinkHealth {
     pub fn next_deadline(&self) -> Instant {
         self.outstanding
             .iter()
-            .map(|(_, _, d, _)| *d)
+            .map(|p| p.deadline)
             .fold(self.next_probe, Instant::min)
     }
 
@@ -383,8 +442,8 @@ impl LinkHealth {
     /// will give no RTT sample.
     pub fn on_local_stall(&mut self, stalled: Duration) {
         for p in &mut self.outstanding {
-            p.2 += stalled;
-            p.3 = true;
+            p.deadline += stalled;
+            p.stalled = true;
         }
     }
 
@@ -392,16 +451,19 @@ impl LinkHealth {
     /// sent) as lost.
     pub fn handle_timeout(&mut self, now: Instant) -> Option<LinkChange> {
         let mut change = None;
-        while let Some(pos) = self.outstanding.iter().position(|(_, _, d, _)| *d <= now) {
+        while let Some(pos) = self.outstanding.iter().position(|p| p.deadline <= now) {
             self.outstanding.remove(pos);
+            // Every probe is a sample of the loss, whatever it was sent
+            // for: each is lost or not independently of why it went.
             self.record(false);
             self.misses += 1;
             self.replies = 0;
-            // Suspect: the next probe goes at once, then at the fast rate.
-            if self.status == LinkStatus::Up {
+            // Suspect: probes go at once until enough are in flight to
+            // decide.
+            if self.status == LinkStatus::Up && self.outstanding.len() < self.undecided(now) {
                 self.next_probe = self.next_probe.min(now);
             }
-            if self.status == LinkStatus::Up && self.misses >= self.config.down_after_misses {
+            if self.status == LinkStatus::Up && self.misses >= self.misses_needed(now) {
                 self.status = LinkStatus::Down;
                 self.down_since = Some(now);
                 while (self.failures.front())
@@ -420,8 +482,8 @@ impl LinkHealth {
     /// A probe reply arrived on the direct path. Unknown or late sequence
     /// numbers are ignored (they were already counted as lost).
     pub fn on_reply(&mut self, now: Instant, seq: u32) -> Option<LinkChange> {
-        let pos = self.outstanding.iter().position(|(s, ..)| *s == seq)?;
-        let (_, sent, _, stalled) = self.outstanding.remove(pos)?;
+        let pos = self.outstanding.iter().position(|p| p.seq == seq)?;
+        let InFlight { sent, stalled, .. } = self.outstanding.remove(pos)?;
         let rtt = now.saturating_duration_since(sent);
         match self.srtt {
             // Our own stall is in this one: it says nothing about the link.
@@ -683,15 +745,15 @@ mod tests {
         assert_eq!(l.status(), LinkStatus::Up);
         let idle = idle_probes(&mut l, &mut now, ms(3000), true);
         assert!(idle <= 4, "{idle} probes in 3 s once it answered");
-        // A peer silent for 200 ms (an idle probe and two fast ones lost)
-        // is not called down.
+        // A peer silent for 150 ms (an idle probe and the first of the
+        // burst after it lost) is not called down.
         let start = now;
-        let silence = l.next_deadline() - now + ms(200);
+        let silence = l.next_deadline() - now + ms(150);
         idle_probes(&mut l, &mut now, silence, false);
-        assert_eq!(l.status(), LinkStatus::Up, "down after 200 ms of silence");
+        assert_eq!(l.status(), LinkStatus::Up, "down after 150 ms of silence");
         idle_probes(&mut l, &mut now, ms(3000), true);
         // A dead idle link: down within an idle interval, the first probe's
-        // 75 ms and three fast probes (1.3 s at worst), not four idle
+        // 75 ms and a burst of three (1.2 s at worst), not four idle
         // intervals.
         let cut = now;
         idle_probes(&mut l, &mut now, ms(1300), false);
@@ -715,18 +777,56 @@ mod tests {
         l.on_reply(now + ms(1), seq);
         assert_eq!(l.status(), LinkStatus::Up);
         assert!(l.poll_probe(now + ms(500)).is_none(), "idle rate again");
-        // The far end is gone: down within the probe's 75 ms and three fast
-        // probes of the suspicion, where its own idle probe was up to a
-        // second away.
+        // The far end is gone: down after the probe's 75 ms and one more
+        // lost probe (the report and our own probes agree), where its own
+        // idle probe was up to a second away.
         now += ms(10);
         l.on_far_end_suspected(now);
-        idle_probes(&mut l, &mut now, ms(300), false);
-        assert_eq!(l.status(), LinkStatus::Down, "down within 300 ms");
+        idle_probes(&mut l, &mut now, ms(155), false);
+        assert_eq!(l.status(), LinkStatus::Down, "down within 155 ms");
         // A probe in flight, or a link carrying data, is left alone.
         let mut l = LinkHealth::new(HealthConfig::default(), now);
         assert!(l.poll_probe(now).is_some());
         l.on_far_end_suspected(now);
         assert!(l.poll_probe(now).is_none(), "one in flight already");
+    }
+
+    #[test]
+    fn a_report_makes_two_losses_enough_only_within_its_window() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        idle_probes(&mut l, &mut now, ms(3500), true);
+        // A fresh report and a dead far end: the probe it triggers and one
+        // more lost, down ~150 ms later.
+        l.on_far_end_suspected(now);
+        idle_probes(&mut l, &mut now, ms(155), false);
+        assert_eq!(l.status(), LinkStatus::Down, "two losses and a report");
+        idle_probes(&mut l, &mut now, ms(3000), true);
+        assert_eq!(l.status(), LinkStatus::Up);
+        // A report a second old: two losses are not enough, four are.
+        l.on_far_end_suspected(now);
+        now += RUMOUR_WINDOW;
+        idle_probes(&mut l, &mut now, ms(155), false);
+        assert_eq!(l.status(), LinkStatus::Up, "two losses, the report too old");
+        idle_probes(&mut l, &mut now, ms(20), false);
+        assert_eq!(l.status(), LinkStatus::Down, "four losses");
+    }
+
+    #[test]
+    fn a_lost_probe_puts_enough_probes_in_flight_to_decide_at_once() {
+        let mut now = Instant::now();
+        let mut l = LinkHealth::new(HealthConfig::default(), now);
+        idle_probes(&mut l, &mut now, ms(3000), true);
+        // The far end dies: its next idle probe is lost after 75 ms, then
+        // three more go 5 ms apart and are lost 75 ms later each: down
+        // ~160 ms after the first went out (four losses, as ever).
+        let first = l.next_deadline();
+        now = first;
+        let sent = idle_probes(&mut l, &mut now, ms(159), false);
+        assert_eq!(sent, 4, "the idle probe and a burst of three");
+        assert_eq!(l.status(), LinkStatus::Up, "not before the last is lost");
+        idle_probes(&mut l, &mut now, ms(3), false);
+        assert_eq!(l.status(), LinkStatus::Down, "down ~161 ms after the first");
     }
 
     #[test]

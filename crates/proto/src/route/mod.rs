@@ -35,7 +35,7 @@
 //! still lists that neighbour is *suspected* for a short hold: links into it
 //! cost `suspect_penalty_us` more, so paths leave it at once where another
 //! way exists, before its other neighbours' probes confirm it gone
-//! ([`suspicion`]).
+//! (`route/suspicion.rs`).
 
 mod graph;
 mod suspicion;
@@ -116,7 +116,7 @@ pub struct RouteConfig {
     pub direct_margin_us: u64,
     /// See `direct_margin_us`.
     pub direct_spread_factor: f64,
-    /// Added to every link into a suspected node (see [`suspicion`]).
+    /// Added to every link into a suspected node (`route/suspicion.rs`).
     pub suspect_penalty_us: u64,
     /// How long a suspicion lasts unless the node's own advert ends it.
     pub suspect_hold: Duration,
@@ -344,7 +344,7 @@ impl Router {
         raised
     }
 
-    /// Whether routes avoid `node` for now (see [`suspicion`]).
+    /// Whether routes avoid `node` for now (`route/suspicion.rs`).
     pub fn is_suspected(&self, node: NodeId) -> bool {
         self.suspicions.is_active(node)
     }
