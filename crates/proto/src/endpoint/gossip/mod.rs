@@ -92,6 +92,8 @@ pub(crate) struct Gossip {
     route_hold: Duration,
     last_triggered: Option<Instant>,
     triggered: bool,
+    /// When a suspicion last had routes computed at once.
+    suspicion_computed: Option<Instant>,
     /// Our adverts say we carry no traffic for others (behind a NAT).
     no_transit: bool,
     /// Verified, admissible certificates of advert origins (peers and
@@ -127,6 +129,7 @@ impl Gossip {
             route_at: None,
             route_hold: ROUTE_BATCH_DELAY,
             last_triggered: None,
+            suspicion_computed: None,
             triggered: false,
             no_transit: false,
             origin_certs: Members::default(),
@@ -622,9 +625,16 @@ impl Gossip {
             }
             suspected |= self.router.suspect(n, advert.origin, now);
         }
+        // At once, at most every `ROUTE_BATCH_DELAY` (a sync dump after a
+        // partition can raise hundreds): the others wait for the batch.
         if suspected {
             cx.out.stats.suspicions += 1;
-            self.recompute_routes(cx, now, true);
+            let recent = (self.suspicion_computed)
+                .is_some_and(|t| now.saturating_duration_since(t) < ROUTE_BATCH_DELAY);
+            if !recent {
+                self.suspicion_computed = Some(now);
+                self.recompute_routes(cx, now, true);
+            }
         }
         // A neighbour turned out to relay, and our truncated advert left it
         // out: relays come first, so the next advert may list it (if a
