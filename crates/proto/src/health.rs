@@ -17,15 +17,14 @@
 //! before the first answer), idle or not. A link that lost a probe is
 //! *suspect* (as BFD's poll or SWIM's suspicion): at once it gets as many
 //! probes as the losses still needed to call it down, 5 ms apart, and no
-//! more until one of them is answered or lost. An idle link's
-//! failure is confirmed ~0.16 s after its first idle probe went out
-//! unanswered, by losses as many as ever, not by three more idle
-//! intervals. A link whose far end
-//! another node reported gone ([`LinkHealth::on_far_end_suspected`]) is
-//! down after two consecutive losses instead of
-//! [`HealthConfig::down_after_misses`] for [`RUMOUR_WINDOW`]: two
-//! independent witnesses, as Lifeguard lets corroborated suspicion time
-//! out sooner. This asks a live peer to
+//! more until one of them is answered or lost. An idle link's failure is
+//! confirmed ~0.16 s after its first idle probe went out unanswered, by
+//! as many losses as ever, not by three more idle intervals. A link whose
+//! far end another node reported gone
+//! ([`LinkHealth::on_far_end_suspected`]) is down after two consecutive
+//! losses instead of [`HealthConfig::down_after_misses`] for
+//! [`RUMOUR_WINDOW`]: two independent witnesses, as Lifeguard lets a
+//! corroborated suspicion time out sooner. This asks a live peer to
 //! answer within ~0.15 s: meshd answers probes on its packet workers and
 //! checks signatures and handshakes on other threads
 //! (docs/decisions/signature-checks-off-the-packet-path.md), so a peer

@@ -32,8 +32,9 @@ const BUNDLE_RETRY_MAX: Duration = Duration::from_millis(500);
 /// from anyone, starts it again).
 const BUNDLE_RETRIES: u8 = 4;
 /// A neighbour not known to hold our bundle is offered it again after the
-/// link's retransmission timeout ([`retry_after`]), doubling up to this (a neighbour that never says what it holds, such as an
-/// implementation that does not answer offers, is offered at this rate).
+/// link's retransmission timeout ([`retry_after`]), doubling up to this
+/// (a neighbour that never says what it holds, such as an implementation
+/// that does not answer offers, is offered at this rate).
 const BUNDLE_OFFER_INTERVAL: Duration = Duration::from_secs(10);
 /// A neighbour offering what we hold as new a one of is answered with our
 /// offer (so it stops re-offering), unless we offered it this recently

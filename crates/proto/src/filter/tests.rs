@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::policy::{Policy, Subject};
 use crate::wire::ip::{Fragment, ParseError, ICMP};

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const MIN: &str = r#"
