@@ -623,12 +623,14 @@ impl Gossip {
                     h.on_far_end_suspected(now);
                 }
             }
-            suspected |= self.router.suspect(n, advert.origin, now);
+            if self.router.suspect(n, advert.origin, now) {
+                cx.out.stats.suspicions += 1;
+                suspected = true;
+            }
         }
         // At once, at most every `ROUTE_BATCH_DELAY` (a sync dump after a
         // partition can raise hundreds): the others wait for the batch.
         if suspected {
-            cx.out.stats.suspicions += 1;
             let recent = (self.suspicion_computed)
                 .is_some_and(|t| now.saturating_duration_since(t) < ROUTE_BATCH_DELAY);
             if !recent {
