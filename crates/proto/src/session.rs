@@ -97,8 +97,9 @@ pub struct Session {
     replay: ReplayWindow,
     established: Instant,
     initiator: bool,
-    /// A packet was received on it (for a responder: it is confirmed).
-    received: bool,
+    /// When an authenticated packet last arrived on it (for a responder:
+    /// once one did, it is confirmed).
+    last_received: Option<Instant>,
 }
 
 impl fmt::Debug for Session {
@@ -130,7 +131,7 @@ impl Session {
             replay: ReplayWindow::new(),
             established,
             initiator,
-            received: false,
+            last_received: None,
         }
     }
 
@@ -237,10 +238,15 @@ impl Session {
         self.replay.update(counter)
     }
 
-    /// Records that an authenticated packet arrived; true the first time
-    /// (a responder's session is confirmed then).
-    pub fn note_received(&mut self) -> bool {
-        !std::mem::replace(&mut self.received, true)
+    /// Records that an authenticated packet arrived at `now`; true the
+    /// first time (a responder's session is confirmed then).
+    pub fn note_received(&mut self, now: Instant) -> bool {
+        self.last_received.replace(now).is_none()
+    }
+
+    /// When an authenticated packet last arrived on it.
+    pub fn last_received(&self) -> Option<Instant> {
+        self.last_received
     }
 }
 

@@ -235,6 +235,48 @@ fn crossing_handshakes_both_work_without_lost_packets() {
 }
 
 #[test]
+fn a_rekey_after_crossed_handshakes_keeps_the_session_the_peer_sends_on() {
+    // After crossed handshakes each side sends on the session it
+    // initiated. b rekeys: until a hears b on the new session, a still
+    // sends on its own, which b must keep (not the one b sent on).
+    let mut net = Net::new(EndpointConfig::default());
+    let (now, unix) = (net.now, net.unix());
+    net.a.ep.initiate(now, unix, net.a.peer);
+    net.b.ep.initiate(now, unix, net.b.peer);
+    net.collect();
+    net.pump();
+    for i in 0..3u8 {
+        net.send(true, &[i]);
+        net.send(false, &[i]);
+        net.pump();
+    }
+    net.advance(Duration::from_secs(1));
+    let (now, unix) = (net.now, net.unix());
+    net.b.ep.initiate(now, unix, net.b.peer);
+    net.collect();
+    // The handshake only: whatever b sends on the new session is lost (or
+    // b has nothing to send yet), so a has not heard b on it.
+    for _ in 0..10 {
+        let batch: Vec<_> = net.wire.drain(..).collect();
+        for (from_a, d) in batch {
+            if d[0] != 4 {
+                net.deliver(from_a, d);
+            }
+        }
+    }
+    assert_eq!(net.completed(false), 3, "b's rekey completed");
+    let before = net.b.inbox.len();
+    assert!(matches!(net.send(true, b"after"), SendOutcome::Send { .. }));
+    net.pump();
+    assert_eq!(
+        net.b.inbox.len(),
+        before + 1,
+        "a's packet on its own session arrived"
+    );
+    assert_eq!(net.b.ep.stats().total_drops(), 0, "{:?}", net.b.ep.stats());
+}
+
+#[test]
 fn restarted_peer_resyncs_on_the_first_packet_for_a_lost_session() {
     let mut net = Net::new(EndpointConfig::default());
     net.send(true, b"0");

@@ -389,7 +389,8 @@ impl Endpoint {
             && rekey_on_receive(session.established(), now);
         // The first packet on a responder's session confirms it: that
         // handshake is complete.
-        if !session.is_initiator() && session.note_received() {
+        let first = session.note_received(now);
+        if !session.is_initiator() && first {
             let name = p.cert.as_ref().map(|c| c.name().to_string());
             self.out.stats.handshakes_completed += 1;
             self.out.event(Event::HandshakeCompleted {

@@ -228,6 +228,11 @@ impl SessionSlots {
     ///   unless an unconfirmed responder session waits in `next` (the
     ///   peer's handshake crossed ours): that one becomes previous, so the
     ///   peer's packets on it still arrive, and the old current goes.
+    ///   Without one, of the old current and previous the one the peer
+    ///   sent on last stays as previous: after crossed handshakes the peer
+    ///   keeps sending on its own session, our previous, and never on our
+    ///   current, so dropping the previous would lose its packets until it
+    ///   confirms the new session.
     /// - [`Rotation::Responded`]: next, replacing any unconfirmed one.
     pub fn rotate(&mut self, session: Session, how: Rotation) -> Retired {
         match how {
@@ -239,9 +244,16 @@ impl SessionSlots {
                         None,
                     ],
                     None => {
-                        let old_previous = self.previous.take();
-                        self.previous = self.current.take();
-                        [index_of(old_previous), None, None]
+                        let (current, previous) = (self.current.take(), self.previous.take());
+                        let heard =
+                            |s: &Option<Session>| s.as_ref().and_then(Session::last_received);
+                        let (keep, drop) = if heard(&previous) > heard(&current) {
+                            (previous, current)
+                        } else {
+                            (current, previous)
+                        };
+                        self.previous = keep;
+                        [index_of(drop), None, None]
                     }
                 };
                 self.current = Some(session);
