@@ -37,7 +37,18 @@
 //! [`HealthConfig::down_after_misses`] consecutive losses the link is down;
 //! after [`HealthConfig::up_after_replies`] consecutive replies it is up
 //! again. [`LinkHealth::up_since`] lets the router hold a recovered link down
-//! for a while before moving traffic back (hysteresis).
+//! for a while before moving traffic back (hysteresis): for
+//! [`HealthConfig::hold_down`] after an isolated failure, twice as long for
+//! each further failure of the last minute ([`LinkHealth::hold_down`]), so
+//! a flapping link keeps its traffic on another path.
+//!
+//! Every regular interval, fast or idle, is shortened by a random 0–25 %
+//! per probe, as BFD jitters its packets (RFC 5880 §6.8.7): links that came
+//! up together, as a relay's do when it restarts, would otherwise probe in
+//! step, and a crash just after their common probe would go unseen by all
+//! of them for a whole interval. The state machine draws no randomness: the
+//! endpoint gives each link a salt ([`LinkHealth::with_salt`]) and the
+//! jitter is a hash of the salt and the probe's sequence number.
 //!
 //! Routes weigh a link by its base RTT ([`LinkHealth::base_rtt`]: the
 //! smallest sample of the last [`BASE_RTT_WINDOW`]), not the smoothed RTT:
@@ -63,7 +74,9 @@ pub struct HealthConfig {
     pub down_after_misses: u32,
     /// Consecutive replies that make a down link up again.
     pub up_after_replies: u32,
-    /// How long a recovered link must stay up before routes prefer it again.
+    /// How long a recovered link must stay up before routes prefer it
+    /// again, after an isolated failure (longer for a flapping link: see
+    /// [`LinkHealth::hold_down`]).
     pub hold_down: Duration,
     /// Timers firing this late mean *this* node was not running (CPU
     /// starvation, a paused VM, SIGSTOP): probes in flight across the stall
@@ -127,6 +140,18 @@ const CORROBORATED_MISSES: u32 = 2;
 /// A suspect link's probes go this far apart until enough are in flight
 /// to decide it (apart, so one burst of loss does not take them all).
 const SUSPECT_BURST_SPACING: Duration = Duration::from_millis(5);
+/// Each regular probe interval is shortened by up to this share, at
+/// random per probe (BFD's jitter, RFC 5880 §6.8.7): links that came up
+/// together, say to a relay that just restarted, would otherwise probe it
+/// in step forever, and a crash just after their common probe would go
+/// unseen by all of them for a whole interval. Shortening only, never
+/// lengthening: an interval is never longer than configured.
+const INTERVAL_JITTER: f64 = 0.25;
+/// Failures this close before a recovery lengthen its hold-down
+/// ([`LinkHealth::hold_down`]).
+pub const FLAP_DAMPING_WINDOW: Duration = Duration::from_secs(60);
+/// A hold-down is at most the configured one doubled this many times.
+const MAX_HOLD_DOWN_DOUBLINGS: u32 = 4;
 /// A link's failures are remembered this long, to tell a flapping link
 /// from one that failed once.
 pub const FLAP_WINDOW: Duration = Duration::from_secs(600);
@@ -174,6 +199,8 @@ pub struct LinkHealth {
     failures: VecDeque<Instant>,
     /// When another node last reported the far end gone.
     rumour: Option<Instant>,
+    /// Seeds the interval jitter (see [`LinkHealth::with_salt`]).
+    salt: u64,
 }
 
 impl LinkHealth {
@@ -205,7 +232,17 @@ impl LinkHealth {
             last_data: None,
             failures: VecDeque::new(),
             rumour: None,
+            salt: 0,
         }
+    }
+
+    /// Seeds this link's interval jitter: links given different salts
+    /// drift apart however in step they start. The state machine has no
+    /// randomness of its own; the endpoint draws the salt from its
+    /// generator.
+    pub fn with_salt(mut self, salt: u64) -> Self {
+        self.salt = salt;
+        self
     }
 
     /// Times it went down within [`FLAP_WINDOW`] before `now` (at most
@@ -231,7 +268,24 @@ impl LinkHealth {
         self.status == LinkStatus::Up
             && self
                 .up_since
-                .is_none_or(|t| now.saturating_duration_since(t) >= self.config.hold_down)
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.hold_down())
+    }
+
+    /// The hold-down of the latest recovery: [`HealthConfig::hold_down`],
+    /// doubled for each further failure within [`FLAP_DAMPING_WINDOW`]
+    /// before it, up to [`MAX_HOLD_DOWN_DOUBLINGS`] times (as BGP damps a
+    /// flapping route). A link that fails now and then is held down for
+    /// the configured time; one that keeps failing for longer each time,
+    /// so that outages too short or too few to be seen every time still
+    /// do not move routes back and forth.
+    pub fn hold_down(&self) -> Duration {
+        let Some(up) = self.up_since else {
+            return self.config.hold_down;
+        };
+        let recent = (self.failures.iter())
+            .filter(|t| up.saturating_duration_since(**t) < FLAP_DAMPING_WINDOW)
+            .count() as u32;
+        self.config.hold_down * (1 << recent.saturating_sub(1).min(MAX_HOLD_DOWN_DOUBLINGS))
     }
 
     /// Smoothed RTT, once a probe was answered.
@@ -359,7 +413,19 @@ impl LinkHealth {
         self.misses_needed(now).saturating_sub(self.misses) as usize
     }
 
-    fn interval(&self, now: Instant) -> Duration {
+    /// The regular interval, shortened by this probe's share of
+    /// [`INTERVAL_JITTER`].
+    fn jittered(&self, interval: Duration, seq: u32) -> Duration {
+        let mut h = self.salt ^ u64::from(seq).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64's finaliser: every bit of salt and seq moves the result.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        let share = (h >> 11) as f64 / (1u64 << 53) as f64;
+        interval.mul_f64(1.0 - INTERVAL_JITTER * share)
+    }
+
+    fn interval(&self, now: Instant, seq: u32) -> Duration {
         if self.suspect() {
             // Enough probes in flight to decide, a few ms apart; then none
             // until one of them is answered or lost.
@@ -369,9 +435,9 @@ impl LinkHealth {
                 self.probe_timeout()
             }
         } else if self.active(now) {
-            self.config.probe_interval
+            self.jittered(self.config.probe_interval, seq)
         } else {
-            self.config.idle_probe_interval
+            self.jittered(self.config.idle_probe_interval, seq)
         }
     }
 
@@ -402,7 +468,7 @@ impl LinkHealth {
             deadline: now + self.probe_timeout(),
             stalled: false,
         });
-        self.next_probe = now + self.interval(now);
+        self.next_probe = now + self.interval(now, seq);
         Some(seq)
     }
 
@@ -410,7 +476,7 @@ impl LinkHealth {
     /// interval later, so the deadline moves on instead of staying past.
     pub fn defer_probe(&mut self, now: Instant) {
         if self.next_probe <= now {
-            self.next_probe = now + self.interval(now);
+            self.next_probe = now + self.interval(now, self.next_seq);
         }
     }
 
@@ -598,6 +664,30 @@ mod tests {
     }
 
     #[test]
+    fn a_link_that_keeps_failing_is_held_down_longer_each_time() {
+        let mut now = Instant::now();
+        let cfg = HealthConfig::default();
+        let mut l = LinkHealth::new(cfg, now);
+        run(&mut l, &mut now, ms(500), ms(1), true);
+        let mut holds = Vec::new();
+        for _ in 0..7 {
+            run(&mut l, &mut now, ms(400), ms(1), false);
+            assert_eq!(l.status(), LinkStatus::Down);
+            run(&mut l, &mut now, ms(300), ms(1), true);
+            assert_eq!(l.status(), LinkStatus::Up);
+            holds.push(l.hold_down().as_secs());
+        }
+        assert_eq!(holds, [2, 4, 8, 16, 32, 32, 32]);
+        assert!(!l.settled(now + ms(31_000)));
+        // A minute without failing: the next failure is an isolated one.
+        run(&mut l, &mut now, ms(61_000), ms(1), true);
+        assert!(l.settled(now));
+        run(&mut l, &mut now, ms(400), ms(1), false);
+        run(&mut l, &mut now, ms(300), ms(1), true);
+        assert_eq!(l.hold_down(), cfg.hold_down);
+    }
+
+    #[test]
     fn failures_are_counted_over_the_last_ten_minutes() {
         let mut now = Instant::now();
         let mut l = LinkHealth::new(HealthConfig::default(), now);
@@ -637,6 +727,54 @@ mod tests {
         assert!(l.poll_probe(now + ms(100)).is_some(), "data makes it due");
         now += ms(150);
         assert!(l.poll_probe(now).is_some(), "active: 50 ms interval");
+    }
+
+    /// When each probe of an idle, answering link goes out in `dur`.
+    fn idle_probe_times(l: &mut LinkHealth, start: Instant, dur: Duration) -> Vec<Duration> {
+        let mut times = Vec::new();
+        let mut now = start;
+        while now < start + dur {
+            while let Some(seq) = l.poll_probe(now) {
+                times.push(now - start);
+                l.on_reply(now + ms(1), seq);
+            }
+            now += ms(1);
+        }
+        times
+    }
+
+    #[test]
+    fn links_that_start_in_step_drift_apart_and_never_probe_late() {
+        // Sixty links that came up at the same instant (to a relay that
+        // just restarted): their idle probes spread out instead of
+        // staying in step, and no interval is longer than configured.
+        let start = Instant::now();
+        let config = HealthConfig::default();
+        let last_probes: Vec<Duration> = (0..60u64)
+            .map(|i| {
+                let mut l = LinkHealth::new(config, start).with_salt(i.wrapping_mul(0x2545_f491));
+                let times = idle_probe_times(&mut l, start, Duration::from_secs(20));
+                for w in times.windows(2) {
+                    let gap = w[1] - w[0];
+                    assert!(gap <= config.idle_probe_interval + ms(1), "late: {gap:?}");
+                    assert!(gap >= ms(749), "shortened by more than a quarter: {gap:?}");
+                }
+                *times.last().unwrap()
+            })
+            .collect();
+        // Where in its interval each link probes by the end: spread over
+        // at least half of it, so a crash at any moment is seen by some
+        // link well within the interval.
+        let phases: Vec<u128> = last_probes.iter().map(|t| t.as_millis() % 1000).collect();
+        let mut sorted = phases.clone();
+        sorted.sort_unstable();
+        let widest_gap = sorted
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain([1000 - sorted[sorted.len() - 1] + sorted[0]])
+            .max()
+            .unwrap();
+        assert!(widest_gap < 250, "probes still bunched: phases {phases:?}");
     }
 
     /// Counts the probes an idle (no data) link sends in `dur`, answering
@@ -697,8 +835,9 @@ mod tests {
         );
         idle_probes(&mut l, &mut now, DOWN_FAST_WINDOW, false);
         let late = idle_probes(&mut l, &mut now, ms(10_000), false);
+        // The idle interval, shortened by at most a quarter (the jitter).
         assert!(
-            late <= 11,
+            late <= 14,
             "idle rate once down long: {late} probes in 10 s"
         );
         // It answers again: the first reply brings fast probing back, so it

@@ -640,7 +640,8 @@ impl Endpoint {
         let p = &mut self.peers[peer];
         // A silent address is not a link until a punch's answer proves it.
         if p.health.is_none() && p.endpoint.is_some() && !p.silent && p.session(now).is_some() {
-            p.health = Some(LinkHealth::new(config, now));
+            let salt = self.local.rng.next_u64();
+            p.health = Some(LinkHealth::new(config, now).with_salt(salt));
             self.gossip.advert_soon(&self.peers, now);
             self.gossip.recompute_routes(cx!(self), now, true);
         }
