@@ -501,13 +501,15 @@ impl LinkHealth {
             .fold(self.next_probe, Instant::min)
     }
 
-    /// This node did not run for `stalled` (see
+    /// This node did not run for `stalled` until `now` (see
     /// [`HealthConfig::stall_threshold`]): every probe in flight gets that
-    /// much longer (its reply may be waiting, unread, in our socket) and
+    /// much longer, and at least its whole timeout from `now`, as if sent
+    /// when this node resumed (its reply may be waiting, unread, in our
+    /// socket, to be read after the timers that noticed the stall), and
     /// will give no RTT sample.
-    pub fn on_local_stall(&mut self, stalled: Duration) {
+    pub fn on_local_stall(&mut self, now: Instant, stalled: Duration) {
         for p in &mut self.outstanding {
-            p.deadline += stalled;
+            p.deadline = (p.deadline + stalled).max(now + (p.deadline - p.sent));
             p.stalled = true;
         }
     }
@@ -812,11 +814,21 @@ mod tests {
         // We stalled 500 ms right after sending s2: its deadline (75 ms)
         // moves by as much, and its late reply is an answer but no RTT
         // sample.
-        l.on_local_stall(ms(500));
+        l.on_local_stall(t + ms(500), ms(500));
         assert_eq!(l.handle_timeout(t + ms(500)), None);
         assert_eq!(l.loss(), 0.0);
         l.on_reply(t + ms(510), s2);
         assert_eq!(l.srtt(), Some(ms(10)));
+        assert_eq!(l.loss(), 0.0);
+        // The stall noticed by s3's own deadline firing late: the timers
+        // run before the socket is read, and the reply waiting in it
+        // still counts.
+        let t = t + ms(600);
+        let s3 = l.poll_probe(t).unwrap();
+        let fired = t + ms(75) + ms(400);
+        l.on_local_stall(fired, fired - (t + ms(75)));
+        assert_eq!(l.handle_timeout(fired), None);
+        l.on_reply(fired, s3);
         assert_eq!(l.loss(), 0.0);
     }
 

@@ -729,7 +729,7 @@ impl Endpoint {
         if let Some(late) = self.stall.check(now, self.local.config.health.as_ref()) {
             self.out.stats.local_stalls += 1;
             for h in self.peers.iter_mut().filter_map(|p| p.health.as_mut()) {
-                h.on_local_stall(late);
+                h.on_local_stall(now, late);
             }
         }
         self.handshakes.handle_timeout(now);
