@@ -17,11 +17,12 @@
 //!   floods die out) divided by the refresh interval: the same quantity
 //!   without simulating the interval, which at 10,000 nodes is 5.5 hours;
 //!   probes are reported apart;
-//! - **convergence**: one backbone ring link is cut; from the moment one of
-//!   its ends notices (its `LinkChanged` event) until 99 % of nodes hold
-//!   adverts from both ends that no longer list the link. Detection time
-//!   (idle links are probed every second: four lost probes) is reported
-//!   apart;
+//! - **convergence**: one idle backbone ring link is cut; from the moment
+//!   one of its ends notices (its `LinkChanged` event) until 99 % of nodes
+//!   hold adverts from both ends that no longer list the link. Detection
+//!   time (an idle link is probed every 0.75–1 s) is reported apart. Then
+//!   the same for a second backbone link whose ends exchange a datagram
+//!   every 10 ms (probed every 37.5–50 ms, as any link carrying data);
 //! - **revocation**: one node's certificate is revoked by a list pushed at
 //!   node 0; the time until every other node holds the list, and until
 //!   every neighbour of the revoked node has torn its session down.
@@ -143,6 +144,14 @@ pub struct ScaleReport {
     /// when no relay sent control in it).
     #[serde(default)]
     pub quiet_busiest_relay: Option<QuietSender>,
+    /// A second backbone link, carrying data both ways every 10 ms (so
+    /// probed at the active rate): cut to first detection, ms (`None` in
+    /// reports from before it was measured).
+    #[serde(default)]
+    pub data_cut_detection_ms: Option<f64>,
+    /// ...and detection to 99 % of nodes no longer routing over it, ms.
+    #[serde(default)]
+    pub data_cut_convergence_ms: Option<f64>,
 }
 
 /// How long after the revocation's spread control traffic is counted.
@@ -152,12 +161,18 @@ pub const QUIET_WINDOW: Duration = Duration::from_secs(30);
 /// report (`None`: not reached in the run).
 type Figure = (&'static str, &'static str, fn(&ScaleReport) -> Option<f64>);
 
-const SPREAD_FIGURES: [Figure; 8] = [
+const SPREAD_FIGURES: [Figure; 10] = [
     ("bring-up 99 %", "s", |r| Some(r.bring_up_secs)),
     ("bring-up 100 %", "s", |r| r.bring_up_all_secs),
     ("detection", "ms", |r| Some(r.detection_ms)),
     ("convergence 99 %", "ms", |r| Some(r.convergence_ms)),
     ("convergence 100 %", "ms", |r| r.convergence_all_ms),
+    ("detection, link carrying data", "ms", |r| {
+        r.data_cut_detection_ms
+    }),
+    ("convergence 99 %, link carrying data", "ms", |r| {
+        r.data_cut_convergence_ms
+    }),
     ("relay gossip max", "B/s", |r| {
         Some(r.gossip_refresh_wire_bytes_per_relay_sec_max)
     }),
@@ -505,47 +520,16 @@ pub fn run(
         max(relay_rates)
     ));
 
-    // Cut one (backbone) ring link and watch the news spread.
+    // Cut one idle (backbone) ring link and watch the news spread; then
+    // another that carries data.
     let (u, v, _) = links[relays / 2];
-    let (uid, vid) = (sim.nodes[u].ep.node_id(), sim.nodes[v].ep.node_id());
-    let cut_at = sim.now;
-    sim.cut(u, v);
-    let mut detected = None;
-    let mut converged = None;
-    let mut converged_all = None;
-    while sim.now - cut_at < Duration::from_secs(60) {
-        sim.run_for(Duration::from_millis(5));
-        if detected.is_none() {
-            detected = [u, v]
-                .iter()
-                .flat_map(|&n| sim.nodes[n].events.iter())
-                .filter(|(t, e)| *t >= cut_at && matches!(e, Event::LinkChanged { up: false, .. }))
-                .map(|(t, _)| *t)
-                .min();
-            continue;
-        }
-        let agree = (0..nodes)
-            .filter(|&n| {
-                // A link counts only while both ends list each other: one
-                // end's withdrawal takes it out of this node's routes.
-                n == u || n == v || !(lists(&sim, n, uid, vid) && lists(&sim, n, vid, uid))
-            })
-            .count();
-        if converged.is_none() && agree as f64 >= nodes as f64 * 0.99 {
-            converged = Some(sim.now);
-        }
-        if agree == nodes {
-            converged_all = Some(sim.now);
-            break;
-        }
-    }
-    let detected = detected.ok_or("the cut was not detected within 60 s")?;
-    let converged = converged.ok_or("99% of nodes did not learn of the cut within 60 s")?;
-    progress(format!(
-        "cut detected in {:.0} ms, 99 % agree {:.0} ms later",
-        (detected - cut_at).as_secs_f64() * 1e3,
-        (converged - detected).as_secs_f64() * 1e3
-    ));
+    let idle = watch_cut(&mut sim, u, v, false)?;
+    progress(idle.summary("an idle link"));
+    let (detected, converged, converged_all) = (idle.detected, idle.converged, idle.converged_all);
+    let cut_at = idle.cut_at;
+    let (u, v, _) = links[relays / 4];
+    let busy = watch_cut(&mut sim, u, v, true)?;
+    progress(busy.summary("a link carrying data"));
 
     // Revoke one node at node 0 and watch the list spread.
     let victim = nodes / 3;
@@ -665,6 +649,8 @@ pub fn run(
         jitter_ms: impair.jitter.as_secs_f64() * 1e3,
         bring_up_all_secs: bring_up_all.map(|d| d.as_secs_f64()),
         convergence_all_ms: converged_all.map(|t| (t - detected).as_secs_f64() * 1e3),
+        data_cut_detection_ms: Some((busy.detected - busy.cut_at).as_secs_f64() * 1e3),
+        data_cut_convergence_ms: Some((busy.converged - busy.detected).as_secs_f64() * 1e3),
         gossip_refresh_wire_bytes_per_relay_sec_max: max(relay_rates),
         gossip_refresh_wire_bytes_per_relay_sec_mean: relay_mean,
         gossip_refresh_wire_bytes_per_stub_sec_max: max(stub_rates),
@@ -678,6 +664,95 @@ pub fn run(
         control_quiet_wire_bytes_per_stub_sec_max: max(quiet_stubs),
         relay_budget_wire_bytes_per_sec_max: max(&budget),
         quiet_busiest_relay,
+    })
+}
+
+/// When a watched link cut happened, was first noticed by one of its ends,
+/// and was agreed by 99 % and by all nodes.
+struct Cut {
+    cut_at: Instant,
+    detected: Instant,
+    converged: Instant,
+    converged_all: Option<Instant>,
+}
+
+impl Cut {
+    fn summary(&self, what: &str) -> String {
+        format!(
+            "cut of {what} detected in {:.0} ms, 99 % agree {:.0} ms later",
+            (self.detected - self.cut_at).as_secs_f64() * 1e3,
+            (self.converged - self.detected).as_secs_f64() * 1e3
+        )
+    }
+}
+
+/// Cuts the link `u`–`v` and watches the news spread: until every node
+/// agrees, at most 60 s. With `data`, its ends exchange a datagram every
+/// 10 ms from 1 s before the cut until it is detected (the link is then
+/// probed at the active rate, as any link carrying traffic).
+fn watch_cut(sim: &mut Sim, u: usize, v: usize, data: bool) -> Result<Cut, String> {
+    let nodes = sim.nodes.len();
+    let (uid, vid) = (sim.nodes[u].ep.node_id(), sim.nodes[v].ep.node_id());
+    let exchange = |sim: &mut Sim| {
+        sim.inject(u, v, b"data");
+        sim.inject(v, u, b"data");
+        sim.run_for(Duration::from_millis(10));
+    };
+    if data {
+        for _ in 0..100 {
+            exchange(sim);
+        }
+    }
+    let cut_at = sim.now;
+    sim.cut(u, v);
+    let mut detected = None;
+    let mut converged = None;
+    let mut converged_all = None;
+    while sim.now - cut_at < Duration::from_secs(60) {
+        if detected.is_none() {
+            if data {
+                exchange(sim);
+            } else {
+                sim.run_for(Duration::from_millis(5));
+            }
+            detected = [u, v]
+                .iter()
+                .flat_map(|&n| sim.nodes[n].events.iter())
+                .filter(|(t, e)| *t >= cut_at && matches!(e, Event::LinkChanged { up: false, .. }))
+                .map(|(t, _)| *t)
+                .min();
+            continue;
+        }
+        sim.run_for(Duration::from_millis(5));
+        let agree = (0..nodes)
+            .filter(|&n| {
+                // A link counts only while both ends list each other: one
+                // end's withdrawal takes it out of this node's routes.
+                n == u || n == v || !(lists(sim, n, uid, vid) && lists(sim, n, vid, uid))
+            })
+            .count();
+        if converged.is_none() && agree as f64 >= nodes as f64 * 0.99 {
+            converged = Some(sim.now);
+        }
+        if agree == nodes {
+            converged_all = Some(sim.now);
+            break;
+        }
+    }
+    let what = if data {
+        "link carrying data"
+    } else {
+        "idle link"
+    };
+    let detected = detected.ok_or(format!("the cut of an {what} was not detected within 60 s"))?;
+    let converged = converged.ok_or(format!(
+        "99% of nodes did not learn of the cut of an {what} within 60 s"
+    ))?;
+    Ok(Cut {
+        cut_at,
+        detected,
+        converged,
+        converged_all,
     })
 }
 

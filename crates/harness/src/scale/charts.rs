@@ -3,7 +3,8 @@
 use super::ScaleReport;
 use crate::svg::{Chart, Series};
 
-/// A value of a run, drawn against its size.
+/// A value of a run, drawn against its size (NaN: not measured in that
+/// run, left out).
 type Plotted<'a> = &'a dyn Fn(&ScaleReport) -> f64;
 
 /// Lines of a value, one per mesh shape, named `name, <shape>`.
@@ -31,6 +32,7 @@ pub fn charts(reports: &[ScaleReport]) -> Vec<(&'static str, Chart)> {
                     .iter()
                     .filter(|r| shape(r) == *sh)
                     .map(|r| (r.nodes as f64, f(r)))
+                    .filter(|(_, y)| y.is_finite())
                     .collect();
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
                 Series {
@@ -78,9 +80,16 @@ fn impaired_charts(series: Lines<'_>) -> Vec<(&'static str, Chart)> {
     let mut agree = series("bring-up: every node holds every advert", &|r| {
         r.bring_up_all_secs.unwrap_or(r.bring_up_secs) * 1000.0
     });
-    agree.extend(series("link cut: detected, then 99 % agree", &|r| {
+    agree.extend(series("idle link cut: detected, then 99 % agree", &|r| {
         r.detection_ms + r.convergence_ms
     }));
+    agree.extend(series(
+        "cut of a link carrying data: detected, then 99 % agree",
+        &|r| match (r.data_cut_detection_ms, r.data_cut_convergence_ms) {
+            (Some(d), Some(c)) => d + c,
+            _ => f64::NAN,
+        },
+    ));
     agree.extend(series("revocation held by every node", &|r| {
         r.revocation_spread_ms
     }));
