@@ -64,8 +64,14 @@ fn seeds_differ_and_the_spread_brackets_the_median() {
             .any(|r| r.convergence_ms != runs[0].convergence_ms),
         "three seeds, one convergence time: the seed does not reach the mesh"
     );
+    // The link carrying data is probed at the active rate: its cut is
+    // seen within a few of its 37.5–50 ms intervals, never an idle one.
+    for r in &runs {
+        let d = r.data_cut_detection_ms.expect("measured");
+        assert!(d < 300.0, "cut of a link carrying data seen after {d} ms");
+    }
     let lines = harness::scale::spread(&runs);
-    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert_eq!(lines.len(), 10, "{lines:?}");
     let conv = lines
         .iter()
         .find(|l| l.starts_with("convergence 99 %"))
