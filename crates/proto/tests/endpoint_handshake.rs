@@ -206,15 +206,20 @@ fn reassembly_state_stays_bounded_under_a_fragment_flood() {
     assert_eq!(net.b.ep.reassembly_len(), 0);
 }
 
-#[test]
-fn crossing_handshakes_both_work_without_lost_packets() {
-    let mut net = Net::new(EndpointConfig::default());
-    // Both sides start a handshake at the same moment (as two meshd starting together).
+/// Both sides start a handshake at the same moment (as two meshd starting
+/// together), and both complete.
+fn cross(net: &mut Net) {
     let (now, unix) = (net.now, net.unix());
     net.a.ep.initiate(now, unix, net.a.peer);
     net.b.ep.initiate(now, unix, net.b.peer);
     net.collect();
     net.pump();
+}
+
+#[test]
+fn crossing_handshakes_both_work_without_lost_packets() {
+    let mut net = Net::new(EndpointConfig::default());
+    cross(&mut net);
     assert_eq!(net.completed(true), 2);
     assert_eq!(net.completed(false), 2);
     for i in 0..10u8 {
@@ -240,11 +245,7 @@ fn a_rekey_after_crossed_handshakes_keeps_the_session_the_peer_sends_on() {
     // initiated. b rekeys: until a hears b on the new session, a still
     // sends on its own, which b must keep (not the one b sent on).
     let mut net = Net::new(EndpointConfig::default());
-    let (now, unix) = (net.now, net.unix());
-    net.a.ep.initiate(now, unix, net.a.peer);
-    net.b.ep.initiate(now, unix, net.b.peer);
-    net.collect();
-    net.pump();
+    cross(&mut net);
     for i in 0..3u8 {
         net.send(true, &[i]);
         net.send(false, &[i]);
