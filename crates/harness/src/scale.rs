@@ -42,8 +42,8 @@ use crate::sim::Sim;
 mod charts;
 mod quiet;
 pub use charts::charts;
-use quiet::quiet_sender;
-pub use quiet::{QuietSender, QUIET_TOP_WINDOW};
+pub use quiet::QuietSender;
+use quiet::{quiet_sender, QuietStart};
 
 /// Results of one scale run (all times virtual).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -590,9 +590,7 @@ pub fn run(
             .collect()
     };
     let quiet_before = control(&sim);
-    let kinds_before: Vec<_> = (sim.nodes.iter())
-        .map(|n| n.ep.stats().control_bytes_by_kind.clone())
-        .collect();
+    let quiet_start = QuietStart::take(&sim, relays);
     sim.run_for(QUIET_WINDOW);
     // The revoked node is no member any more (its neighbours refuse it
     // and it keeps asking): left out.
@@ -611,8 +609,7 @@ pub fn run(
         .filter(|(_, r)| **r > 0.0)
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, _)| i);
-    let quiet_busiest_relay =
-        busiest_quiet.map(|i| quiet_sender(&mut sim, relays, i, &kinds_before[i]));
+    let quiet_busiest_relay = busiest_quiet.map(|i| quiet_sender(&sim, relays, i, &quiet_start));
     let budget: Vec<f64> = (relay_rates.iter().zip(quiet_relays))
         .map(|(a, b)| a + b)
         .collect();

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use proto::endpoint::Stats;
 use proto::wire::NodeId;
 use serde::{Deserialize, Serialize};
 
 use super::QUIET_WINDOW;
 use crate::sim::Sim;
-use std::time::Duration;
 
 /// The quiet window's busiest relay: its control rate by message kind and
 /// the peers it sent most to.
@@ -18,53 +18,97 @@ pub struct QuietSender {
     pub node: usize,
     /// Control plaintext bytes per second, by message kind.
     pub by_kind: BTreeMap<String, f64>,
-    /// Its largest receivers in a further [`QUIET_TOP_WINDOW`]: node index,
-    /// whether that node relays, plaintext bytes per second (probes and
-    /// control alike).
+    /// Its largest receivers in the window: node index, whether that node
+    /// relays, plaintext bytes per second (probes and control alike).
     pub top_receivers: Vec<(usize, bool, f64)>,
+    /// The same receivers' direct links at the window's end: probed at all,
+    /// up, failures in the last minute.
+    #[serde(default)]
+    pub top_receiver_links: Vec<(bool, bool, usize)>,
+    /// Peers it sent anything but probes to in the window (more than a
+    /// probe's bytes per second).
+    #[serde(default)]
+    pub receivers: usize,
+    /// Adverts it sent in the window.
+    #[serde(default)]
+    pub adverts_sent: u64,
+    /// How many of those were retransmissions.
+    #[serde(default)]
+    pub adverts_retransmitted: u64,
+    /// Route changes it made in the window.
+    #[serde(default)]
+    pub route_changes: u64,
 }
 
-/// How long the quiet window's busiest relay is watched per receiver.
-pub const QUIET_TOP_WINDOW: Duration = Duration::from_secs(5);
+/// What every relay had sent to each of its peers, and its counters, when
+/// the quiet window opens.
+pub(super) struct QuietStart {
+    sent: Vec<HashMap<NodeId, u64>>,
+    stats: Vec<Stats>,
+}
 
-/// What node `i` sent in the quiet window (its per-kind counters against
-/// `before`), and whom it sends most to over a further
-/// [`QUIET_TOP_WINDOW`].
-pub(super) fn quiet_sender(
-    sim: &mut Sim,
-    relays: usize,
-    i: usize,
-    before: &HashMap<&'static str, u64>,
-) -> QuietSender {
+fn sent_to(sim: &Sim, i: usize) -> HashMap<NodeId, u64> {
+    (sim.nodes[i].ep.peers(sim.now).iter())
+        .map(|p| (p.node_id, p.stats.tx_bytes))
+        .collect()
+}
+
+impl QuietStart {
+    pub(super) fn take(sim: &Sim, relays: usize) -> Self {
+        Self {
+            sent: (0..relays).map(|i| sent_to(sim, i)).collect(),
+            stats: (0..relays)
+                .map(|i| sim.nodes[i].ep.stats().clone())
+                .collect(),
+        }
+    }
+}
+
+/// What relay `i` sent in the quiet window that just closed: its per-kind
+/// counters and receivers against `start`.
+pub(super) fn quiet_sender(sim: &Sim, relays: usize, i: usize, start: &QuietStart) -> QuietSender {
     let secs = QUIET_WINDOW.as_secs_f64();
-    let by_kind = (sim.nodes[i].ep.stats().control_bytes_by_kind.iter())
-        .map(|(k, n)| (*k, n - before.get(k).copied().unwrap_or(0)))
+    let (now, before) = (sim.nodes[i].ep.stats(), &start.stats[i]);
+    let by_kind = (now.control_bytes_by_kind.iter())
+        .map(|(k, n)| {
+            let b = before.control_bytes_by_kind.get(k).copied().unwrap_or(0);
+            (*k, n - b)
+        })
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| (k.to_string(), n as f64 / secs))
         .collect();
-    let sent = |sim: &Sim| -> HashMap<NodeId, u64> {
-        (sim.nodes[i].ep.peers(sim.now).iter())
-            .map(|p| (p.node_id, p.stats.tx_bytes))
-            .collect()
-    };
-    let start = sent(sim);
-    sim.run_for(QUIET_TOP_WINDOW);
-    let mut rates: Vec<(NodeId, f64)> = (sent(sim).into_iter())
+    let mut rates: Vec<(NodeId, f64)> = (sent_to(sim, i).into_iter())
         .map(|(id, n)| {
-            let b = start.get(&id).copied().unwrap_or(0);
-            (id, (n - b) as f64 / QUIET_TOP_WINDOW.as_secs_f64())
+            let b = start.sent[i].get(&id).copied().unwrap_or(0);
+            (id, (n - b) as f64 / secs)
         })
         .collect();
     rates.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let top_receivers = (rates.into_iter().take(5))
-        .filter_map(|(id, rate)| {
-            let n = sim.nodes.iter().position(|n| n.ep.node_id() == id)?;
-            Some((n, n < relays, rate))
-        })
+    // An idle probe each way is ~40 wire bytes a second at most.
+    let receivers = rates.iter().filter(|(_, r)| *r > 40.0).count();
+    let index: HashMap<NodeId, usize> = (sim.nodes.iter().enumerate())
+        .map(|(n, node)| (node.ep.node_id(), n))
         .collect();
+    let peers = sim.nodes[i].ep.peers(sim.now);
+    let (mut top_receivers, mut top_receiver_links) = (Vec::new(), Vec::new());
+    for (id, rate) in rates.into_iter().take(5) {
+        let Some(&n) = index.get(&id) else { continue };
+        top_receivers.push((n, n < relays, rate));
+        let link = peers
+            .iter()
+            .find(|p| p.node_id == id)
+            .and_then(|p| p.link.as_ref());
+        top_receiver_links
+            .push(link.map_or((false, false, 0), |l| (true, l.up, l.recent_failures)));
+    }
     QuietSender {
         node: i,
         by_kind,
         top_receivers,
+        top_receiver_links,
+        receivers,
+        adverts_sent: now.adverts_sent - before.adverts_sent,
+        adverts_retransmitted: now.adverts_retransmitted - before.adverts_retransmitted,
+        route_changes: now.route_changes - before.route_changes,
     }
 }
