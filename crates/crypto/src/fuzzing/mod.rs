@@ -637,6 +637,9 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             sync: true,
             entries: vec![(proto::wire::NodeId(1), 2)],
         }),
+        Control::LinkStateSummary(proto::control::Summary {
+            entries: vec![(proto::wire::NodeId(1), 2), (proto::wire::NodeId(3), 1)],
+        }),
         // Alice accuses node 5 (the insecure provider's signatures always
         // verify, so it reaches the book of accusations).
         Control::Accusation(proto::control::Accusation {

@@ -1,8 +1,9 @@
-//! Link-state adverts and their acknowledgements: encoding and decoding.
+//! Link-state adverts, their acknowledgements and summaries: encoding and
+//! decoding.
 
 use super::{
     u16_at, u32_at, u64_at, ControlError, ADVERT_SIGNATURE_LEN, ADVERT_SIGNING_CONTEXT,
-    KIND_LINK_STATE, KIND_LINK_STATE_ACK, MAX_ADVERT_ENTRIES,
+    KIND_LINK_STATE, KIND_LINK_STATE_ACK, KIND_LINK_STATE_SUMMARY, MAX_ADVERT_ENTRIES,
 };
 use crate::wire::NodeId;
 
@@ -159,38 +160,71 @@ pub struct Ack {
 impl Ack {
     /// Decodes an acknowledgement (kind byte first).
     pub(super) fn decode(b: &[u8]) -> Result<Self, ControlError> {
-        if b.len() < ACK_HEADER_LEN {
-            return Err(ControlError::BadLength);
-        }
-        if b[1] & !ACK_FLAG_SYNC != 0 {
-            return Err(ControlError::ReservedNonZero);
-        }
-        let count = u16_at(b, 2) as usize;
-        if count > MAX_ACK_ENTRIES {
-            return Err(ControlError::TooManyEntries);
-        }
-        if b.len() != ACK_HEADER_LEN + count * ACK_ENTRY_LEN {
-            return Err(ControlError::BadLength);
-        }
-        let entries = b[ACK_HEADER_LEN..]
-            .chunks_exact(ACK_ENTRY_LEN)
-            .map(|e| (NodeId(u64_at(e, 0)), u64_at(e, 8)))
-            .collect();
+        let (flags, entries) = decode_entries(b, ACK_FLAG_SYNC)?;
         Ok(Self {
-            sync: b[1] & ACK_FLAG_SYNC != 0,
+            sync: flags & ACK_FLAG_SYNC != 0,
             entries,
         })
     }
 
     /// Appends the encoding; entries past [`MAX_ACK_ENTRIES`] are left out.
     pub(super) fn write(&self, v: &mut Vec<u8>) {
-        let entries = &self.entries[..self.entries.len().min(MAX_ACK_ENTRIES)];
         let flags = if self.sync { ACK_FLAG_SYNC } else { 0 };
-        v.extend_from_slice(&[KIND_LINK_STATE_ACK, flags]);
-        v.extend_from_slice(&(entries.len() as u16).to_le_bytes());
-        for (origin, seq) in entries {
-            v.extend_from_slice(&origin.0.to_le_bytes());
-            v.extend_from_slice(&seq.to_le_bytes());
-        }
+        write_entries(KIND_LINK_STATE_ACK, flags, &self.entries, v);
+    }
+}
+
+/// One part of a link-state summary: adverts a node holds, by origin and
+/// sequence number, sent before its sync request so that the answer leaves
+/// out what it has (at most [`MAX_ACK_ENTRIES`] per part).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Adverts held, by origin and sequence.
+    pub entries: Vec<(NodeId, u64)>,
+}
+
+impl Summary {
+    /// Decodes a summary part (kind byte first).
+    pub(super) fn decode(b: &[u8]) -> Result<Self, ControlError> {
+        let (_, entries) = decode_entries(b, 0)?;
+        Ok(Self { entries })
+    }
+
+    /// Appends the encoding; entries past [`MAX_ACK_ENTRIES`] are left out.
+    pub(super) fn write(&self, v: &mut Vec<u8>) {
+        write_entries(KIND_LINK_STATE_SUMMARY, 0, &self.entries, v);
+    }
+}
+
+/// Decodes the layout acknowledgements and summaries share: flags (only
+/// `allowed` bits may be set), entry count, (origin, sequence) entries.
+fn decode_entries(b: &[u8], allowed: u8) -> Result<(u8, Vec<(NodeId, u64)>), ControlError> {
+    if b.len() < ACK_HEADER_LEN {
+        return Err(ControlError::BadLength);
+    }
+    if b[1] & !allowed != 0 {
+        return Err(ControlError::ReservedNonZero);
+    }
+    let count = u16_at(b, 2) as usize;
+    if count > MAX_ACK_ENTRIES {
+        return Err(ControlError::TooManyEntries);
+    }
+    if b.len() != ACK_HEADER_LEN + count * ACK_ENTRY_LEN {
+        return Err(ControlError::BadLength);
+    }
+    let entries = b[ACK_HEADER_LEN..]
+        .chunks_exact(ACK_ENTRY_LEN)
+        .map(|e| (NodeId(u64_at(e, 0)), u64_at(e, 8)))
+        .collect();
+    Ok((b[1], entries))
+}
+
+fn write_entries(kind: u8, flags: u8, entries: &[(NodeId, u64)], v: &mut Vec<u8>) {
+    let entries = &entries[..entries.len().min(MAX_ACK_ENTRIES)];
+    v.extend_from_slice(&[kind, flags]);
+    v.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (origin, seq) in entries {
+        v.extend_from_slice(&origin.0.to_le_bytes());
+        v.extend_from_slice(&seq.to_le_bytes());
     }
 }

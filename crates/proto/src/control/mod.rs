@@ -77,7 +77,7 @@ mod accusation;
 mod advert;
 
 pub use accusation::{Accusation, ACCUSATION_SIGNING_CONTEXT, MAX_SCENARIO_LEN};
-pub use advert::{Ack, Advert, LinkEntry, MAX_ACK_ENTRIES};
+pub use advert::{Ack, Advert, LinkEntry, Summary, MAX_ACK_ENTRIES};
 
 /// Kind byte of a probe.
 pub const KIND_PROBE: u8 = 1;
@@ -111,6 +111,8 @@ pub const KIND_LOOKUP: u8 = 14;
 pub const KIND_LINK_STATE_ACK: u8 = 15;
 /// Kind byte of an accusation (a signed alert).
 pub const KIND_ACCUSATION: u8 = 16;
+/// Kind byte of a link-state summary part.
+pub const KIND_LINK_STATE_SUMMARY: u8 = 17;
 const LOOKUP_ADDRESS: u8 = 1;
 const LOOKUP_NAME: u8 = 2;
 /// Most candidate endpoints in a punch.
@@ -158,6 +160,9 @@ pub enum Control {
     /// Asks a neighbour for every advert it holds (sent once per neighbour
     /// when its session first comes up, and again after the link was down).
     SyncRequest,
+    /// Part of what the sender of a sync request holds (sent before it):
+    /// the answer leaves these out.
+    LinkStateSummary(Summary),
     /// "I hold this version of this bundle, `len` bytes."
     BundleOffer {
         /// Bundle kind byte (1 policy, 2 revocation).
@@ -327,6 +332,7 @@ impl Control {
             Self::LinkState(_) => "link_state",
             Self::LinkStateAck(_) => "link_state_ack",
             Self::SyncRequest => "sync_request",
+            Self::LinkStateSummary(_) => "link_state_summary",
             Self::BundleOffer { .. } => "bundle_offer",
             Self::BundleRequest { .. } => "bundle_request",
             Self::BundleChunk { .. } => "bundle_chunk",
@@ -361,6 +367,7 @@ impl Control {
             }
             KIND_LINK_STATE => Advert::decode(b).map(Self::LinkState),
             KIND_LINK_STATE_ACK => Ack::decode(b).map(Self::LinkStateAck),
+            KIND_LINK_STATE_SUMMARY => Summary::decode(b).map(Self::LinkStateSummary),
             KIND_ACCUSATION => Accusation::decode(b).map(Self::Accusation),
             KIND_CERT_REQUEST => {
                 if b.len() != 12 {
@@ -616,6 +623,11 @@ impl Control {
                 v
             }
             Self::LinkStateAck(a) => {
+                let mut v = Vec::new();
+                a.write(&mut v);
+                v
+            }
+            Self::LinkStateSummary(a) => {
                 let mut v = Vec::new();
                 a.write(&mut v);
                 v

@@ -83,6 +83,12 @@ fn round_trips() {
                 .map(|i| (NodeId(i * 3), i << 40))
                 .collect(),
         }),
+        Control::LinkStateSummary(Summary::default()),
+        Control::LinkStateSummary(Summary {
+            entries: (0..MAX_ACK_ENTRIES as u64)
+                .map(|i| (NodeId(i * 5), i << 30))
+                .collect(),
+        }),
         Control::BundleOffer {
             kind: 1,
             version: 9,
@@ -111,8 +117,8 @@ fn round_trips() {
 fn rejects_bad_input() {
     assert_eq!(Control::decode(&[]), Err(ControlError::BadLength));
     assert_eq!(
-        Control::decode(&[17, 0, 0, 0]),
-        Err(ControlError::UnknownKind(17))
+        Control::decode(&[18, 0, 0, 0]),
+        Err(ControlError::UnknownKind(18))
     );
     // Accusations: lengths must add up, the scenario is a name,
     // reserved bits and bytes are zero.
@@ -162,6 +168,22 @@ fn rejects_bad_input() {
     );
     let mut many = vec![15, 0, 65, 0];
     many.resize(4 + 65 * 16, 0);
+    assert_eq!(Control::decode(&many), Err(ControlError::TooManyEntries));
+    // Summaries: the acknowledgement's layout, no flag at all.
+    let summary = Control::LinkStateSummary(Summary {
+        entries: vec![(NodeId(1), 2)],
+    })
+    .encode();
+    assert_eq!(summary[..4], [17, 0, 1, 0]);
+    assert_eq!(
+        Control::decode(&summary[..19]),
+        Err(ControlError::BadLength)
+    );
+    assert_eq!(
+        Control::decode(&[17, 1, 0, 0]),
+        Err(ControlError::ReservedNonZero)
+    );
+    many[0] = 17;
     assert_eq!(Control::decode(&many), Err(ControlError::TooManyEntries));
     // Lookups: the length byte must match, names 1–63 bytes of UTF-8,
     // addresses 16 bytes, the reserved byte and unknown kinds refused.
