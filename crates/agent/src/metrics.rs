@@ -564,13 +564,18 @@ pub fn render(
         ),
         (
             "meshd_gossip_bytes_sent_total",
-            "Link-state bytes sent: adverts (own, flooded, sent again), acknowledgements, sync requests.",
+            "Link-state bytes sent: adverts (own, flooded, sent again), acknowledgements, summaries, sync requests.",
             s.gossip_bytes_sent,
         ),
         (
             "meshd_adverts_retransmitted_total",
             "Adverts sent again because a neighbour did not acknowledge them in time (lost on the way, or the neighbour was slow).",
             s.adverts_retransmitted,
+        ),
+        (
+            "meshd_adverts_duplicate_total",
+            "Adverts received that were already held at that sequence number (crossing floods, retransmissions whose acknowledgement was lost, database syncs).",
+            s.adverts_duplicate,
         ),
     ] {
         family(&mut o, name, "counter", help);

@@ -70,6 +70,7 @@ impl Endpoint {
             Control::SyncRequest => self.gossip.on_sync_request(cx!(self), now, peer),
             Control::LinkState(advert) => self.gossip.on_advert(cx!(self), now, peer, advert),
             Control::LinkStateAck(ack) => self.gossip.on_ack(now, peer, &ack),
+            Control::LinkStateSummary(summary) => self.gossip.on_summary(now, peer, &summary),
             Control::Accusation(a) => self.on_accusation(now, peer, a),
             Control::CertRequest { node } => {
                 self.gossip.on_cert_request(cx!(self), now, peer, node);

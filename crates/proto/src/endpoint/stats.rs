@@ -231,6 +231,9 @@ pub struct Stats {
     pub adverts_sent: u64,
     /// Adverts sent again because a neighbour did not acknowledge them.
     pub adverts_retransmitted: u64,
+    /// Adverts received that were already held at that sequence number
+    /// (floods crossing, retransmissions of acknowledgements lost, syncs).
+    pub adverts_duplicate: u64,
     /// Bundles (policy, revocation) put in force.
     pub bundles_applied: u64,
     /// Bundles refused, by [`BundleError::reason`](crate::bundle::BundleError::reason).

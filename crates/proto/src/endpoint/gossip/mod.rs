@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cert::Certificate;
-use crate::control::{Ack, Advert, Control};
+use crate::control::{Ack, Advert, Control, Summary, MAX_ACK_ENTRIES};
 use crate::route::Router;
 use crate::store::SharedStore;
 use crate::wire::NodeId;
@@ -282,10 +282,36 @@ impl Gossip {
     /// Our advert and a request for everything a neighbour holds: a session
     /// with it just became usable for the first time, or after its link was
     /// down. Both are sent again until acknowledged.
+    ///
+    /// The request follows a summary of what we hold (what the neighbour
+    /// would send us: a stub holds relays' adverts only), so that its
+    /// answer is what we lack; none to a stub, which answers with its own
+    /// advert alone.
+    ///
+    /// What is in flight to and from the neighbour stays: a link that went
+    /// down forgot it then, and what is there now may be the answer to
+    /// the neighbour's own sync request, which reached us first (forgotten,
+    /// its acknowledgement never went and the repeated request was
+    /// answered with a second dump).
     pub fn send_sync(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
-        self.flooding.forget(peer);
         let own = self.current_advert(cx.local, cx.peers, now);
         Self::send_advert(&mut self.flooding, cx, now, peer, &own);
+        let node = cx.peers[peer].node_id;
+        if !self.router.is_stub(node) {
+            let held: Vec<(NodeId, u64)> = (self.router.adverts())
+                .filter(|a| a.origin != cx.local.node_id)
+                .map(|a| (a.origin, a.seq))
+                .collect();
+            for part in held.chunks(MAX_ACK_ENTRIES) {
+                let entries = part.to_vec();
+                Self::send_counted(
+                    cx,
+                    now,
+                    peer,
+                    &Control::LinkStateSummary(Summary { entries }),
+                );
+            }
+        }
         if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
             let rto = Self::rto(&self.flooding, cx, peer);
             self.flooding.sync_sent(peer, now, rto);
@@ -304,13 +330,20 @@ impl Gossip {
         }
     }
 
+    /// A part of neighbour `peer`'s summary, ahead of its sync request.
+    pub fn on_summary(&mut self, now: Instant, peer: PeerId, summary: &Summary) {
+        self.flooding.on_summary(peer, &summary.entries, now);
+    }
+
     /// A neighbour asks for everything we hold: our advert and the ones we
-    /// hold (a stub needs only those of nodes that relay). A repeat of a
-    /// request just answered is only acknowledged.
+    /// hold (a stub needs only those of nodes that relay) but those its
+    /// summary lists at the same or a higher sequence number. A repeat of
+    /// a request just answered is only acknowledged.
     pub fn on_sync_request(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
         if !self.flooding.owe_sync(peer, now) {
             return;
         }
+        let has = self.flooding.take_summary(peer, now);
         let own = self.current_advert(cx.local, cx.peers, now);
         let node = cx.peers[peer].node_id;
         let to_stub = self.router.is_stub(node);
@@ -325,7 +358,9 @@ impl Gossip {
             .cloned()
             .collect();
         for a in std::iter::once(own).chain(held) {
-            Self::send_advert(&mut self.flooding, cx, now, peer, &a);
+            if has.get(&a.origin).is_none_or(|seq| *seq < a.seq) {
+                Self::send_advert(&mut self.flooding, cx, now, peer, &a);
+            }
         }
     }
 
@@ -362,7 +397,9 @@ impl Gossip {
         };
         if held.seq < advert.seq {
             self.consider(cx, now, from, advert);
-        } else if held.seq > advert.seq {
+        } else if held.seq == advert.seq {
+            cx.out.stats.adverts_duplicate += 1;
+        } else {
             // It missed the newer one (a flood lost, or a link that was
             // down): repair it now, as OSPF answers an older LSA.
             let to_stub = self.router.is_stub(cx.peers[from].node_id);
