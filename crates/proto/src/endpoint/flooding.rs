@@ -600,4 +600,38 @@ mod tests {
         );
         assert_eq!(f.unacked_count(), 0);
     }
+
+    #[test]
+    fn a_summary_is_kept_for_its_request_bounded_and_not_past_its_time() {
+        let t0 = Instant::now();
+        let mut f = Flooding::default();
+        let entries: Vec<(NodeId, u64)> = (0..100).map(|i| (NodeId(i), i + 1)).collect();
+        f.on_summary(peer(1), &entries[..64], t0);
+        f.on_summary(peer(1), &entries[64..], t0 + Duration::from_millis(1));
+        let held = f.take_summary(peer(1), t0 + Duration::from_millis(2));
+        assert_eq!(held.len(), 100);
+        assert_eq!(held[&NodeId(7)], 8);
+        // Taken once.
+        assert!(f
+            .take_summary(peer(1), t0 + Duration::from_millis(3))
+            .is_empty());
+        // Stale by the time the request comes.
+        f.on_summary(peer(2), &entries, t0);
+        assert!(f.take_summary(peer(2), t0 + SYNC_REPEAT).is_empty());
+        // A neighbour's summary is bounded; so are all of them together.
+        let many: Vec<(NodeId, u64)> = (0..MAX_SUMMARY as u64 + 10)
+            .map(|i| (NodeId(i), 1))
+            .collect();
+        f.on_summary(peer(3), &many, t0);
+        f.on_summary(peer(3), &many[..5], t0);
+        assert_eq!(f.take_summary(peer(3), t0).len(), MAX_SUMMARY);
+        for p in 0..(MAX_SUMMARIES / MAX_SUMMARY + 2) {
+            f.on_summary(peer(10 + p), &many, t0);
+        }
+        let total: usize = (f.summaries.values()).map(|h| h.adverts.len()).sum();
+        assert_eq!(total, MAX_SUMMARIES);
+        // Gone with the neighbour.
+        f.remove(peer(10));
+        assert!(f.take_summary(peer(10), t0).is_empty());
+    }
 }
