@@ -534,3 +534,37 @@ fn a_node_back_from_isolation_gets_what_changed_and_not_what_it_held() {
         around.len()
     );
 }
+
+/// A stub's link to one of its relays flaps: the relay's answer to the
+/// stub's sync leaves out the relays' adverts the stub's summary lists
+/// (before, every relay's advert again: at 10,000 nodes ~400 kB from a
+/// relay for one flap).
+#[test]
+fn a_stub_back_on_a_relay_is_not_sent_the_relays_adverts_again() {
+    let (relays, nodes) = (20, 200);
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 3, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    let (r, s, _) = *(links.iter())
+        .find(|(a, b, _)| *a < relays && *b >= relays)
+        .unwrap();
+    assert_eq!(sim.nodes[s].ep.router().advert_count(), relays);
+    sim.cut(r, s);
+    sim.run_for(Duration::from_secs(5));
+    let p = sim.nodes[s].peers[&r];
+    let up = |sim: &Sim| {
+        (sim.nodes[s].ep.peer(p, sim.now)).is_some_and(|i| i.link.is_some_and(|l| l.up))
+    };
+    assert!(!up(&sim), "the stub's link went down");
+    let duplicates = |sim: &Sim| sim.nodes[s].ep.stats().adverts_duplicate;
+    let before = duplicates(&sim);
+    sim.heal(r, s);
+    sim.run_for(Duration::from_secs(5));
+    assert!(up(&sim), "and came back");
+    assert_eq!(sim.nodes[s].ep.router().advert_count(), relays);
+    let duplicates = duplicates(&sim) - before;
+    assert!(
+        duplicates < relays as u64 / 2,
+        "the stub received {duplicates} relays' adverts it held"
+    );
+}
