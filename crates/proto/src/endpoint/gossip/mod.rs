@@ -285,8 +285,10 @@ impl Gossip {
     ///
     /// The request follows a summary of what we hold (what the neighbour
     /// would send us: a stub holds relays' adverts only), so that its
-    /// answer is what we lack; none to a stub, which answers with its own
-    /// advert alone.
+    /// answer is what we lack; only to a neighbour whose advert we hold
+    /// and which relays: a stub answers with its own advert alone, and a
+    /// neighbour we hold no advert of is new to the mesh (or a stub we
+    /// have not heard of yet) and holds little a summary would save.
     ///
     /// What is in flight to and from the neighbour stays: a link that went
     /// down forgot it then, and what is there now may be the answer to
@@ -297,7 +299,7 @@ impl Gossip {
         let own = self.current_advert(cx.local, cx.peers, now);
         Self::send_advert(&mut self.flooding, cx, now, peer, &own);
         let node = cx.peers[peer].node_id;
-        if !self.router.is_stub(node) {
+        if self.router.advert(node).is_some_and(|a| !a.stub) {
             let held: Vec<(NodeId, u64)> = (self.router.adverts())
                 .filter(|a| a.origin != cx.local.node_id)
                 .map(|a| (a.origin, a.seq))
