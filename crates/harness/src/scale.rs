@@ -609,7 +609,10 @@ pub fn run(
         .filter(|(_, r)| **r > 0.0)
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, _)| i);
-    let quiet_busiest_relay = busiest_quiet.map(|i| quiet_sender(&sim, relays, i, &quiet_start));
+    let quiet_busiest_relay = busiest_quiet.map(|i| QuietSender {
+        victim_neighbours: neighbours.clone(),
+        ..quiet_sender(&sim, relays, i, &quiet_start)
+    });
     let budget: Vec<f64> = (relay_rates.iter().zip(quiet_relays))
         .map(|(a, b)| a + b)
         .collect();

@@ -38,11 +38,20 @@ pub struct QuietSender {
     /// Route changes it made in the window.
     #[serde(default)]
     pub route_changes: u64,
+    /// Every direct link any node saw go down in the window, as (node,
+    /// neighbour) indices: a link's flap is what sets a relay's adverts
+    /// and syncs going.
+    #[serde(default)]
+    pub links_down: Vec<(usize, usize)>,
+    /// The revoked node's neighbours (they refuse it; it keeps asking).
+    #[serde(default)]
+    pub victim_neighbours: Vec<usize>,
 }
 
 /// What every relay had sent to each of its peers, and its counters, when
 /// the quiet window opens.
 pub(super) struct QuietStart {
+    at: std::time::Instant,
     sent: Vec<HashMap<NodeId, u64>>,
     stats: Vec<Stats>,
 }
@@ -56,6 +65,7 @@ fn sent_to(sim: &Sim, i: usize) -> HashMap<NodeId, u64> {
 impl QuietStart {
     pub(super) fn take(sim: &Sim, relays: usize) -> Self {
         Self {
+            at: sim.now,
             sent: (0..relays).map(|i| sent_to(sim, i)).collect(),
             stats: (0..relays)
                 .map(|i| sim.nodes[i].ep.stats().clone())
@@ -101,8 +111,21 @@ pub(super) fn quiet_sender(sim: &Sim, relays: usize, i: usize, start: &QuietStar
         top_receiver_links
             .push(link.map_or((false, false, 0), |l| (true, l.up, l.recent_failures)));
     }
+    let mut links_down = Vec::new();
+    for (n, node) in sim.nodes.iter().enumerate() {
+        let index: HashMap<_, _> = node.peers.iter().map(|(k, p)| (*p, *k)).collect();
+        for (t, e) in &node.events {
+            if let proto::endpoint::Event::LinkChanged { peer, up: false } = e {
+                if *t >= start.at {
+                    links_down.extend(index.get(peer).map(|k| (n, *k)));
+                }
+            }
+        }
+    }
     QuietSender {
         node: i,
+        links_down,
+        victim_neighbours: Vec::new(),
         by_kind,
         top_receivers,
         top_receiver_links,
