@@ -26,6 +26,15 @@ fn lossy_mesh(nodes: usize, loss: f64, seed: u64) -> (Sim, Vec<(usize, usize, Du
     (sim, links)
 }
 
+/// `nodes` nodes of which the first `relays` relay (stubs on two relays
+/// each), lossless, 20 s after start.
+fn settled_stub_mesh(nodes: usize, relays: usize, seed: u64) -> (Sim, harness::scale::Links) {
+    let impair = harness::scale::Impairment::default();
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, seed, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    (sim, links)
+}
+
 /// Nodes holding fewer than every other node's advert.
 fn lacking(sim: &Sim) -> usize {
     let n = sim.nodes.len();
@@ -240,9 +249,7 @@ fn held_seq(sim: &Sim, at: usize, origin: usize) -> Option<u64> {
 fn refreshes_and_stub_link_changes_stay_among_relays_yet_stubs_keep_every_relays_advert() {
     // 6 relays, 54 stubs on two relays each; refresh every 2 s × 61.
     let (relays, nodes) = (6, 60);
-    let impair = harness::scale::Impairment::default();
-    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 3, impair).unwrap();
-    sim.run_for(Duration::from_secs(20));
+    let (mut sim, links) = settled_stub_mesh(nodes, relays, 3);
     for s in relays..nodes {
         assert_eq!(sim.nodes[s].ep.router().advert_count(), relays, "stub {s}");
     }
@@ -360,9 +367,7 @@ fn a_relay_restarted_after_its_neighbours_saw_it_gone_relearns_the_whole_mesh() 
     // no link state, and asks each neighbour for its database as its
     // sessions come up (while their links to it are still down).
     let (relays, nodes) = (6, 60);
-    let impair = harness::scale::Impairment::default();
-    let (mut sim, _) = harness::scale::impaired_mesh(nodes, relays, 4, 5, impair).unwrap();
-    sim.run_for(Duration::from_secs(20));
+    let (mut sim, _) = settled_stub_mesh(nodes, relays, 5);
     assert_eq!(sim.nodes[0].ep.router().advert_count(), nodes - 1);
     sim.crash(0);
     sim.run_for(Duration::from_secs(30));
@@ -387,9 +392,7 @@ fn a_stub_takes_a_restarted_relay_back_only_after_its_hold_down() {
     // other relay. When the first starts again it holds no link state yet;
     // the stub goes back to it only once its link is out of hold-down.
     let (relays, nodes) = (6, 60);
-    let impair = harness::scale::Impairment::default();
-    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 7, impair).unwrap();
-    sim.run_for(Duration::from_secs(20));
+    let (mut sim, links) = settled_stub_mesh(nodes, relays, 7);
     let stub = relays;
     let mine: Vec<usize> = (links.iter())
         .filter(|&&(a, b, _)| b == stub && a < relays)
@@ -442,9 +445,7 @@ fn a_stub_leaves_a_relay_cut_off_from_every_other_relay() {
     // stubs: a stub on it and on another relay sends through the other,
     // nearer or not.
     let (relays, nodes) = (6, 60);
-    let impair = harness::scale::Impairment::default();
-    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 7, impair).unwrap();
-    sim.run_for(Duration::from_secs(20));
+    let (mut sim, links) = settled_stub_mesh(nodes, relays, 7);
     let ids: Vec<NodeId> = (0..nodes).map(|n| sim.nodes[n].ep.node_id()).collect();
     let relays_of = |n: usize| -> Vec<usize> {
         (links.iter())
@@ -542,9 +543,7 @@ fn a_node_back_from_isolation_gets_what_changed_and_not_what_it_held() {
 #[test]
 fn a_stub_back_on_a_relay_is_not_sent_the_relays_adverts_again() {
     let (relays, nodes) = (20, 200);
-    let impair = harness::scale::Impairment::default();
-    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 3, impair).unwrap();
-    sim.run_for(Duration::from_secs(20));
+    let (mut sim, links) = settled_stub_mesh(nodes, relays, 3);
     let (r, s, _) = *(links.iter())
         .find(|(a, b, _)| *a < relays && *b >= relays)
         .unwrap();

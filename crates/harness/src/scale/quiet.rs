@@ -87,10 +87,11 @@ pub(super) fn quiet_sender(sim: &Sim, relays: usize, i: usize, start: &QuietStar
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| (k.to_string(), n as f64 / secs))
         .collect();
-    let mut rates: Vec<(NodeId, f64)> = (sent_to(sim, i).into_iter())
-        .map(|(id, n)| {
-            let b = start.sent[i].get(&id).copied().unwrap_or(0);
-            (id, (n - b) as f64 / secs)
+    let peers = sim.nodes[i].ep.peers(sim.now);
+    let mut rates: Vec<(NodeId, f64)> = (peers.iter())
+        .map(|p| {
+            let b = start.sent[i].get(&p.node_id).copied().unwrap_or(0);
+            (p.node_id, (p.stats.tx_bytes - b) as f64 / secs)
         })
         .collect();
     rates.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -99,7 +100,6 @@ pub(super) fn quiet_sender(sim: &Sim, relays: usize, i: usize, start: &QuietStar
     let index: HashMap<NodeId, usize> = (sim.nodes.iter().enumerate())
         .map(|(n, node)| (node.ep.node_id(), n))
         .collect();
-    let peers = sim.nodes[i].ep.peers(sim.now);
     let (mut top_receivers, mut top_receiver_links) = (Vec::new(), Vec::new());
     for (id, rate) in rates.into_iter().take(5) {
         let Some(&n) = index.get(&id) else { continue };
@@ -113,11 +113,11 @@ pub(super) fn quiet_sender(sim: &Sim, relays: usize, i: usize, start: &QuietStar
     }
     let mut links_down = Vec::new();
     for (n, node) in sim.nodes.iter().enumerate() {
-        let index: HashMap<_, _> = node.peers.iter().map(|(k, p)| (*p, *k)).collect();
         for (t, e) in &node.events {
             if let proto::endpoint::Event::LinkChanged { peer, up: false } = e {
                 if *t >= start.at {
-                    links_down.extend(index.get(peer).map(|k| (n, *k)));
+                    let k = node.peers.iter().find(|(_, p)| *p == peer);
+                    links_down.extend(k.map(|(k, _)| (n, *k)));
                 }
             }
         }
