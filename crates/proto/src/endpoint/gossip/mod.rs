@@ -816,11 +816,24 @@ impl Gossip {
                 if !refresh && !topology && !self.first_rtt(cx.peers, now) {
                     self.last_cost_news = Some(now);
                 }
+                // A relay's change of its links to stubs goes to relaying
+                // neighbours only, as it passes on other relays' (its stubs
+                // need backbone changes only, and a stub link that flapped
+                // cost three ~1 kB adverts to each of its ~60 stubs); its
+                // refresh still goes to all, so its stubs' copy never falls
+                // more than a refresh behind. A stub owed an earlier change
+                // gets this advert in its place (`retransmit`).
+                let to_stubs = refresh
+                    || draft.stub
+                    || (self.last_advert.as_ref())
+                        .is_none_or(|a| news::for_stubs(a, &draft, |n| self.router.is_stub(n)));
                 self.last_originated = Some(now);
                 let advert = self.sign(cx.local, draft);
                 self.originated(cx.peers, now, advert.clone());
                 for id in cx.peers.ids().collect::<Vec<_>>() {
-                    if cx.peers[id].health.is_some() {
+                    let q = &cx.peers[id];
+                    let stub = self.router.advert(q.node_id).is_some_and(|a| a.stub);
+                    if q.health.is_some() && (to_stubs || !stub) {
                         Self::send_advert(&mut self.flooding, cx, now, id, &advert);
                     }
                 }
