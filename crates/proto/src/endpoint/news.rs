@@ -3,12 +3,14 @@
 //! received adverts are refreshes (the same links and roles as the one
 //! they replace), which changes stubs need (those of the backbone: links
 //! between relays, and roles), and how a node costs its own advertised
-//! links (as its advert says, like every other node does).
+//! links (as its advert says, like every other node does), and since which
+//! advert of each origin a stub's view of it has not changed.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
-use crate::route::{OwnLink, RouteConfig};
+use crate::route::{Ids, OwnLink, RouteConfig};
 use crate::wire::NodeId;
 
 /// An advert is originated for moved link costs alone at most this often:
@@ -74,6 +76,55 @@ pub(super) fn same_topology(a: &Advert, b: &Advert) -> bool {
 /// bytes (docs/decisions/stub-link-changes-stay-among-relays.md).
 pub(super) fn for_stubs(held: &Advert, new: &Advert, is_stub: impl Fn(NodeId) -> bool) -> bool {
     !same_links(held, new, |n| !is_stub(n))
+}
+
+/// Per origin, the sequence number of the first advert held with the links
+/// a stub needs ([`for_stubs`]) of the one held now: a stub holding any
+/// advert of that origin numbered at least this has what it needs of it
+/// (relays' refreshes and stub-link changes do not go to stubs, so a
+/// stub's copy is older than a relay's, and answering a stub's sync by
+/// sequence number alone sent it every relay's advert again after each
+/// flap of one of its links).
+///
+/// Only the adverts this node held are compared: one it never held (it
+/// went straight from A to C, the B between lost on every path to it) may
+/// differ from both, and a stub holding B is then not sent C. That needs
+/// every copy of B to this node lost before C replaced it; the stub then
+/// keeps B's view of that relay until the relay's next change reaches it.
+#[derive(Debug, Default)]
+pub(super) struct StubViews {
+    since: HashMap<NodeId, u64, Ids>,
+}
+
+impl StubViews {
+    /// What [`StubViews::set`] takes when `new` replaces `held` (`None`:
+    /// the first of its origin held).
+    pub fn after(
+        &self,
+        held: Option<&Advert>,
+        new: &Advert,
+        is_stub: impl Fn(NodeId) -> bool,
+    ) -> u64 {
+        held.filter(|h| !for_stubs(h, new, is_stub))
+            .and_then(|h| self.since.get(&h.origin).copied())
+            .unwrap_or(new.seq)
+    }
+
+    /// `origin`'s advert was replaced; `since` from [`StubViews::after`].
+    pub fn set(&mut self, origin: NodeId, since: u64) {
+        self.since.insert(origin, since);
+    }
+
+    /// Whether a stub holding `origin`'s advert numbered `seq` has what it
+    /// needs of `current`, that origin's advert held here.
+    pub fn holds(&self, current: &Advert, seq: u64) -> bool {
+        seq >= current.seq || self.since.get(&current.origin).is_some_and(|s| seq >= *s)
+    }
+
+    /// Forgets origins `keep` says no.
+    pub fn retain(&mut self, keep: impl Fn(NodeId) -> bool) {
+        self.since.retain(|n, _| keep(*n));
+    }
 }
 
 /// Whether `a` and `b` have the same flags and the same links (neighbour
@@ -185,6 +236,41 @@ mod tests {
             (99, 1, false),
         ]);
         assert!(for_stubs(&held, &unknown, |n| n.0 >= 10 && n.0 < 99));
+    }
+
+    #[test]
+    fn a_stubs_view_holds_until_a_backbone_change() {
+        let is_stub = |n: NodeId| n.0 >= 10;
+        let numbered = |seq: u64, links: &[(u64, u32, bool)]| Advert {
+            seq,
+            ..advert(links)
+        };
+        let mut views = StubViews::default();
+        let first = numbered(5, &[(2, 1_000, false), (10, 500, false)]);
+        views.set(first.origin, views.after(None, &first, is_stub));
+        // A refresh and a stub-link change keep the view of seq 5.
+        let refresh = numbered(6, &[(2, 1_200, false), (10, 500, false)]);
+        views.set(first.origin, views.after(Some(&first), &refresh, is_stub));
+        let stub_gone = numbered(7, &[(2, 1_200, false)]);
+        views.set(
+            first.origin,
+            views.after(Some(&refresh), &stub_gone, is_stub),
+        );
+        assert!(views.holds(&stub_gone, 5));
+        assert!(!views.holds(&stub_gone, 4));
+        // A backbone change starts a new view.
+        let cut = numbered(8, &[(3, 1_000, false)]);
+        views.set(first.origin, views.after(Some(&stub_gone), &cut, is_stub));
+        assert!(!views.holds(&cut, 7));
+        assert!(views.holds(&cut, 8));
+        // An origin not tracked: the same advert or a newer one only.
+        let other = Advert {
+            origin: NodeId(2),
+            ..cut.clone()
+        };
+        assert!(!views.holds(&other, 7) && views.holds(&other, 8));
+        views.retain(|n| n != first.origin);
+        assert!(!views.holds(&cut, 7));
     }
 
     #[test]

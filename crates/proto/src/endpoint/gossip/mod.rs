@@ -13,12 +13,14 @@
 //! (`super::flooding`), and a neighbour that sends an older advert than we
 //! hold gets ours back, so a lost datagram costs a retransmission timeout,
 //! not the origin's next refresh. Own adverts are drafted and timed in
-//! `origination.rs`; route changes move peers onto relays and back
+//! `origination.rs`; syncs, acknowledgements and retransmission are in
+//! `sync.rs`; route changes move peers onto relays and back
 //! (`Peer::via`) in `paths.rs`.
 
 mod checks;
 mod origination;
 mod paths;
+mod sync;
 
 pub use checks::{CheckPlan, Checked, CHECK_BATCH};
 
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cert::Certificate;
-use crate::control::{Ack, Advert, Control, Summary, MAX_ACK_ENTRIES};
+use crate::control::{Advert, Control};
 use crate::route::Router;
 use crate::store::SharedStore;
 use crate::wire::NodeId;
@@ -108,6 +110,9 @@ pub(crate) struct Gossip {
     flooding: Flooding,
     /// Signature checks waiting for the driver (deferred checks only).
     checks: checks::Queue,
+    /// Since which advert a stub's view of each origin (ours included) is
+    /// unchanged: what a stub's sync request is answered by.
+    stub_views: news::StubViews,
 }
 
 impl Gossip {
@@ -137,6 +142,7 @@ impl Gossip {
             parked: BTreeMap::new(),
             flooding: Flooding::default(),
             checks: checks::Queue::default(),
+            stub_views: news::StubViews::default(),
         }
     }
 
@@ -277,93 +283,6 @@ impl Gossip {
     fn rto(flooding: &Flooding, cx: &Cx<'_>, peer: PeerId) -> Duration {
         let rtt = cx.peers[peer].health.as_ref().and_then(|h| h.srtt());
         flooding.rto_to(peer, rtt)
-    }
-
-    /// Our advert and a request for everything a neighbour holds: a session
-    /// with it just became usable for the first time, or after its link was
-    /// down. Both are sent again until acknowledged.
-    ///
-    /// The request follows a summary of what we hold (what the neighbour
-    /// would send us: a stub holds relays' adverts only), so that its
-    /// answer is what we lack; only to a neighbour whose advert we hold
-    /// and which relays: a stub answers with its own advert alone, and a
-    /// neighbour we hold no advert of is new to the mesh (or a stub we
-    /// have not heard of yet) and holds little a summary would save.
-    ///
-    /// What is in flight to and from the neighbour stays: a link that went
-    /// down forgot it then, and what is there now may be the answer to
-    /// the neighbour's own sync request, which reached us first (forgotten,
-    /// its acknowledgement never went and the repeated request was
-    /// answered with a second dump).
-    pub fn send_sync(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
-        let own = self.current_advert(cx.local, cx.peers, now);
-        Self::send_advert(&mut self.flooding, cx, now, peer, &own);
-        let node = cx.peers[peer].node_id;
-        if self.router.advert(node).is_some_and(|a| !a.stub) {
-            let held: Vec<(NodeId, u64)> = (self.router.adverts())
-                .filter(|a| a.origin != cx.local.node_id)
-                .map(|a| (a.origin, a.seq))
-                .collect();
-            for part in held.chunks(MAX_ACK_ENTRIES) {
-                let entries = part.to_vec();
-                Self::send_counted(
-                    cx,
-                    now,
-                    peer,
-                    &Control::LinkStateSummary(Summary { entries }),
-                );
-            }
-        }
-        if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
-            let rto = Self::rto(&self.flooding, cx, peer);
-            self.flooding.sync_sent(peer, now, rto);
-        }
-    }
-
-    /// An acknowledgement from neighbour `peer`.
-    pub fn on_ack(&mut self, now: Instant, peer: PeerId, ack: &Ack) {
-        self.flooding.on_ack(peer, ack, now);
-    }
-
-    /// Queues an acknowledgement to `peer` (sending a full message at once).
-    fn acknowledge(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId, advert: &Advert) {
-        if let Some(ack) = self.flooding.owe(peer, advert.origin, advert.seq, now) {
-            Self::send_counted(cx, now, peer, &Control::LinkStateAck(ack));
-        }
-    }
-
-    /// A part of neighbour `peer`'s summary, ahead of its sync request.
-    pub fn on_summary(&mut self, now: Instant, peer: PeerId, summary: &Summary) {
-        self.flooding.on_summary(peer, &summary.entries, now);
-    }
-
-    /// A neighbour asks for everything we hold: our advert and the ones we
-    /// hold (a stub needs only those of nodes that relay) but those its
-    /// summary lists at the same or a higher sequence number. A repeat of
-    /// a request just answered is only acknowledged.
-    pub fn on_sync_request(&mut self, cx: &mut Cx<'_>, now: Instant, peer: PeerId) {
-        if !self.flooding.owe_sync(peer, now) {
-            return;
-        }
-        let has = self.flooding.take_summary(peer, now);
-        let own = self.current_advert(cx.local, cx.peers, now);
-        let node = cx.peers[peer].node_id;
-        let to_stub = self.router.is_stub(node);
-        // A stub answers with its own advert alone: it floods nothing, and
-        // the relays' adverts it holds are the ones its relays sent it
-        // (refreshes left out), older than the relay's own.
-        let relay = cx.local.config.relay;
-        let held: Vec<Advert> = self
-            .router
-            .adverts()
-            .filter(|a| relay && !(to_stub && a.stub) && a.origin != node)
-            .cloned()
-            .collect();
-        for a in std::iter::once(own).chain(held) {
-            if has.get(&a.origin).is_none_or(|seq| *seq < a.seq) {
-                Self::send_advert(&mut self.flooding, cx, now, peer, &a);
-            }
-        }
     }
 
     /// A neighbour asks for the certificate of `node` (ours, or an origin's
@@ -645,9 +564,11 @@ impl Gossip {
                 .collect(),
             _ => Vec::new(),
         };
+        let view = (self.stub_views).after(held, &advert, |n| self.router.is_stub(n));
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }
+        self.stub_views.set(advert.origin, view);
         // A neighbour of ours that another node stopped listing is probed
         // now: the first of its neighbours to notice it gone tells the
         // others within a flood, instead of each waiting for its own next
@@ -788,6 +709,8 @@ impl Gossip {
                     || cx.peers.by_node(*id).is_some()
                     || self.checks.has_advert(*id)
             });
+            let (router, me) = (&self.router, cx.local.node_id);
+            (self.stub_views).retain(|id| id == me || router.advert(id).is_some());
             self.recompute_routes(cx, now, false);
             // A link's hold-down ending changes our advert with no event
             // of its own; so might anything a trigger missed, and a link
@@ -829,6 +752,10 @@ impl Gossip {
                         .is_none_or(|a| news::for_stubs(a, &draft, |n| self.router.is_stub(n)));
                 self.last_originated = Some(now);
                 let advert = self.sign(cx.local, draft);
+                let view = (self.stub_views).after(self.last_advert.as_ref(), &advert, |n| {
+                    self.router.is_stub(n)
+                });
+                self.stub_views.set(advert.origin, view);
                 self.originated(cx.peers, now, advert.clone());
                 for id in cx.peers.ids().collect::<Vec<_>>() {
                     let q = &cx.peers[id];
@@ -839,47 +766,6 @@ impl Gossip {
                 }
                 let interval = cx.local.config.advert_interval;
                 self.refresh_at = Some(now + self.advert_refresh(interval));
-            }
-        }
-    }
-
-    /// Sends what the flooding lists say is due: acknowledgements, adverts
-    /// not acknowledged in time (unless a newer one replaced them, or we
-    /// hold them no longer), sync requests.
-    fn retransmit(&mut self, cx: &mut Cx<'_>, now: Instant) {
-        let due = self.flooding.due(now);
-        for (peer, ack) in due.acks {
-            if cx.peers.checked(peer).is_some() {
-                Self::send_counted(cx, now, peer, &Control::LinkStateAck(ack));
-            }
-        }
-        for (peer, origin, seq) in due.adverts {
-            let advert = if origin == cx.local.node_id {
-                self.last_advert.as_ref()
-            } else {
-                self.router.advert(origin)
-            };
-            let advert = advert.filter(|a| a.seq >= seq).cloned();
-            match (advert, cx.peers.checked(peer)) {
-                (Some(a), Some(_)) if a.seq == seq => {
-                    let msg = Control::LinkState(a);
-                    if Self::send_counted(cx, now, peer, &msg) {
-                        cx.out.stats.adverts_retransmitted += 1;
-                    }
-                }
-                // A refresh replaced a change a stub has not acknowledged,
-                // and refreshes do not go to stubs: the refresh carries the
-                // change.
-                (Some(a), Some(_)) if self.to_stub(cx.peers[peer].node_id) => {
-                    Self::send_advert(&mut self.flooding, cx, now, peer, &a);
-                    cx.out.stats.adverts_retransmitted += 1;
-                }
-                _ => self.flooding.heard(peer, origin, seq),
-            }
-        }
-        for peer in due.syncs {
-            if cx.peers.checked(peer).is_some() {
-                Self::send_counted(cx, now, peer, &Control::SyncRequest);
             }
         }
     }
