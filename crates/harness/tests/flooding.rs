@@ -583,3 +583,32 @@ fn a_stub_back_on_a_relay_is_not_sent_the_relays_adverts_again() {
     // The relay's own advert comes with its sync request.
     assert!(renewed <= 1, "{renewed} relays' adverts sent again");
 }
+
+/// Two relays' link flaps on paths with 2 ms of jitter: each end's sync
+/// request follows its summary (16 parts here), and is answered with what
+/// changed, not with the adverts of the summary's parts it overtook
+/// (sent together, ~350 adverts the other end held came back).
+#[test]
+fn after_a_backbone_flap_on_a_jittered_path_the_sync_sends_what_changed() {
+    let (relays, nodes) = (20, 400);
+    let impair = harness::scale::Impairment {
+        jitter: Duration::from_millis(2),
+        ..Default::default()
+    };
+    let (mut sim, links) = harness::scale::impaired_mesh(nodes, relays, 4, 3, impair).unwrap();
+    sim.run_for(Duration::from_secs(20));
+    let (u, v, _) = *(links.iter())
+        .find(|(a, b, _)| *a < relays && *b < relays)
+        .unwrap();
+    let duplicates = |sim: &Sim, n: usize| sim.nodes[n].ep.stats().adverts_duplicate;
+    let before = [duplicates(&sim, u), duplicates(&sim, v)];
+    sim.cut(u, v);
+    sim.run_for(Duration::from_secs(3));
+    sim.heal(u, v);
+    sim.run_for(Duration::from_secs(17));
+    for (n, b) in [u, v].into_iter().zip(before) {
+        let got = duplicates(&sim, n) - b;
+        assert!(got < 30, "node {n} received {got} adverts it held");
+        assert_eq!(sim.nodes[n].ep.router().advert_count(), nodes - 1);
+    }
+}

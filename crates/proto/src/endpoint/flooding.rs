@@ -185,6 +185,17 @@ impl Flooding {
         self.schedule_pass(p.due);
     }
 
+    /// Our sync request goes to `peer` at `at` (by [`Flooding::due`]), then
+    /// again until acknowledged.
+    pub fn sync_at(&mut self, peer: PeerId, at: Instant, rto: Duration) {
+        let p = Pending {
+            due: at,
+            ..Pending::new(0, at, rto)
+        };
+        self.syncs.insert(peer, p);
+        self.schedule_pass(at);
+    }
+
     /// `peer` has the advert `origin`/`seq` (or a newer one of `origin`).
     pub fn heard(&mut self, peer: PeerId, origin: NodeId, seq: u64) {
         if let Some(list) = self.unacked.get_mut(&peer) {
@@ -599,6 +610,14 @@ mod tests {
             t0,
         );
         assert_eq!(f.unacked_count(), 0);
+        // One planned behind a summary goes when it is due, not before,
+        // and is repeated until acknowledged.
+        let lead = Duration::from_millis(20);
+        f.sync_at(peer(4), t0 + lead, rto);
+        assert!(f.due(t0).syncs.is_empty());
+        assert_eq!(f.due(t0 + lead).syncs, vec![peer(4)]);
+        assert!(f.due(t0 + lead + rto).syncs.is_empty());
+        assert_eq!(f.due(t0 + lead + 2 * rto).syncs, vec![peer(4)]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! summary lists), acknowledgements, and adverts sent again until they
 //! are acknowledged (`endpoint::flooding` keeps the lists).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::control::{Ack, Advert, Control, Summary, MAX_ACK_ENTRIES};
 use crate::wire::NodeId;
@@ -11,6 +11,10 @@ use crate::wire::NodeId;
 use super::super::api::PeerId;
 use super::super::net::Cx;
 use super::Gossip;
+
+/// A sync request follows its summary by this much (see
+/// [`Gossip::send_sync`]).
+pub(super) const SUMMARY_LEAD: Duration = Duration::from_millis(20);
 
 impl Gossip {
     /// Our advert and a request for everything a neighbour holds: a session
@@ -33,6 +37,7 @@ impl Gossip {
         let own = self.current_advert(cx.local, cx.peers, now);
         Self::send_advert(&mut self.flooding, cx, now, peer, &own);
         let node = cx.peers[peer].node_id;
+        let rto = Self::rto(&self.flooding, cx, peer);
         if self.router.advert(node).is_some_and(|a| !a.stub) {
             let held: Vec<(NodeId, u64)> = (self.router.adverts())
                 .filter(|a| a.origin != cx.local.node_id)
@@ -47,9 +52,12 @@ impl Gossip {
                     &Control::LinkStateSummary(Summary { entries }),
                 );
             }
-        }
-        if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
-            let rto = Self::rto(&self.flooding, cx, peer);
+            // The request goes [`SUMMARY_LEAD`] behind the summary: sent
+            // together, a path that reorders datagrams by a few
+            // milliseconds delivered it ahead of the summary's last parts,
+            // and the answer held every advert those parts listed.
+            self.flooding.sync_at(peer, now + SUMMARY_LEAD, rto);
+        } else if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
             self.flooding.sync_sent(peer, now, rto);
         }
     }
