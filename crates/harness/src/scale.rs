@@ -40,8 +40,10 @@ use serde::{Deserialize, Serialize};
 use crate::sim::Sim;
 
 mod charts;
+mod flap;
 mod quiet;
 pub use charts::charts;
+pub use flap::{FlapCost, FLAP_OUTAGE, FLAP_WINDOW};
 pub use quiet::QuietSender;
 use quiet::{quiet_sender, QuietStart};
 
@@ -152,6 +154,19 @@ pub struct ScaleReport {
     /// ...and detection to 99 % of nodes no longer routing over it, ms.
     #[serde(default)]
     pub data_cut_convergence_ms: Option<f64>,
+    /// A link between a relay and a stub flapping once: control bytes of
+    /// the next [`FLAP_WINDOW`] (`None` without stubs, or in reports from
+    /// before it was measured).
+    #[serde(default)]
+    pub stub_flap: Option<FlapCost>,
+    /// ...and a link between two relays.
+    #[serde(default)]
+    pub backbone_flap: Option<FlapCost>,
+    /// Link-down events (an end seeing its link down) in the steady window
+    /// of at least 30 s, where no link was cut: false failures, from loss
+    /// alone (`None` in reports from before it was counted).
+    #[serde(default)]
+    pub steady_link_downs: Option<usize>,
 }
 
 /// How long after the revocation's spread control traffic is counted.
@@ -161,7 +176,7 @@ pub const QUIET_WINDOW: Duration = Duration::from_secs(30);
 /// report (`None`: not reached in the run).
 type Figure = (&'static str, &'static str, fn(&ScaleReport) -> Option<f64>);
 
-const SPREAD_FIGURES: [Figure; 10] = [
+const SPREAD_FIGURES: [Figure; 12] = [
     ("bring-up 99 %", "s", |r| Some(r.bring_up_secs)),
     ("bring-up 100 %", "s", |r| r.bring_up_all_secs),
     ("detection", "ms", |r| Some(r.detection_ms)),
@@ -180,6 +195,12 @@ const SPREAD_FIGURES: [Figure; 10] = [
         Some(r.relay_budget_wire_bytes_per_sec_max)
     }),
     ("revocation spread", "ms", |r| Some(r.revocation_spread_ms)),
+    ("stub-link flap, busiest relay", "kB", |r| {
+        r.stub_flap.as_ref().map(|f| f.relay_bytes_max / 1e3)
+    }),
+    ("backbone flap, busiest relay", "kB", |r| {
+        r.backbone_flap.as_ref().map(|f| f.relay_bytes_max / 1e3)
+    }),
 ];
 
 /// One line per figure over runs of one shape and size with different
@@ -452,14 +473,19 @@ pub fn run(
     // skipped.
     let window = steady.max(Duration::from_secs(30));
     let before = totals(&sim);
+    let window_start = sim.now;
     let end = sim.now + window;
     while sim.now < end {
         let slice = (end - sim.now).min(Duration::from_secs(1));
         sim.run_for(slice);
     }
     let after = totals(&sim);
-    let wire_bytes =
-        |bytes: u64, messages: u64| (bytes + messages * (TRANSPORT_OVERHEAD as u64 + 28)) as f64;
+    // Links seen down in the window, by either end: on a lossy underlay,
+    // four probes lost in a row.
+    let steady_link_downs = (sim.nodes.iter())
+        .flat_map(|n| n.events.iter())
+        .filter(|(t, e)| *t >= window_start && matches!(e, Event::LinkChanged { up: false, .. }))
+        .count();
     let per = |x: f64| x / nodes as f64 / window.as_secs_f64();
     let plain = per((after.0 - before.0) as f64);
     let wire = per(wire_bytes(after.0 - before.0, after.1 - before.1));
@@ -616,6 +642,27 @@ pub fn run(
     let budget: Vec<f64> = (relay_rates.iter().zip(quiet_relays))
         .map(|(a, b)| a + b)
         .collect();
+    // One stub link and one backbone link flap, one after the other.
+    let stub_link = (links.iter())
+        .find(|&&(a, b, _)| a < relays && b >= relays && a != victim && b != victim)
+        .map(|&(a, b, _)| (a, b));
+    let backbone_link = (links.get(3 * relays / 4))
+        .filter(|&&(a, b, _)| relays >= 4 && a < relays && b < relays)
+        .map(|&(a, b, _)| (a, b));
+    let mut flap_of = |link: Option<(usize, usize)>, what: &str| {
+        let cost = link.map(|(u, v)| flap::flap(&mut sim, relays, u, v));
+        if let Some(c) = &cost {
+            progress(format!(
+                "{what} flap: busiest relay {:.1} kB, mean relay {:.1} kB, busiest stub {:.1} kB",
+                c.relay_bytes_max / 1e3,
+                c.relay_bytes_mean / 1e3,
+                c.stub_bytes_max / 1e3
+            ));
+        }
+        cost
+    };
+    let stub_flap = flap_of(stub_link, "a stub link");
+    let backbone_flap = flap_of(backbone_link, "a backbone link");
     let held = |stubs: bool| {
         sim.nodes
             .iter()
@@ -664,7 +711,16 @@ pub fn run(
         control_quiet_wire_bytes_per_stub_sec_max: max(quiet_stubs),
         relay_budget_wire_bytes_per_sec_max: max(&budget),
         quiet_busiest_relay,
+        stub_flap,
+        backbone_flap,
+        steady_link_downs: Some(steady_link_downs),
     })
+}
+
+/// Bytes on the wire of `messages` control messages of `bytes` plaintext
+/// in all: each in a transport packet, in UDP over IPv4.
+fn wire_bytes(bytes: u64, messages: u64) -> f64 {
+    (bytes + messages * (TRANSPORT_OVERHEAD as u64 + 28)) as f64
 }
 
 /// When a watched link cut happened, was first noticed by one of its ends,

@@ -71,7 +71,7 @@ fn seeds_differ_and_the_spread_brackets_the_median() {
         assert!(d < 300.0, "cut of a link carrying data seen after {d} ms");
     }
     let lines = harness::scale::spread(&runs);
-    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert_eq!(lines.len(), 12, "{lines:?}");
     let conv = lines
         .iter()
         .find(|l| l.starts_with("convergence 99 %"))
