@@ -25,7 +25,10 @@
 //!   every 10 ms (probed every 37.5–50 ms, as any link carrying data);
 //! - **revocation**: one node's certificate is revoked by a list pushed at
 //!   node 0; the time until every other node holds the list, and until
-//!   every neighbour of the revoked node has torn its session down.
+//!   every neighbour of the revoked node has torn its session down;
+//! - **flaps**: after a quiet window, one relay–stub link and then one
+//!   relay–relay link are cut for 3 s and healed; every node's control
+//!   bytes over the 20 s from each cut (`flap.rs`).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -42,10 +45,12 @@ use crate::sim::Sim;
 mod charts;
 mod flap;
 mod quiet;
+mod spread;
 pub use charts::charts;
 pub use flap::{FlapCost, FLAP_OUTAGE, FLAP_WINDOW};
 pub use quiet::QuietSender;
 use quiet::{quiet_sender, QuietStart};
+pub use spread::spread;
 
 /// Results of one scale run (all times virtual).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -171,62 +176,6 @@ pub struct ScaleReport {
 
 /// How long after the revocation's spread control traffic is counted.
 pub const QUIET_WINDOW: Duration = Duration::from_secs(30);
-
-/// The figures [`spread`] summarises: name, unit, and how to read it from a
-/// report (`None`: not reached in the run).
-type Figure = (&'static str, &'static str, fn(&ScaleReport) -> Option<f64>);
-
-const SPREAD_FIGURES: [Figure; 12] = [
-    ("bring-up 99 %", "s", |r| Some(r.bring_up_secs)),
-    ("bring-up 100 %", "s", |r| r.bring_up_all_secs),
-    ("detection", "ms", |r| Some(r.detection_ms)),
-    ("convergence 99 %", "ms", |r| Some(r.convergence_ms)),
-    ("convergence 100 %", "ms", |r| r.convergence_all_ms),
-    ("detection, link carrying data", "ms", |r| {
-        r.data_cut_detection_ms
-    }),
-    ("convergence 99 %, link carrying data", "ms", |r| {
-        r.data_cut_convergence_ms
-    }),
-    ("relay gossip max", "B/s", |r| {
-        Some(r.gossip_refresh_wire_bytes_per_relay_sec_max)
-    }),
-    ("relay budget max", "B/s", |r| {
-        Some(r.relay_budget_wire_bytes_per_sec_max)
-    }),
-    ("revocation spread", "ms", |r| Some(r.revocation_spread_ms)),
-    ("stub-link flap, busiest relay", "kB", |r| {
-        r.stub_flap.as_ref().map(|f| f.relay_bytes_max / 1e3)
-    }),
-    ("backbone flap, busiest relay", "kB", |r| {
-        r.backbone_flap.as_ref().map(|f| f.relay_bytes_max / 1e3)
-    }),
-];
-
-/// One line per figure over runs of one shape and size with different
-/// seeds: median [min–max], and how many runs never reached it.
-pub fn spread(reports: &[ScaleReport]) -> Vec<String> {
-    SPREAD_FIGURES
-        .iter()
-        .map(|(name, unit, get)| {
-            let mut v: Vec<f64> = reports.iter().filter_map(get).collect();
-            let missing = reports.len() - v.len();
-            v.sort_by(f64::total_cmp);
-            let never = if missing > 0 {
-                format!(", not reached in {missing}")
-            } else {
-                String::new()
-            };
-            match (v.first(), v.last()) {
-                (Some(lo), Some(hi)) => format!(
-                    "{name}: {:.1} {unit} [{lo:.1}–{hi:.1}]{never}",
-                    v[(v.len() - 1) / 2]
-                ),
-                _ => format!("{name}: never reached{never}"),
-            }
-        })
-        .collect()
-}
 
 /// What every link of a scale run does to the datagrams it carries.
 #[derive(Debug, Clone, Copy, Default)]
