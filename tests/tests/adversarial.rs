@@ -338,6 +338,12 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     let harness = meshd_tests::binary("mesh-harness");
     let dir = mesh.dir.clone();
     let to = format!("{}:51820", mesh.hosts[0].underlay);
+    let completed = |m: &Mesh| {
+        json(m, 0, "status")["handshakes-completed"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = completed(&mesh);
     let load = mesh.exec(
         1,
         &[
@@ -355,8 +361,13 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
         ],
     );
     assert!(load.status.success(), "{load:?}");
+    // Every identity got a session with h0. (Not every one need still be
+    // in the table: on a loaded host the load can outlast the 60 s after
+    // which its first identities are removed.)
     let count = |m: &Mesh| json(m, 0, "peers").as_array().unwrap().len();
-    assert_eq!(count(&mesh), 201, "h1 and the 200 identities");
+    let sessions = completed(&mesh) - before;
+    assert!(sessions >= 200, "h0 completed {sessions} handshakes");
+    assert!(count(&mesh) > 1, "the identities were never in the table");
     // Gone for 60 s (and the next look, every 10 s), they are removed: the
     // table is back to its size, and the configured peer still works.
     wait_for("h0's peer table back to 1", Duration::from_secs(90), || {
