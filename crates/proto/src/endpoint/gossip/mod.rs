@@ -759,8 +759,7 @@ impl Gossip {
                 self.originated(cx.peers, now, advert.clone());
                 for id in cx.peers.ids().collect::<Vec<_>>() {
                     let q = &cx.peers[id];
-                    let stub = self.router.advert(q.node_id).is_some_and(|a| a.stub);
-                    if q.health.is_some() && (to_stubs || !stub) {
+                    if q.health.is_some() && (to_stubs || !self.router.is_stub(q.node_id)) {
                         Self::send_advert(&mut self.flooding, cx, now, id, &advert);
                     }
                 }
