@@ -106,6 +106,35 @@ fn one_way_silence_triggers_a_new_handshake_after_15s() {
     assert_eq!(net.a.ep.stats().initiations_sent, initiations + 1);
 }
 
+/// A node that sends message 1 and vanishes before confirming the session
+/// (its keepalive never comes) is removed like any learned peer: its
+/// unconfirmed session holds nothing. A CA-signed identity could otherwise
+/// leave an entry per certificate in a hub's table until the session's
+/// keys are zeroed minutes later.
+#[test]
+fn a_learned_peer_that_never_confirms_its_session_is_removed() {
+    use proto::endpoint::RETIRE_AFTER;
+    let mut net = Net::new(EndpointConfig::default());
+    let alice_pub = net.restart_b(106);
+    net.send(true, b"hello");
+    // Only A's message 1 arrives; B's answer and everything after is lost.
+    let from_a: Vec<_> = net.wire.drain(..).filter(|(a, _)| *a).collect();
+    for (_, d) in from_a {
+        net.deliver(true, d);
+    }
+    net.wire.clear();
+    net.blackhole = true;
+    assert!(net.b.ep.peer_by_static(&alice_pub).is_some(), "B answered A");
+    assert_eq!(net.b.ep.stats().handshakes_completed, 0);
+    net.advance(RETIRE_AFTER + Duration::from_secs(20));
+    assert!(
+        net.b.ep.peers(net.now).is_empty(),
+        "{:?}",
+        net.b.ep.peers(net.now)
+    );
+    assert_eq!(net.b.ep.stats().peers_removed, 1);
+}
+
 /// A hub learns peers from their handshakes; when one vanishes it stops
 /// probing and re-handshaking with it after RETIRE_AFTER, and removes it,
 /// while a configured peer keeps being tried. The retired peer comes back

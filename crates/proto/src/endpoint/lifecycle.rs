@@ -99,7 +99,7 @@ impl Endpoint {
     pub(super) fn sweep_learned(&mut self, now: Instant) {
         let idle = |p: &peer::Peer| {
             p.learned
-                && !p.sessions.any()
+                && !p.sessions.any_confirmed()
                 && p.pending.is_none()
                 && p.queue.is_empty()
                 && p.health.is_none()

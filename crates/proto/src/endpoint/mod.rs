@@ -114,7 +114,8 @@ pub const RETIRE_AFTER: Duration = Duration::from_secs(60);
 /// chunks crosses in a few round trips, or in 4 retries of 500 ms.
 pub const HANDOVER: Duration = Duration::from_secs(5);
 /// Learned peers are looked at this often, and removed when they hold
-/// nothing (no session, handshake, queue or probed link) and have not
+/// nothing (no confirmed session, handshake, queue or probed link: a
+/// session the initiator never confirmed holds nothing) and have not
 /// completed a handshake for [`RETIRE_AFTER`].
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// A handover ends this long after the peer fetched a bundle's last chunk

@@ -186,6 +186,12 @@ impl SessionSlots {
         self.current.is_some() || self.previous.is_some() || self.next.is_some()
     }
 
+    /// Whether a confirmed session is held (a responder's `next` is not
+    /// one until the initiator's first packet arrives on it).
+    pub fn any_confirmed(&self) -> bool {
+        self.current.is_some() || self.previous.is_some()
+    }
+
     /// Whether a current session exists (usable or not).
     pub fn has_current(&self) -> bool {
         self.current.is_some()
