@@ -74,8 +74,15 @@ pub(super) fn same_topology(a: &Advert, b: &Advert) -> bool {
 /// changes (every stub that crashes or starts changes its relays'
 /// adverts), and a relay passing each one to its ~40 stubs was most of its
 /// bytes (docs/decisions/stub-link-changes-stay-among-relays.md).
+///
+/// A link in hold-down counts as absent: routes keep off it while it
+/// settles, and a stub only picks the relay its traffic goes to first
+/// (which forwards by its own routes). A backbone link that flaps is then
+/// news to stubs when it goes down and when its hold-down ends, not also
+/// when it comes back (a third of a flap's bytes: the news goes to every
+/// stub), and one that keeps failing within its hold-down is news once.
 pub(super) fn for_stubs(held: &Advert, new: &Advert, is_stub: impl Fn(NodeId) -> bool) -> bool {
-    !same_links(held, new, |n| !is_stub(n))
+    !same_links(held, new, |l| !l.settling && !is_stub(l.neighbor))
 }
 
 /// Per origin, the sequence number of the first advert held with the links
@@ -128,11 +135,11 @@ impl StubViews {
 }
 
 /// Whether `a` and `b` have the same flags and the same links (neighbour
-/// and settling flag) among those to neighbours `keep` selects.
-fn same_links(a: &Advert, b: &Advert, keep: impl Fn(NodeId) -> bool) -> bool {
+/// and settling flag) among those `keep` selects.
+fn same_links(a: &Advert, b: &Advert, keep: impl Fn(&LinkEntry) -> bool) -> bool {
     let links = |x: &Advert| {
         let mut v: Vec<(NodeId, bool)> = (x.links.iter())
-            .filter(|l| keep(l.neighbor))
+            .filter(|l| keep(l))
             .map(|l| (l.neighbor, l.settling))
             .collect();
         v.sort_unstable();
@@ -220,14 +227,17 @@ mod tests {
         let fewer = advert(&[(2, 1_000, false), (3, 1_000, false)]);
         assert!(!for_stubs(&held, &more, is_stub));
         assert!(!for_stubs(&held, &fewer, is_stub));
-        // A relay link goes or settles, or a role changes: for stubs.
+        // A relay link goes, or a role changes: for stubs.
         let cut = advert(&[(2, 1_000, false), (10, 500, false)]);
-        let healing = advert(&[(2, 1_000, false), (3, 1_000, true), (10, 500, false)]);
         let mut no_transit = held.clone();
         no_transit.no_transit = true;
         assert!(for_stubs(&held, &cut, is_stub));
-        assert!(for_stubs(&held, &healing, is_stub));
         assert!(for_stubs(&held, &no_transit, is_stub));
+        // It comes back in hold-down: not yet (still absent to stubs); its
+        // hold-down ends: for stubs.
+        let healing = advert(&[(2, 1_000, false), (3, 1_000, true), (10, 500, false)]);
+        assert!(!for_stubs(&cut, &healing, is_stub));
+        assert!(for_stubs(&healing, &held, is_stub));
         // A neighbour nobody knows is a relay till its advert says not.
         let unknown = advert(&[
             (2, 1_000, false),
