@@ -266,14 +266,15 @@ impl Flooding {
 
     /// We owe `peer` word that its sync request arrived. True if the
     /// request is to be answered with a dump (not a repeat of one answered
-    /// moments ago).
+    /// moments ago). A request that a new summary preceded is a new one
+    /// (a stub syncing with a relay newly designated for it, moments after
+    /// its link came up): a request sent again carries no summary.
     pub fn owe_sync(&mut self, peer: PeerId, now: Instant) -> bool {
         self.owed.entry(peer).or_default().sync = true;
         self.ack_soon(now);
-        let repeat = self
-            .dumped
-            .get(&peer)
-            .is_some_and(|t| now.saturating_duration_since(*t) < SYNC_REPEAT);
+        let repeat = !self.summaries.contains_key(&peer)
+            && (self.dumped.get(&peer))
+                .is_some_and(|t| now.saturating_duration_since(*t) < SYNC_REPEAT);
         if !repeat {
             self.dumped.insert(peer, now);
         }
@@ -586,6 +587,12 @@ mod tests {
         assert!(f.owe(peer(1), NodeId(100), 1, t0).is_none());
         assert!(f.owe_sync(peer(2), t0), "a first sync request is answered");
         assert!(!f.owe_sync(peer(2), t0), "its repeat only acknowledged");
+        // A new summary first: a new request, answered.
+        let t1 = t0 + Duration::from_secs(1);
+        f.on_summary(peer(2), &[(NodeId(7), 3)], t1);
+        assert!(f.owe_sync(peer(2), t1), "a request after a new summary");
+        assert_eq!(f.take_summary(peer(2), t1).get(&NodeId(7)), Some(&3));
+        assert!(!f.owe_sync(peer(2), t1), "and its repeat only acknowledged");
         assert!(f.due(t0).acks.is_empty(), "held for the delay");
         let mut acks = f.due(t0 + ACK_DELAY).acks;
         acks.sort_by_key(|(p, _)| *p);
