@@ -548,6 +548,11 @@ pub fn render(
             s.suspicions,
         ),
         (
+            "meshd_stub_catch_ups_total",
+            "Syncs this stub sent to a relay that became its designated one (the relay that passes it other relays' changes).",
+            s.stub_catch_ups,
+        ),
+        (
             "meshd_relayed_packets_total",
             "Datagrams forwarded as a relay for other nodes.",
             s.relayed_packets,

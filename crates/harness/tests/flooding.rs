@@ -612,3 +612,40 @@ fn after_a_backbone_flap_on_a_jittered_path_the_sync_sends_what_changed() {
         assert_eq!(sim.nodes[n].ep.router().advert_count(), nodes - 1);
     }
 }
+
+/// A change stubs need reaches each stub from one of its relays (the one
+/// its advert designates), a link that went from every one: a backbone
+/// flap (down; back in hold-down, no news to stubs; hold-down over) sends
+/// each stub the two ends' adverts from both its relays once, and from one
+/// relay once more. From both relays both times, stubs received ~4
+/// adverts they held each; designated, ~2.
+#[test]
+fn a_stub_hears_a_backbone_link_back_from_its_designated_relay_alone() {
+    let (relays, nodes) = (10, 200);
+    let (mut sim, links) = settled_stub_mesh(nodes, relays, 4);
+    let (u, v, _) = *(links.iter())
+        .find(|(a, b, _)| *a < relays && *b < relays)
+        .unwrap();
+    let duplicates = |sim: &Sim| -> u64 {
+        (sim.nodes[relays..].iter())
+            .map(|n| n.ep.stats().adverts_duplicate)
+            .sum()
+    };
+    let before = duplicates(&sim);
+    sim.cut(u, v);
+    sim.run_for(Duration::from_secs(3));
+    sim.heal(u, v);
+    sim.run_for(Duration::from_secs(20));
+    let stubs = (nodes - relays) as u64;
+    let got = duplicates(&sim) - before;
+    assert!(got < 3 * stubs, "stubs received {got} adverts they held");
+    // Every stub holds u's advert listing v out of its hold-down.
+    let v_id = sim.nodes[v].ep.node_id();
+    for s in relays..nodes {
+        let a = (sim.nodes[s].ep.router())
+            .advert(sim.nodes[u].ep.node_id())
+            .unwrap();
+        let l = a.links.iter().find(|l| l.neighbor == v_id);
+        assert!(l.is_some_and(|l| !l.settling), "stub {s}: {l:?}");
+    }
+}

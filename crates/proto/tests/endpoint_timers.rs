@@ -124,7 +124,10 @@ fn a_learned_peer_that_never_confirms_its_session_is_removed() {
     }
     net.wire.clear();
     net.blackhole = true;
-    assert!(net.b.ep.peer_by_static(&alice_pub).is_some(), "B answered A");
+    assert!(
+        net.b.ep.peer_by_static(&alice_pub).is_some(),
+        "B answered A"
+    );
     assert_eq!(net.b.ep.stats().handshakes_completed, 0);
     net.advance(RETIRE_AFTER + Duration::from_secs(20));
     assert!(

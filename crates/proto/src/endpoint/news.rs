@@ -85,6 +85,54 @@ pub(super) fn for_stubs(held: &Advert, new: &Advert, is_stub: impl Fn(NodeId) ->
     !same_links(held, new, |l| !l.settling && !is_stub(l.neighbor))
 }
 
+/// The relay that passes a stub the changes it needs of other relays'
+/// adverts ([`for_stubs`]): of the relays the stub's advert lists, the one
+/// ranking first for that stub (rendezvous hashing: stubs spread evenly
+/// over their relays, and a relay that goes moves only the stubs it
+/// served). Each change then reaches a stub once, not from every relay it
+/// has. `None`: the advert lists no node known to relay (every relay
+/// passes on then).
+///
+/// The stub and its relays each compute this from the stub's advert; a
+/// stub whose designated relay changes syncs with the new one
+/// (`Gossip::catch_up`), which covers what neither relay passed on while
+/// they disagreed.
+pub(super) fn designated(stub: &Advert, is_relay: impl Fn(NodeId) -> bool) -> Option<NodeId> {
+    let rank = |relay: NodeId| {
+        let mut h = stub.origin.0 ^ relay.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64's finaliser: every bit of both ids moves the rank.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (h ^ (h >> 31), relay)
+    };
+    (stub.links.iter())
+        .map(|l| l.neighbor)
+        .filter(|&n| is_relay(n))
+        .max_by_key(|&n| rank(n))
+}
+
+/// The neighbours whose link `new` adds, removes or moves in or out of
+/// hold-down, against `held` (every neighbour `new` lists when there is
+/// none).
+pub(super) fn touched(held: Option<&Advert>, new: &Advert) -> Vec<NodeId> {
+    let entries = |a: &Advert| -> Vec<(NodeId, bool)> {
+        a.links.iter().map(|l| (l.neighbor, l.settling)).collect()
+    };
+    let new_links = entries(new);
+    let Some(held) = held else {
+        return new_links.into_iter().map(|(n, _)| n).collect();
+    };
+    let old_links = entries(held);
+    let mut out: Vec<NodeId> = (new_links.iter())
+        .filter(|e| !old_links.contains(e))
+        .chain(old_links.iter().filter(|e| !new_links.contains(e)))
+        .map(|(n, _)| *n)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Per origin, the sequence number of the first advert held with the links
 /// a stub needs ([`for_stubs`]) of the one held now: a stub holding any
 /// advert of that origin numbered at least this has what it needs of it
@@ -188,6 +236,42 @@ mod tests {
                 .collect(),
             signature: [0; 64],
         }
+    }
+
+    #[test]
+    fn each_stub_has_one_designated_relay_and_stubs_spread_over_relays() {
+        let relays = [10u64, 11, 12];
+        let is_relay = |n: NodeId| relays.contains(&n.0);
+        let mut served = [0usize; 3];
+        for s in 100..400u64 {
+            // Its links to relays, in any order, and to another stub.
+            let mut stub = advert(&[(12, 1_000, false), (10, 1_000, true), (11, 1_000, false)]);
+            stub.origin = NodeId(s);
+            stub.stub = true;
+            stub.links.push(LinkEntry {
+                neighbor: NodeId(s + 1_000),
+                rtt_us: 1,
+                loss_permille: 0,
+                settling: false,
+            });
+            let d = designated(&stub, is_relay).unwrap();
+            assert!(relays.contains(&d.0), "{d:?}");
+            stub.links.reverse();
+            assert_eq!(designated(&stub, is_relay), Some(d), "order matters not");
+            served[relays.iter().position(|r| *r == d.0).unwrap()] += 1;
+            // Its designated relay goes: another takes over; the others'
+            // stubs keep theirs.
+            stub.links.retain(|l| l.neighbor != d);
+            let next = designated(&stub, is_relay).unwrap();
+            assert_ne!(next, d);
+            let other = relays.iter().find(|r| **r != d.0 && **r != next.0).unwrap();
+            stub.links.retain(|l| l.neighbor.0 != *other);
+            assert_eq!(designated(&stub, is_relay), Some(next));
+        }
+        assert!(served.iter().all(|&n| (70..130).contains(&n)), "{served:?}");
+        let mut lonely = advert(&[(500, 1_000, false)]);
+        lonely.stub = true;
+        assert_eq!(designated(&lonely, is_relay), None);
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub struct Stats {
     /// Relays suspected: another relay's advert stopped listing them while
     /// theirs still listed it (routes left them for a short hold).
     pub suspicions: u64,
+    /// Syncs a stub sent to a relay that became its designated one (the
+    /// relay that passes it other relays' changes).
+    pub stub_catch_ups: u64,
     /// Probes sent.
     pub probes_sent: u64,
     /// Link-state bytes sent (adverts own, flooded and sent again,

@@ -113,6 +113,10 @@ pub(crate) struct Gossip {
     /// Since which advert a stub's view of each origin (ours included) is
     /// unchanged: what a stub's sync request is answered by.
     stub_views: news::StubViews,
+    /// On a stub: its designated relay as last seen, and the sync with a
+    /// newly designated one, and when ([`Gossip::catch_up`]).
+    designated: Option<NodeId>,
+    catch_up: Option<(NodeId, Instant)>,
 }
 
 impl Gossip {
@@ -125,6 +129,8 @@ impl Gossip {
         Self {
             router,
             change_at: None,
+            designated: None,
+            catch_up: None,
             refresh_at: None,
             advert_seq: 0,
             last_originated: None,
@@ -194,6 +200,7 @@ impl Gossip {
         let timers = [
             self.route_at,
             self.change_at,
+            self.catch_up.map(|(_, at)| at),
             self.refresh_at,
             self.router.suspicion_deadline(),
         ];
@@ -564,6 +571,12 @@ impl Gossip {
                 .collect(),
             _ => Vec::new(),
         };
+        // Neighbours whose link (or its hold-down flag) the advert changes:
+        // a stub whose designated relay is one of them (or the origin)
+        // hears it from each of its relays; so does every stub a link that
+        // went (what routes must leave at once).
+        let touched = news::touched(held, &advert);
+        let bad_news = !withdrawn.is_empty();
         let view = (self.stub_views).after(held, &advert, |n| self.router.is_stub(n));
         if !self.router.handle_advert(now, advert.clone()) {
             return;
@@ -663,6 +676,17 @@ impl Gossip {
                 // stub-link changes under churn
                 // (docs/decisions/stub-link-changes-stay-among-relays.md).
                 if !for_stubs && !relays {
+                    continue;
+                }
+                // A stub gets it from its designated relay alone, unless it
+                // is news of that relay (a relay that failed does not say so
+                // itself, and the stub must hear it from the others as soon
+                // as they do) or a link that went: one lost copy of that
+                // waits out a retransmission where a second copy is there.
+                let me = cx.local.node_id;
+                let relay_news =
+                    |d: NodeId| bad_news || d == me || d == advert.origin || touched.contains(&d);
+                if !relays && !self.designated_of(me, q.node_id).is_none_or(relay_news) {
                     continue;
                 }
                 Self::send_advert(&mut self.flooding, cx, now, id, &advert);
@@ -767,6 +791,16 @@ impl Gossip {
                 self.refresh_at = Some(now + self.advert_refresh(interval));
             }
         }
+        self.catch_up(cx, now);
+    }
+
+    /// `stub`'s designated relay ([`news::designated`]); `None` when we
+    /// cannot tell (its advert is not held, or lists no known relay).
+    fn designated_of(&self, me: NodeId, stub: NodeId) -> Option<NodeId> {
+        let is_relay = |n: NodeId| n == me || self.router.advert(n).is_some_and(|a| !a.stub);
+        (self.router.advert(stub))
+            .filter(|a| a.stub)
+            .and_then(|a| news::designated(a, is_relay))
     }
 
     /// Whether `node` is a stub, or a neighbour whose advert we lack.

@@ -10,11 +10,16 @@ use crate::wire::NodeId;
 
 use super::super::api::PeerId;
 use super::super::net::Cx;
+use super::super::news;
 use super::Gossip;
 
 /// A sync request follows its summary by this much (see
 /// [`Gossip::send_sync`]).
 pub(super) const SUMMARY_LEAD: Duration = Duration::from_millis(20);
+/// A stub syncs with its newly designated relay this long after the advert
+/// that designates it: time for the relay to verify and take that advert,
+/// after which it passes on what the answer could not hold.
+pub(super) const CATCH_UP_DELAY: Duration = Duration::from_secs(1);
 
 impl Gossip {
     /// Our advert and a request for everything a neighbour holds: a session
@@ -59,6 +64,36 @@ impl Gossip {
             self.flooding.sync_at(peer, now + SUMMARY_LEAD, rto);
         } else if Self::send_counted(cx, now, peer, &Control::SyncRequest) {
             self.flooding.sync_sent(peer, now, rto);
+        }
+    }
+
+    /// On a stub: when its designated relay ([`news::designated`]) changes
+    /// (its advert lists other relays, or it learns that a node it links
+    /// to relays), a sync with the new one [`CATCH_UP_DELAY`] later. While
+    /// the stub's relays held different adverts of it, each may have taken
+    /// another for the designated one and passed on nothing; the sync's
+    /// answer holds whatever the new one has that the stub lacks, and the
+    /// relay passes on what comes after.
+    pub(super) fn catch_up(&mut self, cx: &mut Cx<'_>, now: Instant) {
+        if let Some(own) = self.last_advert.as_ref().filter(|a| a.stub) {
+            let is_relay = |n: NodeId| self.router.advert(n).is_some_and(|a| !a.stub);
+            let relay = news::designated(own, is_relay);
+            if relay != self.designated {
+                self.designated = relay;
+                self.catch_up = relay.map(|n| (n, now + CATCH_UP_DELAY));
+            }
+        }
+        let Some((node, at)) = self.catch_up else {
+            return;
+        };
+        if at > now {
+            return;
+        }
+        self.catch_up = None;
+        let peer = (cx.peers.by_node(node)).filter(|&p| cx.peers[p].health.is_some());
+        if let Some(peer) = peer {
+            cx.out.stats.stub_catch_ups += 1;
+            self.send_sync(cx, now, peer);
         }
     }
 
