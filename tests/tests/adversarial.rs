@@ -333,8 +333,10 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     let mut mesh = Mesh::new(2, MeshOptions::default());
     mesh.start_all();
     assert!(mesh.ping(0, 1, 3));
-    // 200 CA-signed identities dial h0 from h1's namespace, each confirms
-    // its session, and all vanish.
+    // 120 CA-signed identities dial h0 from h1's namespace, each confirms
+    // its session, and all vanish. (From one address h0 answers ~3 a
+    // second under load, and the load gives up after 60 s: 200 took the
+    // whole minute, and on a loaded host fell short.)
     let harness = meshd_tests::binary("mesh-harness");
     let dir = mesh.dir.clone();
     let to = format!("{}:51820", mesh.hosts[0].underlay);
@@ -356,7 +358,7 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
             "--to",
             &to,
             "--count",
-            "200",
+            "120",
             "--confirm",
         ],
     );
@@ -366,7 +368,7 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
     // which its first identities are removed.)
     let count = |m: &Mesh| json(m, 0, "peers").as_array().unwrap().len();
     let sessions = completed(&mesh) - before;
-    assert!(sessions >= 200, "h0 completed {sessions} handshakes");
+    assert!(sessions >= 120, "h0 completed {sessions} handshakes");
     assert!(count(&mesh) > 1, "the identities were never in the table");
     // Gone for 60 s (and the next look, every 10 s), they are removed: the
     // table is back to its size, and the configured peer still works.
