@@ -649,3 +649,39 @@ fn a_stub_hears_a_backbone_link_back_from_its_designated_relay_alone() {
         assert!(l.is_some_and(|l| !l.settling), "stub {s}: {l:?}");
     }
 }
+
+/// A refresh is held back for a random moment before it is passed on, and
+/// not sent to a neighbour whose copy arrived meanwhile: in a refresh
+/// round (every relay re-advertises at once) each link carries each
+/// refresh about once. Passed on at once, most links carried it both ways
+/// (each end forwarding before the other's copy arrived): 29,840 adverts
+/// for 100 nodes and 200 links, against ~20,000 held back.
+#[test]
+fn a_refresh_round_sends_each_refresh_over_each_link_about_once() {
+    let (mut sim, links) = lossy_mesh(100, 0.0, 6);
+    sim.run_for(Duration::from_secs(20));
+    let count = |sim: &Sim| -> (u64, u64) {
+        (sim.nodes.iter()).fold((0, 0), |(s, d), n| {
+            let st = n.ep.stats();
+            (s + st.adverts_sent, d + st.adverts_duplicate)
+        })
+    };
+    let (sent0, dup0) = count(&sim);
+    let now = sim.now;
+    for n in &mut sim.nodes {
+        n.ep.readvertise(now);
+    }
+    sim.run_for(Duration::from_secs(10));
+    let (sent, dup) = count(&sim);
+    let (sent, dup) = (sent - sent0, dup - dup0);
+    assert!(
+        sent - dup >= 100 * 99,
+        "every node got every refresh: {sent} sent"
+    );
+    let once = (links.len() * 100) as u64;
+    assert!(
+        sent * 10 < once * 11,
+        "{sent} adverts sent ({dup} to a node holding them) for {} links",
+        links.len()
+    );
+}

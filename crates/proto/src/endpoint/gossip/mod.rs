@@ -18,6 +18,7 @@
 //! (`Peer::via`) in `paths.rs`.
 
 mod checks;
+mod held_back;
 mod origination;
 mod paths;
 mod sync;
@@ -117,6 +118,8 @@ pub(crate) struct Gossip {
     /// newly designated one, and when ([`Gossip::catch_up`]).
     designated: Option<NodeId>,
     catch_up: Option<(NodeId, Instant)>,
+    /// Refreshes held back before they are passed on (`held_back.rs`).
+    held_back: held_back::HeldBack,
 }
 
 impl Gossip {
@@ -131,6 +134,7 @@ impl Gossip {
             change_at: None,
             designated: None,
             catch_up: None,
+            held_back: held_back::HeldBack::default(),
             refresh_at: None,
             advert_seq: 0,
             last_originated: None,
@@ -201,6 +205,7 @@ impl Gossip {
             self.route_at,
             self.change_at,
             self.catch_up.map(|(_, at)| at),
+            self.held_back.poll_timeout(),
             self.refresh_at,
             self.router.suspicion_deadline(),
         ];
@@ -242,6 +247,7 @@ impl Gossip {
     pub fn remove_peer(&mut self, peer: PeerId, node: NodeId) {
         self.parked.retain(|_, p| p.from != peer);
         self.flooding.remove(peer);
+        self.held_back.forget(peer);
         self.router.unwant_route(node);
     }
 
@@ -327,6 +333,7 @@ impl Gossip {
             self.consider(cx, now, from, advert);
         } else if held.seq == advert.seq {
             cx.out.stats.adverts_duplicate += 1;
+            self.held_back.heard(from, advert.origin, advert.seq);
         } else {
             // It missed the newer one (a flood lost, or a link that was
             // down): repair it now, as OSPF answers an older LSA.
@@ -654,6 +661,10 @@ impl Gossip {
                 && (self.router.advert(n))
                     .is_some_and(|a| a.links.iter().any(|l| l.neighbor == advert.origin))
         };
+        // A refresh is held back for a random share of a moment, and goes
+        // to the neighbours that did not send us a copy meanwhile
+        // (`held_back.rs`); a change goes at once.
+        let mut to = Vec::new();
         if cx.local.config.relay {
             for id in cx.peers.ids().collect::<Vec<_>>() {
                 let q = &cx.peers[id];
@@ -689,6 +700,15 @@ impl Gossip {
                 if !relays && !self.designated_of(me, q.node_id).is_none_or(relay_news) {
                     continue;
                 }
+                to.push(id);
+            }
+        }
+        if refresh {
+            let me = cx.local.node_id;
+            (self.held_back).hold(now, me, advert.origin, advert.seq, to);
+        } else {
+            self.held_back.drop_origin(advert.origin);
+            for id in to {
                 Self::send_advert(&mut self.flooding, cx, now, id, &advert);
             }
         }
@@ -751,6 +771,7 @@ impl Gossip {
             self.route_at = routing.then_some(now + ROUTE_INTERVAL);
         }
         self.retransmit(cx, now);
+        self.release_held(cx, now);
         let refresh = self.refresh_at.is_some_and(|t| t <= now);
         if refresh || self.change_at.is_some_and(|t| t <= now) {
             self.change_at = None;
