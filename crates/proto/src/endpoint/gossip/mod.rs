@@ -14,8 +14,9 @@
 //! hold gets ours back, so a lost datagram costs a retransmission timeout,
 //! not the origin's next refresh. Own adverts are drafted and timed in
 //! `origination.rs`; syncs, acknowledgements and retransmission are in
-//! `sync.rs`; route changes move peers onto relays and back
-//! (`Peer::via`) in `paths.rs`.
+//! `sync.rs`; refreshes wait in `held_back.rs` before they are passed on;
+//! route changes move peers onto relays and back (`Peer::via`) in
+//! `paths.rs`.
 
 mod checks;
 mod held_back;
