@@ -416,11 +416,7 @@ impl LinkHealth {
     /// The regular interval, shortened by this probe's share of
     /// [`INTERVAL_JITTER`].
     fn jittered(&self, interval: Duration, seq: u32) -> Duration {
-        let mut h = self.salt ^ u64::from(seq).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        // splitmix64's finaliser: every bit of salt and seq moves the result.
-        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        h ^= h >> 31;
+        let h = crate::mix64(self.salt ^ u64::from(seq).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let share = (h >> 11) as f64 / (1u64 << 53) as f64;
         interval.mul_f64(1.0 - INTERVAL_JITTER * share)
     }

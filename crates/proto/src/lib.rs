@@ -41,3 +41,13 @@ pub mod timers;
 pub mod wire;
 
 pub use noise::PROTOCOL_NAME;
+
+/// splitmix64's finaliser: every bit of `x` moves every bit of the result.
+/// The protocol's deterministic draws (probe jitter, a stub's designated
+/// relay, a refresh's hold) hash their inputs with it instead of taking
+/// randomness they would have to be given.
+pub(crate) fn mix64(mut h: u64) -> u64 {
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}

@@ -99,11 +99,8 @@ pub(super) fn for_stubs(held: &Advert, new: &Advert, is_stub: impl Fn(NodeId) ->
 /// they disagreed.
 pub(super) fn designated(stub: &Advert, is_relay: impl Fn(NodeId) -> bool) -> Option<NodeId> {
     let rank = |relay: NodeId| {
-        let mut h = stub.origin.0 ^ relay.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        // splitmix64's finaliser: every bit of both ids moves the rank.
-        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (h ^ (h >> 31), relay)
+        let h = crate::mix64(stub.origin.0 ^ relay.0.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        (h, relay)
     };
     (stub.links.iter())
         .map(|l| l.neighbor)

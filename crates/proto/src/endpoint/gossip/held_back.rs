@@ -103,11 +103,7 @@ impl HeldBack {
 /// the endpoint stays free of randomness it would have to be given, and
 /// neighbours draw independently.
 fn share(me: NodeId, origin: NodeId, seq: u64) -> f64 {
-    let mut h = me.0 ^ origin.0.rotate_left(21) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // splitmix64's finaliser.
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
+    let h = crate::mix64(me.0 ^ origin.0.rotate_left(21) ^ seq.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

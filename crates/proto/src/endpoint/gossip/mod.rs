@@ -583,7 +583,10 @@ impl Gossip {
         // a stub whose designated relay is one of them (or the origin)
         // hears it from each of its relays; so does every stub a link that
         // went (what routes must leave at once).
-        let touched = news::touched(held, &advert);
+        let touched = match for_stubs && cx.local.config.relay {
+            true => news::touched(held, &advert),
+            false => Vec::new(),
+        };
         let bad_news = !withdrawn.is_empty();
         let view = (self.stub_views).after(held, &advert, |n| self.router.is_stub(n));
         if !self.router.handle_advert(now, advert.clone()) {
