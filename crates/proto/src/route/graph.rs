@@ -60,6 +60,11 @@ fn vouched_links(
     adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
 ) -> HashMap<NodeId, Vec<(NodeId, LinkEntry)>, Ids> {
     let mut out: HashMap<NodeId, Vec<(NodeId, LinkEntry)>, Ids> = HashMap::default();
+    // A relay advert is truncated only past `MAX_ADVERT_ENTRIES` links:
+    // most databases hold none, and need no look-up per stub link.
+    if !adverts.values().any(|(a, _)| a.truncated && !a.stub) {
+        return out;
+    }
     for (a, _) in adverts.values().filter(|(a, _)| a.stub) {
         for l in &a.links {
             let left_out = adverts.get(&l.neighbor).is_some_and(|(r, _)| {
@@ -239,7 +244,13 @@ impl Graph {
                     t.hops[vi] = hops;
                     t.first[vi] = if u == s { v } else { first };
                     t.pred[vi] = u;
-                    heap.push(Reverse((nd, self.ids[vi], v)));
+                    // A node without out-links (a stub, or a node named
+                    // only as a link's far end) would leave the heap with
+                    // nothing to relax: its entry is all it needs. Most
+                    // nodes of a mesh with stubs are such ends.
+                    if self.start[vi] != self.start[vi + 1] {
+                        heap.push(Reverse((nd, self.ids[vi], v)));
+                    }
                 }
             }
         }
