@@ -150,14 +150,9 @@ pub(super) struct StubViews {
 
 impl StubViews {
     /// What [`StubViews::set`] takes when `new` replaces `held` (`None`:
-    /// the first of its origin held).
-    pub fn after(
-        &self,
-        held: Option<&Advert>,
-        new: &Advert,
-        is_stub: impl Fn(NodeId) -> bool,
-    ) -> u64 {
-        held.filter(|h| !for_stubs(h, new, is_stub))
+    /// the first of its origin held); `news`: [`for_stubs`] of the two.
+    pub fn after(&self, held: Option<&Advert>, new: &Advert, news: bool) -> u64 {
+        held.filter(|_| !news)
             .and_then(|h| self.since.get(&h.origin).copied())
             .unwrap_or(new.seq)
     }
@@ -337,21 +332,21 @@ mod tests {
             ..advert(links)
         };
         let mut views = StubViews::default();
+        let after = |views: &StubViews, held: Option<&Advert>, new: &Advert| {
+            views.after(held, new, held.is_none_or(|h| for_stubs(h, new, is_stub)))
+        };
         let first = numbered(5, &[(2, 1_000, false), (10, 500, false)]);
-        views.set(first.origin, views.after(None, &first, is_stub));
+        views.set(first.origin, after(&views, None, &first));
         // A refresh and a stub-link change keep the view of seq 5.
         let refresh = numbered(6, &[(2, 1_200, false), (10, 500, false)]);
-        views.set(first.origin, views.after(Some(&first), &refresh, is_stub));
+        views.set(first.origin, after(&views, Some(&first), &refresh));
         let stub_gone = numbered(7, &[(2, 1_200, false)]);
-        views.set(
-            first.origin,
-            views.after(Some(&refresh), &stub_gone, is_stub),
-        );
+        views.set(first.origin, after(&views, Some(&refresh), &stub_gone));
         assert!(views.holds(&stub_gone, 5));
         assert!(!views.holds(&stub_gone, 4));
         // A backbone change starts a new view.
         let cut = numbered(8, &[(3, 1_000, false)]);
-        views.set(first.origin, views.after(Some(&stub_gone), &cut, is_stub));
+        views.set(first.origin, after(&views, Some(&stub_gone), &cut));
         assert!(!views.holds(&cut, 7));
         assert!(views.holds(&cut, 8));
         // An origin not tracked: the same advert or a newer one only.

@@ -569,8 +569,9 @@ impl Gossip {
         // backbone links and roles only.
         let held = self.router.advert(advert.origin);
         let refresh = held.is_some_and(|held| same_topology(held, &advert));
-        let for_stubs = !advert.stub
-            && held.is_none_or(|held| news::for_stubs(held, &advert, |n| self.router.is_stub(n)));
+        let stub_news =
+            held.is_none_or(|held| news::for_stubs(held, &advert, |n| self.router.is_stub(n)));
+        let for_stubs = !advert.stub && stub_news;
         // Links the origin no longer lists: their far ends may have gone.
         let withdrawn: Vec<NodeId> = match held {
             Some(held) if !refresh => (held.links.iter())
@@ -588,7 +589,7 @@ impl Gossip {
             false => Vec::new(),
         };
         let bad_news = !withdrawn.is_empty();
-        let view = (self.stub_views).after(held, &advert, |n| self.router.is_stub(n));
+        let view = (self.stub_views).after(held, &advert, stub_news);
         if !self.router.handle_advert(now, advert.clone()) {
             return;
         }
@@ -795,15 +796,12 @@ impl Gossip {
                 // refresh still goes to all, so its stubs' copy never falls
                 // more than a refresh behind. A stub owed an earlier change
                 // gets this advert in its place (`retransmit`).
-                let to_stubs = refresh
-                    || draft.stub
-                    || (self.last_advert.as_ref())
-                        .is_none_or(|a| news::for_stubs(a, &draft, |n| self.router.is_stub(n)));
+                let stub_news = (self.last_advert.as_ref())
+                    .is_none_or(|a| news::for_stubs(a, &draft, |n| self.router.is_stub(n)));
+                let to_stubs = refresh || draft.stub || stub_news;
                 self.last_originated = Some(now);
                 let advert = self.sign(cx.local, draft);
-                let view = (self.stub_views).after(self.last_advert.as_ref(), &advert, |n| {
-                    self.router.is_stub(n)
-                });
+                let view = (self.stub_views).after(self.last_advert.as_ref(), &advert, stub_news);
                 self.stub_views.set(advert.origin, view);
                 self.originated(cx.peers, now, advert.clone());
                 for id in cx.peers.ids().collect::<Vec<_>>() {
