@@ -661,11 +661,8 @@ impl Gossip {
         };
         // ...nor to neighbours whose own advert lists the origin (stubs a
         // relay's advert leaves out): the origin reached them itself too.
-        let lists_origin = |n: NodeId| {
-            refresh
-                && (self.router.advert(n))
-                    .is_some_and(|a| a.links.iter().any(|l| l.neighbor == advert.origin))
-        };
+        let lists_origin =
+            |a: &Advert| refresh && a.links.iter().any(|l| l.neighbor == advert.origin);
         // A refresh is held back for a random share of a moment, and goes
         // to the neighbours that did not send us a copy meanwhile
         // (`held_back.rs`); a change goes at once.
@@ -677,11 +674,14 @@ impl Gossip {
                     || q.node_id == advert.origin
                     || q.health.is_none()
                     || covered.contains(&q.node_id)
-                    || lists_origin(q.node_id)
                 {
                     continue;
                 }
-                let relays = self.router.advert(q.node_id).is_some_and(|a| !a.stub);
+                let held = self.router.advert(q.node_id);
+                if held.is_some_and(lists_origin) {
+                    continue;
+                }
+                let relays = held.is_some_and(|a| !a.stub);
                 // A stub's advert goes to relays only; so does a relay's
                 // refresh, and a change of its links to stubs: a stub
                 // forwards nothing and keeps relays' adverts for as long as
