@@ -331,9 +331,9 @@ fn an_identity_churn_leaves_the_peer_table_as_it_was() {
         return;
     }
     // Release builds: a debug meshd answers ~2–3 hybrid handshakes a
-    // second from one address (an Ed25519 check alone ~12 ms), and the
-    // load gives up after 60 s: on a loaded host 120 identities fell short
-    // (114), a matter of the build's speed, not of the peer table.
+    // second from one address (an Ed25519 check alone ~12 ms) and the load
+    // gives up after 60 s, so on a loaded host 120 identities need the
+    // release build's speed; what is tested is the peer table, not speed.
     let mut mesh = Mesh::new(
         2,
         MeshOptions {

@@ -677,11 +677,11 @@ impl Gossip {
                 {
                     continue;
                 }
-                let held = self.router.advert(q.node_id);
-                if held.is_some_and(lists_origin) {
+                let theirs = self.router.advert(q.node_id);
+                if theirs.is_some_and(lists_origin) {
                     continue;
                 }
-                let relays = held.is_some_and(|a| !a.stub);
+                let relays = theirs.is_some_and(|a| !a.stub);
                 // A stub's advert goes to relays only; so does a relay's
                 // refresh, and a change of its links to stubs: a stub
                 // forwards nothing and keeps relays' adverts for as long as
