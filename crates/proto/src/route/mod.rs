@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
 use crate::wire::NodeId;
-use graph::{own_cost, Graph, Reach, Tree};
+use graph::{own_cost, Graph, Reach, Tree, Vouching};
 use suspicion::Suspicions;
 
 /// Hashing for node-id keys. Ids are prefixes of X25519 public keys of
@@ -213,6 +213,8 @@ pub struct Router {
     unreachable_since: HashMap<NodeId, Instant, Ids>,
     /// Relays a neighbour of theirs stopped listing.
     suspicions: Suspicions,
+    /// Truncated relay adverts and the stubs that list each relay.
+    vouching: Vouching,
 }
 
 impl Router {
@@ -231,6 +233,7 @@ impl Router {
             computations: 0,
             unreachable_since: HashMap::default(),
             suspicions: Suspicions::default(),
+            vouching: Vouching::default(),
         }
     }
 
@@ -251,7 +254,8 @@ impl Router {
         // nodes long unreachable).
         self.unreachable_since.remove(&advert.origin);
         self.suspicions.clear(advert.origin);
-        self.adverts.insert(advert.origin, (advert, now));
+        let old = self.adverts.insert(advert.origin, (advert.clone(), now));
+        (self.vouching).advert_changed(old.as_ref().map(|(a, _)| &**a), Some(&advert));
         self.generation += 1;
         true
     }
@@ -273,11 +277,15 @@ impl Router {
         // A stub is sent relays' changes, not their refreshes: it keeps a
         // relay's advert while it reaches the relay.
         let stub = self.scope.is_some();
+        let vouching = &mut self.vouching;
         self.adverts.retain(|origin, (a, at)| {
             let lost = unreachable
                 .get(origin)
                 .is_some_and(|t| now.saturating_duration_since(*t) >= cut_off);
             let fresh = (stub && !a.stub) || now.saturating_duration_since(*at) < max;
+            if !fresh || lost {
+                vouching.advert_changed(Some(a), None);
+            }
             fresh && !lost
         });
         unreachable.retain(|origin, _| self.adverts.contains_key(origin));
@@ -294,7 +302,11 @@ impl Router {
     /// its link state is neither used nor passed on). Returns whether one
     /// was held.
     pub fn forget(&mut self, origin: NodeId) -> bool {
-        let had = self.adverts.remove(&origin).is_some();
+        let held = self.adverts.remove(&origin);
+        if let Some((a, _)) = &held {
+            self.vouching.advert_changed(Some(a), None);
+        }
+        let had = held.is_some();
         self.unreachable_since.remove(&origin);
         self.suspicions.clear(origin);
         if had {
@@ -428,7 +440,8 @@ impl Router {
         let Some(route) = self.routes.get(&dst) else {
             return Vec::new();
         };
-        let g = Graph::build(self.me, &self.config, own, &self.adverts, |n| {
+        let vouched = self.vouching.links(&self.adverts);
+        let g = Graph::build(self.me, &self.config, own, &self.adverts, &vouched, |n| {
             self.suspicions.is_active(n)
         });
         let first = route.next_hop;
@@ -487,7 +500,8 @@ impl Router {
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
         self.last_inputs = Some((self.generation, quantized(own)));
         self.computations += 1;
-        let g = Graph::build(self.me, &self.config, own, &self.adverts, |n| {
+        let vouched = self.vouching.links(&self.adverts);
+        let g = Graph::build(self.me, &self.config, own, &self.adverts, &vouched, |n| {
             self.suspicions.is_active(n)
         });
         let best = g.shortest(self.me, None);
