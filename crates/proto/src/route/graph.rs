@@ -184,9 +184,10 @@ impl Graph {
         config: &RouteConfig,
         own: &[OwnLink],
         adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
-        vouched: &Vouched,
+        vouching: &Vouching,
         suspected: impl Fn(NodeId) -> bool,
     ) -> Self {
+        let vouched = vouching.links(adverts);
         let links = own.len()
             + (adverts.values().map(|(a, _)| a.links.len())).sum::<usize>()
             + vouched.values().map(Vec::len).sum::<usize>();
@@ -474,7 +475,11 @@ mod tests {
                 };
                 adverts.insert(id(i), (Arc::new(advert), now));
             }
-            let g = Graph::build(me, &config, &own, &adverts, &vouched_links(&adverts), |_| false);
+            let mut vouching = Vouching::default();
+            for (a, _) in adverts.values() {
+                vouching.advert_changed(None, Some(a));
+            }
+            let g = Graph::build(me, &config, &own, &adverts, &vouching, |_| false);
             let mut sources = vec![(me, None)];
             sources.extend(own.iter().map(|l| (l.neighbor, Some(me))));
             for (src, avoid) in sources {

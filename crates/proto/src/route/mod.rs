@@ -440,10 +440,14 @@ impl Router {
         let Some(route) = self.routes.get(&dst) else {
             return Vec::new();
         };
-        let vouched = self.vouching.links(&self.adverts);
-        let g = Graph::build(self.me, &self.config, own, &self.adverts, &vouched, |n| {
-            self.suspicions.is_active(n)
-        });
+        let g = Graph::build(
+            self.me,
+            &self.config,
+            own,
+            &self.adverts,
+            &self.vouching,
+            |n| self.suspicions.is_active(n),
+        );
         let first = route.next_hop;
         let mut hops = vec![(first, self.link_rtt(own, self.me, first))];
         if first == dst {
@@ -500,10 +504,14 @@ impl Router {
     pub fn recompute(&mut self, now: Instant, own: &[OwnLink]) -> Vec<RouteChange> {
         self.last_inputs = Some((self.generation, quantized(own)));
         self.computations += 1;
-        let vouched = self.vouching.links(&self.adverts);
-        let g = Graph::build(self.me, &self.config, own, &self.adverts, &vouched, |n| {
-            self.suspicions.is_active(n)
-        });
+        let g = Graph::build(
+            self.me,
+            &self.config,
+            own,
+            &self.adverts,
+            &self.vouching,
+            |n| self.suspicions.is_active(n),
+        );
         let best = g.shortest(self.me, None);
         let reached: Vec<(NodeId, Reach)> = (0..g.len() as u32)
             .filter_map(|i| Some((g.id(i), best.at(&g, i)?)))
