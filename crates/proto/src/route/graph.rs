@@ -42,6 +42,8 @@ pub(super) struct Graph {
     index: HashMap<NodeId, u32, Ids>,
     start: Vec<u32>,
     edges: Vec<Edge>,
+    /// Built with a scope: links into leaves left out.
+    leaves_left_out: bool,
 }
 
 /// One shortest-path run's results, by dense index.
@@ -129,6 +131,60 @@ impl Vouching {
     }
 }
 
+/// Whether `a`'s links are paths onward (its origin relays).
+fn relays(a: &Advert) -> bool {
+    !a.stub && !a.no_transit
+}
+
+/// The far ends `a` lists, each once, sorted.
+fn far_ends(a: &Advert) -> Vec<NodeId> {
+    let mut v: Vec<NodeId> = a.links.iter().map(|l| l.neighbor).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// For every far end of a held relaying advert's links, how many such
+/// adverts list it, kept as adverts come and go: what a router keeping
+/// routes to a scope counts the leaves it reaches from
+/// ([`Graph::leaves_reached`]), without a look at each of them per
+/// computation.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Listed {
+    by: HashMap<NodeId, u32, Ids>,
+}
+
+impl Listed {
+    /// Counts from every advert held.
+    pub(super) fn of<'a>(adverts: impl Iterator<Item = &'a Advert>) -> Self {
+        let mut l = Listed::default();
+        for a in adverts {
+            l.advert_changed(None, Some(a));
+        }
+        l
+    }
+
+    /// The advert held for an origin went from `old` to `new`.
+    pub(super) fn advert_changed(&mut self, old: Option<&Advert>, new: Option<&Advert>) {
+        let ends = |a: Option<&Advert>| a.filter(|a| relays(a)).map(far_ends).unwrap_or_default();
+        let (before, after) = (ends(old), ends(new));
+        if before == after {
+            return;
+        }
+        for v in before.iter().filter(|v| after.binary_search(v).is_err()) {
+            if let Some(n) = self.by.get_mut(v) {
+                *n -= 1;
+                if *n == 0 {
+                    self.by.remove(v);
+                }
+            }
+        }
+        for v in after.iter().filter(|v| before.binary_search(v).is_err()) {
+            *self.by.entry(*v).or_insert(0) += 1;
+        }
+    }
+}
+
 /// Links a truncated relay advert leaves out, from the adverts of the stubs
 /// that list the relay, found by looking at every stub's advert: what
 /// [`Vouching::links`] must find.
@@ -179,6 +235,15 @@ impl Graph {
     /// the stub links truncated adverts leave out. A stub, or a node behind
     /// a NAT, has no out-links: a destination, never a hop. Links into
     /// `me` come only from its own probes.
+    ///
+    /// With `scope` (a router keeping routes to those destinations only),
+    /// links into *leaves* are left out: far ends whose advert is not held
+    /// (so nothing contradicts the link and no path goes on from them) that
+    /// are neither in `scope`, nor `me`'s neighbours, nor suspected. No
+    /// route is kept to them and no path passes through them; a stub's
+    /// database names every member of the mesh as such a far end, and
+    /// leaving them out keeps its computations the size of the backbone
+    /// ([`Graph::leaves_reached`] counts them).
     pub(super) fn build(
         me: NodeId,
         config: &RouteConfig,
@@ -186,16 +251,38 @@ impl Graph {
         adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
         vouching: &Vouching,
         suspected: impl Fn(NodeId) -> bool,
+        scope: Option<&HashSet<NodeId, Ids>>,
     ) -> Self {
         let vouched = vouching.links(adverts);
         let links = own.len()
             + (adverts.values().map(|(a, _)| a.links.len())).sum::<usize>()
             + vouched.values().map(Vec::len).sum::<usize>();
+        // Nodes named: every far end, or (leaves left out) the origins,
+        // own neighbours and scope.
+        let named = match scope {
+            None => links + 1,
+            Some(s) => adverts.len() + own.len() + s.len() + 1,
+        };
         let mut g = Graph {
-            ids: Vec::with_capacity(links + 1),
-            index: HashMap::with_capacity_and_hasher(links + 1, Ids),
-            start: Vec::with_capacity(links + 2),
+            ids: Vec::with_capacity(named),
+            index: HashMap::with_capacity_and_hasher(named, Ids),
+            start: Vec::with_capacity(named + 1),
             edges: Vec::with_capacity(links),
+            leaves_left_out: scope.is_some(),
+        };
+        let neighbours: HashSet<NodeId, Ids> = match scope {
+            Some(_) => own.iter().map(|l| l.neighbor).collect(),
+            None => HashSet::default(),
+        };
+        // A far end not named yet that no route is kept to, no path goes
+        // on from, and no penalty applies to.
+        let leaf = |g: &Graph, v: NodeId| {
+            scope.is_some_and(|s| {
+                !g.index.contains_key(&v)
+                    && !s.contains(&v)
+                    && !neighbours.contains(&v)
+                    && !suspected(v)
+            })
         };
         g.intern(me);
         for &origin in adverts.keys() {
@@ -215,18 +302,17 @@ impl Graph {
             }
         };
         g.start.push(0);
-        for u in 0..listed {
-            let id = g.ids[u];
-            if id == me {
-                for l in own {
-                    if let Some(c) = own_cost(config, l) {
-                        g.edge(l.neighbor, c + penalty(l.neighbor));
-                    }
-                }
-            } else if let Some((a, _)) = adverts.get(&id).filter(|(a, _)| !a.stub && !a.no_transit)
-            {
+        for l in own {
+            if let Some(c) = own_cost(config, l) {
+                g.edge(l.neighbor, c + penalty(l.neighbor));
+            }
+        }
+        g.start.push(g.edges.len() as u32);
+        // The origins, in the order they were named (indices 1..listed).
+        for (&id, (a, _)) in adverts {
+            if relays(a) {
                 for l in &a.links {
-                    if l.neighbor == me || contradicted(id, l.neighbor) {
+                    if l.neighbor == me || leaf(&g, l.neighbor) || contradicted(id, l.neighbor) {
                         continue;
                     }
                     let c = cost(config, l.rtt_us, l.loss_permille, l.settling);
@@ -240,6 +326,7 @@ impl Graph {
             }
             g.start.push(g.edges.len() as u32);
         }
+        debug_assert_eq!(g.start.len(), listed + 1);
         // Nodes named only as the far end of a link: no out-links.
         g.start.resize(g.ids.len() + 1, g.edges.len() as u32);
         g
@@ -272,6 +359,48 @@ impl Graph {
     /// The node at dense index `i`.
     pub(super) fn id(&self, i: u32) -> NodeId {
         self.ids[i as usize]
+    }
+
+    /// How many leaves the graph left out (see [`Graph::build`]) `tree`
+    /// (from `me`) reaches: distinct far ends, not named in the graph, of
+    /// links listed by relaying nodes it reached. Zero for a graph built
+    /// without a scope, which names every node it reaches. Counted from
+    /// `listed` without looking at every leaf: all leaves listed, less
+    /// those named in the graph, less those only unreached nodes list.
+    pub(super) fn leaves_reached(
+        &self,
+        tree: &Tree,
+        adverts: &HashMap<NodeId, (Arc<Advert>, Instant), Ids>,
+        listed: &Listed,
+    ) -> usize {
+        if !self.leaves_left_out {
+            return 0;
+        }
+        let named = (self.ids.iter())
+            .filter(|id| listed.by.contains_key(id))
+            .count();
+        // Leaves counted as listed whose listers all went unreached.
+        let mut unreached: HashMap<NodeId, u32, Ids> = HashMap::default();
+        let mut lost = 0;
+        for (i, id) in self.ids.iter().enumerate() {
+            let Some((a, _)) = adverts.get(id) else {
+                continue;
+            };
+            if i == 0 || !relays(a) || tree.at(self, i as u32).is_some() {
+                continue;
+            }
+            for v in far_ends(a) {
+                if self.index.contains_key(&v) {
+                    continue;
+                }
+                let n = unreached.entry(v).or_insert(0);
+                *n += 1;
+                if listed.by.get(&v) == Some(n) {
+                    lost += 1;
+                }
+            }
+        }
+        listed.by.len() - named - lost
     }
 
     /// Shortest paths from `src`, never passing through `avoid`. Ties go
@@ -479,7 +608,7 @@ mod tests {
             for (a, _) in adverts.values() {
                 vouching.advert_changed(None, Some(a));
             }
-            let g = Graph::build(me, &config, &own, &adverts, &vouching, |_| false);
+            let g = Graph::build(me, &config, &own, &adverts, &vouching, |_| false, None);
             let mut sources = vec![(me, None)];
             sources.extend(own.iter().map(|l| (l.neighbor, Some(me))));
             for (src, avoid) in sources {

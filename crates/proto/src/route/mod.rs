@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
 use crate::wire::NodeId;
-use graph::{own_cost, Graph, Reach, Tree, Vouching};
+use graph::{own_cost, Graph, Listed, Reach, Tree, Vouching};
 use suspicion::Suspicions;
 
 /// Hashing for node-id keys. Ids are prefixes of X25519 public keys of
@@ -215,6 +215,8 @@ pub struct Router {
     suspicions: Suspicions,
     /// Truncated relay adverts and the stubs that list each relay.
     vouching: Vouching,
+    /// With a scope: how many relaying adverts list each far end.
+    listed: Option<Listed>,
 }
 
 impl Router {
@@ -234,6 +236,7 @@ impl Router {
             unreachable_since: HashMap::default(),
             suspicions: Suspicions::default(),
             vouching: Vouching::default(),
+            listed: None,
         }
     }
 
@@ -255,7 +258,11 @@ impl Router {
         self.unreachable_since.remove(&advert.origin);
         self.suspicions.clear(advert.origin);
         let old = self.adverts.insert(advert.origin, (advert.clone(), now));
-        (self.vouching).advert_changed(old.as_ref().map(|(a, _)| &**a), Some(&advert));
+        let old = old.as_ref().map(|(a, _)| &**a);
+        (self.vouching).advert_changed(old, Some(&advert));
+        if let Some(l) = &mut self.listed {
+            l.advert_changed(old, Some(&advert));
+        }
         self.generation += 1;
         true
     }
@@ -278,6 +285,7 @@ impl Router {
         // relay's advert while it reaches the relay.
         let stub = self.scope.is_some();
         let vouching = &mut self.vouching;
+        let listed = &mut self.listed;
         self.adverts.retain(|origin, (a, at)| {
             let lost = unreachable
                 .get(origin)
@@ -285,6 +293,9 @@ impl Router {
             let fresh = (stub && !a.stub) || now.saturating_duration_since(*at) < max;
             if !fresh || lost {
                 vouching.advert_changed(Some(a), None);
+                if let Some(l) = listed.as_mut() {
+                    l.advert_changed(Some(a), None);
+                }
             }
             fresh && !lost
         });
@@ -305,6 +316,9 @@ impl Router {
         let held = self.adverts.remove(&origin);
         if let Some((a, _)) = &held {
             self.vouching.advert_changed(Some(a), None);
+            if let Some(l) = &mut self.listed {
+                l.advert_changed(Some(a), None);
+            }
         }
         let had = held.is_some();
         self.unreachable_since.remove(&origin);
@@ -383,6 +397,7 @@ impl Router {
     pub fn scope_routes(&mut self) {
         if self.scope.is_none() {
             self.scope = Some(HashSet::default());
+            self.listed = Some(Listed::of(self.adverts.values().map(|(a, _)| &**a)));
             self.last_inputs = None;
         }
     }
@@ -447,6 +462,7 @@ impl Router {
             &self.adverts,
             &self.vouching,
             |n| self.suspicions.is_active(n),
+            None,
         );
         let first = route.next_hop;
         let mut hops = vec![(first, self.link_rtt(own, self.me, first))];
@@ -511,12 +527,14 @@ impl Router {
             &self.adverts,
             &self.vouching,
             |n| self.suspicions.is_active(n),
+            self.scope.as_ref(),
         );
         let best = g.shortest(self.me, None);
         let reached: Vec<(NodeId, Reach)> = (0..g.len() as u32)
             .filter_map(|i| Some((g.id(i), best.at(&g, i)?)))
             .collect();
-        self.reachable = reached.len();
+        self.reachable = reached.len()
+            + (self.listed.as_ref()).map_or(0, |l| g.leaves_reached(&best, &self.adverts, l));
         let adverts = &self.adverts;
         let is_reached = |o: &NodeId| g.index(*o).is_some_and(|i| best.at(&g, i).is_some());
         self.unreachable_since

@@ -396,3 +396,66 @@ fn a_relay_a_neighbour_stopped_listing_is_left_at_once_until_it_speaks() {
     r.handle_advert(now, advert(C, 4, &[(A, 100), (E, 100)]));
     assert!(!r.suspect(E, C, now), "e is a stub");
 }
+
+proptest::proptest! {
+    /// Random databases changing step by step (relays, stubs, no-transit
+    /// nodes, links to nodes whose advert is not held, to this node, listed
+    /// twice; adverts replaced and forgotten), the scope taken before or
+    /// after the first adverts: a router keeping routes to a scope, whose
+    /// graph leaves leaves out, reaches as many nodes as one keeping every
+    /// route, and routes each destination of its scope the same way.
+    #[test]
+    fn a_scoped_router_reaches_and_routes_as_an_unscoped_one(
+        steps in proptest::collection::vec(
+            (0usize..12, 0u8..5, proptest::collection::vec((0u64..24, 1u32..3_000), 0..6)),
+            1..40,
+        ),
+        own in proptest::collection::vec((1u64..24, 1u32..3_000, proptest::bool::ANY), 0..4),
+        scope in proptest::collection::vec(1u64..24, 0..4),
+        scope_late in proptest::bool::ANY,
+    ) {
+        let t0 = Instant::now();
+        let me = NodeId(0);
+        let mut all = Router::new(me, RouteConfig::default());
+        let mut scoped = Router::new(me, RouteConfig::default());
+        let own: Vec<OwnLink> = own.iter().map(|&(n, rtt, up)| link(NodeId(n), rtt, up)).collect();
+        let take_scope = |r: &mut Router| {
+            r.scope_routes();
+            for &d in &scope {
+                r.want_route(NodeId(d));
+            }
+        };
+        if !scope_late {
+            take_scope(&mut scoped);
+        }
+        for (i, (origin, kind, links)) in steps.iter().enumerate() {
+            let now = t0 + Duration::from_millis(100 * i as u64);
+            // Origins 1..=12; far ends up to 23 (never advertising), or 0 (this node).
+            let origin = NodeId(*origin as u64 + 1);
+            if *kind == 4 {
+                all.forget(origin);
+                scoped.forget(origin);
+            } else {
+                let links: Vec<(NodeId, u32)> = links.iter().map(|&(n, rtt)| (NodeId(n), rtt)).collect();
+                let mut a = advert(origin, i as u64 + 1, &links);
+                a.stub = *kind == 1;
+                a.no_transit = *kind == 2;
+                all.handle_advert(now, a.clone());
+                scoped.handle_advert(now, a);
+            }
+            if scope_late && i == steps.len() / 2 {
+                take_scope(&mut scoped);
+            }
+            all.recompute(now, &own);
+            scoped.recompute(now, &own);
+            proptest::prop_assert_eq!(scoped.reachable_count(), all.reachable_count(), "step {}", i);
+            if scoped.scope.is_some() {
+                for &d in &scope {
+                    let d = NodeId(d);
+                    let key = |r: &Router| r.route(d).map(|x| (x.next_hop, x.metric_us, x.hops));
+                    proptest::prop_assert_eq!(key(&scoped), key(&all), "step {} to {:?}", i, d);
+                }
+            }
+        }
+    }
+}
