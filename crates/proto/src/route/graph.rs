@@ -82,14 +82,7 @@ impl Vouching {
         } else {
             self.truncated.remove(&origin);
         }
-        let listed = |a: Option<&Advert>| -> Vec<NodeId> {
-            let mut v: Vec<NodeId> = (a.filter(|a| a.stub).into_iter())
-                .flat_map(|a| a.links.iter().map(|l| l.neighbor))
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
+        let listed = |a: Option<&Advert>| a.filter(|a| a.stub).map(far_ends).unwrap_or_default();
         let (before, after) = (listed(old), listed(new));
         if before == after {
             return;
@@ -128,6 +121,25 @@ impl Vouching {
             }
         }
         out
+    }
+}
+
+/// The indexes a router keeps as its adverts come and go.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Indexes {
+    /// Truncated relay adverts and the stubs that list each relay.
+    pub vouching: Vouching,
+    /// With a scope: how many relaying adverts list each far end.
+    pub listed: Option<Listed>,
+}
+
+impl Indexes {
+    /// The advert held for an origin went from `old` to `new`.
+    pub(super) fn advert_changed(&mut self, old: Option<&Advert>, new: Option<&Advert>) {
+        self.vouching.advert_changed(old, new);
+        if let Some(l) = &mut self.listed {
+            l.advert_changed(old, new);
+        }
     }
 }
 

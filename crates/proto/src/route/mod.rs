@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{Advert, LinkEntry};
 use crate::wire::NodeId;
-use graph::{own_cost, Graph, Listed, Reach, Tree, Vouching};
+use graph::{own_cost, Graph, Indexes, Listed, Reach, Tree};
 use suspicion::Suspicions;
 
 /// Hashing for node-id keys. Ids are prefixes of X25519 public keys of
@@ -213,10 +213,8 @@ pub struct Router {
     unreachable_since: HashMap<NodeId, Instant, Ids>,
     /// Relays a neighbour of theirs stopped listing.
     suspicions: Suspicions,
-    /// Truncated relay adverts and the stubs that list each relay.
-    vouching: Vouching,
-    /// With a scope: how many relaying adverts list each far end.
-    listed: Option<Listed>,
+    /// Indexes of the adverts held (`route::graph`).
+    indexes: Indexes,
 }
 
 impl Router {
@@ -235,8 +233,7 @@ impl Router {
             computations: 0,
             unreachable_since: HashMap::default(),
             suspicions: Suspicions::default(),
-            vouching: Vouching::default(),
-            listed: None,
+            indexes: Indexes::default(),
         }
     }
 
@@ -258,11 +255,7 @@ impl Router {
         self.unreachable_since.remove(&advert.origin);
         self.suspicions.clear(advert.origin);
         let old = self.adverts.insert(advert.origin, (advert.clone(), now));
-        let old = old.as_ref().map(|(a, _)| &**a);
-        (self.vouching).advert_changed(old, Some(&advert));
-        if let Some(l) = &mut self.listed {
-            l.advert_changed(old, Some(&advert));
-        }
+        (self.indexes).advert_changed(old.as_ref().map(|(a, _)| &**a), Some(&advert));
         self.generation += 1;
         true
     }
@@ -284,18 +277,14 @@ impl Router {
         // A stub is sent relays' changes, not their refreshes: it keeps a
         // relay's advert while it reaches the relay.
         let stub = self.scope.is_some();
-        let vouching = &mut self.vouching;
-        let listed = &mut self.listed;
+        let indexes = &mut self.indexes;
         self.adverts.retain(|origin, (a, at)| {
             let lost = unreachable
                 .get(origin)
                 .is_some_and(|t| now.saturating_duration_since(*t) >= cut_off);
             let fresh = (stub && !a.stub) || now.saturating_duration_since(*at) < max;
             if !fresh || lost {
-                vouching.advert_changed(Some(a), None);
-                if let Some(l) = listed.as_mut() {
-                    l.advert_changed(Some(a), None);
-                }
+                indexes.advert_changed(Some(a), None);
             }
             fresh && !lost
         });
@@ -315,10 +304,7 @@ impl Router {
     pub fn forget(&mut self, origin: NodeId) -> bool {
         let held = self.adverts.remove(&origin);
         if let Some((a, _)) = &held {
-            self.vouching.advert_changed(Some(a), None);
-            if let Some(l) = &mut self.listed {
-                l.advert_changed(Some(a), None);
-            }
+            self.indexes.advert_changed(Some(a), None);
         }
         let had = held.is_some();
         self.unreachable_since.remove(&origin);
@@ -397,7 +383,7 @@ impl Router {
     pub fn scope_routes(&mut self) {
         if self.scope.is_none() {
             self.scope = Some(HashSet::default());
-            self.listed = Some(Listed::of(self.adverts.values().map(|(a, _)| &**a)));
+            self.indexes.listed = Some(Listed::of(self.adverts.values().map(|(a, _)| &**a)));
             self.last_inputs = None;
         }
     }
@@ -460,7 +446,7 @@ impl Router {
             &self.config,
             own,
             &self.adverts,
-            &self.vouching,
+            &self.indexes.vouching,
             |n| self.suspicions.is_active(n),
             None,
         );
@@ -525,7 +511,7 @@ impl Router {
             &self.config,
             own,
             &self.adverts,
-            &self.vouching,
+            &self.indexes.vouching,
             |n| self.suspicions.is_active(n),
             self.scope.as_ref(),
         );
@@ -534,7 +520,8 @@ impl Router {
             .filter_map(|i| Some((g.id(i), best.at(&g, i)?)))
             .collect();
         self.reachable = reached.len()
-            + (self.listed.as_ref()).map_or(0, |l| g.leaves_reached(&best, &self.adverts, l));
+            + (self.indexes.listed.as_ref())
+                .map_or(0, |l| g.leaves_reached(&best, &self.adverts, l));
         let adverts = &self.adverts;
         let is_reached = |o: &NodeId| g.index(*o).is_some_and(|i| best.at(&g, i).is_some());
         self.unreachable_since
